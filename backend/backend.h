@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * backend.h - the one interface between the staging cache and the place
+ * where the data really lives (a posix directory or an NFSv3 export).
+ *
+ * A backend is a table of operations (struct be_ops) plus an object that
+ * starts with a pointer to that table (struct be).  Implementations embed
+ * struct be first and reach their private data with container_of().
+ * Nothing outside backend/ may know which implementation it talks to:
+ * be_open() picks one from the spec string through a registry table.
+ *
+ * Objects in the backend tree are named by struct be_node references.  A
+ * node is reference counted: every function that hands one out (root,
+ * lookup, create, mkdir, mknod, symlink, node_decode, readdir's borrowed
+ * node after be_node_get) gives the caller one reference, released with
+ * be_node_put().  Nodes survive renames of the object they name, which is
+ * why the FUSE layer and the flusher hold nodes rather than paths.
+ *
+ * Return values: >= 0 on success, -errno on failure; errno itself is
+ * never used to carry a result between functions.  A backend logs each
+ * error once, where it translates it (operation, name, server message).
+ *
+ * Thread safety: every operation may be called from any thread at any
+ * time, concurrently, on the same or different nodes.  Completion
+ * callbacks of the asynchronous data operations run on a backend thread
+ * (or on the caller's thread before the submitting call returns) and must
+ * not block for long: they typically signal a condition or queue work.
+ */
+#ifndef STAGEFS_BACKEND_H
+#define STAGEFS_BACKEND_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include "log.h"
+
+#define BE_OPS_VERSION 1
+/* Longest persistent handle node_encode() produces (NFSv3: 64 bytes). */
+#define BE_HANDLE_MAX 128
+
+#ifndef container_of
+#define container_of(ptr, type, member) \
+	((type *)((char *)(ptr) - offsetof(type, member)))
+#endif
+
+struct be;
+
+/* Attributes of a backend object, as the backend reported them. */
+struct be_attr {
+	uint64_t fileid;	/* stable identity: inode number / NFS fileid */
+	uint64_t size;
+	uint64_t used;		/* bytes allocated on the backend */
+	uint64_t rdev;
+	uint32_t mode;		/* type and permission bits, as in st_mode */
+	uint32_t nlink;
+	uint32_t uid, gid;
+	struct timespec atime, mtime, ctime;
+	uint64_t change;	/* change attribute, 0 where there is none */
+};
+
+/*
+ * The generation of a file's contents: if any field differs from the one
+ * recorded with a cached copy, the file changed on the backend.
+ */
+struct be_gen {
+	uint64_t size;
+	int64_t mtime_ns;
+	int64_t ctime_ns;
+	uint64_t change;
+};
+
+static inline struct be_gen be_attr_gen(const struct be_attr *a)
+{
+	struct be_gen g = {
+		.size = a->size,
+		.mtime_ns = (int64_t)a->mtime.tv_sec * 1000000000 + a->mtime.tv_nsec,
+		.ctime_ns = (int64_t)a->ctime.tv_sec * 1000000000 + a->ctime.tv_nsec,
+		.change = a->change,
+	};
+	return g;
+}
+
+static inline int be_gen_equal(const struct be_gen *a, const struct be_gen *b)
+{
+	return a->size == b->size && a->mtime_ns == b->mtime_ns &&
+	       a->ctime_ns == b->ctime_ns && a->change == b->change;
+}
+
+/*
+ * A reference to one object in the backend tree.  Implementations embed
+ * it first in their own node struct.  fileid never changes; refs is the
+ * only mutable field and is atomic.
+ */
+struct be_node {
+	uint64_t fileid;
+	atomic_int refs;
+};
+
+/* Who asked: new objects get this owner. */
+struct be_cred {
+	uint32_t uid;
+	uint32_t gid;
+};
+
+/* Which fields of be_setattr to apply. */
+enum {
+	BE_SET_MODE = 1 << 0,
+	BE_SET_UID = 1 << 1,
+	BE_SET_GID = 1 << 2,
+	BE_SET_SIZE = 1 << 3,
+	BE_SET_ATIME = 1 << 4,		/* to .atime */
+	BE_SET_MTIME = 1 << 5,		/* to .mtime */
+	BE_SET_ATIME_NOW = 1 << 6,	/* to the server's clock */
+	BE_SET_MTIME_NOW = 1 << 7,
+};
+
+struct be_setattr {
+	unsigned int valid;
+	uint32_t mode;		/* permission bits only */
+	uint32_t uid, gid;
+	uint64_t size;
+	struct timespec atime, mtime;
+};
+
+/* rename flags: the Linux renameat2 values. */
+#define BE_RENAME_NOREPLACE (1 << 0)
+#define BE_RENAME_EXCHANGE (1 << 1)
+
+/*
+ * readdir callback, once per entry ("." and ".." are not reported).
+ * attr may be NULL if the backend has none at hand; node may be NULL, and
+ * is borrowed: take be_node_get() to keep it.  Return 0 to go on, any
+ * other value to stop; readdir then returns that value.
+ */
+typedef int (*be_dirent_fn)(void *arg, const char *name,
+			    const struct be_attr *attr, struct be_node *node);
+
+/*
+ * Completion of an asynchronous data operation.  res is the number of
+ * bytes transferred or -errno.  For read, a result shorter than asked
+ * means end of file was reached (the rest of the buffer is untouched);
+ * for write, a backend always completes the whole request or fails.
+ */
+typedef void (*be_io_cb)(void *cookie, ssize_t res);
+
+struct be_ops {
+	int version;		/* BE_OPS_VERSION */
+	const char *name;	/* "posix", "nfs" */
+
+	void (*destroy)(struct be *be);
+	void (*node_free)(struct be *be, struct be_node *node);
+
+	/* Namespace operations.  Synchronous; *out and *attr optional. */
+	int (*root)(struct be *be, struct be_node **out, struct be_attr *attr);
+	int (*lookup)(struct be *be, struct be_node *dir, const char *name,
+		      struct be_node **out, struct be_attr *attr);
+	int (*getattr)(struct be *be, struct be_node *node,
+		       struct be_attr *attr);
+	int (*setattr)(struct be *be, struct be_node *node,
+		       const struct be_setattr *sa, struct be_attr *attr);
+	/* exclusive: fail with -EEXIST if the name exists. */
+	int (*create)(struct be *be, struct be_node *dir, const char *name,
+		      uint32_t mode, const struct be_cred *cred, int exclusive,
+		      struct be_node **out, struct be_attr *attr);
+	int (*mkdir)(struct be *be, struct be_node *dir, const char *name,
+		     uint32_t mode, const struct be_cred *cred,
+		     struct be_node **out, struct be_attr *attr);
+	/* mode carries the type: S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK. */
+	int (*mknod)(struct be *be, struct be_node *dir, const char *name,
+		     uint32_t mode, uint64_t rdev, const struct be_cred *cred,
+		     struct be_node **out, struct be_attr *attr);
+	int (*symlink)(struct be *be, struct be_node *dir, const char *name,
+		       const char *target, const struct be_cred *cred,
+		       struct be_node **out, struct be_attr *attr);
+	/* Returns the target length; buf is NUL-terminated if it fits. */
+	int (*readlink)(struct be *be, struct be_node *node, char *buf,
+			size_t size);
+	int (*link)(struct be *be, struct be_node *node, struct be_node *dir,
+		    const char *name, struct be_attr *attr);
+	int (*unlink)(struct be *be, struct be_node *dir, const char *name);
+	int (*rmdir)(struct be *be, struct be_node *dir, const char *name);
+	int (*rename)(struct be *be, struct be_node *olddir,
+		      const char *oldname, struct be_node *newdir,
+		      const char *newname, unsigned int flags);
+	int (*readdir)(struct be *be, struct be_node *dir, be_dirent_fn fn,
+		       void *arg);
+	int (*statfs)(struct be *be, struct be_node *node, struct statvfs *st);
+
+	/* Extended attributes; -EOPNOTSUPP where the backend has none. */
+	int (*setxattr)(struct be *be, struct be_node *node, const char *name,
+			const void *value, size_t size, int flags);
+	/* Returns the value size; size 0 asks for the size only. */
+	int (*getxattr)(struct be *be, struct be_node *node, const char *name,
+			void *value, size_t size);
+	int (*listxattr)(struct be *be, struct be_node *node, char *list,
+			 size_t size);
+	int (*removexattr)(struct be *be, struct be_node *node,
+			   const char *name);
+
+	/*
+	 * Data.  read and write return 0 once the request is submitted: cb
+	 * is then called exactly once, on any thread, possibly before the
+	 * call returns.  A negative return means nothing was submitted and
+	 * cb is NOT called.  The iovec array must stay valid until cb.
+	 * Writes are UNSTABLE: they reach stable storage at commit.
+	 */
+	int (*read)(struct be *be, struct be_node *node,
+		    const struct iovec *iov, int iovcnt, uint64_t off,
+		    be_io_cb cb, void *cookie);
+	int (*write)(struct be *be, struct be_node *node,
+		     const struct iovec *iov, int iovcnt, uint64_t off,
+		     be_io_cb cb, void *cookie);
+	/* Make every completed write to node stable (NFS COMMIT, fsync). */
+	int (*commit)(struct be *be, struct be_node *node, be_io_cb cb,
+		      void *cookie);
+
+	/*
+	 * Persistent handles, so the journal can name a file across a
+	 * restart.  encode writes at most *len bytes and sets *len.
+	 */
+	int (*node_encode)(struct be *be, struct be_node *node, void *buf,
+			   size_t *len);
+	int (*node_decode)(struct be *be, const void *buf, size_t len,
+			   struct be_node **out, struct be_attr *attr);
+};
+
+/* Every backend object starts with this. */
+struct be {
+	const struct be_ops *ops;
+	char *spec;		/* the BACKEND string it was opened with */
+};
+
+/* Tunables a backend may use; zero means "the backend's default". */
+struct be_params {
+	unsigned int nconnect;		/* NFS connections */
+	unsigned int timeout_ms;	/* give up on an unreachable server */
+	unsigned int retry_deadline_ms;	/* retry in-flight I/O this long */
+};
+
+/*
+ * Open the backend named by spec: "nfs://HOST[:PORT]/EXPORT[/SUBDIR]" or
+ * an absolute directory.  On failure returns -errno and writes one line
+ * naming the problem into err.
+ */
+int be_open(const char *spec, const struct be_params *params, struct be **out,
+	    char *err, size_t errlen);
+void be_close(struct be *be);
+
+static inline struct be_node *be_node_get(struct be_node *n)
+{
+	atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed);
+	return n;
+}
+
+static inline void be_node_put(struct be *be, struct be_node *n)
+{
+	if (n && atomic_fetch_sub_explicit(&n->refs, 1,
+					   memory_order_acq_rel) == 1)
+		be->ops->node_free(be, n);
+}
+
+/* Synchronous wrappers over the asynchronous data operations. */
+ssize_t be_pread(struct be *be, struct be_node *node, void *buf, size_t len,
+		 uint64_t off);
+ssize_t be_pwrite(struct be *be, struct be_node *node, const void *buf,
+		  size_t len, uint64_t off);
+int be_commit(struct be *be, struct be_node *node);
+
+/* Used by the implementations' open functions; see be_open(). */
+struct be_factory {
+	const char *name;
+	/* Does spec name this kind of backend? */
+	int (*match)(const char *spec);
+	int (*open)(const char *spec, const struct be_params *params,
+		    struct be **out, char *err, size_t errlen);
+};
+
+#endif /* STAGEFS_BACKEND_H */

@@ -1,0 +1,834 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * cache.c - the cache object: the cache dir and its lock, the file table,
+ * the work queues, journal replay at start and the drain at stop.
+ *
+ * Cache dir layout (0700, files 0600):
+ *     lock         flock()ed by the daemon that owns the dir; holds its pid
+ *     journal      which chunks hold dirty data (journal.c)
+ *     data/<id>    the cached bytes of one backend file, sparse
+ *     index/<id>   its chunk table (index.c)
+ *
+ * Thread safety: see cache.h for the lock order.
+ */
+#include "cache_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TABLE_SIZE 4096
+
+static void ring_key_free(void *p)
+{
+	ring_engine_destroy(p);
+}
+
+struct ring_engine *cache_ring(struct cache *c)
+{
+	struct ring_engine *e = pthread_getspecific(c->ring_key);
+
+	if (!e) {
+		int rc = ring_engine_init(&e);
+
+		if (rc < 0) {
+			/* Without a ring this thread cannot do cache I/O. */
+			log_msg(LOG_LVL_ERR, "cache", "io_uring setup: %s",
+				strerror(-rc));
+			abort();
+		}
+		pthread_setspecific(c->ring_key, e);
+	}
+	return e;
+}
+
+static size_t key_hash(int be_idx, uint64_t fileid)
+{
+	uint64_t h = fileid * 0x9e3779b97f4a7c15ULL ^ (uint64_t)be_idx;
+
+	return (size_t)(h >> 20) % TABLE_SIZE;
+}
+
+/* Find a file in the table; c->table_lock held. */
+static struct cache_file *table_find(struct cache *c, int be_idx,
+				     uint64_t fileid)
+{
+	struct cache_file *f = c->table[key_hash(be_idx, fileid)];
+
+	while (f && !(f->be_idx == be_idx && f->fileid == fileid))
+		f = f->hnext;
+	return f;
+}
+
+void cache_file_ref(struct cache_file *f)
+{
+	atomic_fetch_add(&f->refs, 1);
+}
+
+static void file_free(struct cache_file *f)
+{
+	uint64_t i;
+
+	for (i = 0; i < f->nchunks; i++)
+		free(f->chunks[i]);
+	free(f->chunks);
+	if (f->fd >= 0)
+		close(f->fd);
+	if (f->idx_fd >= 0)
+		close(f->idx_fd);
+	be_node_put(file_be(f), f->node);
+	pthread_mutex_destroy(&f->lock);
+	pthread_mutex_destroy(&f->wlock);
+	pthread_cond_destroy(&f->cond);
+	free(f);
+}
+
+void cache_file_put(struct cache_file *f)
+{
+	if (f && atomic_fetch_sub(&f->refs, 1) == 1)
+		file_free(f);
+}
+
+int cache_journal(struct cache *c, enum jrec_type type, struct cache_file *f,
+		  uint64_t chunk)
+{
+	const char *spec = file_be(f)->spec;
+	int rc = 0;
+
+	pthread_mutex_lock(&c->journal_lock);
+	if (type == JREC_DIRTY && !f->jfile) {
+		unsigned char h[BE_HANDLE_MAX];
+		size_t len = sizeof(h);
+
+		rc = file_be(f)->ops->node_encode(file_be(f), f->node, h, &len);
+		if (rc == 0)
+			rc = journal_append(c->journal, JREC_FILE, spec,
+					    f->fileid, 0, h, len);
+		f->jfile = rc == 0;
+	}
+	if (rc == 0)
+		rc = journal_append(c->journal, type, spec, f->fileid, chunk,
+				    NULL, 0);
+	if (type == JREC_DROP)
+		f->jfile = false;
+	pthread_mutex_unlock(&c->journal_lock);
+	if (rc < 0)
+		log_msg(LOG_LVL_ERR, "journal", "append: %s", strerror(-rc));
+	return rc;
+}
+
+static void enqueue(pthread_mutex_t *lock, pthread_cond_t *cond,
+		    struct flush_item **head, struct flush_item **tail,
+		    struct flush_item *it)
+{
+	pthread_mutex_lock(lock);
+	if (*tail)
+		(*tail)->next = it;
+	else
+		*head = it;
+	*tail = it;
+	pthread_cond_signal(cond);
+	pthread_mutex_unlock(lock);
+}
+
+/* Queue chunk idx of f for upload; f->lock held (or f not yet shared). */
+void cache_queue_flush(struct cache_file *f, uint64_t idx)
+{
+	struct chunk *ch = f->chunks[idx];
+	struct flush_item *it;
+
+	if (!ch || ch->queued || !ch->dirty)
+		return;
+	it = calloc(1, sizeof(*it));
+	if (!it)
+		return;	/* cache_file_flush() queues it again */
+	ch->queued = true;
+	cache_file_ref(f);
+	it->f = f;
+	it->chunk = idx;
+	atomic_fetch_add(&f->c->queued_chunks, 1);
+	enqueue(&f->c->queue_lock, &f->c->queue_cond, &f->c->qhead,
+		&f->c->qtail, it);
+}
+
+void cache_queue_prefetch(struct cache_file *f, uint64_t idx)
+{
+	struct flush_item *it = calloc(1, sizeof(*it));
+
+	if (!it)
+		return;	/* prefetch is only a hint */
+	cache_file_ref(f);
+	it->f = f;
+	it->chunk = idx;
+	enqueue(&f->c->prefetch_lock, &f->c->prefetch_cond, &f->c->phead,
+		&f->c->ptail, it);
+}
+
+static struct cache_file *file_new(struct cache *c, int be_idx,
+				   struct be_node *node)
+{
+	struct cache_file *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return NULL;
+	f->c = c;
+	f->be_idx = be_idx;
+	f->fileid = node->fileid;
+	f->node = be_node_get(node);
+	atomic_init(&f->refs, 1);	/* the table's */
+	f->fd = -1;
+	f->idx_fd = -1;
+	pthread_mutex_init(&f->wlock, NULL);
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->cond, NULL);
+	return f;
+}
+
+/* Forget every clean byte of f, loaded or not; f->lock held, no dirty. */
+static void file_reset(struct cache_file *f, const struct be_attr *attr)
+{
+	struct cache *c = f->c;
+	uint64_t i;
+
+	for (i = 0; i < f->nchunks; i++) {
+		if (!f->chunks[i])
+			continue;
+		atomic_fetch_sub(&c->used_bytes,
+				 popcount64(f->chunks[i]->present) *
+					 c->block_size);
+		free(f->chunks[i]);
+		f->chunks[i] = NULL;
+	}
+	if (ftruncate(f->fd, 0) < 0 || ftruncate(f->idx_fd, 0) < 0)
+		log_msg(LOG_LVL_WARN, "cache", "reset of file %llx: %s",
+			(unsigned long long)f->fileid, strerror(errno));
+	f->gen = be_attr_gen(attr);
+	f->be_size = f->size = attr->size;
+	f->trunc_seq++;
+	index_store_header(f);
+}
+
+int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
+		   const struct be_attr *attr, struct cache_file **out)
+{
+	struct be_gen gen = be_attr_gen(attr);
+	struct cache_file *f;
+	int rc;
+
+	pthread_mutex_lock(&c->table_lock);
+	f = table_find(c, be_idx, node->fileid);
+	if (f) {
+		cache_file_ref(f);
+		pthread_mutex_unlock(&c->table_lock);
+		pthread_mutex_lock(&f->lock);
+		if (!be_gen_equal(&gen, &f->gen)) {
+			if (!f->dirty_chunks && !f->inflight) {
+				file_reset(f, attr);
+			} else {
+				log_msg(LOG_LVL_WARN, "cache",
+					"file %llx changed on the backend while this node has unflushed writes to it; the local data will be written over it",
+					(unsigned long long)f->fileid);
+			}
+		}
+		pthread_mutex_unlock(&f->lock);
+		*out = f;
+		return 0;
+	}
+	f = file_new(c, be_idx, node);
+	if (!f) {
+		pthread_mutex_unlock(&c->table_lock);
+		return -ENOMEM;
+	}
+	rc = index_open(f);
+	if (rc < 0) {
+		pthread_mutex_unlock(&c->table_lock);
+		log_msg(LOG_LVL_ERR, "cache", "cache files of %llx: %s",
+			(unsigned long long)f->fileid, strerror(-rc));
+		file_free(f);
+		return rc;
+	}
+	if (rc == 0 || !be_gen_equal(&gen, &f->gen))
+		file_reset(f, attr);
+	f->in_table = true;
+	f->hnext = c->table[key_hash(be_idx, f->fileid)];
+	c->table[key_hash(be_idx, f->fileid)] = f;
+	c->nfiles++;
+	cache_file_ref(f);	/* the caller's */
+	pthread_mutex_unlock(&c->table_lock);
+	*out = f;
+	return 0;
+}
+
+int cache_file_lookup(struct cache *c, int be_idx, uint64_t fileid,
+		      struct cache_file **out)
+{
+	struct cache_file *f;
+
+	pthread_mutex_lock(&c->table_lock);
+	f = table_find(c, be_idx, fileid);
+	if (f)
+		cache_file_ref(f);
+	pthread_mutex_unlock(&c->table_lock);
+	*out = f;
+	return f ? 0 : -ENOENT;
+}
+
+void cache_file_pin(struct cache_file *f, int pinned)
+{
+	pthread_mutex_lock(&f->lock);
+	f->pinned = pinned;
+	pthread_mutex_unlock(&f->lock);
+}
+
+void cache_fixup_attr(struct cache *c, int be_idx, struct be_attr *attr)
+{
+	struct cache_file *f;
+
+	pthread_mutex_lock(&c->table_lock);
+	f = table_find(c, be_idx, attr->fileid);
+	if (f) {
+		pthread_mutex_lock(&f->lock);
+		if (f->dirty_chunks || f->inflight)
+			attr->size = f->size;
+		pthread_mutex_unlock(&f->lock);
+	}
+	pthread_mutex_unlock(&c->table_lock);
+}
+
+/* Queue every dirty chunk of f that is not on its way; f->lock held. */
+static void requeue_dirty(struct cache_file *f)
+{
+	uint64_t i;
+
+	for (i = 0; i < f->nchunks; i++)
+		if (f->chunks[i] && f->chunks[i]->dirty &&
+		    !f->chunks[i]->flushing)
+			cache_queue_flush(f, i);
+}
+
+int cache_file_flush(struct cache_file *f)
+{
+	int rc;
+
+	pthread_mutex_lock(&f->lock);
+	requeue_dirty(f);
+	while ((f->dirty_chunks || f->inflight) && !f->flush_error) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&f->cond, &f->lock, &ts);
+	}
+	rc = f->flush_error;
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+int cache_file_fsync(struct cache_file *f)
+{
+	struct cache *c = f->c;
+	int rc;
+
+	if (c->cfg->fsync_mode == CACHE_FSYNC_BACKEND)
+		return cache_file_flush(f);
+	pthread_mutex_lock(&f->lock);
+	rc = index_sync(f);
+	pthread_mutex_unlock(&f->lock);
+	pthread_mutex_lock(&c->journal_lock);
+	if (rc == 0)
+		rc = journal_sync(c->journal);
+	pthread_mutex_unlock(&c->journal_lock);
+	return rc;
+}
+
+int cache_file_close(struct cache_file *f)
+{
+	if (f->c->cfg->close_mode == CACHE_CLOSE_SYNC)
+		return cache_file_flush(f);
+	return 0;
+}
+
+void cache_get_stats(struct cache *c, struct cache_stats *st)
+{
+	st->bytes_read_cache = atomic_load(&c->bytes_read_cache);
+	st->bytes_read_backend = atomic_load(&c->bytes_read_backend);
+	st->bytes_written = atomic_load(&c->bytes_written);
+	st->bytes_flushed = atomic_load(&c->bytes_flushed);
+	st->dirty_bytes = atomic_load(&c->dirty_bytes);
+	st->cache_used_bytes = atomic_load(&c->used_bytes);
+	st->chunks_evicted = atomic_load(&c->chunks_evicted);
+	st->checksum_errors = atomic_load(&c->checksum_errors);
+	st->flush_errors = atomic_load(&c->flush_errors);
+	st->flush_retries = atomic_load(&c->flush_retries);
+	st->prefetch_chunks = atomic_load(&c->prefetch_chunks);
+	st->flush_queue = atomic_load(&c->queued_chunks);
+	pthread_mutex_lock(&c->table_lock);
+	st->files = c->nfiles;
+	pthread_mutex_unlock(&c->table_lock);
+}
+
+int cache_flush_all(struct cache *c)
+{
+	uint64_t last_flushed = atomic_load(&c->bytes_flushed);
+	time_t last_progress = time(NULL);
+	size_t b;
+
+	/* Make sure every dirty chunk is on its way. */
+	pthread_mutex_lock(&c->table_lock);
+	for (b = 0; b < TABLE_SIZE; b++) {
+		struct cache_file *f;
+
+		for (f = c->table[b]; f; f = f->hnext) {
+			pthread_mutex_lock(&f->lock);
+			requeue_dirty(f);
+			pthread_mutex_unlock(&f->lock);
+		}
+	}
+	pthread_mutex_unlock(&c->table_lock);
+
+	pthread_mutex_lock(&c->queue_lock);
+	while (atomic_load(&c->dirty_bytes)) {
+		struct timespec ts;
+		uint64_t flushed = atomic_load(&c->bytes_flushed);
+
+		if (flushed != last_flushed) {
+			last_flushed = flushed;
+			last_progress = time(NULL);
+		} else if (time(NULL) - last_progress > 60 &&
+			   atomic_load(&c->flush_retries)) {
+			pthread_mutex_unlock(&c->queue_lock);
+			return -EIO;
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&c->space_cond, &c->queue_lock, &ts);
+	}
+	pthread_mutex_unlock(&c->queue_lock);
+	return 0;
+}
+
+/* ---- start-up: lock, journal replay ---------------------------------- */
+
+static int take_lock(struct cache *c, char *err, size_t errlen)
+{
+	char pid[32];
+	ssize_t n;
+
+	c->lock_fd = openat(c->dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC,
+			    0600);
+	if (c->lock_fd < 0) {
+		snprintf(err, errlen, "cache dir %s: cannot create lock file: %s",
+			 c->cfg->dir, strerror(errno));
+		return -errno;
+	}
+	if (flock(c->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		n = pread(c->lock_fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		snprintf(err, errlen,
+			 "cache dir %s is in use by another stagefs (pid %s)",
+			 c->cfg->dir, pid[0] ? pid : "unknown");
+		return -EBUSY;
+	}
+	n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(c->lock_fd, 0) < 0 || pwrite(c->lock_fd, pid, (size_t)n, 0) != n) {
+		snprintf(err, errlen, "cache dir %s: cannot write lock file: %s",
+			 c->cfg->dir, strerror(errno));
+		return -EIO;
+	}
+	return 0;
+}
+
+/* What replay learned about one file. */
+struct rfile {
+	int be_idx;
+	uint64_t fileid;
+	unsigned char handle[BE_HANDLE_MAX];
+	size_t handle_len;
+	uint64_t *chunks;	/* dirty chunk numbers */
+	size_t nchunks, cap;
+	struct rfile *next;
+};
+
+struct replay {
+	struct cache *c;
+	struct rfile *files;
+	uint64_t unknown;	/* records of backends not mounted now */
+};
+
+static struct rfile *rfile_find(struct replay *r, int be_idx,
+				uint64_t fileid, bool create)
+{
+	struct rfile *rf;
+
+	for (rf = r->files; rf; rf = rf->next)
+		if (rf->be_idx == be_idx && rf->fileid == fileid)
+			return rf;
+	if (!create || !(rf = calloc(1, sizeof(*rf))))
+		return NULL;
+	rf->be_idx = be_idx;
+	rf->fileid = fileid;
+	rf->next = r->files;
+	r->files = rf;
+	return rf;
+}
+
+static int replay_rec(void *arg, enum jrec_type type, const char *spec,
+		      uint64_t fileid, uint64_t chunk, const void *handle,
+		      size_t handle_len)
+{
+	struct replay *r = arg;
+	struct rfile *rf;
+	int be_idx;
+	size_t i;
+
+	for (be_idx = 0; be_idx < r->c->nbe; be_idx++)
+		if (!strcmp(r->c->bes[be_idx]->spec, spec))
+			break;
+	if (be_idx == r->c->nbe) {
+		r->unknown++;
+		return 0;
+	}
+	rf = rfile_find(r, be_idx, fileid, type != JREC_CLEAN);
+	if (!rf)
+		return type == JREC_CLEAN ? 0 : -ENOMEM;
+	switch (type) {
+	case JREC_FILE:
+		memcpy(rf->handle, handle, handle_len);
+		rf->handle_len = handle_len;
+		break;
+	case JREC_DIRTY:
+		for (i = 0; i < rf->nchunks; i++)
+			if (rf->chunks[i] == chunk)
+				return 0;
+		if (rf->nchunks == rf->cap) {
+			size_t ncap = rf->cap ? rf->cap * 2 : 16;
+			uint64_t *n = realloc(rf->chunks, ncap * sizeof(*n));
+
+			if (!n)
+				return -ENOMEM;
+			rf->chunks = n;
+			rf->cap = ncap;
+		}
+		rf->chunks[rf->nchunks++] = chunk;
+		break;
+	case JREC_CLEAN:
+		for (i = 0; i < rf->nchunks; i++)
+			if (rf->chunks[i] == chunk)
+				rf->chunks[i] = rf->chunks[--rf->nchunks];
+		break;
+	case JREC_DROP:
+		rf->nchunks = 0;
+		break;
+	}
+	return 0;
+}
+
+/* Bring a file with dirty data back into the table and queue it. */
+static int replay_file(struct cache *c, struct rfile *rf, uint64_t *bytes)
+{
+	struct be *be = c->bes[rf->be_idx];
+	struct cache_file *f;
+	struct be_node *node;
+	struct be_attr attr;
+	struct be_gen gen;
+	size_t i;
+	int rc;
+
+	rc = be->ops->node_decode(be, rf->handle, rf->handle_len, &node,
+				  &attr);
+	if (rc < 0) {
+		log_msg(LOG_LVL_ERR, "replay",
+			"file %llx on %s has dirty data in the cache but is gone from the backend (%s); its data stays in %s/data for recovery by hand",
+			(unsigned long long)rf->fileid, be->spec,
+			strerror(-rc), c->cfg->dir);
+		return 0;
+	}
+	f = file_new(c, rf->be_idx, node);
+	be_node_put(be, node);
+	if (!f)
+		return -ENOMEM;
+	rc = index_open(f);
+	if (rc <= 0) {
+		log_msg(LOG_LVL_ERR, "replay",
+			"file %llx: index missing or invalid (%s); refusing to guess its dirty data",
+			(unsigned long long)rf->fileid,
+			rc < 0 ? strerror(-rc) : "no header");
+		file_free(f);
+		return -EUCLEAN;
+	}
+	/* The backend changed under our dirty data?  Ours wins; say so. */
+	gen = be_attr_gen(&attr);
+	if (!be_gen_equal(&f->gen, &gen))
+		log_msg(LOG_LVL_INFO, "replay",
+			"file %llx changed on the backend since the crash; uploading this node's dirty data over it",
+			(unsigned long long)rf->fileid);
+	if (attr.size > f->be_size)
+		f->be_size = attr.size;
+	f->in_table = true;
+	f->hnext = c->table[key_hash(f->be_idx, f->fileid)];
+	c->table[key_hash(f->be_idx, f->fileid)] = f;
+	c->nfiles++;
+	pthread_mutex_lock(&f->lock);
+	for (i = 0; i < rf->nchunks; i++) {
+		struct chunk *ch = file_chunk(f, rf->chunks[i], false);
+
+		if (ch)
+			*bytes += popcount64(ch->dirty) * c->block_size;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
+/* Compaction: a journal with just what is dirty now. */
+static int emit_dirty(void *arg, struct journal *nj)
+{
+	struct cache *c = arg;
+	size_t b;
+	int rc = 0;
+
+	for (b = 0; b < TABLE_SIZE && rc == 0; b++) {
+		struct cache_file *f;
+
+		for (f = c->table[b]; f && rc == 0; f = f->hnext) {
+			unsigned char h[BE_HANDLE_MAX];
+			size_t len = sizeof(h);
+			uint64_t i;
+
+			f->jfile = false;
+			if (!f->dirty_chunks)
+				continue;
+			rc = file_be(f)->ops->node_encode(file_be(f), f->node,
+							  h, &len);
+			if (rc == 0)
+				rc = journal_append(nj, JREC_FILE,
+						    file_be(f)->spec,
+						    f->fileid, 0, h, len);
+			f->jfile = rc == 0;
+			for (i = 0; i < f->nchunks && rc == 0; i++) {
+				struct chunk *ch = f->chunks[i];
+
+				if (!ch || !ch->dirty)
+					continue;
+				rc = journal_append(nj, JREC_DIRTY,
+						    file_be(f)->spec,
+						    f->fileid, i, NULL, 0);
+				ch->journaled = rc == 0;
+			}
+		}
+	}
+	return rc;
+}
+
+static int replay(struct cache *c, char *err, size_t errlen)
+{
+	struct replay r = { .c = c };
+	uint64_t bytes = 0, nfiles = 0;
+	struct rfile *rf;
+	int rc;
+
+	rc = journal_replay(c->journal, replay_rec, &r, err, errlen);
+	for (rf = r.files; rf && rc == 0; rf = rf->next) {
+		if (!rf->nchunks)
+			continue;
+		rc = replay_file(c, rf, &bytes);
+		nfiles++;
+		if (rc == -EUCLEAN)
+			snprintf(err, errlen,
+				 "cache dir %s: dirty data of file %llx cannot be trusted (index damaged); refusing to start. Move the cache dir aside to start empty.",
+				 c->cfg->dir, (unsigned long long)rf->fileid);
+	}
+	while ((rf = r.files)) {
+		r.files = rf->next;
+		free(rf->chunks);
+		free(rf);
+	}
+	if (rc < 0) {
+		if (!err[0])
+			snprintf(err, errlen, "cache dir %s: journal replay: %s",
+				 c->cfg->dir, strerror(-rc));
+		return rc;
+	}
+	if (r.unknown)
+		log_msg(LOG_LVL_WARN, "replay",
+			"%llu journal records name backends not mounted now; they are kept",
+			(unsigned long long)r.unknown);
+	if (bytes)
+		log_msg(LOG_LVL_INFO, "replay",
+			"%llu dirty bytes in %llu files queued for upload",
+			(unsigned long long)bytes, (unsigned long long)nfiles);
+	/* Records of backends not mounted now must not be lost. */
+	if (!r.unknown) {
+		pthread_mutex_lock(&c->journal_lock);
+		rc = journal_rewrite(c->journal, emit_dirty, c);
+		pthread_mutex_unlock(&c->journal_lock);
+		if (rc < 0)
+			log_msg(LOG_LVL_WARN, "journal", "compaction: %s",
+				strerror(-rc));
+	}
+	return 0;
+}
+
+static int make_subdir(struct cache *c, const char *name, char *err,
+		       size_t errlen)
+{
+	if (mkdirat(c->dir_fd, name, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "cache dir %s: cannot create %s/: %s",
+			 c->cfg->dir, name, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static int start_threads(struct cache *c, pthread_t **tids, unsigned int n,
+			 void *(*fn)(void *))
+{
+	unsigned int i;
+
+	*tids = calloc(n, sizeof(**tids));
+	if (!*tids)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		if (pthread_create(&(*tids)[i], NULL, fn, c))
+			return -EAGAIN;
+	return 0;
+}
+
+int cache_open(const struct cache_config *cfg, struct be *const *bes,
+	       int nbe, struct cache **out, char *err, size_t errlen)
+{
+	struct cache *c;
+	char path[4096];
+	int rc;
+
+	err[0] = '\0';
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	c->cfg = cfg;
+	c->bes = bes;
+	c->nbe = nbe;
+	c->block_size = cfg->chunk_size / CACHE_BLOCKS;
+	c->lock_fd = -1;
+	c->table_size = TABLE_SIZE;
+	c->table = calloc(TABLE_SIZE, sizeof(*c->table));
+	pthread_key_create(&c->ring_key, ring_key_free);
+	pthread_mutex_init(&c->table_lock, NULL);
+	pthread_mutex_init(&c->queue_lock, NULL);
+	pthread_cond_init(&c->queue_cond, NULL);
+	pthread_cond_init(&c->space_cond, NULL);
+	pthread_mutex_init(&c->prefetch_lock, NULL);
+	pthread_cond_init(&c->prefetch_cond, NULL);
+	pthread_mutex_init(&c->journal_lock, NULL);
+	pthread_mutex_init(&c->evict_lock, NULL);
+
+	c->dir_fd = open(cfg->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (c->dir_fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cache dir %s: %s", cfg->dir,
+			 rc == -ENOTDIR ? "not a directory" : strerror(-rc));
+		goto out_free;
+	}
+	if (faccessat(c->dir_fd, ".", W_OK, AT_EACCESS) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cache dir %s: not writable: %s",
+			 cfg->dir, strerror(-rc));
+		goto out_free;
+	}
+	rc = take_lock(c, err, errlen);
+	if (rc < 0)
+		goto out_free;
+	if ((rc = make_subdir(c, "data", err, errlen)) < 0 ||
+	    (rc = make_subdir(c, "index", err, errlen)) < 0)
+		goto out_free;
+	snprintf(path, sizeof(path), "%s/journal", cfg->dir);
+	rc = journal_open(path, &c->journal, err, errlen);
+	if (rc < 0)
+		goto out_free;
+	rc = replay(c, err, errlen);
+	if (rc < 0)
+		goto out_free;
+	c->nflushers = cfg->flushers ? cfg->flushers : 4;
+	c->nprefetchers = c->nflushers;
+	if (start_threads(c, &c->flushers, c->nflushers, flusher_main) ||
+	    start_threads(c, &c->prefetchers, c->nprefetchers,
+			  prefetcher_main)) {
+		snprintf(err, errlen, "cannot start cache threads");
+		rc = -EAGAIN;
+		goto out_free;	/* the process exits on this error */
+	}
+	*out = c;
+	return 0;
+out_free:
+	journal_close(c->journal);
+	if (c->lock_fd >= 0)
+		close(c->lock_fd);
+	if (c->dir_fd >= 0)
+		close(c->dir_fd);
+	free(c->table);
+	free(c);
+	return rc;
+}
+
+static void join_all(pthread_t *tids, unsigned int n)
+{
+	unsigned int i;
+
+	for (i = 0; tids && i < n; i++)
+		pthread_join(tids[i], NULL);
+	free(tids);
+}
+
+int cache_close(struct cache *c)
+{
+	size_t b;
+	int rc;
+
+	if (!c)
+		return 0;
+	rc = cache_flush_all(c);
+	if (rc < 0)
+		log_msg(LOG_LVL_ERR, "cache",
+			"%llu dirty bytes could not be uploaded; they stay in %s and go out at the next start",
+			(unsigned long long)atomic_load(&c->dirty_bytes),
+			c->cfg->dir);
+	pthread_mutex_lock(&c->queue_lock);
+	pthread_mutex_lock(&c->prefetch_lock);
+	c->stopping = true;
+	pthread_cond_broadcast(&c->queue_cond);
+	pthread_cond_broadcast(&c->space_cond);
+	pthread_cond_broadcast(&c->prefetch_cond);
+	pthread_mutex_unlock(&c->prefetch_lock);
+	pthread_mutex_unlock(&c->queue_lock);
+	join_all(c->flushers, c->nflushers);
+	join_all(c->prefetchers, c->nprefetchers);
+
+	pthread_mutex_lock(&c->journal_lock);
+	if (journal_rewrite(c->journal, emit_dirty, c) < 0)
+		journal_sync(c->journal);
+	journal_close(c->journal);
+	pthread_mutex_unlock(&c->journal_lock);
+	for (b = 0; b < TABLE_SIZE; b++) {
+		struct cache_file *f, *next;
+
+		for (f = c->table[b]; f; f = next) {
+			next = f->hnext;
+			fdatasync(f->idx_fd);
+			cache_file_put(f);
+		}
+	}
+	free(c->table);
+	close(c->lock_fd);
+	close(c->dir_fd);
+	pthread_key_delete(c->ring_key);
+	free(c);
+	return rc;
+}

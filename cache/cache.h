@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * cache.h - the staging cache between the FUSE layer and the backends.
+ *
+ * Data of each backend file is kept in a sparse cache file under
+ * cache_dir, split into chunks of chunk_size bytes; each chunk is split
+ * into CACHE_BLOCKS blocks.  Per block the cache knows whether it is
+ * present, whether it is dirty (written here, not yet acknowledged by the
+ * backend) and its XXH3 checksum.  Reads are served from present blocks;
+ * a miss fetches the whole chunk.  Writes land in the cache file through
+ * io_uring and are uploaded by the flusher threads.  See
+ * docs/ARCHITECTURE.md for the threads and the on-disk layout.
+ *
+ * A cache_file is named by (backend index, fileid).  It holds a reference
+ * to a backend node (for uploads and fetches) which is how it survives
+ * renames; unlinking the last name makes the backend answer ESTALE or
+ * ENOENT to uploads, and the cache then drops that file's dirty data.
+ *
+ * References: cache_file_get() returns a cache_file holding one
+ * reference; the FUSE layer takes one per open file handle and puts it at
+ * release.  The cache keeps files it has data for in its table without a
+ * reference; they leave the table when evicted or replaced.
+ *
+ * Thread safety: every function may be called from any thread.
+ * Lock order, outermost first:
+ *     cache->table_lock  ->  file->lock  ->  cache->lru_lock
+ *                                        ->  cache->queue_lock
+ *                                        ->  cache->journal lock
+ * No lock is held while calling into the backend or while doing cache
+ * file I/O, and none is held when a function here returns.
+ */
+#ifndef STAGEFS_CACHE_H
+#define STAGEFS_CACHE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "backend.h"
+
+/* Blocks per chunk: one 64-bit mask of present and of dirty blocks. */
+#define CACHE_BLOCKS 64
+
+enum cache_close_mode {
+	CACHE_CLOSE_SYNC,	/* close waits until the data is on the backend */
+	CACHE_CLOSE_ASYNC,	/* close returns; the flusher carries on */
+};
+
+enum cache_fsync_mode {
+	CACHE_FSYNC_BACKEND,	/* fsync: committed on the backend */
+	CACHE_FSYNC_LOCAL,	/* fsync: durable on the local cache device */
+};
+
+/* Filled by fs/opts.c; the cache keeps a const pointer to it. */
+struct cache_config {
+	const char *dir;
+	uint64_t size;		/* evict clean chunks above this */
+	uint64_t min_free;	/* ... or below this much free space */
+	uint64_t chunk_size;
+	uint64_t readahead;	/* bytes prefetched ahead of a stream */
+	uint64_t dirty_max;	/* writers wait above this */
+	unsigned int flushers;	/* upload threads */
+	int writeback;		/* 0: writes go through to the backend */
+	enum cache_close_mode close_mode;
+	enum cache_fsync_mode fsync_mode;
+	int verify;		/* check block checksums on every read */
+};
+
+struct cache;
+struct cache_file;
+
+/* Counters, all monotonic but the gauges marked so. */
+struct cache_stats {
+	uint64_t bytes_read_cache;
+	uint64_t bytes_read_backend;
+	uint64_t bytes_written;
+	uint64_t bytes_flushed;
+	uint64_t dirty_bytes;		/* gauge */
+	uint64_t cache_used_bytes;	/* gauge */
+	uint64_t chunks_evicted;
+	uint64_t checksum_errors;
+	uint64_t flush_errors;
+	uint64_t flush_retries;
+	uint64_t prefetch_chunks;
+	uint64_t flush_queue;		/* gauge: chunks waiting to upload */
+	uint64_t files;			/* gauge: files in the table */
+};
+
+/*
+ * Open the cache in cfg->dir for the given backends (the index in this
+ * array is the backend index used below; each backend's spec names it in
+ * the journal).  Takes the cache dir lock, replays the journal and queues
+ * every dirty range found there, and starts the flusher threads.  On
+ * failure returns -errno and writes one line naming the problem to err.
+ */
+int cache_open(const struct cache_config *cfg, struct be *const *bes,
+	       int nbe, struct cache **out, char *err, size_t errlen);
+
+/*
+ * Upload everything dirty, wait for it, and stop the threads.  Returns 0,
+ * or -EIO if some dirty data could not be flushed (it stays in the cache
+ * and the journal for the next start).
+ */
+int cache_close(struct cache *c);
+
+/* Wait until nothing is dirty (or a flush error); progress for tools. */
+int cache_flush_all(struct cache *c);
+
+void cache_get_stats(struct cache *c, struct cache_stats *st);
+
+/*
+ * The cache_file for a backend node, created if need be; takes a
+ * reference to node when it keeps it.  attr is the backend's current view:
+ * if its generation differs from the cached copy's and no data is dirty,
+ * the stale clean data is dropped (close-to-open).
+ */
+int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
+		   const struct be_attr *attr, struct cache_file **out);
+void cache_file_put(struct cache_file *f);
+
+/*
+ * Correct a backend's attributes for data that is still in the cache:
+ * the size (and mtime) of a file with dirty data are the local ones.
+ */
+void cache_fixup_attr(struct cache *c, int be_idx, struct be_attr *attr);
+
+/*
+ * Per open file stream state for sequential detection.  Owned by the
+ * caller (one per FUSE file handle); not locked: the caller serialises or
+ * accepts a racy guess.
+ */
+struct cache_stream {
+	uint64_t next_off;	/* where a sequential read would go next */
+	uint64_t window;	/* current readahead window, bytes */
+	uint64_t prefetched;	/* prefetch issued up to here */
+	unsigned int seq_count;
+};
+
+/*
+ * Read up to size bytes at off into buf.  Returns the number of bytes
+ * read (short only at end of file) or -errno.  A checksum failure on a
+ * clean block refetches it; on a dirty block it returns -EIO.
+ */
+ssize_t cache_read(struct cache_file *f, struct cache_stream *s, void *buf,
+		   size_t size, uint64_t off);
+
+/*
+ * Write size bytes at off.  Returns size or -errno.  Waits, without
+ * error, while the cache holds more than dirty_max dirty bytes.
+ */
+ssize_t cache_write(struct cache_file *f, const void *buf, size_t size,
+		    uint64_t off);
+
+/* The file's size as this node sees it (the cache's, not the backend's) */
+uint64_t cache_file_size(struct cache_file *f);
+
+/*
+ * Upload the file's dirty data and wait for it; commit on the backend.
+ * Used at close (sync mode), fsync (backend mode) and by tools.
+ */
+int cache_file_flush(struct cache_file *f);
+
+/* fsync according to the configured mode. */
+int cache_file_fsync(struct cache_file *f);
+
+/* close(2) of one file descriptor: flush according to close_mode. */
+int cache_file_close(struct cache_file *f);
+
+/*
+ * Change the size: waits for uploads in flight, drops dirty data beyond
+ * the new size, and sets the size on the backend.  attr gets the result.
+ */
+int cache_file_truncate(struct cache_file *f, uint64_t size,
+			struct be_attr *attr);
+
+/* Drop clean cached data of the file (stagefsctl evict). */
+int cache_file_evict(struct cache_file *f);
+
+/* The file's entry if the cache has one (with a reference), or -ENOENT. */
+int cache_file_lookup(struct cache *c, int be_idx, uint64_t fileid,
+		      struct cache_file **out);
+
+/* Pinned files are never evicted (stagefsctl pin / unpin). */
+void cache_file_pin(struct cache_file *f, int pinned);
+
+/* Bring the whole file into the cache (stagefsctl prefetch). */
+int cache_file_prefetch(struct cache_file *f);
+
+#endif /* STAGEFS_CACHE_H */

@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * cache_int.h - structures and helpers shared by the files of cache/.
+ *
+ * Thread safety: see the field comments; the lock order is in cache.h.
+ */
+#ifndef STAGEFS_CACHE_INT_H
+#define STAGEFS_CACHE_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/uio.h>
+
+#include "cache.h"
+
+/* ---- io_uring engine (ring.c) ---------------------------------------- */
+
+/*
+ * One ring per thread, made on first use and freed when the thread ends
+ * (a pthread key owned by struct cache).  Each call submits its requests
+ * as one batch and waits for all of them.
+ */
+struct ring_engine;
+
+struct ring_op {
+	int fd;
+	int write;		/* 0: read */
+	void *buf;
+	size_t len;
+	uint64_t off;
+	ssize_t res;		/* out: bytes or -errno */
+};
+
+int ring_engine_init(struct ring_engine **out);
+void ring_engine_destroy(struct ring_engine *e);
+/* Run n operations as one submission; returns 0 or the first -errno. */
+int ring_run(struct ring_engine *e, struct ring_op *ops, int n);
+/* Full-length transfer of one buffer (loops over short transfers). */
+ssize_t ring_pread(struct ring_engine *e, int fd, void *buf, size_t len,
+		   uint64_t off);
+ssize_t ring_pwrite(struct ring_engine *e, int fd, const void *buf,
+		    size_t len, uint64_t off);
+int ring_fdatasync(struct ring_engine *e, int fd);
+
+/* ---- journal (journal.c) --------------------------------------------- */
+
+enum jrec_type {
+	JREC_FILE = 1,		/* file key -> backend spec, handle */
+	JREC_DIRTY = 2,		/* chunk has dirty blocks */
+	JREC_CLEAN = 3,		/* chunk has none any more */
+	JREC_DROP = 4,		/* file's dirty data is gone (unlinked) */
+};
+
+struct jkey {
+	uint32_t be_idx;
+	uint64_t fileid;
+};
+
+struct journal;
+
+/* Callback for replay, once per valid record in order. */
+typedef int (*journal_replay_fn)(void *arg, enum jrec_type type,
+				 const char *spec, uint64_t fileid,
+				 uint64_t chunk, const void *handle,
+				 size_t handle_len);
+
+int journal_open(const char *path, struct journal **out, char *err,
+		 size_t errlen);
+/* Read every record; a torn tail is cut off, a bad record in the middle
+ * is an error (-EUCLEAN). */
+int journal_replay(struct journal *j, journal_replay_fn fn, void *arg,
+		   char *err, size_t errlen);
+int journal_append(struct journal *j, enum jrec_type type, const char *spec,
+		   uint64_t fileid, uint64_t chunk, const void *handle,
+		   size_t handle_len);
+int journal_sync(struct journal *j);
+uint64_t journal_size(struct journal *j);
+/* Start a fresh journal holding only what emit() appends (compaction). */
+int journal_rewrite(struct journal *j, int (*emit)(void *arg, struct journal *nj),
+		    void *arg);
+void journal_close(struct journal *j);
+
+/* ---- per-file state (chunk.c, index.c) ------------------------------- */
+
+struct chunk {
+	uint64_t present;	/* block mask */
+	uint64_t dirty;		/* block mask, subset of present */
+	uint64_t sums[CACHE_BLOCKS];	/* XXH3-64 of each present block */
+	uint64_t dirty_seq;	/* bumped by every write to the chunk */
+	bool fetching;		/* a fetch is in flight; wait on f->cond */
+	bool flushing;		/* an upload is in flight */
+	bool queued;		/* on the flush queue */
+	bool journaled;		/* a DIRTY record is in the journal */
+	unsigned int readers;	/* I/O on the cache file in progress: no evict */
+	uint64_t lru_stamp;	/* last access, for eviction */
+};
+
+struct cache_file {
+	struct cache *c;
+	int be_idx;
+	uint64_t fileid;
+	struct be_node *node;	/* reference held */
+	atomic_int refs;	/* users (open handles, flusher, table) */
+
+	pthread_mutex_t wlock;	/* serialises writers and truncate */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;	/* fetch done, flush done, inflight==0 */
+	/* protected by lock: */
+	int fd;			/* the cache data file, O_RDWR */
+	int idx_fd;		/* the index file */
+	struct be_gen gen;	/* backend generation the clean data is of */
+	uint64_t be_size;	/* size on the backend as far as we know */
+	uint64_t size;		/* size as this node sees it */
+	uint64_t nchunks;	/* entries in chunks[] */
+	struct chunk **chunks;	/* NULL where nothing is cached */
+	uint64_t dirty_chunks;
+	unsigned int inflight;	/* uploads and fetches in progress */
+	uint64_t trunc_seq;	/* bumped by truncate/invalidate: stale fills */
+	int flush_error;	/* last upload error, reported at flush */
+	bool gone;		/* backend object vanished: drop dirty data */
+	bool pinned;		/* never evict */
+	bool jfile;		/* a FILE record is in this journal */
+	bool in_table;
+
+	struct cache_file *hnext;	/* protected by c->table_lock */
+};
+
+/* ---- the cache object (cache.c) -------------------------------------- */
+
+struct flush_item {
+	struct cache_file *f;	/* holds a reference */
+	uint64_t chunk;
+	struct flush_item *next;
+};
+
+struct cache {
+	const struct cache_config *cfg;
+	struct be *const *bes;
+	int nbe;
+	uint64_t block_size;	/* chunk_size / CACHE_BLOCKS */
+	int lock_fd;
+	int dir_fd;
+	pthread_key_t ring_key;	/* this thread's ring_engine */
+
+	pthread_mutex_t table_lock;
+	struct cache_file **table;	/* hash on (be_idx, fileid) */
+	size_t table_size;
+	size_t nfiles;			/* protected by table_lock */
+
+	pthread_mutex_t queue_lock;
+	pthread_cond_t queue_cond;	/* work for the flushers */
+	pthread_cond_t space_cond;	/* dirty bytes went down */
+	struct flush_item *qhead, *qtail;	/* protected by queue_lock */
+	atomic_bool stopping;
+	pthread_t *flushers;
+	unsigned int nflushers;
+
+	pthread_mutex_t prefetch_lock;
+	pthread_cond_t prefetch_cond;
+	struct flush_item *phead, *ptail;	/* prefetch queue */
+	pthread_t *prefetchers;
+	unsigned int nprefetchers;
+
+	pthread_mutex_t journal_lock;
+	struct journal *journal;	/* protected by journal_lock */
+
+	atomic_uint_fast64_t lru_clock;
+	pthread_mutex_t evict_lock;	/* one evictor at a time (trylock) */
+
+	/* counters, see struct cache_stats */
+	atomic_uint_fast64_t bytes_read_cache, bytes_read_backend;
+	atomic_uint_fast64_t bytes_written, bytes_flushed;
+	atomic_uint_fast64_t dirty_bytes, used_bytes;
+	atomic_uint_fast64_t chunks_evicted, checksum_errors;
+	atomic_uint_fast64_t flush_errors, flush_retries;
+	atomic_uint_fast64_t prefetch_chunks, queued_chunks;
+};
+
+struct ring_engine *cache_ring(struct cache *c);
+
+static inline struct be *file_be(struct cache_file *f)
+{
+	return f->c->bes[f->be_idx];
+}
+
+static inline uint64_t chunk_start(struct cache *c, uint64_t idx)
+{
+	return idx * c->cfg->chunk_size;
+}
+
+static inline uint64_t popcount64(uint64_t x)
+{
+	return (uint64_t)__builtin_popcountll(x);
+}
+
+/* Mask of blocks [first, last] inclusive. */
+static inline uint64_t block_mask(unsigned int first, unsigned int last)
+{
+	uint64_t hi = last >= 63 ? ~0ULL : ((1ULL << (last + 1)) - 1);
+
+	return hi & ~((1ULL << first) - 1);
+}
+
+/* cache.c */
+void cache_file_ref(struct cache_file *f);
+int cache_journal(struct cache *c, enum jrec_type type,
+		  struct cache_file *f, uint64_t chunk);
+void cache_queue_flush(struct cache_file *f, uint64_t chunk);
+void cache_queue_prefetch(struct cache_file *f, uint64_t chunk);
+
+/* chunk.c: call with f->lock held */
+struct chunk *file_chunk(struct cache_file *f, uint64_t idx, bool create);
+int file_fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch);
+void file_drop_clean(struct cache_file *f, uint64_t from_chunk);
+
+/* index.c: persistence of the per-file chunk table */
+int index_open(struct cache_file *f);
+int index_store_header(struct cache_file *f);
+int index_store_chunk(struct cache_file *f, uint64_t idx);
+int index_load_chunk(struct cache_file *f, uint64_t idx, struct chunk *ch);
+int index_sync(struct cache_file *f);
+
+/* flush.c */
+void *flusher_main(void *arg);
+void *prefetcher_main(void *arg);
+
+/* evict.c */
+void cache_evict_maybe(struct cache *c);
+
+#endif /* STAGEFS_CACHE_INT_H */

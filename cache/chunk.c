@@ -1,0 +1,681 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * chunk.c - the read and write paths over chunks and blocks.
+ *
+ * Invariants, all under f->lock:
+ *  - dirty is a subset of present;
+ *  - a block that is not present and starts at or past be_size reads as
+ *    zeros, and so does its place in the cache file (holes: eviction
+ *    punches them, truncate cuts the file);
+ *  - a block's checksum is the XXH3-64 of all block_size bytes of its
+ *    place in the cache file, zero-padded past the cache file's end;
+ *  - while ch->fetching, no writer touches the chunk; while ch->readers,
+ *    the evictor does not punch it.
+ *
+ * Thread safety: see the comment of each function.
+ */
+#include "cache_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+static inline uint64_t min_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+/* Blocks of chunk idx that hold backend data (start below be_size). */
+static uint64_t backend_blocks(struct cache_file *f, uint64_t idx)
+{
+	struct cache *c = f->c;
+	uint64_t start = chunk_start(c, idx);
+	uint64_t n;
+
+	if (f->be_size <= start)
+		return 0;
+	n = (f->be_size - start + c->block_size - 1) / c->block_size;
+	return n >= CACHE_BLOCKS ? ~0ULL : (1ULL << n) - 1;
+}
+
+/* The chunk, loaded from the index or made; f->lock held. */
+struct chunk *file_chunk(struct cache_file *f, uint64_t idx, bool create)
+{
+	struct cache *c = f->c;
+	struct chunk *ch;
+	int rc;
+
+	if (idx >= f->nchunks) {
+		uint64_t n = f->nchunks ? f->nchunks : 16;
+		struct chunk **nc;
+
+		while (n <= idx)
+			n *= 2;
+		nc = realloc(f->chunks, n * sizeof(*nc));
+		if (!nc)
+			return NULL;
+		memset(nc + f->nchunks, 0, (n - f->nchunks) * sizeof(*nc));
+		f->chunks = nc;
+		f->nchunks = n;
+	}
+	ch = f->chunks[idx];
+	if (ch)
+		return ch;
+	ch = calloc(1, sizeof(*ch));
+	if (!ch)
+		return NULL;
+	rc = index_load_chunk(f, idx, ch);
+	if (rc <= 0 && !create) {
+		free(ch);
+		return NULL;
+	}
+	if (rc < 0)
+		memset(ch, 0, sizeof(*ch));	/* corrupt slot: nothing known */
+	f->chunks[idx] = ch;
+	if (ch->present)
+		atomic_fetch_add(&c->used_bytes,
+				 popcount64(ch->present) * c->block_size);
+	if (ch->dirty) {
+		/* Dirty data found in the index: it must go out. */
+		atomic_fetch_add(&c->dirty_bytes,
+				 popcount64(ch->dirty) * c->block_size);
+		f->dirty_chunks++;
+		ch->journaled = true;
+		cache_queue_flush(f, idx);
+	}
+	ch->lru_stamp = atomic_fetch_add(&c->lru_clock, 1);
+	return ch;
+}
+
+/* XXH3 of one block read from the cache file, zero padded. */
+static int block_sum_from_file(struct cache_file *f, uint64_t off, void *tmp,
+			       uint64_t *sum)
+{
+	struct cache *c = f->c;
+	ssize_t n = ring_pread(cache_ring(c), f->fd, tmp, c->block_size, off);
+
+	if (n < 0)
+		return (int)n;
+	memset((char *)tmp + n, 0, c->block_size - (size_t)n);
+	*sum = XXH3_64bits(tmp, c->block_size);
+	return 0;
+}
+
+/*
+ * Fetch the blocks of chunk idx that hold backend data and are not
+ * present.  Called with f->lock held and !ch->fetching; drops the lock
+ * for the I/O and returns with it held.  Concurrent readers of the chunk
+ * wait on f->cond instead of fetching again.
+ */
+int file_fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch)
+{
+	struct cache *c = f->c;
+	struct chunk *ch = f->chunks[idx];
+	uint64_t start = chunk_start(c, idx), trunc_seq = f->trunc_seq;
+	uint64_t want = backend_blocks(f, idx) & ~ch->present, got = 0;
+	uint64_t len = min_u64(c->cfg->chunk_size,
+			       f->be_size > start ? f->be_size - start : 0);
+	uint64_t sums[CACHE_BLOCKS];
+	struct ring_op ops[CACHE_BLOCKS];
+	int nops = 0, rc = 0;
+	unsigned int b;
+	ssize_t n;
+	char *buf;
+
+	if (!want)
+		return 0;
+	ch->fetching = true;
+	f->inflight++;
+	pthread_mutex_unlock(&f->lock);
+
+	buf = aligned_alloc(4096, c->cfg->chunk_size);
+	if (!buf) {
+		rc = -ENOMEM;
+		goto out_lock;
+	}
+	n = be_pread(file_be(f), f->node, buf, len, start);
+	if (n < 0) {
+		rc = (int)n;
+		goto out_free;
+	}
+	atomic_fetch_add(&c->bytes_read_backend, (uint64_t)n);
+	if (prefetch)
+		atomic_fetch_add(&c->prefetch_chunks, 1);
+	memset(buf + n, 0, c->cfg->chunk_size - (size_t)n);
+	/* Write what we fetched, as runs of wanted blocks. */
+	for (b = 0; b < CACHE_BLOCKS; b++) {
+		uint64_t boff = b * c->block_size;
+
+		if (!(want & (1ULL << b)))
+			continue;
+		sums[b] = XXH3_64bits(buf + boff, c->block_size);
+		got |= 1ULL << b;
+		if (nops && ops[nops - 1].off + ops[nops - 1].len ==
+				    start + boff) {
+			ops[nops - 1].len += c->block_size;
+			continue;
+		}
+		ops[nops++] = (struct ring_op){ .fd = f->fd, .write = 1,
+						.buf = buf + boff,
+						.len = c->block_size,
+						.off = start + boff };
+	}
+	/* Never write past the data: the cache file keeps the file's size. */
+	if (nops) {
+		struct ring_op *last = &ops[nops - 1];
+		uint64_t end = start + (uint64_t)n;
+
+		if (last->off + last->len > end)
+			last->len = end > last->off ? end - last->off : 0;
+		if (!last->len)
+			nops--;
+	}
+	rc = ring_run(cache_ring(c), ops, nops);
+out_free:
+	free(buf);
+out_lock:
+	pthread_mutex_lock(&f->lock);
+	ch->fetching = false;
+	f->inflight--;
+	if (rc == 0 && f->trunc_seq == trunc_seq) {
+		got &= ~ch->present;	/* a writer may have come first */
+		for (b = 0; b < CACHE_BLOCKS; b++)
+			if (got & (1ULL << b))
+				ch->sums[b] = sums[b];
+		ch->present |= got;
+		atomic_fetch_add(&c->used_bytes,
+				 popcount64(got) * c->block_size);
+		index_store_chunk(f, idx);
+	} else if (rc < 0) {
+		log_msg(LOG_LVL_WARN, "cache",
+			"fetch of file %llx chunk %llu failed: %s",
+			(unsigned long long)f->fileid,
+			(unsigned long long)idx, strerror(-rc));
+	}
+	ch->lru_stamp = atomic_fetch_add(&c->lru_clock, 1);
+	pthread_cond_broadcast(&f->cond);
+	return rc;
+}
+
+/* Make the blocks in mask that hold backend data present; f->lock held. */
+static int ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask)
+{
+	struct chunk *ch = f->chunks[idx];
+	int rc;
+
+	for (;;) {
+		uint64_t need = mask & backend_blocks(f, idx) & ~ch->present;
+
+		if (!need)
+			return 0;
+		if (ch->fetching) {
+			pthread_cond_wait(&f->cond, &f->lock);
+			continue;
+		}
+		rc = file_fetch_chunk(f, idx, false);
+		if (rc < 0)
+			return rc;
+	}
+}
+
+/* Which blocks of a chunk [a, b) (offsets in the chunk) touches. */
+static uint64_t range_blocks(struct cache *c, uint64_t a, uint64_t b)
+{
+	return block_mask((unsigned int)(a / c->block_size),
+			  (unsigned int)((b - 1) / c->block_size));
+}
+
+/*
+ * Verify the present blocks of [lo, hi) (block aligned, within chunk idx)
+ * held in buf.  Returns 0, or -EAGAIN after dropping bad clean blocks (the
+ * caller fetches again), or -EIO for a bad dirty block.  f->lock held.
+ */
+static int verify_blocks(struct cache_file *f, uint64_t idx, const char *buf,
+			 uint64_t lo, uint64_t hi)
+{
+	struct cache *c = f->c;
+	struct chunk *ch = f->chunks[idx];
+	uint64_t start = chunk_start(c, idx), off;
+	int rc = 0;
+
+	for (off = lo; off < hi; off += c->block_size) {
+		unsigned int b = (unsigned int)((off - start) / c->block_size);
+
+		if (!(ch->present & (1ULL << b)))
+			continue;
+		if (XXH3_64bits(buf + (off - lo), c->block_size) ==
+		    ch->sums[b])
+			continue;
+		atomic_fetch_add(&c->checksum_errors, 1);
+		if (ch->dirty & (1ULL << b)) {
+			log_msg(LOG_LVL_ERR, "cache",
+				"file %llx offset %llu: checksum mismatch on dirty data; returning EIO",
+				(unsigned long long)f->fileid,
+				(unsigned long long)off);
+			return -EIO;
+		}
+		log_msg(LOG_LVL_WARN, "cache",
+			"file %llx offset %llu: checksum mismatch on clean data; fetching it again",
+			(unsigned long long)f->fileid, (unsigned long long)off);
+		ch->present &= ~(1ULL << b);
+		atomic_fetch_sub(&c->used_bytes, c->block_size);
+		rc = -EAGAIN;
+	}
+	if (rc)
+		index_store_chunk(f, idx);
+	return rc;
+}
+
+/* Read [off, off+len) which lies within chunk idx. */
+static ssize_t read_in_chunk(struct cache_file *f, uint64_t idx, char *dst,
+			     uint64_t off, size_t len)
+{
+	struct cache *c = f->c;
+	uint64_t start = chunk_start(c, idx);
+	uint64_t lo = off - (off - start) % c->block_size;
+	uint64_t hi = off + len;
+	uint64_t mask;
+	struct chunk *ch;
+	char *buf = NULL;
+	ssize_t n;
+	int rc, tries = 0;
+
+	hi += (c->block_size - (hi - start) % c->block_size) % c->block_size;
+	mask = range_blocks(c, lo - start, hi - start);
+	pthread_mutex_lock(&f->lock);
+again:
+	ch = file_chunk(f, idx, true);
+	if (!ch) {
+		rc = -ENOMEM;
+		goto out_unlock;
+	}
+	rc = ensure_present(f, idx, mask);
+	if (rc < 0)
+		goto out_unlock;
+	ch->readers++;
+	ch->lru_stamp = atomic_fetch_add(&c->lru_clock, 1);
+	pthread_mutex_unlock(&f->lock);
+
+	if (c->cfg->verify) {
+		if (!buf)
+			buf = aligned_alloc(4096, hi - lo);
+		if (!buf) {
+			rc = -ENOMEM;
+			goto out_reader;
+		}
+		n = ring_pread(cache_ring(c), f->fd, buf, hi - lo, lo);
+		if (n >= 0)
+			memset(buf + n, 0, (hi - lo) - (size_t)n);
+	} else {
+		n = ring_pread(cache_ring(c), f->fd, dst, len, off);
+		if (n >= 0)
+			memset(dst + n, 0, len - (size_t)n);
+	}
+	if (n < 0) {
+		rc = (int)n;
+		goto out_reader;
+	}
+	pthread_mutex_lock(&f->lock);
+	ch->readers--;
+	if (c->cfg->verify) {
+		rc = verify_blocks(f, idx, buf, lo, hi);
+		if (rc == -EAGAIN && ++tries < 3)
+			goto again;
+		if (rc < 0)
+			goto out_unlock;
+		memcpy(dst, buf + (off - lo), len);
+	}
+	rc = 0;
+	goto out_unlock;
+out_reader:
+	pthread_mutex_lock(&f->lock);
+	ch->readers--;
+out_unlock:
+	pthread_mutex_unlock(&f->lock);
+	free(buf);
+	return rc < 0 ? rc : (ssize_t)len;
+}
+
+/* Queue prefetch of the chunks ahead of a sequential stream. */
+static void stream_advance(struct cache_file *f, struct cache_stream *s,
+			   uint64_t off, size_t len)
+{
+	struct cache *c = f->c;
+	uint64_t cs = c->cfg->chunk_size, ra = c->cfg->readahead;
+	uint64_t end, idx, last;
+
+	if (off == s->next_off && off) {
+		s->seq_count++;
+	} else if (off != s->next_off) {
+		s->seq_count = 0;
+		s->window = 0;
+		s->prefetched = 0;
+	}
+	s->next_off = off + len;
+	if (s->seq_count < 2 || !ra)
+		return;
+	/* The window starts at two chunks and doubles up to readahead. */
+	s->window = s->window ? min_u64(s->window * 2, ra) : min_u64(2 * cs, ra);
+	end = min_u64(s->next_off + s->window, cache_file_size(f));
+	idx = (s->prefetched > s->next_off ? s->prefetched : s->next_off) / cs;
+	last = end ? (end - 1) / cs : 0;
+	for (; idx <= last && end; idx++) {
+		cache_queue_prefetch(f, idx);
+		s->prefetched = (idx + 1) * cs;
+	}
+}
+
+ssize_t cache_read(struct cache_file *f, struct cache_stream *s, void *buf,
+		   size_t size, uint64_t off)
+{
+	struct cache *c = f->c;
+	uint64_t fsize = cache_file_size(f), done = 0;
+	uint64_t cs = c->cfg->chunk_size;
+
+	if (off >= fsize)
+		return 0;
+	size = (size_t)min_u64(size, fsize - off);
+	if (s)
+		stream_advance(f, s, off, size);
+	while (done < size) {
+		uint64_t pos = off + done, idx = pos / cs;
+		size_t piece = (size_t)min_u64(size - done,
+					       chunk_start(c, idx + 1) - pos);
+		ssize_t n = read_in_chunk(f, idx, (char *)buf + done, pos,
+					  piece);
+
+		if (n < 0)
+			return done ? (ssize_t)done : n;
+		done += (uint64_t)n;
+	}
+	atomic_fetch_add(&c->bytes_read_cache, done);
+	cache_evict_maybe(c);
+	return (ssize_t)done;
+}
+
+/* Write [off, off+len), which lies within chunk idx; f->wlock held. */
+static int write_in_chunk(struct cache_file *f, uint64_t idx, const char *src,
+			  uint64_t off, size_t len)
+{
+	struct cache *c = f->c;
+	uint64_t start = chunk_start(c, idx), bs = c->block_size;
+	uint64_t a = off - start, b = a + len;
+	uint64_t mask = range_blocks(c, a, b), partial = 0, newly, olddirty;
+	uint64_t sums[CACHE_BLOCKS];
+	unsigned int first = (unsigned int)(a / bs);
+	unsigned int last = (unsigned int)((b - 1) / bs), i;
+	struct chunk *ch;
+	char *tmp = NULL;
+	ssize_t n;
+	int rc;
+
+	if (a % bs)
+		partial |= 1ULL << first;
+	if (b % bs)
+		partial |= 1ULL << last;
+
+	pthread_mutex_lock(&f->lock);
+	ch = file_chunk(f, idx, true);
+	if (!ch) {
+		rc = -ENOMEM;
+		goto out_unlock;
+	}
+	while (ch->fetching)
+		pthread_cond_wait(&f->cond, &f->lock);
+	/* Partial blocks that hold backend data: read-merge-write. */
+	rc = ensure_present(f, idx, partial);
+	if (rc < 0)
+		goto out_unlock;
+	ch->dirty_seq++;
+	ch->readers++;
+	pthread_mutex_unlock(&f->lock);
+
+	n = ring_pwrite(cache_ring(c), f->fd, src, len, off);
+	if (n < 0) {
+		rc = (int)n;
+		goto out_reader;
+	}
+	for (i = first; i <= last; i++) {
+		uint64_t boff = start + i * bs;
+
+		if (partial & (1ULL << i)) {
+			if (!tmp && !(tmp = malloc(bs))) {
+				rc = -ENOMEM;
+				goto out_reader;
+			}
+			rc = block_sum_from_file(f, boff, tmp, &sums[i]);
+			if (rc < 0)
+				goto out_reader;
+		} else {
+			sums[i] = XXH3_64bits(src + (boff - off), bs);
+		}
+	}
+	rc = 0;
+out_reader:
+	pthread_mutex_lock(&f->lock);
+	ch->readers--;
+	if (rc < 0)
+		goto out_unlock;
+	for (i = first; i <= last; i++)
+		ch->sums[i] = sums[i];
+	newly = mask & ~ch->present;
+	ch->present |= mask;
+	olddirty = ch->dirty;
+	ch->dirty |= mask;
+	ch->dirty_seq++;
+	ch->lru_stamp = atomic_fetch_add(&c->lru_clock, 1);
+	atomic_fetch_add(&c->used_bytes, popcount64(newly) * bs);
+	atomic_fetch_add(&c->dirty_bytes, popcount64(mask & ~olddirty) * bs);
+	if (!olddirty)
+		f->dirty_chunks++;
+	if (off + len > f->size)
+		f->size = off + len;
+	rc = index_store_chunk(f, idx);
+	if (rc == 0 && !ch->journaled) {
+		rc = cache_journal(c, JREC_DIRTY, f, idx);
+		ch->journaled = rc == 0;
+	}
+	cache_queue_flush(f, idx);
+out_unlock:
+	pthread_mutex_unlock(&f->lock);
+	free(tmp);
+	return rc;
+}
+
+static void wait_for_space(struct cache *c)
+{
+	if (atomic_load(&c->dirty_bytes) <= c->cfg->dirty_max)
+		return;
+	pthread_mutex_lock(&c->queue_lock);
+	while (atomic_load(&c->dirty_bytes) > c->cfg->dirty_max &&
+	       !c->stopping)
+		pthread_cond_wait(&c->space_cond, &c->queue_lock);
+	pthread_mutex_unlock(&c->queue_lock);
+}
+
+ssize_t cache_write(struct cache_file *f, const void *buf, size_t size,
+		    uint64_t off)
+{
+	struct cache *c = f->c;
+	uint64_t cs = c->cfg->chunk_size, done = 0;
+	int rc = 0;
+
+	if (!size)
+		return 0;
+	wait_for_space(c);
+	pthread_mutex_lock(&f->wlock);
+	while (done < size) {
+		uint64_t pos = off + done, idx = pos / cs;
+		size_t piece = (size_t)min_u64(size - done,
+					       chunk_start(c, idx + 1) - pos);
+
+		rc = write_in_chunk(f, idx, (const char *)buf + done, pos,
+				    piece);
+		if (rc < 0)
+			break;
+		done += piece;
+	}
+	pthread_mutex_unlock(&f->wlock);
+	atomic_fetch_add(&c->bytes_written, done);
+	if (!c->cfg->writeback && done)
+		rc = cache_file_flush(f);
+	cache_evict_maybe(c);
+	if (rc < 0 && !done)
+		return rc;
+	return rc < 0 ? rc : (ssize_t)done;
+}
+
+/*
+ * Forget present, clean data of chunks from from_chunk on (and every
+ * block of them past f->size), punching the cache file.  Dirty blocks are
+ * kept.  f->lock held; used at invalidation and truncate.
+ */
+void file_drop_clean(struct cache_file *f, uint64_t from_chunk)
+{
+	struct cache *c = f->c;
+	uint64_t idx;
+
+	for (idx = from_chunk; idx < f->nchunks; idx++) {
+		struct chunk *ch = f->chunks[idx];
+		uint64_t drop;
+		unsigned int b;
+
+		if (!ch || !ch->present)
+			continue;
+		drop = ch->present & ~ch->dirty;
+		if (!drop)
+			continue;
+		for (b = 0; b < CACHE_BLOCKS; b++) {
+			if (drop & (1ULL << b))
+				fallocate(f->fd,
+					  FALLOC_FL_PUNCH_HOLE |
+						  FALLOC_FL_KEEP_SIZE,
+					  (off_t)(chunk_start(c, idx) +
+						  b * c->block_size),
+					  (off_t)c->block_size);
+		}
+		ch->present &= ~drop;
+		atomic_fetch_sub(&c->used_bytes, popcount64(drop) * c->block_size);
+		index_store_chunk(f, idx);
+	}
+}
+
+int cache_file_truncate(struct cache_file *f, uint64_t size,
+			struct be_attr *attr)
+{
+	struct cache *c = f->c;
+	struct be_setattr sa = { .valid = BE_SET_SIZE, .size = size };
+	uint64_t cs = c->cfg->chunk_size, bs = c->block_size, idx;
+	char *tmp = NULL;
+	int rc;
+
+	pthread_mutex_lock(&f->wlock);
+	pthread_mutex_lock(&f->lock);
+	f->trunc_seq++;
+	while (f->inflight)
+		pthread_cond_wait(&f->cond, &f->lock);
+	/* Everything wholly past the new end goes, dirty or not. */
+	for (idx = size / cs; idx < f->nchunks; idx++) {
+		struct chunk *ch = f->chunks[idx];
+		uint64_t keep, gone;
+
+		if (!ch)
+			continue;
+		keep = 0;
+		if (size > chunk_start(c, idx)) {
+			uint64_t nb = (size - chunk_start(c, idx) + bs - 1) / bs;
+
+			keep = nb >= CACHE_BLOCKS ? ~0ULL : (1ULL << nb) - 1;
+		}
+		gone = ch->present & ~keep;
+		if (ch->dirty && !(ch->dirty & keep))
+			f->dirty_chunks--;
+		atomic_fetch_sub(&c->dirty_bytes,
+				 popcount64(ch->dirty & ~keep) * bs);
+		atomic_fetch_sub(&c->used_bytes, popcount64(gone) * bs);
+		ch->dirty &= keep;
+		ch->present &= keep;
+		ch->dirty_seq++;
+		if (!ch->dirty && ch->journaled) {
+			cache_journal(c, JREC_CLEAN, f, idx);
+			ch->journaled = false;
+		}
+		/* The block holding the new end changes: sum it again. */
+		if (size % bs && (ch->present & (1ULL << ((size % cs) / bs))) &&
+		    size / cs == idx) {
+			unsigned int b = (unsigned int)((size % cs) / bs);
+
+			if (ftruncate(f->fd, (off_t)size) == 0 &&
+			    (tmp || (tmp = malloc(bs))))
+				block_sum_from_file(f, chunk_start(c, idx) +
+							       b * bs,
+						    tmp, &ch->sums[b]);
+		}
+		index_store_chunk(f, idx);
+	}
+	if (ftruncate(f->fd, (off_t)size) < 0) {
+		rc = -errno;
+		pthread_mutex_unlock(&f->lock);
+		goto out;
+	}
+	f->size = size;
+	if (f->be_size > size)
+		f->be_size = size;
+	pthread_mutex_unlock(&f->lock);
+
+	rc = file_be(f)->ops->setattr(file_be(f), f->node, &sa, attr);
+	pthread_mutex_lock(&f->lock);
+	if (rc == 0) {
+		f->be_size = size;
+		if (!f->dirty_chunks)
+			f->gen = be_attr_gen(attr);
+		index_store_header(f);
+	}
+	pthread_mutex_unlock(&f->lock);
+out:
+	pthread_mutex_unlock(&f->wlock);
+	free(tmp);
+	pthread_cond_broadcast(&c->space_cond);
+	return rc;
+}
+
+uint64_t cache_file_size(struct cache_file *f)
+{
+	uint64_t size;
+
+	pthread_mutex_lock(&f->lock);
+	size = f->size;
+	pthread_mutex_unlock(&f->lock);
+	return size;
+}
+
+int cache_file_evict(struct cache_file *f)
+{
+	pthread_mutex_lock(&f->lock);
+	file_drop_clean(f, 0);
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
+int cache_file_prefetch(struct cache_file *f)
+{
+	struct cache *c = f->c;
+	uint64_t idx, n;
+	int rc = 0;
+
+	pthread_mutex_lock(&f->lock);
+	n = (f->be_size + c->cfg->chunk_size - 1) / c->cfg->chunk_size;
+	for (idx = 0; idx < n && rc == 0; idx++) {
+		if (!file_chunk(f, idx, true)) {
+			rc = -ENOMEM;
+			break;
+		}
+		rc = ensure_present(f, idx, ~0ULL);
+	}
+	pthread_mutex_unlock(&f->lock);
+	cache_evict_maybe(c);
+	return rc;
+}

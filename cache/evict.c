@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * evict.c - keeps the cache within cache_size and above cache_min_free.
+ *
+ * When usage passes the limit, the thread that noticed takes the evict
+ * lock (others go on: one evictor is enough), collects the least recently
+ * used chunks that are clean, not pinned and not in use, and punches them
+ * out of their cache files until usage is one batch below the limit.  So
+ * the cache never holds more than cache_size plus the data written or
+ * fetched while one batch is being evicted.  Dirty data is never evicted.
+ *
+ * Thread safety: takes c->table_lock, then each f->lock in turn.
+ */
+#include "cache_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/statvfs.h>
+
+/* Evict this many chunks' worth below the limit, to avoid thrashing. */
+#define EVICT_BATCH_CHUNKS 16
+
+struct victim {
+	uint64_t stamp;
+	struct cache_file *f;
+	uint64_t idx;
+};
+
+static int victim_cmp(const void *a, const void *b)
+{
+	const struct victim *x = a, *y = b;
+
+	return x->stamp < y->stamp ? -1 : x->stamp > y->stamp;
+}
+
+/* How many bytes over the limits the cache is now (0: within them). */
+static uint64_t overage(struct cache *c)
+{
+	uint64_t used = atomic_load(&c->used_bytes), over = 0;
+	struct statvfs sv;
+
+	if (c->cfg->size && used > c->cfg->size)
+		over = used - c->cfg->size;
+	if (c->cfg->min_free && fstatvfs(c->dir_fd, &sv) == 0) {
+		uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+
+		if (avail < c->cfg->min_free &&
+		    c->cfg->min_free - avail > over)
+			over = c->cfg->min_free - avail;
+	}
+	return over;
+}
+
+static size_t collect(struct cache *c, struct victim **out)
+{
+	size_t n = 0, cap = 1024, b;
+	struct victim *v = malloc(cap * sizeof(*v));
+
+	if (!v)
+		return 0;
+	pthread_mutex_lock(&c->table_lock);
+	for (b = 0; b < c->table_size; b++) {
+		struct cache_file *f;
+
+		for (f = c->table[b]; f; f = f->hnext) {
+			uint64_t idx;
+
+			pthread_mutex_lock(&f->lock);
+			for (idx = 0; idx < f->nchunks && !f->pinned; idx++) {
+				struct chunk *ch = f->chunks[idx];
+
+				if (!ch || !(ch->present & ~ch->dirty) ||
+				    ch->fetching || ch->flushing ||
+				    ch->readers)
+					continue;
+				if (n == cap) {
+					struct victim *nv = realloc(
+						v, 2 * cap * sizeof(*v));
+
+					if (!nv)
+						break;
+					v = nv;
+					cap *= 2;
+				}
+				v[n++] = (struct victim){ ch->lru_stamp, f,
+							  idx };
+			}
+			pthread_mutex_unlock(&f->lock);
+		}
+	}
+	/* Files stay in the table while we work: they are only freed at
+	 * cache_close, after the evictor has stopped. */
+	pthread_mutex_unlock(&c->table_lock);
+	qsort(v, n, sizeof(*v), victim_cmp);
+	*out = v;
+	return n;
+}
+
+static uint64_t evict_one(struct cache *c, struct victim *v)
+{
+	struct cache_file *f = v->f;
+	struct chunk *ch;
+	uint64_t drop = 0;
+	unsigned int b;
+
+	pthread_mutex_lock(&f->lock);
+	ch = f->chunks[v->idx];
+	if (ch && !f->pinned && !ch->fetching && !ch->flushing &&
+	    !ch->readers && ch->lru_stamp == v->stamp) {
+		drop = ch->present & ~ch->dirty;
+		for (b = 0; b < CACHE_BLOCKS; b++)
+			if (drop & (1ULL << b))
+				fallocate(f->fd,
+					  FALLOC_FL_PUNCH_HOLE |
+						  FALLOC_FL_KEEP_SIZE,
+					  (off_t)(chunk_start(c, v->idx) +
+						  b * c->block_size),
+					  (off_t)c->block_size);
+		ch->present &= ~drop;
+		index_store_chunk(f, v->idx);
+	}
+	pthread_mutex_unlock(&f->lock);
+	if (drop) {
+		atomic_fetch_sub(&c->used_bytes,
+				 popcount64(drop) * c->block_size);
+		atomic_fetch_add(&c->chunks_evicted, 1);
+	}
+	return popcount64(drop) * c->block_size;
+}
+
+void cache_evict_maybe(struct cache *c)
+{
+	struct victim *v = NULL;
+	uint64_t over, freed = 0;
+	size_t n, i;
+
+	over = overage(c);
+	if (!over || pthread_mutex_trylock(&c->evict_lock))
+		return;
+	over += EVICT_BATCH_CHUNKS * c->cfg->chunk_size;
+	n = collect(c, &v);
+	for (i = 0; i < n && freed < over; i++)
+		freed += evict_one(c, &v[i]);
+	free(v);
+	pthread_mutex_unlock(&c->evict_lock);
+}

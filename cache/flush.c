@@ -1,0 +1,302 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * flush.c - the upload (flusher) and prefetch threads.
+ *
+ * A flusher takes one dirty chunk at a time from the queue, reads its
+ * dirty blocks from the cache file, checks their checksums, writes them
+ * to the backend and commits them, and only then marks them clean.  A
+ * chunk written to while it was uploading stays dirty and goes round
+ * again.  A failed upload is retried with exponential backoff for as long
+ * as it takes; nothing dirty is ever dropped, except the data of a file
+ * the backend no longer has (ESTALE, ENOENT after an unlink).
+ *
+ * Thread safety: each thread owns its ring; shared state is under the
+ * locks named in cache_int.h.
+ */
+#include "cache_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+static struct flush_item *pop(pthread_mutex_t *lock, pthread_cond_t *cond,
+			      struct flush_item **head,
+			      struct flush_item **tail, atomic_bool *stopping)
+{
+	struct flush_item *it;
+
+	pthread_mutex_lock(lock);
+	while (!*head && !*stopping)
+		pthread_cond_wait(cond, lock);
+	it = *head;
+	if (it) {
+		*head = it->next;
+		if (!*head)
+			*tail = NULL;
+	}
+	pthread_mutex_unlock(lock);
+	return it;
+}
+
+/* Errors that mean "the object is gone": its dirty data has no home. */
+static bool err_gone(int err)
+{
+	return err == -ESTALE || err == -ENOENT;
+}
+
+/* Errors that waiting will not cure: reported to fsync and close. */
+static bool err_permanent(int err)
+{
+	return err == -ENOSPC || err == -EDQUOT || err == -EFBIG ||
+	       err == -EROFS || err == -EACCES || err == -EPERM;
+}
+
+/* Drop every dirty block of a file whose backend object vanished. */
+static void file_gone(struct cache_file *f)
+{
+	struct cache *c = f->c;
+	uint64_t idx, dropped = 0;
+
+	f->gone = true;
+	for (idx = 0; idx < f->nchunks; idx++) {
+		struct chunk *ch = f->chunks[idx];
+
+		if (!ch || !ch->dirty)
+			continue;
+		dropped += popcount64(ch->dirty) * c->block_size;
+		ch->dirty = 0;
+		ch->journaled = false;
+		index_store_chunk(f, idx);
+	}
+	f->dirty_chunks = 0;
+	atomic_fetch_sub(&c->dirty_bytes, dropped);
+	cache_journal(c, JREC_DROP, f, 0);
+	log_msg(LOG_LVL_INFO, "flush",
+		"file %llx is gone from the backend; dropped %llu dirty bytes",
+		(unsigned long long)f->fileid, (unsigned long long)dropped);
+}
+
+/*
+ * Upload the dirty blocks of one chunk.  Returns 0 when it is done (or
+ * there was nothing to do), -EAGAIN when it must go round again, or the
+ * backend's error.
+ */
+static int flush_chunk(struct cache_file *f, uint64_t idx, char *buf)
+{
+	struct cache *c = f->c;
+	struct be *be = file_be(f);
+	uint64_t bs = c->block_size, start = chunk_start(c, idx);
+	uint64_t sums[CACHE_BLOCKS], mask, seq, size, sent = 0;
+	struct chunk *ch;
+	unsigned int b, e;
+	int rc = 0;
+
+	pthread_mutex_lock(&f->lock);
+	ch = idx < f->nchunks ? f->chunks[idx] : NULL;
+	if (!ch || !ch->dirty || ch->flushing || f->gone) {
+		if (ch)
+			ch->queued = false;
+		pthread_mutex_unlock(&f->lock);
+		return 0;
+	}
+	ch->queued = false;
+	mask = ch->dirty;
+	seq = ch->dirty_seq;
+	size = f->size;
+	memcpy(sums, ch->sums, sizeof(sums));
+	ch->flushing = true;
+	ch->readers++;
+	f->inflight++;
+	pthread_mutex_unlock(&f->lock);
+
+	/* Read and check the dirty blocks, run by run. */
+	for (b = 0; b < CACHE_BLOCKS && rc == 0; b = e) {
+		uint64_t off, len;
+		ssize_t n;
+		unsigned int i;
+
+		if (!(mask & (1ULL << b))) {
+			e = b + 1;
+			continue;
+		}
+		for (e = b; e < CACHE_BLOCKS && (mask & (1ULL << e)); e++)
+			;
+		off = start + b * bs;
+		len = (e - b) * bs;
+		n = ring_pread(cache_ring(c), f->fd, buf + b * bs, len, off);
+		if (n < 0) {
+			rc = (int)n;
+			break;
+		}
+		memset(buf + b * bs + n, 0, len - (size_t)n);
+		for (i = b; i < e; i++) {
+			if (XXH3_64bits(buf + i * bs, bs) == sums[i])
+				continue;
+			pthread_mutex_lock(&f->lock);
+			rc = ch->dirty_seq != seq ? -EAGAIN : -EIO;
+			pthread_mutex_unlock(&f->lock);
+			if (rc == -EIO) {
+				atomic_fetch_add(&c->checksum_errors, 1);
+				log_msg(LOG_LVL_ERR, "flush",
+					"file %llx offset %llu: dirty block fails its checksum; not uploading it",
+					(unsigned long long)f->fileid,
+					(unsigned long long)(start + i * bs));
+			}
+			break;
+		}
+		/* Upload no further than the file's end. */
+		if (rc == 0 && off < size) {
+			if (off + len > size)
+				len = size - off;
+			n = be_pwrite(be, f->node, buf + b * bs, len, off);
+			if (n < 0)
+				rc = (int)n;
+			else
+				sent += len;
+		}
+	}
+	if (rc == 0 && sent)
+		rc = be_commit(be, f->node);
+
+	pthread_mutex_lock(&f->lock);
+	ch->flushing = false;
+	ch->readers--;
+	f->inflight--;
+	if (rc == 0) {
+		atomic_fetch_add(&c->bytes_flushed, sent);
+		if (ch->dirty_seq == seq) {
+			uint64_t cleaned = ch->dirty & mask;
+
+			ch->dirty &= ~mask;
+			atomic_fetch_sub(&c->dirty_bytes,
+					 popcount64(cleaned) * bs);
+			if (!ch->dirty) {
+				f->dirty_chunks--;
+				if (ch->journaled)
+					cache_journal(c, JREC_CLEAN, f, idx);
+				ch->journaled = false;
+			}
+			index_store_chunk(f, idx);
+			if (f->size > f->be_size)
+				f->be_size = f->size;
+		} else {
+			rc = -EAGAIN;
+		}
+		f->flush_error = 0;
+	} else if (err_gone(rc)) {
+		file_gone(f);
+		rc = 0;
+	} else if (rc != -EAGAIN) {
+		if (err_permanent(rc))
+			f->flush_error = rc;
+	}
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+	pthread_cond_broadcast(&c->space_cond);
+	return rc;
+}
+
+/* After the last dirty chunk: remember the backend's new generation. */
+static void refresh_gen(struct cache_file *f)
+{
+	struct be_attr attr;
+	bool clean;
+
+	pthread_mutex_lock(&f->lock);
+	clean = !f->dirty_chunks && !f->gone;
+	pthread_mutex_unlock(&f->lock);
+	if (!clean || file_be(f)->ops->getattr(file_be(f), f->node, &attr))
+		return;
+	pthread_mutex_lock(&f->lock);
+	if (!f->dirty_chunks && !f->inflight) {
+		f->gen = be_attr_gen(&attr);
+		f->be_size = attr.size;
+		index_store_header(f);
+	}
+	pthread_mutex_unlock(&f->lock);
+}
+
+static void backoff_sleep(unsigned int failures)
+{
+	unsigned int ms = 100U << (failures < 8 ? failures : 8);
+	struct timespec ts;
+
+	if (ms > 10000)
+		ms = 10000;
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (long)(ms % 1000) * 1000000;
+	nanosleep(&ts, NULL);
+}
+
+void *flusher_main(void *arg)
+{
+	struct cache *c = arg;
+	unsigned int failures = 0;
+	struct flush_item *it;
+	char *buf = aligned_alloc(4096, c->cfg->chunk_size);
+
+	if (!buf) {
+		log_msg(LOG_LVL_ERR, "flush", "out of memory for a flusher");
+		return NULL;
+	}
+	while ((it = pop(&c->queue_lock, &c->queue_cond, &c->qhead, &c->qtail,
+			 &c->stopping))) {
+		int rc;
+
+		atomic_fetch_sub(&c->queued_chunks, 1);
+		rc = flush_chunk(it->f, it->chunk, buf);
+		if (rc == 0) {
+			failures = 0;
+			refresh_gen(it->f);
+		} else if (rc == -EAGAIN) {
+			pthread_mutex_lock(&it->f->lock);
+			cache_queue_flush(it->f, it->chunk);
+			pthread_mutex_unlock(&it->f->lock);
+		} else {
+			atomic_fetch_add(&c->flush_retries, 1);
+			if (err_permanent(rc) || rc == -EIO)
+				atomic_fetch_add(&c->flush_errors, 1);
+			log_msg(failures ? LOG_LVL_DEBUG : LOG_LVL_WARN,
+				"flush",
+				"upload of file %llx chunk %llu failed: %s; retrying",
+				(unsigned long long)it->f->fileid,
+				(unsigned long long)it->chunk, strerror(-rc));
+			if (!atomic_load(&c->stopping)) {
+				backoff_sleep(failures++);
+				pthread_mutex_lock(&it->f->lock);
+				cache_queue_flush(it->f, it->chunk);
+				pthread_mutex_unlock(&it->f->lock);
+			}
+		}
+		cache_file_put(it->f);
+		free(it);
+	}
+	free(buf);
+	return NULL;
+}
+
+void *prefetcher_main(void *arg)
+{
+	struct cache *c = arg;
+	struct flush_item *it;
+
+	while ((it = pop(&c->prefetch_lock, &c->prefetch_cond, &c->phead,
+			 &c->ptail, &c->stopping))) {
+		struct cache_file *f = it->f;
+		struct chunk *ch;
+
+		pthread_mutex_lock(&f->lock);
+		ch = file_chunk(f, it->chunk, true);
+		if (ch && !ch->fetching && it->chunk * c->cfg->chunk_size <
+						   f->be_size)
+			file_fetch_chunk(f, it->chunk, true);
+		pthread_mutex_unlock(&f->lock);
+		cache_file_put(f);
+		free(it);
+		cache_evict_maybe(c);
+	}
+	return NULL;
+}

@@ -1,0 +1,350 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * ctl.c - the control socket; see ctl.h for the protocol.
+ */
+#include "fs_int.h"
+#include "ctl.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "config.h"
+
+struct ctl {
+	struct sfs *s;
+	int lfd;
+	int stop_pipe[2];
+	char path[108];
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned int active;	/* protected by lock */
+};
+
+struct ctl_conn {
+	struct ctl *ctl;
+	int fd;
+	uid_t uid;
+};
+
+static void say(int fd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void say(int fd, const char *fmt, ...)
+{
+	char buf[4096];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(buf) - 1)
+		n = (int)sizeof(buf) - 1;
+	if (n > 0 && write(fd, buf, (size_t)n) < 0)
+		return;	/* the client went away; nothing to tell */
+}
+
+#define STAT_FIELDS(X)                                                    \
+	X(bytes_read_cache) X(bytes_read_backend) X(bytes_written)        \
+	X(bytes_flushed) X(dirty_bytes) X(cache_used_bytes)                \
+	X(chunks_evicted) X(checksum_errors) X(flush_errors)               \
+	X(flush_retries) X(prefetch_chunks) X(flush_queue) X(files)
+
+static void cmd_stats(struct ctl *ctl, int fd, const char *fmt)
+{
+	struct cache_stats st;
+	const char *sep = "";
+
+	cache_get_stats(ctl->s->cache, &st);
+	say(fd, "ok\n");
+	if (!strcmp(fmt, "json")) {
+		say(fd, "{");
+#define X(f) say(fd, "%s\"" #f "\": %llu", sep, (unsigned long long)st.f), sep = ", ";
+		STAT_FIELDS(X)
+#undef X
+		say(fd, ", \"cache_size\": %llu, \"dirty_max\": %llu}\n",
+		    (unsigned long long)ctl->s->cfg.cache.size,
+		    (unsigned long long)ctl->s->cfg.cache.dirty_max);
+	} else if (!strcmp(fmt, "prometheus")) {
+#define X(f) say(fd, "stagefs_" #f "{mountpoint=\"%s\"} %llu\n", ctl->s->cfg.mountpoint, (unsigned long long)st.f);
+		STAT_FIELDS(X)
+#undef X
+	} else {
+#define X(f) say(fd, "%-20s %llu\n", #f, (unsigned long long)st.f);
+		STAT_FIELDS(X)
+#undef X
+	}
+	(void)sep;
+}
+
+static void cmd_status(struct ctl *ctl, int fd)
+{
+	const struct sfs_config *cfg = &ctl->s->cfg;
+	const struct cache_config *cc = &cfg->cache;
+	struct cache_stats st;
+	int i;
+
+	cache_get_stats(ctl->s->cache, &st);
+	say(fd, "ok\n");
+	say(fd, "stagefs %s, pid %d\nmountpoint  %s\n", STAGEFS_VERSION,
+	    (int)getpid(), cfg->mountpoint);
+	for (i = 0; i < ctl->s->nbe; i++)
+		say(fd, "backend     %s (%s)\n", ctl->s->bes[i]->spec,
+		    ctl->s->bes[i]->ops->name);
+	say(fd, "cache_dir   %s\n", cc->dir);
+	say(fd, "options     cache_size=%llu chunk_size=%llu readahead=%llu dirty_max=%llu nconnect=%u writeback=%s flush_on_close=%s fsync=%s verify=%s\n",
+	    (unsigned long long)cc->size, (unsigned long long)cc->chunk_size,
+	    (unsigned long long)cc->readahead,
+	    (unsigned long long)cc->dirty_max, cfg->nconnect,
+	    cc->writeback ? "on" : "off",
+	    cc->close_mode == CACHE_CLOSE_SYNC ? "sync" : "async",
+	    cc->fsync_mode == CACHE_FSYNC_BACKEND ? "backend" : "local",
+	    cc->verify ? "on" : "off");
+	say(fd, "cache_used  %llu bytes in %llu files\n",
+	    (unsigned long long)st.cache_used_bytes,
+	    (unsigned long long)st.files);
+	say(fd, "dirty       %llu bytes, %llu chunks queued for upload\n",
+	    (unsigned long long)st.dirty_bytes,
+	    (unsigned long long)st.flush_queue);
+	say(fd, "backend     %s (%llu upload retries, %llu upload errors)\n",
+	    st.flush_retries ? "has had errors" : "healthy",
+	    (unsigned long long)st.flush_retries,
+	    (unsigned long long)st.flush_errors);
+}
+
+/* The cache_file of st_ino, made if need be (the kernel knows the inode). */
+static int file_of(struct ctl *ctl, const char *arg, bool create,
+		   struct cache_file **out)
+{
+	struct sfs *s = ctl->s;
+	struct sfs_inode *ino;
+	struct be_attr a;
+	char *end;
+	unsigned long long stino = strtoull(arg ? arg : "", &end, 10);
+	int be_idx = (int)(stino >> 56), rc;
+
+	if (!arg || *end || be_idx >= s->nbe)
+		return -EINVAL;
+	if (cache_file_lookup(s->cache, be_idx, stino & ((1ULL << 56) - 1),
+			      out) == 0 || !create)
+		return *out ? 0 : -ENOENT;
+	ino = inode_find(s, be_idx, be_idx ? stino ^ ((uint64_t)be_idx << 56) :
+						 stino);
+	if (!ino)
+		return -ENOENT;
+	rc = ino_be(s, ino)->ops->getattr(ino_be(s, ino), ino->node, &a);
+	if (rc == 0)
+		rc = cache_file_get(s->cache, be_idx, ino->node, &a, out);
+	inode_forget(s, ino, 1);
+	return rc;
+}
+
+static void cmd_file(struct ctl *ctl, int fd, const char *cmd,
+		     const char *arg)
+{
+	struct cache_file *f = NULL;
+	bool create = !strcmp(cmd, "prefetch") || !strcmp(cmd, "pin");
+	int rc = file_of(ctl, arg, create, &f);
+
+	if (rc == -ENOENT && !create) {
+		say(fd, "ok\nnot cached\n");	/* nothing to flush or evict */
+		return;
+	}
+	if (rc < 0) {
+		say(fd, "error: %s: %s\n", cmd, strerror(-rc));
+		return;
+	}
+	if (!strcmp(cmd, "flush"))
+		rc = cache_file_flush(f);
+	else if (!strcmp(cmd, "evict"))
+		rc = cache_file_evict(f);
+	else if (!strcmp(cmd, "prefetch"))
+		rc = cache_file_prefetch(f);
+	else
+		cache_file_pin(f, !strcmp(cmd, "pin"));
+	cache_file_put(f);
+	if (rc < 0)
+		say(fd, "error: %s: %s\n", cmd, strerror(-rc));
+	else
+		say(fd, "ok\n");
+}
+
+static void *conn_main(void *arg)
+{
+	struct ctl_conn *c = arg;
+	struct ctl *ctl = c->ctl;
+	char line[512], *cmd, *rest;
+	ssize_t n = read(c->fd, line, sizeof(line) - 1);
+
+	if (n <= 0)
+		goto out;
+	line[n] = '\0';
+	line[strcspn(line, "\r\n")] = '\0';
+	cmd = strtok_r(line, " ", &rest);
+	if (!cmd) {
+		say(c->fd, "error: empty command\n");
+	} else if (!strcmp(cmd, "status")) {
+		cmd_status(ctl, c->fd);
+	} else if (!strcmp(cmd, "stats")) {
+		cmd_stats(ctl, c->fd, rest && *rest ? rest : "text");
+	} else if (strcmp(cmd, "flush") && strcmp(cmd, "evict") &&
+		   strcmp(cmd, "pin") && strcmp(cmd, "unpin") &&
+		   strcmp(cmd, "prefetch")) {
+		say(c->fd, "error: unknown command '%.64s'\n", cmd);
+	} else if (c->uid != 0) {
+		say(c->fd, "error: permission denied: only root may %s\n",
+		    cmd);
+	} else if (!strcmp(cmd, "flush") && !(rest && *rest)) {
+		int rc = cache_flush_all(ctl->s->cache);
+
+		if (rc < 0)
+			say(c->fd, "error: flush: %s\n", strerror(-rc));
+		else
+			say(c->fd, "ok\n");
+	} else {
+		cmd_file(ctl, c->fd, cmd, rest);
+	}
+out:
+	close(c->fd);
+	free(c);
+	pthread_mutex_lock(&ctl->lock);
+	ctl->active--;
+	pthread_cond_broadcast(&ctl->cond);
+	pthread_mutex_unlock(&ctl->lock);
+	return NULL;
+}
+
+static void *ctl_main(void *arg)
+{
+	struct ctl *ctl = arg;
+
+	for (;;) {
+		struct pollfd pfd[2] = { { .fd = ctl->lfd, .events = POLLIN },
+					 { .fd = ctl->stop_pipe[0],
+					   .events = POLLIN } };
+		struct ctl_conn *c;
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+		pthread_t t;
+		int fd;
+
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[1].revents)
+			break;
+		fd = accept4(ctl->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		c = calloc(1, sizeof(*c));
+		if (!c || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred,
+				     &len) < 0) {
+			free(c);
+			close(fd);
+			continue;
+		}
+		c->ctl = ctl;
+		c->fd = fd;
+		c->uid = cred.uid;
+		pthread_mutex_lock(&ctl->lock);
+		ctl->active++;
+		pthread_mutex_unlock(&ctl->lock);
+		if (pthread_create(&t, NULL, conn_main, c) == 0) {
+			pthread_detach(t);
+		} else {
+			close(fd);
+			free(c);
+			pthread_mutex_lock(&ctl->lock);
+			ctl->active--;
+			pthread_mutex_unlock(&ctl->lock);
+		}
+	}
+	return NULL;
+}
+
+int ctl_start(struct sfs *s, struct ctl **out, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct ctl *ctl = calloc(1, sizeof(*ctl));
+	int rc;
+
+	if (!ctl) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	ctl->s = s;
+	ctl->stop_pipe[0] = ctl->stop_pipe[1] = -1;
+	pthread_mutex_init(&ctl->lock, NULL);
+	pthread_cond_init(&ctl->cond, NULL);
+	if (s->cfg.ctl_socket)
+		snprintf(ctl->path, sizeof(ctl->path), "%s", s->cfg.ctl_socket);
+	else
+		ctl_default_path(s->cfg.mountpoint, ctl->path,
+				 sizeof(ctl->path));
+	mkdir(CTL_DIR, 0755);
+	ctl->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (ctl->lfd < 0)
+		goto out_err;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", ctl->path);
+	/* A socket left by a daemon that died: nobody answers on it. */
+	if (connect(ctl->lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		snprintf(err, errlen,
+			 "control socket %s: another stagefs serves this mountpoint",
+			 ctl->path);
+		rc = -EBUSY;
+		goto out_close;
+	}
+	unlink(ctl->path);
+	if (bind(ctl->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    chmod(ctl->path, 0666) < 0 || listen(ctl->lfd, 16) < 0 ||
+	    pipe2(ctl->stop_pipe, O_CLOEXEC) < 0)
+		goto out_err;
+	if (pthread_create(&ctl->thread, NULL, ctl_main, ctl)) {
+		errno = EAGAIN;
+		goto out_err;
+	}
+	*out = ctl;
+	return 0;
+out_err:
+	rc = -errno;
+	snprintf(err, errlen, "control socket %s: %s", ctl->path,
+		 strerror(errno));
+out_close:
+	if (ctl->lfd >= 0)
+		close(ctl->lfd);
+	if (ctl->stop_pipe[0] >= 0) {
+		close(ctl->stop_pipe[0]);
+		close(ctl->stop_pipe[1]);
+	}
+	free(ctl);
+	return rc;
+}
+
+void ctl_stop(struct ctl *ctl)
+{
+	char b = 0;
+
+	if (!ctl)
+		return;
+	if (write(ctl->stop_pipe[1], &b, 1) != 1)
+		log_msg(LOG_LVL_WARN, "ctl", "cannot stop the control thread");
+	pthread_join(ctl->thread, NULL);
+	close(ctl->lfd);
+	unlink(ctl->path);
+	pthread_mutex_lock(&ctl->lock);
+	while (ctl->active)
+		pthread_cond_wait(&ctl->cond, &ctl->lock);
+	pthread_mutex_unlock(&ctl->lock);
+	close(ctl->stop_pipe[0]);
+	close(ctl->stop_pipe[1]);
+	free(ctl);
+}

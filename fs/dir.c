@@ -1,0 +1,470 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * dir.c - names: lookup and forget, making and removing objects, rename,
+ * links, and directory listing.
+ *
+ * Every operation here goes straight to the backend: names are never
+ * cached by stagefs itself, only by the kernel for entry_timeout.
+ *
+ * Thread safety: no state of its own; see fs_int.h.
+ */
+#include "fs_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Reply with an entry for a node we were handed; consumes the node ref. */
+static void reply_entry_node(fuse_req_t req, int be_idx,
+			     struct be_node *node, struct be_attr *attr)
+{
+	struct sfs *s = req_sfs(req);
+	struct fuse_entry_param e;
+	int rc = make_entry(s, be_idx, node, attr, &e);
+
+	be_node_put(s->bes[be_idx], node);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+static void sfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct sfs *s = req_sfs(req);
+	struct sfs_inode *dir = inode_get(s, parent);
+	struct be_node *node;
+	struct be_attr attr;
+	int rc;
+
+	rc = ino_be(s, dir)->ops->lookup(ino_be(s, dir), dir->node, name,
+					 &node, &attr);
+	if (rc == -ENOENT) {
+		/* A negative entry the kernel may cache for entry_timeout. */
+		struct fuse_entry_param e = {
+			.ino = 0,
+			.entry_timeout = s->cfg.entry_timeout,
+		};
+
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	reply_entry_node(req, dir->be_idx, node, &attr);
+}
+
+static void sfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct sfs *s = req_sfs(req);
+
+	inode_forget(s, inode_get(s, ino), nlookup);
+	fuse_reply_none(req);
+}
+
+static void sfs_forget_multi(fuse_req_t req, size_t count,
+			     struct fuse_forget_data *forgets)
+{
+	struct sfs *s = req_sfs(req);
+	size_t i;
+
+	for (i = 0; i < count; i++)
+		inode_forget(s, inode_get(s, forgets[i].ino),
+			     forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+/*
+ * The owner of a new object: the caller, with the setgid-directory rule
+ * (a new object in a setgid directory takes the directory's group, and a
+ * new directory there is setgid too).
+ */
+int new_owner(fuse_req_t req, struct sfs_inode *dir, struct be_cred *cred,
+	      uint32_t *mode)
+{
+	struct sfs *s = req_sfs(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct be_attr da;
+	int rc;
+
+	cred->uid = ctx->uid;
+	cred->gid = ctx->gid;
+	rc = ino_be(s, dir)->ops->getattr(ino_be(s, dir), dir->node, &da);
+	if (rc < 0)
+		return rc;
+	if (da.mode & S_ISGID) {
+		cred->gid = da.gid;
+		if (S_ISDIR(*mode))
+			*mode |= S_ISGID;
+	}
+	return 0;
+}
+
+static void sfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode)
+{
+	struct sfs *s = req_sfs(req);
+	struct sfs_inode *dir = inode_get(s, parent);
+	uint32_t m = (mode & 07777) | S_IFDIR;
+	struct be_node *node;
+	struct be_attr attr;
+	struct be_cred cred;
+	int rc;
+
+	rc = new_owner(req, dir, &cred, &m);
+	if (rc == 0)
+		rc = ino_be(s, dir)->ops->mkdir(ino_be(s, dir), dir->node,
+						name, m & 07777, &cred, &node,
+						&attr);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	reply_entry_node(req, dir->be_idx, node, &attr);
+}
+
+static void sfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, dev_t rdev)
+{
+	struct sfs *s = req_sfs(req);
+	struct sfs_inode *dir = inode_get(s, parent);
+	uint32_t m = mode;
+	struct be_node *node;
+	struct be_attr attr;
+	struct be_cred cred;
+	int rc;
+
+	rc = new_owner(req, dir, &cred, &m);
+	if (rc == 0 && S_ISREG(m))
+		rc = ino_be(s, dir)->ops->create(ino_be(s, dir), dir->node,
+						 name, m & 07777, &cred, 1,
+						 &node, &attr);
+	else if (rc == 0)
+		rc = ino_be(s, dir)->ops->mknod(ino_be(s, dir), dir->node,
+						name, m, rdev, &cred, &node,
+						&attr);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	reply_entry_node(req, dir->be_idx, node, &attr);
+}
+
+static void sfs_symlink(fuse_req_t req, const char *target,
+			fuse_ino_t parent, const char *name)
+{
+	struct sfs *s = req_sfs(req);
+	struct sfs_inode *dir = inode_get(s, parent);
+	uint32_t m = S_IFLNK | 0777;
+	struct be_node *node;
+	struct be_attr attr;
+	struct be_cred cred;
+	int rc;
+
+	rc = new_owner(req, dir, &cred, &m);
+	if (rc == 0)
+		rc = ino_be(s, dir)->ops->symlink(ino_be(s, dir), dir->node,
+						  name, target, &cred, &node,
+						  &attr);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	reply_entry_node(req, dir->be_idx, node, &attr);
+}
+
+static void sfs_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct sfs *s = req_sfs(req);
+	struct sfs_inode *in = inode_get(s, ino);
+	char buf[4097];
+	int rc;
+
+	rc = ino_be(s, in)->ops->readlink(ino_be(s, in), in->node, buf,
+					  sizeof(buf));
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else if ((size_t)rc >= sizeof(buf))
+		fuse_reply_err(req, ENAMETOOLONG);
+	else
+		fuse_reply_readlink(req, buf);
+}
+
+static void sfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		     const char *newname)
+{
+	struct sfs *s = req_sfs(req);
+	struct sfs_inode *in = inode_get(s, ino);
+	struct sfs_inode *dir = inode_get(s, newparent);
+	struct fuse_entry_param e;
+	struct be_attr attr;
+	int rc;
+
+	if (in->be_idx != dir->be_idx) {
+		fuse_reply_err(req, EXDEV);
+		return;
+	}
+	rc = ino_be(s, in)->ops->link(ino_be(s, in), in->node, dir->node,
+				      newname, &attr);
+	if (rc == 0)
+		rc = make_entry(s, in->be_idx, in->node, &attr, &e);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+static void sfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct sfs *s = req_sfs(req);
+	struct sfs_inode *dir = inode_get(s, parent);
+
+	fuse_reply_err(req, -ino_be(s, dir)->ops->unlink(ino_be(s, dir),
+							 dir->node, name));
+}
+
+static void sfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct sfs *s = req_sfs(req);
+	struct sfs_inode *dir = inode_get(s, parent);
+
+	fuse_reply_err(req, -ino_be(s, dir)->ops->rmdir(ino_be(s, dir),
+							dir->node, name));
+}
+
+static void sfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		       fuse_ino_t newparent, const char *newname,
+		       unsigned int flags)
+{
+	struct sfs *s = req_sfs(req);
+	struct sfs_inode *od = inode_get(s, parent);
+	struct sfs_inode *nd = inode_get(s, newparent);
+
+	if (od->be_idx != nd->be_idx) {
+		fuse_reply_err(req, EXDEV);
+		return;
+	}
+	if (flags & ~(unsigned int)(BE_RENAME_NOREPLACE | BE_RENAME_EXCHANGE)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	fuse_reply_err(req, -ino_be(s, od)->ops->rename(ino_be(s, od),
+							od->node, name,
+							nd->node, newname,
+							flags));
+}
+
+/* ---- listing -------------------------------------------------------- */
+
+/* A snapshot of a directory taken at opendir; offsets index into it. */
+struct dir_entry {
+	char *name;
+	struct be_attr attr;
+	bool has_attr;
+	struct be_node *node;	/* from the backend, or NULL */
+};
+
+struct dir_handle {
+	struct dir_entry *ents;
+	size_t n, cap;
+};
+
+static int dir_collect(void *arg, const char *name,
+		       const struct be_attr *attr, struct be_node *node)
+{
+	struct dir_handle *d = arg;
+	struct dir_entry *e;
+
+	if (d->n == d->cap) {
+		size_t ncap = d->cap ? d->cap * 2 : 64;
+		struct dir_entry *ne = realloc(d->ents, ncap * sizeof(*ne));
+
+		if (!ne)
+			return -ENOMEM;
+		d->ents = ne;
+		d->cap = ncap;
+	}
+	e = &d->ents[d->n];
+	memset(e, 0, sizeof(*e));
+	e->name = strdup(name);
+	if (!e->name)
+		return -ENOMEM;
+	if (attr) {
+		e->attr = *attr;
+		e->has_attr = true;
+	}
+	e->node = node ? be_node_get(node) : NULL;
+	d->n++;
+	return 0;
+}
+
+static void dir_free(struct sfs *s, int be_idx, struct dir_handle *d)
+{
+	size_t i;
+
+	for (i = 0; i < d->n; i++) {
+		free(d->ents[i].name);
+		be_node_put(s->bes[be_idx], d->ents[i].node);
+	}
+	free(d->ents);
+	free(d);
+}
+
+static void sfs_opendir(fuse_req_t req, fuse_ino_t ino,
+			struct fuse_file_info *fi)
+{
+	struct sfs *s = req_sfs(req);
+	struct sfs_inode *in = inode_get(s, ino);
+	struct dir_handle *d = calloc(1, sizeof(*d));
+	int rc;
+
+	if (!d) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	/* "." and ".." first, as a native file system lists them. */
+	rc = dir_collect(d, ".", NULL, NULL);
+	if (rc == 0)
+		rc = dir_collect(d, "..", NULL, NULL);
+	if (rc == 0)
+		rc = ino_be(s, in)->ops->readdir(ino_be(s, in), in->node,
+						 dir_collect, d);
+	if (rc < 0) {
+		dir_free(s, in->be_idx, d);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uintptr_t)d;
+	fi->cache_readdir = 0;
+	fuse_reply_open(req, fi);
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
+		       off_t off, struct fuse_file_info *fi, bool plus)
+{
+	struct sfs *s = req_sfs(req);
+	struct sfs_inode *in = inode_get(s, ino);
+	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+	char *buf = malloc(size), *p = buf;
+	size_t rem = size;
+	size_t i;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (i = (size_t)off; i < d->n; i++) {
+		struct dir_entry *de = &d->ents[i];
+		struct fuse_entry_param e;
+		size_t len;
+
+		memset(&e, 0, sizeof(e));
+		e.attr.st_mode = de->has_attr ? de->attr.mode & S_IFMT : S_IFDIR;
+		e.attr.st_ino = de->has_attr ? de->attr.fileid : 0;
+		if (plus && de->has_attr) {
+			struct be_node *node = de->node;
+			struct be_attr attr = de->attr;
+			int rc = 0;
+
+			if (!node)
+				rc = ino_be(s, in)->ops->lookup(
+					ino_be(s, in), in->node, de->name,
+					&node, &attr);
+			else
+				be_node_get(node);
+			if (rc < 0)
+				continue;	/* gone since opendir */
+			rc = make_entry(s, in->be_idx, node, &attr, &e);
+			be_node_put(ino_be(s, in), node);
+			if (rc < 0)
+				break;
+			len = fuse_add_direntry_plus(req, p, rem, de->name,
+						     &e, (off_t)(i + 1));
+			if (len > rem) {
+				/* Did not fit: give the lookup back. */
+				inode_forget(s, inode_get(s, e.ino), 1);
+				break;
+			}
+		} else if (plus) {
+			len = fuse_add_direntry_plus(req, p, rem, de->name,
+						     &e, (off_t)(i + 1));
+			if (len > rem)
+				break;
+		} else {
+			len = fuse_add_direntry(req, p, rem, de->name,
+						&e.attr, (off_t)(i + 1));
+			if (len > rem)
+				break;
+		}
+		p += len;
+		rem -= len;
+	}
+	fuse_reply_buf(req, buf, size - rem);
+	free(buf);
+}
+
+static void sfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
+			off_t off, struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, false);
+}
+
+static void sfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+			    off_t off, struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, true);
+}
+
+static void sfs_releasedir(fuse_req_t req, fuse_ino_t ino,
+			   struct fuse_file_info *fi)
+{
+	struct sfs *s = req_sfs(req);
+
+	dir_free(s, inode_get(s, ino)->be_idx,
+		 (struct dir_handle *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void sfs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			 struct fuse_file_info *fi)
+{
+	/* Namespace operations are synchronous on the backend already. */
+	fuse_reply_err(req, 0);
+}
+
+static void sfs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct sfs *s = req_sfs(req);
+	struct sfs_inode *in = inode_get(s, ino);
+	struct statvfs st;
+	int rc = ino_be(s, in)->ops->statfs(ino_be(s, in), in->node, &st);
+
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_statfs(req, &st);
+}
+
+void dir_ops_init(struct fuse_lowlevel_ops *ops)
+{
+	ops->lookup = sfs_lookup;
+	ops->forget = sfs_forget;
+	ops->forget_multi = sfs_forget_multi;
+	ops->mkdir = sfs_mkdir;
+	ops->mknod = sfs_mknod;
+	ops->symlink = sfs_symlink;
+	ops->readlink = sfs_readlink;
+	ops->link = sfs_link;
+	ops->unlink = sfs_unlink;
+	ops->rmdir = sfs_rmdir;
+	ops->rename = sfs_rename;
+	ops->opendir = sfs_opendir;
+	ops->readdir = sfs_readdir;
+	ops->readdirplus = sfs_readdirplus;
+	ops->releasedir = sfs_releasedir;
+	ops->fsyncdir = sfs_fsyncdir;
+	ops->statfs = sfs_statfs;
+}

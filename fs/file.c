@@ -1,0 +1,293 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * file.c - attributes and file data: getattr, setattr, create, open,
+ * read, write, flush, release, fsync, fallocate, access.
+ *
+ * Data goes through cache/; only this layer turns its -errno into a FUSE
+ * reply.  Consistency is close-to-open: open() fetches the backend's
+ * attributes and the cache drops clean data of a file changed elsewhere;
+ * with flush_on_close=sync a close returns once the data is on the
+ * backend.
+ *
+ * Thread safety: a file handle's stream state is touched only by reads
+ * of that handle; a racing pair of reads makes a wrong guess about
+ * sequentiality, never a wrong answer.
+ */
+#include "fs_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static struct sfs_fh *fh_of(struct fuse_file_info *fi)
+{
+	return (struct sfs_fh *)(uintptr_t)fi->fh;
+}
+
+static void sfs_getattr(fuse_req_t req, fuse_ino_t ino,
+			struct fuse_file_info *fi)
+{
+	struct sfs *s = req_sfs(req);
+	struct sfs_inode *in = inode_get(s, ino);
+	struct be_attr a;
+	int rc = ino_be(s, in)->ops->getattr(ino_be(s, in), in->node, &a);
+
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		reply_attr(req, in, &a);
+}
+
+/* The cache_file of an inode: from the handle, or a temporary one. */
+static int inode_cache_file(struct sfs *s, struct sfs_inode *in,
+			    struct fuse_file_info *fi, struct cache_file **cf)
+{
+	struct be_attr a;
+	int rc;
+
+	if (fi && fi->fh) {
+		*cf = fh_of(fi)->cf;
+		return 0;
+	}
+	rc = ino_be(s, in)->ops->getattr(ino_be(s, in), in->node, &a);
+	if (rc < 0)
+		return rc;
+	rc = cache_file_get(s->cache, in->be_idx, in->node, &a, cf);
+	return rc;
+}
+
+static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
+			int valid, struct fuse_file_info *fi)
+{
+	struct sfs *s = req_sfs(req);
+	struct sfs_inode *in = inode_get(s, ino);
+	struct be *be = ino_be(s, in);
+	struct be_setattr sa = { 0 };
+	struct be_attr a;
+	int rc = 0;
+
+	if (valid & FUSE_SET_ATTR_SIZE) {
+		struct cache_file *cf;
+
+		rc = inode_cache_file(s, in, fi, &cf);
+		if (rc == 0) {
+			rc = cache_file_truncate(cf, (uint64_t)st->st_size, &a);
+			if (!(fi && fi->fh))
+				cache_file_put(cf);
+		}
+		if (rc < 0)
+			goto out_err;
+	}
+	if (valid & FUSE_SET_ATTR_MODE) {
+		sa.valid |= BE_SET_MODE;
+		sa.mode = st->st_mode & 07777;
+	}
+	if (valid & FUSE_SET_ATTR_UID) {
+		sa.valid |= BE_SET_UID;
+		sa.uid = st->st_uid;
+	}
+	if (valid & FUSE_SET_ATTR_GID) {
+		sa.valid |= BE_SET_GID;
+		sa.gid = st->st_gid;
+	}
+	if (valid & FUSE_SET_ATTR_ATIME_NOW) {
+		sa.valid |= BE_SET_ATIME_NOW;
+	} else if (valid & FUSE_SET_ATTR_ATIME) {
+		sa.valid |= BE_SET_ATIME;
+		sa.atime = st->st_atim;
+	}
+	if (valid & FUSE_SET_ATTR_MTIME_NOW) {
+		sa.valid |= BE_SET_MTIME_NOW;
+	} else if (valid & FUSE_SET_ATTR_MTIME) {
+		sa.valid |= BE_SET_MTIME;
+		sa.mtime = st->st_mtim;
+	}
+	if (sa.valid)
+		rc = be->ops->setattr(be, in->node, &sa, &a);
+	else if (!(valid & FUSE_SET_ATTR_SIZE))
+		rc = be->ops->getattr(be, in->node, &a);
+	if (rc < 0)
+		goto out_err;
+	reply_attr(req, in, &a);
+	return;
+out_err:
+	fuse_reply_err(req, -rc);
+}
+
+/* Open a handle on a regular file whose fresh attributes are in a. */
+static int open_handle(struct sfs *s, struct sfs_inode *in,
+		       struct be_attr *a, struct fuse_file_info *fi)
+{
+	struct sfs_fh *fh = calloc(1, sizeof(*fh));
+	int rc;
+
+	if (!fh)
+		return -ENOMEM;
+	rc = cache_file_get(s->cache, in->be_idx, in->node, a, &fh->cf);
+	if (rc < 0) {
+		free(fh);
+		return rc;
+	}
+	fi->fh = (uintptr_t)fh;
+	if (fi->flags & O_DIRECT)
+		fi->direct_io = 1;
+	return 0;
+}
+
+static void sfs_open(fuse_req_t req, fuse_ino_t ino,
+		     struct fuse_file_info *fi)
+{
+	struct sfs *s = req_sfs(req);
+	struct sfs_inode *in = inode_get(s, ino);
+	struct be_attr a;
+	int rc;
+
+	/* Close-to-open: the backend's attributes, now. */
+	rc = ino_be(s, in)->ops->getattr(ino_be(s, in), in->node, &a);
+	if (rc == 0 && !S_ISREG(a.mode))
+		rc = -EINVAL;
+	if (rc == 0)
+		rc = open_handle(s, in, &a, fi);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_open(req, fi);
+}
+
+static void sfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		       mode_t mode, struct fuse_file_info *fi)
+{
+	struct sfs *s = req_sfs(req);
+	struct sfs_inode *dir = inode_get(s, parent);
+	struct be *be = ino_be(s, dir);
+	uint32_t m = (mode & 07777) | S_IFREG;
+	struct fuse_entry_param e;
+	struct be_node *node;
+	struct be_attr a;
+	struct be_cred cred;
+	int rc;
+
+	rc = new_owner(req, dir, &cred, &m);
+	if (rc == 0)
+		rc = be->ops->create(be, dir->node, name, m & 07777, &cred,
+				     !!(fi->flags & O_EXCL), &node, &a);
+	if (rc < 0)
+		goto out_err;
+	rc = make_entry(s, dir->be_idx, node, &a, &e);
+	be_node_put(be, node);
+	if (rc < 0)
+		goto out_err;
+	rc = open_handle(s, inode_get(s, e.ino), &a, fi);
+	if (rc < 0) {
+		inode_forget(s, inode_get(s, e.ino), 1);
+		goto out_err;
+	}
+	fuse_reply_create(req, &e, fi);
+	return;
+out_err:
+	fuse_reply_err(req, -rc);
+}
+
+static void sfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct sfs_fh *fh = fh_of(fi);
+	char *buf = malloc(size ? size : 1);
+	ssize_t n;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = cache_read(fh->cf, &fh->stream, buf, size, (uint64_t)off);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void sfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+		      size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct sfs_fh *fh = fh_of(fi);
+	ssize_t n = cache_write(fh->cf, buf, size, (uint64_t)off);
+
+	if (n < 0) {
+		fuse_reply_err(req, (int)-n);
+		return;
+	}
+	fh->written = true;
+	fuse_reply_write(req, (size_t)n);
+}
+
+static void sfs_flush(fuse_req_t req, fuse_ino_t ino,
+		      struct fuse_file_info *fi)
+{
+	struct sfs_fh *fh = fh_of(fi);
+
+	fuse_reply_err(req, fh->written ? -cache_file_close(fh->cf) : 0);
+}
+
+static void sfs_release(fuse_req_t req, fuse_ino_t ino,
+			struct fuse_file_info *fi)
+{
+	struct sfs_fh *fh = fh_of(fi);
+
+	cache_file_put(fh->cf);
+	free(fh);
+	fuse_reply_err(req, 0);
+}
+
+static void sfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		      struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, -cache_file_fsync(fh_of(fi)->cf));
+}
+
+static void sfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
+			  off_t off, off_t len, struct fuse_file_info *fi)
+{
+	/* Space on the backend cannot be reserved through NFSv3. */
+	fuse_reply_err(req, EOPNOTSUPP);
+}
+
+static void sfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	struct sfs *s = req_sfs(req);
+	struct sfs_inode *in = inode_get(s, ino);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct be_attr a;
+	uint32_t bits;
+	int rc = ino_be(s, in)->ops->getattr(ino_be(s, in), in->node, &a);
+
+	if (rc < 0 || mask == F_OK || ctx->uid == 0) {
+		fuse_reply_err(req, rc < 0 ? -rc : 0);
+		return;
+	}
+	if (ctx->uid == a.uid)
+		bits = (a.mode >> 6) & 7;
+	else if (ctx->gid == a.gid)
+		bits = (a.mode >> 3) & 7;
+	else
+		bits = a.mode & 7;
+	fuse_reply_err(req, ((uint32_t)mask & ~bits) ? EACCES : 0);
+}
+
+void file_ops_init(struct fuse_lowlevel_ops *ops)
+{
+	ops->getattr = sfs_getattr;
+	ops->setattr = sfs_setattr;
+	ops->open = sfs_open;
+	ops->create = sfs_create;
+	ops->read = sfs_read;
+	ops->write = sfs_write;
+	ops->flush = sfs_flush;
+	ops->release = sfs_release;
+	ops->fsync = sfs_fsync;
+	ops->fallocate = sfs_fallocate;
+	ops->access = sfs_access;
+}

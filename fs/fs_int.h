@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * fs_int.h - shared by the files of fs/, the FUSE layer.
+ *
+ * The daemon context (struct sfs) travels as the FUSE userdata; there is
+ * no other global state.  FUSE node ids are pointers to struct sfs_inode
+ * (FUSE_ROOT_ID maps to sfs->root).  An inode is named by (backend index,
+ * fileid): two names of one file (hard links) share one inode.  st_ino is
+ * the backend fileid, so it is stable across remounts.
+ *
+ * Lookup counts: every entry reply adds one to inode->nlookup, forget
+ * takes them away, and at zero the inode leaves the table and drops its
+ * backend node.  Open file handles hold a reference to the inode's
+ * cache_file (the cache's pin on the data), not to the inode: the kernel
+ * keeps the lookup count of an open file above zero.
+ *
+ * Thread safety: the inode table is under sfs->ino_lock; an inode's
+ * immutable fields (be_idx, fileid, node) need no lock.
+ */
+#ifndef STAGEFS_FS_INT_H
+#define STAGEFS_FS_INT_H
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "cache.h"
+
+struct sfs_config {
+	/* from fuse_opt, see opts.c */
+	char *cache_dir;
+	char *cache_size_s, *cache_min_free_s, *chunk_size_s;
+	char *readahead_s, *dirty_max_s;
+	char *writeback_s, *flush_on_close_s, *fsync_s, *verify_s;
+	char *namespace_file;
+	char *ctl_socket;
+	unsigned int nconnect;
+	double attr_timeout, entry_timeout;
+	int foreground, debug, show_help, show_version;
+	/* parsed */
+	char *backend;
+	char *mountpoint;
+	struct cache_config cache;
+};
+
+struct sfs_inode {
+	int be_idx;
+	uint64_t fileid;
+	struct be_node *node;	/* reference held */
+	uint64_t nlookup;	/* protected by sfs->ino_lock */
+	struct sfs_inode *hnext;	/* protected by sfs->ino_lock */
+};
+
+struct sfs {
+	struct sfs_config cfg;
+	struct be **bes;
+	int nbe;
+	struct cache *cache;
+	struct fuse_session *se;
+
+	pthread_mutex_t ino_lock;
+	struct sfs_inode **itable;
+	size_t itable_size;
+	struct sfs_inode *root;
+};
+
+/* An open file. */
+struct sfs_fh {
+	struct cache_file *cf;
+	struct cache_stream stream;
+	bool written;
+};
+
+static inline struct sfs *req_sfs(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static inline struct be *ino_be(struct sfs *s, struct sfs_inode *ino)
+{
+	return s->bes[ino->be_idx];
+}
+
+/* opts.c */
+int opts_parse(struct fuse_args *args, struct sfs_config *cfg);
+void opts_usage(const char *prog);
+void opts_free(struct sfs_config *cfg);
+/* "512M" -> bytes (K, M, G, T suffixes).  Returns 0 or -EINVAL. */
+int parse_size(const char *s, uint64_t *out);
+
+/* inode.c */
+int inode_table_init(struct sfs *s);
+void inode_table_destroy(struct sfs *s);
+struct sfs_inode *inode_get(struct sfs *s, fuse_ino_t ino);
+/* Find or add the inode for node; takes one lookup count. */
+struct sfs_inode *inode_enter(struct sfs *s, int be_idx,
+			      struct be_node *node);
+/* The inode of a known file, with one more lookup count, or NULL. */
+struct sfs_inode *inode_find(struct sfs *s, int be_idx, uint64_t fileid);
+void inode_forget(struct sfs *s, struct sfs_inode *ino, uint64_t n);
+fuse_ino_t inode_id(struct sfs *s, struct sfs_inode *ino);
+void attr_to_stat(struct sfs *s, int be_idx, const struct be_attr *a,
+		  struct stat *st);
+/* Fill a fuse_entry_param from a fresh node and its attributes. */
+int make_entry(struct sfs *s, int be_idx, struct be_node *node,
+	       struct be_attr *attr, struct fuse_entry_param *e);
+void reply_attr(fuse_req_t req, struct sfs_inode *ino, struct be_attr *a);
+
+/* dir.c: the owner of a new object (caller, setgid-directory rule). */
+int new_owner(fuse_req_t req, struct sfs_inode *dir, struct be_cred *cred,
+	      uint32_t *mode);
+
+/* ops: dir.c, file.c, xattr.c fill in their part of the table */
+void dir_ops_init(struct fuse_lowlevel_ops *ops);
+void file_ops_init(struct fuse_lowlevel_ops *ops);
+void xattr_ops_init(struct fuse_lowlevel_ops *ops);
+
+#endif /* STAGEFS_FS_INT_H */

@@ -1,0 +1,304 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * main.c - start, mount, serve, drain, exit.
+ *
+ * Start-up order matters for "nothing is mounted half-way": options, the
+ * mountpoint, the backend(s), the cache (lock, journal replay), and only
+ * then the mount.  Without -f the process forks first and the parent
+ * waits until the child reports the mount done, so every error reaches
+ * the terminal as one line and a non-zero exit, and no thread is lost in
+ * a fork.  At unmount (fusermount3 -u, SIGTERM, SIGINT) the loop ends, the
+ * cache uploads everything dirty, and the exit status says whether it
+ * could.
+ *
+ * Thread safety: main() runs alone until fuse_session_loop_mt().
+ */
+#include "fs_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "ctl.h"
+
+#define MAX_WRITE (1U << 20)
+
+static void sfs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	if (conn->max_write < MAX_WRITE)
+		conn->max_write = MAX_WRITE;
+	conn->max_readahead = MAX_WRITE;
+	/* Locks are the kernel's, local to this node (no lock ops here). */
+	conn->want &= ~(unsigned int)FUSE_CAP_POSIX_LOCKS;
+	conn->want &= ~(unsigned int)FUSE_CAP_FLOCK_LOCKS;
+}
+
+static void fuse_log_sink(enum fuse_log_level level, const char *fmt,
+			  va_list ap)
+{
+	char line[1024];
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	line[strcspn(line, "\n")] = '\0';
+	log_msg(level <= FUSE_LOG_ERR ? LOG_LVL_ERR :
+		level <= FUSE_LOG_WARNING ? LOG_LVL_WARN :
+		level <= FUSE_LOG_INFO ? LOG_LVL_INFO : LOG_LVL_DEBUG,
+		"fuse", "%s", line);
+}
+
+/* Fork; the parent waits for the child's word and exits with it. */
+static int daemon_fork(void)
+{
+	int p[2];
+	pid_t pid;
+	char status = 1;
+
+	if (pipe(p) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0) {
+		close(p[1]);
+		if (read(p[0], &status, 1) != 1)
+			status = 1;	/* the child died and said why */
+		_exit(status);
+	}
+	close(p[0]);
+	setsid();
+	return p[1];
+}
+
+static void daemon_ready(int fd)
+{
+	char ok = 0;
+	int nul;
+
+	if (fd < 0)
+		return;
+	if (write(fd, &ok, 1) != 1)
+		log_msg(LOG_LVL_WARN, "main", "cannot notify the parent");
+	close(fd);
+	nul = open("/dev/null", O_RDWR);
+	if (nul >= 0) {
+		dup2(nul, 0);
+		dup2(nul, 1);
+		dup2(nul, 2);
+		if (nul > 2)
+			close(nul);
+	}
+	if (chdir("/") < 0)
+		log_msg(LOG_LVL_WARN, "main", "chdir /: %s", strerror(errno));
+}
+
+static int check_mountpoint(const char *mp)
+{
+	struct stat st;
+
+	if (stat(mp, &st) < 0) {
+		fprintf(stderr, "stagefs: mountpoint %s: %s\n", mp,
+			strerror(errno));
+		return -errno;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "stagefs: mountpoint %s: not a directory\n",
+			mp);
+		return -ENOTDIR;
+	}
+	return 0;
+}
+
+/* Options libfuse gets from us: the mount's name and the safe defaults. */
+static int add_fuse_opts(struct fuse_args *args, const struct sfs_config *cfg)
+{
+	char buf[PATH_MAX + 64];
+	size_t i, j = 0;
+
+	/* fsname may not hold a comma: escape it for fuse_opt. */
+	for (i = 0; cfg->backend[i] && j < PATH_MAX; i++) {
+		if (cfg->backend[i] == ',' || cfg->backend[i] == '\\')
+			buf[j++] = '\\';
+		buf[j++] = cfg->backend[i];
+	}
+	buf[j] = '\0';
+	{
+		char opt[PATH_MAX + 96];
+
+		snprintf(opt, sizeof(opt), "-osubtype=stagefs,fsname=%s", buf);
+		if (fuse_opt_add_arg(args, opt) < 0)
+			return -ENOMEM;
+	}
+	/* The daemon runs as root: the kernel must check permissions. */
+	if (fuse_opt_add_arg(args, "-odefault_permissions") < 0)
+		return -ENOMEM;
+	if (getuid() == 0 && fuse_opt_add_arg(args, "-oallow_other") < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_lowlevel_ops ops = { .init = sfs_init };
+	struct be_params params = { 0 };
+	struct fuse_loop_config *loop_cfg = NULL;
+	struct sfs s;
+	struct ctl *ctl = NULL;
+	struct be_node *root;
+	struct be_attr root_attr;
+	char err[1024] = "";
+	char *mp;
+	int notify_fd = -1, rc, ret = 1;
+
+	umask(0);	/* the kernel applied the caller's umask already */
+	memset(&s, 0, sizeof(s));
+	log_init(0, LOG_LVL_INFO);
+	if (opts_parse(&args, &s.cfg) < 0)
+		goto out_args;
+	if (s.cfg.show_help) {
+		opts_usage(argv[0]);
+		ret = 0;
+		goto out_args;
+	}
+	if (s.cfg.show_version) {
+		printf("stagefs %s (libfuse %s)\n", STAGEFS_VERSION,
+		       fuse_pkgversion());
+		ret = 0;
+		goto out_args;
+	}
+	if (s.cfg.debug)
+		log_set_level(LOG_LVL_DEBUG);
+	if (check_mountpoint(s.cfg.mountpoint) < 0)
+		goto out_args;
+	mp = realpath(s.cfg.mountpoint, NULL);
+	if (mp) {
+		free(s.cfg.mountpoint);
+		s.cfg.mountpoint = mp;
+	}
+	if (s.cfg.namespace_file) {
+		fprintf(stderr,
+			"stagefs: -o namespace: junctions are not supported by this build yet\n");
+		goto out_args;
+	}
+	if (add_fuse_opts(&args, &s.cfg) < 0)
+		goto out_args;
+	raise_nofile();
+	fuse_set_log_func(fuse_log_sink);
+
+	if (!s.cfg.foreground) {
+		notify_fd = daemon_fork();
+		if (notify_fd < 0) {
+			fprintf(stderr, "stagefs: fork: %s\n",
+				strerror(-notify_fd));
+			goto out_args;
+		}
+	}
+
+	params.nconnect = s.cfg.nconnect;
+	s.bes = calloc(1, sizeof(*s.bes));
+	if (!s.bes)
+		goto out_args;
+	rc = be_open(s.cfg.backend, &params, &s.bes[0], err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "stagefs: %s\n", err);
+		goto out_args;
+	}
+	s.nbe = 1;
+	rc = s.bes[0]->ops->root(s.bes[0], &root, &root_attr);
+	if (rc == 0 && !S_ISDIR(root_attr.mode))
+		rc = -ENOTDIR;
+	if (rc < 0) {
+		fprintf(stderr, "stagefs: backend %s: root: %s\n",
+			s.cfg.backend, strerror(-rc));
+		goto out_be;
+	}
+	if (inode_table_init(&s) < 0)
+		goto out_root;
+	s.root = inode_enter(&s, 0, root);
+	rc = cache_open(&s.cfg.cache, s.bes, s.nbe, &s.cache, err,
+			sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "stagefs: %s\n", err);
+		goto out_inodes;
+	}
+	rc = ctl_start(&s, &ctl, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "stagefs: %s\n", err);
+		goto out_cache;
+	}
+
+	dir_ops_init(&ops);
+	file_ops_init(&ops);
+	xattr_ops_init(&ops);
+	s.se = fuse_session_new(&args, &ops, sizeof(ops), &s);
+	if (!s.se)
+		goto out_ctl;	/* libfuse said why, in one line */
+	if (fuse_set_signal_handlers(s.se) < 0)
+		goto out_session;
+	if (fuse_session_mount(s.se, s.cfg.mountpoint) < 0)
+		goto out_signals;
+
+	if (!s.cfg.foreground)
+		log_init(1, s.cfg.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	log_msg(LOG_LVL_INFO, "main", "mounted %s on %s (cache %s)",
+		s.cfg.backend, s.cfg.mountpoint, s.cfg.cache.dir);
+	daemon_ready(notify_fd);
+	notify_fd = -1;
+
+	loop_cfg = fuse_loop_cfg_create();
+	fuse_loop_cfg_set_max_threads(loop_cfg, 32);
+	fuse_loop_cfg_set_idle_threads(loop_cfg, 8);
+	rc = fuse_session_loop_mt(s.se, loop_cfg);
+	fuse_loop_cfg_destroy(loop_cfg);
+	fuse_session_unmount(s.se);
+	ret = rc < 0 ? 1 : 0;
+	{
+		struct cache_stats st;
+
+		cache_get_stats(s.cache, &st);
+		log_msg(LOG_LVL_INFO, "main",
+			"unmounted %s; uploading %llu dirty bytes before exit",
+			s.cfg.mountpoint, (unsigned long long)st.dirty_bytes);
+	}
+out_signals:
+	fuse_remove_signal_handlers(s.se);
+out_session:
+	fuse_session_destroy(s.se);
+out_ctl:
+	ctl_stop(ctl);
+out_cache:
+	if (cache_close(s.cache) < 0)
+		ret = 1;
+	else if (ret == 0)
+		log_msg(LOG_LVL_INFO, "main", "all data is on the backend");
+	s.cache = NULL;
+out_inodes:
+	inode_table_destroy(&s);
+out_root:
+	be_node_put(s.bes[0], root);
+out_be:
+	be_close(s.bes[0]);
+out_args:
+	free(s.bes);
+	opts_free(&s.cfg);
+	fuse_opt_free_args(&args);
+	return ret;
+}

@@ -1,0 +1,292 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * opts.c - the command line and every mount option, in one table.
+ *
+ * Everyone else gets a const pointer to the result.  A bad option stops
+ * the mount with one line that names it; options this table does not know
+ * are left for libfuse, which refuses unknown ones in the same way.
+ *
+ * Thread safety: runs once, in main(), before any thread starts.
+ */
+#include "fs_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "config.h"
+
+#define OPT(t, p, v) { t, offsetof(struct sfs_config, p), v }
+
+enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG };
+
+static const struct fuse_opt sfs_opts[] = {
+	OPT("cache_dir=%s", cache_dir, 0),
+	OPT("cache_size=%s", cache_size_s, 0),
+	OPT("cache_min_free=%s", cache_min_free_s, 0),
+	OPT("chunk_size=%s", chunk_size_s, 0),
+	OPT("readahead=%s", readahead_s, 0),
+	OPT("dirty_max=%s", dirty_max_s, 0),
+	OPT("nconnect=%u", nconnect, 0),
+	OPT("writeback=%s", writeback_s, 0),
+	OPT("flush_on_close=%s", flush_on_close_s, 0),
+	OPT("fsync=%s", fsync_s, 0),
+	OPT("verify=%s", verify_s, 0),
+	OPT("namespace=%s", namespace_file, 0),
+	OPT("ctl_socket=%s", ctl_socket, 0),
+	OPT("attr_timeout=%lf", attr_timeout, 0),
+	OPT("entry_timeout=%lf", entry_timeout, 0),
+	FUSE_OPT_KEY("-h", KEY_HELP),
+	FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION),
+	FUSE_OPT_KEY("--version", KEY_VERSION),
+	FUSE_OPT_KEY("-f", KEY_FOREGROUND),
+	FUSE_OPT_KEY("-d", KEY_DEBUG),
+	FUSE_OPT_KEY("debug", KEY_DEBUG),
+	FUSE_OPT_END
+};
+
+void opts_usage(const char *prog)
+{
+	printf("usage: %s [-f] [-d] [-o opt[,opt...]] BACKEND MOUNTPOINT\n"
+	       "\n"
+	       "BACKEND  nfs://HOST[:PORT]/EXPORT[/SUBDIR]   NFSv3 through libnfs\n"
+	       "         /ABSOLUTE/DIR                      a local or kernel-mounted directory\n"
+	       "\n"
+	       "stagefs options (sizes take K, M, G, T):\n"
+	       "  -o cache_dir=DIR          staging cache directory (default /var/cache/stagefs/<id>)\n"
+	       "  -o cache_size=SIZE        evict clean data above this (default 80%% of the cache fs)\n"
+	       "  -o cache_min_free=SIZE    ... or when the cache fs has less free (default 5%%)\n"
+	       "  -o chunk_size=SIZE        unit of caching and fetching, power of 2 (default 4M)\n"
+	       "  -o readahead=SIZE         prefetch window of a sequential reader (default 64M)\n"
+	       "  -o nconnect=N             backend connections and upload threads (default 4)\n"
+	       "  -o writeback=on|off       write-back caching (default on)\n"
+	       "  -o flush_on_close=sync|async  close waits for the upload (default sync)\n"
+	       "  -o fsync=backend|local    what fsync guarantees (default backend)\n"
+	       "  -o dirty_max=SIZE         writers wait above this much dirty data (default cache_size/2)\n"
+	       "  -o verify=on|off          check checksums on every cache read (default on)\n"
+	       "  -o namespace=FILE         junctions of several backends in one tree\n"
+	       "  -o ctl_socket=PATH        control socket for stagefsctl (default CACHE_DIR/ctl.sock)\n"
+	       "  -o attr_timeout=SECS      kernel attribute cache (default 1.0)\n"
+	       "  -o entry_timeout=SECS     kernel name cache (default 1.0)\n"
+	       "  -f                        stay in the foreground, log to stderr\n"
+	       "  -d                        debug: foreground, verbose log\n"
+	       "\n"
+	       "FUSE options such as allow_other and default_permissions pass through.\n",
+	       prog);
+}
+
+static int opt_proc(void *data, const char *arg, int key,
+		    struct fuse_args *outargs)
+{
+	struct sfs_config *cfg = data;
+
+	switch (key) {
+	case KEY_HELP:
+		cfg->show_help = 1;
+		return 0;
+	case KEY_VERSION:
+		cfg->show_version = 1;
+		return 0;
+	case KEY_FOREGROUND:
+		cfg->foreground = 1;
+		return 0;
+	case KEY_DEBUG:
+		cfg->foreground = 1;
+		cfg->debug = 1;
+		return 0;
+	case FUSE_OPT_KEY_NONOPT:
+		if (!cfg->backend) {
+			cfg->backend = strdup(arg);
+			return 0;
+		}
+		if (!cfg->mountpoint) {
+			cfg->mountpoint = strdup(arg);
+			return 0;
+		}
+		fprintf(stderr, "stagefs: unexpected argument '%s'\n", arg);
+		return -1;
+	default:
+		return 1;	/* for libfuse */
+	}
+}
+
+int parse_size(const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+	int shift = 0;
+
+	if (!s || !*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	default: break;
+	}
+	if (*end == 'i' || *end == 'B')
+		end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
+	if (*end || (shift && v > (~0ULL >> shift)))
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static int size_opt(const char *name, const char *s, uint64_t *out)
+{
+	if (!s)
+		return 0;
+	if (parse_size(s, out) < 0) {
+		fprintf(stderr,
+			"stagefs: bad value for %s: '%s' (expected a size such as 512M or 2T)\n",
+			name, s);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Parse "a|b" style options; *out is the index of the match. */
+static int choice_opt(const char *name, const char *s, const char *a,
+		      const char *b, int *out)
+{
+	if (!s)
+		return 0;
+	if (!strcmp(s, a)) {
+		*out = 0;
+		return 0;
+	}
+	if (!strcmp(s, b)) {
+		*out = 1;
+		return 0;
+	}
+	fprintf(stderr, "stagefs: bad value for %s: '%s' (expected %s or %s)\n",
+		name, s, a, b);
+	return -EINVAL;
+}
+
+/* The default cache dir: one per backend and mountpoint. */
+static int default_cache_dir(struct sfs_config *cfg)
+{
+	char buf[4096];
+	unsigned long long h;
+
+	h = XXH3_64bits(cfg->backend, strlen(cfg->backend)) ^
+	    XXH3_64bits(cfg->mountpoint, strlen(cfg->mountpoint));
+	mkdir("/var/cache/stagefs", 0700);
+	snprintf(buf, sizeof(buf), "/var/cache/stagefs/%016llx", h);
+	if (mkdir(buf, 0700) < 0 && errno != EEXIST) {
+		fprintf(stderr, "stagefs: cannot create cache dir %s: %s\n",
+			buf, strerror(errno));
+		return -errno;
+	}
+	cfg->cache_dir = strdup(buf);
+	return 0;
+}
+
+int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
+{
+	struct cache_config *cc = &cfg->cache;
+	struct statvfs sv;
+	uint64_t fs_size;
+	int v = 0;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->nconnect = 4;
+	cfg->attr_timeout = 1.0;
+	cfg->entry_timeout = 1.0;
+	if (fuse_opt_parse(args, cfg, sfs_opts, opt_proc) < 0)
+		return -EINVAL;
+	if (cfg->show_help || cfg->show_version)
+		return 0;
+	if (!cfg->backend || !cfg->mountpoint) {
+		fprintf(stderr,
+			"stagefs: %s (usage: stagefs [-f] [-o opt,...] BACKEND MOUNTPOINT; see --help)\n",
+			cfg->backend ? "no mountpoint given" : "no backend given");
+		return -EINVAL;
+	}
+	if (cfg->nconnect < 1 || cfg->nconnect > 64) {
+		fprintf(stderr, "stagefs: bad value for nconnect: %u (expected 1 to 64)\n",
+			cfg->nconnect);
+		return -EINVAL;
+	}
+	if (cfg->attr_timeout < 0 || cfg->entry_timeout < 0) {
+		fprintf(stderr, "stagefs: attr_timeout and entry_timeout must not be negative\n");
+		return -EINVAL;
+	}
+	cc->chunk_size = 4ULL << 20;
+	cc->readahead = 64ULL << 20;
+	cc->writeback = 1;
+	cc->verify = 1;
+	cc->flushers = cfg->nconnect;
+	if (size_opt("cache_size", cfg->cache_size_s, &cc->size) ||
+	    size_opt("cache_min_free", cfg->cache_min_free_s, &cc->min_free) ||
+	    size_opt("chunk_size", cfg->chunk_size_s, &cc->chunk_size) ||
+	    size_opt("readahead", cfg->readahead_s, &cc->readahead) ||
+	    size_opt("dirty_max", cfg->dirty_max_s, &cc->dirty_max))
+		return -EINVAL;
+	if (cc->chunk_size < (256 << 10) || cc->chunk_size > (256 << 20) ||
+	    (cc->chunk_size & (cc->chunk_size - 1))) {
+		fprintf(stderr,
+			"stagefs: bad value for chunk_size: '%s' (expected a power of 2 from 256K to 256M)\n",
+			cfg->chunk_size_s);
+		return -EINVAL;
+	}
+	if (choice_opt("writeback", cfg->writeback_s, "off", "on", &cc->writeback) ||
+	    choice_opt("verify", cfg->verify_s, "off", "on", &cc->verify) ||
+	    choice_opt("flush_on_close", cfg->flush_on_close_s, "sync", "async",
+		       &v))
+		return -EINVAL;
+	cc->close_mode = v ? CACHE_CLOSE_ASYNC : CACHE_CLOSE_SYNC;
+	v = 0;
+	if (choice_opt("fsync", cfg->fsync_s, "backend", "local", &v))
+		return -EINVAL;
+	cc->fsync_mode = v ? CACHE_FSYNC_LOCAL : CACHE_FSYNC_BACKEND;
+
+	if (!cfg->cache_dir && default_cache_dir(cfg) < 0)
+		return -EINVAL;
+	if (statvfs(cfg->cache_dir, &sv) < 0) {
+		fprintf(stderr, "stagefs: cache dir %s: %s\n", cfg->cache_dir,
+			strerror(errno));
+		return -EINVAL;
+	}
+	fs_size = (uint64_t)sv.f_blocks * sv.f_frsize;
+	if (!cc->size)
+		cc->size = fs_size / 10 * 8;
+	if (!cfg->cache_min_free_s)
+		cc->min_free = fs_size / 20;
+	if (!cc->dirty_max)
+		cc->dirty_max = cc->size / 2;
+	if (cc->dirty_max < 2 * cc->chunk_size)
+		cc->dirty_max = 2 * cc->chunk_size;
+	cc->dir = cfg->cache_dir;
+	return 0;
+}
+
+void opts_free(struct sfs_config *cfg)
+{
+	char **strs[] = { &cfg->cache_dir, &cfg->cache_size_s,
+			  &cfg->cache_min_free_s, &cfg->chunk_size_s,
+			  &cfg->readahead_s, &cfg->dirty_max_s,
+			  &cfg->writeback_s, &cfg->flush_on_close_s,
+			  &cfg->fsync_s, &cfg->verify_s, &cfg->namespace_file,
+			  &cfg->ctl_socket, &cfg->backend, &cfg->mountpoint };
+	size_t i;
+
+	for (i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+		free(*strs[i]);
+		*strs[i] = NULL;
+	}
+}
