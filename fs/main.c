@@ -41,17 +41,30 @@ static void sfs_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned int)FUSE_CAP_FLOCK_LOCKS;
 }
 
+/*
+ * libfuse logs a line in several calls: gather them per thread and log
+ * whole lines.  Part of the log sink, the one process-wide state.
+ */
 static void fuse_log_sink(enum fuse_log_level level, const char *fmt,
 			  va_list ap)
 {
-	char line[1024];
+	static __thread char line[1024];
+	static __thread size_t len;
+	char *nl;
 
-	vsnprintf(line, sizeof(line), fmt, ap);
-	line[strcspn(line, "\n")] = '\0';
+	vsnprintf(line + len, sizeof(line) - len, fmt, ap);
+	len = strlen(line);
+	nl = strchr(line, '\n');
+	if (!nl && len < sizeof(line) - 1)
+		return;
+	if (nl)
+		*nl = '\0';
 	log_msg(level <= FUSE_LOG_ERR ? LOG_LVL_ERR :
 		level <= FUSE_LOG_WARNING ? LOG_LVL_WARN :
 		level <= FUSE_LOG_INFO ? LOG_LVL_INFO : LOG_LVL_DEBUG,
-		"fuse", "%s", line);
+		"fuse", "%s", strncmp(line, "fuse: ", 6) ? line : line + 6);
+	len = 0;
+	line[0] = '\0';
 }
 
 /* Fork; the parent waits for the child's word and exits with it. */
@@ -202,6 +215,13 @@ int main(int argc, char **argv)
 		goto out_args;
 	raise_nofile();
 	fuse_set_log_func(fuse_log_sink);
+	/* Early, so that a bad FUSE option is refused before any slow work. */
+	dir_ops_init(&ops);
+	file_ops_init(&ops);
+	xattr_ops_init(&ops);
+	s.se = fuse_session_new(&args, &ops, sizeof(ops), &s);
+	if (!s.se)
+		goto out_args;	/* libfuse said why, in one line */
 
 	if (!s.cfg.foreground) {
 		notify_fd = daemon_fork();
@@ -245,14 +265,8 @@ int main(int argc, char **argv)
 		goto out_cache;
 	}
 
-	dir_ops_init(&ops);
-	file_ops_init(&ops);
-	xattr_ops_init(&ops);
-	s.se = fuse_session_new(&args, &ops, sizeof(ops), &s);
-	if (!s.se)
-		goto out_ctl;	/* libfuse said why, in one line */
 	if (fuse_set_signal_handlers(s.se) < 0)
-		goto out_session;
+		goto out_ctl;
 	if (fuse_session_mount(s.se, s.cfg.mountpoint) < 0)
 		goto out_signals;
 
@@ -280,8 +294,6 @@ int main(int argc, char **argv)
 	}
 out_signals:
 	fuse_remove_signal_handlers(s.se);
-out_session:
-	fuse_session_destroy(s.se);
 out_ctl:
 	ctl_stop(ctl);
 out_cache:
@@ -297,6 +309,8 @@ out_root:
 out_be:
 	be_close(s.bes[0]);
 out_args:
+	if (s.se)
+		fuse_session_destroy(s.se);
 	free(s.bes);
 	opts_free(&s.cfg);
 	fuse_opt_free_args(&args);
