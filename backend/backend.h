@@ -64,8 +64,11 @@ struct be_attr {
 };
 
 /*
- * The generation of a file's contents: if any field differs from the one
- * recorded with a cached copy, the file changed on the backend.
+ * The generation of a file's contents: if size, mtime or the change
+ * attribute differ from the ones recorded with a cached copy, the data
+ * changed on the backend.  ctime is kept for the record but not compared:
+ * a chmod or a rename moves it without touching the data (the Linux NFS
+ * client makes the same choice for NFSv3).
  */
 struct be_gen {
 	uint64_t size;
@@ -88,7 +91,7 @@ static inline struct be_gen be_attr_gen(const struct be_attr *a)
 static inline int be_gen_equal(const struct be_gen *a, const struct be_gen *b)
 {
 	return a->size == b->size && a->mtime_ns == b->mtime_ns &&
-	       a->ctime_ns == b->ctime_ns && a->change == b->change;
+	       a->change == b->change;
 }
 
 /*

@@ -227,18 +227,17 @@ int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
 		cache_file_ref(f);
 		pthread_mutex_unlock(&c->table_lock);
 		pthread_mutex_lock(&f->lock);
-		if (!be_gen_equal(&gen, &f->gen)) {
-			if (!f->dirty_chunks && !f->inflight) {
-				file_reset(f, attr);
-			} else {
-				log_msg(LOG_LVL_WARN, "cache",
-					"file %llx changed on the backend while this node has unflushed writes to it; the local data will be written over it",
-					(unsigned long long)f->fileid);
-			}
+		rc = 1;
+		if (!be_gen_equal(&gen, &f->gen) && !f->dirty_chunks &&
+		    !f->inflight) {
+			file_reset(f, attr);
+			rc = 0;
 		}
+		/* With dirty data here, the flusher checks for a conflict
+		 * before its next upload (file_conflict()). */
 		pthread_mutex_unlock(&f->lock);
 		*out = f;
-		return 0;
+		return rc;
 	}
 	f = file_new(c, be_idx, node);
 	if (!f) {
@@ -253,8 +252,10 @@ int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
 		file_free(f);
 		return rc;
 	}
-	if (rc == 0 || !be_gen_equal(&gen, &f->gen))
+	if (rc == 0 || !be_gen_equal(&gen, &f->gen)) {
 		file_reset(f, attr);
+		rc = 0;
+	}
 	f->in_table = true;
 	f->hnext = c->table[key_hash(be_idx, f->fileid)];
 	c->table[key_hash(be_idx, f->fileid)] = f;
@@ -262,7 +263,7 @@ int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
 	cache_file_ref(f);	/* the caller's */
 	pthread_mutex_unlock(&c->table_lock);
 	*out = f;
-	return 0;
+	return rc;
 }
 
 int cache_file_lookup(struct cache *c, int be_idx, uint64_t fileid,
@@ -284,6 +285,24 @@ void cache_file_pin(struct cache_file *f, int pinned)
 	pthread_mutex_lock(&f->lock);
 	f->pinned = pinned;
 	pthread_mutex_unlock(&f->lock);
+}
+
+void cache_note_attr(struct cache *c, int be_idx, const struct be_attr *attr)
+{
+	struct cache_file *f;
+
+	pthread_mutex_lock(&c->table_lock);
+	f = table_find(c, be_idx, attr->fileid);
+	if (f) {
+		struct be_gen g = be_attr_gen(attr);
+
+		pthread_mutex_lock(&f->lock);
+		/* Only the times may move: a size change is truncate's. */
+		if (g.size == f->gen.size || f->dirty_chunks)
+			f->gen = g;
+		pthread_mutex_unlock(&f->lock);
+	}
+	pthread_mutex_unlock(&c->table_lock);
 }
 
 void cache_fixup_attr(struct cache *c, int be_idx, struct be_attr *attr)
@@ -356,6 +375,8 @@ int cache_file_close(struct cache_file *f)
 
 void cache_get_stats(struct cache *c, struct cache_stats *st)
 {
+	int b;
+
 	st->bytes_read_cache = atomic_load(&c->bytes_read_cache);
 	st->bytes_read_backend = atomic_load(&c->bytes_read_backend);
 	st->bytes_written = atomic_load(&c->bytes_written);
@@ -368,6 +389,11 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
 	st->flush_retries = atomic_load(&c->flush_retries);
 	st->prefetch_chunks = atomic_load(&c->prefetch_chunks);
 	st->flush_queue = atomic_load(&c->queued_chunks);
+	st->conflicts = atomic_load(&c->conflicts);
+	for (b = 0; b < CACHE_HIST_BUCKETS; b++) {
+		st->be_read_us[b] = atomic_load(&c->be_read_us[b]);
+		st->be_write_us[b] = atomic_load(&c->be_write_us[b]);
+	}
 	pthread_mutex_lock(&c->table_lock);
 	st->files = c->nfiles;
 	pthread_mutex_unlock(&c->table_lock);
@@ -747,7 +773,8 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 	if (rc < 0)
 		goto out_free;
 	if ((rc = make_subdir(c, "data", err, errlen)) < 0 ||
-	    (rc = make_subdir(c, "index", err, errlen)) < 0)
+	    (rc = make_subdir(c, "index", err, errlen)) < 0 ||
+	    (rc = make_subdir(c, "conflicts", err, errlen)) < 0)
 		goto out_free;
 	snprintf(path, sizeof(path), "%s/journal", cfg->dir);
 	rc = journal_open(path, &c->journal, err, errlen);

@@ -70,6 +70,9 @@ struct cache_config {
 struct cache;
 struct cache_file;
 
+/* Latency histogram: bucket i counts operations of [2^i, 2^(i+1)) us. */
+#define CACHE_HIST_BUCKETS 26
+
 /* Counters, all monotonic but the gauges marked so. */
 struct cache_stats {
 	uint64_t bytes_read_cache;
@@ -85,6 +88,9 @@ struct cache_stats {
 	uint64_t prefetch_chunks;
 	uint64_t flush_queue;		/* gauge: chunks waiting to upload */
 	uint64_t files;			/* gauge: files in the table */
+	uint64_t conflicts;		/* local versions kept aside */
+	uint64_t be_read_us[CACHE_HIST_BUCKETS];	/* chunk fetches */
+	uint64_t be_write_us[CACHE_HIST_BUCKETS];	/* chunk uploads */
 };
 
 /*
@@ -113,7 +119,9 @@ void cache_get_stats(struct cache *c, struct cache_stats *st);
  * The cache_file for a backend node, created if need be; takes a
  * reference to node when it keeps it.  attr is the backend's current view:
  * if its generation differs from the cached copy's and no data is dirty,
- * the stale clean data is dropped (close-to-open).
+ * the stale clean data is dropped (close-to-open).  Returns 1 if data
+ * cached before is still valid (the kernel may keep its page cache), 0 if
+ * not, or -errno.
  */
 int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
 		   const struct be_attr *attr, struct cache_file **out);
@@ -151,6 +159,12 @@ ssize_t cache_read(struct cache_file *f, struct cache_stream *s, void *buf,
  */
 ssize_t cache_write(struct cache_file *f, const void *buf, size_t size,
 		    uint64_t off);
+
+/*
+ * This node changed the file's attributes on the backend (utimens,
+ * chmod...): the new generation is its own, not a change from elsewhere.
+ */
+void cache_note_attr(struct cache *c, int be_idx, const struct be_attr *attr);
 
 /* The file's size as this node sees it (the cache's, not the backend's) */
 uint64_t cache_file_size(struct cache_file *f);

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include "cache.h"
 
@@ -120,6 +121,8 @@ struct cache_file {
 	bool gone;		/* backend object vanished: drop dirty data */
 	bool pinned;		/* never evict */
 	bool jfile;		/* a FILE record is in this journal */
+	bool episode_checked;	/* backend generation checked since dirty */
+	uint64_t upload_seq;	/* bumped by every completed upload */
 	bool in_table;
 
 	struct cache_file *hnext;	/* protected by c->table_lock */
@@ -174,7 +177,28 @@ struct cache {
 	atomic_uint_fast64_t chunks_evicted, checksum_errors;
 	atomic_uint_fast64_t flush_errors, flush_retries;
 	atomic_uint_fast64_t prefetch_chunks, queued_chunks;
+	atomic_uint_fast64_t conflicts;
+	atomic_uint_fast64_t be_read_us[CACHE_HIST_BUCKETS];
+	atomic_uint_fast64_t be_write_us[CACHE_HIST_BUCKETS];
 };
+
+/* Microseconds on the monotonic clock. */
+static inline uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static inline void hist_add(atomic_uint_fast64_t *hist, uint64_t start_us)
+{
+	uint64_t d = now_us() - start_us;
+	unsigned int b = d ? 63 - (unsigned int)__builtin_clzll(d) : 0;
+
+	atomic_fetch_add(&hist[b < CACHE_HIST_BUCKETS ? b :
+				CACHE_HIST_BUCKETS - 1], 1);
+}
 
 struct ring_engine *cache_ring(struct cache *c);
 
@@ -212,9 +236,11 @@ void cache_queue_prefetch(struct cache_file *f, uint64_t chunk);
 struct chunk *file_chunk(struct cache_file *f, uint64_t idx, bool create);
 int file_fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch);
 void file_drop_clean(struct cache_file *f, uint64_t from_chunk);
+void file_conflict(struct cache_file *f, const struct be_attr *attr);
 
 /* index.c: persistence of the per-file chunk table */
 int index_open(struct cache_file *f);
+unsigned int index_spec_hash(struct cache_file *f);
 int index_store_header(struct cache_file *f);
 int index_store_chunk(struct cache_file *f, uint64_t idx);
 int index_load_chunk(struct cache_file *f, uint64_t idx, struct chunk *ch);

@@ -122,6 +122,7 @@ int file_fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch)
 	struct ring_op ops[CACHE_BLOCKS];
 	int nops = 0, rc = 0;
 	unsigned int b;
+	uint64_t t0;
 	ssize_t n;
 	char *buf;
 
@@ -136,7 +137,9 @@ int file_fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch)
 		rc = -ENOMEM;
 		goto out_lock;
 	}
+	t0 = now_us();
 	n = be_pread(file_be(f), f->node, buf, len, start);
+	hist_add(c->be_read_us, t0);
 	if (n < 0) {
 		rc = (int)n;
 		goto out_free;
@@ -630,8 +633,7 @@ int cache_file_truncate(struct cache_file *f, uint64_t size,
 	pthread_mutex_lock(&f->lock);
 	if (rc == 0) {
 		f->be_size = size;
-		if (!f->dirty_chunks)
-			f->gen = be_attr_gen(attr);
+		f->gen = be_attr_gen(attr);	/* our own change */
 		index_store_header(f);
 	}
 	pthread_mutex_unlock(&f->lock);

@@ -16,6 +16,8 @@
 #include "cache_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -80,6 +82,71 @@ static void file_gone(struct cache_file *f)
 }
 
 /*
+ * The file changed on the backend since this node cached it, and this
+ * node has writes to it that are not uploaded: neither version may be
+ * lost.  The backend keeps the other writer's version; this node's data
+ * and index files move to cache_dir/conflicts/, and the file starts
+ * afresh.  f->lock held.
+ */
+void file_conflict(struct cache_file *f, const struct be_attr *attr)
+{
+	struct cache *c = f->c;
+	char from[128], to[160];
+	uint64_t idx, dirty = 0;
+	long now = (long)time(NULL);
+	int i;
+
+	for (idx = 0; idx < f->nchunks; idx++) {
+		struct chunk *ch = f->chunks[idx];
+
+		if (ch && ch->dirty) {
+			dirty += popcount64(ch->dirty) * c->block_size;
+			if (ch->journaled)
+				cache_journal(c, JREC_CLEAN, f, idx);
+		}
+	}
+	for (i = 0; i < 2; i++) {
+		const char *dir = i ? "index" : "data";
+
+		snprintf(from, sizeof(from), "%s/%08x-%016llx", dir,
+			 index_spec_hash(f), (unsigned long long)f->fileid);
+		snprintf(to, sizeof(to), "conflicts/%016llx-%ld.%s",
+			 (unsigned long long)f->fileid, now, dir);
+		if (renameat(c->dir_fd, from, c->dir_fd, to) < 0)
+			log_msg(LOG_LVL_ERR, "flush", "keep aside %s: %s", from,
+				strerror(errno));
+	}
+	log_msg(LOG_LVL_ERR, "flush",
+		"conflict: file %llx was changed on the backend by another client while this node held %llu bytes of unflushed writes to it; the backend keeps the other version, this node's version is kept in %s/conflicts/%016llx-%ld.data (block map in .index)",
+		(unsigned long long)f->fileid, (unsigned long long)dirty,
+		c->cfg->dir, (unsigned long long)f->fileid, now);
+	atomic_fetch_add(&c->conflicts, 1);
+	atomic_fetch_sub(&c->dirty_bytes, dirty);
+	for (idx = 0; idx < f->nchunks; idx++) {
+		struct chunk *ch = f->chunks[idx];
+
+		if (!ch)
+			continue;
+		atomic_fetch_sub(&c->used_bytes,
+				 popcount64(ch->present) * c->block_size);
+		free(ch);
+		f->chunks[idx] = NULL;
+	}
+	f->dirty_chunks = 0;
+	close(f->fd);
+	close(f->idx_fd);
+	f->fd = f->idx_fd = -1;
+	if (index_open(f) < 0)
+		log_msg(LOG_LVL_ERR, "flush", "file %llx: cannot reopen cache files",
+			(unsigned long long)f->fileid);
+	f->gen = be_attr_gen(attr);
+	f->be_size = f->size = attr->size;
+	f->trunc_seq++;
+	f->episode_checked = false;
+	index_store_header(f);
+}
+
+/*
  * Upload the dirty blocks of one chunk.  Returns 0 when it is done (or
  * there was nothing to do), -EAGAIN when it must go round again, or the
  * backend's error.
@@ -103,6 +170,32 @@ static int flush_chunk(struct cache_file *f, uint64_t idx, char *buf)
 		return 0;
 	}
 	ch->queued = false;
+	if (!f->episode_checked && !f->inflight) {
+		struct be_gen base = f->gen;
+		struct be_attr attr;
+		struct be_gen now;
+
+		pthread_mutex_unlock(&f->lock);
+		rc = be->ops->getattr(be, f->node, &attr);
+		if (rc < 0)
+			return rc;
+		now = be_attr_gen(&attr);
+		pthread_mutex_lock(&f->lock);
+		/* Another flusher may have checked and uploaded meanwhile. */
+		if (!f->episode_checked && !be_gen_equal(&base, &now) &&
+		    be_gen_equal(&base, &f->gen)) {
+			file_conflict(f, &attr);
+			pthread_cond_broadcast(&f->cond);
+			pthread_mutex_unlock(&f->lock);
+			pthread_cond_broadcast(&c->space_cond);
+			return 0;
+		}
+		f->episode_checked = true;
+		if (!ch->dirty || ch->flushing || f->gone) {
+			pthread_mutex_unlock(&f->lock);
+			return 0;
+		}
+	}
 	mask = ch->dirty;
 	seq = ch->dirty_seq;
 	size = f->size;
@@ -151,7 +244,10 @@ static int flush_chunk(struct cache_file *f, uint64_t idx, char *buf)
 		if (rc == 0 && off < size) {
 			if (off + len > size)
 				len = size - off;
+			uint64_t t0 = now_us();
+
 			n = be_pwrite(be, f->node, buf + b * bs, len, off);
+			hist_add(c->be_write_us, t0);
 			if (n < 0)
 				rc = (int)n;
 			else
@@ -166,6 +262,7 @@ static int flush_chunk(struct cache_file *f, uint64_t idx, char *buf)
 	ch->readers--;
 	f->inflight--;
 	if (rc == 0) {
+		f->upload_seq++;
 		atomic_fetch_add(&c->bytes_flushed, sent);
 		if (ch->dirty_seq == seq) {
 			uint64_t cleaned = ch->dirty & mask;
@@ -203,17 +300,21 @@ static int flush_chunk(struct cache_file *f, uint64_t idx, char *buf)
 static void refresh_gen(struct cache_file *f)
 {
 	struct be_attr attr;
+	uint64_t seq;
 	bool clean;
 
 	pthread_mutex_lock(&f->lock);
 	clean = !f->dirty_chunks && !f->gone;
+	seq = f->upload_seq;
 	pthread_mutex_unlock(&f->lock);
 	if (!clean || file_be(f)->ops->getattr(file_be(f), f->node, &attr))
 		return;
 	pthread_mutex_lock(&f->lock);
-	if (!f->dirty_chunks && !f->inflight) {
+	/* An upload after our getattr would make its answer stale. */
+	if (!f->dirty_chunks && !f->inflight && f->upload_seq == seq) {
 		f->gen = be_attr_gen(&attr);
 		f->be_size = attr.size;
+		f->episode_checked = false;
 		index_store_header(f);
 	}
 	pthread_mutex_unlock(&f->lock);

@@ -91,14 +91,18 @@ int index_store_header(struct cache_file *f)
 	return 0;
 }
 
+unsigned int index_spec_hash(struct cache_file *f)
+{
+	const char *spec = file_be(f)->spec;
+
+	return (unsigned int)XXH32(spec, strlen(spec), 0);
+}
+
 /* "<dir>/<hash of backend spec>-<fileid>" */
 static void file_name(struct cache_file *f, const char *dir, char *buf,
 		      size_t len)
 {
-	const char *spec = file_be(f)->spec;
-
-	snprintf(buf, len, "%s/%08x-%016llx", dir,
-		 (unsigned int)XXH32(spec, strlen(spec), 0),
+	snprintf(buf, len, "%s/%08x-%016llx", dir, index_spec_hash(f),
 		 (unsigned long long)f->fileid);
 }
 

@@ -11,6 +11,7 @@
 #include "fs_int.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -217,11 +218,59 @@ static void sfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		fuse_reply_entry(req, &e);
 }
 
+/*
+ * The last name of a file that is still open goes away: keep the file
+ * under a hidden name until the last close, so that it stays readable and
+ * writable (POSIX) even for data not in the cache.  Returns 1 if it did.
+ */
+static int silly_rename(struct sfs *s, struct sfs_inode *dir,
+			const char *name)
+{
+	struct be *be = ino_be(s, dir);
+	struct sfs_inode *ino;
+	struct be_node *node;
+	struct be_attr a;
+	char hidden[64];
+	int rc;
+
+	if (be->ops->lookup(be, dir->node, name, &node, &a) < 0)
+		return 0;
+	ino = S_ISREG(a.mode) && a.nlink == 1 ?
+		      inode_find(s, dir->be_idx, node->fileid) : NULL;
+	be_node_put(be, node);
+	if (!ino)
+		return 0;
+	rc = 0;
+	pthread_mutex_lock(&s->ino_lock);
+	if (ino->nopen && !ino->silly_name) {
+		snprintf(hidden, sizeof(hidden), SILLY_PREFIX "%016llx",
+			 (unsigned long long)ino->fileid);
+		ino->silly_name = strdup(hidden);
+		ino->silly_dir = be_node_get(dir->node);
+		rc = ino->silly_name != NULL;
+	}
+	pthread_mutex_unlock(&s->ino_lock);
+	if (rc && be->ops->rename(be, dir->node, name, dir->node, hidden, 0) < 0) {
+		pthread_mutex_lock(&s->ino_lock);
+		free(ino->silly_name);
+		ino->silly_name = NULL;
+		pthread_mutex_unlock(&s->ino_lock);
+		be_node_put(be, dir->node);
+		rc = 0;
+	}
+	inode_forget(s, ino, 1);
+	return rc;
+}
+
 static void sfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *dir = inode_get(s, parent);
 
+	if (silly_rename(s, dir, name)) {
+		fuse_reply_err(req, 0);
+		return;
+	}
 	fuse_reply_err(req, -ino_be(s, dir)->ops->unlink(ino_be(s, dir),
 							 dir->node, name));
 }
@@ -278,6 +327,8 @@ static int dir_collect(void *arg, const char *name,
 	struct dir_handle *d = arg;
 	struct dir_entry *e;
 
+	if (!strncmp(name, SILLY_PREFIX, sizeof(SILLY_PREFIX) - 1))
+		return 0;
 	if (d->n == d->cap) {
 		size_t ncap = d->cap ? d->cap * 2 : 64;
 		struct dir_entry *ne = realloc(d->ents, ncap * sizeof(*ne));

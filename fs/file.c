@@ -22,6 +22,34 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+void inode_open(struct sfs *s, struct sfs_inode *ino)
+{
+	pthread_mutex_lock(&s->ino_lock);
+	ino->nopen++;
+	pthread_mutex_unlock(&s->ino_lock);
+}
+
+/* The last close of a file unlinked while open removes it for good. */
+void inode_release(struct sfs *s, struct sfs_inode *ino)
+{
+	struct be_node *dir = NULL;
+	char *name = NULL;
+
+	pthread_mutex_lock(&s->ino_lock);
+	if (--ino->nopen == 0 && ino->silly_name) {
+		dir = ino->silly_dir;
+		name = ino->silly_name;
+		ino->silly_dir = NULL;
+		ino->silly_name = NULL;
+	}
+	pthread_mutex_unlock(&s->ino_lock);
+	if (!name)
+		return;
+	ino_be(s, ino)->ops->unlink(ino_be(s, ino), dir, name);
+	be_node_put(ino_be(s, ino), dir);
+	free(name);
+}
+
 static struct sfs_fh *fh_of(struct fuse_file_info *fi)
 {
 	return (struct sfs_fh *)(uintptr_t)fi->fh;
@@ -56,7 +84,7 @@ static int inode_cache_file(struct sfs *s, struct sfs_inode *in,
 	if (rc < 0)
 		return rc;
 	rc = cache_file_get(s->cache, in->be_idx, in->node, &a, cf);
-	return rc;
+	return rc < 0 ? rc : 0;
 }
 
 static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
@@ -105,8 +133,11 @@ static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
 		sa.valid |= BE_SET_MTIME;
 		sa.mtime = st->st_mtim;
 	}
-	if (sa.valid)
+	if (sa.valid) {
 		rc = be->ops->setattr(be, in->node, &sa, &a);
+		if (rc == 0 && S_ISREG(a.mode))
+			cache_note_attr(s->cache, in->be_idx, &a);
+	}
 	else if (!(valid & FUSE_SET_ATTR_SIZE))
 		rc = be->ops->getattr(be, in->node, &a);
 	if (rc < 0)
@@ -131,6 +162,10 @@ static int open_handle(struct sfs *s, struct sfs_inode *in,
 		free(fh);
 		return rc;
 	}
+	/* Unchanged on the backend: the kernel's pages are still good. */
+	fi->keep_cache = rc == 1;
+	fh->ino = in;
+	inode_open(s, in);
 	fi->fh = (uintptr_t)fh;
 	if (fi->flags & O_DIRECT)
 		fi->direct_io = 1;
@@ -238,6 +273,7 @@ static void sfs_release(fuse_req_t req, fuse_ino_t ino,
 	struct sfs_fh *fh = fh_of(fi);
 
 	cache_file_put(fh->cf);
+	inode_release(req_sfs(req), fh->ino);
 	free(fh);
 	fuse_reply_err(req, 0);
 }

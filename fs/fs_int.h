@@ -50,6 +50,11 @@ struct sfs_inode {
 	uint64_t fileid;
 	struct be_node *node;	/* reference held */
 	uint64_t nlookup;	/* protected by sfs->ino_lock */
+	unsigned int nopen;	/* open handles; protected by sfs->ino_lock */
+	/* Unlinked while open: the hidden name it lives under until the
+	 * last close (as the NFS client's silly rename does); under ino_lock */
+	struct be_node *silly_dir;
+	char *silly_name;
 	struct sfs_inode *hnext;	/* protected by sfs->ino_lock */
 };
 
@@ -68,6 +73,7 @@ struct sfs {
 
 /* An open file. */
 struct sfs_fh {
+	struct sfs_inode *ino;	/* the kernel holds a lookup while open */
 	struct cache_file *cf;
 	struct cache_stream stream;
 	bool written;
@@ -107,6 +113,13 @@ void attr_to_stat(struct sfs *s, int be_idx, const struct be_attr *a,
 int make_entry(struct sfs *s, int be_idx, struct be_node *node,
 	       struct be_attr *attr, struct fuse_entry_param *e);
 void reply_attr(fuse_req_t req, struct sfs_inode *ino, struct be_attr *a);
+
+/* Names of files unlinked while open; readdir does not show them. */
+#define SILLY_PREFIX ".stagefs-unlinked-"
+
+/* file.c: open handle accounting for unlink-while-open. */
+void inode_open(struct sfs *s, struct sfs_inode *ino);
+void inode_release(struct sfs *s, struct sfs_inode *ino);
 
 /* dir.c: the owner of a new object (caller, setgid-directory rule). */
 int new_owner(fuse_req_t req, struct sfs_inode *dir, struct be_cred *cred,
