@@ -96,8 +96,9 @@ static void cmd_status(struct ctl *ctl, int fd)
 	say(fd, "stagefs %s, pid %d\nmountpoint  %s\n", STAGEFS_VERSION,
 	    (int)getpid(), cfg->mountpoint);
 	for (i = 0; i < ctl->s->nbe; i++)
-		say(fd, "backend     %s (%s)\n", ctl->s->bes[i]->spec,
-		    ctl->s->bes[i]->ops->name);
+		say(fd, "junction    %s -> %s (%s)\n",
+		    ctl->s->junctions ? ctl->s->junctions[i].path : "/",
+		    ctl->s->bes[i]->spec, ctl->s->bes[i]->ops->name);
 	say(fd, "cache_dir   %s\n", cc->dir);
 	say(fd, "options     cache_size=%llu chunk_size=%llu readahead=%llu dirty_max=%llu nconnect=%u writeback=%s flush_on_close=%s fsync=%s verify=%s\n",
 	    (unsigned long long)cc->size, (unsigned long long)cc->chunk_size,

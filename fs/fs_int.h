@@ -45,8 +45,18 @@ struct sfs_config {
 	struct cache_config cache;
 };
 
+struct ns_vnode;
+
+/* One line of a namespace file. */
+struct ns_junction {
+	char *path;		/* in the mount */
+	char *backend;
+	int line;
+};
+
 struct sfs_inode {
-	int be_idx;
+	int be_idx;		/* -1: a virtual directory (namespace.c) */
+	struct ns_vnode *vnode;	/* virtual directories only */
 	uint64_t fileid;
 	struct be_node *node;	/* reference held */
 	uint64_t nlookup;	/* protected by sfs->ino_lock */
@@ -69,6 +79,13 @@ struct sfs {
 	struct sfs_inode **itable;
 	size_t itable_size;
 	struct sfs_inode *root;
+
+	/* namespace.c: junctions (NULL without -o namespace) */
+	struct ns_junction *junctions;
+	int njunctions;
+	struct ns_vnode *vroot;
+	struct fuse_lowlevel_ops base_ops;	/* what the wrappers call */
+	struct timespec started;	/* times of virtual directories */
 };
 
 /* An open file. */
@@ -124,6 +141,17 @@ void inode_release(struct sfs *s, struct sfs_inode *ino);
 /* dir.c: the owner of a new object (caller, setgid-directory rule). */
 int new_owner(fuse_req_t req, struct sfs_inode *dir, struct be_cred *cred,
 	      uint32_t *mode);
+
+/* namespace.c */
+int ns_parse_text(const char *text, const char *file, struct ns_junction **out,
+		  int *nout, char *err, size_t errlen);
+int ns_parse_file(const char *file, struct ns_junction **out, int *nout,
+		  char *err, size_t errlen);
+void ns_free(struct ns_junction *j, int n);
+int ns_build(struct sfs *s, const struct ns_junction *j, int n,
+	     struct be_node **roots);
+void ns_destroy(struct sfs *s);
+void ns_wrap_ops(struct sfs *s, struct fuse_lowlevel_ops *ops);
 
 /* ops: dir.c, file.c, xattr.c fill in their part of the table */
 void dir_ops_init(struct fuse_lowlevel_ops *ops);

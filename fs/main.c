@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -167,6 +168,65 @@ static void raise_nofile(void)
 	}
 }
 
+/*
+ * Open the backend of every junction (or the one BACKEND) and its root.
+ * On failure err names the junction and the problem.
+ */
+static int open_backends(struct sfs *s, const struct be_params *params,
+			 struct be_node ***roots, char *err, size_t errlen)
+{
+	int n = s->junctions ? s->njunctions : 1, k, rc;
+	char msg[900];
+
+	s->bes = calloc((size_t)n, sizeof(*s->bes));
+	*roots = calloc((size_t)n, sizeof(**roots));
+	if (!s->bes || !*roots) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	for (k = 0; k < n; k++) {
+		const char *spec = s->junctions ? s->junctions[k].backend :
+						  s->cfg.backend;
+		struct be_attr a;
+
+		rc = be_open(spec, params, &s->bes[k], msg, sizeof(msg));
+		if (rc == 0) {
+			s->nbe = k + 1;
+			rc = s->bes[k]->ops->root(s->bes[k], &(*roots)[k], &a);
+			if (rc == 0 && !S_ISDIR(a.mode))
+				rc = -ENOTDIR;
+			if (rc < 0)
+				snprintf(msg, sizeof(msg), "backend %s: root: %s",
+					 spec, strerror(-rc));
+		}
+		if (rc < 0) {
+			if (s->junctions)
+				snprintf(err, errlen, "junction %s (line %d): %s",
+					 s->junctions[k].path,
+					 s->junctions[k].line, msg);
+			else
+				snprintf(err, errlen, "%s", msg);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static void close_backends(struct sfs *s, struct be_node **roots)
+{
+	int k;
+
+	for (k = 0; k < s->nbe; k++) {
+		if (roots && roots[k])
+			be_node_put(s->bes[k], roots[k]);
+		be_close(s->bes[k]);
+	}
+	free(roots);
+	free(s->bes);
+	s->bes = NULL;
+	s->nbe = 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -175,14 +235,15 @@ int main(int argc, char **argv)
 	struct fuse_loop_config *loop_cfg = NULL;
 	struct sfs s;
 	struct ctl *ctl = NULL;
-	struct be_node *root;
-	struct be_attr root_attr;
+	struct be_node **roots = NULL;
+	struct ns_junction single = { .path = (char *)"/" };
 	char err[1024] = "";
 	char *mp;
 	int notify_fd = -1, rc, ret = 1;
 
 	umask(0);	/* the kernel applied the caller's umask already */
 	memset(&s, 0, sizeof(s));
+	clock_gettime(CLOCK_REALTIME, &s.started);
 	log_init(0, LOG_LVL_INFO);
 	if (opts_parse(&args, &s.cfg) < 0)
 		goto out_args;
@@ -206,11 +267,13 @@ int main(int argc, char **argv)
 		free(s.cfg.mountpoint);
 		s.cfg.mountpoint = mp;
 	}
-	if (s.cfg.namespace_file) {
-		fprintf(stderr,
-			"stagefs: -o namespace: junctions are not supported by this build yet\n");
+	if (s.cfg.namespace_file &&
+	    ns_parse_file(s.cfg.namespace_file, &s.junctions, &s.njunctions, err,
+			  sizeof(err)) < 0) {
+		fprintf(stderr, "stagefs: %s\n", err);
 		goto out_args;
 	}
+	single.backend = s.cfg.backend;
 	if (add_fuse_opts(&args, &s.cfg) < 0)
 		goto out_args;
 	raise_nofile();
@@ -219,6 +282,7 @@ int main(int argc, char **argv)
 	dir_ops_init(&ops);
 	file_ops_init(&ops);
 	xattr_ops_init(&ops);
+	ns_wrap_ops(&s, &ops);
 	s.se = fuse_session_new(&args, &ops, sizeof(ops), &s);
 	if (!s.se)
 		goto out_args;	/* libfuse said why, in one line */
@@ -233,26 +297,16 @@ int main(int argc, char **argv)
 	}
 
 	params.nconnect = s.cfg.nconnect;
-	s.bes = calloc(1, sizeof(*s.bes));
-	if (!s.bes)
-		goto out_args;
-	rc = be_open(s.cfg.backend, &params, &s.bes[0], err, sizeof(err));
+	rc = open_backends(&s, &params, &roots, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "stagefs: %s\n", err);
-		goto out_args;
-	}
-	s.nbe = 1;
-	rc = s.bes[0]->ops->root(s.bes[0], &root, &root_attr);
-	if (rc == 0 && !S_ISDIR(root_attr.mode))
-		rc = -ENOTDIR;
-	if (rc < 0) {
-		fprintf(stderr, "stagefs: backend %s: root: %s\n",
-			s.cfg.backend, strerror(-rc));
 		goto out_be;
 	}
-	if (inode_table_init(&s) < 0)
-		goto out_root;
-	s.root = inode_enter(&s, 0, root);
+	if (inode_table_init(&s) < 0 ||
+	    ns_build(&s, s.junctions ? s.junctions : &single, s.nbe, roots) < 0) {
+		fprintf(stderr, "stagefs: out of memory\n");
+		goto out_inodes;
+	}
 	rc = cache_open(&s.cfg.cache, s.bes, s.nbe, &s.cache, err,
 			sizeof(err));
 	if (rc < 0) {
@@ -303,15 +357,14 @@ out_cache:
 		log_msg(LOG_LVL_INFO, "main", "all data is on the backend");
 	s.cache = NULL;
 out_inodes:
+	ns_destroy(&s);
 	inode_table_destroy(&s);
-out_root:
-	be_node_put(s.bes[0], root);
 out_be:
-	be_close(s.bes[0]);
+	close_backends(&s, roots);
 out_args:
 	if (s.se)
 		fuse_session_destroy(s.se);
-	free(s.bes);
+	ns_free(s.junctions, s.njunctions);
 	opts_free(&s.cfg);
 	fuse_opt_free_args(&args);
 	return ret;

@@ -212,6 +212,7 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 	if (cfg->show_help || cfg->show_version)
 		return 0;
 	if (!cfg->backend || !cfg->mountpoint) {
+		/* With -o namespace, BACKEND only names the mount. */
 		fprintf(stderr,
 			"stagefs: %s (usage: stagefs [-f] [-o opt,...] BACKEND MOUNTPOINT; see --help)\n",
 			cfg->backend ? "no mountpoint given" : "no backend given");
