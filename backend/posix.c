@@ -31,6 +31,7 @@
 struct posix_be {
 	struct be base;
 	int rootfd;		/* O_PATH of the root directory */
+	int mountfd;		/* O_RDONLY of it: open_by_handle_at needs one */
 };
 
 struct posix_node {
@@ -150,6 +151,7 @@ static void posix_destroy(struct be *be)
 	struct posix_be *p = to_pbe(be);
 
 	close(p->rootfd);
+	close(p->mountfd);
 	free(be->spec);
 	free(p);
 }
@@ -639,7 +641,7 @@ static int posix_node_decode(struct be *be, const void *buf, size_t len,
 	h.fh.handle_bytes = (unsigned int)(len - sizeof(int32_t));
 	memcpy(h.fh.f_handle, (const char *)buf + sizeof(int32_t),
 	       h.fh.handle_bytes);
-	fd = open_by_handle_at(to_pbe(be)->rootfd, &h.fh,
+	fd = open_by_handle_at(to_pbe(be)->mountfd, &h.fh,
 			       O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
@@ -711,6 +713,16 @@ static int posix_open(const char *spec, const struct be_params *params,
 	}
 	p->base.ops = &posix_ops;
 	p->rootfd = fd;
+	p->mountfd = open(spec, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (p->mountfd < 0) {
+		int e = errno;
+
+		snprintf(err, errlen, "backend '%s': %s", spec, strerror(e));
+		close(fd);
+		free(p->base.spec);
+		free(p);
+		return -e;
+	}
 	*out = &p->base;
 	return 0;
 }

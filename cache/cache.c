@@ -571,10 +571,10 @@ static int replay_file(struct cache *c, struct rfile *rf, uint64_t *bytes)
 				  &attr);
 	if (rc < 0) {
 		log_msg(LOG_LVL_ERR, "replay",
-			"file %llx on %s has dirty data in the cache but is gone from the backend (%s); its data stays in %s/data for recovery by hand",
+			"file %llx on %s has dirty data in the cache but cannot be reopened on the backend (%s); its data and journal records stay in %s for recovery by hand",
 			(unsigned long long)rf->fileid, be->spec,
 			strerror(-rc), c->cfg->dir);
-		return 0;
+		return 1;	/* kept: the journal must not be compacted */
 	}
 	f = file_new(c, rf->be_idx, node);
 	be_node_put(be, node);
@@ -589,12 +589,19 @@ static int replay_file(struct cache *c, struct rfile *rf, uint64_t *bytes)
 		file_free(f);
 		return -EUCLEAN;
 	}
-	/* The backend changed under our dirty data?  Ours wins; say so. */
+	/*
+	 * The backend's generation moved since the index was written: by
+	 * this node's own uploads before the crash, or by another client.
+	 * The two cannot be told apart, and the data was acknowledged to
+	 * an application here: it goes out.  Say so.
+	 */
 	gen = be_attr_gen(&attr);
 	if (!be_gen_equal(&f->gen, &gen))
 		log_msg(LOG_LVL_INFO, "replay",
-			"file %llx changed on the backend since the crash; uploading this node's dirty data over it",
+			"file %llx changed on the backend since the index was written; uploading this node's dirty data over it",
 			(unsigned long long)rf->fileid);
+	f->gen = gen;
+	f->episode_checked = true;
 	if (attr.size > f->be_size)
 		f->be_size = attr.size;
 	f->in_table = true;
@@ -664,6 +671,10 @@ static int replay(struct cache *c, char *err, size_t errlen)
 		if (!rf->nchunks)
 			continue;
 		rc = replay_file(c, rf, &bytes);
+		if (rc == 1) {
+			r.unknown++;
+			rc = 0;
+		}
 		nfiles++;
 		if (rc == -EUCLEAN)
 			snprintf(err, errlen,
@@ -683,13 +694,14 @@ static int replay(struct cache *c, char *err, size_t errlen)
 	}
 	if (r.unknown)
 		log_msg(LOG_LVL_WARN, "replay",
-			"%llu journal records name backends not mounted now; they are kept",
+			"%llu journal records or files could not be replayed now (backend not mounted, file not reopened); the journal keeps them",
 			(unsigned long long)r.unknown);
 	if (bytes)
 		log_msg(LOG_LVL_INFO, "replay",
 			"%llu dirty bytes in %llu files queued for upload",
 			(unsigned long long)bytes, (unsigned long long)nfiles);
 	/* Records of backends not mounted now must not be lost. */
+	c->keep_journal = r.unknown != 0;
 	if (!r.unknown) {
 		pthread_mutex_lock(&c->journal_lock);
 		rc = journal_rewrite(c->journal, emit_dirty, c);
@@ -839,7 +851,7 @@ int cache_close(struct cache *c)
 	join_all(c->prefetchers, c->nprefetchers);
 
 	pthread_mutex_lock(&c->journal_lock);
-	if (journal_rewrite(c->journal, emit_dirty, c) < 0)
+	if (c->keep_journal || journal_rewrite(c->journal, emit_dirty, c) < 0)
 		journal_sync(c->journal);
 	journal_close(c->journal);
 	pthread_mutex_unlock(&c->journal_lock);

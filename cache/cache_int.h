@@ -166,6 +166,7 @@ struct cache {
 
 	pthread_mutex_t journal_lock;
 	struct journal *journal;	/* protected by journal_lock */
+	bool keep_journal;	/* replay left records it could not act on */
 
 	atomic_uint_fast64_t lru_clock;
 	pthread_mutex_t evict_lock;	/* one evictor at a time (trylock) */

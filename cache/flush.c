@@ -146,12 +146,22 @@ void file_conflict(struct cache_file *f, const struct be_attr *attr)
 	index_store_header(f);
 }
 
+/* One chunk's upload, from flush_upload() to flush_finish(). */
+struct upload {
+	uint64_t idx;
+	uint64_t mask;		/* the dirty blocks it sent */
+	uint64_t seq;		/* ch->dirty_seq when it started */
+	uint64_t sent;		/* bytes written to the backend */
+	bool started;		/* flush_finish() must run */
+};
+
 /*
- * Upload the dirty blocks of one chunk.  Returns 0 when it is done (or
- * there was nothing to do), -EAGAIN when it must go round again, or the
- * backend's error.
+ * Write the dirty blocks of one chunk to the backend, unstable: the chunk
+ * stays dirty and flushing until flush_finish().  Returns 0, or -EAGAIN
+ * when it must go round again, or the backend's error.
  */
-static int flush_chunk(struct cache_file *f, uint64_t idx, char *buf)
+static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
+			struct upload *up)
 {
 	struct cache *c = f->c;
 	struct be *be = file_be(f);
@@ -160,6 +170,9 @@ static int flush_chunk(struct cache_file *f, uint64_t idx, char *buf)
 	struct chunk *ch;
 	unsigned int b, e;
 	int rc = 0;
+
+	memset(up, 0, sizeof(*up));
+	up->idx = idx;
 
 	pthread_mutex_lock(&f->lock);
 	ch = idx < f->nchunks ? f->chunks[idx] : NULL;
@@ -181,6 +194,11 @@ static int flush_chunk(struct cache_file *f, uint64_t idx, char *buf)
 			return rc;
 		now = be_attr_gen(&attr);
 		pthread_mutex_lock(&f->lock);
+		/* An upload started meanwhile: check again in the next round. */
+		if (!f->episode_checked && f->inflight) {
+			pthread_mutex_unlock(&f->lock);
+			return -EAGAIN;
+		}
 		/* Another flusher may have checked and uploaded meanwhile. */
 		if (!f->episode_checked && !be_gen_equal(&base, &now) &&
 		    be_gen_equal(&base, &f->gen)) {
@@ -203,6 +221,9 @@ static int flush_chunk(struct cache_file *f, uint64_t idx, char *buf)
 	ch->flushing = true;
 	ch->readers++;
 	f->inflight++;
+	up->started = true;
+	up->mask = mask;
+	up->seq = seq;
 	pthread_mutex_unlock(&f->lock);
 
 	/* Read and check the dirty blocks, run by run. */
@@ -254,10 +275,24 @@ static int flush_chunk(struct cache_file *f, uint64_t idx, char *buf)
 				sent += len;
 		}
 	}
-	if (rc == 0 && sent)
-		rc = be_commit(be, f->node);
+	up->sent = sent;
+	return rc;
+}
+
+/*
+ * After the commit that covers it (rc is the upload's or the commit's
+ * result): mark the chunk clean, or leave it dirty for another round.
+ * Returns rc, or -EAGAIN if the chunk was written to meanwhile.
+ */
+static int flush_finish(struct cache_file *f, struct upload *up, int rc)
+{
+	struct cache *c = f->c;
+	uint64_t bs = c->block_size, mask = up->mask, seq = up->seq;
+	uint64_t sent = up->sent, idx = up->idx;
+	struct chunk *ch;
 
 	pthread_mutex_lock(&f->lock);
+	ch = f->chunks[idx];	/* the array may move; the chunk does not */
 	ch->flushing = false;
 	ch->readers--;
 	f->inflight--;
@@ -332,48 +367,97 @@ static void backoff_sleep(unsigned int failures)
 	nanosleep(&ts, NULL);
 }
 
+/* Chunks of one file uploaded before one COMMIT: 16 x 4 MiB by default. */
+#define FLUSH_BATCH 16
+
+/* Take more chunks of it->f from the head of the queue. */
+static int take_batch(struct cache *c, struct flush_item **batch)
+{
+	int n = 1;
+
+	pthread_mutex_lock(&c->queue_lock);
+	while (n < FLUSH_BATCH && c->qhead && c->qhead->f == batch[0]->f) {
+		batch[n++] = c->qhead;
+		c->qhead = c->qhead->next;
+		if (!c->qhead)
+			c->qtail = NULL;
+	}
+	pthread_mutex_unlock(&c->queue_lock);
+	atomic_fetch_sub(&c->queued_chunks, (uint64_t)n);
+	return n;
+}
+
+/* What to do with one chunk after its round. */
+static void after_round(struct cache *c, struct flush_item *it, int rc,
+			unsigned int *failures)
+{
+	if (rc == 0) {
+		*failures = 0;
+		return;
+	}
+	if (rc != -EAGAIN) {
+		atomic_fetch_add(&c->flush_retries, 1);
+		if (err_permanent(rc) || rc == -EIO)
+			atomic_fetch_add(&c->flush_errors, 1);
+		log_msg(*failures ? LOG_LVL_DEBUG : LOG_LVL_WARN, "flush",
+			"upload of file %llx chunk %llu failed: %s; retrying",
+			(unsigned long long)it->f->fileid,
+			(unsigned long long)it->chunk, strerror(-rc));
+		if (atomic_load(&c->stopping))
+			return;
+		backoff_sleep((*failures)++);
+	}
+	pthread_mutex_lock(&it->f->lock);
+	cache_queue_flush(it->f, it->chunk);
+	pthread_mutex_unlock(&it->f->lock);
+}
+
+/*
+ * A flusher uploads a batch of chunks of one file, then commits once: a
+ * COMMIT makes the server sync the file, and one per chunk made draining
+ * disk-bound (docs/performance.md).
+ */
 void *flusher_main(void *arg)
 {
 	struct cache *c = arg;
 	unsigned int failures = 0;
-	struct flush_item *it;
+	struct flush_item *batch[FLUSH_BATCH];
+	struct upload up[FLUSH_BATCH];
+	int rcs[FLUSH_BATCH];
 	char *buf = aligned_alloc(4096, c->cfg->chunk_size);
 
 	if (!buf) {
 		log_msg(LOG_LVL_ERR, "flush", "out of memory for a flusher");
 		return NULL;
 	}
-	while ((it = pop(&c->queue_lock, &c->queue_cond, &c->qhead, &c->qtail,
-			 &c->stopping))) {
-		int rc;
+	while ((batch[0] = pop(&c->queue_lock, &c->queue_cond, &c->qhead,
+			       &c->qtail, &c->stopping))) {
+		struct cache_file *f = batch[0]->f;
+		uint64_t sent = 0;
+		int i, n = take_batch(c, batch);
 
-		atomic_fetch_sub(&c->queued_chunks, 1);
-		rc = flush_chunk(it->f, it->chunk, buf);
-		if (rc == 0) {
-			failures = 0;
-			refresh_gen(it->f);
-		} else if (rc == -EAGAIN) {
-			pthread_mutex_lock(&it->f->lock);
-			cache_queue_flush(it->f, it->chunk);
-			pthread_mutex_unlock(&it->f->lock);
-		} else {
-			atomic_fetch_add(&c->flush_retries, 1);
-			if (err_permanent(rc) || rc == -EIO)
-				atomic_fetch_add(&c->flush_errors, 1);
-			log_msg(failures ? LOG_LVL_DEBUG : LOG_LVL_WARN,
-				"flush",
-				"upload of file %llx chunk %llu failed: %s; retrying",
-				(unsigned long long)it->f->fileid,
-				(unsigned long long)it->chunk, strerror(-rc));
-			if (!atomic_load(&c->stopping)) {
-				backoff_sleep(failures++);
-				pthread_mutex_lock(&it->f->lock);
-				cache_queue_flush(it->f, it->chunk);
-				pthread_mutex_unlock(&it->f->lock);
-			}
+		for (i = 0; i < n; i++) {
+			rcs[i] = flush_upload(f, batch[i]->chunk, buf, &up[i]);
+			sent += up[i].sent;
 		}
-		cache_file_put(it->f);
-		free(it);
+		if (sent) {
+			int crc = be_commit(file_be(f), f->node);
+
+			for (i = 0; i < n && crc < 0; i++)
+				if (rcs[i] == 0)
+					rcs[i] = crc;
+		}
+		for (i = 0; i < n; i++) {
+			if (up[i].started)
+				rcs[i] = flush_finish(f, &up[i], rcs[i]);
+			after_round(c, batch[i], rcs[i], &failures);
+		}
+		if (rcs[n - 1] == 0)
+			refresh_gen(f);
+		for (i = 0; i < n; i++) {
+			cache_file_put(batch[i]->f);
+			free(batch[i]);
+		}
 	}
 	free(buf);
 	return NULL;

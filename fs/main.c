@@ -238,7 +238,6 @@ int main(int argc, char **argv)
 	struct be_node **roots = NULL;
 	struct ns_junction single = { .path = (char *)"/" };
 	char err[1024] = "";
-	char *mp;
 	int notify_fd = -1, rc, ret = 1;
 
 	umask(0);	/* the kernel applied the caller's umask already */
@@ -262,11 +261,6 @@ int main(int argc, char **argv)
 		log_set_level(LOG_LVL_DEBUG);
 	if (check_mountpoint(s.cfg.mountpoint) < 0)
 		goto out_args;
-	mp = realpath(s.cfg.mountpoint, NULL);
-	if (mp) {
-		free(s.cfg.mountpoint);
-		s.cfg.mountpoint = mp;
-	}
 	if (s.cfg.namespace_file &&
 	    ns_parse_file(s.cfg.namespace_file, &s.junctions, &s.njunctions, err,
 			  sizeof(err)) < 0) {

@@ -73,7 +73,7 @@ void opts_usage(const char *prog)
 	       "  -o dirty_max=SIZE         writers wait above this much dirty data (default cache_size/2)\n"
 	       "  -o verify=on|off          check checksums on every cache read (default on)\n"
 	       "  -o namespace=FILE         junctions of several backends in one tree\n"
-	       "  -o ctl_socket=PATH        control socket for stagefsctl (default CACHE_DIR/ctl.sock)\n"
+	       "  -o ctl_socket=PATH        control socket for stagefsctl (default /run/stagefs/<id>.sock)\n"
 	       "  -o attr_timeout=SECS      kernel attribute cache (default 1.0)\n"
 	       "  -o entry_timeout=SECS     kernel name cache (default 1.0)\n"
 	       "  -f                        stay in the foreground, log to stderr\n"
@@ -256,6 +256,15 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 		return -EINVAL;
 	cc->fsync_mode = v ? CACHE_FSYNC_LOCAL : CACHE_FSYNC_BACKEND;
 
+	{
+		/* The default cache dir is named after the real path. */
+		char *rp = realpath(cfg->mountpoint, NULL);
+
+		if (rp) {
+			free(cfg->mountpoint);
+			cfg->mountpoint = rp;
+		}
+	}
 	if (!cfg->cache_dir && default_cache_dir(cfg) < 0)
 		return -EINVAL;
 	if (statvfs(cfg->cache_dir, &sv) < 0) {

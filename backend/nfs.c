@@ -1,0 +1,2048 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * nfs.c - the NFSv3 backend: be_ops over libnfs's raw RPC layer.
+ *
+ * Every operation is handle based: a node carries the NFS file handle,
+ * and each be_ops call becomes one or a few rpc_nfs3_*_async() calls that
+ * nfs_conn.c carries over one of nconnect TCP connections.
+ *
+ * Namespace operations are synchronous: the calling thread builds the
+ * arguments in a struct nfs_sync on its stack, submits it, and sleeps on
+ * its condition until the connection thread has copied the reply out.
+ *
+ * Data operations are asynchronous: a read or write is cut into pieces of
+ * at most rsize/wsize (FSINFO rtmax/wtmax, capped at 1 MiB), spread over
+ * the connections, and the caller's callback runs when the last piece
+ * ends.  Writes are UNSTABLE.
+ *
+ * COMMIT and the write verifier.  The backend numbers the verifiers it
+ * sees (a generation that moves whenever a WRITE or COMMIT reply carries
+ * a new one: the server restarted).  Each node keeps the byte ranges of
+ * its completed writes that no COMMIT covers yet, with their generation.
+ * When the generation moves, those ranges become "lost"; a later write of
+ * the same bytes repairs them.  A COMMIT succeeds only if no lost range
+ * remains; otherwise it returns -EIO, and every writer that has not seen a
+ * successful COMMIT since its writes must write its data again and COMMIT
+ * again.  Commits on that node keep failing until all lost ranges are
+ * rewritten (or truncated away).  Nothing is resent from here: the
+ * backend keeps no copy of the data.
+ *
+ * Thread safety: see backend.h.  State shared between threads: the
+ * configuration (immutable after open), the verifier generation
+ * (nb->verf_lock), each node's write bookkeeping (node->lock; the two
+ * locks are never held together) and the node refcounts (atomic).  The
+ * bookkeeping is per node object: write and commit a file through the
+ * same node, as the cache does.
+ */
+#include "backend_int.h"
+#include "nfs_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <nfsc/libnfs.h>
+#include <nfsc/libnfs-raw.h>
+#include <nfsc/libnfs-raw-nfs.h>
+
+#define NFS_XFER_MAX (1024 * 1024)
+#define NFS_DEF_NCONNECT 4
+#define NFS_MAX_NCONNECT 64
+#define NFS_DEF_TIMEOUT_MS 10000
+#define NFS_DEF_RETRY_MS 60000
+#define NFS_RDP_DIRCOUNT 16384
+#define NFS_RDP_MAXCOUNT 65536
+#define NFS_SMALL_WEIGHT 4096
+
+/* A byte range of a file, for the write-verifier bookkeeping. */
+struct wrange {
+	uint64_t start, end;	/* [start, end) */
+	uint64_t seq;		/* the newest write in it */
+	uint64_t gen;		/* verifier generation it was written under */
+};
+
+struct nfs_node {
+	struct be_node base;	/* first: be_node <-> nfs_node */
+	uint32_t fh_len;
+	unsigned char fh[NFS3_FHSIZE];
+	pthread_mutex_t lock;	/* the write-verifier state below */
+	uint64_t wseq;		/* completed writes so far */
+	struct wrange *unc;	/* completed writes no COMMIT covers yet */
+	size_t nunc, capunc;
+	struct wrange *lost;	/* written under an old verifier, not since */
+	size_t nlost, caplost;
+	uint64_t untracked_gen;	/* out of memory while tracking: be careful */
+};
+
+struct nfs_be {
+	struct be be;		/* first */
+	struct nfs_spec url;
+	struct nfs_pool *pool;
+	struct nfs_node *root;
+	uint32_t rsize, wsize;
+	uint32_t namemax;
+	uint32_t wtpref;
+
+	pthread_mutex_t verf_lock;
+	int have_verf;		/* protected by verf_lock */
+	uint64_t verf;		/* protected by verf_lock */
+	uint64_t verf_gen;	/* protected by verf_lock */
+};
+
+static inline struct nfs_be *NB(struct be *be)
+{
+	return container_of(be, struct nfs_be, be);
+}
+
+static inline struct nfs_node *NN(struct be_node *n)
+{
+	return container_of(n, struct nfs_node, base);
+}
+
+static void fh_of(nfs_fh3 *fh, const struct nfs_node *n)
+{
+	fh->data.data_len = n->fh_len;
+	fh->data.data_val = (char *)n->fh;
+}
+
+static struct nfs_node *node_new(const void *fh, uint32_t len,
+				 uint64_t fileid)
+{
+	struct nfs_node *n;
+
+	if (len == 0 || len > NFS3_FHSIZE)
+		return NULL;
+	n = calloc(1, sizeof(*n));
+	if (!n)
+		return NULL;
+	n->base.fileid = fileid;
+	atomic_init(&n->base.refs, 1);
+	n->fh_len = len;
+	memcpy(n->fh, fh, len);
+	pthread_mutex_init(&n->lock, NULL);
+	return n;
+}
+
+static void nfsbe_node_free(struct be *be, struct be_node *bn)
+{
+	struct nfs_node *n = NN(bn);
+
+	(void)be;
+	pthread_mutex_destroy(&n->lock);
+	free(n->unc);
+	free(n->lost);
+	free(n);
+}
+
+static void time_from3(struct timespec *ts, const nfstime3 *t)
+{
+	ts->tv_sec = t->seconds;
+	ts->tv_nsec = t->nseconds;
+}
+
+static void time_to3(nfstime3 *t, const struct timespec *ts)
+{
+	if (ts->tv_sec < 0) {
+		t->seconds = 0;
+		t->nseconds = 0;
+	} else if (ts->tv_sec > (time_t)UINT_MAX) {
+		t->seconds = UINT_MAX;
+		t->nseconds = 0;
+	} else {
+		t->seconds = (u_int)ts->tv_sec;
+		t->nseconds = (u_int)ts->tv_nsec;
+	}
+}
+
+static uint32_t ftype_bits(ftype3 type)
+{
+	switch (type) {
+	case NF3REG:
+		return S_IFREG;
+	case NF3DIR:
+		return S_IFDIR;
+	case NF3BLK:
+		return S_IFBLK;
+	case NF3CHR:
+		return S_IFCHR;
+	case NF3LNK:
+		return S_IFLNK;
+	case NF3SOCK:
+		return S_IFSOCK;
+	case NF3FIFO:
+		return S_IFIFO;
+	}
+	return 0;
+}
+
+static void attr_from3(struct be_attr *a, const fattr3 *f)
+{
+	memset(a, 0, sizeof(*a));
+	a->fileid = f->fileid;
+	a->size = f->size;
+	a->used = f->used;
+	a->rdev = makedev(f->rdev.specdata1, f->rdev.specdata2);
+	a->mode = ftype_bits(f->type) | (f->mode & 07777);
+	a->nlink = f->nlink;
+	a->uid = f->uid;
+	a->gid = f->gid;
+	time_from3(&a->atime, &f->atime);
+	time_from3(&a->mtime, &f->mtime);
+	time_from3(&a->ctime, &f->ctime);
+	a->change = 0;		/* NFSv3 has no change attribute */
+}
+
+/* ---- the write verifier ------------------------------------------- */
+
+/* Record a verifier seen in a WRITE or COMMIT reply; its generation. */
+static uint64_t verf_note(struct nfs_be *nb, const char *v)
+{
+	uint64_t x, gen;
+
+	memcpy(&x, v, sizeof(x));
+	pthread_mutex_lock(&nb->verf_lock);
+	if (!nb->have_verf) {
+		nb->have_verf = 1;
+		nb->verf = x;
+		nb->verf_gen = 1;
+	} else if (x != nb->verf) {
+		nb->verf = x;
+		nb->verf_gen++;
+		log_msg(LOG_LVL_WARN, "nfs",
+			"%s: the server's write verifier changed (server restarted?): unstable writes since the last COMMIT may be lost",
+			nb->be.spec);
+	}
+	gen = nb->verf_gen;
+	pthread_mutex_unlock(&nb->verf_lock);
+	return gen;
+}
+
+static int wr_push(struct wrange **v, size_t *n, size_t *cap,
+		   struct wrange r)
+{
+	if (*n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 8;
+		struct wrange *p = realloc(*v, nc * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		*v = p;
+		*cap = nc;
+	}
+	(*v)[(*n)++] = r;
+	return 0;
+}
+
+/* Add [s, e) to the lost ranges, merging what it touches. */
+static int lost_add(struct nfs_node *n, uint64_t s, uint64_t e)
+{
+	struct wrange r = { 0, 0, 0, 0 };
+	size_t i = 0;
+
+	while (i < n->nlost) {
+		struct wrange *l = &n->lost[i];
+
+		if (l->end < s || l->start > e) {
+			i++;
+			continue;
+		}
+		if (l->start < s)
+			s = l->start;
+		if (l->end > e)
+			e = l->end;
+		n->lost[i] = n->lost[--n->nlost];
+	}
+	r.start = s;
+	r.end = e;
+	return wr_push(&n->lost, &n->nlost, &n->caplost, r);
+}
+
+/* Take [s, e) out of the lost ranges: it was written again. */
+static int lost_sub(struct nfs_node *n, uint64_t s, uint64_t e)
+{
+	size_t i = 0;
+
+	while (i < n->nlost) {
+		struct wrange *l = &n->lost[i];
+
+		if (l->end <= s || l->start >= e) {
+			i++;
+		} else if (l->start < s && l->end > e) {
+			struct wrange tail = *l;
+
+			tail.start = e;
+			l->end = s;
+			if (wr_push(&n->lost, &n->nlost, &n->caplost, tail) < 0)
+				return -ENOMEM;
+			i++;
+		} else if (l->start < s) {
+			l->end = s;
+			i++;
+		} else if (l->end > e) {
+			l->start = e;
+			i++;
+		} else {
+			n->lost[i] = n->lost[--n->nlost];
+		}
+	}
+	return 0;
+}
+
+/* Uncovered writes made under a generation before gen are lost. */
+static int unc_expire(struct nfs_node *n, uint64_t gen)
+{
+	size_t i = 0;
+
+	while (i < n->nunc) {
+		if (n->unc[i].gen >= gen) {
+			i++;
+			continue;
+		}
+		if (lost_add(n, n->unc[i].start, n->unc[i].end) < 0)
+			return -ENOMEM;
+		n->unc[i] = n->unc[--n->nunc];
+	}
+	return 0;
+}
+
+/*
+ * A WRITE of [off, off + len) completed under verifier v.  It is
+ * uncovered until a COMMIT sent after it succeeds under the same
+ * verifier; it repairs any lost range it overwrites.
+ */
+static void node_write_done(struct nfs_be *nb, struct nfs_node *n,
+			    const char *v, uint64_t off, uint32_t len)
+{
+	uint64_t gen = verf_note(nb, v), end = off + len, seq;
+	struct wrange r = { off, end, 0, gen };
+	size_t i;
+	int rc;
+
+	pthread_mutex_lock(&n->lock);
+	seq = ++n->wseq;
+	r.seq = seq;
+	rc = unc_expire(n, gen);
+	if (rc == 0)
+		rc = lost_sub(n, off, end);
+	for (i = 0; rc == 0 && i < n->nunc; i++) {
+		struct wrange *u = &n->unc[i];
+
+		if (u->gen != gen || u->end < off || u->start > end)
+			continue;
+		if (u->start > off)
+			u->start = off;
+		if (u->end < end)
+			u->end = end;
+		u->seq = seq;
+		break;
+	}
+	if (rc == 0 && i == n->nunc)
+		rc = wr_push(&n->unc, &n->nunc, &n->capunc, r);
+	if (rc < 0 && !n->untracked_gen)
+		n->untracked_gen = gen;
+	pthread_mutex_unlock(&n->lock);
+}
+
+/*
+ * A COMMIT sent when n->wseq was wseq came back with verifier v.  0: every
+ * write it covers is stable.  -EIO: the server restarted, and data written
+ * before that, to this node, by this or another writer, has not been
+ * written again yet.
+ */
+static int node_commit_done(struct nfs_be *nb, struct nfs_node *n,
+			    const char *v, uint64_t wseq)
+{
+	uint64_t gen = verf_note(nb, v);
+	size_t i = 0;
+	int rc;
+
+	pthread_mutex_lock(&n->lock);
+	rc = unc_expire(n, gen);
+	if (rc == 0 && n->untracked_gen && n->untracked_gen != gen)
+		rc = -EIO;
+	if (rc == 0 && n->nlost)
+		rc = -EIO;
+	if (rc == 0) {
+		n->untracked_gen = 0;
+		while (i < n->nunc) {
+			if (n->unc[i].seq <= wseq)
+				n->unc[i] = n->unc[--n->nunc];
+			else
+				i++;
+		}
+	} else if (rc == -ENOMEM) {
+		rc = -EIO;
+	}
+	pthread_mutex_unlock(&n->lock);
+	return rc;
+}
+
+/* A truncate to size drops what lies beyond it from the bookkeeping. */
+static void node_truncated(struct nfs_node *n, uint64_t size)
+{
+	struct {
+		struct wrange *v;
+		size_t *cnt;
+	} sets[2];
+	size_t i, k;
+
+	pthread_mutex_lock(&n->lock);
+	sets[0].v = n->unc;
+	sets[0].cnt = &n->nunc;
+	sets[1].v = n->lost;
+	sets[1].cnt = &n->nlost;
+	for (k = 0; k < 2; k++) {
+		for (i = 0; i < *sets[k].cnt;) {
+			struct wrange *r = &sets[k].v[i];
+
+			if (r->start >= size) {
+				*r = sets[k].v[--*sets[k].cnt];
+				continue;
+			}
+			if (r->end > size)
+				r->end = size;
+			i++;
+		}
+	}
+	pthread_mutex_unlock(&n->lock);
+}
+
+/* ---- synchronous calls -------------------------------------------- */
+
+enum nfs_sop {
+	SOP_GETATTR,
+	SOP_SETATTR,
+	SOP_LOOKUP,
+	SOP_CREATE,
+	SOP_MKDIR,
+	SOP_MKNOD,
+	SOP_SYMLINK,
+	SOP_READLINK,
+	SOP_LINK,
+	SOP_REMOVE,
+	SOP_RMDIR,
+	SOP_RENAME,
+	SOP_READDIRPLUS,
+	SOP_FSSTAT,
+	SOP_FSINFO,
+	SOP_PATHCONF,
+};
+
+static const char *const sop_names[] = {
+	[SOP_GETATTR] = "GETATTR",	[SOP_SETATTR] = "SETATTR",
+	[SOP_LOOKUP] = "LOOKUP",	[SOP_CREATE] = "CREATE",
+	[SOP_MKDIR] = "MKDIR",		[SOP_MKNOD] = "MKNOD",
+	[SOP_SYMLINK] = "SYMLINK",	[SOP_READLINK] = "READLINK",
+	[SOP_LINK] = "LINK",		[SOP_REMOVE] = "REMOVE",
+	[SOP_RMDIR] = "RMDIR",		[SOP_RENAME] = "RENAME",
+	[SOP_READDIRPLUS] = "READDIRPLUS", [SOP_FSSTAT] = "FSSTAT",
+	[SOP_FSINFO] = "FSINFO",	[SOP_PATHCONF] = "PATHCONF",
+};
+
+/* One directory entry of a READDIRPLUS reply, copied out. */
+struct rd_ent {
+	char *name;
+	uint64_t fileid;
+	uint64_t cookie;
+	int have_attr;
+	int have_fh;
+	fattr3 attr;
+	uint32_t fh_len;
+	unsigned char fh[NFS3_FHSIZE];
+};
+
+struct nfs_sync {
+	struct nfs_call call;
+	enum nfs_sop op;
+	char what[80];		/* "LOOKUP name", for logs */
+	int quiet;		/* open time: the caller reports errors */
+	union {
+		GETATTR3args getattr;
+		SETATTR3args setattr;
+		LOOKUP3args lookup;
+		CREATE3args create;
+		MKDIR3args mkdir;
+		MKNOD3args mknod;
+		SYMLINK3args symlink;
+		READLINK3args readlink;
+		LINK3args link;
+		REMOVE3args remove;
+		RMDIR3args rmdir;
+		RENAME3args rename;
+		READDIRPLUS3args rdp;
+		FSSTAT3args fsstat;
+		FSINFO3args fsinfo;
+		PATHCONF3args pathconf;
+	} a;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int done;		/* protected by lock */
+	/* Results, written by the connection thread before done is set. */
+	int err;		/* 0 or -errno */
+	int stat;		/* nfsstat3, or -1 if the RPC itself failed */
+	int have_fh;
+	int have_attr;
+	uint32_t fh_len;
+	unsigned char fh[NFS3_FHSIZE];
+	fattr3 attr;
+	union {
+		char *link;
+		FSSTAT3resok fsstat;
+		FSINFO3resok fsinfo;
+		PATHCONF3resok pathconf;
+		struct {
+			struct rd_ent *ents;
+			size_t n;
+			int eof;
+			cookieverf3 verf;
+		} rdp;
+	} r;
+};
+
+static int sync_issue(struct nfs_call *call, struct rpc_context *rpc,
+		      nfs_rpc_cb cb, void *priv)
+{
+	struct nfs_sync *s = container_of(call, struct nfs_sync, call);
+
+	switch (s->op) {
+	case SOP_GETATTR:
+		return rpc_nfs3_getattr_async(rpc, cb, &s->a.getattr, priv);
+	case SOP_SETATTR:
+		return rpc_nfs3_setattr_async(rpc, cb, &s->a.setattr, priv);
+	case SOP_LOOKUP:
+		return rpc_nfs3_lookup_async(rpc, cb, &s->a.lookup, priv);
+	case SOP_CREATE:
+		return rpc_nfs3_create_async(rpc, cb, &s->a.create, priv);
+	case SOP_MKDIR:
+		return rpc_nfs3_mkdir_async(rpc, cb, &s->a.mkdir, priv);
+	case SOP_MKNOD:
+		return rpc_nfs3_mknod_async(rpc, cb, &s->a.mknod, priv);
+	case SOP_SYMLINK:
+		return rpc_nfs3_symlink_async(rpc, cb, &s->a.symlink, priv);
+	case SOP_READLINK:
+		return rpc_nfs3_readlink_async(rpc, cb, &s->a.readlink, priv);
+	case SOP_LINK:
+		return rpc_nfs3_link_async(rpc, cb, &s->a.link, priv);
+	case SOP_REMOVE:
+		return rpc_nfs3_remove_async(rpc, cb, &s->a.remove, priv);
+	case SOP_RMDIR:
+		return rpc_nfs3_rmdir_async(rpc, cb, &s->a.rmdir, priv);
+	case SOP_RENAME:
+		return rpc_nfs3_rename_async(rpc, cb, &s->a.rename, priv);
+	case SOP_READDIRPLUS:
+		return rpc_nfs3_readdirplus_async(rpc, cb, &s->a.rdp, priv);
+	case SOP_FSSTAT:
+		return rpc_nfs3_fsstat_async(rpc, cb, &s->a.fsstat, priv);
+	case SOP_FSINFO:
+		return rpc_nfs3_fsinfo_async(rpc, cb, &s->a.fsinfo, priv);
+	case SOP_PATHCONF:
+		return rpc_nfs3_pathconf_async(rpc, cb, &s->a.pathconf, priv);
+	}
+	return -1;
+}
+
+static void take_fh(struct nfs_sync *s, const nfs_fh3 *fh)
+{
+	if (fh->data.data_len == 0 || fh->data.data_len > NFS3_FHSIZE)
+		return;
+	s->have_fh = 1;
+	s->fh_len = fh->data.data_len;
+	memcpy(s->fh, fh->data.data_val, fh->data.data_len);
+}
+
+static void take_post_fh(struct nfs_sync *s, const post_op_fh3 *fh)
+{
+	if (fh->handle_follows)
+		take_fh(s, &fh->post_op_fh3_u.handle);
+}
+
+static void take_attr(struct nfs_sync *s, const post_op_attr *a)
+{
+	if (!a->attributes_follow)
+		return;
+	s->have_attr = 1;
+	s->attr = a->post_op_attr_u.attributes;
+}
+
+/*
+ * libnfs's ZDR decoder puts list elements at 4-byte aligned addresses:
+ * read each one through an aligned copy (UBSan, and strict platforms).
+ */
+static void take_rdp(struct nfs_sync *s, const READDIRPLUS3resok *ok)
+{
+	const entryplus3 *next;
+	entryplus3 e;
+	size_t n = 0, i = 0;
+
+	memcpy(s->r.rdp.verf, ok->cookieverf, sizeof(cookieverf3));
+	s->r.rdp.eof = ok->reply.eof;
+	for (next = ok->reply.entries; next; next = e.nextentry) {
+		memcpy(&e, next, sizeof(e));
+		n++;
+	}
+	s->r.rdp.ents = n ? calloc(n, sizeof(struct rd_ent)) : NULL;
+	if (n && !s->r.rdp.ents)
+		goto out_nomem;
+	for (next = ok->reply.entries; next; next = e.nextentry, i++) {
+		struct rd_ent *d = &s->r.rdp.ents[i];
+
+		memcpy(&e, next, sizeof(e));
+		d->name = strdup(e.name ? e.name : "");
+		if (!d->name)
+			goto out_nomem;
+		s->r.rdp.n = i + 1;
+		d->fileid = e.fileid;
+		d->cookie = e.cookie;
+		if (e.name_attributes.attributes_follow) {
+			d->have_attr = 1;
+			d->attr = e.name_attributes.post_op_attr_u.attributes;
+		}
+		if (e.name_handle.handle_follows) {
+			const nfs_fh3 *fh = &e.name_handle.post_op_fh3_u.handle;
+
+			if (fh->data.data_len > 0 &&
+			    fh->data.data_len <= NFS3_FHSIZE) {
+				d->have_fh = 1;
+				d->fh_len = fh->data.data_len;
+				memcpy(d->fh, fh->data.data_val, d->fh_len);
+			}
+		}
+	}
+	return;
+
+out_nomem:
+	s->err = -ENOMEM;
+}
+
+/* On the connection thread: copy what the caller needs, wake it. */
+static void sync_done(struct nfs_call *call, int err, void *res)
+{
+	struct nfs_sync *s = container_of(call, struct nfs_sync, call);
+
+	s->stat = -1;
+	s->err = err;
+	if (err == 0) {
+		s->stat = *(int *)res;
+		s->err = nfs_stat3_to_errno(s->stat);
+	}
+	if (err)
+		goto out_wake;
+	switch (s->op) {
+	case SOP_GETATTR: {
+		GETATTR3res *r = res;
+
+		if (r->status == NFS3_OK) {
+			s->have_attr = 1;
+			s->attr = r->GETATTR3res_u.resok.obj_attributes;
+		}
+		break;
+	}
+	case SOP_SETATTR: {
+		SETATTR3res *r = res;
+
+		if (r->status == NFS3_OK)
+			take_attr(s, &r->SETATTR3res_u.resok.obj_wcc.after);
+		break;
+	}
+	case SOP_LOOKUP: {
+		LOOKUP3res *r = res;
+
+		if (r->status == NFS3_OK) {
+			take_fh(s, &r->LOOKUP3res_u.resok.object);
+			take_attr(s, &r->LOOKUP3res_u.resok.obj_attributes);
+		}
+		break;
+	}
+	case SOP_CREATE: {
+		CREATE3res *r = res;
+
+		if (r->status == NFS3_OK) {
+			take_post_fh(s, &r->CREATE3res_u.resok.obj);
+			take_attr(s, &r->CREATE3res_u.resok.obj_attributes);
+		}
+		break;
+	}
+	case SOP_MKDIR: {
+		MKDIR3res *r = res;
+
+		if (r->status == NFS3_OK) {
+			take_post_fh(s, &r->MKDIR3res_u.resok.obj);
+			take_attr(s, &r->MKDIR3res_u.resok.obj_attributes);
+		}
+		break;
+	}
+	case SOP_MKNOD: {
+		MKNOD3res *r = res;
+
+		if (r->status == NFS3_OK) {
+			take_post_fh(s, &r->MKNOD3res_u.resok.obj);
+			take_attr(s, &r->MKNOD3res_u.resok.obj_attributes);
+		}
+		break;
+	}
+	case SOP_SYMLINK: {
+		SYMLINK3res *r = res;
+
+		if (r->status == NFS3_OK) {
+			take_post_fh(s, &r->SYMLINK3res_u.resok.obj);
+			take_attr(s, &r->SYMLINK3res_u.resok.obj_attributes);
+		}
+		break;
+	}
+	case SOP_READLINK: {
+		READLINK3res *r = res;
+
+		if (r->status == NFS3_OK) {
+			s->r.link = strdup(r->READLINK3res_u.resok.data ?
+						   r->READLINK3res_u.resok.data :
+						   "");
+			if (!s->r.link)
+				s->err = -ENOMEM;
+		}
+		break;
+	}
+	case SOP_LINK: {
+		LINK3res *r = res;
+
+		if (r->status == NFS3_OK)
+			take_attr(s, &r->LINK3res_u.resok.file_attributes);
+		break;
+	}
+	case SOP_REMOVE:
+	case SOP_RMDIR:
+	case SOP_RENAME:
+		break;
+	case SOP_READDIRPLUS: {
+		READDIRPLUS3res *r = res;
+
+		if (r->status == NFS3_OK)
+			take_rdp(s, &r->READDIRPLUS3res_u.resok);
+		break;
+	}
+	case SOP_FSSTAT: {
+		FSSTAT3res *r = res;
+
+		if (r->status == NFS3_OK)
+			s->r.fsstat = r->FSSTAT3res_u.resok;
+		break;
+	}
+	case SOP_FSINFO: {
+		FSINFO3res *r = res;
+
+		if (r->status == NFS3_OK)
+			s->r.fsinfo = r->FSINFO3res_u.resok;
+		break;
+	}
+	case SOP_PATHCONF: {
+		PATHCONF3res *r = res;
+
+		if (r->status == NFS3_OK)
+			s->r.pathconf = r->PATHCONF3res_u.resok;
+		break;
+	}
+	}
+out_wake:
+	pthread_mutex_lock(&s->lock);
+	s->done = 1;
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void sync_init(struct nfs_sync *s, enum nfs_sop op, const char *name)
+{
+	memset(s, 0, sizeof(*s));
+	s->op = op;
+	if (name)
+		snprintf(s->what, sizeof(s->what), "%s %.64s", sop_names[op],
+			 name);
+	else
+		snprintf(s->what, sizeof(s->what), "%s", sop_names[op]);
+	s->call.issue = sync_issue;
+	s->call.done = sync_done;
+	s->call.op = s->what;
+	s->call.weight = NFS_SMALL_WEIGHT;
+}
+
+static void sync_free(struct nfs_sync *s)
+{
+	size_t i;
+
+	if (s->op == SOP_READLINK)
+		free(s->r.link);
+	if (s->op == SOP_READDIRPLUS) {
+		for (i = 0; i < s->r.rdp.n; i++)
+			free(s->r.rdp.ents[i].name);
+		free(s->r.rdp.ents);
+	}
+}
+
+/* Is this error an expected answer rather than a problem? */
+static int err_is_quiet(enum nfs_sop op, int err)
+{
+	if (err == -ENOENT)
+		return 1;
+	if (err == -EEXIST)
+		return op == SOP_CREATE || op == SOP_MKDIR || op == SOP_MKNOD ||
+		       op == SOP_SYMLINK || op == SOP_LINK ||
+		       op == SOP_RENAME;
+	if (err == -ENOTEMPTY)
+		return op == SOP_RMDIR || op == SOP_RENAME;
+	return 0;
+}
+
+/* Run s to its end; logs an NFS error once.  Returns s->err. */
+static int sync_run(struct nfs_be *nb, struct nfs_sync *s,
+		    uint64_t deadline_ms)
+{
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	s->call.deadline_ms = deadline_ms;
+	nfs_pool_submit(nb->pool, &s->call);
+	pthread_mutex_lock(&s->lock);
+	while (!s->done)
+		pthread_cond_wait(&s->cond, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->lock);
+
+	/* a retried REMOVE/RMDIR may find its own first attempt's work */
+	if (s->err == -ENOENT && s->call.tries > 1 &&
+	    (s->op == SOP_REMOVE || s->op == SOP_RMDIR)) {
+		log_msg(LOG_LVL_DEBUG, "nfs",
+			"%s: %s: NOENT after a retry, taken as done",
+			nb->be.spec, s->what);
+		s->err = 0;
+	}
+	if (s->err && s->stat >= 0) {
+		int quiet = s->quiet || err_is_quiet(s->op, s->err);
+
+		log_msg(quiet ? LOG_LVL_DEBUG : LOG_LVL_WARN, "nfs",
+			"%s: %s: %s (%s)", nb->be.spec, s->what,
+			strerror(-s->err), nfs_stat3_str(s->stat));
+	} else if (s->err) {
+		log_msg(s->quiet ? LOG_LVL_DEBUG : LOG_LVL_ERR, "nfs",
+			"%s: %s: %s (%s)", nb->be.spec, s->what,
+			strerror(-s->err), s->call.why);
+	}
+	return s->err;
+}
+
+static void diropargs(diropargs3 *d, struct nfs_node *dir, const char *name)
+{
+	fh_of(&d->dir, dir);
+	d->name = (char *)name;
+}
+
+static int nfsbe_getattr_fh(struct nfs_be *nb, const unsigned char *fh,
+			  uint32_t len, const char *name, fattr3 *out,
+			  uint64_t deadline)
+{
+	struct nfs_sync s;
+	int rc;
+
+	sync_init(&s, SOP_GETATTR, name);
+	s.a.getattr.object.data.data_len = len;
+	s.a.getattr.object.data.data_val = (char *)fh;
+	rc = sync_run(nb, &s, deadline);
+	if (rc == 0)
+		*out = s.attr;
+	sync_free(&s);
+	return rc;
+}
+
+/*
+ * Turn the handle and attributes of a sync reply into a node: LOOKUP if
+ * the server sent no handle, GETATTR if it sent no attributes.
+ */
+static int sync_make_node(struct nfs_be *nb, struct nfs_sync *s,
+			  struct nfs_node *dir, const char *name,
+			  struct be_node **out, struct be_attr *attr)
+{
+	struct nfs_node *n;
+	int rc;
+
+	if (!s->have_fh) {
+		struct nfs_sync l;
+
+		sync_init(&l, SOP_LOOKUP, name);
+		diropargs(&l.a.lookup.what, dir, name);
+		rc = sync_run(nb, &l, 0);
+		if (rc == 0 && !l.have_fh)
+			rc = -EIO;
+		if (rc < 0) {
+			sync_free(&l);
+			return rc;
+		}
+		s->have_fh = 1;
+		s->fh_len = l.fh_len;
+		memcpy(s->fh, l.fh, l.fh_len);
+		if (!s->have_attr && l.have_attr) {
+			s->have_attr = 1;
+			s->attr = l.attr;
+		}
+		sync_free(&l);
+	}
+	if (!s->have_attr) {
+		rc = nfsbe_getattr_fh(nb, s->fh, s->fh_len, name, &s->attr, 0);
+		if (rc < 0)
+			return rc;
+		s->have_attr = 1;
+	}
+	if (attr)
+		attr_from3(attr, &s->attr);
+	if (out) {
+		n = node_new(s->fh, s->fh_len, s->attr.fileid);
+		if (!n)
+			return -ENOMEM;
+		*out = &n->base;
+	}
+	return 0;
+}
+
+/* ---- namespace operations ------------------------------------------ */
+
+static int nfsbe_getattr(struct be *be, struct be_node *node,
+		       struct be_attr *attr)
+{
+	struct nfs_node *n = NN(node);
+	fattr3 f;
+	int rc;
+
+	rc = nfsbe_getattr_fh(NB(be), n->fh, n->fh_len, NULL, &f, 0);
+	if (rc == 0 && attr)
+		attr_from3(attr, &f);
+	return rc;
+}
+
+static int nfsbe_root(struct be *be, struct be_node **out, struct be_attr *attr)
+{
+	struct nfs_be *nb = NB(be);
+	int rc;
+
+	if (attr) {
+		rc = nfsbe_getattr(be, &nb->root->base, attr);
+		if (rc < 0)
+			return rc;
+	}
+	if (out)
+		*out = be_node_get(&nb->root->base);
+	return 0;
+}
+
+static int nfsbe_lookup(struct be *be, struct be_node *dir, const char *name,
+		      struct be_node **out, struct be_attr *attr)
+{
+	struct nfs_be *nb = NB(be);
+	struct nfs_sync s;
+	int rc;
+
+	sync_init(&s, SOP_LOOKUP, name);
+	diropargs(&s.a.lookup.what, NN(dir), name);
+	rc = sync_run(nb, &s, 0);
+	if (rc == 0 && !s.have_fh)
+		rc = -EIO;
+	if (rc == 0)
+		rc = sync_make_node(nb, &s, NN(dir), name, out, attr);
+	sync_free(&s);
+	return rc;
+}
+
+static void sattr_owner(sattr3 *sa, uint32_t mode, const struct be_cred *cred)
+{
+	memset(sa, 0, sizeof(*sa));
+	if (mode != UINT32_MAX) {
+		sa->mode.set_it = 1;
+		sa->mode.set_mode3_u.mode = mode & 07777;
+	}
+	if (cred) {
+		sa->uid.set_it = 1;
+		sa->uid.set_uid3_u.uid = cred->uid;
+		sa->gid.set_it = 1;
+		sa->gid.set_gid3_u.gid = cred->gid;
+	}
+}
+
+static int nfsbe_setattr(struct be *be, struct be_node *node,
+		       const struct be_setattr *sa, struct be_attr *attr)
+{
+	struct nfs_be *nb = NB(be);
+	struct nfs_node *n = NN(node);
+	struct nfs_sync s;
+	sattr3 *a;
+	int rc;
+
+	sync_init(&s, SOP_SETATTR, NULL);
+	fh_of(&s.a.setattr.object, n);
+	a = &s.a.setattr.new_attributes;
+	if (sa->valid & BE_SET_MODE) {
+		a->mode.set_it = 1;
+		a->mode.set_mode3_u.mode = sa->mode & 07777;
+	}
+	if (sa->valid & BE_SET_UID) {
+		a->uid.set_it = 1;
+		a->uid.set_uid3_u.uid = sa->uid;
+	}
+	if (sa->valid & BE_SET_GID) {
+		a->gid.set_it = 1;
+		a->gid.set_gid3_u.gid = sa->gid;
+	}
+	if (sa->valid & BE_SET_SIZE) {
+		a->size.set_it = 1;
+		a->size.set_size3_u.size = sa->size;
+	}
+	if (sa->valid & BE_SET_ATIME_NOW) {
+		a->atime.set_it = SET_TO_SERVER_TIME;
+	} else if (sa->valid & BE_SET_ATIME) {
+		a->atime.set_it = SET_TO_CLIENT_TIME;
+		time_to3(&a->atime.set_atime_u.atime, &sa->atime);
+	}
+	if (sa->valid & BE_SET_MTIME_NOW) {
+		a->mtime.set_it = SET_TO_SERVER_TIME;
+	} else if (sa->valid & BE_SET_MTIME) {
+		a->mtime.set_it = SET_TO_CLIENT_TIME;
+		time_to3(&a->mtime.set_mtime_u.mtime, &sa->mtime);
+	}
+	s.a.setattr.guard.check = 0;
+	rc = sync_run(nb, &s, 0);
+	if (rc == 0 && (sa->valid & BE_SET_SIZE))
+		node_truncated(n, sa->size);
+	if (rc == 0 && attr) {
+		if (!s.have_attr)
+			rc = nfsbe_getattr_fh(nb, n->fh, n->fh_len, NULL, &s.attr,
+					    0);
+		if (rc == 0)
+			attr_from3(attr, &s.attr);
+	}
+	sync_free(&s);
+	return rc;
+}
+
+static int nfsbe_create(struct be *be, struct be_node *dir, const char *name,
+		      uint32_t mode, const struct be_cred *cred, int exclusive,
+		      struct be_node **out, struct be_attr *attr)
+{
+	struct nfs_be *nb = NB(be);
+	struct nfs_sync s;
+	int rc;
+
+	sync_init(&s, SOP_CREATE, name);
+	diropargs(&s.a.create.where, NN(dir), name);
+	s.a.create.how.mode = exclusive ? GUARDED : UNCHECKED;
+	/* obj_attributes and g_obj_attributes share the union */
+	sattr_owner(&s.a.create.how.createhow3_u.obj_attributes, mode, cred);
+	rc = sync_run(nb, &s, 0);
+	if (rc == 0)
+		rc = sync_make_node(nb, &s, NN(dir), name, out, attr);
+	sync_free(&s);
+	return rc;
+}
+
+static int nfsbe_mkdir(struct be *be, struct be_node *dir, const char *name,
+		     uint32_t mode, const struct be_cred *cred,
+		     struct be_node **out, struct be_attr *attr)
+{
+	struct nfs_be *nb = NB(be);
+	struct nfs_sync s;
+	int rc;
+
+	sync_init(&s, SOP_MKDIR, name);
+	diropargs(&s.a.mkdir.where, NN(dir), name);
+	sattr_owner(&s.a.mkdir.attributes, mode, cred);
+	rc = sync_run(nb, &s, 0);
+	if (rc == 0)
+		rc = sync_make_node(nb, &s, NN(dir), name, out, attr);
+	sync_free(&s);
+	return rc;
+}
+
+static int nfsbe_mknod(struct be *be, struct be_node *dir, const char *name,
+		     uint32_t mode, uint64_t rdev, const struct be_cred *cred,
+		     struct be_node **out, struct be_attr *attr)
+{
+	struct nfs_be *nb = NB(be);
+	mknoddata3 *w;
+	struct nfs_sync s;
+	int rc;
+
+	if (S_ISREG(mode))
+		return nfsbe_create(be, dir, name, mode, cred, 1, out, attr);
+	sync_init(&s, SOP_MKNOD, name);
+	diropargs(&s.a.mknod.where, NN(dir), name);
+	w = &s.a.mknod.what;
+	switch (mode & S_IFMT) {
+	case S_IFIFO:
+		w->type = NF3FIFO;
+		sattr_owner(&w->mknoddata3_u.pipe_attributes, mode, cred);
+		break;
+	case S_IFSOCK:
+		w->type = NF3SOCK;
+		sattr_owner(&w->mknoddata3_u.sock_attributes, mode, cred);
+		break;
+	case S_IFCHR:
+	case S_IFBLK:
+		/* chr_device and blk_device share the union */
+		w->type = S_ISCHR(mode) ? NF3CHR : NF3BLK;
+		sattr_owner(&w->mknoddata3_u.chr_device.dev_attributes, mode,
+			    cred);
+		w->mknoddata3_u.chr_device.spec.specdata1 = major(rdev);
+		w->mknoddata3_u.chr_device.spec.specdata2 = minor(rdev);
+		break;
+	default:
+		return -EINVAL;
+	}
+	rc = sync_run(nb, &s, 0);
+	if (rc == 0)
+		rc = sync_make_node(nb, &s, NN(dir), name, out, attr);
+	sync_free(&s);
+	return rc;
+}
+
+static int nfsbe_symlink(struct be *be, struct be_node *dir, const char *name,
+		       const char *target, const struct be_cred *cred,
+		       struct be_node **out, struct be_attr *attr)
+{
+	struct nfs_be *nb = NB(be);
+	struct nfs_sync s;
+	int rc;
+
+	sync_init(&s, SOP_SYMLINK, name);
+	diropargs(&s.a.symlink.where, NN(dir), name);
+	sattr_owner(&s.a.symlink.symlink.symlink_attributes, UINT32_MAX, cred);
+	s.a.symlink.symlink.symlink_data = (char *)target;
+	rc = sync_run(nb, &s, 0);
+	if (rc == 0)
+		rc = sync_make_node(nb, &s, NN(dir), name, out, attr);
+	sync_free(&s);
+	return rc;
+}
+
+static int nfsbe_readlink(struct be *be, struct be_node *node, char *buf,
+			size_t size)
+{
+	struct nfs_sync s;
+	size_t len;
+	int rc;
+
+	sync_init(&s, SOP_READLINK, NULL);
+	fh_of(&s.a.readlink.symlink, NN(node));
+	rc = sync_run(NB(be), &s, 0);
+	if (rc == 0) {
+		len = strlen(s.r.link);
+		memcpy(buf, s.r.link, len < size ? len : size);
+		if (len < size)
+			buf[len] = '\0';
+		rc = len > INT_MAX ? -ENAMETOOLONG : (int)len;
+	}
+	sync_free(&s);
+	return rc;
+}
+
+static int nfsbe_link(struct be *be, struct be_node *node, struct be_node *dir,
+		    const char *name, struct be_attr *attr)
+{
+	struct nfs_be *nb = NB(be);
+	struct nfs_node *n = NN(node);
+	struct nfs_sync s;
+	int rc;
+
+	sync_init(&s, SOP_LINK, name);
+	fh_of(&s.a.link.file, n);
+	diropargs(&s.a.link.link, NN(dir), name);
+	rc = sync_run(nb, &s, 0);
+	if (rc == 0 && attr) {
+		if (!s.have_attr)
+			rc = nfsbe_getattr_fh(nb, n->fh, n->fh_len, name, &s.attr,
+					    0);
+		if (rc == 0)
+			attr_from3(attr, &s.attr);
+	}
+	sync_free(&s);
+	return rc;
+}
+
+static int nfsbe_unlink(struct be *be, struct be_node *dir, const char *name)
+{
+	struct nfs_sync s;
+	int rc;
+
+	sync_init(&s, SOP_REMOVE, name);
+	diropargs(&s.a.remove.object, NN(dir), name);
+	rc = sync_run(NB(be), &s, 0);
+	sync_free(&s);
+	return rc;
+}
+
+static int nfsbe_rmdir(struct be *be, struct be_node *dir, const char *name)
+{
+	struct nfs_sync s;
+	int rc;
+
+	sync_init(&s, SOP_RMDIR, name);
+	diropargs(&s.a.rmdir.object, NN(dir), name);
+	rc = sync_run(NB(be), &s, 0);
+	sync_free(&s);
+	return rc;
+}
+
+/*
+ * NFSv3 RENAME always replaces.  NOREPLACE is emulated with a LOOKUP
+ * first: best effort, a name created by another client between the two
+ * calls is replaced.  EXCHANGE cannot be done: -EINVAL.
+ */
+static int nfsbe_rename(struct be *be, struct be_node *olddir,
+		      const char *oldname, struct be_node *newdir,
+		      const char *newname, unsigned int flags)
+{
+	struct nfs_sync s;
+	int rc;
+
+	if (flags & ~BE_RENAME_NOREPLACE)
+		return -EINVAL;
+	if (flags & BE_RENAME_NOREPLACE) {
+		sync_init(&s, SOP_LOOKUP, newname);
+		diropargs(&s.a.lookup.what, NN(newdir), newname);
+		rc = sync_run(NB(be), &s, 0);
+		sync_free(&s);
+		if (rc == 0)
+			return -EEXIST;
+		if (rc != -ENOENT)
+			return rc;
+	}
+	sync_init(&s, SOP_RENAME, oldname);
+	diropargs(&s.a.rename.from, NN(olddir), oldname);
+	diropargs(&s.a.rename.to, NN(newdir), newname);
+	rc = sync_run(NB(be), &s, 0);
+	sync_free(&s);
+	return rc;
+}
+
+static int nfsbe_readdir(struct be *be, struct be_node *dir, be_dirent_fn fn,
+		       void *arg)
+{
+	struct nfs_be *nb = NB(be);
+	cookieverf3 verf;
+	uint64_t cookie = 0;
+	int rc = 0, eof = 0;
+	size_t i;
+
+	memset(verf, 0, sizeof(verf));
+	while (!eof && rc == 0) {
+		struct nfs_sync s;
+
+		sync_init(&s, SOP_READDIRPLUS, NULL);
+		fh_of(&s.a.rdp.dir, NN(dir));
+		s.a.rdp.cookie = cookie;
+		memcpy(s.a.rdp.cookieverf, verf, sizeof(verf));
+		s.a.rdp.dircount = NFS_RDP_DIRCOUNT;
+		s.a.rdp.maxcount = NFS_RDP_MAXCOUNT;
+		rc = sync_run(nb, &s, 0);
+		if (rc < 0) {
+			sync_free(&s);
+			break;
+		}
+		eof = s.r.rdp.eof;
+		memcpy(verf, s.r.rdp.verf, sizeof(verf));
+		if (s.r.rdp.n == 0 && !eof) {
+			log_msg(LOG_LVL_WARN, "nfs",
+				"%s: READDIRPLUS: empty reply without EOF, stopping",
+				be->spec);
+			eof = 1;
+		}
+		for (i = 0; i < s.r.rdp.n && rc == 0; i++) {
+			struct rd_ent *d = &s.r.rdp.ents[i];
+			struct nfs_node *n = NULL;
+			struct be_attr a;
+
+			cookie = d->cookie;
+			if (!strcmp(d->name, ".") || !strcmp(d->name, ".."))
+				continue;
+			if (d->have_attr)
+				attr_from3(&a, &d->attr);
+			if (d->have_fh)
+				n = node_new(d->fh, d->fh_len,
+					     d->have_attr ? d->attr.fileid :
+							    d->fileid);
+			rc = fn(arg, d->name, d->have_attr ? &a : NULL,
+				n ? &n->base : NULL);
+			if (n)
+				be_node_put(be, &n->base);
+		}
+		sync_free(&s);
+	}
+	return rc;
+}
+
+static int nfsbe_statfs(struct be *be, struct be_node *node, struct statvfs *st)
+{
+	struct nfs_be *nb = NB(be);
+	struct nfs_node *n = node ? NN(node) : nb->root;
+	struct nfs_sync s;
+	const unsigned long frsize = 4096;
+	int rc;
+
+	sync_init(&s, SOP_FSSTAT, NULL);
+	fh_of(&s.a.fsstat.fsroot, n);
+	rc = sync_run(nb, &s, 0);
+	if (rc == 0) {
+		const FSSTAT3resok *f = &s.r.fsstat;
+
+		memset(st, 0, sizeof(*st));
+		st->f_bsize = nb->wtpref ? nb->wtpref : frsize;
+		st->f_frsize = frsize;
+		st->f_blocks = f->tbytes / frsize;
+		st->f_bfree = f->fbytes / frsize;
+		st->f_bavail = f->abytes / frsize;
+		st->f_files = f->tfiles;
+		st->f_ffree = f->ffiles;
+		st->f_favail = f->afiles;
+		st->f_namemax = nb->namemax;
+	}
+	sync_free(&s);
+	return rc;
+}
+
+static int nfsbe_setxattr(struct be *be, struct be_node *node, const char *name,
+			const void *value, size_t size, int flags)
+{
+	(void)be, (void)node, (void)name, (void)value, (void)size, (void)flags;
+	return -EOPNOTSUPP;
+}
+
+static int nfsbe_getxattr(struct be *be, struct be_node *node, const char *name,
+			void *value, size_t size)
+{
+	(void)be, (void)node, (void)name, (void)value, (void)size;
+	return -EOPNOTSUPP;
+}
+
+static int nfsbe_listxattr(struct be *be, struct be_node *node, char *list,
+			 size_t size)
+{
+	(void)be, (void)node, (void)list, (void)size;
+	return -EOPNOTSUPP;
+}
+
+static int nfsbe_removexattr(struct be *be, struct be_node *node,
+			   const char *name)
+{
+	(void)be, (void)node, (void)name;
+	return -EOPNOTSUPP;
+}
+
+/* ---- data ---------------------------------------------------------- */
+
+struct nfs_io;
+
+/* One READ or WRITE RPC's worth of a request. */
+struct nfs_piece {
+	struct nfs_call call;
+	struct nfs_io *io;
+	uint64_t off;		/* file offset of the next byte to move */
+	size_t pos;		/* the same byte's place in the request */
+	uint32_t len;		/* bytes still to move */
+	char *buf;		/* write: the bytes, contiguous */
+	char *bounce;		/* write: buf, if we had to gather it */
+	union {
+		READ3args r;
+		WRITE3args w;
+	} a;
+};
+
+struct nfs_io {
+	struct nfs_be *nb;
+	struct nfs_node *node;	/* a reference, until the end */
+	const struct iovec *iov;
+	int iovcnt;
+	uint64_t off;
+	size_t len;
+	be_io_cb cb;
+	void *cookie;
+	atomic_uint pending;	/* pieces not ended */
+	atomic_int err;		/* first error */
+	char why[160];		/* ... and its story, by whoever set err */
+	_Atomic uint64_t eof;	/* lowest request position at EOF */
+	unsigned int npieces;
+	struct nfs_piece pieces[];
+};
+
+/* Where request position pos lives: iov index and offset in it. */
+static int iov_find(const struct iovec *iov, int iovcnt, size_t pos,
+		    size_t *in)
+{
+	int i;
+
+	for (i = 0; i < iovcnt; i++) {
+		if (pos < iov[i].iov_len) {
+			*in = pos;
+			return i;
+		}
+		pos -= iov[i].iov_len;
+	}
+	*in = 0;
+	return iovcnt;
+}
+
+static void iov_to(const struct iovec *iov, int iovcnt, size_t pos,
+		   const char *src, size_t n)
+{
+	size_t in;
+	int i = iov_find(iov, iovcnt, pos, &in);
+
+	for (; i < iovcnt && n; i++, in = 0) {
+		size_t k = iov[i].iov_len - in;
+
+		if (k > n)
+			k = n;
+		memcpy((char *)iov[i].iov_base + in, src, k);
+		src += k;
+		n -= k;
+	}
+}
+
+static void iov_from(const struct iovec *iov, int iovcnt, size_t pos,
+		     char *dst, size_t n)
+{
+	size_t in;
+	int i = iov_find(iov, iovcnt, pos, &in);
+
+	for (; i < iovcnt && n; i++, in = 0) {
+		size_t k = iov[i].iov_len - in;
+
+		if (k > n)
+			k = n;
+		memcpy(dst, (const char *)iov[i].iov_base + in, k);
+		dst += k;
+		n -= k;
+	}
+}
+
+/* Pointer to [pos, pos+n) if one iovec holds it all, else NULL. */
+static char *iov_contig(const struct iovec *iov, int iovcnt, size_t pos,
+			size_t n)
+{
+	size_t in;
+	int i = iov_find(iov, iovcnt, pos, &in);
+
+	if (i >= iovcnt || iov[i].iov_len - in < n)
+		return NULL;
+	return (char *)iov[i].iov_base + in;
+}
+
+/* Record the request's first error; it is logged once, at the end. */
+static void io_set_err(struct nfs_io *io, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void io_set_err(struct nfs_io *io, int err, const char *fmt, ...)
+{
+	int expected = 0;
+	va_list ap;
+
+	if (!atomic_compare_exchange_strong(&io->err, &expected, err))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(io->why, sizeof(io->why), fmt, ap);
+	va_end(ap);
+}
+
+static void io_note_eof(struct nfs_io *io, uint64_t pos)
+{
+	uint64_t cur = atomic_load(&io->eof);
+
+	while (pos < cur && !atomic_compare_exchange_weak(&io->eof, &cur, pos))
+		;
+}
+
+static void io_free(struct nfs_io *io)
+{
+	unsigned int i;
+
+	for (i = 0; i < io->npieces; i++)
+		free(io->pieces[i].bounce);
+	free(io);
+}
+
+static void piece_end(struct nfs_piece *p)
+{
+	struct nfs_io *io = p->io;
+	struct nfs_be *nb = io->nb;
+	ssize_t res;
+	uint64_t eof;
+	int err;
+
+	if (atomic_fetch_sub(&io->pending, 1) != 1)
+		return;
+	err = atomic_load(&io->err);
+	eof = atomic_load(&io->eof);
+	if (err) {
+		res = err;
+		log_msg(err == -ESTALE ? LOG_LVL_WARN : LOG_LVL_ERR, "nfs",
+			"%s: %s of %zu bytes at %llu, fileid %llu: %s (%s)",
+			nb->be.spec, p->call.op, io->len,
+			(unsigned long long)io->off,
+			(unsigned long long)io->node->base.fileid,
+			strerror(-err), io->why);
+	} else {
+		res = (ssize_t)(eof < io->len ? eof : io->len);
+	}
+	be_node_put(&nb->be, &io->node->base);
+	io->cb(io->cookie, res);
+	io_free(io);
+}
+
+static int read_issue(struct nfs_call *call, struct rpc_context *rpc,
+		      nfs_rpc_cb cb, void *priv)
+{
+	struct nfs_piece *p = container_of(call, struct nfs_piece, call);
+
+	fh_of(&p->a.r.file, p->io->node);
+	p->a.r.offset = p->off;
+	p->a.r.count = p->len;
+	return rpc_nfs3_read_async(rpc, cb, &p->a.r, priv);
+}
+
+static void read_done(struct nfs_call *call, int err, void *res)
+{
+	struct nfs_piece *p = container_of(call, struct nfs_piece, call);
+	struct nfs_io *io = p->io;
+	READ3res *r = res;
+	const READ3resok *ok;
+	uint32_t count;
+
+	if (err) {
+		io_set_err(io, err, "%s", call->why);
+		goto out_end;
+	}
+	if (r->status != NFS3_OK) {
+		io_set_err(io, nfs_stat3_to_errno(r->status), "%s at %llu",
+			   nfs_stat3_str(r->status),
+			   (unsigned long long)p->off);
+		goto out_end;
+	}
+	ok = &r->READ3res_u.resok;
+	count = ok->count;
+	if (count > ok->data.data_len)
+		count = ok->data.data_len;
+	if (count > p->len)
+		count = p->len;
+	iov_to(io->iov, io->iovcnt, p->pos, ok->data.data_val, count);
+	if (ok->eof || count == 0) {
+		io_note_eof(io, p->pos + count);
+		goto out_end;
+	}
+	if (count < p->len) {
+		/* short read before EOF: ask for the rest */
+		p->off += count;
+		p->pos += count;
+		p->len -= count;
+		p->call.weight = p->len;
+		nfs_pool_submit(io->nb->pool, &p->call);
+		return;
+	}
+out_end:
+	piece_end(p);
+}
+
+static int write_issue(struct nfs_call *call, struct rpc_context *rpc,
+		       nfs_rpc_cb cb, void *priv)
+{
+	struct nfs_piece *p = container_of(call, struct nfs_piece, call);
+
+	fh_of(&p->a.w.file, p->io->node);
+	p->a.w.offset = p->off;
+	p->a.w.count = p->len;
+	p->a.w.stable = UNSTABLE;
+	p->a.w.data.data_len = p->len;
+	p->a.w.data.data_val = p->buf;
+	return rpc_nfs3_write_async(rpc, cb, &p->a.w, priv);
+}
+
+static void write_done(struct nfs_call *call, int err, void *res)
+{
+	struct nfs_piece *p = container_of(call, struct nfs_piece, call);
+	struct nfs_io *io = p->io;
+	WRITE3res *r = res;
+	uint32_t count;
+
+	if (err) {
+		io_set_err(io, err, "%s", call->why);
+		goto out_end;
+	}
+	if (r->status != NFS3_OK) {
+		io_set_err(io, nfs_stat3_to_errno(r->status), "%s at %llu",
+			   nfs_stat3_str(r->status),
+			   (unsigned long long)p->off);
+		goto out_end;
+	}
+	count = r->WRITE3res_u.resok.count;
+	if (count <= p->len)
+		node_write_done(io->nb, io->node, r->WRITE3res_u.resok.verf,
+				p->off, count);
+	if (count == 0 || count > p->len) {
+		io_set_err(io, -EIO, "server wrote %u of %u bytes at %llu",
+			   count, p->len, (unsigned long long)p->off);
+		goto out_end;
+	}
+	if (count < p->len) {
+		p->off += count;
+		p->pos += count;
+		p->buf += count;
+		p->len -= count;
+		p->call.weight = p->len;
+		nfs_pool_submit(io->nb->pool, &p->call);
+		return;
+	}
+out_end:
+	piece_end(p);
+}
+
+static int nfsbe_rw(struct be *be, struct be_node *node,
+		  const struct iovec *iov, int iovcnt, uint64_t off,
+		  be_io_cb cb, void *cookie, int is_write)
+{
+	struct nfs_be *nb = NB(be);
+	struct nfs_io *io;
+	size_t len = 0, pos, psize;
+	unsigned int n, i;
+	int k;
+
+	for (k = 0; k < iovcnt; k++)
+		len += iov[k].iov_len;
+	if (len == 0) {
+		cb(cookie, 0);
+		return 0;
+	}
+	if (off > (uint64_t)INT64_MAX || len > (uint64_t)INT64_MAX - off)
+		return -EFBIG;
+	psize = is_write ? nb->wsize : nb->rsize;
+	n = (unsigned int)((len + psize - 1) / psize);
+	io = calloc(1, sizeof(*io) + n * sizeof(io->pieces[0]));
+	if (!io)
+		return -ENOMEM;
+	io->nb = nb;
+	io->node = NN(node);
+	io->iov = iov;
+	io->iovcnt = iovcnt;
+	io->off = off;
+	io->len = len;
+	io->cb = cb;
+	io->cookie = cookie;
+	io->npieces = n;
+	atomic_init(&io->pending, n);
+	atomic_init(&io->err, 0);
+	atomic_init(&io->eof, UINT64_MAX);
+	for (i = 0, pos = 0; i < n; i++, pos += psize) {
+		struct nfs_piece *p = &io->pieces[i];
+
+		p->io = io;
+		p->pos = pos;
+		p->off = off + pos;
+		p->len = (uint32_t)(len - pos < psize ? len - pos : psize);
+		p->call.op = is_write ? "WRITE" : "READ";
+		p->call.issue = is_write ? write_issue : read_issue;
+		p->call.done = is_write ? write_done : read_done;
+		p->call.weight = p->len;
+		if (!is_write)
+			continue;
+		p->buf = iov_contig(iov, iovcnt, pos, p->len);
+		if (p->buf)
+			continue;
+		p->bounce = malloc(p->len);
+		if (!p->bounce) {
+			io_free(io);
+			return -ENOMEM;
+		}
+		iov_from(iov, iovcnt, pos, p->bounce, p->len);
+		p->buf = p->bounce;
+	}
+	be_node_get(node);
+	/* io may end during the last submit: do not touch it after */
+	for (i = 0; i < n; i++)
+		nfs_pool_submit(nb->pool, &io->pieces[i].call);
+	return 0;
+}
+
+static int nfsbe_read(struct be *be, struct be_node *node,
+		    const struct iovec *iov, int iovcnt, uint64_t off,
+		    be_io_cb cb, void *cookie)
+{
+	return nfsbe_rw(be, node, iov, iovcnt, off, cb, cookie, 0);
+}
+
+static int nfsbe_write(struct be *be, struct be_node *node,
+		     const struct iovec *iov, int iovcnt, uint64_t off,
+		     be_io_cb cb, void *cookie)
+{
+	return nfsbe_rw(be, node, iov, iovcnt, off, cb, cookie, 1);
+}
+
+struct nfsbe_commit {
+	struct nfs_call call;
+	struct nfs_be *nb;
+	struct nfs_node *node;	/* a reference, until the end */
+	COMMIT3args a;
+	uint64_t wseq;		/* node->wseq when the COMMIT was sent */
+	be_io_cb cb;
+	void *cookie;
+};
+
+static int commit_issue(struct nfs_call *call, struct rpc_context *rpc,
+			nfs_rpc_cb cb, void *priv)
+{
+	struct nfsbe_commit *c = container_of(call, struct nfsbe_commit, call);
+
+	return rpc_nfs3_commit_async(rpc, cb, &c->a, priv);
+}
+
+static void commit_done(struct nfs_call *call, int err, void *res)
+{
+	struct nfsbe_commit *c = container_of(call, struct nfsbe_commit, call);
+	struct nfs_be *nb = c->nb;
+	COMMIT3res *r = res;
+
+	if (err) {
+		log_msg(LOG_LVL_ERR, "nfs", "%s: COMMIT fileid %llu: %s (%s)",
+			nb->be.spec, (unsigned long long)c->node->base.fileid,
+			strerror(-err), call->why);
+	} else if (r->status != NFS3_OK) {
+		err = nfs_stat3_to_errno(r->status);
+		log_msg(LOG_LVL_WARN, "nfs", "%s: COMMIT fileid %llu: %s (%s)",
+			nb->be.spec, (unsigned long long)c->node->base.fileid,
+			strerror(-err), nfs_stat3_str(r->status));
+	} else if (err == 0) {
+		err = node_commit_done(nb, c->node, r->COMMIT3res_u.resok.verf,
+				       c->wseq);
+		if (err)
+			log_msg(LOG_LVL_ERR, "nfs",
+				"%s: COMMIT fileid %llu: the server restarted (write verifier changed) and data written to this file before that is not stable yet: it must be written again",
+				nb->be.spec,
+				(unsigned long long)c->node->base.fileid);
+	}
+	be_node_put(&nb->be, &c->node->base);
+	c->cb(c->cookie, err);
+	free(c);
+}
+
+static int nfsbe_commit(struct be *be, struct be_node *node, be_io_cb cb,
+		      void *cookie)
+{
+	struct nfs_be *nb = NB(be);
+	struct nfs_node *n = NN(node);
+	struct nfsbe_commit *c;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->nb = nb;
+	c->node = NN(be_node_get(node));
+	fh_of(&c->a.file, n);
+	c->a.offset = 0;
+	c->a.count = 0;		/* the whole file */
+	pthread_mutex_lock(&n->lock);
+	c->wseq = n->wseq;
+	pthread_mutex_unlock(&n->lock);
+	c->cb = cb;
+	c->cookie = cookie;
+	c->call.op = "COMMIT";
+	c->call.issue = commit_issue;
+	c->call.done = commit_done;
+	c->call.weight = NFS_SMALL_WEIGHT;
+	nfs_pool_submit(nb->pool, &c->call);
+	return 0;
+}
+
+/* ---- handles -------------------------------------------------------- */
+
+static int nfsbe_node_encode(struct be *be, struct be_node *node, void *buf,
+			   size_t *len)
+{
+	struct nfs_node *n = NN(node);
+
+	(void)be;
+	if (*len < n->fh_len)
+		return -ENOSPC;
+	memcpy(buf, n->fh, n->fh_len);
+	*len = n->fh_len;
+	return 0;
+}
+
+static int nfsbe_node_decode(struct be *be, const void *buf, size_t len,
+			   struct be_node **out, struct be_attr *attr)
+{
+	struct nfs_be *nb = NB(be);
+	struct nfs_node *n;
+	fattr3 f;
+	int rc;
+
+	if (len == 0 || len > NFS3_FHSIZE)
+		return -EINVAL;
+	rc = nfsbe_getattr_fh(nb, buf, (uint32_t)len, NULL, &f, 0);
+	if (rc < 0)
+		return rc;
+	if (attr)
+		attr_from3(attr, &f);
+	if (out) {
+		n = node_new(buf, (uint32_t)len, f.fileid);
+		if (!n)
+			return -ENOMEM;
+		*out = &n->base;
+	}
+	return 0;
+}
+
+/* ---- open and close ---------------------------------------------------- */
+
+static void nfsbe_destroy(struct be *be)
+{
+	struct nfs_be *nb = NB(be);
+
+	nfs_pool_destroy(nb->pool);
+	if (nb->root)
+		be_node_put(be, &nb->root->base);
+	nfs_spec_free(&nb->url);
+	pthread_mutex_destroy(&nb->verf_lock);
+	free(be->spec);
+	free(nb);
+}
+
+static const struct be_ops nfsbe_ops = {
+	.version = BE_OPS_VERSION,
+	.name = "nfs",
+	.destroy = nfsbe_destroy,
+	.node_free = nfsbe_node_free,
+	.root = nfsbe_root,
+	.lookup = nfsbe_lookup,
+	.getattr = nfsbe_getattr,
+	.setattr = nfsbe_setattr,
+	.create = nfsbe_create,
+	.mkdir = nfsbe_mkdir,
+	.mknod = nfsbe_mknod,
+	.symlink = nfsbe_symlink,
+	.readlink = nfsbe_readlink,
+	.link = nfsbe_link,
+	.unlink = nfsbe_unlink,
+	.rmdir = nfsbe_rmdir,
+	.rename = nfsbe_rename,
+	.readdir = nfsbe_readdir,
+	.statfs = nfsbe_statfs,
+	.setxattr = nfsbe_setxattr,
+	.getxattr = nfsbe_getxattr,
+	.listxattr = nfsbe_listxattr,
+	.removexattr = nfsbe_removexattr,
+	.read = nfsbe_read,
+	.write = nfsbe_write,
+	.commit = nfsbe_commit,
+	.node_encode = nfsbe_node_encode,
+	.node_decode = nfsbe_node_decode,
+};
+
+/* One line for an open-time call that failed. */
+static void open_err(struct nfs_be *nb, struct nfs_sync *s, const char *path,
+		     unsigned int timeout_ms, char *err, size_t errlen)
+{
+	char why[256];
+
+	if (s->stat < 0) {
+		nfs_pool_last_error(nb->pool, why, sizeof(why));
+		if (!why[0] || s->err == -ETIMEDOUT)
+			snprintf(why, sizeof(why), "no answer within %u ms",
+				 timeout_ms);
+		snprintf(err, errlen, "%s: server %s not reachable: %s",
+			 nb->be.spec, nb->url.host, why);
+	} else if (s->err == -ENOENT) {
+		snprintf(err, errlen, "%s: directory %s not found on %s",
+			 nb->be.spec, path, nb->url.host);
+	} else {
+		snprintf(err, errlen, "%s: %s of %s on %s: %s (%s)",
+			 nb->be.spec, sop_names[s->op], path, nb->url.host,
+			 strerror(-s->err), nfs_stat3_str(s->stat));
+	}
+}
+
+/* LOOKUP the components of path past the export; then FSINFO, PATHCONF. */
+static int nfsbe_open_tree(struct nfs_be *nb, const unsigned char *fh,
+			 uint32_t fh_len, size_t covered, uint64_t deadline,
+			 unsigned int timeout_ms, char *err, size_t errlen)
+{
+	const char *path = nb->url.path;
+	unsigned char cur[NFS3_FHSIZE];
+	uint32_t cur_len = fh_len;
+	size_t pos = covered;
+	struct nfs_sync s;
+	fattr3 attr;
+	int rc;
+
+	memcpy(cur, fh, fh_len);
+	while (path[pos] == '/') {
+		size_t n = strcspn(path + pos + 1, "/");
+		char name[NAME_MAX + 1];
+		char *sofar;
+
+		if (n > NAME_MAX) {
+			snprintf(err, errlen, "%s: path component too long",
+				 nb->be.spec);
+			return -ENAMETOOLONG;
+		}
+		memcpy(name, path + pos + 1, n);
+		name[n] = '\0';
+		pos += 1 + n;
+		sync_init(&s, SOP_LOOKUP, name);
+		s.quiet = 1;
+		s.a.lookup.what.dir.data.data_len = cur_len;
+		s.a.lookup.what.dir.data.data_val = (char *)cur;
+		s.a.lookup.what.name = name;
+		rc = sync_run(nb, &s, deadline);
+		if (rc == 0 && !s.have_fh)
+			rc = -EIO;
+		if (rc < 0) {
+			sofar = strndup(path, pos);
+			open_err(nb, &s, sofar ? sofar : path, timeout_ms, err,
+				 errlen);
+			free(sofar);
+			sync_free(&s);
+			return rc;
+		}
+		cur_len = s.fh_len;
+		memcpy(cur, s.fh, cur_len);
+		sync_free(&s);
+	}
+
+	sync_init(&s, SOP_GETATTR, NULL);
+	s.quiet = 1;
+	s.a.getattr.object.data.data_len = cur_len;
+	s.a.getattr.object.data.data_val = (char *)cur;
+	rc = sync_run(nb, &s, deadline);
+	if (rc < 0) {
+		open_err(nb, &s, path, timeout_ms, err, errlen);
+		return rc;
+	}
+	attr = s.attr;
+	if (attr.type != NF3DIR) {
+		snprintf(err, errlen, "%s: %s on %s is not a directory",
+			 nb->be.spec, path, nb->url.host);
+		return -ENOTDIR;
+	}
+	nb->root = node_new(cur, cur_len, attr.fileid);
+	if (!nb->root) {
+		snprintf(err, errlen, "%s: out of memory", nb->be.spec);
+		return -ENOMEM;
+	}
+
+	sync_init(&s, SOP_FSINFO, NULL);
+	s.quiet = 1;
+	fh_of(&s.a.fsinfo.fsroot, nb->root);
+	rc = sync_run(nb, &s, deadline);
+	if (rc < 0) {
+		open_err(nb, &s, path, timeout_ms, err, errlen);
+		return rc;
+	}
+	nb->rsize = s.r.fsinfo.rtmax;
+	nb->wsize = s.r.fsinfo.wtmax;
+	nb->wtpref = s.r.fsinfo.wtpref;
+	if (nb->rsize == 0 || nb->rsize > NFS_XFER_MAX)
+		nb->rsize = NFS_XFER_MAX;
+	if (nb->wsize == 0 || nb->wsize > NFS_XFER_MAX)
+		nb->wsize = NFS_XFER_MAX;
+	if (nb->wtpref > NFS_XFER_MAX)
+		nb->wtpref = NFS_XFER_MAX;
+
+	nb->namemax = NAME_MAX;
+	sync_init(&s, SOP_PATHCONF, NULL);
+	s.quiet = 1;
+	fh_of(&s.a.pathconf.object, nb->root);
+	/* the Linux VFS stops at NAME_MAX whatever the server allows */
+	if (sync_run(nb, &s, deadline) == 0 && s.r.pathconf.name_max &&
+	    s.r.pathconf.name_max < NAME_MAX)
+		nb->namemax = s.r.pathconf.name_max;
+	return 0;
+}
+
+static int nfsbe_match(const char *spec)
+{
+	return strncmp(spec, "nfs://", 6) == 0;
+}
+
+static int nfsbe_open(const char *spec, const struct be_params *params,
+		    struct be **out, char *err, size_t errlen)
+{
+	struct nfs_pool_params pp;
+	unsigned char fh[NFS3_FHSIZE];
+	unsigned int nconnect, timeout_ms, retry_ms;
+	uint64_t deadline = nfs_now_ms();
+	struct nfs_be *nb;
+	uint32_t fh_len = 0;
+	size_t covered = 0;
+	int rc;
+
+	nconnect = params && params->nconnect ? params->nconnect :
+						NFS_DEF_NCONNECT;
+	if (nconnect > NFS_MAX_NCONNECT)
+		nconnect = NFS_MAX_NCONNECT;
+	timeout_ms = params && params->timeout_ms ? params->timeout_ms :
+						    NFS_DEF_TIMEOUT_MS;
+	retry_ms = params && params->retry_deadline_ms ?
+			   params->retry_deadline_ms :
+			   NFS_DEF_RETRY_MS;
+	deadline += timeout_ms;
+
+	nb = calloc(1, sizeof(*nb));
+	if (!nb) {
+		snprintf(err, errlen, "%s: out of memory", spec);
+		return -ENOMEM;
+	}
+	nb->be.ops = &nfsbe_ops;
+	pthread_mutex_init(&nb->verf_lock, NULL);
+	nb->be.spec = strdup(spec);
+	if (!nb->be.spec) {
+		snprintf(err, errlen, "%s: out of memory", spec);
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	rc = nfs_spec_parse(spec, &nb->url, err, errlen);
+	if (rc < 0)
+		goto out_free;
+	rc = nfs_mount_export(spec, &nb->url, timeout_ms, fh, &fh_len,
+			      &covered, err, errlen);
+	if (rc < 0)
+		goto out_free;
+
+	memset(&pp, 0, sizeof(pp));
+	pp.spec = spec;
+	pp.host = nb->url.host;
+	pp.port = nb->url.port;
+	pp.nconnect = nconnect;
+	pp.connect_timeout_ms = timeout_ms;
+	pp.stall_ms = 2 * (timeout_ms > 10000 ? timeout_ms : 10000);
+	pp.retry_deadline_ms = retry_ms;
+	rc = nfs_pool_create(&pp, &nb->pool);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: cannot start connections: %s", spec,
+			 strerror(-rc));
+		goto out_free;
+	}
+	rc = nfsbe_open_tree(nb, fh, fh_len, covered, deadline, timeout_ms, err,
+			   errlen);
+	if (rc < 0)
+		goto out_free;
+	log_msg(LOG_LVL_INFO, "nfs",
+		"%s: NFSv3, %u connections, rsize %u, wsize %u", spec,
+		nconnect, nb->rsize, nb->wsize);
+	*out = &nb->be;
+	return 0;
+
+out_free:
+	nfsbe_destroy(&nb->be);
+	return rc;
+}
+
+const struct be_factory be_nfs_factory = {
+	.name = "nfs",
+	.match = nfsbe_match,
+	.open = nfsbe_open,
+};

@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * nfs_int.h - private to the NFSv3 backend (nfs.c, nfs_conn.c, nfs_url.c)
+ * and its unit test.
+ *
+ * Three layers:
+ *   nfs_url.c   parsing nfs://HOST[:PORT]/PATH and mapping NFS3ERR_* to
+ *               -errno.  Pure functions, no libnfs calls, so the unit test
+ *               links this file alone.
+ *   nfs_conn.c  the connection pool: nconnect libnfs RPC contexts, each a
+ *               TCP connection owned by one thread, plus the one-shot
+ *               MOUNT exchange at open time.  It knows nothing about the
+ *               meaning of the calls it carries.
+ *   nfs.c       the be_ops table: builds NFSv3 calls, splits data requests
+ *               into rsize/wsize pieces, turns replies into be_attr.
+ *
+ * Thread safety: nfs_spec_*() and nfs_stat3_*() are pure and reentrant.
+ * nfs_pool_submit() may be called from any thread, including from a done
+ * callback.  A struct nfs_call belongs to the pool from nfs_pool_submit()
+ * until its done callback runs; done runs exactly once, on the thread
+ * that owns the connection (or on the submitting thread if the pool is
+ * shutting down), with no pool lock held.  The libnfs contexts are never
+ * touched outside their owner thread.
+ */
+#ifndef STAGEFS_NFS_INT_H
+#define STAGEFS_NFS_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- nfs_url.c ---------------------------------------------------- */
+
+/* A parsed nfs://HOST[:PORT]/PATH. */
+struct nfs_spec {
+	char *host;	/* brackets of an IPv6 literal removed */
+	int port;	/* NFS port; 0: ask the server's portmapper */
+	char *path;	/* "/a/b": one slash between components, none at the end */
+};
+
+/*
+ * Parse spec into url.  PATH is normalised (repeated and trailing slashes
+ * dropped); "." and ".." components, a "?query" and an empty path are
+ * refused.  On failure returns -EINVAL and writes one line into err,
+ * "backend 'SPEC': PROBLEM"; url is then left empty.
+ */
+int nfs_spec_parse(const char *spec, struct nfs_spec *url, char *err,
+		  size_t errlen);
+void nfs_spec_free(struct nfs_spec *url);
+
+/*
+ * Length of the first n components of path ("/a/b/c", 2 -> 4 for "/a/b");
+ * and how many components it has.
+ */
+size_t nfs_path_prefix_len(const char *path, unsigned int n);
+unsigned int nfs_path_components(const char *path);
+
+/*
+ * Is export (as the server's export list spells it) a component-wise
+ * prefix of path?  Trailing slashes in export are ignored; "/" is a
+ * prefix of everything.  Returns the length of path it covers (0 for
+ * "/"), or -1.
+ */
+int nfs_export_covers(const char *export_dir, const char *path);
+
+/*
+ * NFS3ERR_* (and NFS3_OK) to 0 / -errno.  NFS3ERR_JUKEBOX maps to -EAGAIN,
+ * although the connection layer retries it and callers never see it.
+ * BADHANDLE is -ESTALE: the handle is useless either way.
+ */
+int nfs_stat3_to_errno(int stat);
+/* "NFS3ERR_NOENT"; "NFS3ERR_#12345" for an unknown value (static buf). */
+const char *nfs_stat3_str(int stat);
+/* MNT3ERR_* to a short text, for the open-time messages. */
+const char *nfs_mnt3_str(int stat);
+
+/* ---- nfs_conn.c --------------------------------------------------- */
+
+struct rpc_context;
+struct nfs_pool;
+struct nfs_call;
+struct nfs_tkt;
+struct nfs_conn;
+
+/* libnfs's rpc_cb, spelled out so that this header needs no libnfs. */
+typedef void (*nfs_rpc_cb)(struct rpc_context *rpc, int status, void *data,
+			   void *private_data);
+
+/*
+ * Issue the call's RPC on rpc: one rpc_nfs3_*_async(rpc, cb, args, priv).
+ * Return what it returned (0 queued, <0 not queued).  Runs on the owner
+ * thread, possibly several times for one call (retries after a
+ * reconnect), so the arguments must stay valid until done.
+ */
+typedef int (*nfs_issue_fn)(struct nfs_call *call, struct rpc_context *rpc,
+			    nfs_rpc_cb cb, void *priv);
+/*
+ * The end of a call.  err == 0: res is the decoded NFSv3 result (its
+ * first member is the nfsstat3, which may be an error other than
+ * JUKEBOX); it is valid only during the callback.  err < 0: the call
+ * failed at the RPC level (-EIO) or ran out of retries (-EIO when the
+ * server could not be reached, -ETIMEDOUT when it did not answer), or the
+ * pool is shutting down (-ESHUTDOWN); res is NULL and call->why says
+ * what happened.  The pool does not log per-call failures (only at
+ * debug level): the owner logs them once, with its own context.  The
+ * call may be submitted again from inside done.
+ */
+typedef void (*nfs_done_fn)(struct nfs_call *call, int err, void *res);
+
+struct nfs_call {
+	/* Set by the submitter. */
+	nfs_issue_fn issue;
+	nfs_done_fn done;
+	const char *op;		/* "READ", for logs */
+	uint32_t weight;	/* bytes it moves, for balancing */
+	uint64_t deadline_ms;	/* 0: first submit + retry deadline */
+	/* Private to nfs_conn.c; valid while the pool owns the call. */
+	struct nfs_call *next, *prev;
+	struct nfs_tkt *tkt;
+	struct nfs_conn *conn;
+	uint64_t first_ms;
+	uint64_t not_before_ms;
+	unsigned int tries;	/* times issued */
+	unsigned int jukebox;	/* JUKEBOX answers so far */
+	int err;		/* last transport error, -errno */
+	/* When done gets err < 0: what happened, for the owner's log. */
+	char why[128];
+};
+
+struct nfs_pool_params {
+	const char *spec;	/* for log lines */
+	const char *host;
+	int port;		/* 0: portmapper */
+	unsigned int nconnect;
+	unsigned int connect_timeout_ms;
+	unsigned int stall_ms;		/* no reply this long: reconnect */
+	unsigned int retry_deadline_ms;
+};
+
+int nfs_pool_create(const struct nfs_pool_params *p, struct nfs_pool **out);
+/* Stops the threads; calls still owned by the pool end with -ESHUTDOWN. */
+void nfs_pool_destroy(struct nfs_pool *pool);
+/*
+ * Hand call to the least loaded connection (preferring connected ones).
+ * The private fields must be zero on the first submit; first_ms,
+ * deadline_ms and the retry counters are kept when the call is submitted
+ * again from its done callback (a short READ continues its request).
+ */
+void nfs_pool_submit(struct nfs_pool *pool, struct nfs_call *call);
+/* The last connection error text, "" if none; returns buf. */
+char *nfs_pool_last_error(struct nfs_pool *pool, char *buf, size_t len);
+
+uint64_t nfs_now_ms(void);
+
+/*
+ * The MOUNT exchange, synchronous, on the calling thread, bounded by
+ * timeout_ms.  Finds the longest prefix of url->path that the server
+ * exports (its export list, else MNT on successive prefixes), MNTs it and
+ * returns its root handle in fh/fh_len and in *covered the length of
+ * url->path that the export covers (the rest is to be LOOKUPed).  On
+ * failure returns -errno and one line in err.
+ */
+int nfs_mount_export(const char *spec, const struct nfs_spec *url,
+		     unsigned int timeout_ms, unsigned char *fh,
+		     uint32_t *fh_len, size_t *covered, char *err,
+		     size_t errlen);
+
+#endif /* STAGEFS_NFS_INT_H */
