@@ -66,6 +66,12 @@ static struct cache_file *table_find(struct cache *c, int be_idx,
 	return f;
 }
 
+struct cache_file *cache_table_find(struct cache *c, int be_idx,
+				    uint64_t fileid)
+{
+	return table_find(c, be_idx, fileid);
+}
+
 void cache_file_ref(struct cache_file *f)
 {
 	atomic_fetch_add(&f->refs, 1);
@@ -244,6 +250,7 @@ int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
 		pthread_mutex_unlock(&c->table_lock);
 		return -ENOMEM;
 	}
+	cold_forget(c, spec_hash_of(c->bes[be_idx]), f->fileid);
 	rc = index_open(f);
 	if (rc < 0) {
 		pthread_mutex_unlock(&c->table_lock);
@@ -337,6 +344,7 @@ int cache_file_flush(struct cache_file *f)
 
 	pthread_mutex_lock(&f->lock);
 	requeue_dirty(f);
+	f->flush_waiters++;
 	while ((f->dirty_chunks || f->inflight) && !f->flush_error) {
 		struct timespec ts;
 
@@ -344,6 +352,7 @@ int cache_file_flush(struct cache_file *f)
 		ts.tv_sec += 1;
 		pthread_cond_timedwait(&f->cond, &f->lock, &ts);
 	}
+	f->flush_waiters--;
 	rc = f->flush_error;
 	pthread_mutex_unlock(&f->lock);
 	return rc;
@@ -405,7 +414,10 @@ int cache_flush_all(struct cache *c)
 	time_t last_progress = time(NULL);
 	size_t b;
 
-	/* Make sure every dirty chunk is on its way. */
+	int rc = 0;
+
+	/* Make sure every dirty chunk is on its way, and now. */
+	atomic_fetch_add(&c->flush_all_waiters, 1);
 	pthread_mutex_lock(&c->table_lock);
 	for (b = 0; b < TABLE_SIZE; b++) {
 		struct cache_file *f;
@@ -428,15 +440,16 @@ int cache_flush_all(struct cache *c)
 			last_progress = time(NULL);
 		} else if (time(NULL) - last_progress > 60 &&
 			   atomic_load(&c->flush_retries)) {
-			pthread_mutex_unlock(&c->queue_lock);
-			return -EIO;
+			rc = -EIO;
+			break;
 		}
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += 1;
 		pthread_cond_timedwait(&c->space_cond, &c->queue_lock, &ts);
 	}
 	pthread_mutex_unlock(&c->queue_lock);
-	return 0;
+	atomic_fetch_sub(&c->flush_all_waiters, 1);
+	return rc;
 }
 
 /* ---- start-up: lock, journal replay ---------------------------------- */
@@ -767,6 +780,7 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 	pthread_cond_init(&c->prefetch_cond, NULL);
 	pthread_mutex_init(&c->journal_lock, NULL);
 	pthread_mutex_init(&c->evict_lock, NULL);
+	pthread_mutex_init(&c->cold_lock, NULL);
 
 	c->dir_fd = open(cfg->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (c->dir_fd < 0) {
@@ -804,6 +818,7 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 		rc = -EAGAIN;
 		goto out_free;	/* the process exits on this error */
 	}
+	c->scanner_started = pthread_create(&c->scanner, NULL, scan_main, c) == 0;
 	*out = c;
 	return 0;
 out_free:
@@ -849,6 +864,9 @@ int cache_close(struct cache *c)
 	pthread_mutex_unlock(&c->queue_lock);
 	join_all(c->flushers, c->nflushers);
 	join_all(c->prefetchers, c->nprefetchers);
+	if (c->scanner_started)
+		pthread_join(c->scanner, NULL);
+	cold_free(c);
 
 	pthread_mutex_lock(&c->journal_lock);
 	if (c->keep_journal || journal_rewrite(c->journal, emit_dirty, c) < 0)

@@ -23,9 +23,9 @@
  *
  * Thread safety: every function may be called from any thread.
  * Lock order, outermost first:
- *     cache->table_lock  ->  file->lock  ->  cache->lru_lock
- *                                        ->  cache->queue_lock
- *                                        ->  cache->journal lock
+ *     cache->table_lock  ->  file->lock  ->  cache->queue_lock
+ *                                        ->  cache->journal_lock
+ *     cache->table_lock  ->  cache->cold_lock
  * No lock is held while calling into the backend or while doing cache
  * file I/O, and none is held when a function here returns.
  */

@@ -94,6 +94,7 @@ struct chunk {
 	bool journaled;		/* a DIRTY record is in the journal */
 	unsigned int readers;	/* I/O on the cache file in progress: no evict */
 	uint64_t lru_stamp;	/* last access, for eviction */
+	uint64_t last_write_us;	/* now_us() of the last write */
 };
 
 struct cache_file {
@@ -123,6 +124,7 @@ struct cache_file {
 	bool jfile;		/* a FILE record is in this journal */
 	bool episode_checked;	/* backend generation checked since dirty */
 	uint64_t upload_seq;	/* bumped by every completed upload */
+	unsigned int flush_waiters;	/* in cache_file_flush() */
 	bool in_table;
 
 	struct cache_file *hnext;	/* protected by c->table_lock */
@@ -155,6 +157,7 @@ struct cache {
 	pthread_cond_t space_cond;	/* dirty bytes went down */
 	struct flush_item *qhead, *qtail;	/* protected by queue_lock */
 	atomic_bool stopping;
+	atomic_uint flush_all_waiters;	/* in cache_flush_all() */
 	pthread_t *flushers;
 	unsigned int nflushers;
 
@@ -170,6 +173,12 @@ struct cache {
 
 	atomic_uint_fast64_t lru_clock;
 	pthread_mutex_t evict_lock;	/* one evictor at a time (trylock) */
+
+	pthread_mutex_t cold_lock;
+	struct cold_file **cold;	/* scan.c; protected by cold_lock */
+	size_t ncold;
+	pthread_t scanner;
+	bool scanner_started;
 
 	/* counters, see struct cache_stats */
 	atomic_uint_fast64_t bytes_read_cache, bytes_read_backend;
@@ -246,6 +255,17 @@ int index_store_header(struct cache_file *f);
 int index_store_chunk(struct cache_file *f, uint64_t idx);
 int index_load_chunk(struct cache_file *f, uint64_t idx, struct chunk *ch);
 int index_sync(struct cache_file *f);
+
+/* scan.c */
+struct cold_file;
+void *scan_main(void *arg);
+void cold_forget(struct cache *c, unsigned int spec_hash, uint64_t fileid);
+uint64_t cold_evict(struct cache *c, uint64_t want);
+void cold_free(struct cache *c);
+unsigned int spec_hash_of(struct be *be);
+/* cache.c: c->table_lock held */
+struct cache_file *cache_table_find(struct cache *c, int be_idx,
+				    uint64_t fileid);
 
 /* flush.c */
 void *flusher_main(void *arg);

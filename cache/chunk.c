@@ -469,6 +469,7 @@ out_reader:
 	olddirty = ch->dirty;
 	ch->dirty |= mask;
 	ch->dirty_seq++;
+	ch->last_write_us = now_us();
 	ch->lru_stamp = atomic_fetch_add(&c->lru_clock, 1);
 	atomic_fetch_add(&c->used_bytes, popcount64(newly) * bs);
 	atomic_fetch_add(&c->dirty_bytes, popcount64(mask & ~olddirty) * bs);

@@ -143,5 +143,8 @@ void cache_evict_maybe(struct cache *c)
 	for (i = 0; i < n && freed < over; i++)
 		freed += evict_one(c, &v[i]);
 	free(v);
+	/* Not enough in memory: files cached by an earlier run (scan.c). */
+	if (freed < over)
+		freed += cold_evict(c, over - freed);
 	pthread_mutex_unlock(&c->evict_lock);
 }

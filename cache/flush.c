@@ -146,6 +146,9 @@ void file_conflict(struct cache_file *f, const struct be_attr *attr)
 	index_store_header(f);
 }
 
+/* A partly written chunk rests this long before it is uploaded. */
+#define FLUSH_REST_US 200000
+
 /* One chunk's upload, from flush_upload() to flush_finish(). */
 struct upload {
 	uint64_t idx;
@@ -183,6 +186,18 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 		return 0;
 	}
 	ch->queued = false;
+	/*
+	 * A chunk still being filled by a sequential writer would be sent
+	 * again and again: wait until it is full or has rested, unless
+	 * someone waits for the data or dirty data presses.
+	 */
+	if (ch->dirty != ~0ULL && now_us() - ch->last_write_us < FLUSH_REST_US &&
+	    !f->flush_waiters && !atomic_load(&c->flush_all_waiters) &&
+	    !atomic_load(&c->stopping) &&
+	    atomic_load(&c->dirty_bytes) < c->cfg->dirty_max / 2) {
+		pthread_mutex_unlock(&f->lock);
+		return -EBUSY;
+	}
 	if (!f->episode_checked && !f->inflight) {
 		struct be_gen base = f->gen;
 		struct be_attr attr;
@@ -395,7 +410,7 @@ static void after_round(struct cache *c, struct flush_item *it, int rc,
 		*failures = 0;
 		return;
 	}
-	if (rc != -EAGAIN) {
+	if (rc != -EAGAIN && rc != -EBUSY) {
 		atomic_fetch_add(&c->flush_retries, 1);
 		if (err_permanent(rc) || rc == -EIO)
 			atomic_fetch_add(&c->flush_errors, 1);
@@ -436,9 +451,12 @@ void *flusher_main(void *arg)
 		uint64_t sent = 0;
 		int i, n = take_batch(c, batch);
 
+		int rested = 0;
+
 		for (i = 0; i < n; i++) {
 			rcs[i] = flush_upload(f, batch[i]->chunk, buf, &up[i]);
 			sent += up[i].sent;
+			rested += rcs[i] == -EBUSY;
 		}
 		if (sent) {
 			int crc = be_commit(file_be(f), f->node);
@@ -457,6 +475,12 @@ void *flusher_main(void *arg)
 		for (i = 0; i < n; i++) {
 			cache_file_put(batch[i]->f);
 			free(batch[i]);
+		}
+		if (rested == n) {
+			/* Only resting chunks: do not spin on them. */
+			struct timespec ts = { 0, 20 * 1000 * 1000 };
+
+			nanosleep(&ts, NULL);
 		}
 	}
 	free(buf);

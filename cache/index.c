@@ -91,11 +91,14 @@ int index_store_header(struct cache_file *f)
 	return 0;
 }
 
+unsigned int spec_hash_of(struct be *be)
+{
+	return (unsigned int)XXH32(be->spec, strlen(be->spec), 0);
+}
+
 unsigned int index_spec_hash(struct cache_file *f)
 {
-	const char *spec = file_be(f)->spec;
-
-	return (unsigned int)XXH32(spec, strlen(spec), 0);
+	return spec_hash_of(file_be(f));
 }
 
 /* "<dir>/<hash of backend spec>-<fileid>" */
