@@ -234,11 +234,22 @@ int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
 		pthread_mutex_unlock(&c->table_lock);
 		pthread_mutex_lock(&f->lock);
 		rc = 1;
-		if (!be_gen_equal(&gen, &f->gen) && !f->dirty_chunks &&
-		    !f->inflight) {
-			file_reset(f, attr);
-			rc = 0;
+		if (!be_gen_equal(&gen, &f->gen) && !f->dirty_chunks) {
+			/* Readers of the old data finish first. */
+			while (f->inflight && !f->dirty_chunks)
+				pthread_cond_wait(&f->cond, &f->lock);
+			if (!f->dirty_chunks) {
+				file_reset(f, attr);
+				rc = 0;
+			}
 		}
+		/*
+		 * Opened with nothing dirty: f->gen is the backend's now, and
+		 * the first upload after this open checks that nobody else
+		 * changed the file meanwhile (file_conflict()).
+		 */
+		if (!f->dirty_chunks)
+			f->episode_checked = false;
 		/* With dirty data here, the flusher checks for a conflict
 		 * before its next upload (file_conflict()). */
 		pthread_mutex_unlock(&f->lock);

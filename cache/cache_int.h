@@ -122,7 +122,8 @@ struct cache_file {
 	bool gone;		/* backend object vanished: drop dirty data */
 	bool pinned;		/* never evict */
 	bool jfile;		/* a FILE record is in this journal */
-	bool episode_checked;	/* backend generation checked since dirty */
+	bool episode_checked;	/* backend checked since the last clean open */
+	bool checking;		/* a flusher is checking it */
 	uint64_t upload_seq;	/* bumped by every completed upload */
 	unsigned int flush_waiters;	/* in cache_file_flush() */
 	bool in_table;

@@ -9,8 +9,9 @@
  *    punches them, truncate cuts the file);
  *  - a block's checksum is the XXH3-64 of all block_size bytes of its
  *    place in the cache file, zero-padded past the cache file's end;
- *  - while ch->fetching, no writer touches the chunk; while ch->readers,
- *    the evictor does not punch it.
+ *  - while ch->fetching, no writer touches the chunk; while ch->readers
+ *    (reads and writes of the cache file, also counted in f->inflight),
+ *    nothing punches, resets or frees it.
  *
  * Thread safety: see the comment of each function.
  */
@@ -203,6 +204,14 @@ out_lock:
 	return rc;
 }
 
+/* Cache-file I/O on ch is over; f->lock held. */
+static void io_done(struct cache_file *f, struct chunk *ch)
+{
+	ch->readers--;
+	if (--f->inflight == 0)
+		pthread_cond_broadcast(&f->cond);
+}
+
 /* Make the blocks in mask that hold backend data present; f->lock held. */
 static int ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask)
 {
@@ -299,6 +308,7 @@ again:
 	if (rc < 0)
 		goto out_unlock;
 	ch->readers++;
+	f->inflight++;
 	ch->lru_stamp = atomic_fetch_add(&c->lru_clock, 1);
 	pthread_mutex_unlock(&f->lock);
 
@@ -322,7 +332,7 @@ again:
 		goto out_reader;
 	}
 	pthread_mutex_lock(&f->lock);
-	ch->readers--;
+	io_done(f, ch);
 	if (c->cfg->verify) {
 		rc = verify_blocks(f, idx, buf, lo, hi);
 		if (rc == -EAGAIN && ++tries < 3)
@@ -335,7 +345,7 @@ again:
 	goto out_unlock;
 out_reader:
 	pthread_mutex_lock(&f->lock);
-	ch->readers--;
+	io_done(f, ch);
 out_unlock:
 	pthread_mutex_unlock(&f->lock);
 	free(buf);
@@ -434,6 +444,7 @@ static int write_in_chunk(struct cache_file *f, uint64_t idx, const char *src,
 		goto out_unlock;
 	ch->dirty_seq++;
 	ch->readers++;
+	f->inflight++;
 	pthread_mutex_unlock(&f->lock);
 
 	n = ring_pwrite(cache_ring(c), f->fd, src, len, off);
@@ -459,7 +470,7 @@ static int write_in_chunk(struct cache_file *f, uint64_t idx, const char *src,
 	rc = 0;
 out_reader:
 	pthread_mutex_lock(&f->lock);
-	ch->readers--;
+	io_done(f, ch);
 	if (rc < 0)
 		goto out_unlock;
 	for (i = first; i <= last; i++)
@@ -547,7 +558,7 @@ void file_drop_clean(struct cache_file *f, uint64_t from_chunk)
 		uint64_t drop;
 		unsigned int b;
 
-		if (!ch || !ch->present)
+		if (!ch || !ch->present || ch->readers || ch->fetching)
 			continue;
 		drop = ch->present & ~ch->dirty;
 		if (!drop)

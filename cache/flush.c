@@ -198,25 +198,35 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 		pthread_mutex_unlock(&f->lock);
 		return -EBUSY;
 	}
-	if (!f->episode_checked && !f->inflight) {
+	/*
+	 * The first upload after a clean open checks that nobody else
+	 * changed the file since: no upload passes this gate before the
+	 * check is done, so this node's own uploads cannot look like a
+	 * change from elsewhere.
+	 */
+	if (!f->episode_checked) {
 		struct be_gen base = f->gen;
 		struct be_attr attr;
 		struct be_gen now;
 
+		if (f->checking) {
+			pthread_mutex_unlock(&f->lock);
+			return -EBUSY;
+		}
+		f->checking = true;
 		pthread_mutex_unlock(&f->lock);
 		rc = be->ops->getattr(be, f->node, &attr);
-		if (rc < 0)
-			return rc;
 		now = be_attr_gen(&attr);
 		pthread_mutex_lock(&f->lock);
-		/* An upload started meanwhile: check again in the next round. */
-		if (!f->episode_checked && f->inflight) {
+		f->checking = false;
+		if (rc < 0) {
 			pthread_mutex_unlock(&f->lock);
-			return -EAGAIN;
+			return rc;
 		}
-		/* Another flusher may have checked and uploaded meanwhile. */
-		if (!f->episode_checked && !be_gen_equal(&base, &now) &&
-		    be_gen_equal(&base, &f->gen)) {
+		if (!be_gen_equal(&base, &now) && be_gen_equal(&base, &f->gen)) {
+			/* Reads and writes of the cache file finish first. */
+			while (f->inflight)
+				pthread_cond_wait(&f->cond, &f->lock);
 			file_conflict(f, &attr);
 			pthread_cond_broadcast(&f->cond);
 			pthread_mutex_unlock(&f->lock);
@@ -364,7 +374,6 @@ static void refresh_gen(struct cache_file *f)
 	if (!f->dirty_chunks && !f->inflight && f->upload_seq == seq) {
 		f->gen = be_attr_gen(&attr);
 		f->be_size = attr.size;
-		f->episode_checked = false;
 		index_store_header(f);
 	}
 	pthread_mutex_unlock(&f->lock);
