@@ -241,12 +241,13 @@ static uint64_t range_blocks(struct cache *c, uint64_t a, uint64_t b)
 }
 
 /*
- * Verify the present blocks of [lo, hi) (block aligned, within chunk idx)
- * held in buf.  Returns 0, or -EAGAIN after dropping bad clean blocks (the
- * caller fetches again), or -EIO for a bad dirty block.  f->lock held.
+ * Check the present blocks of [lo, hi) (block aligned, within chunk idx)
+ * against hashes[] computed from what was read.  Returns 0, or -EAGAIN
+ * after dropping bad clean blocks (the caller fetches again), or -EIO for
+ * a bad dirty block.  f->lock held.
  */
-static int verify_blocks(struct cache_file *f, uint64_t idx, const char *buf,
-			 uint64_t lo, uint64_t hi)
+static int verify_blocks(struct cache_file *f, uint64_t idx,
+			 const uint64_t *hashes, uint64_t lo, uint64_t hi)
 {
 	struct cache *c = f->c;
 	struct chunk *ch = f->chunks[idx];
@@ -258,8 +259,7 @@ static int verify_blocks(struct cache_file *f, uint64_t idx, const char *buf,
 
 		if (!(ch->present & (1ULL << b)))
 			continue;
-		if (XXH3_64bits(buf + (off - lo), c->block_size) ==
-		    ch->sums[b])
+		if (hashes[(off - lo) / c->block_size] == ch->sums[b])
 			continue;
 		atomic_fetch_add(&c->checksum_errors, 1);
 		if (ch->dirty & (1ULL << b)) {
@@ -289,9 +289,9 @@ static ssize_t read_in_chunk(struct cache_file *f, uint64_t idx, char *dst,
 	uint64_t start = chunk_start(c, idx);
 	uint64_t lo = off - (off - start) % c->block_size;
 	uint64_t hi = off + len;
-	uint64_t mask;
+	uint64_t mask, hashes[CACHE_BLOCKS];
 	struct chunk *ch;
-	char *buf = NULL;
+	char *buf = NULL, *bounce = NULL;
 	ssize_t n;
 	int rc, tries = 0;
 
@@ -313,15 +313,25 @@ again:
 	pthread_mutex_unlock(&f->lock);
 
 	if (c->cfg->verify) {
-		if (!buf)
-			buf = aligned_alloc(4096, hi - lo);
+		/* Whole blocks are checked: read straight into dst when the
+		 * request is block aligned, through a bounce buffer if not. */
+		if (off == lo && len == hi - lo)
+			buf = dst;
+		else if (!buf)
+			buf = bounce = aligned_alloc(4096, hi - lo);
 		if (!buf) {
 			rc = -ENOMEM;
 			goto out_reader;
 		}
 		n = ring_pread(cache_ring(c), f->fd, buf, hi - lo, lo);
-		if (n >= 0)
+		if (n >= 0) {
+			uint64_t o;
+
 			memset(buf + n, 0, (hi - lo) - (size_t)n);
+			for (o = 0; o < hi - lo; o += c->block_size)
+				hashes[o / c->block_size] =
+					XXH3_64bits(buf + o, c->block_size);
+		}
 	} else {
 		n = ring_pread(cache_ring(c), f->fd, dst, len, off);
 		if (n >= 0)
@@ -334,12 +344,13 @@ again:
 	pthread_mutex_lock(&f->lock);
 	io_done(f, ch);
 	if (c->cfg->verify) {
-		rc = verify_blocks(f, idx, buf, lo, hi);
+		rc = verify_blocks(f, idx, hashes, lo, hi);
 		if (rc == -EAGAIN && ++tries < 3)
 			goto again;
 		if (rc < 0)
 			goto out_unlock;
-		memcpy(dst, buf + (off - lo), len);
+		if (buf != dst)
+			memcpy(dst, buf + (off - lo), len);
 	}
 	rc = 0;
 	goto out_unlock;
@@ -348,7 +359,7 @@ out_reader:
 	io_done(f, ch);
 out_unlock:
 	pthread_mutex_unlock(&f->lock);
-	free(buf);
+	free(bounce);
 	return rc < 0 ? rc : (ssize_t)len;
 }
 
