@@ -132,7 +132,7 @@ void *scan_main(void *arg)
 		pthread_mutex_unlock(&c->table_lock);
 	}
 	closedir(dp);
-	log_msg(LOG_LVL_INFO, "scan",
+	log_msg(files ? LOG_LVL_INFO : LOG_LVL_DEBUG, "scan",
 		"%llu files (%llu bytes) cached by earlier runs are counted and may be evicted",
 		(unsigned long long)files, (unsigned long long)bytes);
 	cache_evict_maybe(c);
