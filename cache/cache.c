@@ -896,6 +896,9 @@ int cache_close(struct cache *c)
 	free(c->table);
 	close(c->lock_fd);
 	close(c->dir_fd);
+	/* pthread_key_delete runs no destructor: free the caller's ring. */
+	ring_engine_destroy(pthread_getspecific(c->ring_key));
+	pthread_setspecific(c->ring_key, NULL);
 	pthread_key_delete(c->ring_key);
 	free(c);
 	return rc;

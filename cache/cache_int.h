@@ -93,6 +93,7 @@ struct chunk {
 	bool queued;		/* on the flush queue */
 	bool journaled;		/* a DIRTY record is in the journal */
 	unsigned int readers;	/* I/O on the cache file in progress: no evict */
+	unsigned int writers;	/* writes whose sums are not stored yet */
 	uint64_t lru_stamp;	/* last access, for eviction */
 	uint64_t last_write_us;	/* now_us() of the last write */
 };

@@ -212,6 +212,16 @@ static void io_done(struct cache_file *f, struct chunk *ch)
 		pthread_cond_broadcast(&f->cond);
 }
 
+/*
+ * A writer's bytes and sums of ch agree again; f->lock held.  Readers and
+ * flushers that saw a mismatch while ch->writers was set try again.
+ */
+static void write_done(struct cache_file *f, struct chunk *ch)
+{
+	if (--ch->writers == 0)
+		pthread_cond_broadcast(&f->cond);
+}
+
 /* Make the blocks in mask that hold backend data present; f->lock held. */
 static int ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask)
 {
@@ -289,7 +299,7 @@ static ssize_t read_in_chunk(struct cache_file *f, uint64_t idx, char *dst,
 	uint64_t start = chunk_start(c, idx);
 	uint64_t lo = off - (off - start) % c->block_size;
 	uint64_t hi = off + len;
-	uint64_t mask, hashes[CACHE_BLOCKS];
+	uint64_t mask, seq, hashes[CACHE_BLOCKS];
 	struct chunk *ch;
 	char *buf = NULL, *bounce = NULL;
 	ssize_t n;
@@ -307,6 +317,12 @@ again:
 	rc = ensure_present(f, idx, mask);
 	if (rc < 0)
 		goto out_unlock;
+	/* A block being rewritten has new bytes and old sums for a moment. */
+	if (ch->writers) {
+		pthread_cond_wait(&f->cond, &f->lock);
+		goto again;
+	}
+	seq = ch->dirty_seq;
 	ch->readers++;
 	f->inflight++;
 	ch->lru_stamp = atomic_fetch_add(&c->lru_clock, 1);
@@ -344,6 +360,8 @@ again:
 	pthread_mutex_lock(&f->lock);
 	io_done(f, ch);
 	if (c->cfg->verify) {
+		if (ch->dirty_seq != seq && ++tries < 100)
+			goto again;	/* written meanwhile: read it again */
 		rc = verify_blocks(f, idx, hashes, lo, hi);
 		if (rc == -EAGAIN && ++tries < 3)
 			goto again;
@@ -455,6 +473,7 @@ static int write_in_chunk(struct cache_file *f, uint64_t idx, const char *src,
 		goto out_unlock;
 	ch->dirty_seq++;
 	ch->readers++;
+	ch->writers++;
 	f->inflight++;
 	pthread_mutex_unlock(&f->lock);
 
@@ -482,10 +501,13 @@ static int write_in_chunk(struct cache_file *f, uint64_t idx, const char *src,
 out_reader:
 	pthread_mutex_lock(&f->lock);
 	io_done(f, ch);
-	if (rc < 0)
+	if (rc < 0) {
+		write_done(f, ch);
 		goto out_unlock;
+	}
 	for (i = first; i <= last; i++)
 		ch->sums[i] = sums[i];
+	write_done(f, ch);
 	newly = mask & ~ch->present;
 	ch->present |= mask;
 	olddirty = ch->dirty;
@@ -497,8 +519,12 @@ out_reader:
 	atomic_fetch_add(&c->dirty_bytes, popcount64(mask & ~olddirty) * bs);
 	if (!olddirty)
 		f->dirty_chunks++;
-	if (off + len > f->size)
+	/* A crash must not forget that the file grew (the flusher sends
+	 * no byte past f->size): the header goes with the slot. */
+	if (off + len > f->size) {
 		f->size = off + len;
+		index_store_header(f);
+	}
 	rc = index_store_chunk(f, idx);
 	if (rc == 0 && !ch->journaled) {
 		rc = cache_journal(c, JREC_DIRTY, f, idx);

@@ -139,12 +139,14 @@ void cache_evict_maybe(struct cache *c)
 	if (!over || pthread_mutex_trylock(&c->evict_lock))
 		return;
 	over += EVICT_BATCH_CHUNKS * c->cfg->chunk_size;
-	n = collect(c, &v);
-	for (i = 0; i < n && freed < over; i++)
-		freed += evict_one(c, &v[i]);
-	free(v);
-	/* Not enough in memory: files cached by an earlier run (scan.c). */
-	if (freed < over)
-		freed += cold_evict(c, over - freed);
+	/* Files cached by an earlier run and not opened since are the
+	 * least recently used of all (scan.c). */
+	freed = cold_evict(c, over);
+	if (freed < over) {
+		n = collect(c, &v);
+		for (i = 0; i < n && freed < over; i++)
+			freed += evict_one(c, &v[i]);
+		free(v);
+	}
 	pthread_mutex_unlock(&c->evict_lock);
 }

@@ -75,6 +75,8 @@ static void file_gone(struct cache_file *f)
 	}
 	f->dirty_chunks = 0;
 	atomic_fetch_sub(&c->dirty_bytes, dropped);
+	if (!dropped)
+		return;
 	cache_journal(c, JREC_DROP, f, 0);
 	log_msg(LOG_LVL_INFO, "flush",
 		"file %llx is gone from the backend; dropped %llu dirty bytes",
@@ -179,13 +181,19 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 
 	pthread_mutex_lock(&f->lock);
 	ch = idx < f->nchunks ? f->chunks[idx] : NULL;
+	if (ch)
+		ch->queued = false;
+	if (ch && ch->dirty && f->gone)
+		file_gone(f);	/* written after the backend lost it */
 	if (!ch || !ch->dirty || ch->flushing || f->gone) {
-		if (ch)
-			ch->queued = false;
 		pthread_mutex_unlock(&f->lock);
 		return 0;
 	}
-	ch->queued = false;
+	/* A write is between its bytes and its sums: come back later. */
+	if (ch->writers) {
+		pthread_mutex_unlock(&f->lock);
+		return -EBUSY;
+	}
 	/*
 	 * A chunk still being filled by a sequential writer would be sent
 	 * again and again: wait until it is full or has rested, unless
@@ -219,6 +227,13 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 		now = be_attr_gen(&attr);
 		pthread_mutex_lock(&f->lock);
 		f->checking = false;
+		if (err_gone(rc)) {
+			file_gone(f);
+			pthread_cond_broadcast(&f->cond);
+			pthread_mutex_unlock(&f->lock);
+			pthread_cond_broadcast(&c->space_cond);
+			return 0;
+		}
 		if (rc < 0) {
 			pthread_mutex_unlock(&f->lock);
 			return rc;
@@ -275,7 +290,8 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 			if (XXH3_64bits(buf + i * bs, bs) == sums[i])
 				continue;
 			pthread_mutex_lock(&f->lock);
-			rc = ch->dirty_seq != seq ? -EAGAIN : -EIO;
+			rc = ch->dirty_seq != seq || ch->writers ? -EAGAIN :
+								   -EIO;
 			pthread_mutex_unlock(&f->lock);
 			if (rc == -EIO) {
 				atomic_fetch_add(&c->checksum_errors, 1);
@@ -330,7 +346,8 @@ static int flush_finish(struct cache_file *f, struct upload *up, int rc)
 			ch->dirty &= ~mask;
 			atomic_fetch_sub(&c->dirty_bytes,
 					 popcount64(cleaned) * bs);
-			if (!ch->dirty) {
+			/* file_gone() may have cleaned it already. */
+			if (cleaned && !ch->dirty) {
 				f->dirty_chunks--;
 				if (ch->journaled)
 					cache_journal(c, JREC_CLEAN, f, idx);

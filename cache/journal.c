@@ -14,6 +14,7 @@
 #include "cache_int.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,76 +128,104 @@ int journal_append(struct journal *j, enum jrec_type type, const char *spec,
 			 &j->size);
 }
 
+/* Is there a whole, valid record at buf[off]?  Its length, or 0. */
+static size_t rec_valid(const char *buf, size_t size, size_t off)
+{
+	struct jrec_hdr h;
+	size_t plen;
+
+	if (size - off < sizeof(h))
+		return 0;
+	memcpy(&h, buf + off, sizeof(h));
+	plen = (size_t)h.spec_len + h.handle_len;
+	if (h.magic != JREC_MAGIC || h.spec_len > JSPEC_MAX ||
+	    h.handle_len > BE_HANDLE_MAX || h.type < JREC_FILE ||
+	    h.type > JREC_DROP || size - off - sizeof(h) < plen)
+		return 0;
+	if (rec_sum(&h, buf + off + sizeof(h), plen) != h.sum)
+		return 0;
+	return sizeof(h) + plen;
+}
+
+/* Does any valid record start after off? */
+static bool valid_after(const char *buf, size_t size, size_t off)
+{
+	const uint32_t magic = JREC_MAGIC;
+
+	for (off++; off + sizeof(struct jrec_hdr) <= size; off++) {
+		if (memcmp(buf + off, &magic, sizeof(magic)))
+			continue;
+		if (rec_valid(buf, size, off))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Replay reads the whole journal (compaction keeps it small: one FILE
+ * record per dirty file and one DIRTY record per dirty chunk).  A record
+ * that fails its checks is a torn tail if no valid record comes after it
+ * (a crash in the middle of an append, or a zero-filled tail): it is cut
+ * off.  If a valid record follows, the journal is damaged in the middle,
+ * and replay refuses to guess.
+ */
 int journal_replay(struct journal *j, journal_replay_fn fn, void *arg,
 		   char *err, size_t errlen)
 {
-	char payload[JSPEC_MAX + 1 + BE_HANDLE_MAX];
-	struct jrec_hdr h;
-	uint64_t off = 0, nrec = 0;
-	int rc;
+	char spec[JSPEC_MAX + 1];
+	size_t size = (size_t)j->size, off = 0, len;
+	uint64_t nrec = 0;
+	char *buf;
+	int rc = 0;
 
-	while (off < j->size) {
-		ssize_t n = pread(j->fd, &h, sizeof(h), (off_t)off);
-		size_t plen;
-		char spec[JSPEC_MAX + 1];
+	if (j->size > (1ULL << 30)) {
+		snprintf(err, errlen, "journal %s: %llu bytes is too large to be a stagefs journal",
+			 j->path, (unsigned long long)j->size);
+		return -EUCLEAN;
+	}
+	buf = malloc(size ? size : 1);
+	if (!buf)
+		return -ENOMEM;
+	if (size && pread(j->fd, buf, size, 0) != (ssize_t)size) {
+		rc = -EIO;
+		goto out;
+	}
+	while (off < size && (len = rec_valid(buf, size, off))) {
+		struct jrec_hdr h;
 
-		if (n < 0)
-			return -errno;
-		if ((size_t)n < sizeof(h))
-			goto torn;
-		plen = (size_t)h.spec_len + h.handle_len;
-		if (h.magic != JREC_MAGIC || h.spec_len > JSPEC_MAX ||
-		    h.handle_len > BE_HANDLE_MAX || h.type < JREC_FILE ||
-		    h.type > JREC_DROP)
-			goto bad;
-		if (off + sizeof(h) + plen > j->size)
-			goto torn;
-		n = pread(j->fd, payload, plen, (off_t)(off + sizeof(h)));
-		if (n < 0)
-			return -errno;
-		if ((size_t)n < plen)
-			goto torn;
-		if (rec_sum(&h, payload, plen) != h.sum)
-			goto bad;
-		memcpy(spec, payload, h.spec_len);
+		memcpy(&h, buf + off, sizeof(h));
+		memcpy(spec, buf + off + sizeof(h), h.spec_len);
 		spec[h.spec_len] = '\0';
 		rc = fn(arg, (enum jrec_type)h.type, spec, h.fileid, h.chunk,
-			payload + h.spec_len, h.handle_len);
+			buf + off + sizeof(h) + h.spec_len, h.handle_len);
 		if (rc < 0)
-			return rc;
-		off += sizeof(h) + plen;
+			goto out;
+		off += len;
 		nrec++;
 	}
+	if (off < size) {
+		if (valid_after(buf, size, off)) {
+			snprintf(err, errlen,
+				 "journal %s: record %llu at offset %zu is corrupt and valid records follow; refusing to guess which dirty data is safe (move the cache dir aside to start empty)",
+				 j->path, (unsigned long long)nrec, off);
+			rc = -EUCLEAN;
+			goto out;
+		}
+		log_msg(LOG_LVL_WARN, "journal",
+			"%s: torn tail at offset %zu cut off (%zu bytes)",
+			j->path, off, size - off);
+		if (ftruncate(j->fd, (off_t)off) < 0) {
+			rc = -errno;
+			goto out;
+		}
+		j->size = off;
+	}
 	log_msg(nrec ? LOG_LVL_INFO : LOG_LVL_DEBUG, "journal",
-		"replayed %llu records (%llu bytes)",
-		(unsigned long long)nrec, (unsigned long long)off);
-	return 0;
-bad:
-	/* A bad record is a torn tail only if it is the last thing there. */
-	if (off + sizeof(h) + (size_t)h.spec_len + h.handle_len < j->size &&
-	    h.magic == JREC_MAGIC) {
-		snprintf(err, errlen,
-			 "journal %s: record %llu at offset %llu is corrupt and valid data follows; refusing to guess which dirty data is safe (move the cache dir aside to start empty)",
-			 j->path, (unsigned long long)nrec,
-			 (unsigned long long)off);
-		return -EUCLEAN;
-	}
-	if (h.magic != JREC_MAGIC) {
-		snprintf(err, errlen,
-			 "journal %s: garbage at offset %llu of %llu; refusing to guess which dirty data is safe (move the cache dir aside to start empty)",
-			 j->path, (unsigned long long)off,
-			 (unsigned long long)j->size);
-		return -EUCLEAN;
-	}
-torn:
-	log_msg(LOG_LVL_WARN, "journal",
-		"%s: torn record at offset %llu cut off (%llu bytes)", j->path,
-		(unsigned long long)off,
-		(unsigned long long)(j->size - off));
-	if (ftruncate(j->fd, (off_t)off) < 0)
-		return -errno;
-	j->size = off;
-	return 0;
+		"replayed %llu records (%zu bytes)", (unsigned long long)nrec,
+		off);
+out:
+	free(buf);
+	return rc;
 }
 
 int journal_sync(struct journal *j)

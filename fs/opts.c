@@ -10,6 +10,7 @@
  */
 #include "fs_int.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -124,7 +125,7 @@ int parse_size(const char *s, uint64_t *out)
 	char *end;
 	int shift = 0;
 
-	if (!s || !*s || *s == '-')
+	if (!s || !isdigit((unsigned char)*s))
 		return -EINVAL;
 	errno = 0;
 	v = strtoull(s, &end, 10);
@@ -137,8 +138,11 @@ int parse_size(const char *s, uint64_t *out)
 	case 't': case 'T': shift = 40; end++; break;
 	default: break;
 	}
-	if (*end == 'i' || *end == 'B')
-		end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
+	/* "4M", "4MB" and "4MiB" alike; "5B" is 5 bytes, "5i" is junk. */
+	if (shift && end[0] == 'i' && end[1] == 'B')
+		end += 2;
+	else if (*end == 'B')
+		end++;
 	if (*end || (shift && v > (~0ULL >> shift)))
 		return -EINVAL;
 	*out = (uint64_t)v << shift;
@@ -223,8 +227,9 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 			cfg->nconnect);
 		return -EINVAL;
 	}
-	if (cfg->attr_timeout < 0 || cfg->entry_timeout < 0) {
-		fprintf(stderr, "stagefs: attr_timeout and entry_timeout must not be negative\n");
+	if (!(cfg->attr_timeout >= 0 && cfg->attr_timeout < 1e9) ||
+	    !(cfg->entry_timeout >= 0 && cfg->entry_timeout < 1e9)) {
+		fprintf(stderr, "stagefs: attr_timeout and entry_timeout must be seconds from 0 to 1e9\n");
 		return -EINVAL;
 	}
 	cc->chunk_size = 4ULL << 20;

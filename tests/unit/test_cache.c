@@ -1,0 +1,1666 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * test_cache.c - unit tests of the staging cache (cache/) over the
+ * in-memory backend of mem_backend.c.
+ *
+ * The fixture makes a cache dir under /tmp and a backend; a test opens
+ * the cache with fx_open() after adjusting X.cfg.  Files and nodes a test
+ * gets through the fx_ helpers are put back by the fixture, which also
+ * lifts every injected fault before it closes the cache (cache_close
+ * flushes, and gives up only after a minute without progress), so the
+ * suite is safe with CK_FORK=no.
+ *
+ * chunk_size is 256K, the smallest the options allow, so a block
+ * (chunk_size / CACHE_BLOCKS) is 4K.
+ *
+ * Tests named bug_* are in the "known_bugs" case: each documents a bug
+ * of cache/ named in its comment; it failed until that was fixed.
+ * STAGEFS_TEST=<part of a name> runs only the matching tests;
+ * STAGEFS_TEST_LOG=1 shows the cache's log down to debug.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cache_int.h"
+#include "mem_backend.h"
+
+#define CS ((uint64_t)256 << 10)
+#define BS (CS / CACHE_BLOCKS)
+#define EVICT_BATCH (16 * CS)	/* evict.c's EVICT_BATCH_CHUNKS chunks */
+#define SPEC "mem://unit"
+#define MAX_TRACK 16
+
+static struct {
+	char dir[128];
+	struct cache_config cfg;
+	struct be *be;
+	struct be *bes[1];
+	struct cache *c;
+	char err[512];
+	struct cache_file *files[MAX_TRACK];
+	int nfiles;
+	struct be_node *nodes[MAX_TRACK];
+	int nnodes;
+} X;
+
+/* ---- fixture ----------------------------------------------------------- */
+
+/*
+ * Each test's directory is made in base_dir, which main() makes and
+ * removes: with CK_FORK (the default) a failed assertion _exit()s the
+ * test's process before its teardown runs.
+ */
+static char base_dir[64];
+
+static int rm_one(const char *path, const struct stat *sb, int type,
+		  struct FTW *ftw)
+{
+	remove(path);
+	return 0;
+}
+
+static void fx_setup(void)
+{
+	memset(&X, 0, sizeof(X));
+	snprintf(X.dir, sizeof(X.dir), "%s/t-XXXXXX", base_dir);
+	ck_assert_ptr_nonnull(mkdtemp(X.dir));
+	X.cfg = (struct cache_config){
+		.dir = X.dir,
+		.size = 1ULL << 30,
+		.min_free = 0,
+		.chunk_size = CS,
+		.readahead = 0,
+		.dirty_max = 64ULL << 20,
+		.flushers = 2,
+		.writeback = 1,
+		.close_mode = CACHE_CLOSE_SYNC,
+		.fsync_mode = CACHE_FSYNC_BACKEND,
+		.verify = 1,
+	};
+	X.be = mem_be_new(SPEC);
+	ck_assert_ptr_nonnull(X.be);
+	X.bes[0] = X.be;
+}
+
+static void fx_open(void)
+{
+	int rc = cache_open(&X.cfg, X.bes, 1, &X.c, X.err, sizeof(X.err));
+
+	ck_assert_msg(rc == 0, "cache_open: %d (%s)", rc, X.err);
+}
+
+static void fx_heal(void)
+{
+	int op;
+
+	for (op = 0; op < MEM_OP_COUNT; op++) {
+		mem_be_fail(X.be, (enum mem_op)op, 0, 0);
+		mem_be_set_delay(X.be, (enum mem_op)op, 0);
+		mem_be_gate(X.be, (enum mem_op)op, 0);
+	}
+}
+
+/* Put the files we hold and close the cache. */
+static int fx_close(void)
+{
+	int rc = 0;
+
+	while (X.nfiles)
+		cache_file_put(X.files[--X.nfiles]);
+	if (X.c)
+		rc = cache_close(X.c);
+	X.c = NULL;
+	return rc;
+}
+
+static void fx_teardown(void)
+{
+	if (X.be)
+		fx_heal();
+	fx_close();
+	while (X.nnodes)
+		be_node_put(X.be, X.nodes[--X.nnodes]);
+	be_close(X.be);
+	X.be = NULL;
+	nftw(X.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	X.dir[0] = '\0';
+}
+
+static void track_file(struct cache_file *f)
+{
+	ck_assert_int_lt(X.nfiles, MAX_TRACK);
+	X.files[X.nfiles++] = f;
+}
+
+/* A backend file with these contents, and its cache_file. */
+static struct cache_file *fx_file(const char *name, const void *data,
+				  size_t len, struct be_node **nodep)
+{
+	struct be_node *n;
+	struct be_attr a;
+	struct cache_file *f;
+
+	ck_assert_int_eq(mem_be_put_file(X.be, name, data, len, &n, &a), 0);
+	ck_assert_int_lt(X.nnodes, MAX_TRACK);
+	X.nodes[X.nnodes++] = n;
+	ck_assert_int_ge(cache_file_get(X.c, 0, n, &a, &f), 0);
+	track_file(f);
+	if (nodep)
+		*nodep = n;
+	return f;
+}
+
+/* The cache_file for n with the backend's current attributes (an open). */
+static struct cache_file *fx_reopen(struct be_node *n)
+{
+	struct be_attr a;
+	struct cache_file *f;
+
+	ck_assert_int_eq(X.be->ops->getattr(X.be, n, &a), 0);
+	ck_assert_int_ge(cache_file_get(X.c, 0, n, &a, &f), 0);
+	track_file(f);
+	return f;
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+/* Bytes that depend on their offset and a seed: misplacement shows. */
+static void pattern(unsigned char *buf, size_t len, uint64_t off,
+		    unsigned int seed)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		uint64_t x = (off + i) / 8 + ((uint64_t)seed << 40);
+
+		x ^= x >> 31;
+		x *= 0x9e3779b97f4a7c15ULL;
+		x ^= x >> 29;
+		buf[i] = (unsigned char)(x >> (8 * ((off + i) % 8)));
+	}
+}
+
+static unsigned char *pattern_new(size_t len, unsigned int seed)
+{
+	unsigned char *p = malloc(len ? len : 1);
+
+	ck_assert_ptr_nonnull(p);
+	pattern(p, len, 0, seed);
+	return p;
+}
+
+static void assert_same(const void *got, const void *want, size_t len,
+			const char *what)
+{
+	const unsigned char *g = got, *w = want;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (g[i] != w[i])
+			break;
+	ck_assert_msg(i == len,
+		      "%s: first difference at byte %zu of %zu (got 0x%02x, want 0x%02x)",
+		      what, i, len, i < len ? g[i] : 0, i < len ? w[i] : 0);
+}
+
+/* Read [off, off+len) in pieces of piece bytes; returns the total. */
+static size_t read_all(struct cache_file *f, struct cache_stream *s,
+		       void *buf, size_t len, uint64_t off, size_t piece)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		size_t want = len - done < piece ? len - done : piece;
+		ssize_t n = cache_read(f, s, (char *)buf + done, want,
+				       off + done);
+
+		ck_assert_msg(n >= 0, "cache_read at %llu: %zd",
+			      (unsigned long long)(off + done), n);
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return done;
+}
+
+static void write_all(struct cache_file *f, const void *buf, size_t len,
+		      uint64_t off, size_t piece)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		size_t n = len - done < piece ? len - done : piece;
+
+		ck_assert_int_eq(cache_write(f, (const char *)buf + done, n,
+					     off + done),
+				 (ssize_t)n);
+		done += n;
+	}
+}
+
+/* The file's contents through the cache must be want[0..len). */
+static void assert_cache_has(struct cache_file *f, const void *want,
+			     size_t len, const char *what)
+{
+	unsigned char *got = malloc(len + 4096);
+
+	ck_assert_ptr_nonnull(got);
+	ck_assert_uint_eq(cache_file_size(f), len);
+	ck_assert_uint_eq(read_all(f, NULL, got, len + 4096, 0, 100000), len);
+	assert_same(got, want, len, what);
+	free(got);
+}
+
+/* The backend's copy must be exactly want[0..len). */
+static void assert_backend_has(struct be_node *n, const void *want,
+			       size_t len, const char *what)
+{
+	size_t blen;
+	void *b = mem_be_get_data(X.be, n, &blen);
+
+	ck_assert_msg(blen == len, "%s: backend has %zu bytes, want %zu", what,
+		      blen, len);
+	assert_same(b, want, len, what);
+	free(b);
+}
+
+static struct cache_stats stats(void)
+{
+	struct cache_stats st;
+
+	cache_get_stats(X.c, &st);
+	return st;
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(unsigned int ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000,
+			       .tv_nsec = (long)(ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+/* Poll pred(arg) every 10 ms for up to ms; returns its last answer. */
+static bool wait_for(bool (*pred)(void *), void *arg, unsigned int ms)
+{
+	double end = now_ms() + ms;
+
+	while (!pred(arg)) {
+		if (now_ms() > end)
+			return pred(arg);
+		sleep_ms(10);
+	}
+	return true;
+}
+
+static bool no_dirty(void *arg)
+{
+	return stats().dirty_bytes == 0;
+}
+
+static bool some_flush_error(void *arg)
+{
+	return stats().flush_errors > 0;
+}
+
+static bool some_prefetch(void *arg)
+{
+	return stats().prefetch_chunks > 0;
+}
+
+static bool writes_waiting(void *arg)
+{
+	return mem_be_waiting(X.be, MEM_OP_WRITE) >= *(unsigned long *)arg;
+}
+
+static bool writes_completed(void *arg)
+{
+	return mem_be_completed(X.be, MEM_OP_WRITE) >= *(unsigned long *)arg;
+}
+
+static bool file_idle(void *arg)
+{
+	struct cache_file *f = arg;
+	bool idle;
+
+	pthread_mutex_lock(&f->lock);
+	idle = f->inflight == 0;
+	pthread_mutex_unlock(&f->lock);
+	return idle;
+}
+
+/* The only file in cache_dir/data, for corrupting it. */
+static int open_data_file(void)
+{
+	char path[512];
+	struct dirent *e;
+	DIR *d;
+	int fd = -1, n = 0;
+
+	snprintf(path, sizeof(path), "%s/data", X.dir);
+	d = opendir(path);
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		n++;
+		snprintf(path, sizeof(path), "%s/data/%s", X.dir, e->d_name);
+		if (fd < 0)
+			fd = open(path, O_RDWR);
+	}
+	closedir(d);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_ge(fd, 0);
+	return fd;
+}
+
+/* Invert len bytes of the cache data file at off. */
+static void corrupt(uint64_t off, size_t len)
+{
+	unsigned char buf[64];
+	int fd = open_data_file();
+	size_t i;
+
+	ck_assert_uint_le(len, sizeof(buf));
+	ck_assert_int_eq(pread(fd, buf, len, (off_t)off), (ssize_t)len);
+	for (i = 0; i < len; i++)
+		buf[i] = (unsigned char)~buf[i];
+	ck_assert_int_eq(pwrite(fd, buf, len, (off_t)off), (ssize_t)len);
+	close(fd);
+}
+
+/* cache_file_flush() on a thread, to notice one that never returns. */
+struct flush_job {
+	struct cache_file *f;
+	int rc;
+	atomic_int done;
+	pthread_t tid;
+};
+
+static void *flush_main(void *arg)
+{
+	struct flush_job *j = arg;
+
+	j->rc = cache_file_flush(j->f);
+	atomic_store(&j->done, 1);
+	return NULL;
+}
+
+static bool job_done(void *arg)
+{
+	return atomic_load(&((struct flush_job *)arg)->done) != 0;
+}
+
+/* ---- basic data path --------------------------------------------------- */
+
+START_TEST(test_write_read_back)
+{
+	size_t len = 3 * CS + 12345;
+	unsigned char *want = pattern_new(len, 1), *got = malloc(len);
+	struct cache_file *f;
+	struct cache_stats st;
+
+	fx_open();
+	f = fx_file("a", NULL, 0, NULL);
+	write_all(f, want, len, 0, 100003);
+	ck_assert_uint_eq(cache_file_size(f), len);
+	assert_cache_has(f, want, len, "read back in 100000-byte pieces");
+
+	/* Odd pieces, across blocks and chunks. */
+	ck_assert_uint_eq(read_all(f, NULL, got, len, 0, 65537), len);
+	assert_same(got, want, len, "read back in 65537-byte pieces");
+	ck_assert_int_eq(cache_read(f, NULL, got, 5000, CS - 1000), 5000);
+	assert_same(got, want + CS - 1000, 5000, "read across a chunk edge");
+	ck_assert_int_eq(cache_read(f, NULL, got, 1, 2 * CS + 7), 1);
+	ck_assert_int_eq(got[0], want[2 * CS + 7]);
+
+	/* Overwrite in the middle: the rest stays. */
+	pattern(want + 70000, 300000, 70000, 2);
+	ck_assert_int_eq(cache_write(f, want + 70000, 300000, 70000), 300000);
+	assert_cache_has(f, want, len, "after an overwrite");
+
+	st = stats();
+	ck_assert_uint_ge(st.bytes_written, len + 300000);
+	free(want);
+	free(got);
+}
+END_TEST
+
+START_TEST(test_flush_uploads)
+{
+	size_t len = 2 * CS + 777;
+	unsigned char *want = pattern_new(len, 3);
+	struct cache_file *f;
+	struct be_node *n;
+	struct cache_stats st;
+	unsigned long reads;
+
+	fx_open();
+	f = fx_file("a", NULL, 0, &n);
+	write_all(f, want, len, 0, len);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, want, len, "backend after cache_file_flush");
+	st = stats();
+	ck_assert_uint_eq(st.dirty_bytes, 0);
+	ck_assert_uint_ge(st.bytes_flushed, len);
+	ck_assert_uint_ge(mem_be_calls(X.be, MEM_OP_COMMIT), 1);
+
+	/* Flushed data stays cached: no backend read to serve it. */
+	reads = mem_be_calls(X.be, MEM_OP_READ);
+	assert_cache_has(f, want, len, "after flush");
+	ck_assert_uint_eq(mem_be_calls(X.be, MEM_OP_READ), reads);
+	free(want);
+}
+END_TEST
+
+START_TEST(test_writeback_off)
+{
+	size_t len = 10000;
+	unsigned char *want = pattern_new(len, 4);
+	struct cache_file *f;
+	struct be_node *n;
+
+	X.cfg.writeback = 0;
+	fx_open();
+	f = fx_file("a", NULL, 0, &n);
+	ck_assert_int_eq(cache_write(f, want, len, 0), (ssize_t)len);
+	/* Write-through: on the backend when the write returns. */
+	assert_backend_has(n, want, len, "backend right after the write");
+	ck_assert_uint_eq(stats().dirty_bytes, 0);
+	free(want);
+}
+END_TEST
+
+START_TEST(test_partial_block_merge)
+{
+	size_t blen = 3 * BS + 1000, mlen = 13500;
+	unsigned char *orig = pattern_new(blen, 5);
+	unsigned char *model = calloc(1, mlen);
+	unsigned char piece[600];
+	struct cache_file *f;
+	struct be_node *n;
+
+	fx_open();
+	/* On the backend, nothing of it in the cache. */
+	f = fx_file("b", orig, blen, &n);
+	memcpy(model, orig, blen);
+
+	pattern(piece, 100, 5000, 6);	/* inside block 1 */
+	ck_assert_int_eq(cache_write(f, piece, 100, 5000), 100);
+	memcpy(model + 5000, piece, 100);
+	pattern(piece, 200, 4000, 7);	/* across blocks 0 and 1 */
+	ck_assert_int_eq(cache_write(f, piece, 200, 4000), 200);
+	memcpy(model + 4000, piece, 200);
+	pattern(piece, 500, 13000, 8);	/* block 3, past the old end */
+	ck_assert_int_eq(cache_write(f, piece, 500, 13000), 500);
+	memcpy(model + 13000, piece, 500);
+	ck_assert_uint_gt(mem_be_calls(X.be, MEM_OP_READ), 0);
+
+	assert_cache_has(f, model, mlen, "partial writes merged");
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, model, mlen, "backend after partial writes");
+	free(orig);
+	free(model);
+}
+END_TEST
+
+START_TEST(test_partial_block_merge_across_chunks)
+{
+	size_t len = 2 * CS;
+	unsigned char *model = pattern_new(len, 9);
+	unsigned char piece[64];
+	struct cache_file *f;
+	struct be_node *n;
+
+	fx_open();
+	f = fx_file("b", model, len, &n);
+	pattern(piece, 10, CS - 5, 10);
+	ck_assert_int_eq(cache_write(f, piece, 10, CS - 5), 10);
+	memcpy(model + CS - 5, piece, 10);
+	pattern(piece, 33, 2 * CS - 33, 11);	/* the file's last bytes */
+	ck_assert_int_eq(cache_write(f, piece, 33, 2 * CS - 33), 33);
+	memcpy(model + 2 * CS - 33, piece, 33);
+
+	assert_cache_has(f, model, len, "merge across a chunk edge");
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, model, len, "backend");
+	free(model);
+}
+END_TEST
+
+START_TEST(test_holes_and_eof)
+{
+	size_t blen = 300000, len = 800010;
+	uint64_t far = (1 << 20) + 7, size = far + 10;
+	unsigned char *model = calloc(1, size), *got = malloc(size + 4096);
+	unsigned char piece[16];
+	struct cache_file *f;
+	struct be_node *n;
+
+	fx_open();
+	/* A new file with one write far from its start. */
+	f = fx_file("new", NULL, 0, &n);
+	pattern(piece, 10, far, 12);
+	ck_assert_int_eq(cache_write(f, piece, 10, far), 10);
+	memcpy(model + far, piece, 10);
+	assert_cache_has(f, model, size, "hole before the data");
+	/* At and past the end. */
+	ck_assert_int_eq(cache_read(f, NULL, got, 100, size), 0);
+	ck_assert_int_eq(cache_read(f, NULL, got, 100, size + 12345), 0);
+	ck_assert_int_eq(cache_read(f, NULL, got, 100, size - 5), 5);
+	assert_same(got, piece + 5, 5, "short read at the end");
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, model, size, "backend: hole, then the data");
+
+	/* A backend file, written past its end with a gap. */
+	memset(model, 0, size);
+	pattern(model, blen, 0, 13);
+	f = fx_file("old", model, blen, &n);
+	pattern(piece, 10, len - 10, 14);
+	ck_assert_int_eq(cache_write(f, piece, 10, len - 10), 10);
+	memcpy(model + len - 10, piece, 10);
+	assert_cache_has(f, model, len, "backend data, gap, new data");
+	ck_assert_int_eq(cache_read(f, NULL, got, 4096, len), 0);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, model, len, "backend after a write past its end");
+
+	/* A file only on the backend: reads stop at its end. */
+	f = fx_file("ro", model, blen, NULL);
+	ck_assert_int_eq(cache_read(f, NULL, got, 4096, blen), 0);
+	ck_assert_int_eq(cache_read(f, NULL, got, 4096, blen + CS), 0);
+	ck_assert_int_eq(cache_read(f, NULL, got, 4096, blen - 100), 100);
+	assert_same(got, model + blen - 100, 100,
+		    "short read of a backend file");
+	free(model);
+	free(got);
+}
+END_TEST
+
+START_TEST(test_truncate_dirty)
+{
+	size_t len1 = 600000, len2 = 300000, len3 = 700000;
+	unsigned char *model = calloc(1, len3), piece[16];
+	struct cache_file *f;
+	struct be_node *n;
+	struct be_attr a;
+
+	fx_open();
+	f = fx_file("t", NULL, 0, &n);
+	/* Keep the data dirty while we cut it. */
+	mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);
+	pattern(model, len1, 0, 15);
+	write_all(f, model, len1, 0, len1);
+	ck_assert_uint_gt(stats().dirty_bytes, 0);
+
+	ck_assert_int_eq(cache_file_truncate(f, len2, &a), 0);
+	ck_assert_uint_eq(a.size, len2);
+	memset(model + len2, 0, len3 - len2);
+	ck_assert_uint_eq(cache_file_size(f), len2);
+	assert_cache_has(f, model, len2, "after truncate down");
+
+	ck_assert_int_eq(cache_file_truncate(f, len3, &a), 0);
+	ck_assert_uint_eq(a.size, len3);
+	assert_cache_has(f, model, len3, "after truncate up");
+
+	pattern(piece, 10, 650000, 16);
+	ck_assert_int_eq(cache_write(f, piece, 10, 650000), 10);
+	memcpy(model + 650000, piece, 10);
+	assert_cache_has(f, model, len3, "after a write into the new part");
+
+	mem_be_fail(X.be, MEM_OP_WRITE, 0, 0);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, model, len3, "backend after truncates and flush");
+	ck_assert_uint_eq(stats().dirty_bytes, 0);
+	free(model);
+}
+END_TEST
+
+START_TEST(test_truncate_clean)
+{
+	size_t len = 2 * CS + 5000;
+	unsigned char *model = pattern_new(len, 17);
+	struct cache_file *f;
+	struct be_node *n;
+	struct be_attr a;
+
+	fx_open();
+	f = fx_file("t", model, len, &n);
+	assert_cache_has(f, model, len, "before");
+	ck_assert_int_eq(cache_file_truncate(f, CS + 123, &a), 0);
+	ck_assert_int_eq(cache_file_truncate(f, len, &a), 0);
+	memset(model + CS + 123, 0, len - CS - 123);
+	assert_cache_has(f, model, len, "truncated down and up");
+	assert_backend_has(n, model, len, "backend");
+	free(model);
+}
+END_TEST
+
+/* ---- consistency and integrity ---------------------------------------- */
+
+START_TEST(test_close_to_open)
+{
+	size_t len = 2 * CS;
+	unsigned char *a = pattern_new(len, 18), *b = pattern_new(len, 19);
+	struct cache_file *f;
+	struct be_node *n;
+	unsigned long reads;
+
+	fx_open();
+	f = fx_file("c", a, len, &n);
+	assert_cache_has(f, a, len, "first open");
+
+	/* Unchanged on the backend: served from the cache. */
+	reads = mem_be_calls(X.be, MEM_OP_READ);
+	f = fx_reopen(n);
+	assert_cache_has(f, a, len, "second open");
+	ck_assert_uint_eq(mem_be_calls(X.be, MEM_OP_READ), reads);
+
+	/* Another node rewrites it (same size); the next open sees it. */
+	ck_assert_int_eq(mem_be_set_data(X.be, n, b, len), 0);
+	f = fx_reopen(n);
+	assert_cache_has(f, b, len, "open after a change on the backend");
+	ck_assert_uint_gt(mem_be_calls(X.be, MEM_OP_READ), reads);
+
+	/* ... also when the size changes. */
+	ck_assert_int_eq(mem_be_set_data(X.be, n, a, CS + 10), 0);
+	f = fx_reopen(n);
+	assert_cache_has(f, a, CS + 10, "open after a shrink on the backend");
+	free(a);
+	free(b);
+}
+END_TEST
+
+START_TEST(test_checksum_clean_block_refetched)
+{
+	size_t len = 2 * CS;
+	unsigned char *want = pattern_new(len, 20), *got = malloc(len);
+	struct cache_file *f;
+	unsigned long reads;
+
+	fx_open();
+	f = fx_file("k", want, len, NULL);
+	assert_cache_has(f, want, len, "before");
+	ck_assert_uint_eq(stats().checksum_errors, 0);
+
+	corrupt(CS + 5000, 16);
+	reads = mem_be_calls(X.be, MEM_OP_READ);
+	ck_assert_int_eq(cache_read(f, NULL, got, BS, CS + BS), (ssize_t)BS);
+	assert_same(got, want + CS + BS, BS, "corrupt clean block");
+	ck_assert_uint_eq(stats().checksum_errors, 1);
+	ck_assert_uint_eq(mem_be_calls(X.be, MEM_OP_READ), reads + 1);
+	/* Repaired: the whole file reads right without more errors. */
+	assert_cache_has(f, want, len, "after the repair");
+	ck_assert_uint_eq(stats().checksum_errors, 1);
+	free(want);
+	free(got);
+}
+END_TEST
+
+START_TEST(test_checksum_dirty_block_eio)
+{
+	size_t len = 3 * BS;
+	unsigned char *want = pattern_new(len, 21), *got = malloc(len);
+	struct cache_file *f;
+	struct be_node *n;
+
+	fx_open();
+	f = fx_file("d", NULL, 0, &n);
+	mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);
+	ck_assert_int_eq(cache_write(f, want, len, 0), (ssize_t)len);
+	corrupt(BS + 10, 1);
+
+	ck_assert_int_eq(cache_read(f, NULL, got, BS, BS), -EIO);
+	ck_assert_int_eq(cache_read(f, NULL, got, len, 0), -EIO);
+	ck_assert_uint_ge(stats().checksum_errors, 1);
+	/* The good block next to it still reads. */
+	ck_assert_int_eq(cache_read(f, NULL, got, BS, 0), (ssize_t)BS);
+	assert_same(got, want, BS, "intact dirty block");
+
+	/* Wrong bytes never reach the backend; a rewrite heals it. */
+	pattern(want + BS, BS, BS, 22);
+	ck_assert_int_eq(cache_write(f, want + BS, BS, BS), (ssize_t)BS);
+	assert_cache_has(f, want, len, "after the rewrite");
+	mem_be_fail(X.be, MEM_OP_WRITE, 0, 0);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, want, len, "backend");
+	free(want);
+	free(got);
+}
+END_TEST
+
+/* ---- eviction ---------------------------------------------------------- */
+
+/* Read chunk idx; returns how many backend reads it took. */
+static unsigned long read_chunk(struct cache_file *f, uint64_t idx,
+				const unsigned char *want)
+{
+	unsigned long before = mem_be_calls(X.be, MEM_OP_READ);
+	unsigned char *got = malloc(CS);
+	struct cache_stats st;
+
+	ck_assert_int_eq(cache_read(f, NULL, got, CS, idx * CS), (ssize_t)CS);
+	assert_same(got, want + idx * CS, CS, "chunk contents");
+	free(got);
+	st = stats();
+	ck_assert_msg(st.cache_used_bytes <= X.cfg.size + EVICT_BATCH,
+		      "cache_used_bytes %llu > cache_size %llu + one batch",
+		      (unsigned long long)st.cache_used_bytes,
+		      (unsigned long long)X.cfg.size);
+	return mem_be_calls(X.be, MEM_OP_READ) - before;
+}
+
+START_TEST(test_evict_lru_order)
+{
+	size_t len = 26 * CS;
+	unsigned char *want = pattern_new(len, 23);
+	struct cache_file *f;
+	uint64_t i;
+
+	X.cfg.size = 24 * CS;
+	fx_open();
+	f = fx_file("big", want, len, NULL);
+	for (i = 0; i < 24; i++)
+		ck_assert_uint_eq(read_chunk(f, i, want), 1);
+	ck_assert_uint_eq(stats().chunks_evicted, 0);
+	ck_assert_uint_eq(stats().cache_used_bytes, 24 * CS);
+	/* Chunk 0 becomes the most recently used. */
+	ck_assert_uint_eq(read_chunk(f, 0, want), 0);
+	/* Over the limit by one: one chunk plus one batch goes, oldest first. */
+	ck_assert_uint_eq(read_chunk(f, 24, want), 1);
+	ck_assert_uint_eq(stats().chunks_evicted, 17);
+	ck_assert_uint_eq(stats().cache_used_bytes, 8 * CS);
+	ck_assert_uint_eq(read_chunk(f, 0, want), 0);
+	for (i = 18; i <= 24; i++)
+		ck_assert_msg(read_chunk(f, i, want) == 0,
+			      "recently used chunk %llu was evicted",
+			      (unsigned long long)i);
+	ck_assert_uint_eq(read_chunk(f, 1, want), 1);
+	ck_assert_uint_eq(read_chunk(f, 17, want), 1);
+	free(want);
+}
+END_TEST
+
+START_TEST(test_evict_never_dirty)
+{
+	size_t dlen = 2 * CS, clen = 8 * CS;
+	unsigned char *dirty = pattern_new(dlen, 24);
+	unsigned char *clean = pattern_new(clen, 25);
+	struct cache_file *fd, *fc;
+	struct be_node *nd;
+	uint64_t i;
+
+	X.cfg.size = 2 * CS;
+	fx_open();
+	fd = fx_file("dirty", NULL, 0, &nd);
+	fc = fx_file("clean", clean, clen, NULL);
+	mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);
+	write_all(fd, dirty, dlen, 0, 100000);
+	for (i = 0; i < 8; i++)
+		read_chunk(fc, i, clean);
+	for (i = 0; i < 8; i++)
+		read_chunk(fc, i, clean);
+	ck_assert_uint_gt(stats().chunks_evicted, 0);
+	ck_assert_uint_eq(stats().dirty_bytes, dlen);
+	/* The only copy of these bytes is the cache's. */
+	assert_cache_has(fd, dirty, dlen, "dirty data under eviction");
+	mem_be_fail(X.be, MEM_OP_WRITE, 0, 0);
+	ck_assert_int_eq(cache_file_flush(fd), 0);
+	assert_backend_has(nd, dirty, dlen, "backend");
+	free(dirty);
+	free(clean);
+}
+END_TEST
+
+/* ---- flushing under failures ------------------------------------------ */
+
+struct healer {
+	unsigned int after_ms;
+	atomic_int healed;
+};
+
+static void *heal_main(void *arg)
+{
+	struct healer *h = arg;
+
+	sleep_ms(h->after_ms);
+	atomic_store(&h->healed, 1);	/* before any write can succeed */
+	mem_be_fail(X.be, MEM_OP_WRITE, 0, 0);
+	return NULL;
+}
+
+START_TEST(test_backpressure)
+{
+	size_t len = 4 * CS;
+	unsigned char *want = pattern_new(len, 26);
+	struct healer h = { .after_ms = 500 };
+	struct cache_file *f;
+	struct be_node *n;
+	pthread_t tid;
+	double t0;
+	int i;
+
+	X.cfg.dirty_max = CS;
+	fx_open();
+	f = fx_file("bp", NULL, 0, &n);
+	mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);
+	t0 = now_ms();
+	ck_assert_int_eq(pthread_create(&tid, NULL, heal_main, &h), 0);
+	for (i = 0; i < 4; i++) {
+		ssize_t rc = cache_write(f, want + i * CS, CS, i * CS);
+
+		ck_assert_msg(rc == (ssize_t)CS, "write %d: %zd", i, rc);
+		if (i == 2)
+			ck_assert_msg(atomic_load(&h.healed),
+				      "write %d went past dirty_max while nothing could be flushed",
+				      i);
+	}
+	pthread_join(tid, NULL);
+	ck_assert_double_ge(now_ms() - t0, 450);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, want, len, "backend after backpressure");
+	ck_assert_uint_gt(stats().flush_retries, 0);
+	free(want);
+}
+END_TEST
+
+START_TEST(test_flush_retries_counted)
+{
+	size_t len = 100000;
+	unsigned char *want = pattern_new(len, 27);
+	struct cache_file *f;
+	struct be_node *n;
+	struct cache_stats st;
+
+	fx_open();
+	f = fx_file("r", NULL, 0, &n);
+	mem_be_fail(X.be, MEM_OP_WRITE, -EIO, 2);
+	ck_assert_int_eq(cache_write(f, want, len, 0), (ssize_t)len);
+	/* A transient error is retried, not reported. */
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, want, len, "backend after transient errors");
+	st = stats();
+	ck_assert_uint_eq(mem_be_failures(X.be, MEM_OP_WRITE), 2);
+	ck_assert_uint_eq(st.flush_retries, 2);
+	ck_assert_uint_eq(st.dirty_bytes, 0);
+	free(want);
+}
+END_TEST
+
+START_TEST(test_flush_permanent_error_reported)
+{
+	size_t len = 5000;
+	unsigned char *want = pattern_new(len, 28);
+	struct cache_file *f;
+	struct be_node *n;
+
+	fx_open();
+	f = fx_file("p", NULL, 0, &n);
+	mem_be_fail(X.be, MEM_OP_WRITE, -ENOSPC, -1);
+	ck_assert_int_eq(cache_write(f, want, len, 0), (ssize_t)len);
+	ck_assert_int_eq(cache_file_flush(f), -ENOSPC);
+	ck_assert(wait_for(some_flush_error, NULL, 2000));
+	ck_assert_uint_eq(stats().dirty_bytes, BS * 2);
+	/* Space again: the flusher keeps trying, and it goes out. */
+	mem_be_fail(X.be, MEM_OP_WRITE, 0, 0);
+	ck_assert(wait_for(no_dirty, NULL, 5000));
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, want, len, "backend after ENOSPC went away");
+	free(want);
+}
+END_TEST
+
+static void unlink_on_backend(const char *name)
+{
+	struct be_node *root;
+
+	ck_assert_int_eq(X.be->ops->root(X.be, &root, NULL), 0);
+	ck_assert_int_eq(X.be->ops->unlink(X.be, root, name), 0);
+	be_node_put(X.be, root);
+}
+
+static bool write_failed_once(void *arg)
+{
+	return mem_be_failures(X.be, MEM_OP_WRITE) >= 1;
+}
+
+/*
+ * Dirty data of f (named name on the backend) whose upload has been
+ * tried once -- so the flusher has looked at the backend's attributes --
+ * when another node removes the file; the next upload gets ESTALE.
+ */
+static void remove_under_dirty(struct cache_file *f, const char *name,
+			       const void *buf, size_t len)
+{
+	mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);
+	ck_assert_int_eq(cache_write(f, buf, len, 0), (ssize_t)len);
+	ck_assert(wait_for(write_failed_once, NULL, 5000));
+	unlink_on_backend(name);
+	mem_be_fail(X.be, MEM_OP_WRITE, 0, 0);
+}
+
+START_TEST(test_estale_drops_dirty)
+{
+	size_t len = 3000;
+	unsigned char *orig = pattern_new(CS, 29), *want = pattern_new(len, 30);
+	struct cache_file *f;
+	unsigned long calls;
+
+	fx_open();
+	f = fx_file("e", orig, CS, NULL);
+	remove_under_dirty(f, "e", want, len);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	ck_assert_uint_eq(stats().dirty_bytes, 0);
+
+	/* Nothing comes back after a restart either. */
+	ck_assert_int_eq(fx_close(), 0);
+	calls = mem_be_calls(X.be, MEM_OP_WRITE);
+	fx_open();
+	ck_assert_uint_eq(stats().dirty_bytes, 0);
+	sleep_ms(200);
+	ck_assert_uint_eq(mem_be_calls(X.be, MEM_OP_WRITE), calls);
+	free(orig);
+	free(want);
+}
+END_TEST
+
+/* ---- restart ----------------------------------------------------------- */
+
+START_TEST(test_lock_busy)
+{
+	struct cache *c2 = NULL;
+	char err[512], pid[32];
+	int rc;
+
+	fx_open();
+	rc = cache_open(&X.cfg, X.bes, 1, &c2, err, sizeof(err));
+	ck_assert_int_eq(rc, -EBUSY);
+	snprintf(pid, sizeof(pid), "pid %d", (int)getpid());
+	ck_assert_msg(strstr(err, pid), "'%s' does not name '%s'", err, pid);
+	ck_assert_msg(strstr(err, X.dir), "'%s' does not name the dir", err);
+
+	/* Free again once the first one is closed. */
+	ck_assert_int_eq(fx_close(), 0);
+	fx_open();
+}
+END_TEST
+
+START_TEST(test_restart_keeps_clean)
+{
+	size_t len = 2 * CS + 100;
+	unsigned char *a = pattern_new(len, 31), *b = pattern_new(len, 32);
+	struct cache_file *f;
+	struct be_node *na, *nb;
+	unsigned long reads;
+
+	fx_open();
+	f = fx_file("ra", a, len, &na);
+	assert_cache_has(f, a, len, "read");
+	f = fx_file("rb", NULL, 0, &nb);
+	write_all(f, b, len, 0, len);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	ck_assert_int_eq(fx_close(), 0);
+	/* The cache dropped its references to the nodes. */
+	ck_assert_int_eq(mem_be_node_refs(na), 1);
+	ck_assert_int_eq(mem_be_node_refs(nb), 1);
+
+	fx_open();
+	reads = mem_be_calls(X.be, MEM_OP_READ);
+	assert_cache_has(fx_reopen(na), a, len, "read file after restart");
+	assert_cache_has(fx_reopen(nb), b, len, "written file after restart");
+	ck_assert_uint_eq(mem_be_calls(X.be, MEM_OP_READ), reads);
+	free(a);
+	free(b);
+}
+END_TEST
+
+/*
+ * A daemon that dies with dirty data: a child process opens the cache,
+ * writes while every upload fails, and is killed with SIGKILL.
+ * Its copy of the backend is thrown away with it; ours never saw a byte.
+ */
+static void crash_after_write(struct be_node *n, const void *buf, size_t len,
+			      uint64_t off)
+{
+	int status;
+	pid_t pid;
+
+	ck_assert_ptr_null(X.c);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct cache *c;
+		struct cache_file *f;
+		struct be_attr a;
+		char err[512];
+
+		mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);
+		if (cache_open(&X.cfg, X.bes, 1, &c, err, sizeof(err)))
+			_exit(2);
+		if (X.be->ops->getattr(X.be, n, &a) ||
+		    cache_file_get(c, 0, n, &a, &f) < 0)
+			_exit(3);
+		if (cache_write(f, buf, len, off) != (ssize_t)len)
+			_exit(4);
+		kill(getpid(), SIGKILL);	/* no cleanup of any kind */
+		_exit(5);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+		      "crashing child: status 0x%x", status);
+}
+
+/* A backend file made before the cache is open, kept by the fixture. */
+static struct be_node *fx_backend_file(const char *name, const void *data,
+				       size_t len)
+{
+	struct be_node *n;
+
+	ck_assert_int_eq(mem_be_put_file(X.be, name, data, len, &n, NULL), 0);
+	ck_assert_int_lt(X.nnodes, MAX_TRACK);
+	X.nodes[X.nnodes++] = n;
+	return n;
+}
+
+START_TEST(test_crash_recovery_overwrite)
+{
+	size_t len = 2 * CS, plen = 300000;
+	unsigned char *orig = pattern_new(len, 33), *model = malloc(len);
+	unsigned char *piece = malloc(plen);
+	struct be_node *n;
+	int rc;
+
+	n = fx_backend_file("co", orig, len);
+	pattern(piece, plen, 100000, 34);
+	crash_after_write(n, piece, plen, 100000);
+	memcpy(model, orig, len);
+	memcpy(model + 100000, piece, plen);
+	assert_backend_has(n, orig, len, "backend before the restart");
+
+	/* The restart queues the dirty data; the backend works again. */
+	fx_open();
+	rc = cache_flush_all(X.c);
+	ck_assert_int_eq(rc, 0);
+	assert_backend_has(n, model, len, "backend after crash recovery");
+	assert_cache_has(fx_reopen(n), model, len, "cache after crash recovery");
+	ck_assert_uint_eq(stats().dirty_bytes, 0);
+	free(orig);
+	free(model);
+	free(piece);
+}
+END_TEST
+
+/*
+ * BUG (cache/chunk.c write_in_chunk() and cache/index.c index_open(),
+ * with cache/cache.c replay_file()): a write that extends a file updates
+ * f->size in memory and stores the chunk's index slot, but never the
+ * index header, which keeps the size of the last index_store_header()
+ * (0 for a new file).  After a crash, index_open() restores that stale
+ * size, and flush_chunk() (cache/flush.c, "Upload no further than the
+ * file's end": off < size) uploads nothing of the dirty blocks past it,
+ * then marks them clean: the data written before the crash is silently
+ * lost, and the file reads back short.
+ */
+START_TEST(bug_crash_recovery_extending_write_lost)
+{
+	size_t len = 300000;
+	unsigned char *model = pattern_new(len, 35);
+	struct be_node *n;
+	int rc;
+
+	n = fx_backend_file("cx", NULL, 0);
+	crash_after_write(n, model, len, 0);
+
+	fx_open();
+	rc = cache_flush_all(X.c);
+	ck_assert_int_eq(rc, 0);
+	assert_backend_has(n, model, len, "backend after crash recovery");
+	assert_cache_has(fx_reopen(n), model, len, "cache after crash recovery");
+}
+END_TEST
+
+/* ---- prefetch ---------------------------------------------------------- */
+
+START_TEST(test_prefetch_sequential)
+{
+	size_t len = 16 * CS;
+	unsigned char *want = pattern_new(len, 36), *got = malloc(2 * CS);
+	struct cache_stream s = { 0 };
+	struct cache_file *f;
+
+	X.cfg.readahead = 4 * CS;
+	fx_open();
+	f = fx_file("seq", want, len, NULL);
+	ck_assert_uint_eq(read_all(f, &s, got, 2 * CS, 0, 65536), 2 * CS);
+	assert_same(got, want, 2 * CS, "sequential read");
+	ck_assert_msg(wait_for(some_prefetch, NULL, 3000),
+		      "no prefetch after a sequential read");
+	free(want);
+	free(got);
+}
+END_TEST
+
+START_TEST(test_prefetch_not_random)
+{
+	static const unsigned int order[] = { 9, 3, 12, 6, 1, 14, 4, 11 };
+	size_t len = 16 * CS;
+	unsigned char *want = pattern_new(len, 37), *got = malloc(65536);
+	struct cache_stream s = { 0 };
+	struct cache_file *f;
+	size_t i;
+
+	X.cfg.readahead = 4 * CS;
+	fx_open();
+	f = fx_file("rnd", want, len, NULL);
+	for (i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		uint64_t off = order[i] * CS + 4096 * i;
+
+		ck_assert_int_eq(cache_read(f, &s, got, 65536, off), 65536);
+		assert_same(got, want + off, 65536, "random read");
+	}
+	sleep_ms(300);
+	ck_assert_uint_eq(stats().prefetch_chunks, 0);
+	free(want);
+	free(got);
+}
+END_TEST
+
+/* ---- known bugs -------------------------------------------------------- */
+
+/*
+ * cache_file_flush(f) on a thread, given 3 s.  If it does not return,
+ * the file is truncated to 0, which drops its dirty blocks and lets the
+ * flush return, so the test can clean up.  Returns whether it returned.
+ */
+static bool flush_returns(struct cache_file *f, int *rc)
+{
+	struct flush_job job = { .f = f };
+	struct be_attr a;
+	bool done;
+
+	ck_assert_int_eq(pthread_create(&job.tid, NULL, flush_main, &job), 0);
+	done = wait_for(job_done, &job, 3000);
+	if (!done)
+		cache_file_truncate(f, 0, &a);
+	pthread_join(job.tid, NULL);
+	if (rc)
+		*rc = job.rc;
+	return done;
+}
+
+/*
+ * BUG (cache/flush.c, flush_upload(): the first upload of a dirty
+ * episode calls getattr to look for a conflict, and "if (rc < 0) return
+ * rc;" hands ESTALE/ENOENT to after_round(), which retries it with
+ * backoff for ever; only flush_finish() knows that ESTALE means "gone"):
+ * when another node removes a file before this node's first upload of
+ * new dirty data, the upload is retried every 10 s for ever, the dirty
+ * data is never dropped, cache_file_flush() (close, fsync) never
+ * returns, and cache_close() gives up only after a minute.
+ */
+START_TEST(bug_estale_on_conflict_check_retried_forever)
+{
+	unsigned char *want = pattern_new(BS, 40);
+	struct cache_file *f;
+	int rc = 0;
+
+	fx_open();
+	f = fx_file("e", want, 3000, NULL);
+	unlink_on_backend("e");
+	/* A whole block: nothing to merge from the backend. */
+	ck_assert_int_eq(cache_write(f, want, BS, 0), (ssize_t)BS);
+	ck_assert_msg(flush_returns(f, &rc),
+		      "cache_file_flush() of a file removed on the backend did not return in 3 s (%llu flush retries so far)",
+		      (unsigned long long)stats().flush_retries);
+	ck_assert_int_eq(rc, 0);
+	free(want);
+}
+END_TEST
+
+/*
+ * BUG (cache/flush.c, flush_finish(): after a successful upload,
+ * "if (!ch->dirty) { f->dirty_chunks--; ..." also runs when file_gone()
+ * -- called meanwhile by another flusher that got ESTALE for the same
+ * file -- has already cleared ch->dirty and set f->dirty_chunks to 0):
+ * f->dirty_chunks wraps around to 2^64 - k.  From then on
+ * cache_file_flush() (and so close and fsync) on that file loops
+ * forever, cache_fixup_attr() keeps reporting the local size, and
+ * cache_file_get() never drops its stale data.
+ */
+START_TEST(bug_estale_race_dirty_chunks_underflow)
+{
+	unsigned char *want = pattern_new(4 * CS, 38);
+	struct cache_file *f;
+	uint64_t dirty_chunks;
+	unsigned long i, n;
+
+	X.cfg.flushers = 4;
+	fx_open();
+	f = fx_file("race", NULL, 0, NULL);
+	/*
+	 * Four uploads of the file in flight at once: one chunk at a time,
+	 * so that each flusher takes one (they batch what is queued).
+	 */
+	mem_be_gate(X.be, MEM_OP_WRITE, 1);
+	for (i = 0; i < 4; i++) {
+		ck_assert_int_eq(cache_write(f, want + i * CS, CS, i * CS),
+				 (ssize_t)CS);
+		n = i + 1;
+		ck_assert_msg(wait_for(writes_waiting, &n, 5000),
+			      "upload %lu did not start", n);
+	}
+	/* One is answered ESTALE at once, three succeed a bit later. */
+	mem_be_set_delay(X.be, MEM_OP_WRITE, 200);
+	mem_be_fail(X.be, MEM_OP_WRITE, -ESTALE, 1);
+	mem_be_gate(X.be, MEM_OP_WRITE, 0);
+	n = 4;
+	ck_assert(wait_for(writes_completed, &n, 5000));
+	ck_assert(wait_for(file_idle, f, 5000));
+	ck_assert_uint_eq(stats().dirty_bytes, 0);
+
+	pthread_mutex_lock(&f->lock);
+	dirty_chunks = f->dirty_chunks;
+	pthread_mutex_unlock(&f->lock);
+	ck_assert_msg(dirty_chunks == 0,
+		      "f->dirty_chunks is %llu after the file went away; cache_file_flush() would never return",
+		      (unsigned long long)dirty_chunks);
+	free(want);
+}
+END_TEST
+
+/*
+ * BUG (cache/flush.c, flush_upload(): "if (!ch || !ch->dirty ||
+ * ch->flushing || f->gone) { ...; return 0; }"): once a file was found
+ * gone (ESTALE: another client removed it) and its dirty data dropped,
+ * data written to it afterwards through a handle still open on this node
+ * stays dirty for ever: the flusher skips it
+ * without cleaning it, so cache_file_flush() (close, fsync) never
+ * returns, dirty_bytes never goes down (writers of every file eventually
+ * block on dirty_max), and cache_close() waits for ever because no
+ * flush_retries are counted.
+ */
+START_TEST(bug_write_after_gone_hangs_flush)
+{
+	unsigned char *want = pattern_new(2000, 39);
+	struct cache_file *f;
+
+	fx_open();
+	f = fx_file("gone", want, 2000, NULL);
+	remove_under_dirty(f, "gone", want, 1000);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	ck_assert_uint_eq(stats().dirty_bytes, 0);
+
+	ck_assert_int_eq(cache_write(f, want + 1000, 1000, 1000), 1000);
+	ck_assert_msg(flush_returns(f, NULL),
+		      "cache_file_flush() of a file written after it went away did not return in 3 s");
+	free(want);
+}
+END_TEST
+
+static bool reads_waiting(void *arg)
+{
+	return mem_be_waiting(X.be, MEM_OP_READ) >= 1;
+}
+
+static bool upload_done(void *arg)
+{
+	return mem_be_completed(X.be, MEM_OP_COMMIT) >= *(unsigned long *)arg;
+}
+
+struct read_job {
+	struct cache_file *f;
+	uint64_t off;
+	size_t len;
+	ssize_t rc;
+	pthread_t tid;
+};
+
+static void *read_main(void *arg)
+{
+	struct read_job *j = arg;
+	void *buf = malloc(j->len);
+
+	j->rc = cache_read(j->f, NULL, buf, j->len, j->off);
+	free(buf);
+	return NULL;
+}
+
+/*
+ * Regression test (failed before e50619d "Fix false write-back conflicts
+ * during a write stream"): the conflict check was skipped while
+ * f->inflight > 0, which also counts chunk fetches, so an upload that
+ * ran while a read fetched another chunk moved the backend's mtime
+ * unchecked; the next dirty episode then took this node's own upload
+ * for a change by another client, and file_conflict() moved the new
+ * dirty data to conflicts/: the backend never got the write.
+ */
+START_TEST(test_no_false_conflict_upload_during_fetch)
+{
+	size_t len = 2 * CS;
+	unsigned char *model = pattern_new(len, 41), *piece = malloc(BS);
+	struct read_job rj = { .off = CS, .len = BS };
+	struct cache_file *f;
+	struct be_node *n;
+	unsigned long one = 1;
+
+	fx_open();
+	f = fx_file("cf", model, len, &n);
+	/* A reader fetches chunk 1; the backend is slow to answer. */
+	mem_be_gate(X.be, MEM_OP_READ, 1);
+	rj.f = f;
+	ck_assert_int_eq(pthread_create(&rj.tid, NULL, read_main, &rj), 0);
+	ck_assert(wait_for(reads_waiting, NULL, 5000));
+	/* Meanwhile a whole block of chunk 0 is written and uploaded. */
+	pattern(piece, BS, 0, 42);
+	ck_assert_int_eq(cache_write(f, piece, BS, 0), (ssize_t)BS);
+	memcpy(model, piece, BS);
+	ck_assert(wait_for(upload_done, &one, 5000));
+	ck_assert(wait_for(no_dirty, NULL, 5000));
+	mem_be_gate(X.be, MEM_OP_READ, 0);
+	pthread_join(rj.tid, NULL);
+	ck_assert_int_eq(rj.rc, (ssize_t)BS);
+
+	/* Nobody else touched the file.  Another write: */
+	pattern(piece, BS, BS, 43);
+	ck_assert_int_eq(cache_write(f, piece, BS, BS), (ssize_t)BS);
+	memcpy(model + BS, piece, BS);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	ck_assert_msg(stats().conflicts == 0,
+		      "a conflict was declared, but only this node wrote the file");
+	assert_backend_has(n, model, len, "backend");
+	assert_cache_has(f, model, len, "cache");
+	free(model);
+	free(piece);
+}
+END_TEST
+
+/*
+ * BUG (cache/chunk.c write_in_chunk() with cache/flush.c flush_upload()):
+ * a writer bumps ch->dirty_seq before its pwrite and again only after
+ * it stored the new block sums; a flusher that took its snapshot (sums,
+ * dirty_seq) in between reads the half-updated block, finds the sum
+ * wrong and dirty_seq unchanged, and reports a checksum failure of dirty
+ * data: checksum_errors and flush_errors count, "dirty block fails its
+ * checksum" is logged as an error and the upload backs off -- although
+ * nothing is wrong.  Appending to a file in pieces that are not
+ * block-aligned while it uploads is enough.
+ */
+START_TEST(bug_write_during_upload_false_checksum_error)
+{
+	size_t piece = 1000;
+	unsigned char *want = pattern_new(CS, 44);
+	struct cache_file *f;
+	struct be_node *n;
+	struct cache_stats st;
+	int i;
+
+	fx_open();
+	f = fx_file("rw", NULL, 0, &n);
+	/* A full chunk goes out at once; keep rewriting parts of it. */
+	ck_assert_int_eq(cache_write(f, want, CS, 0), (ssize_t)CS);
+	for (i = 0; i < 30000 && !stats().checksum_errors; i++) {
+		uint64_t off = ((uint64_t)i * 7919) % (CS - piece);
+
+		pattern(want + off, piece, off, 47 + (unsigned int)i);
+		ck_assert_int_eq(cache_write(f, want + off, piece, off),
+				 (ssize_t)piece);
+	}
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, want, CS, "backend");
+	st = stats();
+	ck_assert_msg(st.checksum_errors == 0 && st.flush_errors == 0,
+		      "%llu checksum errors and %llu flush errors counted while rewriting a chunk being uploaded; nothing was corrupt",
+		      (unsigned long long)st.checksum_errors,
+		      (unsigned long long)st.flush_errors);
+	free(want);
+}
+END_TEST
+
+struct hammer {
+	struct cache_file *f;
+	atomic_int stop;
+	unsigned long eio, reads;
+	pthread_t tid;
+};
+
+static void *hammer_read(void *arg)
+{
+	struct hammer *h = arg;
+	unsigned char buf[2 * 4096];
+
+	while (!atomic_load(&h->stop)) {
+		ssize_t rc = cache_read(h->f, NULL, buf, sizeof(buf), 0);
+
+		h->reads++;
+		if (rc == -EIO)
+			h->eio++;
+	}
+	return NULL;
+}
+
+/*
+ * BUG (cache/chunk.c, read_in_chunk() and verify_blocks() against
+ * write_in_chunk()): a reader verifies the blocks it read against
+ * ch->sums, but a writer updates the cache file first and ch->sums only
+ * afterwards, with no lock held between: a read that runs while another
+ * thread writes the same dirty block sees new bytes and old sums and
+ * returns -EIO ("checksum mismatch on dirty data") to the application,
+ * and counts a checksum error.
+ */
+START_TEST(bug_read_during_write_eio)
+{
+	unsigned char *buf = pattern_new(2 * BS, 45);
+	struct hammer h = { 0 };
+	struct cache_file *f;
+	int i;
+
+	fx_open();
+	f = fx_file("rw", NULL, 0, NULL);
+	mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);	/* keep it dirty */
+	ck_assert_int_eq(cache_write(f, buf, 2 * BS, 0), (ssize_t)(2 * BS));
+	h.f = f;
+	ck_assert_int_eq(pthread_create(&h.tid, NULL, hammer_read, &h), 0);
+	for (i = 0; i < 3000; i++) {
+		pattern(buf, 2 * BS, (uint64_t)i, 46);
+		ck_assert_int_eq(cache_write(f, buf, 2 * BS, 0),
+				 (ssize_t)(2 * BS));
+	}
+	atomic_store(&h.stop, 1);
+	pthread_join(h.tid, NULL);
+	mem_be_fail(X.be, MEM_OP_WRITE, 0, 0);
+	ck_assert_msg(h.eio == 0,
+		      "%lu of %lu reads racing with writes of the same blocks returned EIO",
+		      h.eio, h.reads);
+	free(buf);
+}
+END_TEST
+
+static bool scanned(void *arg)
+{
+	return stats().cache_used_bytes >= *(uint64_t *)arg;
+}
+
+/*
+ * BUG (cache/evict.c, cache_evict_maybe(): "Not enough in memory: files
+ * cached by an earlier run" -- cold_evict() runs only when evicting every
+ * clean chunk loaded in this run did not free enough): after a restart
+ * with a full cache, the data read in this run is evicted before the
+ * files left by the earlier run, which nobody has touched since and are
+ * by definition older.  The new run's working set keeps being thrown
+ * out while the stale data stays: the hit rate collapses until every
+ * loaded chunk is gone.  Clean chunks are meant to go LRU.
+ */
+START_TEST(bug_restart_evicts_hot_before_cold)
+{
+	size_t alen = 32 * CS, blen = 2 * CS;
+	unsigned char *a = pattern_new(alen, 48), *b = pattern_new(blen, 49);
+	struct cache_file *f;
+	uint64_t want = alen;
+	uint64_t i;
+
+	X.cfg.size = 32 * CS;
+	fx_open();
+	f = fx_file("old", a, alen, NULL);
+	for (i = 0; i < 32; i++)
+		read_chunk(f, i, a);
+	ck_assert_int_eq(fx_close(), 0);
+
+	/* Restart: the earlier run's data is counted, not loaded. */
+	fx_open();
+	ck_assert_msg(wait_for(scanned, &want, 5000),
+		      "the earlier run's %llu bytes were not counted: %llu",
+		      (unsigned long long)want,
+		      (unsigned long long)stats().cache_used_bytes);
+	f = fx_file("new", b, blen, NULL);
+	ck_assert_uint_eq(read_chunk(f, 0, b), 1);
+	ck_assert_uint_eq(read_chunk(f, 1, b), 1);
+	/* The most recently used data of the cache must still be there. */
+	ck_assert_msg(read_chunk(f, 0, b) == 0 && read_chunk(f, 1, b) == 0,
+		      "chunks read a moment ago were evicted before data untouched since the last run (%llu chunks evicted)",
+		      (unsigned long long)stats().chunks_evicted);
+	free(a);
+	free(b);
+}
+END_TEST
+
+/*
+ * BUG (cache/cache.c, cache_close(): pthread_key_delete(c->ring_key)
+ * does not run the key's destructor): the io_uring of every thread still
+ * alive at cache_close() -- at least the caller's -- is leaked, one
+ * io_uring fd and its mappings per thread.
+ */
+START_TEST(bug_cache_close_leaks_ring)
+{
+	unsigned char buf[4096] = { 0 };
+	struct cache_file *f;
+	int before, after;
+	struct dirent *e;
+	DIR *d;
+
+	fx_open();
+	f = fx_file("warm", buf, sizeof(buf), NULL);
+	ck_assert_int_eq(cache_read(f, NULL, buf, sizeof(buf), 0), 4096);
+	ck_assert_int_eq(fx_close(), 0);
+
+	d = opendir("/proc/self/fd");
+	for (before = 0; (e = readdir(d));)
+		before++;
+	closedir(d);
+	fx_open();
+	f = fx_file("warm", buf, sizeof(buf), NULL);
+	ck_assert_int_eq(cache_read(f, NULL, buf, sizeof(buf), 0), 4096);
+	ck_assert_int_eq(fx_close(), 0);
+	d = opendir("/proc/self/fd");
+	for (after = 0; (e = readdir(d));)
+		after++;
+	closedir(d);
+	ck_assert_msg(after == before,
+		      "%d file descriptors before cache_open, %d after cache_close",
+		      before, after);
+}
+END_TEST
+
+struct test_entry {
+	const char *name;
+	const TTest *fn;
+	bool bug;	/* reproduced the bug in its comment until fixed */
+};
+
+#define T(fn) { #fn, fn, false }
+#define B(fn) { #fn, fn, true }
+
+
+/* STAGEFS_TEST=name runs only the tests whose name contains name. */
+static Suite *cache_suite(void)
+{
+	const char *only = getenv("STAGEFS_TEST");
+	Suite *s = suite_create("cache");
+	TCase *tc = tcase_create("core");
+	TCase *bugs = tcase_create("known_bugs");
+	const struct test_entry tests[] = {
+		T(test_write_read_back),
+		T(test_flush_uploads),
+		T(test_writeback_off),
+		T(test_partial_block_merge),
+		T(test_partial_block_merge_across_chunks),
+		T(test_holes_and_eof),
+		T(test_truncate_dirty),
+		T(test_truncate_clean),
+		T(test_close_to_open),
+		T(test_checksum_clean_block_refetched),
+		T(test_checksum_dirty_block_eio),
+		T(test_evict_lru_order),
+		T(test_evict_never_dirty),
+		T(test_backpressure),
+		T(test_flush_retries_counted),
+		T(test_flush_permanent_error_reported),
+		T(test_estale_drops_dirty),
+		T(test_lock_busy),
+		T(test_restart_keeps_clean),
+		T(test_crash_recovery_overwrite),
+		T(test_prefetch_sequential),
+		T(test_prefetch_not_random),
+		T(test_no_false_conflict_upload_during_fetch),
+		B(bug_crash_recovery_extending_write_lost),
+		B(bug_estale_on_conflict_check_retried_forever),
+		B(bug_estale_race_dirty_chunks_underflow),
+		B(bug_write_after_gone_hangs_flush),
+		B(bug_write_during_upload_false_checksum_error),
+		B(bug_read_during_write_eio),
+		B(bug_restart_evicts_hot_before_cold),
+		B(bug_cache_close_leaks_ring),
+	};
+	size_t i;
+
+	tcase_add_checked_fixture(tc, fx_setup, fx_teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(bugs, fx_setup, fx_teardown);
+	tcase_set_timeout(bugs, 60);
+	for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+		if (only && !strstr(tests[i].name, only))
+			continue;
+		tcase_add_test(tests[i].bug ? bugs : tc, tests[i].fn);
+	}
+	suite_add_tcase(s, tc);
+	suite_add_tcase(s, bugs);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	strcpy(base_dir, "/tmp/stagefs-unit-cache-XXXXXX");
+	if (!mkdtemp(base_dir)) {
+		perror("mkdtemp");
+		return EXIT_FAILURE;
+	}
+	log_init(0, getenv("STAGEFS_TEST_LOG") ? LOG_LVL_DEBUG : LOG_LVL_ERR);
+	sr = srunner_create(cache_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	nftw(base_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
