@@ -17,6 +17,9 @@
 
 #include "config.h"
 
+/* Connections served at once; more are told to come back. */
+#define CTL_MAX_CONN 64
+
 struct ctl {
 	struct sfs *s;
 	int lfd;
@@ -51,35 +54,145 @@ static void say(int fd, const char *fmt, ...)
 		return;	/* the client went away; nothing to tell */
 }
 
-#define STAT_FIELDS(X)                                                    \
-	X(bytes_read_cache) X(bytes_read_backend) X(bytes_written)        \
-	X(bytes_flushed) X(dirty_bytes) X(cache_used_bytes)                \
-	X(chunks_evicted) X(checksum_errors) X(flush_errors)               \
-	X(flush_retries) X(prefetch_chunks) X(flush_queue) X(files)
+/* name, kind (counter or gauge), help */
+#define STAT_FIELDS(X)                                                      \
+	X(bytes_read_cache, counter, "bytes served to readers")            \
+	X(bytes_read_backend, counter, "bytes fetched from the backend")   \
+	X(bytes_written, counter, "bytes written by applications")         \
+	X(bytes_flushed, counter, "bytes uploaded to the backend")         \
+	X(dirty_bytes, gauge, "bytes not yet on the backend")              \
+	X(cache_used_bytes, gauge, "bytes cached on the local device")     \
+	X(chunks_evicted, counter, "chunks evicted")                        \
+	X(checksum_errors, counter, "cached blocks that failed their checksum") \
+	X(flush_errors, counter, "uploads that failed for a reason waiting will not cure") \
+	X(flush_retries, counter, "uploads retried")                        \
+	X(prefetch_chunks, counter, "chunks fetched ahead of readers")     \
+	X(flush_queue, gauge, "chunks waiting for upload")                 \
+	X(files, gauge, "files in the cache table")                         \
+	X(conflicts, counter, "local versions kept aside after a write-back conflict")
+
+/* A histogram as JSON: [n0, n1, ...], bucket i = [2^i, 2^(i+1)) us. */
+static void say_hist_json(int fd, const char *name, const uint64_t *h)
+{
+	int i;
+
+	say(fd, ", \"%s\": [", name);
+	for (i = 0; i < CACHE_HIST_BUCKETS; i++)
+		say(fd, "%s%llu", i ? ", " : "", (unsigned long long)h[i]);
+	say(fd, "]");
+}
+
+/* The latency below which a fraction q of the operations finished. */
+static unsigned long long hist_quantile(const uint64_t *h, double q)
+{
+	uint64_t total = 0, seen = 0;
+	int i;
+
+	for (i = 0; i < CACHE_HIST_BUCKETS; i++)
+		total += h[i];
+	for (i = 0; i < CACHE_HIST_BUCKETS && total; i++) {
+		seen += h[i];
+		if ((double)seen >= q * (double)total)
+			return 2ULL << i;	/* upper bound of the bucket */
+	}
+	return 0;
+}
+
+static void say_hist_text(int fd, const char *name, const char *what,
+			  const uint64_t *h)
+{
+	if (!hist_quantile(h, 1.0)) {
+		say(fd, "%-20s - (no %s yet)\n", name, what);
+		return;
+	}
+	say(fd, "%-20s p50 < %llu, p99 < %llu (%s)\n", name,
+	    hist_quantile(h, 0.5), hist_quantile(h, 0.99), what);
+}
+
+/* Prometheus label values escape backslash, quote and newline. */
+static void prom_label(const char *in, char *out, size_t len)
+{
+	size_t j = 0;
+
+	for (; *in && j + 3 < len; in++) {
+		if (*in == '\\' || *in == '"' || *in == '\n') {
+			out[j++] = '\\';
+			out[j++] = *in == '\n' ? 'n' : *in;
+		} else {
+			out[j++] = *in;
+		}
+	}
+	out[j] = '\0';
+}
+
+static void say_hist_prom(int fd, const char *name, const char *help,
+			  const char *label, const uint64_t *h)
+{
+	uint64_t cum = 0;
+	int i;
+
+	say(fd, "# HELP stagefs_%s %s\n# TYPE stagefs_%s histogram\n", name,
+	    help, name);
+	for (i = 0; i < CACHE_HIST_BUCKETS; i++) {
+		cum += h[i];
+		say(fd, "stagefs_%s_bucket{mountpoint=\"%s\",le=\"%g\"} %llu\n",
+		    name, label, (double)(2ULL << i) / 1e6,
+		    (unsigned long long)cum);
+	}
+	say(fd, "stagefs_%s_bucket{mountpoint=\"%s\",le=\"+Inf\"} %llu\n",
+	    name, label, (unsigned long long)cum);
+	say(fd, "stagefs_%s_count{mountpoint=\"%s\"} %llu\n", name, label,
+	    (unsigned long long)cum);
+}
 
 static void cmd_stats(struct ctl *ctl, int fd, const char *fmt)
 {
 	struct cache_stats st;
+	char label[1024];
 	const char *sep = "";
 
 	cache_get_stats(ctl->s->cache, &st);
 	say(fd, "ok\n");
 	if (!strcmp(fmt, "json")) {
 		say(fd, "{");
-#define X(f) say(fd, "%s\"" #f "\": %llu", sep, (unsigned long long)st.f), sep = ", ";
+#define X(f, kind, help) say(fd, "%s\"" #f "\": %llu", sep, (unsigned long long)st.f), sep = ", ";
 		STAT_FIELDS(X)
 #undef X
-		say(fd, ", \"cache_size\": %llu, \"dirty_max\": %llu}\n",
+		say(fd, ", \"cache_size\": %llu, \"dirty_max\": %llu",
 		    (unsigned long long)ctl->s->cfg.cache.size,
 		    (unsigned long long)ctl->s->cfg.cache.dirty_max);
+		say_hist_json(fd, "backend_read_us_hist", st.be_read_us);
+		say_hist_json(fd, "backend_write_us_hist", st.be_write_us);
+		say(fd, "}\n");
 	} else if (!strcmp(fmt, "prometheus")) {
-#define X(f) say(fd, "stagefs_" #f "{mountpoint=\"%s\"} %llu\n", ctl->s->cfg.mountpoint, (unsigned long long)st.f);
+		prom_label(ctl->s->cfg.mountpoint, label, sizeof(label));
+#define X(f, kind, help)                                                       \
+	say(fd, "# HELP stagefs_%s%s %s\n# TYPE stagefs_%s%s " #kind "\n"        \
+		"stagefs_%s%s{mountpoint=\"%s\"} %llu\n",                         \
+	    #f, !strcmp(#kind, "counter") ? "_total" : "", help, #f,          \
+	    !strcmp(#kind, "counter") ? "_total" : "", #f,                     \
+	    !strcmp(#kind, "counter") ? "_total" : "", label,                  \
+	    (unsigned long long)st.f);
 		STAT_FIELDS(X)
 #undef X
+		say(fd, "# HELP stagefs_cache_size_bytes cache_size option\n# TYPE stagefs_cache_size_bytes gauge\nstagefs_cache_size_bytes{mountpoint=\"%s\"} %llu\n",
+		    label, (unsigned long long)ctl->s->cfg.cache.size);
+		say(fd, "# HELP stagefs_dirty_max_bytes dirty_max option\n# TYPE stagefs_dirty_max_bytes gauge\nstagefs_dirty_max_bytes{mountpoint=\"%s\"} %llu\n",
+		    label, (unsigned long long)ctl->s->cfg.cache.dirty_max);
+		say_hist_prom(fd, "backend_read_seconds",
+			      "chunk fetches from the backend", label,
+			      st.be_read_us);
+		say_hist_prom(fd, "backend_write_seconds",
+			      "chunk uploads to the backend", label,
+			      st.be_write_us);
 	} else {
-#define X(f) say(fd, "%-20s %llu\n", #f, (unsigned long long)st.f);
+#define X(f, kind, help) say(fd, "%-20s %llu\n", #f, (unsigned long long)st.f);
 		STAT_FIELDS(X)
 #undef X
+		say_hist_text(fd, "backend_read_us", "chunk fetches",
+			      st.be_read_us);
+		say_hist_text(fd, "backend_write_us", "chunk uploads",
+			      st.be_write_us);
 	}
 	(void)sep;
 }
@@ -182,11 +295,19 @@ static void *conn_main(void *arg)
 	struct ctl_conn *c = arg;
 	struct ctl *ctl = c->ctl;
 	char line[512], *cmd, *rest;
-	ssize_t n = read(c->fd, line, sizeof(line) - 1);
+	size_t len = 0;
+	ssize_t n;
 
-	if (n <= 0)
+	/* One line, however the client's writes split it. */
+	while (len < sizeof(line) - 1 && !memchr(line, '\n', len)) {
+		n = read(c->fd, line + len, sizeof(line) - 1 - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	if (!len)
 		goto out;
-	line[n] = '\0';
+	line[len] = '\0';
 	line[strcspn(line, "\r\n")] = '\0';
 	cmd = strtok_r(line, " ", &rest);
 	if (!cmd) {
@@ -257,6 +378,14 @@ static void *ctl_main(void *arg)
 		c->fd = fd;
 		c->uid = cred.uid;
 		pthread_mutex_lock(&ctl->lock);
+		if (ctl->active >= CTL_MAX_CONN) {
+			pthread_mutex_unlock(&ctl->lock);
+			say(fd, "error: busy: %d requests in progress\n",
+			    CTL_MAX_CONN);
+			close(fd);
+			free(c);
+			continue;
+		}
 		ctl->active++;
 		pthread_mutex_unlock(&ctl->lock);
 		if (pthread_create(&t, NULL, conn_main, c) == 0) {

@@ -11,8 +11,8 @@
  * answers "ok\n" followed by the payload, or one line "error: ...\n",
  * and closes the connection.  ARG is the st_ino of a file in the mount.
  *
- * Thread safety: one thread serves the socket, a connection at a time
- * for quick commands; flush and prefetch get a thread of their own.
+ * Thread safety: one thread accepts; every connection is served by a
+ * thread of its own (so a client can poll stats while its flush runs).
  */
 #ifndef STAGEFS_CTL_H
 #define STAGEFS_CTL_H
