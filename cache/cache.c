@@ -331,8 +331,17 @@ void cache_fixup_attr(struct cache *c, int be_idx, struct be_attr *attr)
 	f = table_find(c, be_idx, attr->fileid);
 	if (f) {
 		pthread_mutex_lock(&f->lock);
-		if (f->dirty_chunks || f->inflight)
+		if (f->dirty_chunks || f->inflight) {
+			/* Writes not on the backend yet: the local view. */
 			attr->size = f->size;
+			if (f->dirty_chunks &&
+			    (f->mtime.tv_sec > attr->mtime.tv_sec ||
+			     (f->mtime.tv_sec == attr->mtime.tv_sec &&
+			      f->mtime.tv_nsec > attr->mtime.tv_nsec))) {
+				attr->mtime = f->mtime;
+				attr->ctime = f->mtime;
+			}
+		}
 		pthread_mutex_unlock(&f->lock);
 	}
 	pthread_mutex_unlock(&c->table_lock);

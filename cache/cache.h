@@ -129,7 +129,8 @@ void cache_file_put(struct cache_file *f);
 
 /*
  * Correct a backend's attributes for data that is still in the cache:
- * the size (and mtime) of a file with dirty data are the local ones.
+ * the size of a file with dirty data is the local one, and its mtime and
+ * ctime are those of the last local write if that is later.
  */
 void cache_fixup_attr(struct cache *c, int be_idx, struct be_attr *attr);
 

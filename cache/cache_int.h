@@ -114,6 +114,7 @@ struct cache_file {
 	struct be_gen gen;	/* backend generation the clean data is of */
 	uint64_t be_size;	/* size on the backend as far as we know */
 	uint64_t size;		/* size as this node sees it */
+	struct timespec mtime;	/* of the last local write (for getattr) */
 	uint64_t nchunks;	/* entries in chunks[] */
 	struct chunk **chunks;	/* NULL where nothing is cached */
 	uint64_t dirty_chunks;

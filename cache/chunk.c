@@ -521,6 +521,7 @@ out_reader:
 		f->dirty_chunks++;
 	/* A crash must not forget that the file grew (the flusher sends
 	 * no byte past f->size): the header goes with the slot. */
+	clock_gettime(CLOCK_REALTIME, &f->mtime);
 	if (off + len > f->size) {
 		f->size = off + len;
 		index_store_header(f);
