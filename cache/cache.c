@@ -519,6 +519,7 @@ struct replay {
 	struct cache *c;
 	struct rfile *files;
 	uint64_t unknown;	/* records of backends not mounted now */
+	uint64_t bad_chunk;	/* a record's chunk number out of range */
 };
 
 static struct rfile *rfile_find(struct replay *r, int be_idx,
@@ -553,6 +554,10 @@ static int replay_rec(void *arg, enum jrec_type type, const char *spec,
 	if (be_idx == r->c->nbe) {
 		r->unknown++;
 		return 0;
+	}
+	if (chunk >= CACHE_MAX_CHUNKS) {
+		r->bad_chunk = chunk;
+		return -EUCLEAN;	/* no record this cache wrote */
 	}
 	rf = rfile_find(r, be_idx, fileid, type != JREC_CLEAN);
 	if (!rf)
@@ -700,6 +705,10 @@ static int replay(struct cache *c, char *err, size_t errlen)
 	int rc;
 
 	rc = journal_replay(c->journal, replay_rec, &r, err, errlen);
+	if (rc == -EUCLEAN && r.bad_chunk)
+		snprintf(err, errlen,
+			 "cache dir %s: journal names chunk %llu, beyond any file this cache holds; refusing to guess which dirty data is safe (move the cache dir aside to start empty)",
+			 c->cfg->dir, (unsigned long long)r.bad_chunk);
 	for (rf = r.files; rf && rc == 0; rf = rf->next) {
 		if (!rf->nchunks)
 			continue;

@@ -225,6 +225,18 @@ static inline uint64_t chunk_start(struct cache *c, uint64_t idx)
 	return idx * c->cfg->chunk_size;
 }
 
+/*
+ * A file's chunks are an array indexed by chunk number, so the largest
+ * file the cache takes is bounded: 2^24 chunks (64 TiB with 4 MiB chunks,
+ * a 128 MiB array at worst).  Larger offsets get EFBIG.
+ */
+#define CACHE_MAX_CHUNKS (1ULL << 24)
+
+static inline uint64_t cache_max_size(const struct cache *c)
+{
+	return CACHE_MAX_CHUNKS * c->cfg->chunk_size;
+}
+
 static inline uint64_t popcount64(uint64_t x)
 {
 	return (uint64_t)__builtin_popcountll(x);

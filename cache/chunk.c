@@ -49,6 +49,8 @@ struct chunk *file_chunk(struct cache_file *f, uint64_t idx, bool create)
 	struct chunk *ch;
 	int rc;
 
+	if (idx >= CACHE_MAX_CHUNKS)
+		return NULL;	/* callers refuse such offsets first */
 	if (idx >= f->nchunks) {
 		uint64_t n = f->nchunks ? f->nchunks : 16;
 		struct chunk **nc;
@@ -387,8 +389,10 @@ static void stream_advance(struct cache_file *f, struct cache_stream *s,
 {
 	struct cache *c = f->c;
 	uint64_t cs = c->cfg->chunk_size, ra = c->cfg->readahead;
-	uint64_t end, idx, last;
+	uint64_t end, idx, last, first = 0, n = 0;
 
+	/* Two workers may serve reads of one handle at once: f->lock. */
+	pthread_mutex_lock(&f->lock);
 	if (off == s->next_off && off) {
 		s->seq_count++;
 	} else if (off != s->next_off) {
@@ -397,17 +401,23 @@ static void stream_advance(struct cache_file *f, struct cache_stream *s,
 		s->prefetched = 0;
 	}
 	s->next_off = off + len;
-	if (s->seq_count < 2 || !ra)
-		return;
-	/* The window starts at two chunks and doubles up to readahead. */
-	s->window = s->window ? min_u64(s->window * 2, ra) : min_u64(2 * cs, ra);
-	end = min_u64(s->next_off + s->window, cache_file_size(f));
-	idx = (s->prefetched > s->next_off ? s->prefetched : s->next_off) / cs;
-	last = end ? (end - 1) / cs : 0;
-	for (; idx <= last && end; idx++) {
-		cache_queue_prefetch(f, idx);
-		s->prefetched = (idx + 1) * cs;
+	if (s->seq_count >= 2 && ra) {
+		/* The window starts at two chunks, doubles up to readahead. */
+		s->window = s->window ? min_u64(s->window * 2, ra) :
+					min_u64(2 * cs, ra);
+		end = min_u64(s->next_off + s->window, f->size);
+		idx = (s->prefetched > s->next_off ? s->prefetched :
+						     s->next_off) / cs;
+		last = end ? (end - 1) / cs : 0;
+		if (end && idx <= last) {
+			first = idx;
+			n = last - idx + 1;
+			s->prefetched = (last + 1) * cs;
+		}
 	}
+	pthread_mutex_unlock(&f->lock);
+	for (idx = first; idx < first + n; idx++)
+		cache_queue_prefetch(f, idx);
 }
 
 ssize_t cache_read(struct cache_file *f, struct cache_stream *s, void *buf,
@@ -420,6 +430,8 @@ ssize_t cache_read(struct cache_file *f, struct cache_stream *s, void *buf,
 	if (off >= fsize)
 		return 0;
 	size = (size_t)min_u64(size, fsize - off);
+	if (off + size > cache_max_size(c))
+		return -EFBIG;
 	if (s)
 		stream_advance(f, s, off, size);
 	while (done < size) {
@@ -558,6 +570,8 @@ ssize_t cache_write(struct cache_file *f, const void *buf, size_t size,
 
 	if (!size)
 		return 0;
+	if (off + size > cache_max_size(c) || off + size < off)
+		return -EFBIG;
 	wait_for_space(c);
 	pthread_mutex_lock(&f->wlock);
 	while (done < size) {
@@ -625,6 +639,8 @@ int cache_file_truncate(struct cache_file *f, uint64_t size,
 	char *tmp = NULL;
 	int rc;
 
+	if (size > cache_max_size(c))
+		return -EFBIG;
 	pthread_mutex_lock(&f->wlock);
 	pthread_mutex_lock(&f->lock);
 	f->trunc_seq++;

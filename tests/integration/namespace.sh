@@ -75,7 +75,7 @@ bad() {
 	local pattern=$1
 	printf '%b' "$2" >"$TEST_TMP/bad.ns"
 	mount_should_fail lus "$TEST_TMP/mnt-bad" "$TEST_TMP/cache" "namespace=$TEST_TMP/bad.ns"
-	[[ $MOUNT_ERR == *"$TEST_TMP/bad.ns:"*"$pattern"* ]] || fail "bad namespace ($pattern): $MOUNT_ERR"
+	[[ $MOUNT_ERR == *"$TEST_TMP/bad.ns$pattern"* ]] || fail "bad namespace ($pattern): $MOUNT_ERR"
 	info "refused: $MOUNT_ERR"
 }
 bad ":2: junction '/p/q' overlaps '/p'" "/p $TEST_TMP/projA\n/p/q $TEST_TMP/projB\n"
