@@ -102,7 +102,20 @@ static inline int be_gen_equal(const struct be_gen *a, const struct be_gen *b)
 struct be_node {
 	uint64_t fileid;
 	atomic_int refs;
+	/*
+	 * A hash of the object's handle, 0 if the backend has none.  A
+	 * server reuses an unlinked file's fileid (inode number) for a new
+	 * file; the handle tells them apart, so the identity of an object
+	 * is (fileid, hkey).
+	 */
+	uint64_t hkey;
 };
+
+static inline int be_node_same(const struct be_node *a,
+			       const struct be_node *b)
+{
+	return a->fileid == b->fileid && a->hkey == b->hkey;
+}
 
 /* Who asked: new objects get this owner. */
 struct be_cred {
@@ -236,6 +249,8 @@ struct be_ops {
 struct be {
 	const struct be_ops *ops;
 	char *spec;		/* the BACKEND string it was opened with */
+	/* Requests the backend sent again (reconnects, server busy). */
+	atomic_uint_fast64_t retries;
 };
 
 /* Tunables a backend may use; zero means "the backend's default". */

@@ -37,6 +37,8 @@
 #include "backend_int.h"
 #include "nfs_int.h"
 
+#include <xxhash.h>
+
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -124,6 +126,7 @@ static struct nfs_node *node_new(const void *fh, uint32_t len,
 		return NULL;
 	n->base.fileid = fileid;
 	atomic_init(&n->base.refs, 1);
+	n->base.hkey = XXH3_64bits(fh, len);
 	n->fh_len = len;
 	memcpy(n->fh, fh, len);
 	pthread_mutex_init(&n->lock, NULL);
@@ -2020,6 +2023,7 @@ static int nfsbe_open(const char *spec, const struct be_params *params,
 	pp.connect_timeout_ms = timeout_ms;
 	pp.stall_ms = 2 * (timeout_ms > 10000 ? timeout_ms : 10000);
 	pp.retry_deadline_ms = retry_ms;
+	pp.retries = &nb->be.retries;
 	rc = nfs_pool_create(&pp, &nb->pool);
 	if (rc < 0) {
 		snprintf(err, errlen, "%s: cannot start connections: %s", spec,
@@ -2030,7 +2034,7 @@ static int nfsbe_open(const char *spec, const struct be_params *params,
 			   errlen);
 	if (rc < 0)
 		goto out_free;
-	log_msg(LOG_LVL_INFO, "nfs",
+	log_msg(LOG_LVL_DEBUG, "nfs",
 		"%s: NFSv3, %u connections, rsize %u, wsize %u", spec,
 		nconnect, nb->rsize, nb->wsize);
 	*out = &nb->be;

@@ -481,8 +481,12 @@ static void conn_teardown(struct nfs_conn *conn, uint64_t now, int stopping)
 			/* another connection is up: go there now */
 			atomic_fetch_sub(&conn->load, c->weight);
 			c->conn = NULL;
+			if (pool->p.retries)
+				atomic_fetch_add(pool->p.retries, 1);
 			nfs_pool_submit(pool, c);
 		} else {
+			if (pool->p.retries)
+				atomic_fetch_add(pool->p.retries, 1);
 			list_add(&conn->waiting, c);
 		}
 	}

@@ -26,6 +26,7 @@
 #define STAGEFS_NFS_INT_H
 
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 /* ---- nfs_url.c ---------------------------------------------------- */
@@ -134,6 +135,7 @@ struct nfs_pool_params {
 	unsigned int connect_timeout_ms;
 	unsigned int stall_ms;		/* no reply this long: reconnect */
 	unsigned int retry_deadline_ms;
+	atomic_uint_fast64_t *retries;	/* counts calls sent again */
 };
 
 int nfs_pool_create(const struct nfs_pool_params *p, struct nfs_pool **out);

@@ -27,6 +27,7 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 struct posix_be {
 	struct be base;
@@ -95,6 +96,22 @@ static int fd_attr(int fd, struct be_attr *attr, struct stat *stout)
 	return 0;
 }
 
+/* A hash of the file's handle (it holds the inode's generation), or 0. */
+static uint64_t handle_key(int fd)
+{
+	union {
+		struct file_handle fh;
+		char space[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+	} h;
+	int mnt_id;
+
+	h.fh.handle_bytes = MAX_HANDLE_SZ;
+	if (name_to_handle_at(fd, "", &h.fh, &mnt_id, AT_EMPTY_PATH) < 0)
+		return 0;
+	return XXH3_64bits(h.fh.f_handle, h.fh.handle_bytes) ^
+	       (uint64_t)(uint32_t)h.fh.handle_type;
+}
+
 /* Wrap an O_PATH fd into a node; takes ownership of fd. */
 static int node_from_fd(int fd, struct be_node **out, struct be_attr *attr)
 {
@@ -116,6 +133,7 @@ static int node_from_fd(int fd, struct be_node **out, struct be_attr *attr)
 	}
 	pn->base.fileid = st.st_ino;
 	atomic_init(&pn->base.refs, 1);
+	pn->base.hkey = handle_key(fd);
 	pn->fd = fd;
 	pn->type = st.st_mode & S_IFMT;
 	pn->rwfd = -1;

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #define TABLE_SIZE 4096
 
@@ -56,20 +57,24 @@ static size_t key_hash(int be_idx, uint64_t fileid)
 }
 
 /* Find a file in the table; c->table_lock held. */
+/* Find a file; ANY_HKEY matches any handle (the newest entry). */
+#define ANY_HKEY (~0ULL)
+
 static struct cache_file *table_find(struct cache *c, int be_idx,
-				     uint64_t fileid)
+				     uint64_t fileid, uint64_t hkey)
 {
 	struct cache_file *f = c->table[key_hash(be_idx, fileid)];
 
-	while (f && !(f->be_idx == be_idx && f->fileid == fileid))
+	while (f && !(f->be_idx == be_idx && f->fileid == fileid &&
+		      (hkey == ANY_HKEY || f->hkey == hkey)))
 		f = f->hnext;
 	return f;
 }
 
 struct cache_file *cache_table_find(struct cache *c, int be_idx,
-				    uint64_t fileid)
+				    uint64_t fileid, uint64_t hkey)
 {
-	return table_find(c, be_idx, fileid);
+	return table_find(c, be_idx, fileid, hkey);
 }
 
 void cache_file_ref(struct cache_file *f)
@@ -118,9 +123,20 @@ int cache_journal(struct cache *c, enum jrec_type type, struct cache_file *f,
 					    f->fileid, 0, h, len);
 		f->jfile = rc == 0;
 	}
-	if (rc == 0)
+	if (rc == 0 && type == JREC_DROP) {
+		/* Names the handle: the fileid may be another file's now. */
+		unsigned char h[BE_HANDLE_MAX];
+		size_t len = sizeof(h);
+
+		if (file_be(f)->ops->node_encode(file_be(f), f->node, h,
+						 &len) < 0)
+			len = 0;
+		rc = journal_append(c->journal, type, spec, f->fileid, chunk,
+				    h, len);
+	} else if (rc == 0) {
 		rc = journal_append(c->journal, type, spec, f->fileid, chunk,
 				    NULL, 0);
+	}
 	if (type == JREC_DROP)
 		f->jfile = false;
 	pthread_mutex_unlock(&c->journal_lock);
@@ -186,6 +202,7 @@ static struct cache_file *file_new(struct cache *c, int be_idx,
 	f->c = c;
 	f->be_idx = be_idx;
 	f->fileid = node->fileid;
+	f->hkey = node->hkey;
 	f->node = be_node_get(node);
 	atomic_init(&f->refs, 1);	/* the table's */
 	f->fd = -1;
@@ -228,7 +245,7 @@ int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
 	int rc;
 
 	pthread_mutex_lock(&c->table_lock);
-	f = table_find(c, be_idx, node->fileid);
+	f = table_find(c, be_idx, node->fileid, node->hkey);
 	if (f) {
 		cache_file_ref(f);
 		pthread_mutex_unlock(&c->table_lock);
@@ -261,14 +278,16 @@ int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
 		pthread_mutex_unlock(&c->table_lock);
 		return -ENOMEM;
 	}
-	cold_forget(c, spec_hash_of(c->bes[be_idx]), f->fileid);
-	rc = index_open(f);
+	cold_forget(c, spec_hash_of(c->bes[be_idx]), f->fileid, f->hkey);
+	rc = index_open(f, true);
 	if (rc < 0) {
 		pthread_mutex_unlock(&c->table_lock);
-		log_msg(LOG_LVL_ERR, "cache", "cache files of %llx: %s",
-			(unsigned long long)f->fileid, strerror(-rc));
+		log_msg(LOG_LVL_ERR, "cache",
+			"cannot create the cache files of %llx in %s: %s",
+			(unsigned long long)f->fileid, c->cfg->dir,
+			strerror(-rc));
 		file_free(f);
-		return rc;
+		return -EIO;	/* the cache device's trouble, not the name's */
 	}
 	if (rc == 0 || !be_gen_equal(&gen, &f->gen)) {
 		file_reset(f, attr);
@@ -290,7 +309,7 @@ int cache_file_lookup(struct cache *c, int be_idx, uint64_t fileid,
 	struct cache_file *f;
 
 	pthread_mutex_lock(&c->table_lock);
-	f = table_find(c, be_idx, fileid);
+	f = table_find(c, be_idx, fileid, ANY_HKEY);
 	if (f)
 		cache_file_ref(f);
 	pthread_mutex_unlock(&c->table_lock);
@@ -305,12 +324,13 @@ void cache_file_pin(struct cache_file *f, int pinned)
 	pthread_mutex_unlock(&f->lock);
 }
 
-void cache_note_attr(struct cache *c, int be_idx, const struct be_attr *attr)
+void cache_note_attr(struct cache *c, int be_idx, const struct be_node *node,
+		     const struct be_attr *attr)
 {
 	struct cache_file *f;
 
 	pthread_mutex_lock(&c->table_lock);
-	f = table_find(c, be_idx, attr->fileid);
+	f = table_find(c, be_idx, node->fileid, node->hkey);
 	if (f) {
 		struct be_gen g = be_attr_gen(attr);
 
@@ -323,12 +343,13 @@ void cache_note_attr(struct cache *c, int be_idx, const struct be_attr *attr)
 	pthread_mutex_unlock(&c->table_lock);
 }
 
-void cache_fixup_attr(struct cache *c, int be_idx, struct be_attr *attr)
+void cache_fixup_attr(struct cache *c, int be_idx, const struct be_node *node,
+		      struct be_attr *attr)
 {
 	struct cache_file *f;
 
 	pthread_mutex_lock(&c->table_lock);
-	f = table_find(c, be_idx, attr->fileid);
+	f = table_find(c, be_idx, node->fileid, node->hkey);
 	if (f) {
 		pthread_mutex_lock(&f->lock);
 		if (f->dirty_chunks || f->inflight) {
@@ -416,6 +437,8 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
 	st->checksum_errors = atomic_load(&c->checksum_errors);
 	st->flush_errors = atomic_load(&c->flush_errors);
 	st->flush_retries = atomic_load(&c->flush_retries);
+	for (b = 0; b < c->nbe; b++)	/* requests the backend sent again */
+		st->flush_retries += atomic_load(&c->bes[b]->retries);
 	st->prefetch_chunks = atomic_load(&c->prefetch_chunks);
 	st->flush_queue = atomic_load(&c->queued_chunks);
 	st->conflicts = atomic_load(&c->conflicts);
@@ -562,6 +585,31 @@ static int replay_rec(void *arg, enum jrec_type type, const char *spec,
 	rf = rfile_find(r, be_idx, fileid, type != JREC_CLEAN);
 	if (!rf)
 		return type == JREC_CLEAN ? 0 : -ENOMEM;
+	/* A reused fileid: another handle is another file (the newest is
+	 * first in the list, and later records are about it). */
+	if (type == JREC_FILE && rf->handle_len &&
+	    (rf->handle_len != handle_len ||
+	     memcmp(rf->handle, handle, handle_len))) {
+		struct rfile *nrf = calloc(1, sizeof(*nrf));
+
+		if (!nrf)
+			return -ENOMEM;
+		nrf->be_idx = be_idx;
+		nrf->fileid = fileid;
+		nrf->next = r->files;
+		r->files = nrf;
+		rf = nrf;
+	}
+	if (type == JREC_DROP && handle_len) {
+		for (; rf; rf = rf->next)
+			if (rf->be_idx == be_idx && rf->fileid == fileid &&
+			    rf->handle_len == handle_len &&
+			    !memcmp(rf->handle, handle, handle_len))
+				break;
+		if (rf)
+			rf->nchunks = 0;
+		return 0;
+	}
 	switch (type) {
 	case JREC_FILE:
 		memcpy(rf->handle, handle, handle_len);
@@ -594,6 +642,44 @@ static int replay_rec(void *arg, enum jrec_type type, const char *spec,
 	return 0;
 }
 
+/*
+ * A crash between a write's bytes and its sums leaves a dirty block whose
+ * sum is stale.  That write was never acknowledged, and it touched only
+ * its own bytes: the block as it is holds every acknowledged byte, so it
+ * goes out as it is, with a fresh sum.  f->lock held.
+ */
+static void resum_dirty(struct cache_file *f, uint64_t idx, struct chunk *ch)
+{
+	struct cache *c = f->c;
+	char *tmp = malloc(c->block_size);
+	unsigned int b;
+	bool changed = false;
+
+	for (b = 0; tmp && b < CACHE_BLOCKS; b++) {
+		uint64_t off = chunk_start(c, idx) + b * c->block_size;
+		ssize_t n;
+		uint64_t sum;
+
+		if (!(ch->dirty & (1ULL << b)))
+			continue;
+		n = pread(f->fd, tmp, c->block_size, (off_t)off);
+		if (n < 0)
+			continue;
+		memset(tmp + n, 0, c->block_size - (size_t)n);
+		sum = XXH3_64bits(tmp, c->block_size);
+		if (sum == ch->sums[b])
+			continue;
+		log_msg(LOG_LVL_WARN, "replay",
+			"file %llx offset %llu: a write the crash interrupted left this block; it is uploaded as it is",
+			(unsigned long long)f->fileid, (unsigned long long)off);
+		ch->sums[b] = sum;
+		changed = true;
+	}
+	if (changed)
+		index_store_chunk(f, idx);
+	free(tmp);
+}
+
 /* Bring a file with dirty data back into the table and queue it. */
 static int replay_file(struct cache *c, struct rfile *rf, uint64_t *bytes)
 {
@@ -618,7 +704,7 @@ static int replay_file(struct cache *c, struct rfile *rf, uint64_t *bytes)
 	be_node_put(be, node);
 	if (!f)
 		return -ENOMEM;
-	rc = index_open(f);
+	rc = index_open(f, false);
 	if (rc <= 0) {
 		log_msg(LOG_LVL_ERR, "replay",
 			"file %llx: index missing or invalid (%s); refusing to guess its dirty data",
@@ -647,13 +733,27 @@ static int replay_file(struct cache *c, struct rfile *rf, uint64_t *bytes)
 	c->table[key_hash(f->be_idx, f->fileid)] = f;
 	c->nfiles++;
 	pthread_mutex_lock(&f->lock);
-	for (i = 0; i < rf->nchunks; i++) {
-		struct chunk *ch = file_chunk(f, rf->chunks[i], false);
+	for (i = 0; i < rf->nchunks && rc >= 0; i++) {
+		struct chunk probe, *ch;
 
-		if (ch)
-			*bytes += popcount64(ch->dirty) * c->block_size;
+		/* A damaged slot of a dirty chunk: refuse to guess. */
+		rc = index_load_chunk(f, rf->chunks[i], &probe);
+		if (rc < 0)
+			break;
+		ch = file_chunk(f, rf->chunks[i], false);
+		if (!ch)
+			continue;
+		resum_dirty(f, rf->chunks[i], ch);
+		*bytes += popcount64(ch->dirty) * c->block_size;
 	}
 	pthread_mutex_unlock(&f->lock);
+	if (rc < 0) {
+		log_msg(LOG_LVL_ERR, "replay",
+			"file %llx chunk %llu: the index slot of dirty data is damaged; refusing to guess",
+			(unsigned long long)rf->fileid,
+			(unsigned long long)rf->chunks[i]);
+		return -EUCLEAN;
+	}
 	return 0;
 }
 

@@ -132,7 +132,8 @@ void cache_file_put(struct cache_file *f);
  * the size of a file with dirty data is the local one, and its mtime and
  * ctime are those of the last local write if that is later.
  */
-void cache_fixup_attr(struct cache *c, int be_idx, struct be_attr *attr);
+void cache_fixup_attr(struct cache *c, int be_idx, const struct be_node *node,
+		      struct be_attr *attr);
 
 /*
  * Per open file stream state for sequential detection.  Owned by the
@@ -165,7 +166,8 @@ ssize_t cache_write(struct cache_file *f, const void *buf, size_t size,
  * This node changed the file's attributes on the backend (utimens,
  * chmod...): the new generation is its own, not a change from elsewhere.
  */
-void cache_note_attr(struct cache *c, int be_idx, const struct be_attr *attr);
+void cache_note_attr(struct cache *c, int be_idx, const struct be_node *node,
+		     const struct be_attr *attr);
 
 /* The file's size as this node sees it (the cache's, not the backend's) */
 uint64_t cache_file_size(struct cache_file *f);
@@ -192,7 +194,10 @@ int cache_file_truncate(struct cache_file *f, uint64_t size,
 /* Drop clean cached data of the file (stagefsctl evict). */
 int cache_file_evict(struct cache_file *f);
 
-/* The file's entry if the cache has one (with a reference), or -ENOENT. */
+/*
+ * The file's entry if the cache has one (with a reference), or -ENOENT.
+ * By fileid alone: with a reused fileid, the newest entry.
+ */
 int cache_file_lookup(struct cache *c, int be_idx, uint64_t fileid,
 		      struct cache_file **out);
 

@@ -102,6 +102,7 @@ struct cache_file {
 	struct cache *c;
 	int be_idx;
 	uint64_t fileid;
+	uint64_t hkey;		/* node->hkey: (fileid, hkey) names it */
 	struct be_node *node;	/* reference held */
 	atomic_int refs;	/* users (open handles, flusher, table) */
 
@@ -264,8 +265,10 @@ void file_drop_clean(struct cache_file *f, uint64_t from_chunk);
 void file_conflict(struct cache_file *f, const struct be_attr *attr);
 
 /* index.c: persistence of the per-file chunk table */
-int index_open(struct cache_file *f);
+int index_open(struct cache_file *f, bool may_reset);
 unsigned int index_spec_hash(struct cache_file *f);
+void index_file_name(struct cache_file *f, const char *dir, char *buf,
+		     size_t len);
 int index_store_header(struct cache_file *f);
 int index_store_chunk(struct cache_file *f, uint64_t idx);
 int index_load_chunk(struct cache_file *f, uint64_t idx, struct chunk *ch);
@@ -274,13 +277,14 @@ int index_sync(struct cache_file *f);
 /* scan.c */
 struct cold_file;
 void *scan_main(void *arg);
-void cold_forget(struct cache *c, unsigned int spec_hash, uint64_t fileid);
+void cold_forget(struct cache *c, unsigned int spec_hash, uint64_t fileid,
+		 uint64_t hkey);
 uint64_t cold_evict(struct cache *c, uint64_t want);
 void cold_free(struct cache *c);
 unsigned int spec_hash_of(struct be *be);
 /* cache.c: c->table_lock held */
 struct cache_file *cache_table_find(struct cache *c, int be_idx,
-				    uint64_t fileid);
+				    uint64_t fileid, uint64_t hkey);
 
 /* flush.c */
 void *flusher_main(void *arg);

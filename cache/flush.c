@@ -110,8 +110,7 @@ void file_conflict(struct cache_file *f, const struct be_attr *attr)
 	for (i = 0; i < 2; i++) {
 		const char *dir = i ? "index" : "data";
 
-		snprintf(from, sizeof(from), "%s/%08x-%016llx", dir,
-			 index_spec_hash(f), (unsigned long long)f->fileid);
+		index_file_name(f, dir, from, sizeof(from));
 		snprintf(to, sizeof(to), "conflicts/%016llx-%ld.%s",
 			 (unsigned long long)f->fileid, now, dir);
 		if (renameat(c->dir_fd, from, c->dir_fd, to) < 0)
@@ -138,7 +137,7 @@ void file_conflict(struct cache_file *f, const struct be_attr *attr)
 	close(f->fd);
 	close(f->idx_fd);
 	f->fd = f->idx_fd = -1;
-	if (index_open(f) < 0)
+	if (index_open(f, true) < 0)
 		log_msg(LOG_LVL_ERR, "flush", "file %llx: cannot reopen cache files",
 			(unsigned long long)f->fileid);
 	f->gen = be_attr_gen(attr);

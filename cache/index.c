@@ -101,32 +101,32 @@ unsigned int index_spec_hash(struct cache_file *f)
 	return spec_hash_of(file_be(f));
 }
 
-/* "<dir>/<hash of backend spec>-<fileid>" */
-static void file_name(struct cache_file *f, const char *dir, char *buf,
-		      size_t len)
+/* "<dir>/<hash of backend spec>-<fileid>-<handle hash>" */
+void index_file_name(struct cache_file *f, const char *dir, char *buf,
+		     size_t len)
 {
-	snprintf(buf, len, "%s/%08x-%016llx", dir, index_spec_hash(f),
-		 (unsigned long long)f->fileid);
+	snprintf(buf, len, "%s/%08x-%016llx-%016llx", dir, index_spec_hash(f),
+		 (unsigned long long)f->fileid, (unsigned long long)f->hkey);
 }
 
 /*
  * Open (or make) the data and index files of f.  If the index holds a
  * valid header for this file, its generation and sizes are taken; the
  * caller compares them with the backend's.  Returns 1 if a header was
- * found, 0 if the files are new.
+ * found, 0 if not: then, with may_reset, both files are emptied.
  */
-int index_open(struct cache_file *f)
+int index_open(struct cache_file *f, bool may_reset)
 {
 	struct cache *c = f->c;
 	char name[128];
 	struct idx_hdr h;
 	ssize_t n;
 
-	file_name(f, "data", name, sizeof(name));
+	index_file_name(f, "data", name, sizeof(name));
 	f->fd = openat(c->dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (f->fd < 0)
 		return -errno;
-	file_name(f, "index", name, sizeof(name));
+	index_file_name(f, "index", name, sizeof(name));
 	f->idx_fd = openat(c->dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC,
 			   0600);
 	if (f->idx_fd < 0) {
@@ -145,6 +145,8 @@ int index_open(struct cache_file *f)
 		f->size = h.size;
 		return 1;
 	}
+	if (!may_reset)
+		return 0;	/* replay: keep the evidence, refuse */
 	if (n > 0)
 		log_msg(LOG_LVL_WARN, "index",
 			"%s: header invalid or from another chunk size; starting the file afresh",

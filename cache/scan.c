@@ -30,6 +30,7 @@
 struct cold_file {
 	unsigned int spec_hash;
 	uint64_t fileid;
+	uint64_t hkey;
 	uint64_t bytes;
 	int64_t mtime;
 	struct cold_file *next;
@@ -41,7 +42,8 @@ static size_t cold_hash(uint64_t fileid)
 }
 
 /* A file of the table is about to be opened: it is no longer cold. */
-void cold_forget(struct cache *c, unsigned int spec_hash, uint64_t fileid)
+void cold_forget(struct cache *c, unsigned int spec_hash, uint64_t fileid,
+		 uint64_t hkey)
 {
 	struct cold_file **pp, *cf;
 
@@ -49,7 +51,8 @@ void cold_forget(struct cache *c, unsigned int spec_hash, uint64_t fileid)
 	if (!c->cold)
 		goto out;
 	for (pp = &c->cold[cold_hash(fileid)]; (cf = *pp); pp = &cf->next) {
-		if (cf->fileid == fileid && cf->spec_hash == spec_hash) {
+		if (cf->fileid == fileid && cf->spec_hash == spec_hash &&
+		    cf->hkey == hkey) {
 			*pp = cf->next;
 			atomic_fetch_sub(&c->used_bytes, cf->bytes);
 			c->ncold--;
@@ -62,13 +65,14 @@ out:
 }
 
 /* Is the file in the table?  c->table_lock held. */
-static bool in_table(struct cache *c, unsigned int spec_hash, uint64_t fileid)
+static bool in_table(struct cache *c, unsigned int spec_hash, uint64_t fileid,
+		     uint64_t hkey)
 {
 	int i;
 
 	for (i = 0; i < c->nbe; i++)
 		if (spec_hash_of(c->bes[i]) == spec_hash &&
-		    cache_table_find(c, i, fileid))
+		    cache_table_find(c, i, fileid, hkey))
 			return true;
 	return false;
 }
@@ -91,13 +95,13 @@ void *scan_main(void *arg)
 	}
 	while (!atomic_load(&c->stopping) && (de = readdir(dp))) {
 		unsigned int spec_hash;
-		uint64_t fileid;
+		uint64_t fileid, hkey;
 		struct cold_file *cf;
 		char name[300];
 		struct stat st;
 
-		if (sscanf(de->d_name, "%8x-%16" SCNx64, &spec_hash,
-			   &fileid) != 2)
+		if (sscanf(de->d_name, "%8x-%16" SCNx64 "-%16" SCNx64,
+			   &spec_hash, &fileid, &hkey) != 3)
 			continue;
 		snprintf(name, sizeof(name), "data/%s", de->d_name);
 		if (fstatat(c->dir_fd, name, &st, 0) < 0)
@@ -107,10 +111,11 @@ void *scan_main(void *arg)
 			break;
 		cf->spec_hash = spec_hash;
 		cf->fileid = fileid;
+		cf->hkey = hkey;
 		cf->bytes = (uint64_t)st.st_blocks * 512;
 		cf->mtime = st.st_mtim.tv_sec;
 		pthread_mutex_lock(&c->table_lock);	/* no race with get */
-		if (in_table(c, spec_hash, fileid)) {
+		if (in_table(c, spec_hash, fileid, hkey)) {
 			pthread_mutex_unlock(&c->table_lock);
 			free(cf);
 			continue;
@@ -168,7 +173,7 @@ uint64_t cold_evict(struct cache *c, uint64_t want)
 
 	while (freed < want) {
 		struct cold_file **pp, **oldest = NULL, *cf;
-		char name[64];
+		char name[80];
 		size_t b;
 
 		pthread_mutex_lock(&c->cold_lock);
@@ -185,8 +190,8 @@ uint64_t cold_evict(struct cache *c, uint64_t want)
 		c->ncold--;
 		pthread_mutex_unlock(&c->cold_lock);
 
-		snprintf(name, sizeof(name), "index/%08x-%016" PRIx64,
-			 cf->spec_hash, cf->fileid);
+		snprintf(name, sizeof(name), "index/%08x-%016" PRIx64 "-%016" PRIx64,
+			 cf->spec_hash, cf->fileid, cf->hkey);
 		if (cold_dirty(c, name)) {
 			/* Journal records replay could not act on: keep it
 			 * (still counted), off the list. */
@@ -194,8 +199,8 @@ uint64_t cold_evict(struct cache *c, uint64_t want)
 			continue;
 		}
 		unlinkat(c->dir_fd, name, 0);
-		snprintf(name, sizeof(name), "data/%08x-%016" PRIx64,
-			 cf->spec_hash, cf->fileid);
+		snprintf(name, sizeof(name), "data/%08x-%016" PRIx64 "-%016" PRIx64,
+			 cf->spec_hash, cf->fileid, cf->hkey);
 		unlinkat(c->dir_fd, name, 0);
 		atomic_fetch_sub(&c->used_bytes, cf->bytes);
 		atomic_fetch_add(&c->chunks_evicted,

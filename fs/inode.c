@@ -64,8 +64,9 @@ struct sfs_inode *inode_enter(struct sfs *s, int be_idx,
 	struct sfs_inode *ino;
 
 	pthread_mutex_lock(&s->ino_lock);
+	/* A reused fileid with another handle is another file. */
 	for (ino = s->itable[h]; ino; ino = ino->hnext)
-		if (ino->be_idx == be_idx && ino->fileid == node->fileid)
+		if (ino->be_idx == be_idx && be_node_same(ino->node, node))
 			break;
 	if (!ino) {
 		ino = calloc(1, sizeof(*ino));
@@ -146,7 +147,7 @@ int make_entry(struct sfs *s, int be_idx, struct be_node *node,
 
 	memset(e, 0, sizeof(*e));
 	if (S_ISREG(attr->mode))
-		cache_fixup_attr(s->cache, be_idx, attr);
+		cache_fixup_attr(s->cache, be_idx, node, attr);
 	ino = inode_enter(s, be_idx, node);
 	if (!ino)
 		return -ENOMEM;
@@ -164,7 +165,7 @@ void reply_attr(fuse_req_t req, struct sfs_inode *ino, struct be_attr *a)
 	struct stat st;
 
 	if (S_ISREG(a->mode))
-		cache_fixup_attr(s->cache, ino->be_idx, a);
+		cache_fixup_attr(s->cache, ino->be_idx, ino->node, a);
 	attr_to_stat(s, ino->be_idx, a, &st);
 	fuse_reply_attr(req, &st, s->cfg.attr_timeout);
 }

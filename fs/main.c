@@ -37,6 +37,9 @@ static void sfs_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->max_write < MAX_WRITE)
 		conn->max_write = MAX_WRITE;
 	conn->max_readahead = MAX_WRITE;
+	/* O_TRUNC comes as a SETATTR before the open, through the cache's
+	 * truncate, instead of a flag sfs_open would have to act on. */
+	conn->want &= ~(unsigned int)FUSE_CAP_ATOMIC_O_TRUNC;
 	/* Locks are the kernel's, local to this node (no lock ops here). */
 	conn->want &= ~(unsigned int)FUSE_CAP_POSIX_LOCKS;
 	conn->want &= ~(unsigned int)FUSE_CAP_FLOCK_LOCKS;
