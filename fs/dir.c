@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* Reply with an entry for a node we were handed; consumes the node ref. */
 static void reply_entry_node(fuse_req_t req, int be_idx,
@@ -218,19 +219,43 @@ static void sfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		fuse_reply_entry(req, &e);
 }
 
+/* The hidden directory at the backend's root for files unlinked open. */
+static int silly_dir(struct sfs *s, int be_idx, struct be_node **out)
+{
+	struct be *be = s->bes[be_idx];
+	struct be_cred root_cred = { 0, 0 };
+	struct be_node *root;
+	int rc = be->ops->root(be, &root, NULL);
+
+	if (rc < 0)
+		return rc;
+	rc = be->ops->lookup(be, root, SILLY_DIR, out, NULL);
+	if (rc == -ENOENT) {
+		rc = be->ops->mkdir(be, root, SILLY_DIR, 0700, &root_cred, out,
+				    NULL);
+		if (rc == -EEXIST)
+			rc = be->ops->lookup(be, root, SILLY_DIR, out, NULL);
+	}
+	be_node_put(be, root);
+	return rc;
+}
+
 /*
  * The last name of a file that is still open goes away: keep the file
  * under a hidden name until the last close, so that it stays readable and
- * writable (POSIX) even for data not in the cache.  Returns 1 if it did.
+ * writable (POSIX) even for data not in the cache, as the NFS client's
+ * silly rename does.  The hidden name is in SILLY_DIR at the backend's
+ * root, so the directory it left can still be removed.  Returns 1 if it
+ * did.
  */
 static int silly_rename(struct sfs *s, struct sfs_inode *dir,
 			const char *name)
 {
 	struct be *be = ino_be(s, dir);
 	struct sfs_inode *ino;
-	struct be_node *node;
+	struct be_node *node, *hdir = NULL;
 	struct be_attr a;
-	char hidden[64];
+	char hidden[96];
 	int rc;
 
 	if (be->ops->lookup(be, dir->node, name, &node, &a) < 0)
@@ -243,21 +268,28 @@ static int silly_rename(struct sfs *s, struct sfs_inode *dir,
 	rc = 0;
 	pthread_mutex_lock(&s->ino_lock);
 	if (ino->nopen && !ino->silly_name) {
-		snprintf(hidden, sizeof(hidden), SILLY_PREFIX "%016llx",
-			 (unsigned long long)ino->fileid);
+		snprintf(hidden, sizeof(hidden), "%016llx-%016llx-%d",
+			 (unsigned long long)ino->fileid,
+			 (unsigned long long)ino->node->hkey, (int)getpid());
 		ino->silly_name = strdup(hidden);
-		ino->silly_dir = be_node_get(dir->node);
 		rc = ino->silly_name != NULL;
 	}
 	pthread_mutex_unlock(&s->ino_lock);
-	if (rc && be->ops->rename(be, dir->node, name, dir->node, hidden, 0) < 0) {
-		pthread_mutex_lock(&s->ino_lock);
-		free(ino->silly_name);
-		ino->silly_name = NULL;
-		pthread_mutex_unlock(&s->ino_lock);
-		be_node_put(be, dir->node);
+	if (rc && (silly_dir(s, dir->be_idx, &hdir) < 0 ||
+		   be->ops->rename(be, dir->node, name, hdir, hidden, 0) < 0)) {
 		rc = 0;
 	}
+	pthread_mutex_lock(&s->ino_lock);
+	if (rc) {
+		ino->silly_dir = hdir;
+		hdir = NULL;
+	} else if (ino->silly_name && !ino->silly_dir) {
+		free(ino->silly_name);
+		ino->silly_name = NULL;
+	}
+	pthread_mutex_unlock(&s->ino_lock);
+	if (hdir)
+		be_node_put(be, hdir);
 	inode_forget(s, ino, 1);
 	return rc;
 }
@@ -300,6 +332,20 @@ static void sfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	/* A rename over an open file unlinks it: keep it while open (if
+	 * the source is there to replace it, and is not the same name). */
+	if (!flags && (od != nd || strcmp(name, newname))) {
+		struct be_node *src;
+		int rc = ino_be(s, od)->ops->lookup(ino_be(s, od), od->node,
+						    name, &src, NULL);
+
+		if (rc < 0) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+		be_node_put(ino_be(s, od), src);
+		silly_rename(s, nd, newname);
+	}
 	fuse_reply_err(req, -ino_be(s, od)->ops->rename(ino_be(s, od),
 							od->node, name,
 							nd->node, newname,
@@ -327,7 +373,7 @@ static int dir_collect(void *arg, const char *name,
 	struct dir_handle *d = arg;
 	struct dir_entry *e;
 
-	if (!strncmp(name, SILLY_PREFIX, sizeof(SILLY_PREFIX) - 1))
+	if (!strcmp(name, SILLY_DIR))
 		return 0;
 	if (d->n == d->cap) {
 		size_t ncap = d->cap ? d->cap * 2 : 64;

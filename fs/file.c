@@ -48,6 +48,18 @@ void inode_release(struct sfs *s, struct sfs_inode *ino)
 	ino_be(s, ino)->ops->unlink(ino_be(s, ino), dir, name);
 	be_node_put(ino_be(s, ino), dir);
 	free(name);
+	/* Leave no trace in the tree: the hidden directory goes when empty
+	 * (ENOTEMPTY while other files there are open, here or on another
+	 * node). */
+	{
+		struct be *be = ino_be(s, ino);
+		struct be_node *root;
+
+		if (be->ops->root(be, &root, NULL) == 0) {
+			be->ops->rmdir(be, root, SILLY_DIR);
+			be_node_put(be, root);
+		}
+	}
 }
 
 static struct sfs_fh *fh_of(struct fuse_file_info *fi)

@@ -131,8 +131,11 @@ int make_entry(struct sfs *s, int be_idx, struct be_node *node,
 	       struct be_attr *attr, struct fuse_entry_param *e);
 void reply_attr(fuse_req_t req, struct sfs_inode *ino, struct be_attr *a);
 
-/* Names of files unlinked while open; readdir does not show them. */
-#define SILLY_PREFIX ".stagefs-unlinked-"
+/*
+ * Files unlinked while open live in this directory at the backend's root
+ * until their last close; readdir does not show it.
+ */
+#define SILLY_DIR ".stagefs-unlinked"
 
 /* file.c: open handle accounting for unlink-while-open. */
 void inode_open(struct sfs *s, struct sfs_inode *ino);

@@ -166,6 +166,11 @@ void reply_attr(fuse_req_t req, struct sfs_inode *ino, struct be_attr *a)
 
 	if (S_ISREG(a->mode))
 		cache_fixup_attr(s->cache, ino->be_idx, ino->node, a);
+	/* Unlinked while open: it only lives under its hidden name. */
+	pthread_mutex_lock(&s->ino_lock);
+	if (ino->silly_name && a->nlink)
+		a->nlink--;
+	pthread_mutex_unlock(&s->ino_lock);
 	attr_to_stat(s, ino->be_idx, a, &st);
 	fuse_reply_attr(req, &st, s->cfg.attr_timeout);
 }
