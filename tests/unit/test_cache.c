@@ -1136,6 +1136,7 @@ START_TEST(bug_crash_recovery_extending_write_lost)
 	ck_assert_int_eq(rc, 0);
 	assert_backend_has(n, model, len, "backend after crash recovery");
 	assert_cache_has(fx_reopen(n), model, len, "cache after crash recovery");
+	free(model);
 }
 END_TEST
 
