@@ -145,6 +145,21 @@ static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
 		sa.valid |= BE_SET_MTIME;
 		sa.mtime = st->st_mtim;
 	}
+	if (sa.valid & (BE_SET_MTIME | BE_SET_MTIME_NOW)) {
+		/*
+		 * An upload after this would move the mtime again (tar x and
+		 * cp -a set it right after writing): the data goes first.
+		 */
+		struct cache_file *cf;
+
+		if (cache_file_lookup(s->cache, in->be_idx, in->fileid,
+				      &cf) == 0) {
+			rc = cache_file_flush(cf);
+			cache_file_put(cf);
+			if (rc < 0)
+				goto out_err;
+		}
+	}
 	if (sa.valid) {
 		rc = be->ops->setattr(be, in->node, &sa, &a);
 		if (rc == 0 && S_ISREG(a.mode))
