@@ -927,6 +927,10 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 	rc = take_lock(c, err, errlen);
 	if (rc < 0)
 		goto out_free;
+	/* Cached data is other users' data: only root may look (0700). */
+	if (fchmodat(AT_FDCWD, cfg->dir, 0700, 0) < 0)
+		log_msg(LOG_LVL_WARN, "cache", "cache dir %s: chmod 0700: %s",
+			cfg->dir, strerror(errno));
 	if ((rc = make_subdir(c, "data", err, errlen)) < 0 ||
 	    (rc = make_subdir(c, "index", err, errlen)) < 0 ||
 	    (rc = make_subdir(c, "conflicts", err, errlen)) < 0)
