@@ -250,7 +250,7 @@ static int file_of(struct ctl *ctl, const char *arg, bool create,
 			      out) == 0 || !create)
 		return *out ? 0 : -ENOENT;
 	ino = inode_find(s, be_idx, be_idx ? stino ^ ((uint64_t)be_idx << 56) :
-						 stino);
+						 stino, NULL);
 	if (!ino)
 		return -ENOENT;
 	rc = ino_be(s, ino)->ops->getattr(ino_be(s, ino), ino->node, &a);

@@ -261,7 +261,7 @@ static int silly_rename(struct sfs *s, struct sfs_inode *dir,
 	if (be->ops->lookup(be, dir->node, name, &node, &a) < 0)
 		return 0;
 	ino = S_ISREG(a.mode) && a.nlink == 1 ?
-		      inode_find(s, dir->be_idx, node->fileid) : NULL;
+		      inode_find(s, dir->be_idx, node->fileid, node) : NULL;
 	be_node_put(be, node);
 	if (!ino)
 		return 0;

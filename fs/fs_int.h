@@ -120,8 +120,12 @@ struct sfs_inode *inode_get(struct sfs *s, fuse_ino_t ino);
 /* Find or add the inode for node; takes one lookup count. */
 struct sfs_inode *inode_enter(struct sfs *s, int be_idx,
 			      struct be_node *node);
-/* The inode of a known file, with one more lookup count, or NULL. */
-struct sfs_inode *inode_find(struct sfs *s, int be_idx, uint64_t fileid);
+/*
+ * The inode of a known file, with one more lookup count, or NULL.  With
+ * node, only the inode of that very object (a fileid may be reused).
+ */
+struct sfs_inode *inode_find(struct sfs *s, int be_idx, uint64_t fileid,
+			     const struct be_node *node);
 void inode_forget(struct sfs *s, struct sfs_inode *ino, uint64_t n);
 fuse_ino_t inode_id(struct sfs *s, struct sfs_inode *ino);
 void attr_to_stat(struct sfs *s, int be_idx, const struct be_attr *a,

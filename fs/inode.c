@@ -84,13 +84,15 @@ out:
 	return ino;
 }
 
-struct sfs_inode *inode_find(struct sfs *s, int be_idx, uint64_t fileid)
+struct sfs_inode *inode_find(struct sfs *s, int be_idx, uint64_t fileid,
+			     const struct be_node *node)
 {
 	struct sfs_inode *ino;
 
 	pthread_mutex_lock(&s->ino_lock);
 	for (ino = s->itable[ihash(be_idx, fileid)]; ino; ino = ino->hnext)
-		if (ino->be_idx == be_idx && ino->fileid == fileid)
+		if (ino->be_idx == be_idx && ino->fileid == fileid &&
+		    (!node || be_node_same(ino->node, node)))
 			break;
 	if (ino)
 		ino->nlookup++;
