@@ -330,7 +330,8 @@ int main(int argc, char **argv)
 
 	loop_cfg = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_max_threads(loop_cfg, 32);
-	fuse_loop_cfg_set_idle_threads(loop_cfg, 8);
+	/* Idle workers are kept (libfuse's default): each new one would
+	 * build its own io_uring; docs/performance.md has the measurement. */
 	rc = fuse_session_loop_mt(s.se, loop_cfg);
 	fuse_loop_cfg_destroy(loop_cfg);
 	fuse_session_unmount(s.se);
