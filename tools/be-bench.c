@@ -312,10 +312,13 @@ int main(int argc, char **argv)
 		tmpdir = "/dev/shm";
 	snprintf(local, sizeof(local), "%s/%s.local", tmpdir, name);
 	snprintf(sink, sizeof(sink), "%s/%s.sink", tmpdir, name);
-	snprintf(url_r, sizeof(url_r), "%s%s%s", spec,
-		 spec[strlen(spec) - 1] == '/' ? "" : "/", name);
-	snprintf(url_w, sizeof(url_w), "%s%s%s", spec,
-		 spec[strlen(spec) - 1] == '/' ? "" : "/", cpname);
+	{
+		const char *sp = spec ? spec : "";
+		const char *sep = *sp && sp[strlen(sp) - 1] == '/' ? "" : "/";
+
+		snprintf(url_r, sizeof(url_r), "%s%s%s", sp, sep, name);
+		snprintf(url_w, sizeof(url_w), "%s%s%s", sp, sep, cpname);
+	}
 
 	rc = be->ops->root(be, &root, NULL);
 	if (rc < 0) {
