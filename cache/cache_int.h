@@ -127,6 +127,8 @@ struct cache_file {
 	bool jfile;		/* a FILE record is in this journal */
 	bool episode_checked;	/* backend checked since the last clean open */
 	bool checking;		/* a flusher is checking it */
+	unsigned int local_change;	/* this node is changing the backend */
+	uint64_t local_seq;	/* bumped when such a change is done */
 	uint64_t upload_seq;	/* bumped by every completed upload */
 	unsigned int flush_waiters;	/* in cache_file_flush() */
 	bool in_table;

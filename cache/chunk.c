@@ -693,6 +693,8 @@ int cache_file_truncate(struct cache_file *f, uint64_t size,
 	f->size = size;
 	if (f->be_size > size)
 		f->be_size = size;
+	/* The backend changes under us now: no conflict check meanwhile. */
+	f->local_change++;
 	pthread_mutex_unlock(&f->lock);
 
 	rc = file_be(f)->ops->setattr(file_be(f), f->node, &sa, attr);
@@ -702,6 +704,8 @@ int cache_file_truncate(struct cache_file *f, uint64_t size,
 		f->gen = be_attr_gen(attr);	/* our own change */
 		index_store_header(f);
 	}
+	f->local_change--;
+	f->local_seq++;
 	pthread_mutex_unlock(&f->lock);
 out:
 	pthread_mutex_unlock(&f->wlock);

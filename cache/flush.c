@@ -213,10 +213,12 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 	 */
 	if (!f->episode_checked) {
 		struct be_gen base = f->gen;
+		uint64_t lseq = f->local_seq;
 		struct be_attr attr;
 		struct be_gen now;
 
-		if (f->checking) {
+		/* One checker; and not while a truncate of ours is under way. */
+		if (f->checking || f->local_change) {
 			pthread_mutex_unlock(&f->lock);
 			return -EBUSY;
 		}
@@ -236,6 +238,11 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 		if (rc < 0) {
 			pthread_mutex_unlock(&f->lock);
 			return rc;
+		}
+		if (f->local_change || f->local_seq != lseq) {
+			/* Our own change raced with the check: again later. */
+			pthread_mutex_unlock(&f->lock);
+			return -EBUSY;
 		}
 		if (!be_gen_equal(&base, &now) && be_gen_equal(&base, &f->gen)) {
 			/* Reads and writes of the cache file finish first. */

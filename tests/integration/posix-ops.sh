@@ -9,7 +9,8 @@
 #   hard links, rename over a file, RENAME_NOREPLACE, RENAME_EXCHANGE,
 #   O_APPEND, O_TRUNC, O_EXCL, O_DIRECT, sparse files and holes, unlink
 #   while open, statfs, user xattrs, flock and POSIX locks, fallocate,
-#   inode numbers (stable across remounts, the backend's fileid), sizes and
+#   big directories, 255-byte names, fsyncdir, inode numbers (stable
+#   across remounts, the backend's fileid), sizes and
 #   mtimes against the backend after a flush, and many users
 #   (default_permissions, the caller's uid/gid on the backend,
 #   supplementary groups, the setgid-directory rule).
@@ -628,6 +629,72 @@ t_fallocate() {
 	eq 1048576 "$(stat -c %s "$f/c")" "size after posix_fallocate"
 }
 
+# Truncate while the flusher uploads: a write, a ftruncate up and an append
+# on each of many files from four threads, with `stagefsctl flush` running
+# all the time.  Every byte written must reach the backend; the daemon's
+# own truncate is not "another client" (no conflict).
+t_truncate_race() {
+	local d=$MNT/trace fl n bad=0 f
+	mkdir "$d"
+	rm -f "$TEST_TMP/stop.$KIND"
+	(while [[ ! -e "$TEST_TMP/stop.$KIND" ]]; do ctl "$MNT" flush >/dev/null 2>&1 || true; done) &
+	fl=$!
+	python3 -c '
+import os, sys, threading
+def work(t):
+    for i in range(400):
+        fd = os.open("%s/t%d-%d" % (sys.argv[1], t, i), os.O_RDWR | os.O_CREAT, 0o644)
+        os.write(fd, b"a" * 83)
+        os.ftruncate(fd, 254537)
+        os.lseek(fd, 0, os.SEEK_END)
+        os.write(fd, b"b" * 491)
+        os.close(fd)
+ts = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+[t.start() for t in ts]; [t.join() for t in ts]' "$d" || bad "truncate race: the writer failed"
+	touch "$TEST_TMP/stop.$KIND"
+	wait "$fl" || true
+	flush
+	python3 -c 'import sys; sys.stdout.buffer.write(b"a" * 83 + bytes(254537 - 83) + b"b" * 491)' >"$TEST_TMP/trace.expect"
+	for f in "$BACKEND_DIR"/trace/t*; do
+		cmp -s "$TEST_TMP/trace.expect" "$f" || bad=$((bad + 1))
+	done
+	eq 0 "$bad" "files of 1600 whose data (write, ftruncate up, append) did not reach the backend intact, with the flusher busy"
+	n=$(grep -c 'conflict' "$(stagefs_log "$MNT")" || true)
+	eq 0 "$n" "conflicts the daemon logged though no other client wrote"
+	rm -rf "$d"
+}
+
+# Big directories (readdir in several batches), long names, fsyncdir.
+t_dirs() {
+	local d=$MNT/big n255 n256
+	mkdir "$d"
+	python3 -c '
+import os, sys
+for i in range(3000):
+    open("%s/entry-%05d-%s" % (sys.argv[1], i, "x" * (i % 200)), "w").close()' "$d"
+	eq 3000 "$(ls -f "$d" | grep -c '^entry-')" "entries listed in a 3000-entry dir"
+	eq 3000 "$(ls "$BACKEND_DIR/big" | wc -l)" "entries on the backend"
+	eq "$(ls "$BACKEND_DIR/big" | LC_ALL=C sort | xxh -)" "$(ls "$d" | LC_ALL=C sort | xxh -)" "names in a 3000-entry dir"
+	# remove while listing: every name is seen once at most, none is lost
+	eq OK "$(py '
+d = a[0]; seen = set(); it = os.scandir(d)
+for i, e in enumerate(it):
+    assert e.name not in seen, "%s listed twice" % e.name
+    seen.add(e.name)
+    if i == 100:
+        for n in sorted(os.listdir(d))[-50:]: os.unlink(os.path.join(d, n))
+it.close()
+assert len(os.listdir(d)) == 2950, len(os.listdir(d))' "$d")" "unlink while listing a big dir"
+	n255=$(printf 'n%.0s' {1..255})
+	n256=$(printf 'n%.0s' {1..256})
+	eq OK "$(py 'open(a[0], "w").write("x")' "$MNT/$n255")" "a 255-byte name"
+	eq 1 "$(ls "$BACKEND_DIR" | grep -c "^$n255\$")" "a 255-byte name on the backend"
+	experr ENAMETOOLONG "a 256-byte name" 'open(a[0], "w")' "$MNT/$n256"
+	eq OK "$(py 'fd = os.open(a[0], os.O_RDONLY | os.O_DIRECTORY); os.fsync(fd); os.close(fd)' "$d")" "fsync of a directory (fsyncdir)"
+	rm -rf "$d" || bad "rm -rf of a big dir"
+	[[ ! -e "$d" ]] || bad "big dir still there after rm -rf"
+}
+
 # Inode numbers: the same before and after a remount (with a fresh cache),
 # and on posix the backend's own.
 t_inodes_before() {
@@ -783,7 +850,7 @@ for KIND in $(backends); do
 	mk_err_tree
 	info "$KIND: errors"
 	t_errors
-	for t in symlinks hardlinks rename open_flags sparse unlink_open statfs xattr locks fallocate; do
+	for t in symlinks hardlinks rename open_flags sparse unlink_open statfs xattr locks fallocate dirs truncate_race; do
 		info "$KIND: $t"
 		"t_$t"
 	done
