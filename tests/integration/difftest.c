@@ -3,7 +3,7 @@
  * difftest.c - seeded differential test of a file system against a native
  * directory.
  *
- *   difftest [-s SEED] [-n OPS] [-c EVERY] [-v] [-X OP,...] [-O LIST]
+ *   difftest [-s SEED] [-n OPS] [-c EVERY] [-v] [-H N] [-X OP,...] [-O LIST]
  *            REF_DIR TEST_DIR
  *   difftest -C REF_DIR TEST_DIR
  *
@@ -29,7 +29,10 @@
  *
  * -X leaves ops (by name: open, pwrite, rename, ...) or the open flags
  * O_TRUNC, O_APPEND, O_EXCL out of the mix, to look past a known bug; the
- * same seed then gives a different sequence. -v prints every op.
+ * same seed then gives a different sequence. -v prints every op; -H N
+ * prints the last N ops (default 40) with a difference, and an op that
+ * opens a file notes the inode number the mount gave it (to match the
+ * daemon's log lines, which name files by it).
  *
  * -C only compares two existing trees (e.g. the reference against the
  * backend directory after unmounting) and exits 1 on a difference.
@@ -55,16 +58,16 @@
 #define CHUNK (4 << 20)		/* stagefs' default chunk_size */
 #define MAXPATH 4096
 #define MAXIO (2 << 20)
-#define HIST 40
+#define HIST_DEFAULT 40
 
 static uint64_t seed, rng_state;
 static long op_index = -1;
 static int verbose;
 static const char *root[2];	/* 0: reference, 1: file system under test */
 static char *iobuf[2], *wbuf;
-static char hist[HIST][320];
-static long hist_idx[HIST];
-static int hist_n;
+static char (*hist)[320];	/* the last ops, for the report */
+static long *hist_idx;
+static int hist_n, hist_len = HIST_DEFAULT;
 
 struct slot {
 	int fd[2];
@@ -137,7 +140,7 @@ static const char *ename(int e)
 
 static void note(const char *fmt, ...)
 {
-	int i = hist_n++ % HIST;
+	int i = hist_n++ % hist_len;
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -163,7 +166,7 @@ static void die(const char *fmt, ...)
 /* First difference: report and exit 1. */
 static void mismatch(const char *what, const char *fmt, ...)
 {
-	int i, first = hist_n > HIST ? hist_n - HIST : 0;
+	int i, first = hist_n > hist_len ? hist_n - hist_len : 0;
 	va_list ap;
 
 	fflush(stdout);
@@ -175,8 +178,8 @@ static void mismatch(const char *what, const char *fmt, ...)
 	fprintf(stderr, "\ndifftest: ref=%s test=%s\n", root[0], root[1]);
 	fprintf(stderr, "difftest: last ops before the difference:\n");
 	for (i = first; i < hist_n; i++)
-		fprintf(stderr, "  op %ld: %s\n", hist_idx[i % HIST],
-			hist[i % HIST]);
+		fprintf(stderr, "  op %ld: %s\n", hist_idx[i % hist_len],
+			hist[i % hist_len]);
 	fprintf(stderr, "difftest: reproduce with: difftest -s %" PRIu64
 		" -n %ld%s%s%s%s REF_DIR TEST_DIR (on empty dirs)\n", seed,
 		op_index + 1, *xopts ? " -X " : "", xopts,
@@ -619,12 +622,12 @@ static void do_open(const char *path, int flags, mode_t mode, int reopen_slot)
 	}
 	for (s = 0; s < 2; s++)
 		slots[i].fd[s] = fd[s];
-	if (verbose && fd[1] >= 0) {	/* to match the daemon's log lines */
+	if (fd[1] >= 0) {	/* to match the daemon's log lines */
 		struct stat st;
 
 		if (fstat(fd[1], &st) == 0)
-			printf("    test inode %llx\n",
-			       (unsigned long long)st.st_ino);
+			note("  (slot %d: test inode %llx)", i,
+			     (unsigned long long)st.st_ino);
 	}
 	snprintf(slots[i].path, sizeof(slots[i].path), "%s", path);
 	slots[i].flags = flags;
@@ -1162,7 +1165,7 @@ static void check_empty(int side)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: difftest [-s SEED] [-n OPS] [-c EVERY] [-v] [-X OP,...] [-O LIST]\n"
+		"usage: difftest [-s SEED] [-n OPS] [-c EVERY] [-v] [-H N] [-X OP,...] [-O LIST]\n"
 		"                REF_DIR TEST_DIR\n"
 		"       difftest -C REF_DIR TEST_DIR\n");
 	exit(2);
@@ -1175,7 +1178,7 @@ int main(int argc, char **argv)
 	struct timespec t0, t1;
 	int c, s;
 
-	while ((c = getopt(argc, argv, "s:n:c:vCX:O:")) != -1) {
+	while ((c = getopt(argc, argv, "s:n:c:vCX:O:H:")) != -1) {
 		switch (c) {
 		case 's':
 			seed = strtoull(optarg, NULL, 0);
@@ -1189,6 +1192,11 @@ int main(int argc, char **argv)
 			break;
 		case 'v':
 			verbose = 1;
+			break;
+		case 'H':
+			hist_len = atoi(optarg);
+			if (hist_len < 1 || hist_len > 1000000)
+				usage();
 			break;
 		case 'C':
 			compare_only = true;
@@ -1212,6 +1220,10 @@ int main(int argc, char **argv)
 	root[0] = argv[optind];
 	root[1] = argv[optind + 1];
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	hist = calloc((size_t)hist_len, sizeof(*hist));
+	hist_idx = calloc((size_t)hist_len, sizeof(*hist_idx));
+	if (!hist || !hist_idx)
+		die("out of memory");
 	for (s = 0; s < 2; s++) {
 		iobuf[s] = malloc(MAXIO);
 		if (!iobuf[s])

@@ -45,6 +45,7 @@ for kind in $(backends); do
 	if ! "$DIFFTEST_BIN" -s "$seed" -n "$ops" "$ref" "$mnt"; then
 		echo "FAIL: $TEST_NAME: $kind: the mount differs from a native directory" \
 			"(seed $seed; DIFFTEST_SEED=$seed DIFFTEST_OPS=$ops to rerun)" >&2
+		log_tail "$mnt" 40
 		rc=1
 		unmount_stagefs "$mnt" || echo "$kind: daemon exit status $?" >&2
 		continue
