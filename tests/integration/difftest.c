@@ -264,7 +264,7 @@ static const char *const fnames[] = { "f0", "f1", "f2", "f3", "f4", "f5" };
 static const char *const lnames[] = { "l0", "l1" };
 
 /* A parent "", "dX/" or "dX/dY/". */
-static int gen_parent(char *out, size_t len)
+static void gen_parent(char *out, size_t len)
 {
 	uint64_t r = rnd(100);
 	int depth = r < 50 ? 0 : r < 85 ? 1 : 2, i;
@@ -274,7 +274,6 @@ static int gen_parent(char *out, size_t len)
 		strncat(out, dnames[rnd(3)], len - strlen(out) - 1);
 		strncat(out, "/", len - strlen(out) - 1);
 	}
-	return depth;
 }
 
 enum kind { K_FILE, K_DIR, K_ANY };
@@ -849,7 +848,7 @@ static void op_path(enum pop op)
 	struct res r[2];
 	off_t size = 0;
 	mode_t mode = 0;
-	int s, depth;
+	int s;
 
 	a[0] = b[0] = 0;
 	switch (op) {
@@ -890,8 +889,14 @@ static void op_path(enum pop op)
 		snprintf(call, sizeof(call), "link('%s', '%s')", a, b);
 		break;
 	case P_SYMLINK:
-		/* A relative target that never leaves the tree. */
-		depth = gen_parent(b, sizeof(b));
+		/*
+		 * A relative target that never leaves the tree, wherever a
+		 * later rename moves the link: its '..' always undoes the
+		 * component before it.  (A plain "../f" moved to the root
+		 * would reach the directory that holds both trees, and the
+		 * two sides would then share one file outside them.)
+		 */
+		gen_parent(b, sizeof(b));
 		strncat(b, lnames[rnd(2)], sizeof(b) - strlen(b) - 1);
 		switch (rnd(5)) {
 		case 0:
@@ -901,11 +906,9 @@ static void op_path(enum pop op)
 			snprintf(a, sizeof(a), "%s", dnames[rnd(3)]);
 			break;
 		case 2:
-			if (depth > 0) {
-				snprintf(a, sizeof(a), "../%s", fnames[rnd(6)]);
-				break;
-			}
-			/* fall through */
+			snprintf(a, sizeof(a), "%s/../%s", dnames[rnd(3)],
+				 fnames[rnd(6)]);
+			break;
 		default:
 			snprintf(a, sizeof(a), "%s", fnames[rnd(6)]);
 			break;
