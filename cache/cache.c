@@ -89,10 +89,7 @@ static void file_free(struct cache_file *f)
 	for (i = 0; i < f->nchunks; i++)
 		free(f->chunks[i]);
 	free(f->chunks);
-	if (f->fd >= 0)
-		close(f->fd);
-	if (f->idx_fd >= 0)
-		close(f->idx_fd);
+	index_close(f);
 	be_node_put(file_be(f), f->node);
 	pthread_mutex_destroy(&f->lock);
 	pthread_mutex_destroy(&f->wlock);
@@ -205,8 +202,7 @@ static struct cache_file *file_new(struct cache *c, int be_idx,
 	f->hkey = node->hkey;
 	f->node = be_node_get(node);
 	atomic_init(&f->refs, 1);	/* the table's */
-	f->fd = -1;
-	f->idx_fd = -1;
+	f->fd = f->dfd = f->idx_fd = -1;
 	pthread_mutex_init(&f->wlock, NULL);
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->cond, NULL);
@@ -428,6 +424,7 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
 	int b;
 
 	st->bytes_read_cache = atomic_load(&c->bytes_read_cache);
+	st->bytes_read_splice = atomic_load(&c->bytes_read_splice);
 	st->bytes_read_backend = atomic_load(&c->bytes_read_backend);
 	st->bytes_written = atomic_load(&c->bytes_written);
 	st->bytes_flushed = atomic_load(&c->bytes_flushed);
@@ -927,6 +924,19 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 	rc = take_lock(c, err, errlen);
 	if (rc < 0)
 		goto out_free;
+	if (cfg->direct) {
+		int fd = openat(c->dir_fd, "lock", O_RDONLY | O_DIRECT |
+						   O_CLOEXEC);
+
+		if (fd < 0) {
+			rc = -errno;
+			snprintf(err, errlen,
+				 "cache_direct=on: the file system of cache dir %s refuses O_DIRECT: %s",
+				 cfg->dir, strerror(-rc));
+			goto out_free;
+		}
+		close(fd);
+	}
 	/* Cached data is other users' data: only root may look (0700). */
 	if (fchmodat(AT_FDCWD, cfg->dir, 0700, 0) < 0)
 		log_msg(LOG_LVL_WARN, "cache", "cache dir %s: chmod 0700: %s",

@@ -65,6 +65,7 @@ struct cache_config {
 	enum cache_close_mode close_mode;
 	enum cache_fsync_mode fsync_mode;
 	int verify;		/* check block checksums on every read */
+	int direct;		/* O_DIRECT for whole-block cache-file I/O */
 };
 
 struct cache;
@@ -77,6 +78,7 @@ struct cache_file;
 struct cache_stats {
 	uint64_t bytes_read_cache;
 	uint64_t bytes_read_backend;
+	uint64_t bytes_read_splice;	/* of bytes_read_cache: by splice */
 	uint64_t bytes_written;
 	uint64_t bytes_flushed;
 	uint64_t dirty_bytes;		/* gauge */
@@ -154,6 +156,30 @@ struct cache_stream {
  */
 ssize_t cache_read(struct cache_file *f, struct cache_stream *s, void *buf,
 		   size_t size, uint64_t off);
+
+/*
+ * A read the caller answers straight from the cache file (FUSE splices
+ * the bytes from fd at off): the chunk is pinned against eviction and
+ * truncation until cache_read_unpin().
+ */
+struct cache_pin {
+	struct cache_file *f;
+	struct chunk *ch;
+	int fd;
+	uint64_t off;
+	size_t len;
+};
+
+/*
+ * Pin [off, off+size) for a zero-copy reply.  Returns the byte count
+ * (short only at end of file; 0 at or past it) with *pin filled, or
+ * -EAGAIN when the range cannot be handed over as it is: verify=on (the
+ * bytes must be checked on the way), blocks not present, a write in
+ * flight, or the range spans two chunks.  Then use cache_read().
+ */
+ssize_t cache_read_pin(struct cache_file *f, struct cache_stream *s,
+		       size_t size, uint64_t off, struct cache_pin *pin);
+void cache_read_unpin(struct cache_pin *pin);
 
 /*
  * Write size bytes at off.  Returns size or -errno.  Waits, without

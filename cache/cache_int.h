@@ -42,6 +42,8 @@ ssize_t ring_pread(struct ring_engine *e, int fd, void *buf, size_t len,
 ssize_t ring_pwrite(struct ring_engine *e, int fd, const void *buf,
 		    size_t len, uint64_t off);
 int ring_fdatasync(struct ring_engine *e, int fd);
+/* This thread's registered staging buffer, at least len bytes; or NULL. */
+void *ring_buf(struct ring_engine *e, size_t len);
 
 /* ---- journal (journal.c) --------------------------------------------- */
 
@@ -94,6 +96,8 @@ struct chunk {
 	bool journaled;		/* a DIRTY record is in the journal */
 	unsigned int readers;	/* I/O on the cache file in progress: no evict */
 	unsigned int writers;	/* writes whose sums are not stored yet */
+	uint64_t wmask;		/* blocks the write in flight is filling:
+				 * a fetch leaves them alone */
 	uint64_t lru_stamp;	/* last access, for eviction */
 	uint64_t last_write_us;	/* now_us() of the last write */
 };
@@ -112,6 +116,8 @@ struct cache_file {
 	/* protected by lock: */
 	int fd;			/* the cache data file, O_RDWR */
 	int idx_fd;		/* the index file */
+	int dfd;		/* the data file with O_DIRECT (cache_direct=on),
+				 * or -1 */
 	struct be_gen gen;	/* backend generation the clean data is of */
 	uint64_t be_size;	/* size on the backend as far as we know */
 	uint64_t size;		/* size as this node sees it */
@@ -188,6 +194,7 @@ struct cache {
 
 	/* counters, see struct cache_stats */
 	atomic_uint_fast64_t bytes_read_cache, bytes_read_backend;
+	atomic_uint_fast64_t bytes_read_splice;
 	atomic_uint_fast64_t bytes_written, bytes_flushed;
 	atomic_uint_fast64_t dirty_bytes, used_bytes;
 	atomic_uint_fast64_t chunks_evicted, checksum_errors;
@@ -268,6 +275,21 @@ void file_conflict(struct cache_file *f, const struct be_attr *attr);
 
 /* index.c: persistence of the per-file chunk table */
 int index_open(struct cache_file *f, bool may_reset);
+void index_close(struct cache_file *f);
+
+/*
+ * The descriptor for a transfer of the data file: the O_DIRECT one when
+ * cache_direct=on and buffer, offset and length are all 4 KiB aligned
+ * (whole blocks: chunk fills, flusher read-backs, checked reads), else
+ * the buffered one.  The kernel keeps the two coherent.
+ */
+static inline int data_fd(const struct cache_file *f, const void *buf,
+			  uint64_t off, size_t len)
+{
+	if (f->dfd >= 0 && !(((uintptr_t)buf | off | len) & 4095))
+		return f->dfd;
+	return f->fd;
+}
 unsigned int index_spec_hash(struct cache_file *f);
 void index_file_name(struct cache_file *f, const char *dir, char *buf,
 		     size_t len);

@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -98,7 +99,8 @@ static int block_sum_from_file(struct cache_file *f, uint64_t off, void *tmp,
 			       uint64_t *sum)
 {
 	struct cache *c = f->c;
-	ssize_t n = ring_pread(cache_ring(c), f->fd, tmp, c->block_size, off);
+	ssize_t n = ring_pread(cache_ring(c), data_fd(f, tmp, off, c->block_size),
+			       tmp, c->block_size, off);
 
 	if (n < 0)
 		return (int)n;
@@ -108,17 +110,36 @@ static int block_sum_from_file(struct cache_file *f, uint64_t off, void *tmp,
 }
 
 /*
- * Fetch the blocks of chunk idx that hold backend data and are not
- * present.  Called with f->lock held and !ch->fetching; drops the lock
- * for the I/O and returns with it held.  Concurrent readers of the chunk
- * wait on f->cond instead of fetching again.
+ * A reader waiting on a fetch: [off, off+len) of the chunk is copied to
+ * dst straight from the fetched bytes (done is set) when every block of
+ * it came from this fetch, so the reader does not read the cache file
+ * back and hash it again.
  */
-int file_fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch)
+struct fetch_copy {
+	char *dst;
+	uint64_t off;
+	size_t len;
+	bool done;
+};
+
+static uint64_t range_blocks(struct cache *c, uint64_t a, uint64_t b);
+
+/*
+ * Fetch the blocks of chunk idx that hold backend data and are not
+ * present, except those a write in flight is filling.  Called with
+ * f->lock held and !ch->fetching; drops the lock for the I/O and returns
+ * with it held.  Concurrent readers of the chunk wait on f->cond instead
+ * of fetching again.  The bytes go through the thread's registered
+ * staging buffer.
+ */
+static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
+		       struct fetch_copy *fc)
 {
 	struct cache *c = f->c;
 	struct chunk *ch = f->chunks[idx];
 	uint64_t start = chunk_start(c, idx), trunc_seq = f->trunc_seq;
-	uint64_t want = backend_blocks(f, idx) & ~ch->present, got = 0;
+	uint64_t want = backend_blocks(f, idx) & ~ch->present & ~ch->wmask;
+	uint64_t got = 0, fc_mask = 0;
 	uint64_t len = min_u64(c->cfg->chunk_size,
 			       f->be_size > start ? f->be_size - start : 0);
 	uint64_t sums[CACHE_BLOCKS];
@@ -135,7 +156,7 @@ int file_fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch)
 	f->inflight++;
 	pthread_mutex_unlock(&f->lock);
 
-	buf = aligned_alloc(4096, c->cfg->chunk_size);
+	buf = ring_buf(cache_ring(c), c->cfg->chunk_size);
 	if (!buf) {
 		rc = -ENOMEM;
 		goto out_lock;
@@ -145,7 +166,7 @@ int file_fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch)
 	hist_add(c->be_read_us, t0);
 	if (n < 0) {
 		rc = (int)n;
-		goto out_free;
+		goto out_lock;
 	}
 	atomic_fetch_add(&c->bytes_read_backend, (uint64_t)n);
 	if (prefetch)
@@ -179,9 +200,29 @@ int file_fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch)
 		if (!last->len)
 			nops--;
 	}
+	/* O_DIRECT takes the aligned part of the last run, the tail not. */
+	if (nops && (ops[nops - 1].len & 4095) && ops[nops - 1].len > 4096) {
+		struct ring_op *last = &ops[nops - 1];
+		size_t head = last->len & ~(size_t)4095;
+
+		ops[nops] = *last;
+		ops[nops].buf = (char *)last->buf + head;
+		ops[nops].off += head;
+		ops[nops].len -= head;
+		last->len = head;
+		nops++;
+	}
+	for (b = 0; b < (unsigned int)nops; b++)
+		ops[b].fd = data_fd(f, ops[b].buf, ops[b].off, ops[b].len);
 	rc = ring_run(cache_ring(c), ops, nops);
-out_free:
-	free(buf);
+	if (rc == 0 && fc) {
+		fc_mask = range_blocks(c, fc->off - start,
+				       fc->off + fc->len - start);
+		if (fc_mask & ~want)
+			fc_mask = 0;	/* not all of it came from here */
+		else
+			memcpy(fc->dst, buf + (fc->off - start), fc->len);
+	}
 out_lock:
 	pthread_mutex_lock(&f->lock);
 	ch->fetching = false;
@@ -195,6 +236,9 @@ out_lock:
 		atomic_fetch_add(&c->used_bytes,
 				 popcount64(got) * c->block_size);
 		index_store_chunk(f, idx);
+		/* A writer that came first owns its blocks' bytes now. */
+		if (fc && fc_mask && !(fc_mask & ~got))
+			fc->done = true;
 	} else if (rc < 0) {
 		log_msg(LOG_LVL_WARN, "cache",
 			"fetch of file %llx chunk %llu failed: %s",
@@ -204,6 +248,11 @@ out_lock:
 	ch->lru_stamp = atomic_fetch_add(&c->lru_clock, 1);
 	pthread_cond_broadcast(&f->cond);
 	return rc;
+}
+
+int file_fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch)
+{
+	return fetch_chunk(f, idx, prefetch, NULL);
 }
 
 /* Cache-file I/O on ch is over; f->lock held. */
@@ -224,8 +273,13 @@ static void write_done(struct cache_file *f, struct chunk *ch)
 		pthread_cond_broadcast(&f->cond);
 }
 
-/* Make the blocks in mask that hold backend data present; f->lock held. */
-static int ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask)
+/*
+ * Make the blocks in mask that hold backend data present; f->lock held.
+ * A block that a write in flight is filling is waited for, not fetched.
+ * fc (or NULL) is the caller's range, see struct fetch_copy.
+ */
+static int ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask,
+			  struct fetch_copy *fc)
 {
 	struct chunk *ch = f->chunks[idx];
 	int rc;
@@ -235,11 +289,11 @@ static int ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask)
 
 		if (!need)
 			return 0;
-		if (ch->fetching) {
+		if (ch->fetching || (need & ch->wmask)) {
 			pthread_cond_wait(&f->cond, &f->lock);
 			continue;
 		}
-		rc = file_fetch_chunk(f, idx, false);
+		rc = fetch_chunk(f, idx, false, fc);
 		if (rc < 0)
 			return rc;
 	}
@@ -303,7 +357,8 @@ static ssize_t read_in_chunk(struct cache_file *f, uint64_t idx, char *dst,
 	uint64_t hi = off + len;
 	uint64_t mask, seq, hashes[CACHE_BLOCKS];
 	struct chunk *ch;
-	char *buf = NULL, *bounce = NULL;
+	struct fetch_copy fc = { .dst = dst, .off = off, .len = len };
+	char *buf = NULL;
 	ssize_t n;
 	int rc, tries = 0;
 
@@ -316,9 +371,11 @@ again:
 		rc = -ENOMEM;
 		goto out_unlock;
 	}
-	rc = ensure_present(f, idx, mask);
+	rc = ensure_present(f, idx, mask, &fc);
 	if (rc < 0)
 		goto out_unlock;
+	if (fc.done)
+		goto out_unlock;	/* served from the fetch itself */
 	/* A block being rewritten has new bytes and old sums for a moment. */
 	if (ch->writers) {
 		pthread_cond_wait(&f->cond, &f->lock);
@@ -332,16 +389,19 @@ again:
 
 	if (c->cfg->verify) {
 		/* Whole blocks are checked: read straight into dst when the
-		 * request is block aligned, through a bounce buffer if not. */
-		if (off == lo && len == hi - lo)
+		 * request is block aligned (and dst is, for O_DIRECT), through
+		 * the thread's buffer if not. */
+		if (off == lo && len == hi - lo &&
+		    (!c->cfg->direct || !((uintptr_t)dst & 4095)))
 			buf = dst;
-		else if (!buf)
-			buf = bounce = aligned_alloc(4096, hi - lo);
+		else
+			buf = ring_buf(cache_ring(c), c->cfg->chunk_size);
 		if (!buf) {
 			rc = -ENOMEM;
 			goto out_reader;
 		}
-		n = ring_pread(cache_ring(c), f->fd, buf, hi - lo, lo);
+		n = ring_pread(cache_ring(c), data_fd(f, buf, lo, hi - lo),
+			       buf, hi - lo, lo);
 		if (n >= 0) {
 			uint64_t o;
 
@@ -379,7 +439,6 @@ out_reader:
 	io_done(f, ch);
 out_unlock:
 	pthread_mutex_unlock(&f->lock);
-	free(bounce);
 	return rc < 0 ? rc : (ssize_t)len;
 }
 
@@ -450,6 +509,66 @@ ssize_t cache_read(struct cache_file *f, struct cache_stream *s, void *buf,
 	return (ssize_t)done;
 }
 
+ssize_t cache_read_pin(struct cache_file *f, struct cache_stream *s,
+		       size_t size, uint64_t off, struct cache_pin *pin)
+{
+	struct cache *c = f->c;
+	uint64_t cs = c->cfg->chunk_size, idx = off / cs, mask, fsize;
+	struct chunk *ch;
+	struct stat st;
+
+	if (c->cfg->verify)
+		return -EAGAIN;
+	pthread_mutex_lock(&f->lock);
+	fsize = f->size;
+	if (off >= fsize) {
+		pthread_mutex_unlock(&f->lock);
+		return 0;
+	}
+	size = (size_t)min_u64(size, fsize - off);
+	ch = idx < f->nchunks ? f->chunks[idx] : NULL;
+	if (!ch || (off + size - 1) / cs != idx || ch->writers ||
+	    ch->fetching) {
+		pthread_mutex_unlock(&f->lock);
+		return -EAGAIN;
+	}
+	mask = range_blocks(c, off - chunk_start(c, idx),
+			    off + size - chunk_start(c, idx));
+	if (mask & ~ch->present) {
+		pthread_mutex_unlock(&f->lock);
+		return -EAGAIN;
+	}
+	ch->readers++;
+	f->inflight++;
+	ch->lru_stamp = atomic_fetch_add(&c->lru_clock, 1);
+	pthread_mutex_unlock(&f->lock);
+
+	/* A splice stops at the cache file's end: it must hold the range. */
+	if (fstat(f->fd, &st) < 0 || (uint64_t)st.st_size < off + size) {
+		pthread_mutex_lock(&f->lock);
+		io_done(f, ch);
+		pthread_mutex_unlock(&f->lock);
+		return -EAGAIN;
+	}
+	if (s)
+		stream_advance(f, s, off, size);
+	*pin = (struct cache_pin){ .f = f, .ch = ch, .fd = f->fd, .off = off,
+				   .len = size };
+	return (ssize_t)size;
+}
+
+void cache_read_unpin(struct cache_pin *pin)
+{
+	struct cache_file *f = pin->f;
+
+	pthread_mutex_lock(&f->lock);
+	io_done(f, pin->ch);
+	pthread_mutex_unlock(&f->lock);
+	atomic_fetch_add(&f->c->bytes_read_cache, pin->len);
+	atomic_fetch_add(&f->c->bytes_read_splice, pin->len);
+	cache_evict_maybe(f->c);
+}
+
 /* Write [off, off+len), which lies within chunk idx; f->wlock held. */
 static int write_in_chunk(struct cache_file *f, uint64_t idx, const char *src,
 			  uint64_t off, size_t len)
@@ -480,12 +599,13 @@ static int write_in_chunk(struct cache_file *f, uint64_t idx, const char *src,
 	while (ch->fetching)
 		pthread_cond_wait(&f->cond, &f->lock);
 	/* Partial blocks that hold backend data: read-merge-write. */
-	rc = ensure_present(f, idx, partial);
+	rc = ensure_present(f, idx, partial, NULL);
 	if (rc < 0)
 		goto out_unlock;
 	ch->dirty_seq++;
 	ch->readers++;
 	ch->writers++;
+	ch->wmask = mask;	/* writers are serialised by f->wlock */
 	f->inflight++;
 	pthread_mutex_unlock(&f->lock);
 
@@ -498,7 +618,7 @@ static int write_in_chunk(struct cache_file *f, uint64_t idx, const char *src,
 		uint64_t boff = start + i * bs;
 
 		if (partial & (1ULL << i)) {
-			if (!tmp && !(tmp = malloc(bs))) {
+			if (!tmp && !(tmp = aligned_alloc(4096, bs))) {
 				rc = -ENOMEM;
 				goto out_reader;
 			}
@@ -513,6 +633,7 @@ static int write_in_chunk(struct cache_file *f, uint64_t idx, const char *src,
 out_reader:
 	pthread_mutex_lock(&f->lock);
 	io_done(f, ch);
+	ch->wmask = 0;
 	if (rc < 0) {
 		write_done(f, ch);
 		goto out_unlock;
@@ -678,7 +799,7 @@ int cache_file_truncate(struct cache_file *f, uint64_t size,
 			unsigned int b = (unsigned int)((size % cs) / bs);
 
 			if (ftruncate(f->fd, (off_t)size) == 0 &&
-			    (tmp || (tmp = malloc(bs))))
+			    (tmp || (tmp = aligned_alloc(4096, bs))))
 				block_sum_from_file(f, chunk_start(c, idx) +
 							       b * bs,
 						    tmp, &ch->sums[b]);
@@ -745,7 +866,7 @@ int cache_file_prefetch(struct cache_file *f)
 			rc = -ENOMEM;
 			break;
 		}
-		rc = ensure_present(f, idx, ~0ULL);
+		rc = ensure_present(f, idx, ~0ULL, NULL);
 	}
 	pthread_mutex_unlock(&f->lock);
 	cache_evict_maybe(c);

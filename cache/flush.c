@@ -134,9 +134,7 @@ void file_conflict(struct cache_file *f, const struct be_attr *attr)
 		f->chunks[idx] = NULL;
 	}
 	f->dirty_chunks = 0;
-	close(f->fd);
-	close(f->idx_fd);
-	f->fd = f->idx_fd = -1;
+	index_close(f);
 	if (index_open(f, true) < 0)
 		log_msg(LOG_LVL_ERR, "flush", "file %llx: cannot reopen cache files",
 			(unsigned long long)f->fileid);
@@ -286,7 +284,8 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 			;
 		off = start + b * bs;
 		len = (e - b) * bs;
-		n = ring_pread(cache_ring(c), f->fd, buf + b * bs, len, off);
+		n = ring_pread(cache_ring(c), data_fd(f, buf + b * bs, off, len),
+			       buf + b * bs, len, off);
 		if (n < 0) {
 			rc = (int)n;
 			break;
@@ -471,7 +470,8 @@ void *flusher_main(void *arg)
 	struct flush_item *batch[FLUSH_BATCH];
 	struct upload up[FLUSH_BATCH];
 	int rcs[FLUSH_BATCH];
-	char *buf = aligned_alloc(4096, c->cfg->chunk_size);
+	/* The thread's registered buffer: read-backs are fixed reads. */
+	char *buf = ring_buf(cache_ring(c), c->cfg->chunk_size);
 
 	if (!buf) {
 		log_msg(LOG_LVL_ERR, "flush", "out of memory for a flusher");
@@ -515,7 +515,6 @@ void *flusher_main(void *arg)
 			nanosleep(&ts, NULL);
 		}
 	}
-	free(buf);
 	return NULL;
 }
 

@@ -115,6 +115,18 @@ void index_file_name(struct cache_file *f, const char *dir, char *buf,
  * caller compares them with the backend's.  Returns 1 if a header was
  * found, 0 if not: then, with may_reset, both files are emptied.
  */
+void index_close(struct cache_file *f)
+{
+	int *fds[] = { &f->fd, &f->dfd, &f->idx_fd };
+	size_t i;
+
+	for (i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+		*fds[i] = -1;
+	}
+}
+
 int index_open(struct cache_file *f, bool may_reset)
 {
 	struct cache *c = f->c;
@@ -126,14 +138,22 @@ int index_open(struct cache_file *f, bool may_reset)
 	f->fd = openat(c->dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (f->fd < 0)
 		return -errno;
+	if (c->cfg->direct) {
+		f->dfd = openat(c->dir_fd, name, O_RDWR | O_DIRECT | O_CLOEXEC);
+		if (f->dfd < 0) {
+			int e = errno;
+
+			index_close(f);
+			return -e;
+		}
+	}
 	index_file_name(f, "index", name, sizeof(name));
 	f->idx_fd = openat(c->dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC,
 			   0600);
 	if (f->idx_fd < 0) {
 		int e = errno;
 
-		close(f->fd);
-		f->fd = -1;
+		index_close(f);
 		return -e;
 	}
 	n = pread(f->idx_fd, &h, sizeof(h), 0);

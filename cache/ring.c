@@ -15,12 +15,16 @@
 
 #include <errno.h>
 #include <liburing.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #define RING_DEPTH 64
 
 struct ring_engine {
 	struct io_uring ring;
+	char *buf;		/* this thread's staging buffer, or NULL */
+	size_t buf_len;
+	bool buf_fixed;		/* registered with the ring as index 0 */
 };
 
 int ring_engine_init(struct ring_engine **out)
@@ -44,7 +48,44 @@ void ring_engine_destroy(struct ring_engine *e)
 	if (!e)
 		return;
 	io_uring_queue_exit(&e->ring);
+	free(e->buf);
 	free(e);
+}
+
+/*
+ * The thread's staging buffer of at least len bytes (4 KiB aligned), kept
+ * for the thread's life and registered with its ring: chunk fills and
+ * flusher read-backs move whole chunks through it again and again, and a
+ * registered buffer saves pinning its pages on every request.  If the
+ * kernel refuses the registration (RLIMIT_MEMLOCK for a non-root daemon),
+ * the buffer is used unregistered.
+ */
+void *ring_buf(struct ring_engine *e, size_t len)
+{
+	struct iovec iov;
+
+	if (e->buf && e->buf_len >= len)
+		return e->buf;
+	if (e->buf_fixed)
+		io_uring_unregister_buffers(&e->ring);
+	free(e->buf);
+	e->buf_fixed = false;
+	e->buf_len = 0;
+	e->buf = aligned_alloc(4096, (len + 4095) & ~(size_t)4095);
+	if (!e->buf)
+		return NULL;
+	e->buf_len = len;
+	iov.iov_base = e->buf;
+	iov.iov_len = len;
+	e->buf_fixed = io_uring_register_buffers(&e->ring, &iov, 1) == 0;
+	return e->buf;
+}
+
+static bool in_fixed(const struct ring_engine *e, const struct ring_op *op)
+{
+	const char *p = op->buf;
+
+	return e->buf_fixed && p >= e->buf && p + op->len <= e->buf + e->buf_len;
 }
 
 /* Submit ops[0..n) (n <= RING_DEPTH) and reap every completion. */
@@ -56,12 +97,20 @@ static int ring_batch(struct ring_engine *e, struct ring_op *ops, int n)
 	for (i = 0; i < n; i++) {
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&e->ring);
 
-		if (ops[i].write)
-			io_uring_prep_write(sqe, ops[i].fd, ops[i].buf,
-					    (unsigned int)ops[i].len, ops[i].off);
+		unsigned int len = (unsigned int)ops[i].len;
+
+		if (in_fixed(e, &ops[i]) && ops[i].write)
+			io_uring_prep_write_fixed(sqe, ops[i].fd, ops[i].buf,
+						  len, ops[i].off, 0);
+		else if (in_fixed(e, &ops[i]))
+			io_uring_prep_read_fixed(sqe, ops[i].fd, ops[i].buf,
+						 len, ops[i].off, 0);
+		else if (ops[i].write)
+			io_uring_prep_write(sqe, ops[i].fd, ops[i].buf, len,
+					    ops[i].off);
 		else
-			io_uring_prep_read(sqe, ops[i].fd, ops[i].buf,
-					   (unsigned int)ops[i].len, ops[i].off);
+			io_uring_prep_read(sqe, ops[i].fd, ops[i].buf, len,
+					   ops[i].off);
 		io_uring_sqe_set_data(sqe, &ops[i]);
 	}
 	rc = io_uring_submit(&e->ring);
@@ -91,19 +140,21 @@ int ring_run(struct ring_engine *e, struct ring_op *ops, int n)
 		if (rc < 0)
 			return rc;
 	}
-	/* Finish short transfers one by one (rare: signals, EOF). */
+	/*
+	 * Finish short writes one by one (rare).  A short read of a regular
+	 * file is its end: reading on would fail on an O_DIRECT descriptor
+	 * at the unaligned offset.
+	 */
 	for (i = 0; i < n; i++) {
 		struct ring_op *op = &ops[i];
 		ssize_t res = op->res;
 
-		if (res >= 0 && (size_t)res < op->len && res > 0) {
-			ssize_t more = op->write ?
-				ring_pwrite(e, op->fd, (char *)op->buf + res,
-					    op->len - (size_t)res,
-					    op->off + (uint64_t)res) :
-				ring_pread(e, op->fd, (char *)op->buf + res,
-					   op->len - (size_t)res,
-					   op->off + (uint64_t)res);
+		if (op->write && res > 0 && (size_t)res < op->len) {
+			ssize_t more = ring_pwrite(e, op->fd,
+						   (char *)op->buf + res,
+						   op->len - (size_t)res,
+						   op->off + (uint64_t)res);
+
 			op->res = more < 0 ? more : res + more;
 		}
 		if (op->res < 0 && !first_err)
@@ -134,9 +185,9 @@ static ssize_t ring_full(struct ring_engine *e, int fd, void *buf, size_t len,
 			continue;
 		if (op.res < 0)
 			return op.res;
-		if (op.res == 0)
-			break;	/* end of file on a read */
 		total += (size_t)op.res;
+		if (op.res == 0 || (!write && (size_t)op.res < op.len))
+			break;	/* end of file (see ring_run) */
 	}
 	return (ssize_t)total;
 }

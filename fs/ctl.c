@@ -58,6 +58,7 @@ static void say(int fd, const char *fmt, ...)
 #define STAT_FIELDS(X)                                                      \
 	X(bytes_read_cache, counter, "bytes served to readers")            \
 	X(bytes_read_backend, counter, "bytes fetched from the backend")   \
+	X(bytes_read_splice, counter, "bytes of bytes_read_cache spliced from the cache file") \
 	X(bytes_written, counter, "bytes written by applications")         \
 	X(bytes_flushed, counter, "bytes uploaded to the backend")         \
 	X(dirty_bytes, gauge, "bytes not yet on the backend")              \

@@ -40,6 +40,7 @@ static const struct fuse_opt sfs_opts[] = {
 	OPT("flush_on_close=%s", flush_on_close_s, 0),
 	OPT("fsync=%s", fsync_s, 0),
 	OPT("verify=%s", verify_s, 0),
+	OPT("cache_direct=%s", cache_direct_s, 0),
 	OPT("namespace=%s", namespace_file, 0),
 	OPT("ctl_socket=%s", ctl_socket, 0),
 	OPT("attr_timeout=%lf", attr_timeout, 0),
@@ -73,6 +74,7 @@ void opts_usage(const char *prog)
 	       "  -o fsync=backend|local    what fsync guarantees (default backend)\n"
 	       "  -o dirty_max=SIZE         writers wait above this much dirty data (default cache_size/2)\n"
 	       "  -o verify=on|off          check checksums on every cache read (default on)\n"
+	       "  -o cache_direct=on|off    O_DIRECT for chunk fills and block reads of the cache (default off)\n"
 	       "  -o namespace=FILE         junctions of several backends in one tree\n"
 	       "  -o ctl_socket=PATH        control socket for stagefsctl (default /run/stagefs/<id>.sock)\n"
 	       "  -o attr_timeout=SECS      kernel attribute cache (default 1.0)\n"
@@ -252,6 +254,8 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 	}
 	if (choice_opt("writeback", cfg->writeback_s, "off", "on", &cc->writeback) ||
 	    choice_opt("verify", cfg->verify_s, "off", "on", &cc->verify) ||
+	    choice_opt("cache_direct", cfg->cache_direct_s, "off", "on",
+		       &cc->direct) ||
 	    choice_opt("flush_on_close", cfg->flush_on_close_s, "sync", "async",
 		       &v))
 		return -EINVAL;
@@ -296,7 +300,8 @@ void opts_free(struct sfs_config *cfg)
 			  &cfg->cache_min_free_s, &cfg->chunk_size_s,
 			  &cfg->readahead_s, &cfg->dirty_max_s,
 			  &cfg->writeback_s, &cfg->flush_on_close_s,
-			  &cfg->fsync_s, &cfg->verify_s, &cfg->namespace_file,
+			  &cfg->fsync_s, &cfg->verify_s, &cfg->cache_direct_s,
+			  &cfg->namespace_file,
 			  &cfg->ctl_socket, &cfg->backend, &cfg->mountpoint };
 	size_t i;
 

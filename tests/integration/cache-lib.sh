@@ -122,6 +122,17 @@ thaw_nfs() {
 	info "NFS server thawed"
 }
 
+# cache_data_file CACHE_DIR MOUNTED_FILE: the data file of a cached file
+# (named <spec hash>-<fileid, 16 hex digits>-<handle hash>; st_ino is the
+# fileid).
+cache_data_file() {
+	local ino f
+	ino=$(stat -c %i "$2")
+	f=$(ls "$1"/data/*-"$(printf '%016x' "$ino")"-* 2>/dev/null | head -n1)
+	[[ -n "$f" ]] || fail "no cache data file for $2 (inode $ino) in $1/data: $(ls "$1/data")"
+	echo "$f"
+}
+
 drop_caches() {
 	sync
 	echo 3 >/proc/sys/vm/drop_caches

@@ -30,30 +30,38 @@ ops=${DIFFTEST_OPS:-20000}
 seed=${DIFFTEST_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 info "seed $seed, $ops ops per backend (DIFFTEST_SEED=$seed DIFFTEST_OPS=$ops to rerun)"
 
+# Each backend with the default options; then the posix backend once more
+# with the other read and write paths: O_DIRECT cache I/O and, with
+# verify=off, hits spliced from the cache file.
+runs=$(backends)
+[[ " $runs " == *" posix "* ]] && runs="$runs posix+direct"
 rc=0
-for kind in $(backends); do
+for run in $runs; do
+	kind=${run%%+*}
+	opts=()
+	[[ $run == *+direct ]] && opts=(cache_direct=on verify=off)
 	[[ $kind == nfs ]] && need_nfs
 	make_backend "$kind"
-	mnt=$TEST_TMP/mnt.$kind
-	ref=$TEST_TMP/ref.$kind
+	mnt=$TEST_TMP/mnt.$run
+	ref=$TEST_TMP/ref.$run
 	mkdir "$ref"
-	mount_stagefs "$BACKEND" "$mnt" "$TEST_TMP/cache.$kind"
+	mount_stagefs "$BACKEND" "$mnt" "$TEST_TMP/cache.$run" "${opts[@]}"
 	# The mount root is the backend dir (mode 0777); give the reference
 	# root the same mode so root's stat of both agrees.
 	chmod "$(stat -c %a "$mnt")" "$ref"
-	info "$kind: difftest -s $seed -n $ops $ref $mnt"
+	info "$run: difftest -s $seed -n $ops $ref $mnt ${opts[*]}"
 	if ! "$DIFFTEST_BIN" -s "$seed" -n "$ops" "$ref" "$mnt"; then
-		echo "FAIL: $TEST_NAME: $kind: the mount differs from a native directory" \
+		echo "FAIL: $TEST_NAME: $run: the mount differs from a native directory" \
 			"(seed $seed; DIFFTEST_SEED=$seed DIFFTEST_OPS=$ops to rerun)" >&2
 		log_tail "$mnt" 40
 		rc=1
-		unmount_stagefs "$mnt" || echo "$kind: daemon exit status $?" >&2
+		unmount_stagefs "$mnt" || echo "$run: daemon exit status $?" >&2
 		continue
 	fi
-	unmount_stagefs "$mnt" || { echo "FAIL: $TEST_NAME: $kind: daemon exit status $?" >&2; rc=1; continue; }
-	info "$kind: comparing the native directory with the backend after unmount"
+	unmount_stagefs "$mnt" || { echo "FAIL: $TEST_NAME: $run: daemon exit status $?" >&2; rc=1; continue; }
+	info "$run: comparing the native directory with the backend after unmount"
 	if ! "$DIFFTEST_BIN" -C "$ref" "$BACKEND_DIR"; then
-		echo "FAIL: $TEST_NAME: $kind: the backend differs from the native directory after unmount" \
+		echo "FAIL: $TEST_NAME: $run: the backend differs from the native directory after unmount" \
 			"(seed $seed)" >&2
 		rc=1
 	fi

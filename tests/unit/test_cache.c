@@ -1581,6 +1581,123 @@ START_TEST(bug_cache_close_leaks_ring)
 }
 END_TEST
 
+/*
+ * cache_read_pin hands out the cache file for a zero-copy reply only when
+ * the daemon need not see the bytes (verify=off) and the range is wholly
+ * present in one chunk; the fd at the offset holds exactly the data.
+ */
+START_TEST(test_read_pin)
+{
+	size_t len = 2 * CS + 5000;
+	unsigned char *want = pattern_new(len, 31), *got = malloc(len);
+	struct cache_file *f;
+	struct cache_pin pin;
+	ssize_t n;
+
+	X.cfg.verify = 0;
+	fx_open();
+	f = fx_file("pin", NULL, 0, NULL);
+	write_all(f, want, len, 0, len);
+
+	n = cache_read_pin(f, NULL, 70000, 1000, &pin);
+	ck_assert_int_eq(n, 70000);
+	ck_assert_int_eq(pread(pin.fd, got, 70000, (off_t)pin.off), 70000);
+	assert_same(got, want + 1000, 70000, "pinned range read from the fd");
+	cache_read_unpin(&pin);
+	ck_assert_uint_eq(stats().bytes_read_splice, 70000);
+
+	/* Short at the end of the file, 0 past it. */
+	n = cache_read_pin(f, NULL, 100000, len - 300, &pin);
+	ck_assert_int_eq(n, 300);
+	cache_read_unpin(&pin);
+	ck_assert_int_eq(cache_read_pin(f, NULL, 10, len + 10, &pin), 0);
+	/* Across a chunk edge: copied instead. */
+	ck_assert_int_eq(cache_read_pin(f, NULL, 2000, CS - 1000, &pin),
+			 -EAGAIN);
+	ck_assert_uint_eq(stats().bytes_read_splice, 70300);
+	free(want);
+	free(got);
+}
+END_TEST
+
+/* With verify=on every byte is checked on its way: never pinned. */
+START_TEST(test_read_pin_not_with_verify)
+{
+	unsigned char *want = pattern_new(BS, 32);
+	struct cache_file *f;
+	struct cache_pin pin;
+
+	fx_open();
+	f = fx_file("pin", NULL, 0, NULL);
+	write_all(f, want, BS, 0, BS);
+	ck_assert_int_eq(cache_read_pin(f, NULL, BS, 0, &pin), -EAGAIN);
+	ck_assert_uint_eq(stats().bytes_read_splice, 0);
+	free(want);
+}
+END_TEST
+
+/*
+ * Blocks not present (a cold file) are not pinned; once a read fetched
+ * them they are.  The reader that fetched got its bytes from the fetch
+ * itself (one backend read, right bytes).
+ */
+START_TEST(test_read_pin_after_fetch)
+{
+	size_t len = CS + 777;
+	unsigned char *want = pattern_new(len, 33), *got = malloc(len);
+	struct cache_file *f;
+	struct cache_pin pin;
+
+	X.cfg.verify = 0;
+	fx_open();
+	f = fx_file("cold", want, len, NULL);
+	ck_assert_int_eq(cache_read_pin(f, NULL, 4096, 0, &pin), -EAGAIN);
+	ck_assert_int_eq(cache_read(f, NULL, got, 5000, 3000), 5000);
+	assert_same(got, want + 3000, 5000, "cold read served from the fetch");
+	ck_assert_uint_eq(mem_be_calls(X.be, MEM_OP_READ), 1);
+	ck_assert_int_eq(cache_read_pin(f, NULL, 4096, 8192, &pin), 4096);
+	ck_assert_int_eq(pread(pin.fd, got, 4096, (off_t)pin.off), 4096);
+	assert_same(got, want + 8192, 4096, "pinned after the fetch");
+	cache_read_unpin(&pin);
+	free(want);
+	free(got);
+}
+END_TEST
+
+/*
+ * cache_direct=on: fills, read-backs and checked reads use O_DIRECT, the
+ * rest the buffered descriptor; data of unaligned sizes and offsets comes
+ * back right, reaches the backend, and the checksums hold.
+ */
+START_TEST(test_direct_io)
+{
+	size_t len = 2 * CS + 12345, blen = CS + 4097;
+	unsigned char *want = pattern_new(len, 34), *got = malloc(len);
+	unsigned char *back = pattern_new(blen, 35);
+	struct cache_file *f, *g;
+	struct be_node *n;
+
+	X.cfg.direct = 1;
+	fx_open();
+	f = fx_file("w", NULL, 0, &n);
+	ck_assert_int_ge(f->dfd, 0);
+	write_all(f, want, len, 0, 100003);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, want, len, "backend after a flush with O_DIRECT read-backs");
+	assert_cache_has(f, want, len, "written data read with O_DIRECT");
+
+	g = fx_file("cold", back, blen, NULL);
+	ck_assert_uint_eq(read_all(g, NULL, got, blen, 0, 65536), blen);
+	assert_same(got, back, blen, "cold file of an unaligned size");
+	ck_assert_uint_eq(read_all(g, NULL, got, blen, 0, 4096), blen);
+	assert_same(got, back, blen, "read again from the O_DIRECT-filled cache");
+	ck_assert_uint_eq(stats().checksum_errors, 0);
+	free(want);
+	free(back);
+	free(got);
+}
+END_TEST
+
 struct test_entry {
 	const char *name;
 	const TTest *fn;
@@ -1622,6 +1739,10 @@ static Suite *cache_suite(void)
 		T(test_prefetch_sequential),
 		T(test_prefetch_not_random),
 		T(test_no_false_conflict_upload_during_fetch),
+		T(test_read_pin),
+		T(test_read_pin_not_with_verify),
+		T(test_read_pin_after_fetch),
+		T(test_direct_io),
 		B(bug_crash_recovery_extending_write_lost),
 		B(bug_estale_on_conflict_check_retried_forever),
 		B(bug_estale_race_dirty_chunks_underflow),
