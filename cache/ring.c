@@ -6,8 +6,9 @@
  * prefetchers): the thread submits and reaps its own requests, so no
  * lock is needed and a request's latency is never queued behind another
  * thread's.  A FUSE request touching several blocks or chunks submits
- * them as one batch.  docs/performance.md records the measurements that
- * chose this over one shared engine thread.
+ * them as one batch.  The measurements behind this choice over one
+ * shared engine thread (tools/ring-bench) are in docs/performance.md,
+ * "The ring: per thread, one engine thread, registered buffers".
  *
  * Thread safety: a ring_engine is used only by the thread that made it.
  */
