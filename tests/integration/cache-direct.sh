@@ -4,8 +4,9 @@
 # the page cache; unaligned writes and tails still go through it.
 #
 # 1. A backend-only file of an unaligned size is read cold: the bytes are
-#    right, and none of the cache's data files is in the page cache
-#    afterwards (fincore), where a buffered cache holds all of it.
+#    right, and of the cache's data files only the file's unaligned tail
+#    (one page, written buffered) is in the page cache afterwards
+#    (fincore), where a buffered cache holds all 40 MiB.
 # 2. A file of an unaligned size written through the mount and closed
 #    reaches the backend byte for byte (the flusher read it back with
 #    O_DIRECT), and reads back right.
@@ -39,8 +40,8 @@ mount_stagefs "$BACKEND" "$mnt" "$cache" cache_direct=on
 drop_caches
 [[ $(xxh "$mnt/cold") == "$cold_sum" ]] || fail "cold read with cache_direct=on: data differs"
 pc=$(cached_bytes)
-[[ $pc -eq 0 ]] || fail "cold read with cache_direct=on: $pc bytes of the cache files are in the page cache (expected 0)"
-info "cold read ok: 0 bytes of the cache files in the page cache"
+[[ $pc -le 4096 ]] || fail "cold read with cache_direct=on: $pc bytes of the cache files are in the page cache (expected at most the 4096-byte tail page)"
+info "cold read ok: $pc bytes of the cache files in the page cache (the tail page)"
 
 # 2. write through the mount, close flushes
 cp "$src" "$mnt/written"
