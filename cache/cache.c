@@ -320,23 +320,39 @@ void cache_file_pin(struct cache_file *f, int pinned)
 	pthread_mutex_unlock(&f->lock);
 }
 
-void cache_note_attr(struct cache *c, int be_idx, const struct be_node *node,
-		     const struct be_attr *attr)
+int cache_setattr(struct cache *c, int be_idx, struct be_node *node,
+		  const struct be_setattr *sa, struct be_attr *attr)
 {
+	struct be *be = c->bes[be_idx];
 	struct cache_file *f;
+	int rc;
 
 	pthread_mutex_lock(&c->table_lock);
 	f = table_find(c, be_idx, node->fileid, node->hkey);
+	if (f)
+		cache_file_ref(f);
+	pthread_mutex_unlock(&c->table_lock);
 	if (f) {
+		pthread_mutex_lock(&f->lock);
+		f->local_change++;
+		pthread_mutex_unlock(&f->lock);
+	}
+	rc = be->ops->setattr(be, node, sa, attr);
+	if (!f)
+		return rc;
+	pthread_mutex_lock(&f->lock);
+	if (rc == 0) {
 		struct be_gen g = be_attr_gen(attr);
 
-		pthread_mutex_lock(&f->lock);
 		/* Only the times may move: a size change is truncate's. */
 		if (g.size == f->gen.size || f->dirty_chunks)
 			f->gen = g;
-		pthread_mutex_unlock(&f->lock);
 	}
-	pthread_mutex_unlock(&c->table_lock);
+	f->local_change--;
+	f->local_seq++;
+	pthread_mutex_unlock(&f->lock);
+	cache_file_put(f);
+	return rc;
 }
 
 void cache_fixup_attr(struct cache *c, int be_idx, const struct be_node *node,

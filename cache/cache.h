@@ -189,11 +189,14 @@ ssize_t cache_write(struct cache_file *f, const void *buf, size_t size,
 		    uint64_t off);
 
 /*
- * This node changed the file's attributes on the backend (utimens,
- * chmod...): the new generation is its own, not a change from elsewhere.
+ * Change attributes other than the size (chmod, chown, utimens) on the
+ * backend: be->ops->setattr, bracketed so that the generation it makes
+ * is known as this node's own, not a change from elsewhere.  No conflict
+ * check runs while it is under way, and no earlier GETATTR answer can
+ * overwrite it.  Returns 0 with *attr, or -errno.
  */
-void cache_note_attr(struct cache *c, int be_idx, const struct be_node *node,
-		     const struct be_attr *attr);
+int cache_setattr(struct cache *c, int be_idx, struct be_node *node,
+		  const struct be_setattr *sa, struct be_attr *attr);
 
 /* The file's size as this node sees it (the cache's, not the backend's) */
 uint64_t cache_file_size(struct cache_file *f);

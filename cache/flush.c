@@ -148,6 +148,19 @@ void file_conflict(struct cache_file *f, const struct be_attr *attr)
 /* A partly written chunk rests this long before it is uploaded. */
 #define FLUSH_REST_US 200000
 
+/*
+ * An upload step ends, maybe with the file's dirty data dropped (gone,
+ * or kept aside as a conflict): wake whoever waits on the file and the
+ * writers waiting for space, and unlock f->lock.  Returns rc.
+ */
+static int dropped_unlock(struct cache_file *f, int rc)
+{
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+	pthread_cond_broadcast(&f->c->space_cond);
+	return rc;
+}
+
 /* One chunk's upload, from flush_upload() to flush_finish(). */
 struct upload {
 	uint64_t idx;
@@ -228,10 +241,7 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 		f->checking = false;
 		if (err_gone(rc)) {
 			file_gone(f);
-			pthread_cond_broadcast(&f->cond);
-			pthread_mutex_unlock(&f->lock);
-			pthread_cond_broadcast(&c->space_cond);
-			return 0;
+			return dropped_unlock(f, 0);
 		}
 		if (rc < 0) {
 			pthread_mutex_unlock(&f->lock);
@@ -247,10 +257,7 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 			while (f->inflight)
 				pthread_cond_wait(&f->cond, &f->lock);
 			file_conflict(f, &attr);
-			pthread_cond_broadcast(&f->cond);
-			pthread_mutex_unlock(&f->lock);
-			pthread_cond_broadcast(&c->space_cond);
-			return 0;
+			return dropped_unlock(f, 0);
 		}
 		f->episode_checked = true;
 		if (!ch->dirty || ch->flushing || f->gone) {
@@ -372,28 +379,32 @@ static int flush_finish(struct cache_file *f, struct upload *up, int rc)
 		if (err_permanent(rc))
 			f->flush_error = rc;
 	}
-	pthread_cond_broadcast(&f->cond);
-	pthread_mutex_unlock(&f->lock);
-	pthread_cond_broadcast(&c->space_cond);
-	return rc;
+	return dropped_unlock(f, rc);
 }
 
 /* After the last dirty chunk: remember the backend's new generation. */
 static void refresh_gen(struct cache_file *f)
 {
 	struct be_attr attr;
-	uint64_t seq;
+	uint64_t seq, lseq;
 	bool clean;
 
 	pthread_mutex_lock(&f->lock);
-	clean = !f->dirty_chunks && !f->gone;
+	clean = !f->dirty_chunks && !f->gone && !f->local_change;
 	seq = f->upload_seq;
+	lseq = f->local_seq;
 	pthread_mutex_unlock(&f->lock);
 	if (!clean || file_be(f)->ops->getattr(file_be(f), f->node, &attr))
 		return;
 	pthread_mutex_lock(&f->lock);
-	/* An upload after our getattr would make its answer stale. */
-	if (!f->dirty_chunks && !f->inflight && f->upload_seq == seq) {
+	/*
+	 * An upload, or a truncate or utimens of this node's, after our
+	 * getattr would make its answer stale: it would put back the
+	 * generation from before that change, and the next upload's check
+	 * would take this node's own change for another client's.
+	 */
+	if (!f->dirty_chunks && !f->inflight && f->upload_seq == seq &&
+	    !f->local_change && f->local_seq == lseq) {
 		f->gen = be_attr_gen(&attr);
 		f->be_size = attr.size;
 		index_store_header(f);

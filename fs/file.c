@@ -161,9 +161,7 @@ static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
 		}
 	}
 	if (sa.valid) {
-		rc = be->ops->setattr(be, in->node, &sa, &a);
-		if (rc == 0 && S_ISREG(a.mode))
-			cache_note_attr(s->cache, in->be_idx, in->node, &a);
+		rc = cache_setattr(s->cache, in->be_idx, in->node, &sa, &a);
 	}
 	else if (!(valid & FUSE_SET_ATTR_SIZE))
 		rc = be->ops->getattr(be, in->node, &a);

@@ -339,7 +339,11 @@ static int mem_getattr(struct be *be, struct be_node *node,
 	pthread_mutex_lock(&mb->lock);
 	if (to_mn(node)->nlink)
 		rc = give(to_mn(node), NULL, attr);
+	if (rc == 0)
+		rc = fault_enter(mb, MEM_OP_GETATTR);
 	pthread_mutex_unlock(&mb->lock);
+	if (rc == 0)
+		fault_done(mb, MEM_OP_GETATTR);
 	return rc;
 }
 

@@ -11,7 +11,9 @@
  * lives.  A node whose last name was unlinked answers -ESTALE to data
  * operations and to node_decode, as an NFS server does.
  *
- * Fault injection, per data operation (read, write, commit, setattr):
+ * Fault injection, per data operation (read, write, commit, setattr) and
+ * getattr, whose answer is taken when the call arrives and delivered after
+ * the gate or delay (a reply that was already on the wire):
  *  - mem_be_fail(be, op, -EIO, 3): the next 3 calls fail with -EIO
  *    (delivered through the callback, as an asynchronous failure), then
  *    the operation works again; count -1 fails until mem_be_fail(.., 0);
@@ -35,6 +37,7 @@ enum mem_op {
 	MEM_OP_WRITE,
 	MEM_OP_COMMIT,
 	MEM_OP_SETATTR,
+	MEM_OP_GETATTR,		/* the answer is taken first, then delayed */
 	MEM_OP_COUNT
 };
 

@@ -1698,6 +1698,49 @@ START_TEST(test_direct_io)
 }
 END_TEST
 
+/*
+ * The flusher's GETATTR after a flush (refresh_gen) answered with the
+ * attributes from before a truncate of this node's that ran meanwhile,
+ * and put that stale generation over the truncate's own.  The next
+ * upload's conflict check then took this node's truncate for another
+ * client's change and set the local data aside (CI, posix-difftest on
+ * nfs, seed 824254753).  The answer must be dropped.
+ */
+START_TEST(bug_refresh_gen_overwrites_own_truncate)
+{
+	unsigned char *want = pattern_new(2 * BS, 36);
+	struct cache_file *f;
+	struct be_attr a;
+	unsigned long done;
+	int i;
+
+	fx_open();
+	f = fx_file("rg", NULL, 0, NULL);
+	write_all(f, want, BS, 0, BS);
+	ck_assert_int_eq(cache_file_flush(f), 0);	/* the check is done */
+
+	mem_be_gate(X.be, MEM_OP_GETATTR, 1);
+	write_all(f, want + BS, BS, BS, BS);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	/* The refresh's answer (size 2 * BS) waits at the gate. */
+	for (i = 0; i < 500 && mem_be_waiting(X.be, MEM_OP_GETATTR) < 1; i++)
+		usleep(10000);
+	ck_assert_uint_ge(mem_be_waiting(X.be, MEM_OP_GETATTR), 1);
+	ck_assert_int_eq(cache_file_truncate(f, 100, &a), 0);
+	done = mem_be_completed(X.be, MEM_OP_GETATTR) +
+	       mem_be_waiting(X.be, MEM_OP_GETATTR);
+	mem_be_gate(X.be, MEM_OP_GETATTR, 0);
+	for (i = 0; i < 500 && mem_be_completed(X.be, MEM_OP_GETATTR) < done;
+	     i++)
+		usleep(10000);
+	usleep(50000);	/* the answer is applied, or not, under f->lock */
+	pthread_mutex_lock(&f->lock);
+	ck_assert_uint_eq(f->gen.size, 100);
+	pthread_mutex_unlock(&f->lock);
+	free(want);
+}
+END_TEST
+
 struct test_entry {
 	const char *name;
 	const TTest *fn;
@@ -1751,6 +1794,7 @@ static Suite *cache_suite(void)
 		B(bug_read_during_write_eio),
 		B(bug_restart_evicts_hot_before_cold),
 		B(bug_cache_close_leaks_ring),
+		B(bug_refresh_gen_overwrites_own_truncate),
 	};
 	size_t i;
 
