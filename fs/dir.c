@@ -246,7 +246,9 @@ static int silly_dir(struct sfs *s, int be_idx, struct be_node **out)
  * writable (POSIX) even for data not in the cache, as the NFS client's
  * silly rename does.  The hidden name is in SILLY_DIR at the backend's
  * root, so the directory it left can still be removed.  Returns 1 if it
- * did.
+ * did, 0 if the file needs no hiding, or -errno if an open file could not
+ * be hidden: then the name must stay (the NFS client fails the unlink
+ * too), or the open file would lose its data.
  */
 static int silly_rename(struct sfs *s, struct sfs_inode *dir,
 			const char *name)
@@ -256,7 +258,7 @@ static int silly_rename(struct sfs *s, struct sfs_inode *dir,
 	struct be_node *node, *hdir = NULL;
 	struct be_attr a;
 	char hidden[96];
-	int rc;
+	int rc, tries;
 
 	if (be->ops->lookup(be, dir->node, name, &node, &a) < 0)
 		return 0;
@@ -275,12 +277,27 @@ static int silly_rename(struct sfs *s, struct sfs_inode *dir,
 		rc = ino->silly_name != NULL;
 	}
 	pthread_mutex_unlock(&s->ino_lock);
-	if (rc && (silly_dir(s, dir->be_idx, &hdir) < 0 ||
-		   be->ops->rename(be, dir->node, name, hdir, hidden, 0) < 0)) {
-		rc = 0;
+	/*
+	 * ganesha answered this RENAME with NFS3ERR_STALE once in a long
+	 * random run (cause not known): try once more, as the kernel
+	 * retries a path operation once on ESTALE.
+	 */
+	for (tries = 0; rc == 1 && tries < 2; tries++) {
+		int err = silly_dir(s, dir->be_idx, &hdir);
+
+		if (err == 0)
+			err = be->ops->rename(be, dir->node, name, hdir, hidden,
+					      0);
+		if (err == 0)
+			break;
+		if (hdir)
+			be_node_put(be, hdir);
+		hdir = NULL;
+		if (err != -ESTALE || tries == 1)
+			rc = err;
 	}
 	pthread_mutex_lock(&s->ino_lock);
-	if (rc) {
+	if (rc == 1) {
 		ino->silly_dir = hdir;
 		hdir = NULL;
 	} else if (ino->silly_name && !ino->silly_dir) {
@@ -299,8 +316,10 @@ static void sfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *dir = inode_get(s, parent);
 
-	if (silly_rename(s, dir, name)) {
-		fuse_reply_err(req, 0);
+	int rc = silly_rename(s, dir, name);
+
+	if (rc) {
+		fuse_reply_err(req, rc < 0 ? -rc : 0);
 		return;
 	}
 	fuse_reply_err(req, -ino_be(s, dir)->ops->unlink(ino_be(s, dir),
@@ -344,7 +363,11 @@ static void sfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 			return;
 		}
 		be_node_put(ino_be(s, od), src);
-		silly_rename(s, nd, newname);
+		rc = silly_rename(s, nd, newname);
+		if (rc < 0) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
 	}
 	fuse_reply_err(req, -ino_be(s, od)->ops->rename(ino_be(s, od),
 							od->node, name,
