@@ -575,6 +575,16 @@ static void take_attr(struct nfs_sync *s, const post_op_attr *a)
 	s->attr = a->post_op_attr_u.attributes;
 }
 
+/* A reply that made an object (CREATE, MKDIR, MKNOD, SYMLINK). */
+static void take_new(struct nfs_sync *s, nfsstat3 status, const post_op_fh3 *fh,
+		     const post_op_attr *a)
+{
+	if (status != NFS3_OK)
+		return;
+	take_post_fh(s, fh);
+	take_attr(s, a);
+}
+
 /*
  * libnfs's ZDR decoder puts list elements at 4-byte aligned addresses:
  * read each one through an aligned copy (UBSan, and strict platforms).
@@ -667,37 +677,29 @@ static void sync_done(struct nfs_call *call, int err, void *res)
 	case SOP_CREATE: {
 		CREATE3res *r = res;
 
-		if (r->status == NFS3_OK) {
-			take_post_fh(s, &r->CREATE3res_u.resok.obj);
-			take_attr(s, &r->CREATE3res_u.resok.obj_attributes);
-		}
+		take_new(s, r->status, &r->CREATE3res_u.resok.obj,
+			 &r->CREATE3res_u.resok.obj_attributes);
 		break;
 	}
 	case SOP_MKDIR: {
 		MKDIR3res *r = res;
 
-		if (r->status == NFS3_OK) {
-			take_post_fh(s, &r->MKDIR3res_u.resok.obj);
-			take_attr(s, &r->MKDIR3res_u.resok.obj_attributes);
-		}
+		take_new(s, r->status, &r->MKDIR3res_u.resok.obj,
+			 &r->MKDIR3res_u.resok.obj_attributes);
 		break;
 	}
 	case SOP_MKNOD: {
 		MKNOD3res *r = res;
 
-		if (r->status == NFS3_OK) {
-			take_post_fh(s, &r->MKNOD3res_u.resok.obj);
-			take_attr(s, &r->MKNOD3res_u.resok.obj_attributes);
-		}
+		take_new(s, r->status, &r->MKNOD3res_u.resok.obj,
+			 &r->MKNOD3res_u.resok.obj_attributes);
 		break;
 	}
 	case SOP_SYMLINK: {
 		SYMLINK3res *r = res;
 
-		if (r->status == NFS3_OK) {
-			take_post_fh(s, &r->SYMLINK3res_u.resok.obj);
-			take_attr(s, &r->SYMLINK3res_u.resok.obj_attributes);
-		}
+		take_new(s, r->status, &r->SYMLINK3res_u.resok.obj,
+			 &r->SYMLINK3res_u.resok.obj_attributes);
 		break;
 	}
 	case SOP_READLINK: {
