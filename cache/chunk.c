@@ -394,8 +394,8 @@ again:
 		if (off == lo && len == hi - lo &&
 		    (!c->cfg->direct || !((uintptr_t)dst & 4095)))
 			buf = dst;
-		else
-			buf = ring_buf(cache_ring(c), c->cfg->chunk_size);
+		else	/* as large as this read: workers stay small */
+			buf = ring_buf(cache_ring(c), hi - lo);
 		if (!buf) {
 			rc = -ENOMEM;
 			goto out_reader;
