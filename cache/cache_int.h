@@ -98,6 +98,10 @@ struct chunk {
 	unsigned int writers;	/* writes whose sums are not stored yet */
 	uint64_t wmask;		/* blocks the write in flight is filling:
 				 * a fetch leaves them alone */
+	const char *fbuf;	/* a fetch's bytes of the whole chunk, while
+				 * it writes them to the cache file */
+	uint64_t fbuf_mask;	/* the blocks of fbuf that came from it */
+	unsigned int fbuf_users;	/* readers copying from fbuf */
 	uint64_t lru_stamp;	/* last access, for eviction */
 	uint64_t last_write_us;	/* now_us() of the last write */
 };
@@ -200,6 +204,7 @@ struct cache {
 	atomic_uint_fast64_t chunks_evicted, checksum_errors;
 	atomic_uint_fast64_t flush_errors, flush_retries;
 	atomic_uint_fast64_t prefetch_chunks, queued_chunks;
+	atomic_uint_fast64_t reads_from_fetch;
 	atomic_uint_fast64_t conflicts;
 	atomic_uint_fast64_t be_read_us[CACHE_HIST_BUCKETS];
 	atomic_uint_fast64_t be_write_us[CACHE_HIST_BUCKETS];

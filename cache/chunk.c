@@ -190,6 +190,16 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 						.len = c->block_size,
 						.off = start + boff };
 	}
+	/*
+	 * Readers waiting for this chunk take their bytes from buf now,
+	 * checked by construction (the sums come from the same bytes), while
+	 * this thread writes them into the cache file.
+	 */
+	pthread_mutex_lock(&f->lock);
+	ch->fbuf = buf;
+	ch->fbuf_mask = want;
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
 	/* Never write past the data: the cache file keeps the file's size. */
 	if (nops) {
 		struct ring_op *last = &ops[nops - 1];
@@ -225,6 +235,10 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 	}
 out_lock:
 	pthread_mutex_lock(&f->lock);
+	while (ch->fbuf_users)	/* buf is this thread's: wait for them */
+		pthread_cond_wait(&f->cond, &f->lock);
+	ch->fbuf = NULL;
+	ch->fbuf_mask = 0;
 	ch->fetching = false;
 	f->inflight--;
 	if (rc == 0 && f->trunc_seq == trunc_seq) {
@@ -274,6 +288,33 @@ static void write_done(struct cache_file *f, struct chunk *ch)
 }
 
 /*
+ * A fetch of chunk idx in flight has its bytes in ch->fbuf: copy fc's
+ * range from there if all of it came from that fetch.  f->lock held
+ * (dropped for the copy).  Returns true if it did.
+ */
+static bool copy_from_fetch(struct cache_file *f, uint64_t idx,
+			    struct fetch_copy *fc)
+{
+	struct cache *c = f->c;
+	struct chunk *ch = f->chunks[idx];
+	uint64_t start = chunk_start(c, idx);
+	uint64_t m = range_blocks(c, fc->off - start, fc->off + fc->len - start);
+	const char *src = ch->fbuf;
+
+	if (m & ~ch->fbuf_mask)
+		return false;
+	ch->fbuf_users++;
+	pthread_mutex_unlock(&f->lock);
+	memcpy(fc->dst, src + (fc->off - start), fc->len);
+	pthread_mutex_lock(&f->lock);
+	if (--ch->fbuf_users == 0)
+		pthread_cond_broadcast(&f->cond);
+	fc->done = true;
+	atomic_fetch_add(&c->reads_from_fetch, 1);
+	return true;
+}
+
+/*
  * Make the blocks in mask that hold backend data present; f->lock held.
  * A block that a write in flight is filling is waited for, not fetched.
  * fc (or NULL) is the caller's range, see struct fetch_copy.
@@ -288,6 +329,8 @@ static int ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask,
 		uint64_t need = mask & backend_blocks(f, idx) & ~ch->present;
 
 		if (!need)
+			return 0;
+		if (fc && ch->fbuf && copy_from_fetch(f, idx, fc))
 			return 0;
 		if (ch->fetching || (need & ch->wmask)) {
 			pthread_cond_wait(&f->cond, &f->lock);

@@ -68,6 +68,7 @@ static void say(int fd, const char *fmt, ...)
 	X(flush_errors, counter, "uploads that failed for a reason waiting will not cure") \
 	X(flush_retries, counter, "uploads retried")                        \
 	X(prefetch_chunks, counter, "chunks fetched ahead of readers")     \
+	X(reads_from_fetch, counter, "reads served from a fetch still writing the cache") \
 	X(flush_queue, gauge, "chunks waiting for upload")                 \
 	X(files, gauge, "files in the cache table")                         \
 	X(conflicts, counter, "local versions kept aside after a write-back conflict")

@@ -1741,6 +1741,60 @@ START_TEST(bug_refresh_gen_overwrites_own_truncate)
 }
 END_TEST
 
+struct cold_reader {
+	struct cache_file *f;
+	uint64_t off;
+	size_t len;
+	unsigned char *got;
+	ssize_t n;
+};
+
+static void *cold_reader_main(void *arg)
+{
+	struct cold_reader *r = arg;
+
+	r->n = cache_read(r->f, NULL, r->got, r->len, r->off);
+	return NULL;
+}
+
+/*
+ * Readers that wait for a chunk being fetched share that one fetch and
+ * may take their bytes from it while it is still being written to the
+ * cache file (reads_from_fetch); either way every byte is right.
+ */
+START_TEST(test_readers_share_fetch)
+{
+	size_t len = CS;
+	unsigned char *want = pattern_new(len, 37);
+	struct cold_reader r[4];
+	pthread_t t[4];
+	struct cache_file *f;
+	int i;
+
+	fx_open();
+	f = fx_file("shared", want, len, NULL);
+	mem_be_set_delay(X.be, MEM_OP_READ, 200);
+	for (i = 0; i < 4; i++) {
+		r[i] = (struct cold_reader){ .f = f, .off = (uint64_t)i * 60001,
+					     .len = 50000,
+					     .got = malloc(50000) };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, cold_reader_main,
+						&r[i]), 0);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(r[i].n, 50000);
+		assert_same(r[i].got, want + r[i].off, 50000,
+			    "a reader of a chunk being fetched");
+		free(r[i].got);
+	}
+	ck_assert_uint_eq(mem_be_calls(X.be, MEM_OP_READ), 1);
+	fprintf(stderr, "test_readers_share_fetch: %llu of 3 waiting readers served from the fetch\n",
+		(unsigned long long)stats().reads_from_fetch);
+	free(want);
+}
+END_TEST
+
 struct test_entry {
 	const char *name;
 	const TTest *fn;
@@ -1786,6 +1840,7 @@ static Suite *cache_suite(void)
 		T(test_read_pin_not_with_verify),
 		T(test_read_pin_after_fetch),
 		T(test_direct_io),
+		T(test_readers_share_fetch),
 		B(bug_crash_recovery_extending_write_lost),
 		B(bug_estale_on_conflict_check_retried_forever),
 		B(bug_estale_race_dirty_chunks_underflow),
