@@ -246,15 +246,12 @@ int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
 		cache_file_ref(f);
 		pthread_mutex_unlock(&c->table_lock);
 		pthread_mutex_lock(&f->lock);
-		rc = 1;
 		if (!be_gen_equal(&gen, &f->gen) && !f->dirty_chunks) {
 			/* Readers of the old data finish first. */
 			while (f->inflight && !f->dirty_chunks)
 				pthread_cond_wait(&f->cond, &f->lock);
-			if (!f->dirty_chunks) {
+			if (!f->dirty_chunks)
 				file_reset(f, attr);
-				rc = 0;
-			}
 		}
 		/*
 		 * Opened with nothing dirty: f->gen is the backend's now, and
@@ -267,7 +264,7 @@ int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
 		 * before its next upload (file_conflict()). */
 		pthread_mutex_unlock(&f->lock);
 		*out = f;
-		return rc;
+		return 0;
 	}
 	f = file_new(c, be_idx, node);
 	if (!f) {
@@ -285,10 +282,8 @@ int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
 		file_free(f);
 		return -EIO;	/* the cache device's trouble, not the name's */
 	}
-	if (rc == 0 || !be_gen_equal(&gen, &f->gen)) {
+	if (rc == 0 || !be_gen_equal(&gen, &f->gen))
 		file_reset(f, attr);
-		rc = 0;
-	}
 	f->in_table = true;
 	f->hnext = c->table[key_hash(be_idx, f->fileid)];
 	c->table[key_hash(be_idx, f->fileid)] = f;
@@ -296,7 +291,7 @@ int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
 	cache_file_ref(f);	/* the caller's */
 	pthread_mutex_unlock(&c->table_lock);
 	*out = f;
-	return rc;
+	return 0;
 }
 
 int cache_file_lookup(struct cache *c, int be_idx, uint64_t fileid,

@@ -122,9 +122,7 @@ void cache_get_stats(struct cache *c, struct cache_stats *st);
  * The cache_file for a backend node, created if need be; takes a
  * reference to node when it keeps it.  attr is the backend's current view:
  * if its generation differs from the cached copy's and no data is dirty,
- * the stale clean data is dropped (close-to-open).  Returns 1 if data
- * cached before is still valid (the kernel may keep its page cache), 0 if
- * not, or -errno.
+ * the stale clean data is dropped (close-to-open).  Returns 0 or -errno.
  */
 int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
 		   const struct be_attr *attr, struct cache_file **out);

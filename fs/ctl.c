@@ -259,7 +259,7 @@ static int file_of(struct ctl *ctl, const char *arg, bool create,
 	if (rc == 0)
 		rc = cache_file_get(s->cache, be_idx, ino->node, &a, out);
 	inode_forget(s, ino, 1);
-	return rc < 0 ? rc : 0;
+	return rc;
 }
 
 static void cmd_file(struct ctl *ctl, int fd, const char *cmd,

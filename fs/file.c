@@ -95,8 +95,7 @@ static int inode_cache_file(struct sfs *s, struct sfs_inode *in,
 	rc = ino_be(s, in)->ops->getattr(ino_be(s, in), in->node, &a);
 	if (rc < 0)
 		return rc;
-	rc = cache_file_get(s->cache, in->be_idx, in->node, &a, cf);
-	return rc < 0 ? rc : 0;
+	return cache_file_get(s->cache, in->be_idx, in->node, &a, cf);
 }
 
 static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
@@ -188,8 +187,8 @@ static int open_handle(struct sfs *s, struct sfs_inode *in,
 		return rc;
 	}
 	/*
-	 * No keep_cache, even when the cached data is still valid (rc 1):
-	 * the differential test found the kernel serving stale pages of a
+	 * No keep_cache, even when the cached data is still valid: the
+	 * differential test found the kernel serving stale pages of a
 	 * file truncated by path and reopened.  Reads after open come from
 	 * the staging cache, which is cheap, so correctness wins.
 	 */
