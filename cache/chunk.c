@@ -109,11 +109,18 @@ static int block_sum_from_file(struct cache_file *f, uint64_t off, void *tmp,
 	return 0;
 }
 
+/* Which blocks of a chunk [a, b) (offsets in the chunk) touches. */
+static uint64_t range_blocks(struct cache *c, uint64_t a, uint64_t b)
+{
+	return block_mask((unsigned int)(a / c->block_size),
+			  (unsigned int)((b - 1) / c->block_size));
+}
+
 /*
- * A reader waiting on a fetch: [off, off+len) of the chunk is copied to
+ * A reader's range of a chunk being fetched: [off, off+len) is copied to
  * dst straight from the fetched bytes (done is set) when every block of
- * it came from this fetch, so the reader does not read the cache file
- * back and hash it again.
+ * it came from that fetch, so the reader neither waits for the cache
+ * write nor reads the cache file back and hashes it again.
  */
 struct fetch_copy {
 	char *dst;
@@ -122,7 +129,32 @@ struct fetch_copy {
 	bool done;
 };
 
-static uint64_t range_blocks(struct cache *c, uint64_t a, uint64_t b);
+/*
+ * A fetch of chunk idx in flight has its bytes in ch->fbuf: copy fc's
+ * range from there if all of it came from that fetch.  Used by the
+ * fetching reader and by the readers waiting on it.  f->lock held
+ * (dropped for the copy).  Returns true if it did.
+ */
+static bool copy_from_fetch(struct cache_file *f, uint64_t idx,
+			    struct fetch_copy *fc)
+{
+	struct cache *c = f->c;
+	struct chunk *ch = f->chunks[idx];
+	uint64_t start = chunk_start(c, idx);
+	uint64_t m = range_blocks(c, fc->off - start, fc->off + fc->len - start);
+	const char *src = ch->fbuf;
+
+	if (m & ~ch->fbuf_mask)
+		return false;
+	ch->fbuf_users++;
+	pthread_mutex_unlock(&f->lock);
+	memcpy(fc->dst, src + (fc->off - start), fc->len);
+	pthread_mutex_lock(&f->lock);
+	if (--ch->fbuf_users == 0)
+		pthread_cond_broadcast(&f->cond);
+	fc->done = true;
+	return true;
+}
 
 /*
  * Fetch the blocks of chunk idx that hold backend data and are not
@@ -139,7 +171,7 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 	struct chunk *ch = f->chunks[idx];
 	uint64_t start = chunk_start(c, idx), trunc_seq = f->trunc_seq;
 	uint64_t want = backend_blocks(f, idx) & ~ch->present & ~ch->wmask;
-	uint64_t got = 0, fc_mask = 0;
+	uint64_t got = 0;
 	uint64_t len = min_u64(c->cfg->chunk_size,
 			       f->be_size > start ? f->be_size - start : 0);
 	uint64_t sums[CACHE_BLOCKS];
@@ -199,6 +231,8 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 	ch->fbuf = buf;
 	ch->fbuf_mask = want;
 	pthread_cond_broadcast(&f->cond);
+	if (fc)
+		copy_from_fetch(f, idx, fc);
 	pthread_mutex_unlock(&f->lock);
 	/* Never write past the data: the cache file keeps the file's size. */
 	if (nops) {
@@ -225,14 +259,6 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 	for (b = 0; b < (unsigned int)nops; b++)
 		ops[b].fd = data_fd(f, ops[b].buf, ops[b].off, ops[b].len);
 	rc = ring_run(cache_ring(c), ops, nops);
-	if (rc == 0 && fc) {
-		fc_mask = range_blocks(c, fc->off - start,
-				       fc->off + fc->len - start);
-		if (fc_mask & ~want)
-			fc_mask = 0;	/* not all of it came from here */
-		else
-			memcpy(fc->dst, buf + (fc->off - start), fc->len);
-	}
 out_lock:
 	pthread_mutex_lock(&f->lock);
 	while (ch->fbuf_users)	/* buf is this thread's: wait for them */
@@ -250,9 +276,6 @@ out_lock:
 		atomic_fetch_add(&c->used_bytes,
 				 popcount64(got) * c->block_size);
 		index_store_chunk(f, idx);
-		/* A writer that came first owns its blocks' bytes now. */
-		if (fc && fc_mask && !(fc_mask & ~got))
-			fc->done = true;
 	} else if (rc < 0) {
 		log_msg(LOG_LVL_WARN, "cache",
 			"fetch of file %llx chunk %llu failed: %s",
@@ -288,33 +311,6 @@ static void write_done(struct cache_file *f, struct chunk *ch)
 }
 
 /*
- * A fetch of chunk idx in flight has its bytes in ch->fbuf: copy fc's
- * range from there if all of it came from that fetch.  f->lock held
- * (dropped for the copy).  Returns true if it did.
- */
-static bool copy_from_fetch(struct cache_file *f, uint64_t idx,
-			    struct fetch_copy *fc)
-{
-	struct cache *c = f->c;
-	struct chunk *ch = f->chunks[idx];
-	uint64_t start = chunk_start(c, idx);
-	uint64_t m = range_blocks(c, fc->off - start, fc->off + fc->len - start);
-	const char *src = ch->fbuf;
-
-	if (m & ~ch->fbuf_mask)
-		return false;
-	ch->fbuf_users++;
-	pthread_mutex_unlock(&f->lock);
-	memcpy(fc->dst, src + (fc->off - start), fc->len);
-	pthread_mutex_lock(&f->lock);
-	if (--ch->fbuf_users == 0)
-		pthread_cond_broadcast(&f->cond);
-	fc->done = true;
-	atomic_fetch_add(&c->reads_from_fetch, 1);
-	return true;
-}
-
-/*
  * Make the blocks in mask that hold backend data present; f->lock held.
  * A block that a write in flight is filling is waited for, not fetched.
  * fc (or NULL) is the caller's range, see struct fetch_copy.
@@ -330,23 +326,18 @@ static int ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask,
 
 		if (!need)
 			return 0;
-		if (fc && ch->fbuf && copy_from_fetch(f, idx, fc))
+		if (fc && ch->fbuf && copy_from_fetch(f, idx, fc)) {
+			atomic_fetch_add(&f->c->reads_from_fetch, 1);
 			return 0;
+		}
 		if (ch->fetching || (need & ch->wmask)) {
 			pthread_cond_wait(&f->cond, &f->lock);
 			continue;
 		}
 		rc = fetch_chunk(f, idx, false, fc);
-		if (rc < 0)
-			return rc;
+		if (rc < 0 || (fc && fc->done))
+			return rc;	/* served by its own fetch */
 	}
-}
-
-/* Which blocks of a chunk [a, b) (offsets in the chunk) touches. */
-static uint64_t range_blocks(struct cache *c, uint64_t a, uint64_t b)
-{
-	return block_mask((unsigned int)(a / c->block_size),
-			  (unsigned int)((b - 1) / c->block_size));
 }
 
 /*
