@@ -257,7 +257,7 @@ static int silly_rename(struct sfs *s, struct sfs_inode *dir,
 	struct sfs_inode *ino;
 	struct be_node *node, *hdir = NULL;
 	struct be_attr a;
-	char hidden[96];
+	char hidden[96], *hidden_name = NULL;
 	int rc, tries;
 
 	if (be->ops->lookup(be, dir->node, name, &node, &a) < 0)
@@ -297,14 +297,22 @@ static int silly_rename(struct sfs *s, struct sfs_inode *dir,
 			rc = err;
 	}
 	pthread_mutex_lock(&s->ino_lock);
-	if (rc == 1) {
+	if (rc == 1 && ino->nopen) {
 		ino->silly_dir = hdir;
 		hdir = NULL;
+	} else if (rc == 1) {
+		/* Closed while we hid it: inode_release() left it to us. */
+		hidden_name = ino->silly_name;
+		ino->silly_name = NULL;
 	} else if (ino->silly_name && !ino->silly_dir) {
 		free(ino->silly_name);
 		ino->silly_name = NULL;
 	}
 	pthread_mutex_unlock(&s->ino_lock);
+	if (hidden_name) {
+		silly_remove(s, ino, hdir, hidden_name);
+		hdir = NULL;
+	}
 	if (hdir)
 		be_node_put(be, hdir);
 	inode_forget(s, ino, 1);

@@ -29,22 +29,33 @@ void inode_open(struct sfs *s, struct sfs_inode *ino)
 	pthread_mutex_unlock(&s->ino_lock);
 }
 
-/* The last close of a file unlinked while open removes it for good. */
+/*
+ * The last close of a file unlinked while open removes it for good.  A
+ * file whose hiding is still under way (silly_name set, silly_dir not
+ * yet) is left to silly_rename(), which removes it when it finds it
+ * closed.
+ */
 void inode_release(struct sfs *s, struct sfs_inode *ino)
 {
 	struct be_node *dir = NULL;
 	char *name = NULL;
 
 	pthread_mutex_lock(&s->ino_lock);
-	if (--ino->nopen == 0 && ino->silly_name) {
+	if (--ino->nopen == 0 && ino->silly_name && ino->silly_dir) {
 		dir = ino->silly_dir;
 		name = ino->silly_name;
 		ino->silly_dir = NULL;
 		ino->silly_name = NULL;
 	}
 	pthread_mutex_unlock(&s->ino_lock);
-	if (!name)
-		return;
+	if (name)
+		silly_remove(s, ino, dir, name);
+}
+
+/* Remove a hidden file for good; takes over dir's reference and name. */
+void silly_remove(struct sfs *s, struct sfs_inode *ino, struct be_node *dir,
+		  char *name)
+{
 	ino_be(s, ino)->ops->unlink(ino_be(s, ino), dir, name);
 	be_node_put(ino_be(s, ino), dir);
 	free(name);

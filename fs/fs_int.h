@@ -145,6 +145,8 @@ void reply_attr(fuse_req_t req, struct sfs_inode *ino, struct be_attr *a);
 /* file.c: open handle accounting for unlink-while-open. */
 void inode_open(struct sfs *s, struct sfs_inode *ino);
 void inode_release(struct sfs *s, struct sfs_inode *ino);
+void silly_remove(struct sfs *s, struct sfs_inode *ino, struct be_node *dir,
+		  char *name);
 
 /* dir.c: the owner of a new object (caller, setgid-directory rule). */
 int new_owner(fuse_req_t req, struct sfs_inode *dir, struct be_cred *cred,
