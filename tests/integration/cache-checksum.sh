@@ -106,9 +106,7 @@ except OSError as e:
 PY
 	wpid=$!
 	at_exit "kill $wpid 2>/dev/null || true"
-	wait_secs 30 grep -q READY "$TEST_TMP/w3.out" || fail "dirty: writer did not start: $(cat "$TEST_TMP/w3.out")"
-	freeze_nfs
-	touch "$TEST_TMP/go3"
+	release_frozen "$TEST_TMP/w3.out" "$TEST_TMP/go3" dirty
 	wait_secs 30 grep -q WRITTEN "$TEST_TMP/w3.out" || fail "dirty: write did not return with the server frozen"
 	[[ $(ctr "$mnt" dirty_bytes) -gt 0 ]] || fail "dirty: nothing dirty after the write"
 	data=$(ls "$cache"/data/* | head -n1)

@@ -108,9 +108,7 @@ print("CLOSED", flush=True)
 PY
 wpid=$!
 at_exit "kill $wpid 2>/dev/null || true"
-wait_secs 30 grep -q READY "$TEST_TMP/w.out" || fail "conflict: writer did not open: $(cat "$TEST_TMP/w.out")"
-freeze_nfs
-touch "$TEST_TMP/go"
+release_frozen "$TEST_TMP/w.out" "$TEST_TMP/go" conflict
 wait_secs 30 grep -q CLOSED "$TEST_TMP/w.out" || fail "conflict: write+close (async) did not return with the server frozen"
 wait "$wpid" || fail "conflict: writer failed: $(cat "$TEST_TMP/w.out")"
 [[ $(ctr "$A" dirty_bytes) -gt 0 ]] || fail "conflict: A has nothing dirty"

@@ -133,6 +133,15 @@ cache_data_file() {
 	echo "$f"
 }
 
+# release_frozen OUT GO WHAT: a background writer has opened its file,
+# printed READY to OUT and waits for the file GO; freeze the NFS server,
+# then let the writer go, so that its writes meet a frozen backend.
+release_frozen() {
+	wait_secs 30 grep -q READY "$1" || fail "$3: writer did not start: $(cat "$1")"
+	freeze_nfs
+	touch "$2"
+}
+
 drop_caches() {
 	sync
 	echo 3 >/proc/sys/vm/drop_caches

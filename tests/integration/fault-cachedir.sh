@@ -87,9 +87,7 @@ print("CLOSED", flush=True)
 PY
 wpid=$!
 at_exit "kill $wpid 2>/dev/null || true"
-wait_secs 30 grep -q READY "$TEST_TMP/w1.out" || fail "fill: writer did not start: $(cat "$TEST_TMP/w1.out")"
-freeze_nfs
-touch "$TEST_TMP/go1"
+release_frozen "$TEST_TMP/w1.out" "$TEST_TMP/go1" fill
 sleep 8
 grep -q ERR "$TEST_TMP/w1.out" && fail "fill: a writer got an error while the cache was full: $(grep ERR "$TEST_TMP/w1.out")"
 pid_alive "$wpid" || fail "fill: writer ended with the server frozen: $(cat "$TEST_TMP/w1.out")"
@@ -186,9 +184,7 @@ print("FSYNCED", flush=True)
 PY
 wpid3=$!
 at_exit "kill $wpid3 2>/dev/null || true"
-wait_secs 30 grep -q READY "$TEST_TMP/w3.out" || fail "journal: writer did not start: $(cat "$TEST_TMP/w3.out")"
-freeze_nfs
-touch "$TEST_TMP/go3"
+release_frozen "$TEST_TMP/w3.out" "$TEST_TMP/go3" journal
 wait_secs 60 grep -q FSYNCED "$TEST_TMP/w3.out" || fail "journal: fsync=local did not return with the server frozen"
 wait "$wpid3" || fail "journal: writer failed: $(cat "$TEST_TMP/w3.out")"
 [[ $(ctr "$mnt" dirty_bytes) -gt 0 ]] || fail "journal: nothing dirty"
