@@ -233,11 +233,54 @@ static void file_reset(struct cache_file *f, const struct be_attr *attr)
 	index_store_header(f);
 }
 
+/*
+ * attr is the backend's fresh view of f; f->lock held.  If the file
+ * changed since the generation the cached data is of, drop what may be
+ * stale (close-to-open at an open; at a getattr, so that an open file
+ * another node appends to is followed, as on NFS).  This node's own
+ * changes in progress are not taken for another node's: while a truncate
+ * or setattr of ours runs, nothing is done, and a getattr leaves a file
+ * with dirty data or uploads of ours since its generation to the
+ * flusher's refresh_gen().
+ */
+static void file_revalidate(struct cache_file *f, const struct be_attr *attr,
+			    bool at_open)
+{
+	struct be_gen gen = be_attr_gen(attr);
+	bool own = f->dirty_chunks || f->upload_seq != f->gen_upload_seq;
+
+	if (be_gen_equal(&gen, &f->gen) || f->local_change)
+		return;
+	if (!at_open && (own || f->inflight))
+		return;
+	if (!own) {
+		/* Nothing of ours in it: readers of the old data finish
+		 * first, then the whole cached copy goes. */
+		while (f->inflight && !f->dirty_chunks)
+			pthread_cond_wait(&f->cond, &f->lock);
+		if (!f->dirty_chunks) {
+			file_reset(f, attr);
+			f->gen_upload_seq = f->upload_seq;
+			return;
+		}
+	}
+	if (attr->size != f->size)
+		file_eof_block_not_mine(f);
+	file_drop_stale(f);
+	f->gen = gen;
+	f->gen_upload_seq = f->upload_seq;
+	f->be_size = attr->size;
+	if (!f->dirty_chunks || attr->size > f->size)
+		f->size = attr->size;
+	index_store_header(f);
+}
+
 int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
 		   const struct be_attr *attr, struct cache_file **out)
 {
 	struct be_gen gen = be_attr_gen(attr);
 	struct cache_file *f;
+	uint64_t i;
 	int rc;
 
 	pthread_mutex_lock(&c->table_lock);
@@ -246,22 +289,15 @@ int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
 		cache_file_ref(f);
 		pthread_mutex_unlock(&c->table_lock);
 		pthread_mutex_lock(&f->lock);
-		if (!be_gen_equal(&gen, &f->gen) && !f->dirty_chunks) {
-			/* Readers of the old data finish first. */
-			while (f->inflight && !f->dirty_chunks)
-				pthread_cond_wait(&f->cond, &f->lock);
-			if (!f->dirty_chunks)
-				file_reset(f, attr);
-		}
+		file_revalidate(f, attr, true);
 		/*
-		 * Opened with nothing dirty: f->gen is the backend's now, and
-		 * the first upload after this open checks that nobody else
-		 * changed the file meanwhile (file_conflict()).
+		 * Close-to-open: what is cached now is of this generation.
+		 * Blocks written whole from here on are this open's own,
+		 * kept when its uploads move the generation (settle_gen()).
 		 */
-		if (!f->dirty_chunks)
-			f->episode_checked = false;
-		/* With dirty data here, the flusher checks for a conflict
-		 * before its next upload (file_conflict()). */
+		for (i = 0; i < f->nchunks; i++)
+			if (f->chunks[i])
+				f->chunks[i]->mine = 0;
 		pthread_mutex_unlock(&f->lock);
 		*out = f;
 		return 0;
@@ -359,6 +395,7 @@ void cache_fixup_attr(struct cache *c, int be_idx, const struct be_node *node,
 	f = table_find(c, be_idx, node->fileid, node->hkey);
 	if (f) {
 		pthread_mutex_lock(&f->lock);
+		file_revalidate(f, attr, false);
 		if (f->dirty_chunks || f->inflight) {
 			/* Writes not on the backend yet: the local view. */
 			attr->size = f->size;
@@ -450,7 +487,7 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
 	st->prefetch_chunks = atomic_load(&c->prefetch_chunks);
 	st->reads_from_fetch = atomic_load(&c->reads_from_fetch);
 	st->flush_queue = atomic_load(&c->queued_chunks);
-	st->conflicts = atomic_load(&c->conflicts);
+	st->flushes_before_write = atomic_load(&c->flushes_before_write);
 	for (b = 0; b < CACHE_HIST_BUCKETS; b++) {
 		st->be_read_us[b] = atomic_load(&c->be_read_us[b]);
 		st->be_write_us[b] = atomic_load(&c->be_write_us[b]);
@@ -722,21 +759,7 @@ static int replay_file(struct cache *c, struct rfile *rf, uint64_t *bytes)
 		file_free(f);
 		return -EUCLEAN;
 	}
-	/*
-	 * The backend's generation moved since the index was written: by
-	 * this node's own uploads before the crash, or by another client.
-	 * The two cannot be told apart, and the data was acknowledged to
-	 * an application here: it goes out.  Say so.
-	 */
 	gen = be_attr_gen(&attr);
-	if (!be_gen_equal(&f->gen, &gen))
-		log_msg(LOG_LVL_INFO, "replay",
-			"file %llx changed on the backend since the index was written; uploading this node's dirty data over it",
-			(unsigned long long)rf->fileid);
-	f->gen = gen;
-	f->episode_checked = true;
-	if (attr.size > f->be_size)
-		f->be_size = attr.size;
 	f->in_table = true;
 	f->hnext = c->table[key_hash(f->be_idx, f->fileid)];
 	c->table[key_hash(f->be_idx, f->fileid)] = f;
@@ -753,8 +776,23 @@ static int replay_file(struct cache *c, struct rfile *rf, uint64_t *bytes)
 		if (!ch)
 			continue;
 		resum_dirty(f, rf->chunks[i], ch);
-		*bytes += popcount64(ch->dirty) * c->block_size;
+		*bytes += dirty_len(ch, ~0ULL);
 	}
+	/*
+	 * The backend's generation moved since the index was written: by
+	 * this node's own uploads before the crash, or by another client.
+	 * The dirty ranges go out either way (only the bytes written here);
+	 * cached bytes around them may be stale and are dropped.
+	 */
+	if (rc >= 0 && !be_gen_equal(&f->gen, &gen)) {
+		log_msg(LOG_LVL_INFO, "replay",
+			"file %llx changed on the backend since the index was written; uploading this node's dirty ranges and dropping its other cached data",
+			(unsigned long long)rf->fileid);
+		file_drop_stale(f);
+	}
+	f->gen = gen;
+	if (attr.size > f->be_size)
+		f->be_size = attr.size;
 	pthread_mutex_unlock(&f->lock);
 	if (rc < 0) {
 		log_msg(LOG_LVL_ERR, "replay",
@@ -954,8 +992,7 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 		log_msg(LOG_LVL_WARN, "cache", "cache dir %s: chmod 0700: %s",
 			cfg->dir, strerror(errno));
 	if ((rc = make_subdir(c, "data", err, errlen)) < 0 ||
-	    (rc = make_subdir(c, "index", err, errlen)) < 0 ||
-	    (rc = make_subdir(c, "conflicts", err, errlen)) < 0)
+	    (rc = make_subdir(c, "index", err, errlen)) < 0)
 		goto out_free;
 	snprintf(path, sizeof(path), "%s/journal", cfg->dir);
 	rc = journal_open(path, &c->journal, err, errlen);

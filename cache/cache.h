@@ -91,7 +91,8 @@ struct cache_stats {
 	uint64_t reads_from_fetch;	/* reads copied from a fetch in flight */
 	uint64_t flush_queue;		/* gauge: chunks waiting to upload */
 	uint64_t files;			/* gauge: files in the table */
-	uint64_t conflicts;		/* local versions kept aside */
+	uint64_t flushes_before_write;	/* writes that had to upload a
+					 * disjoint dirty range first */
 	uint64_t be_read_us[CACHE_HIST_BUCKETS];	/* chunk fetches */
 	uint64_t be_write_us[CACHE_HIST_BUCKETS];	/* chunk uploads */
 };

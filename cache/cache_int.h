@@ -85,10 +85,25 @@ void journal_close(struct journal *j);
 
 /* ---- per-file state (chunk.c, index.c) ------------------------------- */
 
+/*
+ * Per block: present (every byte of the block's place in the cache file is
+ * the file's content), dirty (this node wrote the bytes [dlo, dhi) of the
+ * block and the backend has not acknowledged them) and a checksum.  A
+ * dirty block need not be present: a partial write does not fetch the
+ * rest of its block, and a read of it fetches and merges around the dirty
+ * range.  An upload sends exactly the dirty ranges, never cached bytes
+ * this node did not write (another node may be writing them).
+ */
 struct chunk {
 	uint64_t present;	/* block mask */
-	uint64_t dirty;		/* block mask, subset of present */
-	uint64_t sums[CACHE_BLOCKS];	/* XXH3-64 of each present block */
+	uint64_t dirty;		/* block mask: dlo/dhi are valid */
+	uint64_t mine;		/* present blocks wholly written by this node
+				 * since the file was last opened here (up to
+				 * the end of the file, if it ends in one) */
+	uint64_t sums[CACHE_BLOCKS];	/* XXH3-64 of each present or dirty
+					 * block, as it is in the cache file */
+	uint32_t dlo[CACHE_BLOCKS];	/* the dirty byte range of a block */
+	uint32_t dhi[CACHE_BLOCKS];	/* [dlo, dhi), offsets in the block */
 	uint64_t dirty_seq;	/* bumped by every write to the chunk */
 	bool fetching;		/* a fetch is in flight; wait on f->cond */
 	bool flushing;		/* an upload is in flight */
@@ -135,11 +150,12 @@ struct cache_file {
 	bool gone;		/* backend object vanished: drop dirty data */
 	bool pinned;		/* never evict */
 	bool jfile;		/* a FILE record is in this journal */
-	bool episode_checked;	/* backend checked since the last clean open */
-	bool checking;		/* a flusher is checking it */
 	unsigned int local_change;	/* this node is changing the backend */
 	uint64_t local_seq;	/* bumped when such a change is done */
 	uint64_t upload_seq;	/* bumped by every completed upload */
+	uint64_t gen_upload_seq;	/* upload_seq when gen was last set:
+					 * if they differ, gen predates our
+					 * own uploads (refresh_gen pending) */
 	unsigned int flush_waiters;	/* in cache_file_flush() */
 	bool in_table;
 
@@ -205,7 +221,7 @@ struct cache {
 	atomic_uint_fast64_t flush_errors, flush_retries;
 	atomic_uint_fast64_t prefetch_chunks, queued_chunks;
 	atomic_uint_fast64_t reads_from_fetch;
-	atomic_uint_fast64_t conflicts;
+	atomic_uint_fast64_t flushes_before_write;
 	atomic_uint_fast64_t be_read_us[CACHE_HIST_BUCKETS];
 	atomic_uint_fast64_t be_write_us[CACHE_HIST_BUCKETS];
 };
@@ -265,6 +281,33 @@ static inline uint64_t block_mask(unsigned int first, unsigned int last)
 	return hi & ~((1ULL << first) - 1);
 }
 
+/* Bytes of the dirty ranges of the blocks in mask. */
+static inline uint64_t dirty_len(const struct chunk *ch, uint64_t mask)
+{
+	uint64_t n = 0;
+
+	for (mask &= ch->dirty; mask; mask &= mask - 1) {
+		unsigned int b = (unsigned int)__builtin_ctzll(mask);
+
+		n += ch->dhi[b] - ch->dlo[b];
+	}
+	return n;
+}
+
+/*
+ * Does the range [lo, hi) of block b of chunk idx cover all of the block
+ * that lies in a file of the given size?  Then the block holds nothing
+ * but bytes this node wrote (and zeros past the end of the file).
+ */
+static inline bool range_whole(const struct cache *c, uint64_t idx,
+			       unsigned int b, uint32_t lo, uint32_t hi,
+			       uint64_t size)
+{
+	return lo == 0 && (hi == c->block_size ||
+			   idx * c->cfg->chunk_size + b * c->block_size + hi >=
+				   size);
+}
+
 /* cache.c */
 void cache_file_ref(struct cache_file *f);
 int cache_journal(struct cache *c, enum jrec_type type,
@@ -276,7 +319,13 @@ void cache_queue_prefetch(struct cache_file *f, uint64_t chunk);
 struct chunk *file_chunk(struct cache_file *f, uint64_t idx, bool create);
 int file_fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch);
 void file_drop_clean(struct cache_file *f, uint64_t from_chunk);
-void file_conflict(struct cache_file *f, const struct be_attr *attr);
+void punch_blocks(struct cache_file *f, uint64_t idx, uint64_t mask);
+void file_eof_block_not_mine(struct cache_file *f);
+void file_drop_stale(struct cache_file *f);
+
+/* flush.c: upload chunk idx now, in the calling thread, and commit it;
+ * f->lock held (dropped meanwhile), f->wlock held by the caller. */
+int file_flush_chunk_now(struct cache_file *f, uint64_t idx);
 
 /* index.c: persistence of the per-file chunk table */
 int index_open(struct cache_file *f, bool may_reset);
@@ -301,6 +350,12 @@ void index_file_name(struct cache_file *f, const char *dir, char *buf,
 int index_store_header(struct cache_file *f);
 int index_store_chunk(struct cache_file *f, uint64_t idx);
 int index_load_chunk(struct cache_file *f, uint64_t idx, struct chunk *ch);
+/* Forget the cached bytes and slots of chunks [from, to) (not loaded). */
+void index_forget_chunks(struct cache_file *f, uint64_t from, uint64_t to);
+/* Does the index file index_name (in c->dir_fd) claim dirty data? */
+bool index_name_dirty(struct cache *c, const char *index_name);
+/* Number of chunk slots the index file has room for. */
+uint64_t index_nslots(struct cache_file *f);
 int index_sync(struct cache_file *f);
 
 /* scan.c */

@@ -3,12 +3,17 @@
  * chunk.c - the read and write paths over chunks and blocks.
  *
  * Invariants, all under f->lock:
- *  - dirty is a subset of present;
+ *  - a dirty block has one dirty byte range [dlo, dhi); it may be present
+ *    or not (a partial write does not fetch the rest of its block);
  *  - a block that is not present and starts at or past be_size reads as
- *    zeros, and so does its place in the cache file (holes: eviction
- *    punches them, truncate cuts the file);
- *  - a block's checksum is the XXH3-64 of all block_size bytes of its
- *    place in the cache file, zero-padded past the cache file's end;
+ *    its place in the cache file: zeros (holes: eviction punches them,
+ *    truncate cuts the file) but for the dirty range;
+ *  - a read of a block that holds backend data and is not present fetches
+ *    it and merges the dirty range over the fetched bytes;
+ *  - mine is a subset of present: blocks written whole by this node;
+ *  - the checksum of a present or dirty block is the XXH3-64 of all
+ *    block_size bytes of its place in the cache file, zero-padded past
+ *    the cache file's end;
  *  - while ch->fetching, no writer touches the chunk; while ch->readers
  *    (reads and writes of the cache file, also counted in f->inflight),
  *    nothing punches, resets or frees it.
@@ -84,8 +89,7 @@ struct chunk *file_chunk(struct cache_file *f, uint64_t idx, bool create)
 				 popcount64(ch->present) * c->block_size);
 	if (ch->dirty) {
 		/* Dirty data found in the index: it must go out. */
-		atomic_fetch_add(&c->dirty_bytes,
-				 popcount64(ch->dirty) * c->block_size);
+		atomic_fetch_add(&c->dirty_bytes, dirty_len(ch, ~0ULL));
 		f->dirty_chunks++;
 		ch->journaled = true;
 		cache_queue_flush(f, idx);
@@ -157,8 +161,37 @@ static bool copy_from_fetch(struct cache_file *f, uint64_t idx,
 }
 
 /*
+ * Copy the dirty ranges of the blocks in want from the cache file over
+ * the fetched bytes in buf (the whole chunk).  No writer runs while
+ * ch->fetching, so the ranges hold still; f->lock not held.
+ */
+static int overlay_dirty(struct cache_file *f, struct chunk *ch, uint64_t idx,
+			 uint64_t want, char *buf)
+{
+	struct cache *c = f->c;
+	uint32_t lo[CACHE_BLOCKS], hi[CACHE_BLOCKS];
+	uint64_t m;
+
+	pthread_mutex_lock(&f->lock);
+	m = want & ch->dirty;
+	memcpy(lo, ch->dlo, sizeof(lo));
+	memcpy(hi, ch->dhi, sizeof(hi));
+	pthread_mutex_unlock(&f->lock);
+	for (; m; m &= m - 1) {
+		unsigned int b = (unsigned int)__builtin_ctzll(m);
+		uint64_t o = b * c->block_size + lo[b];
+		ssize_t n = ring_pread(cache_ring(c), f->fd, buf + o,
+				       hi[b] - lo[b], chunk_start(c, idx) + o);
+
+		if (n < 0)
+			return (int)n;
+	}
+	return 0;
+}
+
+/*
  * Fetch the blocks of chunk idx that hold backend data and are not
- * present, except those a write in flight is filling.  Called with
+ * present (merged with the dirty range of any of them), except those a write in flight is filling.  Called with
  * f->lock held and !ch->fetching; drops the lock for the I/O and returns
  * with it held.  Concurrent readers of the chunk wait on f->cond instead
  * of fetching again.  The bytes go through the thread's registered
@@ -204,6 +237,10 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 	if (prefetch)
 		atomic_fetch_add(&c->prefetch_chunks, 1);
 	memset(buf + n, 0, c->cfg->chunk_size - (size_t)n);
+	/* Merge: this node's dirty bytes win over the backend's. */
+	rc = overlay_dirty(f, ch, idx, want, buf);
+	if (rc < 0)
+		goto out_lock;
 	/* Write what we fetched, as runs of wanted blocks. */
 	for (b = 0; b < CACHE_BLOCKS; b++) {
 		uint64_t boff = b * c->block_size;
@@ -357,7 +394,7 @@ static int verify_blocks(struct cache_file *f, uint64_t idx,
 	for (off = lo; off < hi; off += c->block_size) {
 		unsigned int b = (unsigned int)((off - start) / c->block_size);
 
-		if (!(ch->present & (1ULL << b)))
+		if (!((ch->present | ch->dirty) & (1ULL << b)))
 			continue;
 		if (hashes[(off - lo) / c->block_size] == ch->sums[b])
 			continue;
@@ -373,6 +410,7 @@ static int verify_blocks(struct cache_file *f, uint64_t idx,
 			"file %llx offset %llu: checksum mismatch on clean data; fetching it again",
 			(unsigned long long)f->fileid, (unsigned long long)off);
 		ch->present &= ~(1ULL << b);
+		ch->mine &= ~(1ULL << b);
 		atomic_fetch_sub(&c->used_bytes, c->block_size);
 		rc = -EAGAIN;
 	}
@@ -603,15 +641,58 @@ void cache_read_unpin(struct cache_pin *pin)
 	cache_evict_maybe(f->c);
 }
 
-/* Write [off, off+len), which lies within chunk idx; f->wlock held. */
+/* The part of block i that [a, b) (offsets in the chunk) covers, as
+ * offsets in the block. */
+static void block_part(struct cache *c, unsigned int i, uint64_t a,
+		       uint64_t b, uint32_t *lo, uint32_t *hi)
+{
+	uint64_t bs = c->block_size, s = i * bs;
+
+	*lo = (uint32_t)(a > s ? a - s : 0);
+	*hi = (uint32_t)(b < s + bs ? b - s : bs);
+}
+
+/*
+ * Would writing [a, b) (offsets in the chunk) leave a block of the chunk
+ * with two separate dirty ranges?  Only the first and the last block of
+ * a write can: the ones between are covered whole.
+ */
+static bool write_splits_range(struct cache_file *f, const struct chunk *ch,
+			       uint64_t a, uint64_t b)
+{
+	struct cache *c = f->c;
+	unsigned int ends[2] = { (unsigned int)(a / c->block_size),
+				 (unsigned int)((b - 1) / c->block_size) };
+	int k;
+
+	for (k = 0; k < 2; k++) {
+		unsigned int i = ends[k];
+		uint32_t lo, hi;
+
+		if (!(ch->dirty & (1ULL << i)))
+			continue;
+		block_part(c, i, a, b, &lo, &hi);
+		if (hi < ch->dlo[i] || lo > ch->dhi[i])
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Write [off, off+len), which lies within chunk idx; f->wlock held.
+ * Each block keeps one dirty byte range, as the NFS client keeps one per
+ * page: a write that would leave a gap inside a block's dirty range
+ * uploads that range first.  A partial write does not fetch the rest of
+ * its block; the block stays not present (a read fetches and merges).
+ */
 static int write_in_chunk(struct cache_file *f, uint64_t idx, const char *src,
 			  uint64_t off, size_t len)
 {
 	struct cache *c = f->c;
 	uint64_t start = chunk_start(c, idx), bs = c->block_size;
 	uint64_t a = off - start, b = a + len;
-	uint64_t mask = range_blocks(c, a, b), partial = 0, newly, olddirty;
-	uint64_t sums[CACHE_BLOCKS];
+	uint64_t mask = range_blocks(c, a, b), partial = 0, beyond, grown = 0;
+	uint64_t sums[CACHE_BLOCKS], olddirty, newsize;
 	unsigned int first = (unsigned int)(a / bs);
 	unsigned int last = (unsigned int)((b - 1) / bs), i;
 	struct chunk *ch;
@@ -625,17 +706,27 @@ static int write_in_chunk(struct cache_file *f, uint64_t idx, const char *src,
 		partial |= 1ULL << last;
 
 	pthread_mutex_lock(&f->lock);
+again:
 	ch = file_chunk(f, idx, true);
 	if (!ch) {
 		rc = -ENOMEM;
 		goto out_unlock;
 	}
-	while (ch->fetching)
+	if (ch->fetching) {
 		pthread_cond_wait(&f->cond, &f->lock);
-	/* Partial blocks that hold backend data: read-merge-write. */
-	rc = ensure_present(f, idx, partial, NULL);
-	if (rc < 0)
-		goto out_unlock;
+		goto again;
+	}
+	if (partial && write_splits_range(f, ch, a, b)) {
+		if (ch->flushing) {
+			pthread_cond_wait(&f->cond, &f->lock);
+			goto again;
+		}
+		rc = file_flush_chunk_now(f, idx);
+		if (rc < 0)
+			goto out_unlock;
+		atomic_fetch_add(&c->flushes_before_write, 1);
+		goto again;
+	}
 	ch->dirty_seq++;
 	ch->readers++;
 	ch->writers++;
@@ -652,6 +743,7 @@ static int write_in_chunk(struct cache_file *f, uint64_t idx, const char *src,
 		uint64_t boff = start + i * bs;
 
 		if (partial & (1ULL << i)) {
+			/* The sum covers the whole block as it is stored. */
 			if (!tmp && !(tmp = aligned_alloc(4096, bs))) {
 				rc = -ENOMEM;
 				goto out_reader;
@@ -672,18 +764,41 @@ out_reader:
 		write_done(f, ch);
 		goto out_unlock;
 	}
-	for (i = first; i <= last; i++)
-		ch->sums[i] = sums[i];
-	write_done(f, ch);
-	newly = mask & ~ch->present;
-	ch->present |= mask;
+	/* Blocks wholly past the backend's data hold zeros but for ours. */
+	beyond = ~backend_blocks(f, idx);
 	olddirty = ch->dirty;
-	ch->dirty |= mask;
+	/* The file grows: the block it ended in is not all ours any more. */
+	if (off + len > f->size)
+		file_eof_block_not_mine(f);
+	newsize = off + len > f->size ? off + len : f->size;
+	for (i = first; i <= last; i++) {
+		uint64_t bit = 1ULL << i, before = dirty_len(ch, bit);
+		uint32_t lo, hi;
+		bool whole;
+
+		block_part(c, i, a, b, &lo, &hi);
+		if (ch->dirty & bit) {	/* touching: write_splits_range() */
+			lo = lo < ch->dlo[i] ? lo : ch->dlo[i];
+			hi = hi > ch->dhi[i] ? hi : ch->dhi[i];
+		}
+		ch->dirty |= bit;
+		ch->dlo[i] = lo;
+		ch->dhi[i] = hi;
+		ch->sums[i] = sums[i];
+		grown += dirty_len(ch, bit) - before;
+		whole = range_whole(c, idx, i, lo, hi, newsize);
+		if (whole)
+			ch->mine |= bit;
+		if (!(ch->present & bit) && (whole || (beyond & bit))) {
+			ch->present |= bit;
+			atomic_fetch_add(&c->used_bytes, bs);
+		}
+	}
+	write_done(f, ch);
 	ch->dirty_seq++;
 	ch->last_write_us = now_us();
 	ch->lru_stamp = atomic_fetch_add(&c->lru_clock, 1);
-	atomic_fetch_add(&c->used_bytes, popcount64(newly) * bs);
-	atomic_fetch_add(&c->dirty_bytes, popcount64(mask & ~olddirty) * bs);
+	atomic_fetch_add(&c->dirty_bytes, grown);
 	if (!olddirty)
 		f->dirty_chunks++;
 	/* A crash must not forget that the file grew (the flusher sends
@@ -751,9 +866,37 @@ ssize_t cache_write(struct cache_file *f, const void *buf, size_t size,
 }
 
 /*
- * Forget present, clean data of chunks from from_chunk on (and every
- * block of them past f->size), punching the cache file.  Dirty blocks are
- * kept.  f->lock held; used at invalidation and truncate.
+ * The file's end moves (or another node's view of it differs): the block
+ * the file ended in, if it ends inside one, held zeros past the end that
+ * this node did not write.  f->lock held.
+ */
+void file_eof_block_not_mine(struct cache_file *f)
+{
+	struct cache *c = f->c;
+	uint64_t idx = f->size / c->cfg->chunk_size;
+
+	if (f->size % c->block_size && idx < f->nchunks && f->chunks[idx])
+		f->chunks[idx]->mine &= ~(1ULL << ((f->size % c->cfg->chunk_size) /
+						   c->block_size));
+}
+
+/* Punch the blocks in mask of chunk idx out of the cache file. */
+void punch_blocks(struct cache_file *f, uint64_t idx, uint64_t mask)
+{
+	struct cache *c = f->c;
+
+	for (; mask; mask &= mask - 1) {
+		unsigned int b = (unsigned int)__builtin_ctzll(mask);
+
+		fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  (off_t)(chunk_start(c, idx) + b * c->block_size),
+			  (off_t)c->block_size);
+	}
+}
+
+/*
+ * Forget present, clean data of chunks from from_chunk on, punching the
+ * cache file.  Dirty blocks are kept.  f->lock held; used by evict.
  */
 void file_drop_clean(struct cache_file *f, uint64_t from_chunk)
 {
@@ -763,26 +906,63 @@ void file_drop_clean(struct cache_file *f, uint64_t from_chunk)
 	for (idx = from_chunk; idx < f->nchunks; idx++) {
 		struct chunk *ch = f->chunks[idx];
 		uint64_t drop;
-		unsigned int b;
 
 		if (!ch || !ch->present || ch->readers || ch->fetching)
 			continue;
 		drop = ch->present & ~ch->dirty;
 		if (!drop)
 			continue;
-		for (b = 0; b < CACHE_BLOCKS; b++) {
-			if (drop & (1ULL << b))
-				fallocate(f->fd,
-					  FALLOC_FL_PUNCH_HOLE |
-						  FALLOC_FL_KEEP_SIZE,
-					  (off_t)(chunk_start(c, idx) +
-						  b * c->block_size),
-					  (off_t)c->block_size);
-		}
+		punch_blocks(f, idx, drop);
 		ch->present &= ~drop;
+		ch->mine &= ~drop;
 		atomic_fetch_sub(&c->used_bytes, popcount64(drop) * c->block_size);
 		index_store_chunk(f, idx);
 	}
+}
+
+/*
+ * The backend's file changed in a way this node did not make (or cannot
+ * tell from its own): forget every cached byte that may be stale, in the
+ * loaded chunks and in the slots of chunks not loaded (which never hold
+ * dirty data).  Kept: the dirty ranges, the blocks they cover whole, and
+ * the blocks this node wrote whole since its last settled generation
+ * (ch->mine).  A fill in flight is discarded (trunc_seq).  A block with
+ * I/O on it keeps its bytes, but not its present bit: it is fetched
+ * again before it is read.  f->lock held.
+ */
+void file_drop_stale(struct cache_file *f)
+{
+	struct cache *c = f->c;
+	uint64_t bs = c->block_size, idx, from = 0;
+	uint64_t nslots = index_nslots(f);
+
+	f->trunc_seq++;
+	for (idx = 0; idx < f->nchunks; idx++) {
+		struct chunk *ch = f->chunks[idx];
+		uint64_t full = 0, drop, m;
+
+		if (!ch)
+			continue;
+		index_forget_chunks(f, from, idx);
+		from = idx + 1;
+		for (m = ch->dirty; m; m &= m - 1) {
+			unsigned int b = (unsigned int)__builtin_ctzll(m);
+
+			if (range_whole(c, idx, b, ch->dlo[b], ch->dhi[b],
+					f->size))
+				full |= 1ULL << b;
+		}
+		drop = ch->present & ~full & ~ch->mine;
+		if (!drop)
+			continue;
+		if (!ch->readers && !ch->fetching)
+			punch_blocks(f, idx, drop & ~ch->dirty);
+		ch->present &= ~drop;
+		atomic_fetch_sub(&c->used_bytes, popcount64(drop) * bs);
+		index_store_chunk(f, idx);
+	}
+	if (from < nslots)
+		index_forget_chunks(f, from, nslots);
 }
 
 int cache_file_truncate(struct cache_file *f, uint64_t size,
@@ -804,39 +984,48 @@ int cache_file_truncate(struct cache_file *f, uint64_t size,
 	/* Everything wholly past the new end goes, dirty or not. */
 	for (idx = size / cs; idx < f->nchunks; idx++) {
 		struct chunk *ch = f->chunks[idx];
-		uint64_t keep, gone;
+		uint64_t keep = 0, gone, olddirty, before;
 
 		if (!ch)
 			continue;
-		keep = 0;
 		if (size > chunk_start(c, idx)) {
 			uint64_t nb = (size - chunk_start(c, idx) + bs - 1) / bs;
 
 			keep = nb >= CACHE_BLOCKS ? ~0ULL : (1ULL << nb) - 1;
 		}
+		before = dirty_len(ch, ~0ULL);
+		olddirty = ch->dirty;
 		gone = ch->present & ~keep;
-		if (ch->dirty && !(ch->dirty & keep))
-			f->dirty_chunks--;
-		atomic_fetch_sub(&c->dirty_bytes,
-				 popcount64(ch->dirty & ~keep) * bs);
-		atomic_fetch_sub(&c->used_bytes, popcount64(gone) * bs);
 		ch->dirty &= keep;
 		ch->present &= keep;
-		ch->dirty_seq++;
-		if (!ch->dirty && ch->journaled) {
-			cache_journal(c, JREC_CLEAN, f, idx);
-			ch->journaled = false;
-		}
-		/* The block holding the new end changes: sum it again. */
-		if (size % bs && (ch->present & (1ULL << ((size % cs) / bs))) &&
-		    size / cs == idx) {
+		ch->mine &= keep;
+		/* The block holding the new end: its range and sum change. */
+		if (size % bs && size / cs == idx) {
 			unsigned int b = (unsigned int)((size % cs) / bs);
+			uint64_t bit = 1ULL << b;
+			uint32_t end = (uint32_t)(size % bs);
 
-			if (ftruncate(f->fd, (off_t)size) == 0 &&
+			if ((ch->dirty & bit) && ch->dhi[b] > end)
+				ch->dhi[b] = end;
+			if ((ch->dirty & bit) && ch->dhi[b] <= ch->dlo[b])
+				ch->dirty &= ~bit;
+			ch->mine &= ~bit;
+			if (((ch->present | ch->dirty) & bit) &&
+			    ftruncate(f->fd, (off_t)size) == 0 &&
 			    (tmp || (tmp = aligned_alloc(4096, bs))))
 				block_sum_from_file(f, chunk_start(c, idx) +
 							       b * bs,
 						    tmp, &ch->sums[b]);
+		}
+		atomic_fetch_sub(&c->dirty_bytes,
+				 before - dirty_len(ch, ~0ULL));
+		atomic_fetch_sub(&c->used_bytes, popcount64(gone) * bs);
+		if (olddirty && !ch->dirty)
+			f->dirty_chunks--;
+		ch->dirty_seq++;
+		if (!ch->dirty && ch->journaled) {
+			cache_journal(c, JREC_CLEAN, f, idx);
+			ch->journaled = false;
 		}
 		index_store_chunk(f, idx);
 	}

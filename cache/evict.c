@@ -102,22 +102,15 @@ static uint64_t evict_one(struct cache *c, struct victim *v)
 	struct cache_file *f = v->f;
 	struct chunk *ch;
 	uint64_t drop = 0;
-	unsigned int b;
 
 	pthread_mutex_lock(&f->lock);
 	ch = f->chunks[v->idx];
 	if (ch && !f->pinned && !ch->fetching && !ch->flushing &&
 	    !ch->readers && ch->lru_stamp == v->stamp) {
 		drop = ch->present & ~ch->dirty;
-		for (b = 0; b < CACHE_BLOCKS; b++)
-			if (drop & (1ULL << b))
-				fallocate(f->fd,
-					  FALLOC_FL_PUNCH_HOLE |
-						  FALLOC_FL_KEEP_SIZE,
-					  (off_t)(chunk_start(c, v->idx) +
-						  b * c->block_size),
-					  (off_t)c->block_size);
+		punch_blocks(f, v->idx, drop);
 		ch->present &= ~drop;
+		ch->mine &= ~drop;
 		index_store_chunk(f, v->idx);
 	}
 	pthread_mutex_unlock(&f->lock);

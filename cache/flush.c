@@ -68,7 +68,7 @@ static void file_gone(struct cache_file *f)
 
 		if (!ch || !ch->dirty)
 			continue;
-		dropped += popcount64(ch->dirty) * c->block_size;
+		dropped += dirty_len(ch, ~0ULL);
 		ch->dirty = 0;
 		ch->journaled = false;
 		index_store_chunk(f, idx);
@@ -83,74 +83,12 @@ static void file_gone(struct cache_file *f)
 		(unsigned long long)f->fileid, (unsigned long long)dropped);
 }
 
-/*
- * The file changed on the backend since this node cached it, and this
- * node has writes to it that are not uploaded: neither version may be
- * lost.  The backend keeps the other writer's version; this node's data
- * and index files move to cache_dir/conflicts/, and the file starts
- * afresh.  f->lock held.
- */
-void file_conflict(struct cache_file *f, const struct be_attr *attr)
-{
-	struct cache *c = f->c;
-	char from[128], to[160];
-	uint64_t idx, dirty = 0;
-	long now = (long)time(NULL);
-	int i;
-
-	for (idx = 0; idx < f->nchunks; idx++) {
-		struct chunk *ch = f->chunks[idx];
-
-		if (ch && ch->dirty) {
-			dirty += popcount64(ch->dirty) * c->block_size;
-			if (ch->journaled)
-				cache_journal(c, JREC_CLEAN, f, idx);
-		}
-	}
-	for (i = 0; i < 2; i++) {
-		const char *dir = i ? "index" : "data";
-
-		index_file_name(f, dir, from, sizeof(from));
-		snprintf(to, sizeof(to), "conflicts/%016llx-%ld.%s",
-			 (unsigned long long)f->fileid, now, dir);
-		if (renameat(c->dir_fd, from, c->dir_fd, to) < 0)
-			log_msg(LOG_LVL_ERR, "flush", "keep aside %s: %s", from,
-				strerror(errno));
-	}
-	log_msg(LOG_LVL_ERR, "flush",
-		"conflict: file %llx was changed on the backend by another client while this node held %llu bytes of unflushed writes to it; the backend keeps the other version, this node's version is kept in %s/conflicts/%016llx-%ld.data (block map in .index)",
-		(unsigned long long)f->fileid, (unsigned long long)dirty,
-		c->cfg->dir, (unsigned long long)f->fileid, now);
-	atomic_fetch_add(&c->conflicts, 1);
-	atomic_fetch_sub(&c->dirty_bytes, dirty);
-	for (idx = 0; idx < f->nchunks; idx++) {
-		struct chunk *ch = f->chunks[idx];
-
-		if (!ch)
-			continue;
-		atomic_fetch_sub(&c->used_bytes,
-				 popcount64(ch->present) * c->block_size);
-		free(ch);
-		f->chunks[idx] = NULL;
-	}
-	f->dirty_chunks = 0;
-	index_close(f);
-	if (index_open(f, true) < 0)
-		log_msg(LOG_LVL_ERR, "flush", "file %llx: cannot reopen cache files",
-			(unsigned long long)f->fileid);
-	f->gen = be_attr_gen(attr);
-	f->be_size = f->size = attr->size;
-	f->trunc_seq++;
-	f->episode_checked = false;
-	index_store_header(f);
-}
-
 /* A partly written chunk rests this long before it is uploaded. */
 #define FLUSH_REST_US 200000
 
 /*
- * An upload step ends, maybe with the file's dirty data dropped (gone,
- * or kept aside as a conflict): wake whoever waits on the file and the
+ * An upload step ends, maybe with the file's dirty data dropped (the
+ * file is gone from the backend): wake whoever waits on the file and the
  * writers waiting for space, and unlock f->lock.  Returns rc.
  */
 static int dropped_unlock(struct cache_file *f, int rc)
@@ -165,23 +103,30 @@ static int dropped_unlock(struct cache_file *f, int rc)
 struct upload {
 	uint64_t idx;
 	uint64_t mask;		/* the dirty blocks it sent */
+	uint64_t whole;		/* ... of them, those dirty from end to end */
 	uint64_t seq;		/* ch->dirty_seq when it started */
 	uint64_t sent;		/* bytes written to the backend */
 	bool started;		/* flush_finish() must run */
 };
 
 /*
- * Write the dirty blocks of one chunk to the backend, unstable: the chunk
- * stays dirty and flushing until flush_finish().  Returns 0, or -EAGAIN
- * when it must go round again, or the backend's error.
+ * Write the dirty ranges of one chunk to the backend, unstable: the chunk
+ * stays dirty and flushing until flush_finish().  Only the bytes this
+ * node wrote go out, never cached bytes around them: other nodes may be
+ * writing those.  Adjacent ranges (a range to the end of its block, the
+ * next from the start of its own) go out as one WRITE.  force: no rest
+ * for a chunk still being filled.  Returns 0, or -EBUSY or -EAGAIN when
+ * it must go round again, or the backend's error.
  */
 static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
-			struct upload *up)
+			bool force, struct upload *up)
 {
 	struct cache *c = f->c;
 	struct be *be = file_be(f);
 	uint64_t bs = c->block_size, start = chunk_start(c, idx);
-	uint64_t sums[CACHE_BLOCKS], mask, seq, size, sent = 0;
+	uint64_t sums[CACHE_BLOCKS], mask, seq, size, sent = 0, m;
+	uint64_t seg_off = 0, seg_len = 0;
+	uint32_t lo[CACHE_BLOCKS], hi[CACHE_BLOCKS];
 	struct chunk *ch;
 	unsigned int b, e;
 	int rc = 0;
@@ -209,72 +154,31 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 	 * again and again: wait until it is full or has rested, unless
 	 * someone waits for the data or dirty data presses.
 	 */
-	if (ch->dirty != ~0ULL && now_us() - ch->last_write_us < FLUSH_REST_US &&
+	if (!force && dirty_len(ch, ~0ULL) != c->cfg->chunk_size &&
+	    now_us() - ch->last_write_us < FLUSH_REST_US &&
 	    !f->flush_waiters && !atomic_load(&c->flush_all_waiters) &&
 	    !atomic_load(&c->stopping) &&
 	    atomic_load(&c->dirty_bytes) < c->cfg->dirty_max / 2) {
 		pthread_mutex_unlock(&f->lock);
 		return -EBUSY;
 	}
-	/*
-	 * The first upload after a clean open checks that nobody else
-	 * changed the file since: no upload passes this gate before the
-	 * check is done, so this node's own uploads cannot look like a
-	 * change from elsewhere.
-	 */
-	if (!f->episode_checked) {
-		struct be_gen base = f->gen;
-		uint64_t lseq = f->local_seq;
-		struct be_attr attr;
-		struct be_gen now;
-
-		/* One checker; and not while a truncate of ours is under way. */
-		if (f->checking || f->local_change) {
-			pthread_mutex_unlock(&f->lock);
-			return -EBUSY;
-		}
-		f->checking = true;
-		pthread_mutex_unlock(&f->lock);
-		rc = be->ops->getattr(be, f->node, &attr);
-		now = be_attr_gen(&attr);
-		pthread_mutex_lock(&f->lock);
-		f->checking = false;
-		if (err_gone(rc)) {
-			file_gone(f);
-			return dropped_unlock(f, 0);
-		}
-		if (rc < 0) {
-			pthread_mutex_unlock(&f->lock);
-			return rc;
-		}
-		if (f->local_change || f->local_seq != lseq) {
-			/* Our own change raced with the check: again later. */
-			pthread_mutex_unlock(&f->lock);
-			return -EBUSY;
-		}
-		if (!be_gen_equal(&base, &now) && be_gen_equal(&base, &f->gen)) {
-			/* Reads and writes of the cache file finish first. */
-			while (f->inflight)
-				pthread_cond_wait(&f->cond, &f->lock);
-			file_conflict(f, &attr);
-			return dropped_unlock(f, 0);
-		}
-		f->episode_checked = true;
-		if (!ch->dirty || ch->flushing || f->gone) {
-			pthread_mutex_unlock(&f->lock);
-			return 0;
-		}
-	}
 	mask = ch->dirty;
 	seq = ch->dirty_seq;
 	size = f->size;
 	memcpy(sums, ch->sums, sizeof(sums));
+	memcpy(lo, ch->dlo, sizeof(lo));
+	memcpy(hi, ch->dhi, sizeof(hi));
 	ch->flushing = true;
 	ch->readers++;
 	f->inflight++;
 	up->started = true;
 	up->mask = mask;
 	up->seq = seq;
+	for (m = mask; m; m &= m - 1) {
+		b = (unsigned int)__builtin_ctzll(m);
+		if (range_whole(c, idx, b, lo[b], hi[b], size))
+			up->whole |= 1ULL << b;
+	}
 	pthread_mutex_unlock(&f->lock);
 
 	/* Read and check the dirty blocks, run by run. */
@@ -314,19 +218,37 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 			}
 			break;
 		}
-		/* Upload no further than the file's end. */
-		if (rc == 0 && off < size) {
-			if (off + len > size)
-				len = size - off;
-			uint64_t t0 = now_us();
+	}
+	/* Send the ranges, joined where they touch, no further than EOF. */
+	for (m = mask; rc == 0; m &= m - 1) {
+		uint64_t s = 0, t = 0;
 
-			n = be_pwrite(be, f->node, buf + b * bs, len, off);
+		if (m) {
+			b = (unsigned int)__builtin_ctzll(m);
+			s = start + b * bs + lo[b];
+			t = start + b * bs + hi[b];
+			if (t > size)
+				t = size;
+			if (seg_len && seg_off + seg_len == s && t > s) {
+				seg_len += t - s;
+				continue;
+			}
+		}
+		if (seg_len) {
+			uint64_t t0 = now_us();
+			ssize_t n = be_pwrite(be, f->node, buf + (seg_off - start),
+					      seg_len, seg_off);
+
 			hist_add(c->be_write_us, t0);
 			if (n < 0)
 				rc = (int)n;
 			else
-				sent += len;
+				sent += seg_len;
 		}
+		if (!m)
+			break;
+		seg_off = s;
+		seg_len = t > s ? t - s : 0;
 	}
 	up->sent = sent;
 	return rc;
@@ -354,10 +276,26 @@ static int flush_finish(struct cache_file *f, struct upload *up, int rc)
 		atomic_fetch_add(&c->bytes_flushed, sent);
 		if (ch->dirty_seq == seq) {
 			uint64_t cleaned = ch->dirty & mask;
+			uint64_t part = cleaned & ~up->whole;
 
-			ch->dirty &= ~mask;
 			atomic_fetch_sub(&c->dirty_bytes,
-					 popcount64(cleaned) * bs);
+					 dirty_len(ch, cleaned));
+			ch->dirty &= ~mask;
+			/*
+			 * A block this node wrote only in part may hold
+			 * cached bytes that other nodes have changed since:
+			 * it is not trusted any more.  Its written bytes
+			 * are on the backend now.
+			 */
+			if (ch->present & part) {
+				atomic_fetch_sub(&c->used_bytes,
+						 popcount64(ch->present & part) *
+							 bs);
+				ch->present &= ~part;
+				ch->mine &= ~part;
+			}
+			if (!ch->readers && !ch->fetching)
+				punch_blocks(f, idx, part);
 			/* file_gone() may have cleaned it already. */
 			if (cleaned && !ch->dirty) {
 				f->dirty_chunks--;
@@ -380,6 +318,28 @@ static int flush_finish(struct cache_file *f, struct upload *up, int rc)
 			f->flush_error = rc;
 	}
 	return dropped_unlock(f, rc);
+}
+
+/*
+ * The file is clean and attr is the backend's view after this node's
+ * uploads; f->lock held.  The generation moved by this node's writes, and
+ * maybe by another node's meanwhile: the two cannot be told apart, so
+ * every cached block this node did not write whole since the file was
+ * last opened here is dropped (it is fetched again when read), and the
+ * blocks it did write are kept.
+ */
+static void settle_gen(struct cache_file *f, const struct be_attr *attr)
+{
+	struct be_gen gen = be_attr_gen(attr);
+
+	if (attr->size != f->size)
+		file_eof_block_not_mine(f);	/* grown or cut elsewhere */
+	if (!be_gen_equal(&gen, &f->gen))
+		file_drop_stale(f);
+	f->gen = gen;
+	f->gen_upload_seq = f->upload_seq;
+	f->be_size = f->size = attr->size;
+	index_store_header(f);
 }
 
 /* After the last dirty chunk: remember the backend's new generation. */
@@ -405,11 +365,15 @@ static void refresh_gen(struct cache_file *f)
 	 */
 	if (!f->dirty_chunks && !f->inflight && f->upload_seq == seq &&
 	    !f->local_change && f->local_seq == lseq) {
-		f->gen = be_attr_gen(&attr);
-		f->be_size = attr.size;
-		index_store_header(f);
+		settle_gen(f, &attr);
 	}
 	pthread_mutex_unlock(&f->lock);
+}
+
+/* Is chunk idx still dirty (f->lock held)? */
+static bool ch_dirty_left(struct cache_file *f, uint64_t idx)
+{
+	return idx < f->nchunks && f->chunks[idx] && f->chunks[idx]->dirty;
 }
 
 static void backoff_sleep(unsigned int failures)
@@ -422,6 +386,41 @@ static void backoff_sleep(unsigned int failures)
 	ts.tv_sec = ms / 1000;
 	ts.tv_nsec = (long)(ms % 1000) * 1000000;
 	nanosleep(&ts, NULL);
+}
+
+int file_flush_chunk_now(struct cache_file *f, uint64_t idx)
+{
+	struct cache *c = f->c;
+	unsigned int failures = 0;
+	struct upload up;
+	char *buf = aligned_alloc(4096, c->cfg->chunk_size);
+	int rc;
+
+	if (!buf)
+		return -ENOMEM;
+	f->flush_waiters++;
+	pthread_mutex_unlock(&f->lock);
+	for (;;) {
+		rc = flush_upload(f, idx, buf, true, &up);
+		if (rc == 0 && up.sent)
+			rc = be_commit(file_be(f), f->node);
+		if (up.started)
+			rc = flush_finish(f, &up, rc);
+		if (rc == 0 || rc == -EIO || err_permanent(rc) ||
+		    atomic_load(&c->stopping))
+			break;
+		if (rc != -EAGAIN && rc != -EBUSY)
+			atomic_fetch_add(&c->flush_retries, 1);
+		backoff_sleep(failures++);
+	}
+	free(buf);
+	if (rc == 0)
+		refresh_gen(f);
+	pthread_mutex_lock(&f->lock);
+	f->flush_waiters--;
+	if (ch_dirty_left(f, idx))
+		cache_queue_flush(f, idx);
+	return rc;
 }
 
 /* Chunks of one file uploaded before one COMMIT: 16 x 4 MiB by default. */
@@ -497,7 +496,8 @@ void *flusher_main(void *arg)
 		int rested = 0;
 
 		for (i = 0; i < n; i++) {
-			rcs[i] = flush_upload(f, batch[i]->chunk, buf, &up[i]);
+			rcs[i] = flush_upload(f, batch[i]->chunk, buf, false,
+					      &up[i]);
 			sent += up[i].sent;
 			rested += rcs[i] == -EBUSY;
 		}

@@ -9,7 +9,9 @@
  * every present block.  Slots are read lazily, when a chunk is first
  * touched, so start-up reads nothing but the journal.  A slot carries its
  * own checksum; a slot that fails it is treated as absent if it claims
- * no dirty data, and reported otherwise.
+ * no dirty data, and reported otherwise.  Version 2 slots also hold the
+ * dirty byte range of every block; an index of version 1 (whole dirty
+ * blocks) is converted when it is opened.
  *
  * Thread safety: called with f->lock held (the fds belong to f).
  */
@@ -18,13 +20,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #define IDX_MAGIC 0x58444753u	/* "SGDX" */
 #define SLOT_MAGIC 0x544c5353u	/* "SSLT" */
-#define IDX_VERSION 1
+#define IDX_VERSION 2
 #define IDX_HDR_SIZE 4096
 
 struct idx_hdr {
@@ -44,13 +47,32 @@ struct idx_slot {
 	uint64_t present;
 	uint64_t dirty;
 	uint64_t sums[CACHE_BLOCKS];
+	uint32_t dlo[CACHE_BLOCKS];
+	uint32_t dhi[CACHE_BLOCKS];
 	uint32_t magic;
 	uint32_t sum;		/* XXH32 of the slot with sum = 0 */
+};
+
+/* The slot of version 1: dirty blocks were dirty as a whole. */
+struct idx_slot_v1 {
+	uint64_t present;
+	uint64_t dirty;
+	uint64_t sums[CACHE_BLOCKS];
+	uint32_t magic;
+	uint32_t sum;
 };
 
 static uint32_t slot_sum(const struct idx_slot *s)
 {
 	struct idx_slot tmp = *s;
+
+	tmp.sum = 0;
+	return XXH32(&tmp, sizeof(tmp), 0);
+}
+
+static uint32_t slot_v1_sum(const struct idx_slot_v1 *s)
+{
+	struct idx_slot_v1 tmp = *s;
 
 	tmp.sum = 0;
 	return XXH32(&tmp, sizeof(tmp), 0);
@@ -110,11 +132,70 @@ void index_file_name(struct cache_file *f, const char *dir, char *buf,
 }
 
 /*
- * Open (or make) the data and index files of f.  If the index holds a
- * valid header for this file, its generation and sizes are taken; the
- * caller compares them with the backend's.  Returns 1 if a header was
- * found, 0 if not: then, with may_reset, both files are emptied.
+ * An index written by a stagefs that knew only whole dirty blocks: rewrite
+ * it in place as version 2, each dirty block dirty from its first byte to
+ * its last.  Slots are read first and written back from the end, since v2
+ * slots are larger.  Returns 0 or -errno.
  */
+static int convert_v1(struct cache_file *f, struct idx_hdr *h)
+{
+	uint64_t bs = f->c->block_size, i, n;
+	struct idx_slot_v1 *old;
+	off_t end = lseek(f->idx_fd, 0, SEEK_END);
+	int rc = 0;
+
+	if (end < IDX_HDR_SIZE)
+		n = 0;
+	else
+		n = ((uint64_t)end - IDX_HDR_SIZE) / sizeof(*old);
+	old = calloc(n ? n : 1, sizeof(*old));
+	if (!old)
+		return -ENOMEM;
+	if (n && pread(f->idx_fd, old, n * sizeof(*old), IDX_HDR_SIZE) !=
+			 (ssize_t)(n * sizeof(*old))) {
+		rc = -EIO;
+		goto out;
+	}
+	for (i = n; i-- > 0;) {
+		struct idx_slot s;
+		unsigned int b;
+
+		memset(&s, 0, sizeof(s));
+		if (old[i].magic == SLOT_MAGIC &&
+		    old[i].sum == slot_v1_sum(&old[i])) {
+			s.present = old[i].present;
+			s.dirty = old[i].dirty & old[i].present;
+			memcpy(s.sums, old[i].sums, sizeof(s.sums));
+			for (b = 0; b < CACHE_BLOCKS; b++)
+				if (s.dirty & (1ULL << b))
+					s.dhi[b] = (uint32_t)bs;
+			s.magic = SLOT_MAGIC;
+			s.sum = slot_sum(&s);
+		} else if (old[i].magic == SLOT_MAGIC) {
+			/* A damaged slot stays damaged: replay refuses it. */
+			s.magic = SLOT_MAGIC;
+			s.sum = ~slot_sum(&s);
+		}
+		if (pwrite(f->idx_fd, &s, sizeof(s), slot_off(i)) !=
+		    (ssize_t)sizeof(s)) {
+			rc = -EIO;
+			goto out;
+		}
+	}
+	h->version = IDX_VERSION;
+	h->sum = hdr_sum(h);
+	if (pwrite(f->idx_fd, h, sizeof(*h), 0) != (ssize_t)sizeof(*h) ||
+	    fdatasync(f->idx_fd) < 0)
+		rc = -EIO;
+	else
+		log_msg(LOG_LVL_INFO, "index",
+			"file %llx: index converted from version 1 (%llu slots)",
+			(unsigned long long)f->fileid, (unsigned long long)n);
+out:
+	free(old);
+	return rc;
+}
+
 void index_close(struct cache_file *f)
 {
 	int *fds[] = { &f->fd, &f->dfd, &f->idx_fd };
@@ -127,6 +208,12 @@ void index_close(struct cache_file *f)
 	}
 }
 
+/*
+ * Open (or make) the data and index files of f.  If the index holds a
+ * valid header for this file, its generation and sizes are taken; the
+ * caller compares them with the backend's.  Returns 1 if a header was
+ * found, 0 if not: then, with may_reset, both files are emptied.
+ */
 int index_open(struct cache_file *f, bool may_reset)
 {
 	struct cache *c = f->c;
@@ -158,6 +245,11 @@ int index_open(struct cache_file *f, bool may_reset)
 	}
 	n = pread(f->idx_fd, &h, sizeof(h), 0);
 	if (n == (ssize_t)sizeof(h) && h.magic == IDX_MAGIC &&
+	    h.version == 1 && h.sum == hdr_sum(&h) &&
+	    h.fileid == f->fileid && h.chunk_size == c->cfg->chunk_size &&
+	    convert_v1(f, &h) == 0)
+		n = pread(f->idx_fd, &h, sizeof(h), 0);
+	if (n == (ssize_t)sizeof(h) && h.magic == IDX_MAGIC &&
 	    h.version == IDX_VERSION && h.sum == hdr_sum(&h) &&
 	    h.fileid == f->fileid && h.chunk_size == c->cfg->chunk_size) {
 		f->gen = h.gen;
@@ -187,6 +279,8 @@ int index_store_chunk(struct cache_file *f, uint64_t idx)
 		s.present = ch->present;
 		s.dirty = ch->dirty;
 		memcpy(s.sums, ch->sums, sizeof(s.sums));
+		memcpy(s.dlo, ch->dlo, sizeof(s.dlo));
+		memcpy(s.dhi, ch->dhi, sizeof(s.dhi));
 	}
 	s.magic = SLOT_MAGIC;
 	s.sum = slot_sum(&s);
@@ -201,6 +295,7 @@ int index_load_chunk(struct cache_file *f, uint64_t idx, struct chunk *ch)
 {
 	struct idx_slot s;
 	ssize_t n = pread(f->idx_fd, &s, sizeof(s), slot_off(idx));
+	unsigned int b;
 
 	if (n < 0)
 		return -errno;
@@ -214,9 +309,67 @@ int index_load_chunk(struct cache_file *f, uint64_t idx, struct chunk *ch)
 		return -EUCLEAN;
 	}
 	ch->present = s.present;
-	ch->dirty = s.dirty & s.present;
+	ch->dirty = 0;
 	memcpy(ch->sums, s.sums, sizeof(ch->sums));
+	for (b = 0; b < CACHE_BLOCKS; b++) {
+		/* Only well-formed ranges count as dirty. */
+		if (!(s.dirty & (1ULL << b)) || s.dlo[b] >= s.dhi[b] ||
+		    s.dhi[b] > f->c->block_size)
+			continue;
+		ch->dirty |= 1ULL << b;
+		ch->dlo[b] = s.dlo[b];
+		ch->dhi[b] = s.dhi[b];
+	}
 	return 1;
+}
+
+void index_forget_chunks(struct cache_file *f, uint64_t from, uint64_t to)
+{
+	struct cache *c = f->c;
+
+	if (to <= from)
+		return;
+	fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		  (off_t)chunk_start(c, from),
+		  (off_t)((to - from) * c->cfg->chunk_size));
+	/* A punched slot reads as zeros: no magic, no slot. */
+	fallocate(f->idx_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		  slot_off(from),
+		  (off_t)((to - from) * sizeof(struct idx_slot)));
+}
+
+bool index_name_dirty(struct cache *c, const char *index_name)
+{
+	struct idx_hdr h;
+	struct idx_slot s;
+	size_t stride;
+	off_t off = IDX_HDR_SIZE;
+	bool dirty = false;
+	int fd = openat(c->dir_fd, index_name, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	if (pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
+		goto out;
+	/* Both versions start a slot with the present and dirty masks. */
+	stride = h.version == 1 ? sizeof(struct idx_slot_v1) : sizeof(s);
+	while (!dirty && pread(fd, &s, stride, off) == (ssize_t)stride) {
+		dirty = s.dirty != 0;
+		off += (off_t)stride;
+	}
+out:
+	close(fd);
+	return dirty;
+}
+
+uint64_t index_nslots(struct cache_file *f)
+{
+	off_t end = lseek(f->idx_fd, 0, SEEK_END);
+
+	if (end <= IDX_HDR_SIZE)
+		return 0;
+	return ((uint64_t)end - IDX_HDR_SIZE + sizeof(struct idx_slot) - 1) /
+	       sizeof(struct idx_slot);
 }
 
 int index_sync(struct cache_file *f)

@@ -144,28 +144,6 @@ void *scan_main(void *arg)
 	return NULL;
 }
 
-/* Does the index of a cold file claim dirty data?  (Then keep it.) */
-static bool cold_dirty(struct cache *c, const char *index_name)
-{
-	struct {
-		uint64_t present, dirty, sums[CACHE_BLOCKS];
-		uint32_t magic, sum;
-	} slot;
-	off_t off = 4096;
-	bool dirty = false;
-	int fd = openat(c->dir_fd, index_name, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return false;
-	while (!dirty && pread(fd, &slot, sizeof(slot), off) ==
-				 (ssize_t)sizeof(slot)) {
-		dirty = slot.dirty != 0;
-		off += (off_t)sizeof(slot);
-	}
-	close(fd);
-	return dirty;
-}
-
 /* Remove the oldest cold files until at least want bytes are freed. */
 uint64_t cold_evict(struct cache *c, uint64_t want)
 {
@@ -192,7 +170,7 @@ uint64_t cold_evict(struct cache *c, uint64_t want)
 
 		snprintf(name, sizeof(name), "index/%08x-%016" PRIx64 "-%016" PRIx64,
 			 cf->spec_hash, cf->fileid, cf->hkey);
-		if (cold_dirty(c, name)) {
+		if (index_name_dirty(c, name)) {
 			/* Journal records replay could not act on: keep it
 			 * (still counted), off the list. */
 			free(cf);

@@ -71,7 +71,7 @@ static void say(int fd, const char *fmt, ...)
 	X(reads_from_fetch, counter, "reads served from a fetch still writing the cache") \
 	X(flush_queue, gauge, "chunks waiting for upload")                 \
 	X(files, gauge, "files in the cache table")                         \
-	X(conflicts, counter, "local versions kept aside after a write-back conflict")
+	X(flushes_before_write, counter, "writes that uploaded a disjoint dirty range of their block first")
 
 /* A histogram as JSON: [n0, n1, ...], bucket i = [2^i, 2^(i+1)) us. */
 static void say_hist_json(int fd, const char *name, const uint64_t *h)

@@ -305,7 +305,7 @@ out:
 enum stat_key {
 	K_READ_CACHE, K_READ_BACKEND, K_WRITTEN, K_FLUSHED, K_DIRTY, K_USED,
 	K_QUEUE, K_FILES, K_CSUM_ERRORS, K_FLUSH_ERRORS, K_RETRIES,
-	K_CONFLICTS, K_CACHE_SIZE, K_DIRTY_MAX, K_NKEYS
+	K_CACHE_SIZE, K_DIRTY_MAX, K_NKEYS
 };
 
 static const char *const key_names[K_NKEYS] = {
@@ -320,7 +320,6 @@ static const char *const key_names[K_NKEYS] = {
 	[K_CSUM_ERRORS] = "checksum_errors",
 	[K_FLUSH_ERRORS] = "flush_errors",
 	[K_RETRIES] = "flush_retries",
-	[K_CONFLICTS] = "conflicts",
 	[K_CACHE_SIZE] = "cache_size",
 	[K_DIRTY_MAX] = "dirty_max",
 };
@@ -1107,7 +1106,7 @@ static void top_frame(const struct mount *m, const struct args *a,
 		      const struct sample *p, const struct sample *c, bool tty)
 {
 	char r1[32], r2[32], r3[32], r4[32], hit[16], part[96], clock[16];
-	char e1[24], e2[24], e3[24], e4[24], q[24], files[24];
+	char e1[24], e2[24], e3[24], q[24], files[24];
 	double served = rate_of(p, c, K_READ_CACHE);
 	double fetched = rate_of(p, c, K_READ_BACKEND);
 	time_t t = time(NULL);
@@ -1138,11 +1137,10 @@ static void top_frame(const struct mount *m, const struct args *a,
 	fmt_part(part, sizeof(part), c, K_USED, K_CACHE_SIZE);
 	printf("cache   %s, %s files\n", part,
 	       fmt_u64(files, sizeof(files), c, K_FILES));
-	printf("errors  %s checksum, %s flush, %s flush retries, %s conflicts\n",
+	printf("errors  %s checksum, %s flush, %s flush retries\n",
 	       fmt_u64(e1, sizeof(e1), c, K_CSUM_ERRORS),
 	       fmt_u64(e2, sizeof(e2), c, K_FLUSH_ERRORS),
-	       fmt_u64(e3, sizeof(e3), c, K_RETRIES),
-	       fmt_u64(e4, sizeof(e4), c, K_CONFLICTS));
+	       fmt_u64(e3, sizeof(e3), c, K_RETRIES));
 	fflush(stdout);
 }
 
