@@ -172,7 +172,5 @@ PY
 ) || fail "after the outage: $out"
 [[ $(xxh "$BACKEND_DIR/R") == "$r_sum" && $(xxh "$BACKEND_DIR/U") == "$u_sum" ]] || fail "R or U changed on the export"
 info "$out bytes written across the outage are on the export"
-! grep -q conflict "$TEST_TMP"/stagefs.*.log \
-	|| fail "the daemon reported a write-back conflict although no other client wrote: $(grep -h conflict "$TEST_TMP"/stagefs.*.log | head -n1)"
 [[ $((retries - retries0)) -gt 0 ]] || fail "flush_retries did not grow during a ${secs}s outage with dirty data ($retries0 -> $retries)"
 info "ok: $out bytes written across the outage verified on the export, flush_retries +$((retries - retries0))"

@@ -529,6 +529,107 @@ START_TEST(test_partial_block_merge)
 }
 END_TEST
 
+/*
+ * Dirty byte ranges (issue 11): another node writes parts of a file this
+ * node has cached whole; this node writes other parts, touching and not.
+ * The upload carries exactly this node's bytes: every byte of the other
+ * node survives on the backend, and this node reads the merged file once
+ * it reopens it.
+ */
+START_TEST(test_range_upload_only_written)
+{
+	size_t len = CS;
+	unsigned char *orig = pattern_new(len, 61), *other, *want;
+	unsigned char piece[3 * 4096];
+	struct cache_file *f;
+	struct be_node *n;
+
+	fx_open();
+	f = fx_file("rg", orig, len, &n);
+	assert_cache_has(f, orig, len, "cached whole");
+	/* Another node: bytes in blocks 0 and 1, between this node's. */
+	other = malloc(len);
+	memcpy(other, orig, len);
+	pattern(other + 1000, 1000, 1000, 62);
+	pattern(other + BS + 10, 10, BS + 10, 63);
+	ck_assert_int_eq(mem_be_set_data(X.be, n, other, len), 0);
+	want = malloc(len);
+	memcpy(want, other, len);
+	/* This node: [3000, 3100) and, touching it, [3100, 3300); [BS + 100,
+	 * BS + 200) in block 1; all of block 2. */
+	pattern(piece, 100, 3000, 64);
+	ck_assert_int_eq(cache_write(f, piece, 100, 3000), 100);
+	memcpy(want + 3000, piece, 100);
+	pattern(piece, 200, 3100, 65);
+	ck_assert_int_eq(cache_write(f, piece, 200, 3100), 200);
+	memcpy(want + 3100, piece, 200);
+	pattern(piece, 100, BS + 100, 66);
+	ck_assert_int_eq(cache_write(f, piece, 100, BS + 100), 100);
+	memcpy(want + BS + 100, piece, 100);
+	pattern(piece, BS, 2 * BS, 67);
+	ck_assert_int_eq(cache_write(f, piece, BS, 2 * BS), (ssize_t)BS);
+	memcpy(want + 2 * BS, piece, BS);
+	ck_assert_uint_eq(stats().dirty_bytes, 300 + 100 + BS);
+	ck_assert_uint_eq(stats().flushes_before_write, 0);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, want, len, "backend: both nodes' bytes");
+	ck_assert_uint_eq(stats().bytes_flushed, 300 + 100 + BS);
+	/* Close-to-open: the stale copy of the other node's bytes is gone. */
+	assert_cache_has(fx_reopen(n), want, len, "this node after reopen");
+	free(orig);
+	free(other);
+	free(want);
+}
+END_TEST
+
+/*
+ * A write that leaves a gap in its block's dirty range uploads that range
+ * first (as the NFS client flushes a page before a write that does not
+ * touch its dirty part); writes that touch or overlap merge.  The second
+ * range's upload must not carry the gap's bytes, which here are stale.
+ */
+START_TEST(test_range_flush_before_disjoint_write)
+{
+	size_t len = 2 * BS;
+	unsigned char *orig = pattern_new(len, 71), *want = malloc(len);
+	unsigned char piece[400];
+	unsigned long writes;
+	struct cache_file *f;
+	struct be_node *n;
+
+	fx_open();
+	f = fx_file("fd", orig, len, &n);
+	memcpy(want, orig, len);
+	pattern(piece, 100, 100, 72);
+	ck_assert_int_eq(cache_write(f, piece, 100, 100), 100);
+	memcpy(want + 100, piece, 100);
+	pattern(piece, 150, 150, 73);	/* overlaps: merged */
+	ck_assert_int_eq(cache_write(f, piece, 150, 150), 150);
+	memcpy(want + 150, piece, 150);
+	ck_assert_uint_eq(stats().flushes_before_write, 0);
+	ck_assert_uint_eq(stats().dirty_bytes, 200);
+	writes = mem_be_calls(X.be, MEM_OP_WRITE);
+	pattern(piece, 50, 1000, 74);	/* a gap from 300 to 1000 */
+	ck_assert_int_eq(cache_write(f, piece, 50, 1000), 50);
+	memcpy(want + 1000, piece, 50);
+	ck_assert_uint_eq(stats().flushes_before_write, 1);
+	ck_assert_uint_eq(mem_be_calls(X.be, MEM_OP_WRITE), writes + 1);
+	ck_assert_uint_eq(stats().dirty_bytes, 50);
+	/* The first range is on the backend already, alone. */
+	memcpy(orig + 100, want + 100, 200);
+	assert_backend_has(n, orig, len, "after the write before the gap");
+	/* Another node writes into the gap; this node's next upload must
+	 * leave it alone. */
+	pattern(orig + 500, 100, 500, 75);
+	memcpy(want + 500, orig + 500, 100);
+	ck_assert_int_eq(mem_be_set_data(X.be, n, orig, len), 0);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, want, len, "backend after both uploads");
+	free(orig);
+	free(want);
+}
+END_TEST
+
 START_TEST(test_partial_block_merge_across_chunks)
 {
 	size_t len = 2 * CS;
@@ -1039,15 +1140,23 @@ START_TEST(test_restart_keeps_clean)
 }
 END_TEST
 
+/* One write of a crashing child. */
+struct crash_write {
+	const void *buf;
+	size_t len;
+	uint64_t off;
+};
+
 /*
  * A daemon that dies with dirty data: a child process opens the cache,
- * writes while every upload fails, and is killed with SIGKILL.
+ * reads the first read_first bytes of the file (so they are cached), does
+ * the n writes while every upload fails, and is killed with SIGKILL.
  * Its copy of the backend is thrown away with it; ours never saw a byte.
  */
-static void crash_after_write(struct be_node *n, const void *buf, size_t len,
-			      uint64_t off)
+static void crash_after_writes(struct be_node *node, size_t read_first,
+			       const struct crash_write *w, int n)
 {
-	int status;
+	int status, i;
 	pid_t pid;
 
 	ck_assert_ptr_null(X.c);
@@ -1058,21 +1167,35 @@ static void crash_after_write(struct be_node *n, const void *buf, size_t len,
 		struct cache_file *f;
 		struct be_attr a;
 		char err[512];
+		void *tmp = malloc(read_first + 1);
 
 		mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);
 		if (cache_open(&X.cfg, X.bes, 1, &c, err, sizeof(err)))
 			_exit(2);
-		if (X.be->ops->getattr(X.be, n, &a) ||
-		    cache_file_get(c, 0, n, &a, &f) < 0)
+		if (X.be->ops->getattr(X.be, node, &a) ||
+		    cache_file_get(c, 0, node, &a, &f) < 0)
 			_exit(3);
-		if (cache_write(f, buf, len, off) != (ssize_t)len)
-			_exit(4);
+		if (read_first && cache_read(f, NULL, tmp, read_first, 0) !=
+					  (ssize_t)read_first)
+			_exit(6);
+		for (i = 0; i < n; i++)
+			if (cache_write(f, w[i].buf, w[i].len, w[i].off) !=
+			    (ssize_t)w[i].len)
+				_exit(4);
 		kill(getpid(), SIGKILL);	/* no cleanup of any kind */
 		_exit(5);
 	}
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
 		      "crashing child: status 0x%x", status);
+}
+
+static void crash_after_write(struct be_node *n, const void *buf, size_t len,
+			      uint64_t off)
+{
+	struct crash_write w = { buf, len, off };
+
+	crash_after_writes(n, 0, &w, 1);
 }
 
 /* A backend file made before the cache is open, kept by the fixture. */
@@ -1112,6 +1235,44 @@ START_TEST(test_crash_recovery_overwrite)
 	free(orig);
 	free(model);
 	free(piece);
+}
+END_TEST
+
+/*
+ * The ranges survive a crash: dirty ranges of a chunk go out after a
+ * restart as they were, no more bytes (the bytes around them in the
+ * cache file are stale here).
+ */
+START_TEST(test_range_replay)
+{
+	size_t len = CS;
+	unsigned char *orig = pattern_new(len, 81), *want = malloc(len);
+	unsigned char p1[500], p2[30];
+	struct crash_write w[2] = { { p1, 500, 7000 },
+				    { p2, 30, 3 * BS + 5 } };
+	struct be_node *n;
+
+	n = fx_backend_file("rp", orig, len);
+	memcpy(want, orig, len);
+	pattern(p1, 500, 7000, 82);
+	memcpy(want + 7000, p1, 500);
+	pattern(p2, 30, 3 * BS + 5, 83);
+	memcpy(want + 3 * BS + 5, p2, 30);
+	/* The file cached whole, two ranges written, then a crash. */
+	crash_after_writes(n, len, w, 2);
+	/* Another node writes around this node's first range meanwhile. */
+	pattern(orig + 6000, 900, 6000, 84);
+	memcpy(want + 6000, orig + 6000, 900);
+	pattern(orig + 7600, 100, 7600, 85);
+	memcpy(want + 7600, orig + 7600, 100);
+	ck_assert_int_eq(mem_be_set_data(X.be, n, orig, len), 0);
+	fx_open();
+	ck_assert_int_eq(cache_flush_all(X.c), 0);
+	assert_backend_has(n, want, len, "backend after the replay");
+	ck_assert_uint_eq(stats().bytes_flushed, 530);
+	assert_cache_has(fx_reopen(n), want, len, "cache after the replay");
+	free(orig);
+	free(want);
 }
 END_TEST
 
@@ -1821,6 +1982,9 @@ static Suite *cache_suite(void)
 		T(test_writeback_off),
 		T(test_partial_block_merge),
 		T(test_partial_block_merge_across_chunks),
+		T(test_range_upload_only_written),
+		T(test_range_flush_before_disjoint_write),
+		T(test_range_replay),
 		T(test_holes_and_eof),
 		T(test_truncate_dirty),
 		T(test_truncate_clean),
