@@ -630,6 +630,41 @@ START_TEST(test_range_flush_before_disjoint_write)
 }
 END_TEST
 
+/*
+ * A truncate cuts a dirty range where the file now ends (split: the part
+ * past the end is gone, the rest still goes out), and a range wholly past
+ * it is dropped.
+ */
+START_TEST(test_range_truncate_cuts)
+{
+	size_t len = 3 * BS;
+	unsigned char *orig = pattern_new(len, 91), *want = malloc(len);
+	unsigned char piece[5000];
+	struct be_attr a;
+	struct cache_file *f;
+	struct be_node *n;
+
+	fx_open();
+	f = fx_file("tc", orig, len, &n);
+	memcpy(want, orig, len);
+	pattern(piece, 3800, BS + 100, 92);
+	ck_assert_int_eq(cache_write(f, piece, 3800, BS + 100), 3800);
+	memcpy(want + BS + 100, piece, 3800);
+	pattern(piece, 10, 2 * BS + 7, 93);
+	ck_assert_int_eq(cache_write(f, piece, 10, 2 * BS + 7), 10);
+	ck_assert_uint_eq(stats().dirty_bytes, 3810);
+	mem_be_gate(X.be, MEM_OP_WRITE, 1);
+	ck_assert_int_eq(cache_file_truncate(f, BS + 3000, &a), 0);
+	ck_assert_uint_eq(stats().dirty_bytes, 2900);
+	mem_be_gate(X.be, MEM_OP_WRITE, 0);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, want, BS + 3000, "backend after the cut");
+	ck_assert_uint_eq(stats().bytes_flushed, 2900);
+	free(orig);
+	free(want);
+}
+END_TEST
+
 START_TEST(test_partial_block_merge_across_chunks)
 {
 	size_t len = 2 * CS;
@@ -1984,6 +2019,7 @@ static Suite *cache_suite(void)
 		T(test_partial_block_merge_across_chunks),
 		T(test_range_upload_only_written),
 		T(test_range_flush_before_disjoint_write),
+		T(test_range_truncate_cuts),
 		T(test_range_replay),
 		T(test_holes_and_eof),
 		T(test_truncate_dirty),
