@@ -110,7 +110,7 @@ int cache_journal(struct cache *c, enum jrec_type type, struct cache_file *f,
 	int rc = 0;
 
 	pthread_mutex_lock(&c->journal_lock);
-	if (type == JREC_DIRTY && !f->jfile) {
+	if ((type == JREC_DIRTY || type == JREC_PTOPEN) && !f->jfile) {
 		unsigned char h[BE_HANDLE_MAX];
 		size_t len = sizeof(h);
 
@@ -253,7 +253,9 @@ static void file_revalidate(struct cache_file *f, const struct be_attr *attr,
 		return;
 	if (!at_open && (own || f->inflight))
 		return;
-	if (!own) {
+	if (f->pt_writers)
+		return;	/* the kernel writes it: this node's own file */
+	if (!own && !f->pt_users) {
 		/* Nothing of ours in it: readers of the old data finish
 		 * first, then the whole cached copy goes. */
 		while (f->inflight && !f->dirty_chunks)
@@ -273,6 +275,11 @@ static void file_revalidate(struct cache_file *f, const struct be_attr *attr,
 	if (!f->dirty_chunks || attr->size > f->size)
 		f->size = attr->size;
 	index_store_header(f);
+	/* Passthrough readers read the data file: fetch it anew, in place. */
+	if (f->pt_users && file_fetch_all(f) < 0)
+		log_msg(LOG_LVL_WARN, "cache",
+			"file %llx changed on the backend and cannot be fetched again for its passthrough readers",
+			(unsigned long long)f->fileid);
 }
 
 int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
@@ -396,7 +403,20 @@ void cache_fixup_attr(struct cache *c, int be_idx, const struct be_node *node,
 	if (f) {
 		pthread_mutex_lock(&f->lock);
 		file_revalidate(f, attr, false);
-		if (f->dirty_chunks || f->inflight) {
+		if (f->pt_writers) {
+			/* The kernel writes the data file: its size and
+			 * mtime are the file's. */
+			struct stat st;
+
+			if (fstat(f->fd, &st) == 0 &&
+			    (uint64_t)st.st_size > f->size)
+				f->size = (uint64_t)st.st_size;
+			if (fstat(f->fd, &st) == 0 &&
+			    st.st_mtim.tv_sec > f->mtime.tv_sec)
+				f->mtime = st.st_mtim;
+			attr->size = f->size;
+			attr->mtime = attr->ctime = f->mtime;
+		} else if (f->dirty_chunks || f->inflight) {
 			/* Writes not on the backend yet: the local view. */
 			attr->size = f->size;
 			if (f->dirty_chunks &&
@@ -488,6 +508,8 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
 	st->reads_from_fetch = atomic_load(&c->reads_from_fetch);
 	st->flush_queue = atomic_load(&c->queued_chunks);
 	st->flushes_before_write = atomic_load(&c->flushes_before_write);
+	st->passthrough_opens = atomic_load(&c->pt_opens);
+	st->passthrough_bytes_written = atomic_load(&c->pt_bytes_written);
 	for (b = 0; b < CACHE_HIST_BUCKETS; b++) {
 		st->be_read_us[b] = atomic_load(&c->be_read_us[b]);
 		st->be_write_us[b] = atomic_load(&c->be_write_us[b]);
@@ -581,6 +603,8 @@ struct rfile {
 	size_t handle_len;
 	uint64_t *chunks;	/* dirty chunk numbers */
 	size_t nchunks, cap;
+	int pt;			/* a passthrough writer did not end: 1, or
+				 * 2 if the file was empty at its open */
 	struct rfile *next;
 };
 
@@ -652,8 +676,10 @@ static int replay_rec(void *arg, enum jrec_type type, const char *spec,
 			    rf->handle_len == handle_len &&
 			    !memcmp(rf->handle, handle, handle_len))
 				break;
-		if (rf)
+		if (rf) {
 			rf->nchunks = 0;
+			rf->pt = 0;
+		}
 		return 0;
 	}
 	switch (type) {
@@ -683,6 +709,13 @@ static int replay_rec(void *arg, enum jrec_type type, const char *spec,
 		break;
 	case JREC_DROP:
 		rf->nchunks = 0;
+		rf->pt = 0;
+		break;
+	case JREC_PTOPEN:
+		rf->pt = chunk ? 2 : 1;
+		break;
+	case JREC_PTCLOSE:
+		rf->pt = 0;
 		break;
 	}
 	return 0;
@@ -801,6 +834,16 @@ static int replay_file(struct cache *c, struct rfile *rf, uint64_t *bytes)
 			(unsigned long long)rf->chunks[i]);
 		return -EUCLEAN;
 	}
+	/* A passthrough writer's bytes are in the data file only. */
+	if (rf->pt) {
+		rc = cache_file_pt_replay(f, rf->pt == 2);
+		if (rc < 0)
+			return rc;
+		log_msg(LOG_LVL_INFO, "replay",
+			"file %llx had a passthrough writer: its data file was hashed again, %llu dirty bytes",
+			(unsigned long long)rf->fileid,
+			(unsigned long long)atomic_load(&c->dirty_bytes));
+	}
 	return 0;
 }
 
@@ -820,7 +863,7 @@ static int emit_dirty(void *arg, struct journal *nj)
 			uint64_t i;
 
 			f->jfile = false;
-			if (!f->dirty_chunks)
+			if (!f->dirty_chunks && !f->pt_writers)
 				continue;
 			rc = file_be(f)->ops->node_encode(file_be(f), f->node,
 							  h, &len);
@@ -829,6 +872,10 @@ static int emit_dirty(void *arg, struct journal *nj)
 						    file_be(f)->spec,
 						    f->fileid, 0, h, len);
 			f->jfile = rc == 0;
+			if (rc == 0 && f->pt_writers)
+				rc = journal_append(nj, JREC_PTOPEN,
+						    file_be(f)->spec, f->fileid,
+						    f->pt_owned, NULL, 0);
 			for (i = 0; i < f->nchunks && rc == 0; i++) {
 				struct chunk *ch = f->chunks[i];
 
@@ -857,7 +904,7 @@ static int replay(struct cache *c, char *err, size_t errlen)
 			 "cache dir %s: journal names chunk %llu, beyond any file this cache holds; refusing to guess which dirty data is safe (move the cache dir aside to start empty)",
 			 c->cfg->dir, (unsigned long long)r.bad_chunk);
 	for (rf = r.files; rf && rc == 0; rf = rf->next) {
-		if (!rf->nchunks)
+		if (!rf->nchunks && !rf->pt)
 			continue;
 		rc = replay_file(c, rf, &bytes);
 		if (rc == 1) {
@@ -957,6 +1004,7 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 	pthread_mutex_init(&c->journal_lock, NULL);
 	pthread_mutex_init(&c->evict_lock, NULL);
 	pthread_mutex_init(&c->cold_lock, NULL);
+	pthread_mutex_init(&c->pt_lock, NULL);
 
 	c->dir_fd = open(cfg->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (c->dir_fd < 0) {
@@ -1011,6 +1059,7 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 		goto out_free;	/* the process exits on this error */
 	}
 	c->scanner_started = pthread_create(&c->scanner, NULL, scan_main, c) == 0;
+	c->pt_started = pthread_create(&c->pt_thread, NULL, pt_main, c) == 0;
 	*out = c;
 	return 0;
 out_free:
@@ -1058,6 +1107,11 @@ int cache_close(struct cache *c)
 	join_all(c->prefetchers, c->nprefetchers);
 	if (c->scanner_started)
 		pthread_join(c->scanner, NULL);
+	if (c->pt_started)
+		pthread_join(c->pt_thread, NULL);
+	while (c->npt)	/* writers the kernel never released */
+		cache_file_put(c->pt[--c->npt]);
+	free(c->pt);
 	cold_free(c);
 
 	pthread_mutex_lock(&c->journal_lock);

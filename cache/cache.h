@@ -93,6 +93,10 @@ struct cache_stats {
 	uint64_t files;			/* gauge: files in the table */
 	uint64_t flushes_before_write;	/* writes that had to upload a
 					 * disjoint dirty range first */
+	uint64_t passthrough_opens;	/* opens answered with passthrough */
+	uint64_t passthrough_bytes_written;	/* dirty bytes found by the
+						 * rehash of passthrough
+						 * writes */
 	uint64_t be_read_us[CACHE_HIST_BUCKETS];	/* chunk fetches */
 	uint64_t be_write_us[CACHE_HIST_BUCKETS];	/* chunk uploads */
 };
@@ -235,5 +239,31 @@ void cache_file_pin(struct cache_file *f, int pinned);
 
 /* Bring the whole file into the cache (stagefsctl prefetch). */
 int cache_file_prefetch(struct cache_file *f);
+
+/*
+ * Passthrough (cache/passthrough.c): the FUSE layer hands the kernel the
+ * file's cache data file, and the kernel reads and writes it without the
+ * daemon.
+ *
+ * cache_file_pt_can(): may an open be passthrough?  For reading: every
+ * byte of the file is present.  For writing: the file is empty (a create
+ * or O_TRUNC), so that every byte the kernel writes is this node's.
+ * Returns 1 or 0.
+ *
+ * cache_file_pt_begin(): a passthrough open starts; *fd is the data file
+ * (the caller registers it with the kernel before it answers the open,
+ * and must not close it).  must: the kernel demands passthrough (another
+ * passthrough open of the inode is there): the file is made whole first.
+ * A write open is journaled before this returns.  The file is not evicted
+ * or punched until cache_file_pt_end().  Returns 0 or -errno.
+ *
+ * cache_file_pt_sync(): find what the kernel wrote (a rehash of the data
+ * file against the index), mark it dirty, to the byte, and queue it.  At
+ * FLUSH, fsync and release of a writer; then flush as for any write.
+ */
+int cache_file_pt_can(struct cache_file *f, bool write);
+int cache_file_pt_begin(struct cache_file *f, bool write, bool must, int *fd);
+int cache_file_pt_sync(struct cache_file *f);
+void cache_file_pt_end(struct cache_file *f, bool write);
 
 #endif /* STAGEFS_CACHE_H */

@@ -52,6 +52,9 @@ enum jrec_type {
 	JREC_DIRTY = 2,		/* chunk has dirty blocks */
 	JREC_CLEAN = 3,		/* chunk has none any more */
 	JREC_DROP = 4,		/* file's dirty data is gone (unlinked) */
+	JREC_PTOPEN = 5,	/* a passthrough writer has it open (chunk:
+				 * 1 if the file was empty at its open) */
+	JREC_PTCLOSE = 6,	/* ... and is done, its bytes rehashed */
 };
 
 struct jkey {
@@ -157,6 +160,13 @@ struct cache_file {
 					 * if they differ, gen predates our
 					 * own uploads (refresh_gen pending) */
 	unsigned int flush_waiters;	/* in cache_file_flush() */
+	unsigned int pt_users;	/* passthrough opens: the kernel reads and
+				 * writes fd itself; never evict or punch */
+	unsigned int pt_writers;	/* ... of them open for writing */
+	bool pt_owned;		/* empty at the first passthrough write
+				 * open: every byte in it is this node's */
+	uint64_t pt_scanned;	/* chunks below this rehashed in the
+				 * background (pt_main) */
 	bool in_table;
 
 	struct cache_file *hnext;	/* protected by c->table_lock */
@@ -206,6 +216,13 @@ struct cache {
 	atomic_uint_fast64_t lru_clock;
 	pthread_mutex_t evict_lock;	/* one evictor at a time (trylock) */
 
+	pthread_mutex_t pt_lock;
+	struct cache_file **pt;	/* files with passthrough writers (a
+				 * reference each); protected by pt_lock */
+	size_t npt, pt_cap;
+	pthread_t pt_thread;
+	bool pt_started;
+
 	pthread_mutex_t cold_lock;
 	struct cold_file **cold;	/* scan.c; protected by cold_lock */
 	size_t ncold;
@@ -222,6 +239,7 @@ struct cache {
 	atomic_uint_fast64_t prefetch_chunks, queued_chunks;
 	atomic_uint_fast64_t reads_from_fetch;
 	atomic_uint_fast64_t flushes_before_write;
+	atomic_uint_fast64_t pt_opens, pt_bytes_written;
 	atomic_uint_fast64_t be_read_us[CACHE_HIST_BUCKETS];
 	atomic_uint_fast64_t be_write_us[CACHE_HIST_BUCKETS];
 };
@@ -322,6 +340,7 @@ void file_drop_clean(struct cache_file *f, uint64_t from_chunk);
 void punch_blocks(struct cache_file *f, uint64_t idx, uint64_t mask);
 void file_eof_block_not_mine(struct cache_file *f);
 void file_drop_stale(struct cache_file *f);
+int file_fetch_all(struct cache_file *f);
 
 /* flush.c: upload chunk idx now, in the calling thread, and commit it;
  * f->lock held (dropped meanwhile), f->wlock held by the caller. */
@@ -373,6 +392,10 @@ struct cache_file *cache_table_find(struct cache *c, int be_idx,
 /* flush.c */
 void *flusher_main(void *arg);
 void *prefetcher_main(void *arg);
+
+/* passthrough.c */
+void *pt_main(void *arg);
+int cache_file_pt_replay(struct cache_file *f, bool owned);
 
 /* evict.c */
 void cache_evict_maybe(struct cache *c);

@@ -907,7 +907,8 @@ void file_drop_clean(struct cache_file *f, uint64_t from_chunk)
 		struct chunk *ch = f->chunks[idx];
 		uint64_t drop;
 
-		if (!ch || !ch->present || ch->readers || ch->fetching)
+		if (!ch || !ch->present || ch->readers || ch->fetching ||
+		    f->pt_users)
 			continue;
 		drop = ch->present & ~ch->dirty;
 		if (!drop)
@@ -943,7 +944,8 @@ void file_drop_stale(struct cache_file *f)
 
 		if (!ch)
 			continue;
-		index_forget_chunks(f, from, idx);
+		if (!f->pt_users)
+			index_forget_chunks(f, from, idx);
 		from = idx + 1;
 		for (m = ch->dirty; m; m &= m - 1) {
 			unsigned int b = (unsigned int)__builtin_ctzll(m);
@@ -955,13 +957,13 @@ void file_drop_stale(struct cache_file *f)
 		drop = ch->present & ~full & ~ch->mine;
 		if (!drop)
 			continue;
-		if (!ch->readers && !ch->fetching)
+		if (!ch->readers && !ch->fetching && !f->pt_users)
 			punch_blocks(f, idx, drop & ~ch->dirty);
 		ch->present &= ~drop;
 		atomic_fetch_sub(&c->used_bytes, popcount64(drop) * bs);
 		index_store_chunk(f, idx);
 	}
-	if (from < nslots)
+	if (from < nslots && !f->pt_users)
 		index_forget_chunks(f, from, nslots);
 }
 
@@ -1076,22 +1078,28 @@ int cache_file_evict(struct cache_file *f)
 	return 0;
 }
 
-int cache_file_prefetch(struct cache_file *f)
+/* Make every block that holds backend data present; f->lock held. */
+int file_fetch_all(struct cache_file *f)
 {
 	struct cache *c = f->c;
-	uint64_t idx, n;
+	uint64_t idx;
 	int rc = 0;
 
-	pthread_mutex_lock(&f->lock);
-	n = (f->be_size + c->cfg->chunk_size - 1) / c->cfg->chunk_size;
-	for (idx = 0; idx < n && rc == 0; idx++) {
-		if (!file_chunk(f, idx, true)) {
-			rc = -ENOMEM;
-			break;
-		}
+	for (idx = 0; idx * c->cfg->chunk_size < f->be_size && rc == 0; idx++) {
+		if (!file_chunk(f, idx, true))
+			return -ENOMEM;
 		rc = ensure_present(f, idx, ~0ULL, NULL);
 	}
+	return rc;
+}
+
+int cache_file_prefetch(struct cache_file *f)
+{
+	int rc;
+
+	pthread_mutex_lock(&f->lock);
+	rc = file_fetch_all(f);
 	pthread_mutex_unlock(&f->lock);
-	cache_evict_maybe(c);
+	cache_evict_maybe(f->c);
 	return rc;
 }

@@ -105,7 +105,7 @@ static uint64_t evict_one(struct cache *c, struct victim *v)
 
 	pthread_mutex_lock(&f->lock);
 	ch = f->chunks[v->idx];
-	if (ch && !f->pinned && !ch->fetching && !ch->flushing &&
+	if (ch && !f->pinned && !f->pt_users && !ch->fetching && !ch->flushing &&
 	    !ch->readers && ch->lru_stamp == v->stamp) {
 		drop = ch->present & ~ch->dirty;
 		punch_blocks(f, v->idx, drop);

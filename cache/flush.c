@@ -207,6 +207,8 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 				continue;
 			pthread_mutex_lock(&f->lock);
 			rc = ch->dirty_seq != seq || ch->writers ? -EAGAIN :
+			     f->pt_writers ? -EBUSY :	/* the kernel writes it:
+							 * the next rehash */
 								   -EIO;
 			pthread_mutex_unlock(&f->lock);
 			if (rc == -EIO) {
@@ -287,14 +289,14 @@ static int flush_finish(struct cache_file *f, struct upload *up, int rc)
 			 * it is not trusted any more.  Its written bytes
 			 * are on the backend now.
 			 */
-			if (ch->present & part) {
+			if ((ch->present & part) && !f->pt_users) {
 				atomic_fetch_sub(&c->used_bytes,
 						 popcount64(ch->present & part) *
 							 bs);
 				ch->present &= ~part;
 				ch->mine &= ~part;
 			}
-			if (!ch->readers && !ch->fetching)
+			if (!ch->readers && !ch->fetching && !f->pt_users)
 				punch_blocks(f, idx, part);
 			/* file_gone() may have cleaned it already. */
 			if (cleaned && !ch->dirty) {

@@ -140,7 +140,7 @@ static size_t rec_valid(const char *buf, size_t size, size_t off)
 	plen = (size_t)h.spec_len + h.handle_len;
 	if (h.magic != JREC_MAGIC || h.spec_len > JSPEC_MAX ||
 	    h.handle_len > BE_HANDLE_MAX || h.type < JREC_FILE ||
-	    h.type > JREC_DROP || size - off - sizeof(h) < plen)
+	    h.type > JREC_PTCLOSE || size - off - sizeof(h) < plen)
 		return 0;
 	if (rec_sum(&h, buf + off + sizeof(h), plen) != h.sum)
 		return 0;

@@ -71,7 +71,9 @@ static void say(int fd, const char *fmt, ...)
 	X(reads_from_fetch, counter, "reads served from a fetch still writing the cache") \
 	X(flush_queue, gauge, "chunks waiting for upload")                 \
 	X(files, gauge, "files in the cache table")                         \
-	X(flushes_before_write, counter, "writes that uploaded a disjoint dirty range of their block first")
+	X(flushes_before_write, counter, "writes that uploaded a disjoint dirty range of their block first") \
+	X(passthrough_opens, counter, "opens the kernel serves from the cache file itself") \
+	X(passthrough_bytes_written, counter, "dirty bytes found in cache files written through passthrough")
 
 /* A histogram as JSON: [n0, n1, ...], bucket i = [2^i, 2^(i+1)) us. */
 static void say_hist_json(int fd, const char *name, const uint64_t *h)
@@ -223,6 +225,10 @@ static void cmd_status(struct ctl *ctl, int fd)
 	    cc->close_mode == CACHE_CLOSE_SYNC ? "sync" : "async",
 	    cc->fsync_mode == CACHE_FSYNC_BACKEND ? "backend" : "local",
 	    cc->verify ? "on" : "off");
+	say(fd, "passthrough %s\n",
+	    ctl->s->pt.enabled ? "on: the kernel reads and writes cached files itself" :
+	    cfg->passthrough == SFS_PT_OFF ? "off (-o passthrough=off)" :
+					     "off: the kernel does not offer it");
 	say(fd, "cache_used  %llu bytes in %llu files\n",
 	    (unsigned long long)st.cache_used_bytes,
 	    (unsigned long long)st.files);

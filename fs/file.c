@@ -204,9 +204,16 @@ static int open_handle(struct sfs *s, struct sfs_inode *in,
 	 * the staging cache, which is cheap, so correctness wins.
 	 */
 	fh->ino = in;
+	rc = pt_open(s, in, fh, fi->flags);
+	if (rc < 0) {
+		cache_file_put(fh->cf);
+		free(fh);
+		return rc;
+	}
 	inode_open(s, in);
 	fi->fh = (uintptr_t)fh;
-	if (fi->flags & O_DIRECT)
+	fh->written = fh->pt_write;
+	if ((fi->flags & O_DIRECT) && !fh->pt)
 		fi->direct_io = 1;
 	return 0;
 }
@@ -334,8 +341,13 @@ static void sfs_flush(fuse_req_t req, fuse_ino_t ino,
 		      struct fuse_file_info *fi)
 {
 	struct sfs_fh *fh = fh_of(fi);
+	int rc = 0;
 
-	fuse_reply_err(req, fh->written ? -cache_file_close(fh->cf) : 0);
+	if (fh->pt_write)	/* what the kernel wrote, found now */
+		rc = cache_file_pt_sync(fh->cf);
+	if (rc == 0 && fh->written)
+		rc = cache_file_close(fh->cf);
+	fuse_reply_err(req, -rc);
 }
 
 static void sfs_release(fuse_req_t req, fuse_ino_t ino,
@@ -343,6 +355,7 @@ static void sfs_release(fuse_req_t req, fuse_ino_t ino,
 {
 	struct sfs_fh *fh = fh_of(fi);
 
+	pt_release(req_sfs(req), fh->ino, fh);
 	cache_file_put(fh->cf);
 	inode_release(req_sfs(req), fh->ino);
 	free(fh);
@@ -352,7 +365,14 @@ static void sfs_release(fuse_req_t req, fuse_ino_t ino,
 static void sfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		      struct fuse_file_info *fi)
 {
-	fuse_reply_err(req, -cache_file_fsync(fh_of(fi)->cf));
+	struct sfs_fh *fh = fh_of(fi);
+	int rc = 0;
+
+	if (fh->pt_write)
+		rc = cache_file_pt_sync(fh->cf);
+	if (rc == 0)
+		rc = cache_file_fsync(fh->cf);
+	fuse_reply_err(req, -rc);
 }
 
 static void sfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,

@@ -35,12 +35,14 @@ struct sfs_config {
 	char *readahead_s, *dirty_max_s;
 	char *writeback_s, *flush_on_close_s, *fsync_s, *verify_s;
 	char *cache_direct_s;
+	char *passthrough_s;
 	char *namespace_file;
 	char *ctl_socket;
 	unsigned int nconnect;
 	double attr_timeout, entry_timeout;
 	int foreground, debug, show_help, show_version;
 	/* parsed */
+	enum sfs_pt_mode { SFS_PT_AUTO, SFS_PT_ON, SFS_PT_OFF } passthrough;
 	char *backend;
 	char *mountpoint;
 	struct cache_config cache;
@@ -66,7 +68,23 @@ struct sfs_inode {
 	 * last close (as the NFS client's silly rename does); under ino_lock */
 	struct be_node *silly_dir;
 	char *silly_name;
+	/* passthrough.c, under sfs->ino_lock: the kernel's io mode */
+	unsigned int pt_opens;		/* passthrough opens */
+	unsigned int cached_opens;	/* opens through the daemon */
+	int pt_id;			/* backing id while pt_opens */
 	struct sfs_inode *hnext;	/* protected by sfs->ino_lock */
+};
+
+/* Passthrough state of the session (passthrough.c). */
+struct sfs_pt {
+	bool offered;		/* the kernel's INIT offers it */
+	bool enabled;		/* ... and it is in use */
+	bool refused;		/* passthrough=on, and the kernel cannot */
+	bool init_done;
+	atomic_bool lost;	/* a reply could not be tracked: no more */
+	uint64_t init_unique;
+	pthread_mutex_t lock;
+	struct pt_pending *pending[256];	/* OPEN/CREATE in flight */
 };
 
 struct sfs {
@@ -87,6 +105,8 @@ struct sfs {
 	struct ns_vnode *vroot;
 	struct fuse_lowlevel_ops base_ops;	/* what the wrappers call */
 	struct timespec started;	/* times of virtual directories */
+	struct sfs_pt pt;
+	int notify_fd;		/* the parent waits for the INIT on it */
 };
 
 /* An open file. */
@@ -95,6 +115,10 @@ struct sfs_fh {
 	struct cache_file *cf;
 	struct cache_stream stream;
 	bool written;
+	bool pt;		/* passthrough: the kernel does the I/O */
+	bool pt_write;		/* ... and may write */
+	bool cached;		/* counted in ino->cached_opens */
+	int backing_id;		/* read by the reply hook */
 };
 
 static inline struct sfs *req_sfs(fuse_req_t req)
@@ -106,6 +130,14 @@ static inline struct be *ino_be(struct sfs *s, struct sfs_inode *ino)
 {
 	return s->bes[ino->be_idx];
 }
+
+/* passthrough.c */
+int pt_install(struct sfs *s);
+bool pt_init(struct sfs *s);
+void pt_destroy(struct sfs *s);
+int pt_open(struct sfs *s, struct sfs_inode *in, struct sfs_fh *fh,
+	    int flags);
+void pt_release(struct sfs *s, struct sfs_inode *in, struct sfs_fh *fh);
 
 /* opts.c */
 int opts_parse(struct fuse_args *args, struct sfs_config *cfg);

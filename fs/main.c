@@ -32,8 +32,12 @@
 
 #define MAX_WRITE (1U << 20)
 
+static void daemon_ready(int fd, char status);
+
 static void sfs_init(void *userdata, struct fuse_conn_info *conn)
 {
+	struct sfs *s = userdata;
+
 	if (conn->max_write < MAX_WRITE)
 		conn->max_write = MAX_WRITE;
 	conn->max_readahead = MAX_WRITE;
@@ -46,6 +50,16 @@ static void sfs_init(void *userdata, struct fuse_conn_info *conn)
 	/* Cache hits go back by splice from the cache file (fs/file.c). */
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+	/* The mount is usable once the kernel's INIT is answered: only now
+	 * is it known whether passthrough=on can be kept. */
+	if (!pt_init(s)) {
+		fuse_session_exit(s->se);
+		return;
+	}
+	if (!s->cfg.foreground)
+		log_init(1, s->cfg.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	daemon_ready(s->notify_fd, 0);
+	s->notify_fd = -1;
 }
 
 /*
@@ -97,16 +111,18 @@ static int daemon_fork(void)
 	return p[1];
 }
 
-static void daemon_ready(int fd)
+/* Tell the waiting parent the exit status (0: mounted), detach. */
+static void daemon_ready(int fd, char status)
 {
-	char ok = 0;
 	int nul;
 
 	if (fd < 0)
 		return;
-	if (write(fd, &ok, 1) != 1)
+	if (write(fd, &status, 1) != 1)
 		log_msg(LOG_LVL_WARN, "main", "cannot notify the parent");
 	close(fd);
+	if (status)
+		return;
 	nul = open("/dev/null", O_RDWR);
 	if (nul >= 0) {
 		dup2(nul, 0);
@@ -248,6 +264,7 @@ int main(int argc, char **argv)
 
 	umask(0);	/* the kernel applied the caller's umask already */
 	memset(&s, 0, sizeof(s));
+	s.notify_fd = -1;
 	clock_gettime(CLOCK_REALTIME, &s.started);
 	log_init(0, LOG_LVL_INFO);
 	if (opts_parse(&args, &s.cfg) < 0)
@@ -323,12 +340,15 @@ int main(int argc, char **argv)
 		goto out_ctl;
 	if (fuse_session_mount(s.se, s.cfg.mountpoint) < 0)
 		goto out_signals;
+	if (pt_install(&s) < 0) {
+		fprintf(stderr, "stagefs: cannot watch the FUSE channel for passthrough\n");
+		fuse_session_unmount(s.se);
+		goto out_signals;
+	}
 
-	if (!s.cfg.foreground)
-		log_init(1, s.cfg.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 	log_msg(LOG_LVL_INFO, "main", "mounted %s on %s (cache %s)",
 		s.cfg.backend, s.cfg.mountpoint, s.cfg.cache.dir);
-	daemon_ready(notify_fd);
+	s.notify_fd = notify_fd;	/* sfs_init() answers the parent */
 	notify_fd = -1;
 
 	loop_cfg = fuse_loop_cfg_create();
@@ -339,6 +359,14 @@ int main(int argc, char **argv)
 	fuse_loop_cfg_destroy(loop_cfg);
 	fuse_session_unmount(s.se);
 	ret = rc < 0 ? 1 : 0;
+	if (s.pt.refused) {
+		fprintf(stderr, "stagefs: passthrough=on, but the kernel does not offer FUSE passthrough (it needs Linux 6.9 or later with CONFIG_FUSE_PASSTHROUGH); use passthrough=auto or off\n");
+		ret = 1;
+	}
+	if (s.notify_fd >= 0) {	/* no INIT came, or it was refused */
+		daemon_ready(s.notify_fd, 1);
+		s.notify_fd = -1;
+	}
 	{
 		struct cache_stats st;
 
@@ -365,6 +393,7 @@ out_be:
 out_args:
 	if (s.se)
 		fuse_session_destroy(s.se);
+	pt_destroy(&s);
 	ns_free(s.junctions, s.njunctions);
 	opts_free(&s.cfg);
 	fuse_opt_free_args(&args);

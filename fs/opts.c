@@ -40,6 +40,7 @@ static const struct fuse_opt sfs_opts[] = {
 	OPT("flush_on_close=%s", flush_on_close_s, 0),
 	OPT("fsync=%s", fsync_s, 0),
 	OPT("verify=%s", verify_s, 0),
+	OPT("passthrough=%s", passthrough_s, 0),
 	OPT("cache_direct=%s", cache_direct_s, 0),
 	OPT("namespace=%s", namespace_file, 0),
 	OPT("ctl_socket=%s", ctl_socket, 0),
@@ -74,6 +75,8 @@ void opts_usage(const char *prog)
 	       "  -o fsync=backend|local    what fsync guarantees (default backend)\n"
 	       "  -o dirty_max=SIZE         writers wait above this much dirty data (default cache_size/2)\n"
 	       "  -o verify=on|off          check checksums on every cache read (default on)\n"
+	       "  -o passthrough=auto|on|off  the kernel reads and writes cached files\n"
+	       "                            itself (FUSE passthrough, Linux 6.9+; default auto)\n"
 	       "  -o cache_direct=on|off    O_DIRECT for chunk fills and block reads of the cache (default off)\n"
 	       "  -o namespace=FILE         junctions of several backends in one tree\n"
 	       "  -o ctl_socket=PATH        control socket for stagefsctl (default /run/stagefs/<id>.sock)\n"
@@ -264,6 +267,17 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 	if (choice_opt("fsync", cfg->fsync_s, "backend", "local", &v))
 		return -EINVAL;
 	cc->fsync_mode = v ? CACHE_FSYNC_LOCAL : CACHE_FSYNC_BACKEND;
+	if (!cfg->passthrough_s || !strcmp(cfg->passthrough_s, "auto")) {
+		cfg->passthrough = SFS_PT_AUTO;
+	} else if (!strcmp(cfg->passthrough_s, "on")) {
+		cfg->passthrough = SFS_PT_ON;
+	} else if (!strcmp(cfg->passthrough_s, "off")) {
+		cfg->passthrough = SFS_PT_OFF;
+	} else {
+		fprintf(stderr, "stagefs: bad value for passthrough: '%s' (expected auto, on or off)\n",
+			cfg->passthrough_s);
+		return -EINVAL;
+	}
 
 	{
 		/* The default cache dir is named after the real path. */
@@ -301,7 +315,7 @@ void opts_free(struct sfs_config *cfg)
 			  &cfg->readahead_s, &cfg->dirty_max_s,
 			  &cfg->writeback_s, &cfg->flush_on_close_s,
 			  &cfg->fsync_s, &cfg->verify_s, &cfg->cache_direct_s,
-			  &cfg->namespace_file,
+			  &cfg->passthrough_s, &cfg->namespace_file,
 			  &cfg->ctl_socket, &cfg->backend, &cfg->mountpoint };
 	size_t i;
 

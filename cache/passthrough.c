@@ -1,0 +1,386 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * passthrough.c - the cache's side of FUSE passthrough: the kernel reads
+ * and writes a file's cache data file itself, and the daemon learns what
+ * changed by hashing the blocks again (rehash).
+ *
+ * A read open is passthrough when every block of the file is present: the
+ * data file then holds the newest bytes.  A write open is passthrough when
+ * the file is empty (a create, an O_TRUNC): every byte the kernel puts in
+ * the data file is then this node's, so a changed block's dirty range is
+ * its span of non-zero bytes (merged with the range already there), and
+ * no byte this node did not write goes out.  A write open that the kernel
+ * forces into passthrough mode on a non-empty file (another passthrough
+ * open of the inode is there already) does not know its pre-image: its
+ * changed blocks go out whole (docs/consistency.md).
+ *
+ * The rehash runs at FLUSH, fsync and the last release, and, for a long
+ * writer, in the background on the chunks the file has grown past
+ * (pt_main, every PT_SCAN_MS).  A file with passthrough opens is never
+ * evicted or punched: the kernel reads its data file directly.
+ *
+ * Crash safety: a passthrough write open is journaled (JREC_PTOPEN) before
+ * the open is answered, and its end (JREC_PTCLOSE) after the last rehash.
+ * The replay rehashes a file whose writer did not end.
+ *
+ * Thread safety: f->lock protects the pt_* fields; c->pt_lock the list of
+ * files with passthrough writers.  No lock is held across data file I/O.
+ */
+#include "cache_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+/* A long passthrough writer's new chunks are rehashed this often. */
+#define PT_SCAN_MS 200
+
+/* Every block of the file, up to its size, is present; f->lock held. */
+static bool file_whole(struct cache_file *f)
+{
+	struct cache *c = f->c;
+	uint64_t cs = c->cfg->chunk_size, bs = c->block_size, idx;
+
+	for (idx = 0; idx * cs < f->size; idx++) {
+		uint64_t left = f->size - idx * cs, need;
+		struct chunk *ch = file_chunk(f, idx, false);
+
+		need = left >= cs ? ~0ULL : block_mask(0, (unsigned int)((left - 1) / bs));
+		if (!ch || (ch->present & need) != need)
+			return false;
+	}
+	return true;
+}
+
+int cache_file_pt_can(struct cache_file *f, bool write)
+{
+	int ok;
+
+	pthread_mutex_lock(&f->lock);
+	if (write)
+		ok = (f->size == 0 && !f->dirty_chunks) ||
+		     (f->pt_writers && f->pt_owned);
+	else
+		ok = !f->gone && file_whole(f);
+	pthread_mutex_unlock(&f->lock);
+	return ok;
+}
+
+static void pt_list_add(struct cache_file *f)
+{
+	struct cache *c = f->c;
+	struct cache_file **n;
+
+	pthread_mutex_lock(&c->pt_lock);
+	if (c->npt == c->pt_cap) {
+		size_t cap = c->pt_cap ? c->pt_cap * 2 : 16;
+
+		n = realloc(c->pt, cap * sizeof(*n));
+		if (!n)
+			goto out;	/* no background rehash; close does it */
+		c->pt = n;
+		c->pt_cap = cap;
+	}
+	cache_file_ref(f);
+	c->pt[c->npt++] = f;
+out:
+	pthread_mutex_unlock(&c->pt_lock);
+}
+
+static void pt_list_del(struct cache_file *f)
+{
+	struct cache *c = f->c;
+	size_t i;
+
+	pthread_mutex_lock(&c->pt_lock);
+	for (i = 0; i < c->npt; i++)
+		if (c->pt[i] == f) {
+			c->pt[i] = c->pt[--c->npt];
+			pthread_mutex_unlock(&c->pt_lock);
+			cache_file_put(f);
+			return;
+		}
+	pthread_mutex_unlock(&c->pt_lock);
+}
+
+int cache_file_pt_begin(struct cache_file *f, bool write, bool must, int *fd)
+{
+	struct cache *c = f->c;
+	int rc = 0;
+
+	pthread_mutex_lock(&f->lock);
+	/* An open the kernel makes passthrough: the file must be whole. */
+	if (must && !file_whole(f))
+		rc = file_fetch_all(f);
+	if (rc < 0)
+		goto out;
+	f->pt_users++;
+	if (write && f->pt_writers++ == 0) {
+		f->pt_owned = f->size == 0 && !f->dirty_chunks;
+		f->pt_scanned = 0;
+		rc = cache_journal(c, JREC_PTOPEN, f, f->pt_owned);
+		if (rc < 0) {
+			f->pt_writers--;
+			f->pt_users--;
+			goto out;
+		}
+		pthread_mutex_unlock(&f->lock);
+		pt_list_add(f);
+		pthread_mutex_lock(&f->lock);
+	}
+	atomic_fetch_add(&c->pt_opens, 1);
+	*fd = f->fd;
+out:
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+/*
+ * The dirty range that the bytes of a changed block give: its non-zero
+ * span when every byte of it is this node's (owned), else all of it;
+ * within the file's end.  A block that turned to all zeros goes whole.
+ */
+static void changed_range(const char *blk, uint64_t bs, uint64_t in_file,
+			  bool owned, uint32_t *lo, uint32_t *hi)
+{
+	uint64_t a = 0, b = in_file < bs ? in_file : bs;
+
+	if (owned) {
+		while (a < b && !blk[a])
+			a++;
+		while (b > a && !blk[b - 1])
+			b--;
+		if (a == b) {
+			a = 0;
+			b = in_file < bs ? in_file : bs;
+		}
+	}
+	*lo = (uint32_t)a;
+	*hi = (uint32_t)b;
+}
+
+/*
+ * Hash chunk idx of the data file again (size: the data file's size now)
+ * and turn every block whose bytes changed into dirty ranges, queued for
+ * upload.  buf: chunk_size bytes.  Returns the dirty bytes it added, or
+ * -errno.
+ */
+static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
+			    char *buf, bool owned)
+{
+	struct cache *c = f->c;
+	uint64_t bs = c->block_size, start = chunk_start(c, idx);
+	uint64_t len = size - start < c->cfg->chunk_size ? size - start :
+							   c->cfg->chunk_size;
+	uint64_t known = 0, sums[CACHE_BLOCKS], changed = 0, grown = 0;
+	uint64_t zero_sum, olddirty;
+	uint32_t lo[CACHE_BLOCKS], hi[CACHE_BLOCKS];
+	struct chunk *ch;
+	unsigned int b, nb = (unsigned int)((len + bs - 1) / bs);
+	ssize_t n;
+	int rc = 0;
+
+	pthread_mutex_lock(&f->lock);
+	ch = file_chunk(f, idx, true);
+	if (!ch) {
+		pthread_mutex_unlock(&f->lock);
+		return -ENOMEM;
+	}
+	known = ch->present | ch->dirty;
+	memcpy(sums, ch->sums, sizeof(sums));
+	ch->readers++;
+	f->inflight++;
+	pthread_mutex_unlock(&f->lock);
+
+	n = ring_pread(cache_ring(c), f->fd, buf, len, start);
+	if (n < 0) {
+		rc = (int)n;
+		goto out;
+	}
+	memset(buf + n, 0, c->cfg->chunk_size - (size_t)n);
+	memset(buf + c->cfg->chunk_size, 0, bs);
+	zero_sum = XXH3_64bits(buf + c->cfg->chunk_size, bs);
+	for (b = 0; b < nb; b++) {
+		uint64_t s = XXH3_64bits(buf + b * bs, bs);
+
+		if (s == ((known & (1ULL << b)) ? sums[b] : zero_sum))
+			continue;
+		sums[b] = s;
+		changed |= 1ULL << b;
+		changed_range(buf + b * bs, bs, size - (start + b * bs), owned,
+			      &lo[b], &hi[b]);
+	}
+out:
+	pthread_mutex_lock(&f->lock);
+	ch->readers--;
+	if (--f->inflight == 0)
+		pthread_cond_broadcast(&f->cond);
+	if (rc < 0 || !changed) {
+		pthread_mutex_unlock(&f->lock);
+		return rc;
+	}
+	olddirty = ch->dirty;
+	for (b = 0; b < nb; b++) {
+		uint64_t bit = 1ULL << b, before = dirty_len(ch, bit);
+
+		if (!(changed & bit))
+			continue;
+		if (ch->dirty & bit) {
+			lo[b] = lo[b] < ch->dlo[b] ? lo[b] : ch->dlo[b];
+			hi[b] = hi[b] > ch->dhi[b] ? hi[b] : ch->dhi[b];
+		}
+		ch->dirty |= bit;
+		ch->dlo[b] = lo[b];
+		ch->dhi[b] = hi[b];
+		ch->sums[b] = sums[b];
+		if (!(ch->present & bit)) {
+			ch->present |= bit;
+			atomic_fetch_add(&c->used_bytes, bs);
+		}
+		if (range_whole(c, idx, b, lo[b], hi[b], size))
+			ch->mine |= bit;
+		grown += dirty_len(ch, bit) - before;
+	}
+	ch->dirty_seq++;
+	ch->last_write_us = now_us();
+	if (!olddirty)
+		f->dirty_chunks++;
+	atomic_fetch_add(&c->dirty_bytes, grown);
+	atomic_fetch_add(&c->pt_bytes_written, grown);
+	index_store_chunk(f, idx);
+	if (!ch->journaled && cache_journal(c, JREC_DIRTY, f, idx) == 0)
+		ch->journaled = true;
+	cache_queue_flush(f, idx);
+	pthread_mutex_unlock(&f->lock);
+	return (int64_t)grown;
+}
+
+/*
+ * Rehash chunks [from, to) of f (to = ~0: up to the data file's end),
+ * taking the size the kernel gave the data file.  Returns 0 or -errno.
+ */
+static int rehash(struct cache_file *f, uint64_t from, uint64_t to)
+{
+	struct cache *c = f->c;
+	uint64_t size, idx, cs = c->cfg->chunk_size;
+	struct stat st;
+	bool owned;
+	char *buf;
+	int64_t r = 0;
+
+	pthread_mutex_lock(&f->lock);
+	if (fstat(f->fd, &st) < 0) {
+		pthread_mutex_unlock(&f->lock);
+		return -errno;
+	}
+	size = (uint64_t)st.st_size;
+	if (size > f->size) {
+		f->size = size;
+		clock_gettime(CLOCK_REALTIME, &f->mtime);
+		index_store_header(f);
+	}
+	owned = f->pt_owned;
+	pthread_mutex_unlock(&f->lock);
+	if (to > (size + cs - 1) / cs)
+		to = (size + cs - 1) / cs;
+	buf = aligned_alloc(4096, cs + c->block_size);
+	if (!buf)
+		return -ENOMEM;
+	for (idx = from; idx < to && r >= 0; idx++)
+		r = rehash_chunk(f, idx, size, buf, owned);
+	free(buf);
+	return r < 0 ? (int)r : 0;
+}
+
+int cache_file_pt_sync(struct cache_file *f)
+{
+	int rc = rehash(f, 0, ~0ULL);
+
+	if (rc < 0)
+		log_msg(LOG_LVL_ERR, "passthrough",
+			"file %llx: rehash of the cache file: %s",
+			(unsigned long long)f->fileid, strerror(-rc));
+	return rc;
+}
+
+void cache_file_pt_end(struct cache_file *f, bool write)
+{
+	bool last;
+
+	pthread_mutex_lock(&f->lock);
+	f->pt_users--;
+	last = write && --f->pt_writers == 0;
+	pthread_mutex_unlock(&f->lock);
+	if (!last)
+		return;
+	/* What the kernel wrote since the last FLUSH (mmap, for one). */
+	if (cache_file_pt_sync(f) == 0) {
+		pthread_mutex_lock(&f->lock);
+		if (!f->pt_writers) {
+			f->pt_owned = false;
+			cache_journal(f->c, JREC_PTCLOSE, f, 0);
+		}
+		pthread_mutex_unlock(&f->lock);
+	}
+	pt_list_del(f);
+}
+
+int cache_file_pt_replay(struct cache_file *f, bool owned)
+{
+	int rc;
+
+	pthread_mutex_lock(&f->lock);
+	f->pt_owned = owned;
+	pthread_mutex_unlock(&f->lock);
+	rc = cache_file_pt_sync(f);
+	pthread_mutex_lock(&f->lock);
+	f->pt_owned = false;
+	if (rc == 0)
+		cache_journal(f->c, JREC_PTCLOSE, f, 0);
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+/*
+ * A long passthrough writer must not wait for its close: the chunks its
+ * file has grown past are rehashed and uploaded while it writes.  A chunk
+ * rewritten after that is found by the rehash at close.
+ */
+void *pt_main(void *arg)
+{
+	struct cache *c = arg;
+	struct timespec ts = { 0, PT_SCAN_MS * 1000000L };
+
+	while (!atomic_load(&c->stopping)) {
+		struct cache_file *f = NULL;
+		size_t i;
+
+		nanosleep(&ts, NULL);
+		for (i = 0;; i++) {
+			struct stat st;
+			uint64_t full, from;
+
+			pthread_mutex_lock(&c->pt_lock);
+			f = i < c->npt ? c->pt[i] : NULL;
+			if (f)
+				cache_file_ref(f);
+			pthread_mutex_unlock(&c->pt_lock);
+			if (!f)
+				break;
+			pthread_mutex_lock(&f->lock);
+			from = f->pt_scanned;
+			full = fstat(f->fd, &st) == 0 ?
+				       (uint64_t)st.st_size / c->cfg->chunk_size : 0;
+			if (full > from)
+				f->pt_scanned = full;
+			pthread_mutex_unlock(&f->lock);
+			if (full > from)
+				rehash(f, from, full);
+			cache_file_put(f);
+		}
+	}
+	return NULL;
+}

@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * pt_proto.h - the parts of the kernel's FUSE protocol that passthrough
+ * needs and that libfuse 3.14 and Debian 12's <linux/fuse.h> (protocol
+ * 7.38) do not name.  From the kernel's include/uapi/linux/fuse.h,
+ * protocol 7.40 (Linux 6.9): FUSE_PASSTHROUGH is bit 37 of the INIT
+ * flags (bit 5 of flags2), max_stack_depth follows flags2 in
+ * fuse_init_out (libfuse 3.14 calls it unused[0]), FOPEN_PASSTHROUGH is
+ * bit 7 of open_flags and the backing id is the word after it (libfuse's
+ * "padding"), and the backing file ioctls are FUSE_DEV_IOC_BACKING_OPEN
+ * and _CLOSE on /dev/fuse.
+ *
+ * The functions are pure, for the unit test of the negotiation.
+ *
+ * Thread safety: no state.
+ */
+#ifndef STAGEFS_PT_PROTO_H
+#define STAGEFS_PT_PROTO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+
+#define PT_OP_OPEN 14
+#define PT_OP_INIT 26
+#define PT_OP_CREATE 35
+
+#define PT_INIT_EXT (1U << 30)		/* flags: flags2 is valid */
+#define PT_FLAGS2_PASSTHROUGH (1U << 5)	/* FUSE_PASSTHROUGH >> 32 */
+#define PT_FOPEN_DIRECT_IO (1U << 0)
+#define PT_FOPEN_PASSTHROUGH (1U << 7)
+
+struct pt_in_header {
+	uint32_t len;
+	uint32_t opcode;
+	uint64_t unique;
+	uint64_t nodeid;
+	uint32_t uid, gid, pid;
+	uint16_t total_extlen;
+	uint16_t padding;
+};
+
+struct pt_init_in {
+	uint32_t major, minor, max_readahead, flags;
+	uint32_t flags2;
+	uint32_t unused[11];
+};
+
+struct pt_out_header {
+	uint32_t len;
+	int32_t error;
+	uint64_t unique;
+};
+
+struct pt_init_out {
+	uint32_t major, minor, max_readahead, flags;
+	uint16_t max_background, congestion_threshold;
+	uint32_t max_write, time_gran;
+	uint16_t max_pages, map_alignment;
+	uint32_t flags2;
+	uint32_t max_stack_depth;
+	uint32_t unused[6];
+};
+
+struct pt_open_out {
+	uint64_t fh;
+	uint32_t open_flags;
+	int32_t backing_id;
+};
+
+/* A CREATE reply is a fuse_entry_out, then the fuse_open_out. */
+#define PT_ENTRY_OUT_SIZE 128
+
+struct pt_backing_map {
+	int32_t fd;
+	uint32_t flags;
+	uint64_t padding;
+};
+
+#define PT_DEV_IOC_BACKING_OPEN _IOW(229, 1, struct pt_backing_map)
+#define PT_DEV_IOC_BACKING_CLOSE _IOW(229, 2, uint32_t)
+
+/* Does the kernel's INIT request offer passthrough? */
+static inline bool pt_kernel_offers(const struct pt_init_in *in, uint32_t len)
+{
+	if (len < sizeof(*in) || in->major != 7 || in->minor < 40)
+		return false;
+	return (in->flags & PT_INIT_EXT) && (in->flags2 & PT_FLAGS2_PASSTHROUGH);
+}
+
+/*
+ * Ask for passthrough in the INIT reply: backing files one level deep
+ * (the cache file system is not itself stacked).
+ */
+static inline void pt_init_out_enable(struct pt_init_out *out)
+{
+	out->flags |= PT_INIT_EXT;
+	out->flags2 |= PT_FLAGS2_PASSTHROUGH;
+	out->max_stack_depth = 1;
+}
+
+/* Make an OPEN or CREATE reply passthrough onto backing file id. */
+static inline void pt_open_out_set(struct pt_open_out *oo, int32_t id)
+{
+	oo->open_flags |= PT_FOPEN_PASSTHROUGH;
+	oo->open_flags &= ~PT_FOPEN_DIRECT_IO;
+	oo->backing_id = id;
+}
+
+#endif /* STAGEFS_PT_PROTO_H */
