@@ -138,28 +138,82 @@ out:
 	return rc;
 }
 
-/*
- * The dirty range that the bytes of a changed block give: its non-zero
- * span when every byte of it is this node's (owned), else all of it;
- * within the file's end.  A block that turned to all zeros goes whole.
- */
-static void changed_range(const char *blk, uint64_t bs, uint64_t in_file,
-			  bool owned, uint32_t *lo, uint32_t *hi)
-{
-	uint64_t a = 0, b = in_file < bs ? in_file : bs;
+/* The data (not hole) extents of a part of the data file. */
+#define PT_MAX_EXT 64
+struct extents {
+	int n;
+	uint64_t a[PT_MAX_EXT], b[PT_MAX_EXT];
+};
 
-	if (owned) {
-		while (a < b && !blk[a])
-			a++;
-		while (b > a && !blk[b - 1])
-			b--;
-		if (a == b) {
-			a = 0;
-			b = in_file < bs ? in_file : bs;
+static void data_extents(int fd, uint64_t start, uint64_t end,
+			 struct extents *x)
+{
+	off_t o = (off_t)start;
+
+	x->n = 0;
+	while ((uint64_t)o < end) {
+		off_t d = lseek(fd, o, SEEK_DATA), h;
+
+		if (d < 0 || (uint64_t)d >= end)
+			break;
+		h = lseek(fd, d, SEEK_HOLE);
+		if (h < 0 || (uint64_t)h > end)
+			h = (off_t)end;
+		if (x->n == PT_MAX_EXT) {	/* the rest counts as data */
+			x->b[x->n - 1] = end;
+			break;
 		}
+		x->a[x->n] = (uint64_t)d;
+		x->b[x->n++] = (uint64_t)h;
+		o = h;
 	}
-	*lo = (uint32_t)a;
-	*hi = (uint32_t)b;
+}
+
+/*
+ * The dirty range of a changed block [bo, bo + n) of the file (n: up to
+ * the file's end), whose bytes are blk.  In a file that was empty when
+ * its passthrough writer opened it (owned), only the pages the kernel
+ * wrote hold data: the range is their span, and where that span is not
+ * the whole block, the zero bytes at its ends are left out (a page is
+ * written whole, the bytes asked for maybe not).  Otherwise, or when no
+ * page of it holds data (it was zeroed), the whole block.
+ */
+static void changed_range(const char *blk, uint64_t bo, uint64_t n,
+			  bool owned, const struct extents *x, uint32_t *lo,
+			  uint32_t *hi)
+{
+	uint64_t a = bo + n, b = bo;
+	int i;
+
+	*lo = 0;
+	*hi = (uint32_t)n;
+	if (!owned)
+		return;
+	for (i = 0; i < x->n; i++) {
+		uint64_t s = x->a[i] > bo ? x->a[i] : bo;
+		uint64_t e = x->b[i] < bo + n ? x->b[i] : bo + n;
+
+		if (s >= e)
+			continue;
+		if (s == bo && e == bo + n)
+			return;		/* all of it is data */
+		if (s < a)
+			a = s;
+		if (e > b)
+			b = e;
+	}
+	if (a >= b)
+		return;
+	a -= bo;
+	b -= bo;
+	while (a < b && !blk[a])
+		a++;
+	while (b > a && !blk[b - 1])
+		b--;
+	if (a < b) {
+		*lo = (uint32_t)a;
+		*hi = (uint32_t)b;
+	}
 }
 
 /*
@@ -178,6 +232,7 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 	uint64_t known = 0, sums[CACHE_BLOCKS], changed = 0, grown = 0;
 	uint64_t zero_sum, olddirty;
 	uint32_t lo[CACHE_BLOCKS], hi[CACHE_BLOCKS];
+	struct extents x = { 0 };
 	struct chunk *ch;
 	unsigned int b, nb = (unsigned int)((len + bs - 1) / bs);
 	ssize_t n;
@@ -203,15 +258,19 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 	memset(buf + n, 0, c->cfg->chunk_size - (size_t)n);
 	memset(buf + c->cfg->chunk_size, 0, bs);
 	zero_sum = XXH3_64bits(buf + c->cfg->chunk_size, bs);
+	if (owned)
+		data_extents(f->fd, start, start + len, &x);
 	for (b = 0; b < nb; b++) {
 		uint64_t s = XXH3_64bits(buf + b * bs, bs);
+		uint64_t in_file = size - (start + b * bs);
 
 		if (s == ((known & (1ULL << b)) ? sums[b] : zero_sum))
 			continue;
 		sums[b] = s;
 		changed |= 1ULL << b;
-		changed_range(buf + b * bs, bs, size - (start + b * bs), owned,
-			      &lo[b], &hi[b]);
+		changed_range(buf + b * bs, start + b * bs,
+			      in_file < bs ? in_file : bs, owned, &x, &lo[b],
+			      &hi[b]);
 	}
 out:
 	pthread_mutex_lock(&f->lock);
@@ -228,6 +287,11 @@ out:
 
 		if (!(changed & bit))
 			continue;
+		/* Another rehash of the same bytes came first. */
+		if (((ch->present | ch->dirty) & bit) && ch->sums[b] == sums[b]) {
+			changed &= ~bit;
+			continue;
+		}
 		if (ch->dirty & bit) {
 			lo[b] = lo[b] < ch->dlo[b] ? lo[b] : ch->dlo[b];
 			hi[b] = hi[b] > ch->dhi[b] ? hi[b] : ch->dhi[b];
@@ -243,6 +307,10 @@ out:
 		if (range_whole(c, idx, b, lo[b], hi[b], size))
 			ch->mine |= bit;
 		grown += dirty_len(ch, bit) - before;
+	}
+	if (!changed) {
+		pthread_mutex_unlock(&f->lock);
+		return 0;
 	}
 	ch->dirty_seq++;
 	ch->last_write_us = now_us();
