@@ -517,6 +517,8 @@ void *flusher_main(void *arg)
 		}
 		if (rcs[n - 1] == 0)
 			refresh_gen(f);
+		if (sent)
+			cache_evict_maybe(c);
 		for (i = 0; i < n; i++) {
 			cache_file_put(batch[i]->f);
 			free(batch[i]);

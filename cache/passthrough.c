@@ -360,6 +360,9 @@ static int rehash(struct cache_file *f, uint64_t from, uint64_t to)
 	for (idx = from; idx < to && r >= 0; idx++)
 		r = rehash_chunk(f, idx, size, buf, owned);
 	free(buf);
+	/* The daemon sees no reads or writes of passthrough files: it
+	 * keeps the cache in bounds here and after uploads. */
+	cache_evict_maybe(c);
 	return r < 0 ? (int)r : 0;
 }
 

@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# FUSE passthrough (issue 12), through the mount on the real ganesha: the
+# kernel reads and writes the cache data file itself.  The daemon's
+# counters prove it saw no READ or WRITE (bytes_read_cache and
+# bytes_written do not move), and the export still gets every byte, found
+# by the rehash.
+#
+#  1. a new file written with dd: no WRITE reached the daemon, the export
+#     has it at close; read back: no READ reached the daemon;
+#  2. a long writer: its grown part is uploaded while the file is open;
+#  3. fsync=backend: on the export when fsync returns;
+#  4. mmap, O_APPEND and O_DIRECT through passthrough opens;
+#  5. kill -9 during a passthrough write (fsync=local, server frozen):
+#     after the restart every fsynced byte reaches the export;
+#  6. eviction under pressure never punches a file a passthrough reader
+#     has open;
+#  7. two nodes: a passthrough writer on A, a reader on B;
+#  8. passthrough=off: every byte through the daemon again;
+#     passthrough=bogus: one line, exit 1, nothing mounted.
+. "$(dirname "$0")/cache-lib.sh"
+need_root
+need_nfs
+need_cmd python3
+setup_tmp
+
+make_backend nfs
+A=$TEST_TMP/mntA
+mount_stagefs "$BACKEND" "$A" "$TEST_TMP/cacheA" passthrough=on
+ctl "$A" status | grep -q "^passthrough on" \
+	|| fail "status does not say passthrough is on: $(ctl "$A" status | grep passthrough)"
+
+# 1. write and read without the daemon
+head -c $((64 << 20)) /dev/urandom >"$TEST_TMP/src"
+dd if="$TEST_TMP/src" of="$A/f" bs=1M status=none || fail "dd to a passthrough file failed"
+[[ $(ctr "$A" bytes_written) -eq 0 ]] || fail "1: the daemon saw $(ctr "$A" bytes_written) bytes of WRITE"
+[[ $(ctr "$A" passthrough_bytes_written) -eq $((64 << 20)) ]] \
+	|| fail "1: the rehash found $(ctr "$A" passthrough_bytes_written) bytes, 64 MiB were written"
+same_file "$TEST_TMP/src" "$BACKEND_DIR/f"
+r0=$(ctr "$A" bytes_read_cache)
+same_file "$TEST_TMP/src" "$A/f"
+[[ $(ctr "$A" bytes_read_cache) -eq $r0 ]] || fail "1: the read back reached the daemon ($(ctr "$A" bytes_read_cache) bytes)"
+[[ $(ctr "$A" passthrough_opens) -ge 2 ]] || fail "1: passthrough_opens is $(ctr "$A" passthrough_opens)"
+info "1: 64 MiB written and read through passthrough; the daemon saw no READ or WRITE; export ok"
+
+# 2. a long writer is uploaded while it writes
+python3 - "$A/long" "$TEST_TMP/src" "$TEST_TMP/go2" >"$TEST_TMP/w2.out" 2>&1 <<'PY' &
+import os, sys, time
+path, src, go = sys.argv[1:4]
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+os.write(fd, open(src, "rb").read()[:32 << 20])
+print("WRITTEN", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.05)
+os.close(fd)
+PY
+wpid=$!
+at_exit "kill $wpid 2>/dev/null || true"
+wait_secs 30 grep -q WRITTEN "$TEST_TMP/w2.out" || fail "2: the writer did not write"
+wait_secs 30 counter_ge "$A" bytes_flushed $(((64 << 20) + (28 << 20))) \
+	|| fail "2: an open passthrough writer's 32 MiB were not uploaded while open (bytes_flushed $(ctr "$A" bytes_flushed))"
+touch "$TEST_TMP/go2"
+wait "$wpid" || fail "2: writer failed: $(cat "$TEST_TMP/w2.out")"
+cmp -s -n $((32 << 20)) "$TEST_TMP/src" "$BACKEND_DIR/long" || fail "2: the export differs"
+info "2: a writer's grown part went out while the file was open"
+
+# 3. fsync=backend: the data is on the export when fsync returns
+python3 - "$A/fs" "$BACKEND_DIR/fs" <<'PY' || fail "3: fsync did not put the data on the export"
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+data = os.urandom(3 << 20)
+os.write(fd, data)
+os.fsync(fd)
+ok = open(sys.argv[2], "rb").read() == data
+os.close(fd)
+sys.exit(0 if ok else 1)
+PY
+info "3: fsync through passthrough is on the export"
+
+# 4. mmap, O_APPEND, O_DIRECT
+python3 - "$A" <<'PY' || fail "4: mmap/O_APPEND/O_DIRECT through passthrough"
+import mmap, os, sys
+d = sys.argv[1]
+fd = os.open(d + "/mm", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+os.ftruncate(fd, 1 << 20)
+m = mmap.mmap(fd, 1 << 20)
+m[4096:4096 + 11] = b"hello mmap!"
+m.flush(); m.close(); os.close(fd)
+assert open(d + "/mm", "rb").read()[4096:4107] == b"hello mmap!"
+fd = os.open(d + "/ap", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+for i in range(100):
+    os.write(fd, b"line %03d\n" % i)
+os.close(fd)
+assert open(d + "/ap", "rb").read() == b"".join(b"line %03d\n" % i for i in range(100))
+fd = os.open(d + "/dio", os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o644)
+buf = mmap.mmap(-1, 1 << 20)
+buf.write(os.urandom(1 << 20))
+os.pwrite(fd, buf, 0)
+back = mmap.mmap(-1, 1 << 20)
+os.preadv(fd, [back], 0)
+assert back[:] == buf[:]
+os.close(fd)
+PY
+python3 - "$BACKEND_DIR" <<'PY' || fail "4: the export lacks the mmap, append or O_DIRECT bytes"
+import sys
+d = sys.argv[1]
+assert open(d + "/mm", "rb").read()[4096:4107] == b"hello mmap!"
+assert open(d + "/ap", "rb").read() == b"".join(b"line %03d\n" % i for i in range(100))
+PY
+info "4: mmap, O_APPEND and O_DIRECT through passthrough opens"
+unmount_stagefs "$A" || fail "A: daemon exit status $?"
+
+# 5. kill -9 during a passthrough write: fsynced bytes survive
+mount_stagefs "$BACKEND" "$A" "$TEST_TMP/cache5" passthrough=on fsync=local flush_on_close=async
+head -c $((24 << 20)) /dev/urandom >"$TEST_TMP/src5"
+python3 - "$A/crash" "$TEST_TMP/src5" "$TEST_TMP/go5" >"$TEST_TMP/w5.out" 2>&1 <<'PY' &
+import os, sys, time
+path, src, go = sys.argv[1:4]
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+print("READY", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.05)
+os.write(fd, open(src, "rb").read())
+os.fsync(fd)
+print("FSYNCED", flush=True)
+time.sleep(600)
+PY
+wpid=$!
+at_exit "kill $wpid 2>/dev/null || true"
+release_frozen "$TEST_TMP/w5.out" "$TEST_TMP/go5" crash
+wait_secs 30 grep -q FSYNCED "$TEST_TMP/w5.out" || fail "5: fsync=local did not return with the server frozen"
+crash_stagefs "$A"
+kill "$wpid" 2>/dev/null || true
+wait "$wpid" 2>/dev/null || true
+thaw_nfs
+mount_stagefs "$BACKEND" "$A" "$TEST_TMP/cache5" passthrough=on
+sfs_flush "$A" 120
+same_file "$TEST_TMP/src5" "$BACKEND_DIR/crash"
+grep -q "passthrough writer" "$(stagefs_log "$A")" || fail "5: the replay did not say it rehashed the file"
+unmount_stagefs "$A" || fail "A: daemon exit status $?"
+info "5: after kill -9 of a passthrough writer's daemon, the fsynced 24 MiB reached the export"
+
+# 6. eviction never punches a file a passthrough reader has open
+mount_stagefs "$BACKEND" "$A" "$TEST_TMP/cache6" passthrough=on cache_size=48M
+head -c $((32 << 20)) "$TEST_TMP/src" >"$A/keep"
+python3 - "$A/keep" "$TEST_TMP/go6" "$TEST_TMP/r6.out" <<'PY' &
+import os, sys, time, hashlib
+path, go, out = sys.argv[1:4]
+fd = os.open(path, os.O_RDONLY)
+while not os.path.exists(go):
+    time.sleep(0.05)
+h = hashlib.sha256()
+off = 0
+while True:
+    b = os.pread(fd, 1 << 20, off)
+    if not b:
+        break
+    h.update(b); off += len(b)
+open(out, "w").write(h.hexdigest())
+PY
+rpid=$!
+at_exit "kill $rpid 2>/dev/null || true"
+sleep 1
+for i in 1 2 3; do head -c $((32 << 20)) /dev/urandom >"$A/fill$i"; cat "$A/fill$i" >/dev/null; done
+[[ $(ctr "$A" chunks_evicted) -gt 0 ]] || fail "6: nothing was evicted (cache_size 48M, 128 MiB written)"
+touch "$TEST_TMP/go6"
+wait "$rpid" || fail "6: the passthrough reader failed"
+want=$(head -c $((32 << 20)) "$TEST_TMP/src" | sha256sum | cut -d' ' -f1)
+[[ $(cat "$TEST_TMP/r6.out") == "$want" ]] || fail "6: a passthrough reader read wrong bytes after eviction pressure"
+unmount_stagefs "$A" || fail "A: daemon exit status $?"
+info "6: eviction left the open passthrough file alone"
+
+# 7. two nodes
+B=$TEST_TMP/mntB
+mount_stagefs "$BACKEND" "$A" "$TEST_TMP/cache7a" passthrough=on
+mount_stagefs "$BACKEND" "$B" "$TEST_TMP/cache7b" passthrough=on
+head -c $((9 << 20)) /dev/urandom >"$TEST_TMP/v1"
+cp "$TEST_TMP/v1" "$A/two"
+same_file "$TEST_TMP/v1" "$B/two"
+head -c $((5 << 20)) /dev/urandom >"$TEST_TMP/v2"
+cp "$TEST_TMP/v2" "$B/two"
+same_file "$TEST_TMP/v2" "$A/two"
+unmount_stagefs "$A" || fail "A: daemon exit status $?"
+unmount_stagefs "$B" || fail "B: daemon exit status $?"
+info "7: passthrough writers and readers on two nodes hand files over at close and open"
+
+# 8. passthrough=off, and a bad value
+mount_stagefs "$BACKEND" "$A" "$TEST_TMP/cache8" passthrough=off
+head -c $((4 << 20)) "$TEST_TMP/src" >"$A/off"
+[[ $(ctr "$A" bytes_written) -eq $((4 << 20)) && $(ctr "$A" passthrough_opens) -eq 0 ]] \
+	|| fail "8: passthrough=off: bytes_written $(ctr "$A" bytes_written), passthrough_opens $(ctr "$A" passthrough_opens)"
+unmount_stagefs "$A" || fail "A: daemon exit status $?"
+mount_should_fail "$BACKEND" "$A" "$TEST_TMP/cache8" passthrough=bogus
+[[ $MOUNT_ERR == *"bad value for passthrough"* && $(grep -c . <<<"$MOUNT_ERR") -eq 1 ]] \
+	|| fail "8: passthrough=bogus said: $MOUNT_ERR"
+info "ok"

@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * test_pt_proto.c - the passthrough negotiation (fs/pt_proto.h): which
+ * INIT requests offer passthrough (a kernel without it, Linux before 6.9,
+ * must get today's path: passthrough=auto falls back), what the INIT
+ * reply asks for, and how an OPEN reply is made passthrough.  The
+ * structures are checked against the kernel's layout (protocol 7.40).
+ */
+#include <check.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "pt_proto.h"
+
+static struct pt_init_in init_in(uint32_t minor, uint32_t flags,
+				 uint32_t flags2)
+{
+	struct pt_init_in in;
+
+	memset(&in, 0, sizeof(in));
+	in.major = 7;
+	in.minor = minor;
+	in.flags = flags;
+	in.flags2 = flags2;
+	return in;
+}
+
+START_TEST(test_layout)
+{
+	ck_assert_uint_eq(sizeof(struct pt_in_header), 40);
+	ck_assert_uint_eq(sizeof(struct pt_init_in), 64);
+	ck_assert_uint_eq(sizeof(struct pt_out_header), 16);
+	ck_assert_uint_eq(sizeof(struct pt_init_out), 64);
+	ck_assert_uint_eq(offsetof(struct pt_init_out, flags2), 32);
+	ck_assert_uint_eq(offsetof(struct pt_init_out, max_stack_depth), 36);
+	ck_assert_uint_eq(sizeof(struct pt_open_out), 16);
+	ck_assert_uint_eq(offsetof(struct pt_open_out, backing_id), 12);
+	ck_assert_uint_eq(sizeof(struct pt_backing_map), 16);
+	ck_assert_uint_eq(PT_DEV_IOC_BACKING_OPEN, 0x4010e501);
+	ck_assert_uint_eq(PT_DEV_IOC_BACKING_CLOSE, 0x4004e502);
+}
+END_TEST
+
+START_TEST(test_offers)
+{
+	struct pt_init_in in;
+
+	/* Linux 6.9+ with CONFIG_FUSE_PASSTHROUGH. */
+	in = init_in(41, PT_INIT_EXT, PT_FLAGS2_PASSTHROUGH);
+	ck_assert(pt_kernel_offers(&in, sizeof(in)));
+	/* Without the config option: no flag. */
+	in = init_in(41, PT_INIT_EXT, 0);
+	ck_assert(!pt_kernel_offers(&in, sizeof(in)));
+	/* RHEL 8 / 9 kernels: older protocol, no flags2. */
+	in = init_in(31, 0, 0);
+	ck_assert(!pt_kernel_offers(&in, sizeof(in)));
+	in = init_in(38, 0, PT_FLAGS2_PASSTHROUGH);	/* flags2 not valid */
+	ck_assert(!pt_kernel_offers(&in, sizeof(in)));
+	in = init_in(36, PT_INIT_EXT, PT_FLAGS2_PASSTHROUGH);
+	ck_assert(!pt_kernel_offers(&in, sizeof(in)));
+	/* A short request is not trusted. */
+	in = init_in(41, PT_INIT_EXT, PT_FLAGS2_PASSTHROUGH);
+	ck_assert(!pt_kernel_offers(&in, 16));
+}
+END_TEST
+
+START_TEST(test_init_reply)
+{
+	struct pt_init_out out;
+
+	memset(&out, 0, sizeof(out));
+	out.flags = 1u << 7;
+	out.flags2 = 1u << 1;
+	pt_init_out_enable(&out);
+	ck_assert_uint_eq(out.flags, (1u << 7) | PT_INIT_EXT);
+	ck_assert_uint_eq(out.flags2, (1u << 1) | PT_FLAGS2_PASSTHROUGH);
+	ck_assert_uint_eq(out.max_stack_depth, 1);
+}
+END_TEST
+
+START_TEST(test_open_reply)
+{
+	struct pt_open_out oo = { .fh = 42, .open_flags = PT_FOPEN_DIRECT_IO | 2,
+				  .backing_id = 0 };
+
+	pt_open_out_set(&oo, 7);
+	ck_assert_uint_eq(oo.fh, 42);
+	ck_assert_uint_eq(oo.open_flags, PT_FOPEN_PASSTHROUGH | 2);
+	ck_assert_int_eq(oo.backing_id, 7);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("pt_proto");
+	TCase *tc = tcase_create("core");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, test_layout);
+	tcase_add_test(tc, test_offers);
+	tcase_add_test(tc, test_init_reply);
+	tcase_add_test(tc, test_open_reply);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
