@@ -352,7 +352,10 @@ static void refresh_gen(struct cache_file *f)
 	bool clean;
 
 	pthread_mutex_lock(&f->lock);
-	clean = !f->dirty_chunks && !f->gone && !f->local_change;
+	/* A passthrough writer is still growing the file: its size and
+	 * generation are not settled until it is done (cache_file_pt_end). */
+	clean = !f->dirty_chunks && !f->gone && !f->local_change &&
+		!f->pt_writers;
 	seq = f->upload_seq;
 	lseq = f->local_seq;
 	pthread_mutex_unlock(&f->lock);
@@ -366,7 +369,7 @@ static void refresh_gen(struct cache_file *f)
 	 * would take this node's own change for another client's.
 	 */
 	if (!f->dirty_chunks && !f->inflight && f->upload_seq == seq &&
-	    !f->local_change && f->local_seq == lseq) {
+	    !f->local_change && f->local_seq == lseq && !f->pt_writers) {
 		settle_gen(f, &attr);
 	}
 	pthread_mutex_unlock(&f->lock);

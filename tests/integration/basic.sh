@@ -50,7 +50,7 @@ for kind in $(backends); do
 		|| fail "$kind: b.txt on the backend"
 	[[ ! -e "$BACKEND_DIR/dir" ]] || fail "$kind: dir still on the backend"
 	[[ $(xxh "$BACKEND_DIR/big") == "$src_sum" ]] \
-		|| fail "$kind: big file on the backend differs from the source"
+		|| fail "$kind: big file on the backend differs from the source: $(stat -c %s "$BACKEND_DIR/big") bytes; differing 64 KiB blocks: $(cmp -l "$TEST_TMP/src" "$BACKEND_DIR/big" 2>&1 | awk '{print int(($1-1)/65536)}' | uniq -c | head -n 8 | tr '\n' ' ')"
 	info "$kind: ${big_mib} MiB file on the backend matches the source ($src_sum)"
 done
 info "ok"
