@@ -991,6 +991,17 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 	c->bes = bes;
 	c->nbe = nbe;
 	c->block_size = cfg->chunk_size / CACHE_BLOCKS;
+	{
+		void *z = calloc(1, c->block_size);
+
+		if (!z) {
+			free(c);
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+		c->zero_sum = XXH3_64bits(z, c->block_size);
+		free(z);
+	}
 	c->lock_fd = -1;
 	c->table_size = TABLE_SIZE;
 	c->table = calloc(TABLE_SIZE, sizeof(*c->table));

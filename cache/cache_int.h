@@ -185,6 +185,7 @@ struct cache {
 	struct be *const *bes;
 	int nbe;
 	uint64_t block_size;	/* chunk_size / CACHE_BLOCKS */
+	uint64_t zero_sum;	/* XXH3-64 of a block of zeros */
 	int lock_fd;
 	int dir_fd;
 	pthread_key_t ring_key;	/* this thread's ring_engine */

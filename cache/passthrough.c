@@ -219,7 +219,7 @@ static void changed_range(const char *blk, uint64_t bo, uint64_t n,
 /*
  * Hash chunk idx of the data file again (size: the data file's size now)
  * and turn every block whose bytes changed into dirty ranges, queued for
- * upload.  buf: chunk_size bytes.  Returns the dirty bytes it added, or
+ * upload.  buf: room for the chunk's blocks up to size.  Returns the dirty bytes it added, or
  * -errno.
  */
 static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
@@ -230,7 +230,7 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 	uint64_t len = size - start < c->cfg->chunk_size ? size - start :
 							   c->cfg->chunk_size;
 	uint64_t known = 0, sums[CACHE_BLOCKS], changed = 0, grown = 0;
-	uint64_t zero_sum, olddirty;
+	uint64_t olddirty;
 	uint32_t lo[CACHE_BLOCKS], hi[CACHE_BLOCKS];
 	struct extents x = { 0 };
 	struct chunk *ch;
@@ -255,16 +255,14 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 		rc = (int)n;
 		goto out;
 	}
-	memset(buf + n, 0, c->cfg->chunk_size - (size_t)n);
-	memset(buf + c->cfg->chunk_size, 0, bs);
-	zero_sum = XXH3_64bits(buf + c->cfg->chunk_size, bs);
+	memset(buf + n, 0, nb * bs - (size_t)n);
 	if (owned)
 		data_extents(f->fd, start, start + len, &x);
 	for (b = 0; b < nb; b++) {
 		uint64_t s = XXH3_64bits(buf + b * bs, bs);
 		uint64_t in_file = size - (start + b * bs);
 
-		if (s == ((known & (1ULL << b)) ? sums[b] : zero_sum))
+		if (s == ((known & (1ULL << b)) ? sums[b] : c->zero_sum))
 			continue;
 		sums[b] = s;
 		changed |= 1ULL << b;
@@ -354,7 +352,12 @@ static int rehash(struct cache_file *f, uint64_t from, uint64_t to)
 	pthread_mutex_unlock(&f->lock);
 	if (to > (size + cs - 1) / cs)
 		to = (size + cs - 1) / cs;
-	buf = aligned_alloc(4096, cs + c->block_size);
+	if (from >= to)
+		return 0;
+	/* As large as the data, up to a chunk: a small file costs little. */
+	buf = aligned_alloc(4096, size - from * cs < cs ?
+				  (size - from * cs + c->block_size - 1) /
+					  c->block_size * c->block_size : cs);
 	if (!buf)
 		return -ENOMEM;
 	for (idx = from; idx < to && r >= 0; idx++)
