@@ -105,6 +105,9 @@ struct chunk {
 				 * the end of the file, if it ends in one) */
 	uint64_t sums[CACHE_BLOCKS];	/* XXH3-64 of each present or dirty
 					 * block, as it is in the cache file */
+	uint64_t zskip;		/* dirty blocks written by a passthrough writer
+				 * onto zeros: their upload leaves out the zero
+				 * runs inside the range (not persisted) */
 	uint32_t dlo[CACHE_BLOCKS];	/* the dirty byte range of a block */
 	uint32_t dhi[CACHE_BLOCKS];	/* [dlo, dhi), offsets in the block */
 	uint64_t dirty_seq;	/* bumped by every write to the chunk */
@@ -326,6 +329,14 @@ static inline bool range_whole(const struct cache *c, uint64_t idx,
 			   idx * c->cfg->chunk_size + b * c->block_size + hi >=
 				   size);
 }
+
+/*
+ * A zero run inside a zskip block's range that is at least this long is
+ * not uploaded (shorter ones go with the bytes around them: one WRITE
+ * per short run would make random data, with a zero byte every 256,
+ * cost hundreds of WRITEs a block).
+ */
+#define ZSKIP_MIN 64
 
 /* cache.c */
 void cache_file_ref(struct cache_file *f);

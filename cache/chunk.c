@@ -782,6 +782,7 @@ out_reader:
 			hi = hi > ch->dhi[i] ? hi : ch->dhi[i];
 		}
 		ch->dirty |= bit;
+		ch->zskip &= ~bit;	/* the daemon saw these bytes written */
 		ch->dlo[i] = lo;
 		ch->dhi[i] = hi;
 		ch->sums[i] = sums[i];

@@ -109,6 +109,76 @@ struct upload {
 	bool started;		/* flush_finish() must run */
 };
 
+/* The WRITEs of one chunk's upload, joined where they touch. */
+struct seg_writer {
+	struct cache *c;
+	struct be *be;
+	struct be_node *node;
+	const char *buf;	/* the chunk's bytes */
+	uint64_t start;		/* file offset of buf[0] */
+	uint64_t off, len;	/* the segment not yet sent */
+	uint64_t sent;
+	int rc;
+};
+
+static void seg_flush(struct seg_writer *w)
+{
+	uint64_t t0 = now_us();
+	ssize_t n;
+
+	if (!w->len || w->rc)
+		return;
+	n = be_pwrite(w->be, w->node, w->buf + (w->off - w->start), w->len,
+		      w->off);
+	hist_add(w->c->be_write_us, t0);
+	if (n < 0)
+		w->rc = (int)n;
+	else
+		w->sent += w->len;
+	w->len = 0;
+}
+
+static void seg_add(struct seg_writer *w, uint64_t s, uint64_t t)
+{
+	if (t <= s || w->rc)
+		return;
+	if (w->len && w->off + w->len == s) {
+		w->len += t - s;
+		return;
+	}
+	seg_flush(w);
+	w->off = s;
+	w->len = t - s;
+}
+
+/*
+ * [s, t) of a block written onto zeros by a passthrough writer: send it
+ * without its zero runs of ZSKIP_MIN bytes or more, which this node did
+ * not change.  The file's last byte always goes, for the file's size.
+ */
+static void seg_add_nonzero(struct seg_writer *w, uint64_t s, uint64_t t,
+			    uint64_t size)
+{
+	uint64_t p = s, x = s;
+
+	while (x < t) {
+		uint64_t y;
+
+		if (w->buf[x - w->start]) {
+			x++;
+			continue;
+		}
+		for (y = x; y < t && !w->buf[y - w->start]; y++)
+			;
+		if (y - x >= ZSKIP_MIN) {
+			seg_add(w, p, x);
+			p = y == size ? y - 1 : y;
+		}
+		x = y;
+	}
+	seg_add(w, p, t);
+}
+
 /*
  * Write the dirty ranges of one chunk to the backend, unstable: the chunk
  * stays dirty and flushing until flush_finish().  Only the bytes this
@@ -124,9 +194,9 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 	struct cache *c = f->c;
 	struct be *be = file_be(f);
 	uint64_t bs = c->block_size, start = chunk_start(c, idx);
-	uint64_t sums[CACHE_BLOCKS], mask, seq, size, sent = 0, m;
-	uint64_t seg_off = 0, seg_len = 0;
+	uint64_t sums[CACHE_BLOCKS], mask, seq, size, sent = 0, m, zskip;
 	uint32_t lo[CACHE_BLOCKS], hi[CACHE_BLOCKS];
+	struct seg_writer w;
 	struct chunk *ch;
 	unsigned int b, e;
 	int rc = 0;
@@ -168,6 +238,7 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 	memcpy(sums, ch->sums, sizeof(sums));
 	memcpy(lo, ch->dlo, sizeof(lo));
 	memcpy(hi, ch->dhi, sizeof(hi));
+	zskip = ch->zskip;
 	ch->flushing = true;
 	ch->readers++;
 	f->inflight++;
@@ -176,7 +247,8 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 	up->seq = seq;
 	for (m = mask; m; m &= m - 1) {
 		b = (unsigned int)__builtin_ctzll(m);
-		if (range_whole(c, idx, b, lo[b], hi[b], size))
+		if (range_whole(c, idx, b, lo[b], hi[b], size) ||
+		    (zskip & (1ULL << b)))
 			up->whole |= 1ULL << b;
 	}
 	pthread_mutex_unlock(&f->lock);
@@ -222,36 +294,26 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 		}
 	}
 	/* Send the ranges, joined where they touch, no further than EOF. */
-	for (m = mask; rc == 0; m &= m - 1) {
-		uint64_t s = 0, t = 0;
+	w = (struct seg_writer){ .c = c, .be = be, .node = f->node, .buf = buf,
+				 .start = start };
+	for (m = mask; m && rc == 0 && w.rc == 0; m &= m - 1) {
+		uint64_t s, t;
 
-		if (m) {
-			b = (unsigned int)__builtin_ctzll(m);
-			s = start + b * bs + lo[b];
-			t = start + b * bs + hi[b];
-			if (t > size)
-				t = size;
-			if (seg_len && seg_off + seg_len == s && t > s) {
-				seg_len += t - s;
-				continue;
-			}
-		}
-		if (seg_len) {
-			uint64_t t0 = now_us();
-			ssize_t n = be_pwrite(be, f->node, buf + (seg_off - start),
-					      seg_len, seg_off);
-
-			hist_add(c->be_write_us, t0);
-			if (n < 0)
-				rc = (int)n;
-			else
-				sent += seg_len;
-		}
-		if (!m)
-			break;
-		seg_off = s;
-		seg_len = t > s ? t - s : 0;
+		b = (unsigned int)__builtin_ctzll(m);
+		s = start + b * bs + lo[b];
+		t = start + b * bs + hi[b];
+		if (t > size)
+			t = size;
+		if (zskip & (1ULL << b))
+			seg_add_nonzero(&w, s, t, size);
+		else
+			seg_add(&w, s, t);
 	}
+	if (rc == 0)
+		seg_flush(&w);
+	if (rc == 0)
+		rc = w.rc;
+	sent = w.sent;
 	up->sent = sent;
 	return rc;
 }
@@ -283,6 +345,7 @@ static int flush_finish(struct cache_file *f, struct upload *up, int rc)
 			atomic_fetch_sub(&c->dirty_bytes,
 					 dirty_len(ch, cleaned));
 			ch->dirty &= ~mask;
+			ch->zskip &= ~mask;
 			/*
 			 * A block this node wrote only in part may hold
 			 * cached bytes that other nodes have changed since:

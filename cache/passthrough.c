@@ -6,10 +6,10 @@
  *
  * A read open is passthrough when every block of the file is present: the
  * data file then holds the newest bytes.  A write open is passthrough when
- * the file is empty (a create, an O_TRUNC): every byte the kernel puts in
- * the data file is then this node's, so a changed block's dirty range is
- * its span of non-zero bytes (merged with the range already there), and
- * no byte this node did not write goes out.  A write open that the kernel
+ * the file is empty (a create, an O_TRUNC): against that pre-image of
+ * zeros, the bytes this node changed are its non-zero bytes, and only
+ * those go out (zero runs of ZSKIP_MIN bytes or more inside a block's
+ * range are left out of the upload, see flush.c).  A write open that the kernel
  * forces into passthrough mode on a non-empty file (another passthrough
  * open of the inode is there already) does not know its pre-image: its
  * changed blocks go out whole (docs/consistency.md).
@@ -138,78 +138,31 @@ out:
 	return rc;
 }
 
-/* The data (not hole) extents of a part of the data file. */
-#define PT_MAX_EXT 64
-struct extents {
-	int n;
-	uint64_t a[PT_MAX_EXT], b[PT_MAX_EXT];
-};
-
-static void data_extents(int fd, uint64_t start, uint64_t end,
-			 struct extents *x)
-{
-	off_t o = (off_t)start;
-
-	x->n = 0;
-	while ((uint64_t)o < end) {
-		off_t d = lseek(fd, o, SEEK_DATA), h;
-
-		if (d < 0 || (uint64_t)d >= end)
-			break;
-		h = lseek(fd, d, SEEK_HOLE);
-		if (h < 0 || (uint64_t)h > end)
-			h = (off_t)end;
-		if (x->n == PT_MAX_EXT) {	/* the rest counts as data */
-			x->b[x->n - 1] = end;
-			break;
-		}
-		x->a[x->n] = (uint64_t)d;
-		x->b[x->n++] = (uint64_t)h;
-		o = h;
-	}
-}
-
 /*
- * The dirty range of a changed block [bo, bo + n) of the file (n: up to
- * the file's end), whose bytes are blk.  In a file that was empty when
- * its passthrough writer opened it (owned), only the pages the kernel
- * wrote hold data: the range is their span, and where that span is not
- * the whole block, the zero bytes at its ends are left out (a page is
- * written whole, the bytes asked for maybe not).  Otherwise, or when no
- * page of it holds data (it was zeroed), the whole block.
+ * The dirty range of a changed block of n bytes (up to the file's end),
+ * whose bytes are blk.  In a file that was empty when its passthrough
+ * writer opened it (owned), the pre-image is zeros: the range is the
+ * span of its non-zero bytes, and the upload leaves out the zero runs
+ * inside it (ch->zskip), so that bytes another node writes between this
+ * node's are not overwritten.  A block at the file's end keeps its last
+ * byte, so that the upload gives the file its size.  Otherwise, and for
+ * a block that turned all zeros, the whole block.
  */
-static void changed_range(const char *blk, uint64_t bo, uint64_t n,
-			  bool owned, const struct extents *x, uint32_t *lo,
-			  uint32_t *hi)
+static void changed_range(const char *blk, uint64_t n, bool owned,
+			  bool eof, uint32_t *lo, uint32_t *hi)
 {
-	uint64_t a = bo + n, b = bo;
-	int i;
+	uint64_t a = 0, b = n;
 
 	*lo = 0;
 	*hi = (uint32_t)n;
 	if (!owned)
 		return;
-	for (i = 0; i < x->n; i++) {
-		uint64_t s = x->a[i] > bo ? x->a[i] : bo;
-		uint64_t e = x->b[i] < bo + n ? x->b[i] : bo + n;
-
-		if (s >= e)
-			continue;
-		if (s == bo && e == bo + n)
-			return;		/* all of it is data */
-		if (s < a)
-			a = s;
-		if (e > b)
-			b = e;
-	}
-	if (a >= b)
-		return;
-	a -= bo;
-	b -= bo;
 	while (a < b && !blk[a])
 		a++;
 	while (b > a && !blk[b - 1])
 		b--;
+	if (eof)
+		b = n;
 	if (a < b) {
 		*lo = (uint32_t)a;
 		*hi = (uint32_t)b;
@@ -232,7 +185,6 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 	uint64_t known = 0, sums[CACHE_BLOCKS], changed = 0, grown = 0;
 	uint64_t olddirty;
 	uint32_t lo[CACHE_BLOCKS], hi[CACHE_BLOCKS];
-	struct extents x = { 0 };
 	struct chunk *ch;
 	unsigned int b, nb = (unsigned int)((len + bs - 1) / bs);
 	ssize_t n;
@@ -256,8 +208,6 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 		goto out;
 	}
 	memset(buf + n, 0, nb * bs - (size_t)n);
-	if (owned)
-		data_extents(f->fd, start, start + len, &x);
 	for (b = 0; b < nb; b++) {
 		uint64_t s = XXH3_64bits(buf + b * bs, bs);
 		uint64_t in_file = size - (start + b * bs);
@@ -266,9 +216,8 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 			continue;
 		sums[b] = s;
 		changed |= 1ULL << b;
-		changed_range(buf + b * bs, start + b * bs,
-			      in_file < bs ? in_file : bs, owned, &x, &lo[b],
-			      &hi[b]);
+		changed_range(buf + b * bs, in_file < bs ? in_file : bs, owned,
+			      in_file <= bs, &lo[b], &hi[b]);
 	}
 out:
 	pthread_mutex_lock(&f->lock);
@@ -298,11 +247,16 @@ out:
 		ch->dlo[b] = lo[b];
 		ch->dhi[b] = hi[b];
 		ch->sums[b] = sums[b];
+		if (owned)
+			ch->zskip |= bit;
+		else
+			ch->zskip &= ~bit;
 		if (!(ch->present & bit)) {
 			ch->present |= bit;
 			atomic_fetch_add(&c->used_bytes, bs);
 		}
-		if (range_whole(c, idx, b, lo[b], hi[b], size))
+		/* Written onto zeros, all its bytes are this node's. */
+		if (owned || range_whole(c, idx, b, lo[b], hi[b], size))
 			ch->mine |= bit;
 		grown += dirty_len(ch, bit) - before;
 	}
