@@ -247,8 +247,8 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 	up->seq = seq;
 	for (m = mask; m; m &= m - 1) {
 		b = (unsigned int)__builtin_ctzll(m);
-		if (range_whole(c, idx, b, lo[b], hi[b], size) ||
-		    (zskip & (1ULL << b)))
+		if (range_whole(c, idx, b, lo[b], hi[b], size) &&
+		    !(zskip & (1ULL << b)))
 			up->whole |= 1ULL << b;
 	}
 	pthread_mutex_unlock(&f->lock);

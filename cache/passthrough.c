@@ -141,22 +141,27 @@ out:
 /*
  * The dirty range of a changed block of n bytes (up to the file's end),
  * whose bytes are blk.  In a file that was empty when its passthrough
- * writer opened it (owned), the pre-image is zeros: the range is the
- * span of its non-zero bytes, and the upload leaves out the zero runs
- * inside it (ch->zskip), so that bytes another node writes between this
- * node's are not overwritten.  A block at the file's end keeps its last
- * byte, so that the upload gives the file its size.  Otherwise, and for
- * a block that turned all zeros, the whole block.
+ * writer opened it (owned), the pre-image is zeros: if the block has a
+ * zero run of ZSKIP_MIN bytes, the range is the span of its non-zero
+ * bytes and the upload leaves out such runs inside it (returns true: the
+ * block is zskip), so that bytes another node writes between this node's
+ * are not overwritten.  A block at the file's end keeps its last byte,
+ * so that the upload gives the file its size.  Otherwise, and for a
+ * block that turned all zeros, the whole block (returns false).
  */
-static void changed_range(const char *blk, uint64_t n, bool owned,
+static bool changed_range(const char *blk, uint64_t n, bool owned,
 			  bool eof, uint32_t *lo, uint32_t *hi)
 {
-	uint64_t a = 0, b = n;
+	uint64_t a = 0, b = n, x, run = 0;
 
 	*lo = 0;
 	*hi = (uint32_t)n;
 	if (!owned)
-		return;
+		return false;
+	for (x = 0; x < n && run < ZSKIP_MIN; x++)
+		run = blk[x] ? 0 : run + 1;
+	if (run < ZSKIP_MIN)
+		return false;	/* no zero run to leave out: all of it */
 	while (a < b && !blk[a])
 		a++;
 	while (b > a && !blk[b - 1])
@@ -167,6 +172,7 @@ static void changed_range(const char *blk, uint64_t n, bool owned,
 		*lo = (uint32_t)a;
 		*hi = (uint32_t)b;
 	}
+	return true;
 }
 
 /*
@@ -185,6 +191,7 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 	uint64_t known = 0, sums[CACHE_BLOCKS], changed = 0, grown = 0;
 	uint64_t olddirty;
 	uint32_t lo[CACHE_BLOCKS], hi[CACHE_BLOCKS];
+	uint64_t zs = 0;
 	struct chunk *ch;
 	unsigned int b, nb = (unsigned int)((len + bs - 1) / bs);
 	ssize_t n;
@@ -216,8 +223,9 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 			continue;
 		sums[b] = s;
 		changed |= 1ULL << b;
-		changed_range(buf + b * bs, in_file < bs ? in_file : bs, owned,
-			      in_file <= bs, &lo[b], &hi[b]);
+		if (changed_range(buf + b * bs, in_file < bs ? in_file : bs,
+				  owned, in_file <= bs, &lo[b], &hi[b]))
+			zs |= 1ULL << b;
 	}
 out:
 	pthread_mutex_lock(&f->lock);
@@ -247,7 +255,7 @@ out:
 		ch->dlo[b] = lo[b];
 		ch->dhi[b] = hi[b];
 		ch->sums[b] = sums[b];
-		if (owned)
+		if (zs & bit)
 			ch->zskip |= bit;
 		else
 			ch->zskip &= ~bit;
@@ -255,8 +263,7 @@ out:
 			ch->present |= bit;
 			atomic_fetch_add(&c->used_bytes, bs);
 		}
-		/* Written onto zeros, all its bytes are this node's. */
-		if (owned || range_whole(c, idx, b, lo[b], hi[b], size))
+		if (!(zs & bit) && range_whole(c, idx, b, lo[b], hi[b], size))
 			ch->mine |= bit;
 		grown += dirty_len(ch, bit) - before;
 	}

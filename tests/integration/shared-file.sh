@@ -11,7 +11,12 @@
 #   - 2 mounts, flush_on_close=async: checked after stagefsctl flush;
 #   - 2 mounts, async, one daemon killed -9 right after its writer closed
 #     and started again on the same cache dir: the journal's byte ranges
-#     go out at the restart, and no record is lost.
+#     go out at the restart, and no record is lost;
+#   - 2 and 4 mounts, "create": no file beforehand, every writer opens it
+#     with O_CREAT, so the first one creates it empty, and with passthrough
+#     (default on Linux 6.9+) the writers that find it empty write it
+#     through the kernel: their uploads must leave the others' records
+#     alone (records of 64 bytes and more; docs/consistency.md).
 # A line per round gives the records wrong on the export (the table of
 # the issue); any wrong record fails the test.
 #
@@ -31,13 +36,15 @@ make_backend nfs
 SIZES=${STAGEFS_SHARED_SIZES:-1 4096 47008 65536 1048576}
 WRITER=$TEST_TMP/writer.py
 cat >"$WRITER" <<'PY'
-# writer.py PATH NODE NNODES RECSIZE FILESIZE GO: write this node's records
+# writer.py PATH NODE NNODES RECSIZE FILESIZE GO [create]: write this
+# node's records (create: open with O_CREAT)
 import os, sys, time
 path, node, nn, rs, size, go = sys.argv[1], *map(int, sys.argv[2:6]), sys.argv[6]
+flags = os.O_RDWR | (os.O_CREAT if sys.argv[7:8] == ["create"] else 0)
 def rec(k, n):
     b = (k * 2654435761 + 12345).to_bytes(8, "little")
     return (b * (n // 8 + 1))[:n]
-fd = os.open(path, os.O_RDWR)
+fd = os.open(path, flags, 0o644)
 print("READY", flush=True)
 while not os.path.exists(go):
     time.sleep(0.01)
@@ -85,17 +92,20 @@ round() {
 	size=$(file_size "$rs")
 	name=shared-$n-$rs-$mode
 	opt=flush_on_close=sync
-	[[ $mode == sync ]] || opt=flush_on_close=async
+	[[ $mode == sync || $mode == create ]] || opt=flush_on_close=async
 	for ((i = 0; i < n; i++)); do
 		mount_stagefs "$BACKEND" "$TEST_TMP/m$i" "$TEST_TMP/c$name-$i" "$opt"
 	done
 	# Created through the first mount, with bytes that no record has.
-	head -c "$size" /dev/zero | tr '\0' '\356' >"$TEST_TMP/m0/$name"
-	sync "$TEST_TMP/m0/$name"
+	if [[ $mode != create ]]; then
+		head -c "$size" /dev/zero | tr '\0' '\356' >"$TEST_TMP/m0/$name"
+		sync "$TEST_TMP/m0/$name"
+	fi
 	rm -f "$TEST_TMP/go"
 	for ((i = 0; i < n; i++)); do
 		python3 "$WRITER" "$TEST_TMP/m$i/$name" "$i" "$n" "$rs" "$size" \
-			"$TEST_TMP/go" >"$TEST_TMP/w$i.out" 2>&1 &
+			"$TEST_TMP/go" "$([[ $mode == create ]] && echo create)" \
+			>"$TEST_TMP/w$i.out" 2>&1 &
 		pids+=($!)
 		at_exit "kill ${pids[-1]} 2>/dev/null || true"
 	done
@@ -138,6 +148,10 @@ for rs in $SIZES; do
 	round 4 "$rs" sync
 	round 2 "$rs" async
 	round 2 "$rs" kill
+	if [[ $rs -ge 64 ]]; then
+		round 2 "$rs" create
+		round 4 "$rs" create
+	fi
 done
 
 # tail -F on B follows a log that A appends to, line by line.
