@@ -227,7 +227,7 @@ static void cmd_status(struct ctl *ctl, int fd)
 	    cc->verify ? "on" : "off");
 	say(fd, "passthrough %s\n",
 	    ctl->s->pt.enabled ? "on: the kernel reads and writes cached files itself" :
-	    cfg->passthrough == SFS_PT_OFF ? "off (-o passthrough=off)" :
+	    cfg->passthrough == SFS_PT_OFF ? "off" :
 					     "off: the kernel does not offer it");
 	say(fd, "cache_used  %llu bytes in %llu files\n",
 	    (unsigned long long)st.cache_used_bytes,

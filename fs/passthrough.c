@@ -153,7 +153,7 @@ int pt_install(struct sfs *s)
 bool pt_init(struct sfs *s)
 {
 	if (s->cfg.passthrough == SFS_PT_OFF) {
-		log_msg(LOG_LVL_INFO, "passthrough", "off (-o passthrough=off)");
+		log_msg(LOG_LVL_DEBUG, "passthrough", "off (-o passthrough=auto or on to use it)");
 		return true;
 	}
 	if (!s->pt.offered) {

@@ -13,8 +13,8 @@
 #     and started again on the same cache dir: the journal's byte ranges
 #     go out at the restart, and no record is lost;
 #   - 2 and 4 mounts, "create": no file beforehand, every writer opens it
-#     with O_CREAT, so the first one creates it empty, and with passthrough
-#     (default on Linux 6.9+) the writers that find it empty write it
+#     with O_CREAT, so the first one creates it empty, and with
+#     passthrough=auto (on Linux 6.9+) the writers that find it empty write it
 #     through the kernel: their uploads must leave the others' records
 #     alone (records of 64 bytes and more; docs/consistency.md).
 # A line per round gives the records wrong on the export (the table of
@@ -93,6 +93,7 @@ round() {
 	name=shared-$n-$rs-$mode
 	opt=flush_on_close=sync
 	[[ $mode == sync || $mode == create ]] || opt=flush_on_close=async
+	[[ $mode != create ]] || opt="$opt,passthrough=auto"
 	for ((i = 0; i < n; i++)); do
 		mount_stagefs "$BACKEND" "$TEST_TMP/m$i" "$TEST_TMP/c$name-$i" "$opt"
 	done
