@@ -1087,8 +1087,14 @@ int file_fetch_all(struct cache_file *f)
 	int rc = 0;
 
 	for (idx = 0; idx * c->cfg->chunk_size < f->be_size && rc == 0; idx++) {
-		if (!file_chunk(f, idx, true))
+		struct chunk *ch = file_chunk(f, idx, true);
+
+		if (!ch)
 			return -ENOMEM;
+		/* A passthrough writer's bytes not yet hashed are not
+		 * present, and must not be fetched over. */
+		if (f->pt_writers)
+			continue;
 		rc = ensure_present(f, idx, ~0ULL, NULL);
 	}
 	return rc;

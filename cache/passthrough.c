@@ -109,11 +109,21 @@ static void pt_list_del(struct cache_file *f)
 int cache_file_pt_begin(struct cache_file *f, bool write, bool must, int *fd)
 {
 	struct cache *c = f->c;
+	bool writers;
 	int rc = 0;
 
+	/*
+	 * An open the kernel makes passthrough: the file must be whole.
+	 * What a passthrough writer put in the data file is the newest: it
+	 * is hashed first, never fetched over.
+	 */
 	pthread_mutex_lock(&f->lock);
-	/* An open the kernel makes passthrough: the file must be whole. */
-	if (must && !file_whole(f))
+	writers = f->pt_writers > 0;
+	pthread_mutex_unlock(&f->lock);
+	if (must && writers)
+		rc = cache_file_pt_sync(f);
+	pthread_mutex_lock(&f->lock);
+	if (rc == 0 && must && !file_whole(f))
 		rc = file_fetch_all(f);
 	if (rc < 0)
 		goto out;
