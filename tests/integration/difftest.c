@@ -4,7 +4,7 @@
  * directory.
  *
  *   difftest [-s SEED] [-n OPS] [-c EVERY] [-v] [-H N] [-X OP,...] [-O LIST]
- *            REF_DIR TEST_DIR
+ *            [-M TEST_DIR2 [-E EXPORT_DIR] [-F STAGEFSCTL]] REF_DIR TEST_DIR
  *   difftest -C REF_DIR TEST_DIR
  *
  * Runs the same pseudo-random sequence of file system calls (open with
@@ -18,6 +18,44 @@
  * the whole trees: names, attributes, contents, symlink targets and which
  * names are hard links of one inode. Both directories must start empty.
  *
+ * Two mounts (-M TEST_DIR2): TEST_DIR and TEST_DIR2 are two stagefs mounts
+ * of one nfs export, each with its own cache_dir: two nodes, A and B.
+ * TEST_DIR2 must be mounted with entry_timeout=0,attr_timeout=0 (B checks
+ * what A did to the namespace at once, and B's fstat revalidates).  The
+ * ops above run through A as before; besides them the sequence has shared
+ * files s0..s2 at the root that both nodes write at once, each only its
+ * own bytes, as MPI-IO ranks do:
+ *   - At the start and at each checkpoint a shared file may be laid out
+ *     anew through A (created with O_TRUNC, sparse or written whole, fsync,
+ *     close) with a seeded size (up to 6 MiB, often across the first 4 MiB
+ *     chunk boundary) and a seeded partition of its bytes into ranges
+ *     owned by A or by B: 1 byte, up to 512 bytes, 47,008 bytes (IOR's
+ *     odd size), other unaligned sizes, the rest of a 64 KiB block, whole
+ *     blocks; so one 64 KiB block often holds ranges of both nodes.
+ *   - swrite: a node writes (pwrite) a whole range of its own or a piece
+ *     of one, through a descriptor it opened on its own mount; the same
+ *     bytes go to the reference.  Each node keeps up to 2 descriptors per
+ *     shared file (sopen, sclose), both nodes' descriptors are open at
+ *     once, and sizes never change between checkpoints.
+ *   - sread: a node reads a range, a 64 KiB block or a random span and
+ *     compares it with the reference, following close-to-open: its own
+ *     ranges always; a range of the other node only if the other node's
+ *     last write to it was published (a close of a descriptor that wrote,
+ *     or an fsync, on the writer's node) before the reader's last open of
+ *     the file (or, on B, an fstat: attr_timeout=0 revalidates when B
+ *     has nothing of its own unpublished in the file).
+ *   - sfsync, sstat (fstat: size and mode), and bstat, breaddir: stat,
+ *     lstat, readlink and readdir through B of the tree that A changes
+ *     (all but the sizes of regular files, which A may not have uploaded).
+ *   - Checkpoint, every EVERY ops and at the end: every descriptor is
+ *     closed on both nodes (also the single-mount ops' slots); with
+ *     -F STAGEFSCTL, `STAGEFSCTL MNT flush` runs on both mounts; then the
+ *     whole tree through A, through B and, with -E, the export directory
+ *     itself must equal the reference.
+ * -F also means the mounts have flush_on_close=async: a close hands
+ * nothing to the other node, only an fsync or a checkpoint does.  Without
+ * -F a close that wrote does (flush_on_close=sync).
+ *
  * The sequence depends only on SEED (and on the results, which are equal
  * until the first difference), so a failure is reproduced by running the
  * same SEED again. On the first difference it prints the seed, the op
@@ -25,14 +63,15 @@
  *
  * -O 3,10-12 runs only those ops of the sequence, each with the same
  * parameters as in the full run (every op draws from its own random
- * stream), to shrink a failure to the few ops that cause it.
+ * stream), to shrink a failure to the few ops that cause it.  With -M the
+ * checkpoints (and their layouts) still run where they fall.
  *
- * -X leaves ops (by name: open, pwrite, rename, ...) or the open flags
- * O_TRUNC, O_APPEND, O_EXCL out of the mix, to look past a known bug; the
- * same seed then gives a different sequence. -v prints every op; -H N
- * prints the last N ops (default 40) with a difference, and an op that
- * opens a file notes the inode number the mount gave it (to match the
- * daemon's log lines, which name files by it).
+ * -X leaves ops (by name: open, pwrite, rename, ..., swrite, sread, ...)
+ * or the open flags O_TRUNC, O_APPEND, O_EXCL out of the mix, to look past
+ * a known bug; the same seed then gives a different sequence. -v prints
+ * every op; -H N prints the last N ops (default 40) with a difference, and
+ * an op that opens a file notes the inode number the mount gave it (to
+ * match the daemon's log lines, which name files by it).
  *
  * -C only compares two existing trees (e.g. the reference against the
  * backend directory after unmounting) and exits 1 on a difference.
@@ -43,6 +82,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -51,6 +91,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,7 +104,10 @@
 static uint64_t seed, rng_state;
 static long op_index = -1;
 static int verbose;
-static const char *root[2];	/* 0: reference, 1: file system under test */
+/* The trees: the reference, the mount under test (node A), with -M the
+ * second mount (node B) and with -E the export directory. */
+enum { SIDE_REF, SIDE_A, SIDE_B, SIDE_EXPORT, NROOTS };
+static const char *root[NROOTS];
 static char *iobuf[2], *wbuf;
 static char (*hist)[320];	/* the last ops, for the report */
 static long *hist_idx;
@@ -78,6 +122,8 @@ static struct slot slots[NSLOTS];
 static int no_flags;	/* open flags -X left out */
 static char xopts[256];	/* the -X argument, for the report */
 static const char *only_arg;	/* the -O argument, for the report */
+static long every = 1000;	/* ops between tree comparisons (-c) */
+static const char *flush_prog;	/* -F: stagefsctl, flush_on_close=async */
 
 /* ---- pseudo-random numbers (splitmix64) ------------------------------ */
 
@@ -175,15 +221,24 @@ static void mismatch(const char *what, const char *fmt, ...)
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\ndifftest: ref=%s test=%s\n", root[0], root[1]);
+	fprintf(stderr, "\ndifftest: ref=%s test=%s", root[SIDE_REF],
+		root[SIDE_A]);
+	if (root[SIDE_B])
+		fprintf(stderr, " B=%s", root[SIDE_B]);
+	if (root[SIDE_EXPORT])
+		fprintf(stderr, " export=%s", root[SIDE_EXPORT]);
+	fprintf(stderr, "\n");
 	fprintf(stderr, "difftest: last ops before the difference:\n");
 	for (i = first; i < hist_n; i++)
 		fprintf(stderr, "  op %ld: %s\n", hist_idx[i % hist_len],
 			hist[i % hist_len]);
 	fprintf(stderr, "difftest: reproduce with: difftest -s %" PRIu64
-		" -n %ld%s%s%s%s REF_DIR TEST_DIR (on empty dirs)\n", seed,
-		op_index + 1, *xopts ? " -X " : "", xopts,
-		only_arg ? " -O " : "", only_arg ? only_arg : "");
+		" -n %ld -c %ld%s%s%s%s%s%s%s REF_DIR TEST_DIR (on empty dirs)\n",
+		seed, op_index + 1, every, *xopts ? " -X " : "", xopts,
+		only_arg ? " -O " : "", only_arg ? only_arg : "",
+		root[SIDE_B] ? " -M TEST_DIR2" : "",
+		root[SIDE_EXPORT] ? " -E EXPORT_DIR" : "",
+		flush_prog ? " -F STAGEFSCTL" : "");
 	exit(1);
 }
 
@@ -216,15 +271,19 @@ static void res_set(struct res *r, long rc)
 	r->err = rc < 0 ? errno : 0;
 }
 
-/* Attributes that must agree (not times, not inode numbers, not blocks). */
+/*
+ * Attributes that must agree (not times, not inode numbers, not blocks;
+ * with !fsize not the size of a regular file, which node B sees only once
+ * node A uploaded it).
+ */
 static void cmp_stat(const char *call, const struct stat *a,
-		     const struct stat *b)
+		     const struct stat *b, bool fsize)
 {
-	bool dir = S_ISDIR(a->st_mode);
+	bool size = S_ISREG(a->st_mode) ? fsize : !S_ISDIR(a->st_mode);
 
 	if (a->st_mode != b->st_mode || a->st_nlink != b->st_nlink ||
 	    a->st_uid != b->st_uid || a->st_gid != b->st_gid ||
-	    (!dir && a->st_size != b->st_size))
+	    (size && a->st_size != b->st_size))
 		mismatch(call,
 			 "  ref:  mode=%06o nlink=%lu uid=%u gid=%u size=%lld\n"
 			 "  test: mode=%06o nlink=%lu uid=%u gid=%u size=%lld",
@@ -416,8 +475,8 @@ struct inoref {
 	ino_t ino;
 	char rel[MAXPATH];
 };
-static struct inoref *inos[2];
-static int ninos[2], capinos[2];
+static struct inoref *inos[NROOTS];
+static int ninos[NROOTS], capinos[NROOTS];
 
 /* The first name seen (in sorted walk order) for this inode. */
 static const char *ino_first(int side, const struct stat *st, const char *rel)
@@ -441,15 +500,24 @@ static const char *ino_first(int side, const struct stat *st, const char *rel)
 	return inos[side][ninos[side]++].rel;
 }
 
-static void cmp_contents(const char *rel)
+static const char *side_name(int side)
+{
+	static const char *const n[NROOTS] = { "ref", "test", "B", "export" };
+
+	return root[SIDE_B] && side == SIDE_A ? "A" : n[side];
+}
+
+/* The contents of rel in the reference and in tree 'side'. */
+static void cmp_contents(int side, const char *rel)
 {
 	char p[2][MAXPATH], what[MAXPATH + 64];
-	int fd[2], i;
+	int fd[2], i, sd[2] = { SIDE_REF, side };
 	long long off = 0;
 
-	snprintf(what, sizeof(what), "tree: contents of %s", rel);
+	snprintf(what, sizeof(what), "tree (%s): contents of %s",
+		 side_name(side), rel);
 	for (i = 0; i < 2; i++) {
-		full(p[i], i, rel);
+		full(p[i], sd[i], rel);
 		fd[i] = open(p[i], O_RDONLY | O_NOFOLLOW);
 		if (fd[i] < 0)
 			mismatch(what, "  cannot open %s: %s", p[i],
@@ -466,7 +534,8 @@ static void cmp_contents(const char *rel)
 		}
 		if (n[0] != n[1])
 			mismatch(what, "  at offset %lld: ref read %zd bytes, "
-				 "test read %zd", off, n[0], n[1]);
+				 "%s read %zd", off, n[0], side_name(side),
+				 n[1]);
 		if (n[0] == 0)
 			break;
 		cmp_bytes(what, iobuf[0], iobuf[1], (size_t)n[0], off);
@@ -476,19 +545,44 @@ static void cmp_contents(const char *rel)
 	close(fd[1]);
 }
 
-static void cmp_tree(const char *rel)
+/*
+ * The hidden directory where stagefs keeps a file unlinked while open
+ * (fs/fs_int.h SILLY_DIR): the mounts never show it, but the export
+ * holds it until the daemon has handled the last RELEASE, which the kernel
+ * sends after close(2) returned.  The export is compared with it left
+ * out; after the unmount (difftest -C) it must be gone.
+ */
+#define SILLY_DIR ".stagefs-unlinked"
+
+static void drop_silly(struct ent *e, int *n)
+{
+	int i;
+
+	for (i = 0; i < *n; i++)
+		if (!strcmp(e[i].name, SILLY_DIR)) {
+			memmove(&e[i], &e[i + 1],
+				(size_t)(*n - i - 1) * sizeof(*e));
+			(*n)--;
+			return;
+		}
+}
+
+/* The directory rel in the reference and in tree 'side', recursively. */
+static void cmp_tree(int side, const char *rel)
 {
 	char p[2][MAXPATH], what[MAXPATH + 64], sub[MAXPATH];
 	struct ent *e[2] = { NULL, NULL };
-	int n[2], i, j;
+	int n[2], i, j, sd[2] = { SIDE_REF, side };
 
 	for (i = 0; i < 2; i++) {
-		full(p[i], i, rel);
+		full(p[i], sd[i], rel);
 		n[i] = list_dir(p[i], &e[i]);
 		if (n[i] < 0)
 			mismatch("tree", "  cannot list %s: %s", p[i],
 				 strerror(errno));
 	}
+	if (side == SIDE_EXPORT && !*rel)
+		drop_silly(e[1], &n[1]);
 	for (i = 0, j = 0; i < n[0] || j < n[1];) {
 		int c = i >= n[0] ? 1 : j >= n[1] ? -1 :
 			strcmp(e[0][i].name, e[1][j].name);
@@ -496,7 +590,7 @@ static void cmp_tree(const char *rel)
 		if (c)
 			mismatch("tree", "  directory '%s': '%s' only in %s",
 				 rel, c < 0 ? e[0][i].name : e[1][j].name,
-				 c < 0 ? "ref" : "test");
+				 c < 0 ? "ref" : side_name(side));
 		i++;
 		j++;
 	}
@@ -507,26 +601,28 @@ static void cmp_tree(const char *rel)
 
 		snprintf(sub, sizeof(sub), "%s%s%s", rel, *rel ? "/" : "",
 			 e[0][i].name);
-		snprintf(what, sizeof(what), "tree: lstat %s", sub);
+		snprintf(what, sizeof(what), "tree (%s): lstat %s",
+			 side_name(side), sub);
 		for (s = 0; s < 2; s++) {
-			full(p[s], s, sub);
+			full(p[s], sd[s], sub);
 			if (lstat(p[s], &st[s]) < 0)
 				mismatch(what, "  lstat %s: %s", p[s],
 					 strerror(errno));
 		}
-		cmp_stat(what, &st[0], &st[1]);
+		cmp_stat(what, &st[0], &st[1], true);
 		if (e[0][i].type != DT_UNKNOWN && e[1][i].type != DT_UNKNOWN &&
 		    e[0][i].type != e[1][i].type)
-			mismatch(what, "  d_type ref=%d test=%d",
-				 e[0][i].type, e[1][i].type);
+			mismatch(what, "  d_type ref=%d %s=%d",
+				 e[0][i].type, side_name(side), e[1][i].type);
 		if (S_ISREG(st[0].st_mode)) {
 			for (s = 0; s < 2; s++)
-				first[s] = ino_first(s, &st[s], sub);
+				first[s] = ino_first(sd[s], &st[s], sub);
 			if (strcmp(first[0], first[1]))
 				mismatch(what, "  hard links differ: ref: same "
-					 "inode as '%s', test: same inode as "
-					 "'%s'", first[0], first[1]);
-			cmp_contents(sub);
+					 "inode as '%s', %s: same inode as "
+					 "'%s'", first[0], side_name(side),
+					 first[1]);
+			cmp_contents(side, sub);
 		} else if (S_ISLNK(st[0].st_mode)) {
 			char t[2][MAXPATH];
 
@@ -540,19 +636,21 @@ static void cmp_tree(const char *rel)
 			}
 			if (strcmp(t[0], t[1]))
 				mismatch(what, "  symlink target ref='%s' "
-					 "test='%s'", t[0], t[1]);
+					 "%s='%s'", t[0], side_name(side),
+					 t[1]);
 		} else if (S_ISDIR(st[0].st_mode)) {
-			cmp_tree(sub);
+			cmp_tree(side, sub);
 		}
 	}
 	free(e[0]);
 	free(e[1]);
 }
 
-static void cmp_trees(void)
+/* The whole tree 'side' against the reference. */
+static void cmp_trees(int side)
 {
-	ninos[0] = ninos[1] = 0;
-	cmp_tree("");
+	ninos[SIDE_REF] = ninos[side] = 0;
+	cmp_tree(side, "");
 }
 
 /* ---- the operations ------------------------------------------------- */
@@ -830,14 +928,18 @@ static void op_fstat(void)
 		res_set(&r[s], fstat(slots[i].fd[s], &st[s]));
 	cmp_res(call, r);
 	if (r[0].rc == 0)
-		cmp_stat(call, &st[0], &st[1]);
+		cmp_stat(call, &st[0], &st[1], true);
 }
 
-/* A call on one or two paths, the same on both sides. */
+/*
+ * A call on one or two paths, the same in the reference and in tree
+ * 'side': the mount under test (A) or, for the calls that change nothing,
+ * the second mount (B), which sees what A did to the namespace.
+ */
 enum pop { P_STAT, P_LSTAT, P_TRUNCATE, P_UNLINK, P_MKDIR, P_RMDIR,
 	   P_RENAME, P_LINK, P_SYMLINK, P_READLINK, P_CHMOD, P_READDIR };
 
-static void op_path(enum pop op)
+static void op_path(enum pop op, int side)
 {
 	static const mode_t cmodes[] = { 0644, 0600, 0755, 0700, 0444, 0666,
 					 04755, 02755, 0640 };
@@ -932,10 +1034,16 @@ static void op_path(enum pop op)
 		snprintf(call, sizeof(call), "readdir('%s')", *a ? a : ".");
 		break;
 	}
+	if (side != SIDE_A) {	/* "B: stat('d0')" */
+		char t[sizeof(call)];
+
+		snprintf(t, sizeof(t), "%s: %.580s", side_name(side), call);
+		memcpy(call, t, sizeof(call));
+	}
 	note("%s", call);
 	for (s = 0; s < 2; s++) {
-		full(pa, s, a);
-		full(pb, s, b);
+		full(pa, s ? side : SIDE_REF, a);
+		full(pb, s ? side : SIDE_REF, b);
 		switch (op) {
 		case P_STAT:
 			res_set(&r[s], stat(pa, &st[s]));
@@ -984,11 +1092,11 @@ static void op_path(enum pop op)
 	if (r[0].rc < 0)
 		return;
 	if (op == P_STAT || op == P_LSTAT) {
-		cmp_stat(call, &st[0], &st[1]);
+		cmp_stat(call, &st[0], &st[1], side == SIDE_A);
 	} else if (op == P_READLINK) {
 		if (strcmp(lt[0], lt[1]))
-			mismatch(call, "  ref: '%s'\n  test: '%s'", lt[0],
-				 lt[1]);
+			mismatch(call, "  ref: '%s'\n  %s: '%s'", lt[0],
+				 side_name(side), lt[1]);
 	} else if (op == P_READDIR) {
 		int i;
 
@@ -998,11 +1106,549 @@ static void op_path(enum pop op)
 			     ents[1][i].type != DT_UNKNOWN &&
 			     ents[0][i].type != ents[1][i].type))
 				mismatch(call, "  entry %d: ref '%s' (d_type "
-					 "%d), test '%s' (d_type %d)", i,
+					 "%d), %s '%s' (d_type %d)", i,
 					 ents[0][i].name, ents[0][i].type,
-					 ents[1][i].name, ents[1][i].type);
+					 side_name(side), ents[1][i].name,
+					 ents[1][i].type);
 		free(ents[0]);
 		free(ents[1]);
+	}
+}
+
+/* ---- two mounts: disjoint writers of shared files (-M) --------------- */
+
+#define NSHARED 3	/* s0, s1, s2 at the root */
+#define SSLOTS 2	/* descriptors per node and shared file */
+#define BLOCK (64 << 10)	/* the cache's unit of dirty byte ranges */
+#define NEVER LONG_MAX
+
+/* A range of a shared file's bytes, written only by its owner. */
+struct srange {
+	off_t off;
+	size_t len;
+	int owner;	/* node 0 (A) or 1 (B) */
+	long wop;	/* op of the owner's last write to it; -1: the layout */
+	long pub;	/* op that published that write; NEVER: not yet */
+};
+
+struct sslot {
+	int fd;	/* on the node's own mount; -1: free */
+	int flags;
+	bool wrote;
+};
+
+struct sfile {
+	char name[8];
+	off_t size;	/* fixed between checkpoints */
+	struct srange *r;	/* sorted, covering [0, size) */
+	int nr;
+	int ref_fd;	/* the reference's copy, open from its layout on */
+	struct sslot sl[2][SSLOTS];	/* each node's own descriptors */
+	long opened[2];	/* each node's last open (or revalidation) */
+};
+
+static struct sfile shared[NSHARED];
+static long n_swrite, n_sread, n_layout, n_checkpoint;
+static long long n_cmp_own, n_cmp_other;
+
+static int node_side(int node)
+{
+	return node ? SIDE_B : SIDE_A;
+}
+
+static char node_name(int node)
+{
+	return node ? 'B' : 'A';
+}
+
+/* Wrong result of a call that must work on the mount (the reference
+ * has no such call, or it worked there). */
+static void expect(const char *call, long rc, long want)
+{
+	struct res r[2] = { { want, 0 }, { rc, rc < 0 ? errno : 0 } };
+
+	cmp_res(call, r);
+}
+
+/* The node's writes to f so far are handed over: a later open (or
+ * revalidation) on the other node must show them. */
+static void publish(int node, int f)
+{
+	struct sfile *sf = &shared[f];
+	int k;
+
+	for (k = 0; k < sf->nr; k++)
+		if (sf->r[k].owner == node && sf->r[k].pub == NEVER)
+			sf->r[k].pub = op_index;
+}
+
+/* The node has writes to f that are not handed over yet. */
+static bool unpublished(int node, int f)
+{
+	struct sfile *sf = &shared[f];
+	int k;
+
+	for (k = 0; k < sf->nr; k++)
+		if (sf->r[k].owner == node && sf->r[k].pub == NEVER)
+			return true;
+	return false;
+}
+
+/* A seeded partition of [0, size) into ranges of A and B. */
+static void partition(struct sfile *sf)
+{
+	off_t o = 0;
+	int owner = (int)rnd(2), cap = 0;
+
+	free(sf->r);
+	sf->r = NULL;
+	sf->nr = 0;
+	while (o < sf->size) {
+		uint64_t r = rnd(100);
+		off_t rest = BLOCK - o % BLOCK;
+		off_t len;
+
+		if (r < 12)
+			len = 1;
+		else if (r < 32)
+			len = 1 + (off_t)rnd(512);
+		else if (r < 42)
+			len = 47008;	/* IOR's odd record size */
+		else if (r < 57)
+			len = 1 + (off_t)rnd(100000);
+		else if (r < 75)
+			len = rest;	/* to the end of the block */
+		else if (r < 85)	/* whole blocks */
+			len = rest + (off_t)rnd(8) * BLOCK;
+		else
+			len = 1 + (off_t)rnd(BLOCK);
+		if (len > sf->size - o)
+			len = sf->size - o;
+		if (sf->nr == cap) {
+			cap = cap ? cap * 2 : 64;
+			sf->r = realloc(sf->r, (size_t)cap * sizeof(*sf->r));
+			if (!sf->r)
+				die("out of memory");
+		}
+		sf->r[sf->nr].off = o;
+		sf->r[sf->nr].len = (size_t)len;
+		sf->r[sf->nr].owner = owner;
+		sf->r[sf->nr].wop = -1;
+		sf->r[sf->nr].pub = -1;
+		sf->nr++;
+		o += len;
+		if (rnd(4))
+			owner ^= 1;
+	}
+}
+
+/*
+ * Lay shared file f out anew through A (all descriptors are closed): a
+ * new size and partition, contents sparse or written whole, fsync (so B
+ * sees it whatever flush_on_close is), close.  The reference keeps its
+ * descriptor open.
+ */
+static void layout(int f)
+{
+	struct sfile *sf = &shared[f];
+	char call[400], p[MAXPATH];
+	uint64_t r = rnd(100);
+	bool sparse = rnd(2);
+	struct res res[2];
+	int fd[2], s;
+	off_t o;
+
+	if (r < 20)
+		sf->size = 1 + (off_t)rnd(256 << 10);
+	else if (r < 45)
+		sf->size = 1 + (off_t)rnd(2 << 20);
+	else if (r < 80)	/* across the first chunk boundary */
+		sf->size = CHUNK - (off_t)rnd(512 << 10) +
+			   (off_t)rnd(1 << 20);
+	else
+		sf->size = 1 + (off_t)rnd(6 << 20);
+	partition(sf);
+	n_layout++;
+	snprintf(call, sizeof(call), "A: layout '%s': open O_RDWR|O_CREAT|"
+		 "O_TRUNC, %s %lld bytes, fsync, close; %d ranges", sf->name,
+		 sparse ? "ftruncate to" : "write", (long long)sf->size,
+		 sf->nr);
+	note("%s", call);
+	if (sf->ref_fd >= 0)
+		close(sf->ref_fd);
+	for (s = 0; s < 2; s++) {
+		full(p, s ? SIDE_A : SIDE_REF, sf->name);
+		fd[s] = open(p, O_RDWR | O_CREAT | O_TRUNC, 0644);
+		res_set(&res[s], fd[s]);
+		if (fd[s] >= 0)
+			res[s].rc = 0;
+	}
+	cmp_res(call, res);
+	sf->ref_fd = fd[0];
+	if (sparse) {
+		for (s = 0; s < 2; s++)
+			res_set(&res[s], ftruncate(fd[s], sf->size));
+		cmp_res(call, res);
+	}
+	for (o = 0; !sparse && o < sf->size; o += MAXIO) {
+		size_t n = (size_t)(sf->size - o < MAXIO ? sf->size - o :
+				    MAXIO);
+
+		fill(wbuf, n);
+		for (s = 0; s < 2; s++)
+			res_set(&res[s], pwrite(fd[s], wbuf, n, o));
+		cmp_res(call, res);
+	}
+	expect(call, fsync(fd[1]), 0);
+	expect(call, close(fd[1]), 0);
+}
+
+/* A free descriptor slot of node on f, closing one if all are taken. */
+static int sslot_free(int node, int f)
+{
+	struct sfile *sf = &shared[f];
+	int i;
+
+	for (i = 0; i < SSLOTS; i++)
+		if (sf->sl[node][i].fd < 0)
+			return i;
+	return -1;
+}
+
+static void sslot_close(int node, int f, int i)
+{
+	struct sfile *sf = &shared[f];
+	struct sslot *sl = &sf->sl[node][i];
+	char call[200];
+
+	snprintf(call, sizeof(call), "%c: close('%s' slot %d%s)",
+		 node_name(node), sf->name, i, sl->wrote ? ", wrote" : "");
+	note("%s", call);
+	expect(call, close(sl->fd), 0);
+	/* With flush_on_close=sync the close of a descriptor that wrote
+	 * returns once all of the node's dirty data of the file is on the
+	 * backend. */
+	if (sl->wrote && !flush_prog)
+		publish(node, f);
+	sl->fd = -1;
+	sl->wrote = false;
+}
+
+static int sslot_open(int node, int f, int flags)
+{
+	struct sfile *sf = &shared[f];
+	char call[200], p[MAXPATH];
+	int i = sslot_free(node, f);
+	struct stat st;
+
+	if (i < 0) {
+		i = (int)rnd(SSLOTS);
+		sslot_close(node, f, i);
+	}
+	snprintf(call, sizeof(call), "%c: open('%s', %s) -> slot %d",
+		 node_name(node), sf->name, flagstr(flags), i);
+	note("%s", call);
+	full(p, node_side(node), sf->name);
+	sf->sl[node][i].fd = open(p, flags);
+	expect(call, sf->sl[node][i].fd < 0 ? -1 : 0, 0);
+	if (fstat(sf->sl[node][i].fd, &st) == 0)
+		note("  (%c: inode %llx)", node_name(node),
+		     (unsigned long long)st.st_ino);
+	sf->sl[node][i].flags = flags;
+	sf->sl[node][i].wrote = false;
+	sf->opened[node] = op_index;
+	return i;
+}
+
+/* An open descriptor of node on f (writable if asked), or a new one. */
+static int sslot_pick(int node, int f, bool writable)
+{
+	struct sfile *sf = &shared[f];
+	int i, n = 0, c[SSLOTS];
+
+	for (i = 0; i < SSLOTS; i++)
+		if (sf->sl[node][i].fd >= 0 &&
+		    (!writable || (sf->sl[node][i].flags & O_ACCMODE) == O_RDWR))
+			c[n++] = i;
+	if (n)
+		return c[rnd((uint64_t)n)];
+	return sslot_open(node, f, O_RDWR);
+}
+
+static void op_sopen(void)
+{
+	int node = (int)rnd(2), f = (int)rnd(NSHARED);
+
+	sslot_open(node, f, rnd(5) ? O_RDWR : O_RDONLY);
+}
+
+static void op_sclose(void)
+{
+	int node = (int)rnd(2), f = (int)rnd(NSHARED), i, n = 0;
+	int c[SSLOTS];
+
+	for (i = 0; i < SSLOTS; i++)
+		if (shared[f].sl[node][i].fd >= 0)
+			c[n++] = i;
+	if (n)
+		sslot_close(node, f, c[rnd((uint64_t)n)]);
+}
+
+/* A node writes one of its ranges, whole or a piece of it. */
+static void op_swrite(void)
+{
+	int node = (int)rnd(2), f = (int)rnd(NSHARED), k, i;
+	struct sfile *sf = &shared[f];
+	struct srange *r;
+	struct res res[2];
+	char call[400];
+	off_t off;
+	size_t n;
+
+	for (k = (int)rnd((uint64_t)sf->nr), i = 0;
+	     i < sf->nr && sf->r[k].owner != node; i++)
+		k = (k + 1) % sf->nr;
+	if (sf->r[k].owner != node)
+		return;	/* the other node owns every byte */
+	r = &sf->r[k];
+	off = r->off;
+	n = r->len;
+	if (rnd(2) && n > 1) {	/* a piece of the range */
+		off_t a = (off_t)rnd(n), b = (off_t)rnd(n);
+
+		if (a > b) {
+			off_t t = a;
+
+			a = b;
+			b = t;
+		}
+		off += a;
+		n = (size_t)(b - a) + 1;
+	}
+	i = sslot_pick(node, f, true);
+	fill(wbuf, n);
+	snprintf(call, sizeof(call), "%c: pwrite('%s' slot %d, len %zu, off "
+		 "%lld) [range %d of %c: %lld+%zu]", node_name(node),
+		 sf->name, i, n, (long long)off, k, node_name(node),
+		 (long long)r->off, r->len);
+	note("%s", call);
+	res_set(&res[0], pwrite(sf->ref_fd, wbuf, n, off));
+	res_set(&res[1], pwrite(sf->sl[node][i].fd, wbuf, n, off));
+	cmp_res(call, res);
+	sf->sl[node][i].wrote = true;
+	r->wop = op_index;
+	r->pub = NEVER;
+	n_swrite++;
+}
+
+/*
+ * A node reads a span and compares the bytes it must see: its own
+ * ranges, and the other node's ranges whose last write was published
+ * before this node last opened (or revalidated) the file.
+ */
+static void op_sread(void)
+{
+	int node = (int)rnd(2), f = (int)rnd(NSHARED), k, i;
+	struct sfile *sf = &shared[f];
+	uint64_t w = rnd(100);
+	struct res res[2];
+	char call[400];
+	off_t off, hi;
+	size_t n;
+
+	if (w < 35) {	/* one range */
+		k = (int)rnd((uint64_t)sf->nr);
+		off = sf->r[k].off;
+		n = sf->r[k].len;
+	} else if (w < 60) {	/* a block */
+		off = (off_t)rnd((uint64_t)sf->size) & ~(off_t)(BLOCK - 1);
+		n = BLOCK;
+	} else if (w < 90) {
+		off = (off_t)rnd((uint64_t)sf->size);
+		n = 1 + rnd(256 << 10);
+	} else {
+		off = rnd(2) ? 0 : (off_t)rnd((uint64_t)sf->size);
+		n = MAXIO;
+	}
+	i = sslot_pick(node, f, false);
+	snprintf(call, sizeof(call), "%c: pread('%s' slot %d, len %zu, off "
+		 "%lld)", node_name(node), sf->name, i, n, (long long)off);
+	note("%s", call);
+	res_set(&res[0], pread(sf->ref_fd, iobuf[0], n, off));
+	res_set(&res[1], pread(sf->sl[node][i].fd, iobuf[1], n, off));
+	cmp_res(call, res);
+	n_sread++;
+	hi = off + res[0].rc;
+	for (k = 0; k < sf->nr && sf->r[k].off < hi; k++) {
+		struct srange *r = &sf->r[k];
+		off_t lo = r->off > off ? r->off : off;
+		off_t end = r->off + (off_t)r->len < hi ?
+			    r->off + (off_t)r->len : hi;
+		bool own = r->owner == node;
+		char *a = iobuf[0] + (lo - off), *b = iobuf[1] + (lo - off);
+		size_t j;
+
+		if (end <= lo || (!own && r->pub >= sf->opened[node]))
+			continue;
+		if (own)
+			n_cmp_own += end - lo;
+		else
+			n_cmp_other += end - lo;
+		if (!memcmp(a, b, (size_t)(end - lo)))
+			continue;
+		for (j = 0; a[j] == b[j]; j++)
+			;
+		mismatch(call, "  contents differ first at byte %lld: ref=0x%02x "
+			 "test=0x%02x\n  the byte is in range %d of node %c "
+			 "[%lld, %lld), last written at op %ld (-1: the "
+			 "layout), published at op %ld (-1: the last "
+			 "checkpoint); node %c last opened '%s' at op %ld",
+			 (long long)(lo + (off_t)j), (unsigned char)a[j],
+			 (unsigned char)b[j], k, node_name(r->owner),
+			 (long long)r->off, (long long)(r->off + (off_t)r->len),
+			 r->wop, r->pub, node_name(node), sf->name,
+			 sf->opened[node]);
+	}
+}
+
+static void op_sfsync(void)
+{
+	int node = (int)rnd(2), f = (int)rnd(NSHARED), i;
+	bool data = rnd(2);
+	char call[200];
+
+	i = sslot_pick(node, f, false);
+	snprintf(call, sizeof(call), "%c: %s('%s' slot %d)", node_name(node),
+		 data ? "fdatasync" : "fsync", shared[f].name, i);
+	note("%s", call);
+	expect(call, data ? fdatasync(shared[f].sl[node][i].fd) :
+	       fsync(shared[f].sl[node][i].fd), 0);
+	/* fsync=backend: all of the node's dirty data of the file is on
+	 * the backend, whatever flush_on_close says. */
+	publish(node, f);
+}
+
+/*
+ * fstat through a node: the size (fixed between checkpoints) and mode.
+ * B has attr_timeout=0, so its fstat reaches the daemon, which drops
+ * what another node changed if B has no writes of its own in flight: it
+ * revalidates as an open does.
+ */
+static void op_sstat(void)
+{
+	int node = (int)rnd(2), f = (int)rnd(NSHARED), i;
+	struct stat st[2];
+	struct res res[2];
+	char call[200];
+
+	i = sslot_pick(node, f, false);
+	snprintf(call, sizeof(call), "%c: fstat('%s' slot %d)",
+		 node_name(node), shared[f].name, i);
+	note("%s", call);
+	res_set(&res[0], fstat(shared[f].ref_fd, &st[0]));
+	res_set(&res[1], fstat(shared[f].sl[node][i].fd, &st[1]));
+	cmp_res(call, res);
+	cmp_stat(call, &st[0], &st[1], true);
+	if (node == 1 && !unpublished(node, f))
+		shared[f].opened[node] = op_index;
+}
+
+/* B looks at what A did to the namespace (B has entry_timeout=0). */
+static void op_bstat(void)
+{
+	static const enum pop p[] = { P_STAT, P_LSTAT, P_READLINK };
+
+	op_path(p[rnd(3)], SIDE_B);
+}
+
+static void op_breaddir(void)
+{
+	op_path(P_READDIR, SIDE_B);
+}
+
+/* Run 'flush_prog MNT flush' and wait for it. */
+static void run_flush(int side)
+{
+	char call[MAXPATH + 64];
+	int st = 0;
+	pid_t pid;
+
+	snprintf(call, sizeof(call), "checkpoint: %s %s flush", flush_prog,
+		 root[side]);
+	note("%s", call);
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		if (null >= 0)	/* its "flushed ..." line */
+			dup2(null, STDOUT_FILENO);
+		execlp(flush_prog, flush_prog, root[side], "flush",
+		       (char *)NULL);
+		fprintf(stderr, "difftest: %s: %s\n", flush_prog,
+			strerror(errno));
+		_exit(127);
+	}
+	if (waitpid(pid, &st, 0) < 0)
+		die("waitpid: %s", strerror(errno));
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		mismatch(call, "  exit status %d", WIFEXITED(st) ?
+			 WEXITSTATUS(st) : 128 + WTERMSIG(st));
+}
+
+/*
+ * Every descriptor closed on both nodes (and flushed with -F): A, B and
+ * the export hold what the reference holds.  Then shared files are laid
+ * out anew (all of them the first time, before op 0).
+ */
+static void checkpoint(bool last)
+{
+	int i, f, node;
+
+	rng_state = seed ^ ((uint64_t)(op_index + 2) * 0x9e6c63d0676a9a99ULL) ^
+		    0x5851f42d4c957f2dULL;
+	rnd64();
+	if (op_index >= 0) {
+		note("checkpoint");
+		n_checkpoint++;
+		for (i = 0; i < NSLOTS; i++)
+			if (slots[i].fd[0] >= 0 || slots[i].fd[1] >= 0)
+				slot_close(i);
+		for (f = 0; f < NSHARED; f++)
+			for (node = 0; node < 2; node++)
+				for (i = 0; i < SSLOTS; i++)
+					if (shared[f].sl[node][i].fd >= 0)
+						sslot_close(node, f, i);
+		if (flush_prog) {
+			run_flush(SIDE_A);
+			run_flush(SIDE_B);
+		}
+		cmp_trees(SIDE_A);
+		cmp_trees(SIDE_B);
+		if (root[SIDE_EXPORT])
+			cmp_trees(SIDE_EXPORT);
+	}
+	for (f = 0; f < NSHARED; f++) {
+		for (i = 0; i < shared[f].nr; i++)
+			shared[f].r[i].pub = -1;
+		shared[f].opened[0] = shared[f].opened[1] = -1;
+		if (!last && (op_index < 0 || rnd(2)))
+			layout(f);
+	}
+}
+
+static void shared_init(void)
+{
+	int f, node, i;
+
+	for (f = 0; f < NSHARED; f++) {
+		snprintf(shared[f].name, sizeof(shared[f].name), "s%d", f);
+		shared[f].ref_fd = -1;
+		for (node = 0; node < 2; node++)
+			for (i = 0; i < SSLOTS; i++)
+				shared[f].sl[node][i].fd = -1;
 	}
 }
 
@@ -1010,50 +1656,60 @@ static void op_pwrite_p(void) { op_pwrite(true); }
 static void op_write(void) { op_pwrite(false); }
 static void op_pread_p(void) { op_pread(true); }
 static void op_read(void) { op_pread(false); }
-static void op_stat(void) { op_path(P_STAT); }
-static void op_lstat(void) { op_path(P_LSTAT); }
-static void op_truncate(void) { op_path(P_TRUNCATE); }
-static void op_unlink(void) { op_path(P_UNLINK); }
-static void op_mkdir(void) { op_path(P_MKDIR); }
-static void op_rmdir(void) { op_path(P_RMDIR); }
-static void op_rename(void) { op_path(P_RENAME); }
-static void op_link(void) { op_path(P_LINK); }
-static void op_symlink(void) { op_path(P_SYMLINK); }
-static void op_readlink(void) { op_path(P_READLINK); }
-static void op_chmod(void) { op_path(P_CHMOD); }
-static void op_readdir(void) { op_path(P_READDIR); }
+static void op_stat(void) { op_path(P_STAT, SIDE_A); }
+static void op_lstat(void) { op_path(P_LSTAT, SIDE_A); }
+static void op_truncate(void) { op_path(P_TRUNCATE, SIDE_A); }
+static void op_unlink(void) { op_path(P_UNLINK, SIDE_A); }
+static void op_mkdir(void) { op_path(P_MKDIR, SIDE_A); }
+static void op_rmdir(void) { op_path(P_RMDIR, SIDE_A); }
+static void op_rename(void) { op_path(P_RENAME, SIDE_A); }
+static void op_link(void) { op_path(P_LINK, SIDE_A); }
+static void op_symlink(void) { op_path(P_SYMLINK, SIDE_A); }
+static void op_readlink(void) { op_path(P_READLINK, SIDE_A); }
+static void op_chmod(void) { op_path(P_CHMOD, SIDE_A); }
+static void op_readdir(void) { op_path(P_READDIR, SIDE_A); }
 
 /* The op mix; weights in per mille. -X NAME leaves an op out (to isolate
- * a bug; the same seed then gives another sequence). */
+ * a bug; the same seed then gives another sequence).  The ops marked
+ * 'two' run only with two mounts (-M), which doubles the total. */
 static struct {
 	const char *name;
 	unsigned weight;
 	void (*fn)(void);
 	bool off;
+	bool two;
 } ops[] = {
-	{ "open", 110, op_open, false },
-	{ "reopen", 40, op_reopen, false },
-	{ "close", 60, op_close, false },
-	{ "pwrite", 150, op_pwrite_p, false },
-	{ "write", 50, op_write, false },
-	{ "pread", 130, op_pread_p, false },
-	{ "read", 30, op_read, false },
-	{ "lseek", 30, op_lseek, false },
-	{ "ftruncate", 50, op_ftruncate, false },
-	{ "fsync", 25, op_fsync, false },
-	{ "fstat", 40, op_fstat, false },
-	{ "stat", 30, op_stat, false },
-	{ "lstat", 20, op_lstat, false },
-	{ "truncate", 25, op_truncate, false },
-	{ "unlink", 45, op_unlink, false },
-	{ "mkdir", 35, op_mkdir, false },
-	{ "rmdir", 25, op_rmdir, false },
-	{ "rename", 45, op_rename, false },
-	{ "link", 30, op_link, false },
-	{ "symlink", 15, op_symlink, false },
-	{ "readlink", 10, op_readlink, false },
-	{ "chmod", 15, op_chmod, false },
-	{ "readdir", 15, op_readdir, false },
+	{ "open", 110, op_open, false, false },
+	{ "reopen", 40, op_reopen, false, false },
+	{ "close", 60, op_close, false, false },
+	{ "pwrite", 150, op_pwrite_p, false, false },
+	{ "write", 50, op_write, false, false },
+	{ "pread", 130, op_pread_p, false, false },
+	{ "read", 30, op_read, false, false },
+	{ "lseek", 30, op_lseek, false, false },
+	{ "ftruncate", 50, op_ftruncate, false, false },
+	{ "fsync", 25, op_fsync, false, false },
+	{ "fstat", 40, op_fstat, false, false },
+	{ "stat", 30, op_stat, false, false },
+	{ "lstat", 20, op_lstat, false, false },
+	{ "truncate", 25, op_truncate, false, false },
+	{ "unlink", 45, op_unlink, false, false },
+	{ "mkdir", 35, op_mkdir, false, false },
+	{ "rmdir", 25, op_rmdir, false, false },
+	{ "rename", 45, op_rename, false, false },
+	{ "link", 30, op_link, false, false },
+	{ "symlink", 15, op_symlink, false, false },
+	{ "readlink", 10, op_readlink, false, false },
+	{ "chmod", 15, op_chmod, false, false },
+	{ "readdir", 15, op_readdir, false, false },
+	{ "sopen", 60, op_sopen, false, true },
+	{ "sclose", 50, op_sclose, false, true },
+	{ "swrite", 400, op_swrite, false, true },
+	{ "sread", 300, op_sread, false, true },
+	{ "sfsync", 40, op_sfsync, false, true },
+	{ "sstat", 50, op_sstat, false, true },
+	{ "bstat", 60, op_bstat, false, true },
+	{ "breaddir", 40, op_breaddir, false, true },
 };
 #define NOPS (sizeof(ops) / sizeof(ops[0]))
 
@@ -1063,10 +1719,11 @@ static void one_op(void)
 	size_t i;
 
 	for (i = 0; i < NOPS; i++)
-		total += ops[i].off ? 0 : ops[i].weight;
+		total += ops[i].off || (ops[i].two && !root[SIDE_B]) ? 0 :
+			 ops[i].weight;
 	r = (unsigned)rnd(total);
 	for (i = 0; i < NOPS; i++) {
-		if (ops[i].off)
+		if (ops[i].off || (ops[i].two && !root[SIDE_B]))
 			continue;
 		if (r < ops[i].weight) {
 			ops[i].fn();
@@ -1169,19 +1826,19 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: difftest [-s SEED] [-n OPS] [-c EVERY] [-v] [-H N] [-X OP,...] [-O LIST]\n"
-		"                REF_DIR TEST_DIR\n"
+		"                [-M TEST_DIR2 [-E EXPORT_DIR] [-F STAGEFSCTL]] REF_DIR TEST_DIR\n"
 		"       difftest -C REF_DIR TEST_DIR\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	long nops = 10000, every = 1000, i;
+	long nops = 10000, i;
 	bool compare_only = false, seeded = false;
 	struct timespec t0, t1;
 	int c, s;
 
-	while ((c = getopt(argc, argv, "s:n:c:vCX:O:H:")) != -1) {
+	while ((c = getopt(argc, argv, "s:n:c:vCX:O:H:M:E:F:")) != -1) {
 		switch (c) {
 		case 's':
 			seed = strtoull(optarg, NULL, 0);
@@ -1214,14 +1871,25 @@ int main(int argc, char **argv)
 				 *xopts ? "," : "", optarg);
 			exclude(optarg);
 			break;
+		case 'M':
+			root[SIDE_B] = optarg;
+			break;
+		case 'E':
+			root[SIDE_EXPORT] = optarg;
+			break;
+		case 'F':
+			flush_prog = optarg;
+			break;
 		default:
 			usage();
 		}
 	}
-	if (argc - optind != 2)
+	if (argc - optind != 2 ||
+	    ((root[SIDE_EXPORT] || flush_prog) && !root[SIDE_B]) ||
+	    (compare_only && root[SIDE_B]))
 		usage();
-	root[0] = argv[optind];
-	root[1] = argv[optind + 1];
+	root[SIDE_REF] = argv[optind];
+	root[SIDE_A] = argv[optind + 1];
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	hist = calloc((size_t)hist_len, sizeof(*hist));
 	hist_idx = calloc((size_t)hist_len, sizeof(*hist_idx));
@@ -1236,9 +1904,9 @@ int main(int argc, char **argv)
 	if (!wbuf)
 		die("out of memory");
 	if (compare_only) {
-		cmp_trees();
-		printf("difftest: trees %s and %s are the same\n", root[0],
-		       root[1]);
+		cmp_trees(SIDE_A);
+		printf("difftest: trees %s and %s are the same\n",
+		       root[SIDE_REF], root[SIDE_A]);
 		return 0;
 	}
 	if (!seeded) {
@@ -1248,36 +1916,64 @@ int main(int argc, char **argv)
 	}
 	rng_state = seed;
 	umask(022);
-	check_empty(0);
-	check_empty(1);
+	for (s = 0; s < NROOTS; s++)
+		if (root[s])
+			check_empty(s);
 	for (i = 0; i < NSLOTS; i++)
 		slots[i].fd[0] = slots[i].fd[1] = -1;
-	printf("difftest: seed=%" PRIu64 " ops=%ld ref=%s test=%s\n", seed,
-	       nops, root[0], root[1]);
+	printf("difftest: seed=%" PRIu64 " ops=%ld ref=%s test=%s", seed,
+	       nops, root[SIDE_REF], root[SIDE_A]);
+	if (root[SIDE_B])
+		printf(" B=%s%s%s, flush_on_close=%s", root[SIDE_B],
+		       root[SIDE_EXPORT] ? " export=" : "",
+		       root[SIDE_EXPORT] ? root[SIDE_EXPORT] : "",
+		       flush_prog ? "async" : "sync");
+	printf("\n");
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (root[SIDE_B]) {
+		shared_init();
+		checkpoint(false);	/* op_index -1: the first layouts */
+	}
 	for (op_index = 0; op_index < nops; op_index++) {
+		bool kept = !only || op_kept(op_index);
+
 		/* Each op draws from its own stream: leaving ops out (-O)
 		 * does not change the others. */
 		rng_state = seed ^ ((uint64_t)op_index * 0xd1b54a32d192ed03ULL);
 		rnd64();
-		if (only && !op_kept(op_index))
+		if (kept)
+			one_op();
+		if (every <= 0 || (op_index + 1) % every != 0)
 			continue;
-		one_op();
-		if (every > 0 && (op_index + 1) % every == 0) {
-			cmp_trees();
-			if (!verbose && (op_index + 1) % (every * 10) == 0)
-				printf("difftest: %ld ops, no difference\n",
-				       op_index + 1);
-		}
+		/* With two mounts the checkpoints are part of the sequence:
+		 * they run, and lay files out, whichever ops -O keeps. */
+		if (root[SIDE_B] && op_index + 1 < nops)
+			checkpoint(false);
+		else if (!root[SIDE_B] && kept)
+			cmp_trees(SIDE_A);
+		if (!verbose && (op_index + 1) % (every * 10) == 0)
+			printf("difftest: %ld ops, no difference\n",
+			       op_index + 1);
 	}
-	for (i = 0; i < NSLOTS; i++)
-		if (slots[i].fd[0] >= 0 || slots[i].fd[1] >= 0)
-			slot_close((int)i);
-	cmp_trees();
+	if (root[SIDE_B]) {
+		op_index = nops;
+		checkpoint(true);
+	} else {
+		for (i = 0; i < NSLOTS; i++)
+			if (slots[i].fd[0] >= 0 || slots[i].fd[1] >= 0)
+				slot_close((int)i);
+		cmp_trees(SIDE_A);
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	printf("difftest: seed=%" PRIu64 ": %ld ops, no difference (%.1f s; "
 	       "%ld calls succeeded, %ld failed alike)\n",
 	       seed, nops, (double)(t1.tv_sec - t0.tv_sec) +
 	       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, n_ok, n_err);
+	if (root[SIDE_B])
+		printf("difftest: two mounts: %ld layouts, %ld writes, %ld "
+		       "reads, %ld checkpoints; bytes read and compared: "
+		       "%lld of the reader's own ranges, %lld of the other "
+		       "node's\n", n_layout, n_swrite, n_sread, n_checkpoint,
+		       n_cmp_own, n_cmp_other);
 	return 0;
 }

@@ -8,10 +8,32 @@
 # After unmounting it compares the native directory with the backend
 # directory too: what the mount showed is what the backend got.
 #
+# Then two nodes (issue 11): two stagefs mounts of one nfs export, each
+# with its own cache dir, and one native directory (difftest -M).  Besides
+# the same op mix through mount A, both mounts write shared files at once,
+# each only its own seeded byte ranges (1 byte, unaligned sizes such as
+# 47,008, whole 64 KiB blocks; ranges of both nodes in one block), through
+# descriptors of its own; reads compare what close-to-open promises (own
+# ranges always, the other node's after its close or fsync and an open
+# here); and at each checkpoint (all descriptors closed) the tree through
+# A, through B and the export directory itself equal the native one.
+# Once with flush_on_close=sync, once with async and `stagefsctl MNT
+# flush` on both mounts before each checkpoint.  B is mounted with
+# entry_timeout=0,attr_timeout=0.  After unmounting both, the export is
+# compared once more.
+#
 # Environment:
-#   DIFFTEST_OPS    ops per backend (default 20000, about a minute each)
-#   DIFFTEST_SEED   the seed (default: a new one each run, printed)
-#   DIFFTEST_BIN    the difftest program (meson passes it)
+#   DIFFTEST_OPS      ops per single-mount run (default 20000, about a
+#                     minute each)
+#   DIFFTEST_TWO_OPS  ops per two-mount run (default 3000: the two runs
+#                     take about a minute together on 2 cores)
+#   DIFFTEST_RUNS     the runs (default "posix nfs posix+direct nfs2
+#                     nfs2+async"; the single-mount ones follow
+#                     STAGEFS_TEST_BACKENDS)
+#   DIFFTEST_SEED     the seed (default: a new one each run, printed)
+#   DIFFTEST_ARGS     more difftest arguments for the two-mount runs, to
+#                     shrink a failure: e.g. "-O 12,40-44 -v"
+#   DIFFTEST_BIN      the difftest program (meson passes it)
 # A failure prints the seed, the op index, both results and the last ops;
 # rerun with DIFFTEST_SEED=<seed> tests/run integration-posix-difftest, or
 # run the difftest binary by hand (-v prints every op, -O keeps only some
@@ -26,17 +48,69 @@ if [[ -z "${DIFFTEST_BIN:-}" ]]; then
 fi
 [[ -n "${DIFFTEST_BIN:-}" && -x "$DIFFTEST_BIN" ]] \
 	|| fail "DIFFTEST_BIN is not set or not executable (${DIFFTEST_BIN:-unset}); build with meson"
+need_stagefsctl
 ops=${DIFFTEST_OPS:-20000}
+two_ops=${DIFFTEST_TWO_OPS:-3000}
 seed=${DIFFTEST_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
-info "seed $seed, $ops ops per backend (DIFFTEST_SEED=$seed DIFFTEST_OPS=$ops to rerun)"
 
 # Each backend with the default options; then the posix backend once more
 # with the other read and write paths: O_DIRECT cache I/O and, with
-# verify=off, hits spliced from the cache file.
+# verify=off, hits spliced from the cache file.  Then the two-mount runs.
 runs=$(backends)
 [[ " $runs " == *" posix "* ]] && runs="$runs posix+direct"
+runs="${DIFFTEST_RUNS:-$runs nfs2 nfs2+async}"
+info "seed $seed, $ops ops per single-mount run, $two_ops per two-mount run;" \
+	"runs: $runs (DIFFTEST_SEED=$seed DIFFTEST_OPS=$ops DIFFTEST_TWO_OPS=$two_ops" \
+	"DIFFTEST_RUNS='$runs' to rerun)"
+
+# two_mounts RUN: the two-mount mode (nfs2: flush_on_close=sync;
+# nfs2+async: async and a flush before each checkpoint).  Returns 1 on a
+# difference.
+two_mounts() {
+	local run=$1 mode=sync ma mb ref args=() rc=0
+	[[ $run == *+async ]] && mode=async
+	need_nfs
+	make_backend nfs
+	ma=$TEST_TMP/mnt.$run.A
+	mb=$TEST_TMP/mnt.$run.B
+	ref=$TEST_TMP/ref.$run
+	mkdir "$ref"
+	mount_stagefs "$BACKEND" "$ma" "$TEST_TMP/cache.$run.A" flush_on_close=$mode
+	mount_stagefs "$BACKEND" "$mb" "$TEST_TMP/cache.$run.B" flush_on_close=$mode \
+		entry_timeout=0 attr_timeout=0
+	chmod "$(stat -c %a "$ma")" "$ref"
+	args=(-s "$seed" -n "$two_ops" -c 500 -M "$mb" -E "$BACKEND_DIR")
+	[[ $mode == async ]] && args+=(-F "$STAGEFSCTL_BIN")
+	# shellcheck disable=SC2206  # split on purpose
+	args+=(${DIFFTEST_ARGS:-})
+	info "$run: difftest ${args[*]} $ref $ma"
+	if ! "$DIFFTEST_BIN" "${args[@]}" "$ref" "$ma"; then
+		echo "FAIL: $TEST_NAME: $run: two mounts differ from a native directory" \
+			"(seed $seed; DIFFTEST_SEED=$seed DIFFTEST_TWO_OPS=$two_ops" \
+			"DIFFTEST_RUNS=$run to rerun)" >&2
+		echo "mount A:" >&2
+		log_tail "$ma" 40
+		echo "mount B:" >&2
+		log_tail "$mb" 40
+		rc=1
+	fi
+	unmount_stagefs "$ma" || { echo "FAIL: $TEST_NAME: $run: daemon A exit status $?" >&2; rc=1; }
+	unmount_stagefs "$mb" || { echo "FAIL: $TEST_NAME: $run: daemon B exit status $?" >&2; rc=1; }
+	[[ $rc -eq 0 ]] || return 1
+	info "$run: comparing the native directory with the export after unmounting both"
+	if ! "$DIFFTEST_BIN" -C "$ref" "$BACKEND_DIR"; then
+		echo "FAIL: $TEST_NAME: $run: the export differs from the native directory" \
+			"after unmount (seed $seed)" >&2
+		return 1
+	fi
+}
+
 rc=0
 for run in $runs; do
+	if [[ $run == nfs2* ]]; then
+		two_mounts "$run" || rc=1
+		continue
+	fi
 	kind=${run%%+*}
 	opts=()
 	[[ $run == *+direct ]] && opts=(cache_direct=on verify=off)
