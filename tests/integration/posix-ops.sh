@@ -204,10 +204,10 @@ t_utimens() {
 	eq OK "$(py 'utimensat(a[0], (0, UTIME_NOW), (0, UTIME_OMIT))' "$f")" "utimensat(UTIME_NOW, UTIME_OMIT)"
 	eq 5000000006 "$(mtime_ns "$f")" "UTIME_OMIT mtime kept"
 	a=$(atime_ns "$f") || true
-	((a / 1000000000 >= now - 5 && a / 1000000000 <= now + 5)) || bad "UTIME_NOW atime: $a, now $now"
+	((a / 1000000000 >= now - 5 && a / 1000000000 <= now + 60)) || bad "UTIME_NOW atime: $a, now $now"
 	touch "$f" # both UTIME_NOW
 	m=$(mtime_ns "$f") || true
-	((m / 1000000000 >= now - 5 && m / 1000000000 <= now + 5)) || bad "touch (UTIME_NOW) mtime: $m, now $now"
+	((m / 1000000000 >= now - 5 && m / 1000000000 <= now + 60)) || bad "touch (UTIME_NOW) mtime: $m, now $now"
 	# times of a directory and of a symlink itself
 	touch -d '2004-01-01 UTC' "$MNT/times"
 	eq 1072915200000000000 "$(mtime_ns "$MNT/times")" "directory mtime"
