@@ -25,7 +25,7 @@
 # Environment:
 #   DIFFTEST_OPS      ops per single-mount run (default 20000, about a
 #                     minute each)
-#   DIFFTEST_TWO_OPS  ops per two-mount run (default 3000: the two runs
+#   DIFFTEST_TWO_OPS  ops per two-mount run (default 6000: the two runs
 #                     take about a minute together on 2 cores)
 #   DIFFTEST_RUNS     the runs (default "posix nfs posix+direct nfs2
 #                     nfs2+async"; the single-mount ones follow
@@ -50,7 +50,7 @@ fi
 	|| fail "DIFFTEST_BIN is not set or not executable (${DIFFTEST_BIN:-unset}); build with meson"
 need_stagefsctl
 ops=${DIFFTEST_OPS:-20000}
-two_ops=${DIFFTEST_TWO_OPS:-3000}
+two_ops=${DIFFTEST_TWO_OPS:-6000}
 seed=${DIFFTEST_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 
 # Each backend with the default options; then the posix backend once more
