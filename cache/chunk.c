@@ -163,10 +163,14 @@ static bool copy_from_fetch(struct cache_file *f, uint64_t idx,
 /*
  * Copy the dirty ranges of the blocks in want from the cache file over
  * the fetched bytes in buf (the whole chunk).  No writer runs while
- * ch->fetching, so the ranges hold still; f->lock not held.
+ * ch->fetching, so the ranges hold still; but an upload may finish and
+ * clean a block between the backend's answer and here: its range is then
+ * in neither, and *missed gets the blocks of dirty0 (dirty when the fetch
+ * began) that are not dirty any more.  f->lock not held.
  */
 static int overlay_dirty(struct cache_file *f, struct chunk *ch, uint64_t idx,
-			 uint64_t want, char *buf)
+			 uint64_t want, uint64_t dirty0, char *buf,
+			 uint64_t *missed)
 {
 	struct cache *c = f->c;
 	uint32_t lo[CACHE_BLOCKS], hi[CACHE_BLOCKS];
@@ -174,6 +178,7 @@ static int overlay_dirty(struct cache_file *f, struct chunk *ch, uint64_t idx,
 
 	pthread_mutex_lock(&f->lock);
 	m = want & ch->dirty;
+	*missed = dirty0 & ~m;
 	memcpy(lo, ch->dlo, sizeof(lo));
 	memcpy(hi, ch->dhi, sizeof(hi));
 	pthread_mutex_unlock(&f->lock);
@@ -204,7 +209,7 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 	struct chunk *ch = f->chunks[idx];
 	uint64_t start = chunk_start(c, idx), trunc_seq = f->trunc_seq;
 	uint64_t want = backend_blocks(f, idx) & ~ch->present & ~ch->wmask;
-	uint64_t got = 0;
+	uint64_t got = 0, dirty0 = want & ch->dirty, missed = 0;
 	uint64_t len = min_u64(c->cfg->chunk_size,
 			       f->be_size > start ? f->be_size - start : 0);
 	uint64_t sums[CACHE_BLOCKS];
@@ -237,10 +242,12 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 	if (prefetch)
 		atomic_fetch_add(&c->prefetch_chunks, 1);
 	memset(buf + n, 0, c->cfg->chunk_size - (size_t)n);
-	/* Merge: this node's dirty bytes win over the backend's. */
-	rc = overlay_dirty(f, ch, idx, want, buf);
+	/* Merge: this node's dirty bytes win over the backend's.  A block
+	 * whose range an upload took meanwhile is stale here: left out. */
+	rc = overlay_dirty(f, ch, idx, want, dirty0, buf, &missed);
 	if (rc < 0)
 		goto out_lock;
+	want &= ~missed;
 	/* Write what we fetched, as runs of wanted blocks. */
 	for (b = 0; b < CACHE_BLOCKS; b++) {
 		uint64_t boff = b * c->block_size;
@@ -306,6 +313,10 @@ out_lock:
 	f->inflight--;
 	if (rc == 0 && f->trunc_seq == trunc_seq) {
 		got &= ~ch->present;	/* a writer may have come first */
+		/* New sums of dirty blocks: an upload that read them before
+		 * must not take the change for a bad block. */
+		if (got & ch->dirty)
+			ch->dirty_seq++;
 		for (b = 0; b < CACHE_BLOCKS; b++)
 			if (got & (1ULL << b))
 				ch->sums[b] = sums[b];

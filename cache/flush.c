@@ -278,7 +278,8 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 			if (XXH3_64bits(buf + i * bs, bs) == sums[i])
 				continue;
 			pthread_mutex_lock(&f->lock);
-			rc = ch->dirty_seq != seq || ch->writers ? -EAGAIN :
+			rc = ch->dirty_seq != seq || ch->writers ||
+				     ch->fetching ? -EAGAIN :
 			     f->pt_writers ? -EBUSY :	/* the kernel writes it:
 							 * the next rehash */
 								   -EIO;
