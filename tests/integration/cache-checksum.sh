@@ -13,7 +13,7 @@
 #    that is corrupted in the cache gives EIO on read, is counted, and is
 #    never uploaded (nfs only).
 # Every mount here is passthrough=off: verify=on checks the reads that go
-# through the daemon, and with passthrough (the default on a 6.9+ kernel)
+# through the daemon, and with passthrough (auto or on, on a 6.9+ kernel)
 # the reads of a wholly cached file do not.  scrub.sh shows that, and how
 # `stagefsctl scrub` covers it.
 # Size: STAGEFS_CHECKSUM_MIB (default 16).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# stagefsctl scrub (issue 12, "Checksums"), on nfs with the defaults:
-# verify=on, and passthrough=auto, which is on with a 6.9+ kernel.
+# stagefsctl scrub (issue 12, "Checksums"), on nfs with verify=on (the
+# default) and passthrough=on (a 6.9+ kernel, as passthrough.sh).
 #
 # 1. A file read once through the mount is cached whole, so its next open
 #    is passthrough: the kernel reads the cache data file itself.  A byte
@@ -33,9 +33,9 @@ mkdir -p "$BACKEND_DIR/d"
 head -c $((mib << 20)) /dev/urandom >"$BACKEND_DIR/d/f"
 head -c $((1 << 20)) /dev/urandom >"$BACKEND_DIR/d/cold"
 sum=$(xxh "$BACKEND_DIR/d/f")
-mount_stagefs "$BACKEND" "$mnt" "$cache"
-pt=0
-ctl "$mnt" status | grep -q "^passthrough on" && pt=1
+mount_stagefs "$BACKEND" "$mnt" "$cache" passthrough=on
+ctl "$mnt" status | grep -q "^passthrough on" \
+	|| fail "status does not say passthrough is on: $(ctl "$mnt" status | grep passthrough)"
 
 # 1. what verify=on does not cover
 [[ $(xxh "$mnt/d/f") == "$sum" ]] || fail "1: the first read differs"
@@ -44,20 +44,16 @@ ctl "$mnt" status | grep -q "^passthrough on" && pt=1
 data=$(cache_data_file "$cache" "$mnt/d/f")
 flip "$data" $(((mib << 20) / 2 + 12345))
 drop_caches
-if ((pt)); then
-	o0=$(ctr "$mnt" passthrough_opens)
-	r0=$(ctr "$mnt" bytes_read_cache)
-	got=$(xxh "$mnt/d/f")
-	errs=$(ctr "$mnt" checksum_errors)
-	info "1: passthrough read before the scrub: xxh128 $got (the file's is $sum), checksum_errors $errs"
-	[[ $(ctr "$mnt" passthrough_opens) -gt $o0 ]] || fail "1: the read was not a passthrough open"
-	[[ $(ctr "$mnt" bytes_read_cache) -eq $r0 ]] || fail "1: the passthrough read reached the daemon"
-	[[ $got != "$sum" ]] || fail "1: a passthrough read of the flipped data file returned the right bytes"
-	[[ $errs -eq 0 ]] || fail "1: checksum_errors is $errs before any scrub"
-	info "1: ok: verify=on does not check passthrough reads (the flipped byte was served, nothing counted)"
-else
-	info "1: passthrough is not on here (the kernel does not offer it): part 1 not shown"
-fi
+o0=$(ctr "$mnt" passthrough_opens)
+r0=$(ctr "$mnt" bytes_read_cache)
+got=$(xxh "$mnt/d/f")
+errs=$(ctr "$mnt" checksum_errors)
+info "1: passthrough read before the scrub: xxh128 $got (the file's is $sum), checksum_errors $errs"
+[[ $(ctr "$mnt" passthrough_opens) -gt $o0 ]] || fail "1: the read was not a passthrough open"
+[[ $(ctr "$mnt" bytes_read_cache) -eq $r0 ]] || fail "1: the passthrough read reached the daemon"
+[[ $got != "$sum" ]] || fail "1: a passthrough read of the flipped data file returned the right bytes"
+[[ $errs -eq 0 ]] || fail "1: checksum_errors is $errs before any scrub"
+info "1: ok: verify=on does not check passthrough reads (the flipped byte was served, nothing counted)"
 
 # 2. the scrub finds it and fetches it again
 b0=$(ctr "$mnt" bytes_read_backend)
@@ -78,11 +74,9 @@ r0=$(ctr "$mnt" bytes_read_cache)
 got=$(xxh "$mnt/d/f")
 info "2: read after the scrub: xxh128 $got"
 [[ $got == "$sum" ]] || fail "2: the file still reads wrong after the scrub"
-if ((pt)); then
-	[[ $(ctr "$mnt" bytes_read_cache) -eq $r0 ]] || fail "2: the read after the scrub was not passthrough"
-fi
+[[ $(ctr "$mnt" bytes_read_cache) -eq $r0 ]] || fail "2: the read after the scrub was not passthrough"
 [[ $(ctr "$mnt" checksum_errors) -eq 1 ]] || fail "2: more checksum errors after the repair"
-info "2: ok: 1 bad block found, counted and fetched again; the file reads right$( ((pt)) && echo " through passthrough")"
+info "2: ok: 1 bad block found, counted and fetched again; the file reads right through passthrough"
 
 # 3. PATH, a file not cached, not root
 out=$(ctl "$mnt" scrub "$mnt/d" 2>/dev/null) || fail "3: scrub of a directory exited $?: $out"
@@ -103,8 +97,7 @@ assert_eq "error: permission denied: only root may scrub" "$out" "3: scrub by ui
 info "3: ok: scrub DIR and FILE clean, a file not cached said so, not root refused"
 
 # 4. a passthrough writer's file is skipped, not taken for corruption
-if ((pt)); then
-	python3 - "$mnt/d/f" "$TEST_TMP/go4" >"$TEST_TMP/w4.out" 2>&1 <<'PY' &
+python3 - "$mnt/d/f" "$TEST_TMP/go4" >"$TEST_TMP/w4.out" 2>&1 <<'PY' &
 import os, sys, time
 path, go = sys.argv[1:3]
 r = os.open(path, os.O_RDONLY)		# passthrough: the file is whole
@@ -116,33 +109,32 @@ while not os.path.exists(go):
 os.close(w)
 os.close(r)
 PY
-	wpid=$!
-	at_exit "kill $wpid 2>/dev/null || true"
-	wait_secs 30 grep -q WRITTEN "$TEST_TMP/w4.out" || fail "4: the writer did not write: $(cat "$TEST_TMP/w4.out")"
-	out=$(ctl "$mnt" scrub 2>/dev/null) || fail "4: scrub exited $? with a writer: $out"
-	info "4: with a passthrough writer: $out"
-	[[ $out == "scrubbed 0 blocks (0 bytes), 0 bad, refetched 0, $blocks skipped (a passthrough writer has the file)" ]] \
-		|| fail "4: unexpected summary with a passthrough writer: $out"
-	touch "$TEST_TMP/go4"
-	wait "$wpid" || fail "4: the writer failed: $(cat "$TEST_TMP/w4.out")"
-	# The kernel sends RELEASE after close() returns: the last rehash
-	# (and the end of the skipping) follows shortly.
-	scrub_checks() {
-		out=$(ctl "$mnt" scrub 2>/dev/null) || fail "4: scrub after the writer exited $?: $out"
-		[[ $out != *skipped* ]]
-	}
-	wait_secs 10 scrub_checks || true
-	info "4: after its close: $out"
-	[[ $out == "scrubbed $blocks blocks ($((mib << 20)) bytes), 0 bad, refetched 0" ]] \
-		|| fail "4: unexpected summary after the writer's close: $out"
-	[[ $(ctr "$mnt" checksum_errors) -eq 1 ]] || fail "4: the writer's bytes were counted as checksum errors"
-	python3 - "$BACKEND_DIR/d/f" <<'PY' || fail "4: the writer's bytes are not on the export"
+wpid=$!
+at_exit "kill $wpid 2>/dev/null || true"
+wait_secs 30 grep -q WRITTEN "$TEST_TMP/w4.out" || fail "4: the writer did not write: $(cat "$TEST_TMP/w4.out")"
+out=$(ctl "$mnt" scrub 2>/dev/null) || fail "4: scrub exited $? with a writer: $out"
+info "4: with a passthrough writer: $out"
+[[ $out == "scrubbed 0 blocks (0 bytes), 0 bad, refetched 0, $blocks skipped (a passthrough writer has the file)" ]] \
+	|| fail "4: unexpected summary with a passthrough writer: $out"
+touch "$TEST_TMP/go4"
+wait "$wpid" || fail "4: the writer failed: $(cat "$TEST_TMP/w4.out")"
+# The kernel sends RELEASE after close() returns: the last rehash
+# (and the end of the skipping) follows shortly.
+scrub_checks() {
+	out=$(ctl "$mnt" scrub 2>/dev/null) || fail "4: scrub after the writer exited $?: $out"
+	[[ $out != *skipped* ]]
+}
+wait_secs 10 scrub_checks || true
+info "4: after its close: $out"
+[[ $out == "scrubbed $blocks blocks ($((mib << 20)) bytes), 0 bad, refetched 0" ]] \
+	|| fail "4: unexpected summary after the writer's close: $out"
+[[ $(ctr "$mnt" checksum_errors) -eq 1 ]] || fail "4: the writer's bytes were counted as checksum errors"
+python3 - "$BACKEND_DIR/d/f" <<'PY' || fail "4: the writer's bytes are not on the export"
 import sys
 with open(sys.argv[1], "rb") as f:
     f.seek(3 << 20)
     sys.exit(0 if f.read(100000) == b"x" * 100000 else 1)
 PY
-	info "4: ok: a file with a passthrough writer is skipped, then checked clean after its close"
-fi
+info "4: ok: a file with a passthrough writer is skipped, then checked clean after its close"
 unmount_stagefs "$mnt" || fail "daemon exit status $?"
 info "ok"
