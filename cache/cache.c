@@ -77,6 +77,27 @@ struct cache_file *cache_table_find(struct cache *c, int be_idx,
 	return table_find(c, be_idx, fileid, hkey);
 }
 
+ssize_t cache_table_files(struct cache *c, struct cache_file ***out)
+{
+	struct cache_file **v, *f;
+	size_t b, n = 0;
+
+	pthread_mutex_lock(&c->table_lock);
+	v = malloc((c->nfiles ? c->nfiles : 1) * sizeof(*v));
+	if (!v) {
+		pthread_mutex_unlock(&c->table_lock);
+		return -ENOMEM;
+	}
+	for (b = 0; b < TABLE_SIZE; b++)
+		for (f = c->table[b]; f && n < c->nfiles; f = f->hnext) {
+			cache_file_ref(f);
+			v[n++] = f;
+		}
+	pthread_mutex_unlock(&c->table_lock);
+	*out = v;
+	return (ssize_t)n;
+}
+
 void cache_file_ref(struct cache_file *f)
 {
 	atomic_fetch_add(&f->refs, 1);
@@ -510,6 +531,7 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
 	st->flushes_before_write = atomic_load(&c->flushes_before_write);
 	st->passthrough_opens = atomic_load(&c->pt_opens);
 	st->passthrough_bytes_written = atomic_load(&c->pt_bytes_written);
+	st->bytes_scrubbed = atomic_load(&c->bytes_scrubbed);
 	for (b = 0; b < CACHE_HIST_BUCKETS; b++) {
 		st->be_read_us[b] = atomic_load(&c->be_read_us[b]);
 		st->be_write_us[b] = atomic_load(&c->be_write_us[b]);

@@ -33,6 +33,7 @@
 #define STAGEFS_CACHE_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -97,6 +98,7 @@ struct cache_stats {
 	uint64_t passthrough_bytes_written;	/* dirty bytes found by the
 						 * rehash of passthrough
 						 * writes */
+	uint64_t bytes_scrubbed;	/* file bytes checked by a scrub */
 	uint64_t be_read_us[CACHE_HIST_BUCKETS];	/* chunk fetches */
 	uint64_t be_write_us[CACHE_HIST_BUCKETS];	/* chunk uploads */
 };
@@ -239,6 +241,49 @@ void cache_file_pin(struct cache_file *f, int pinned);
 
 /* Bring the whole file into the cache (stagefsctl prefetch). */
 int cache_file_prefetch(struct cache_file *f);
+
+/*
+ * Scrub (cache/scrub.c, stagefsctl scrub): read the cached blocks back
+ * from the data files and check them against their XXH3-64 sums.  This
+ * is what catches a bad block that no check on the read path sees:
+ * passthrough reads, and verify=off.
+ *
+ * cache_file_scrub(): every block of f that is present or dirty is read
+ * (zero padded past the data file's end, as the sums are defined) and
+ * hashed.  A clean block that fails is logged once, counted in
+ * checksum_errors, dropped (not punched) and fetched again in place; a
+ * dirty block that fails is logged as an error, counted and left (the
+ * flusher refuses to upload it, a read of it gets EIO).  A chunk being
+ * fetched or written is waited for; a chunk written during its check is
+ * checked again.  A file that a passthrough writer has (or had, and its
+ * last rehash has not run yet) is skipped: the kernel's writes are not
+ * in its sums yet, so a mismatch there is no error.  Adds to s's
+ * counters.  Returns 0 (bad blocks are counted, not an error), -EINTR
+ * when s->stop said so, or -errno for an I/O error of the data file
+ * (that file's scrub ends there).  A refetch that fails leaves the block
+ * not present: the next read fetches it.  f->lock not held; it is taken
+ * per chunk and dropped for the I/O.
+ *
+ * cache_scrub_all(): the same for every file in the cache table, one
+ * after the other; a file's error is logged and the scrub goes on.
+ * Files cached by an earlier run and not opened since (not in the table)
+ * are not checked.  Returns 0, -EINTR, or the first file's error.
+ */
+struct cache_scrub {
+	uint64_t checked;	/* blocks read back and hashed */
+	uint64_t bytes;		/* the file's bytes in them */
+	uint64_t bad;		/* of them, failed their checksum */
+	uint64_t refetched;	/* of the bad, clean and fetched again */
+	uint64_t skipped;	/* present or dirty blocks not checked: a
+				 * passthrough writer has the file */
+	uint64_t files;		/* files looked at */
+	/* Asked between chunks (may be NULL): true ends the scrub. */
+	bool (*stop)(void *arg);
+	void *arg;
+};
+
+int cache_file_scrub(struct cache_file *f, struct cache_scrub *s);
+int cache_scrub_all(struct cache *c, struct cache_scrub *s);
 
 /*
  * Passthrough (cache/passthrough.c): the FUSE layer hands the kernel the

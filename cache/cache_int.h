@@ -166,6 +166,10 @@ struct cache_file {
 	unsigned int pt_users;	/* passthrough opens: the kernel reads and
 				 * writes fd itself; never evict or punch */
 	unsigned int pt_writers;	/* ... of them open for writing */
+	bool pt_unsynced;	/* a passthrough writer has had the data file
+				 * since the last rehash at its end: it may
+				 * hold bytes the sums do not know (scrub
+				 * leaves it alone) */
 	bool pt_owned;		/* empty at the first passthrough write
 				 * open: every byte in it is this node's */
 	uint64_t pt_scanned;	/* chunks below this rehashed in the
@@ -244,6 +248,7 @@ struct cache {
 	atomic_uint_fast64_t reads_from_fetch;
 	atomic_uint_fast64_t flushes_before_write;
 	atomic_uint_fast64_t pt_opens, pt_bytes_written;
+	atomic_uint_fast64_t bytes_scrubbed;
 	atomic_uint_fast64_t be_read_us[CACHE_HIST_BUCKETS];
 	atomic_uint_fast64_t be_write_us[CACHE_HIST_BUCKETS];
 };
@@ -353,6 +358,9 @@ void punch_blocks(struct cache_file *f, uint64_t idx, uint64_t mask);
 void file_eof_block_not_mine(struct cache_file *f);
 void file_drop_stale(struct cache_file *f);
 int file_fetch_all(struct cache_file *f);
+/* Make the blocks in mask of chunk idx that hold backend data present
+ * (waits for a fetch or a write in flight on them, else fetches). */
+int file_ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask);
 
 /* flush.c: upload chunk idx now, in the calling thread, and commit it;
  * f->lock held (dropped meanwhile), f->wlock held by the caller. */
@@ -400,6 +408,9 @@ unsigned int spec_hash_of(struct be *be);
 /* cache.c: c->table_lock held */
 struct cache_file *cache_table_find(struct cache *c, int be_idx,
 				    uint64_t fileid, uint64_t hkey);
+/* cache.c: the files in the table, each with a reference (for the caller
+ * to put), in *out (malloc'd); returns how many, or -ENOMEM. */
+ssize_t cache_table_files(struct cache *c, struct cache_file ***out);
 
 /* flush.c */
 void *flusher_main(void *arg);

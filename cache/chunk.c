@@ -1090,6 +1090,13 @@ int cache_file_evict(struct cache_file *f)
 	return 0;
 }
 
+int file_ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask)
+{
+	if (!file_chunk(f, idx, true))
+		return -ENOMEM;
+	return ensure_present(f, idx, mask, NULL);
+}
+
 /* Make every block that holds backend data present; f->lock held. */
 int file_fetch_all(struct cache_file *f)
 {
@@ -1098,15 +1105,11 @@ int file_fetch_all(struct cache_file *f)
 	int rc = 0;
 
 	for (idx = 0; idx * c->cfg->chunk_size < f->be_size && rc == 0; idx++) {
-		struct chunk *ch = file_chunk(f, idx, true);
-
-		if (!ch)
-			return -ENOMEM;
 		/* A passthrough writer's bytes not yet hashed are not
 		 * present, and must not be fetched over. */
 		if (f->pt_writers)
 			continue;
-		rc = ensure_present(f, idx, ~0ULL, NULL);
+		rc = file_ensure_present(f, idx, ~0ULL);
 	}
 	return rc;
 }

@@ -280,7 +280,7 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 			pthread_mutex_lock(&f->lock);
 			rc = ch->dirty_seq != seq || ch->writers ||
 				     ch->fetching ? -EAGAIN :
-			     f->pt_writers ? -EBUSY :	/* the kernel writes it:
+			     f->pt_unsynced ? -EBUSY :	/* the kernel writes it:
 							 * the next rehash */
 								   -EIO;
 			pthread_mutex_unlock(&f->lock);

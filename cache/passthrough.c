@@ -130,11 +130,13 @@ int cache_file_pt_begin(struct cache_file *f, bool write, bool must, int *fd)
 	f->pt_users++;
 	if (write && f->pt_writers++ == 0) {
 		f->pt_owned = f->size == 0 && !f->dirty_chunks;
+		f->pt_unsynced = true;
 		f->pt_scanned = 0;
 		rc = cache_journal(c, JREC_PTOPEN, f, f->pt_owned);
 		if (rc < 0) {
 			f->pt_writers--;
 			f->pt_users--;
+			f->pt_unsynced = false;
 			goto out;
 		}
 		pthread_mutex_unlock(&f->lock);
@@ -366,6 +368,7 @@ void cache_file_pt_end(struct cache_file *f, bool write)
 		pthread_mutex_lock(&f->lock);
 		if (!f->pt_writers) {
 			f->pt_owned = false;
+			f->pt_unsynced = false;
 			cache_journal(f->c, JREC_PTCLOSE, f, 0);
 		}
 		pthread_mutex_unlock(&f->lock);

@@ -73,7 +73,8 @@ static void say(int fd, const char *fmt, ...)
 	X(files, gauge, "files in the cache table")                         \
 	X(flushes_before_write, counter, "writes that uploaded a disjoint dirty range of their block first") \
 	X(passthrough_opens, counter, "opens the kernel serves from the cache file itself") \
-	X(passthrough_bytes_written, counter, "dirty bytes found in cache files written through passthrough")
+	X(passthrough_bytes_written, counter, "dirty bytes found in cache files written through passthrough") \
+	X(bytes_scrubbed, counter, "cached bytes read back and checked by stagefsctl scrub")
 
 /* A histogram as JSON: [n0, n1, ...], bucket i = [2^i, 2^(i+1)) us. */
 static void say_hist_json(int fd, const char *name, const uint64_t *h)
@@ -298,6 +299,56 @@ static void cmd_file(struct ctl *ctl, int fd, const char *cmd,
 		say(fd, "ok\n");
 }
 
+/* What a scrub watches: its client's socket and the daemon's stop. */
+struct scrub_watch {
+	int fd;
+	int stop_fd;
+};
+
+/* The client hung up (Ctrl-C) or the daemon stops: end the scrub. */
+static bool scrub_should_stop(void *arg)
+{
+	const struct scrub_watch *w = arg;
+	struct pollfd p[2] = { { .fd = w->fd, .events = POLLRDHUP },
+			       { .fd = w->stop_fd, .events = POLLIN } };
+
+	if (poll(p, 2, 0) <= 0)
+		return false;
+	return (p[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) ||
+	       (p[1].revents & POLLIN);
+}
+
+/* scrub [INO]: one file, or every file in the cache table. */
+static void cmd_scrub(struct ctl *ctl, int fd, const char *arg)
+{
+	struct scrub_watch w = { .fd = fd, .stop_fd = ctl->stop_pipe[0] };
+	struct cache_scrub sc = { .stop = scrub_should_stop, .arg = &w };
+	struct cache_file *f = NULL;
+	int rc;
+
+	if (arg && *arg) {
+		rc = file_of(ctl, arg, false, &f);
+		if (rc == -ENOENT) {
+			say(fd, "ok\nnot cached\n");
+			return;
+		}
+		if (rc == 0) {
+			rc = cache_file_scrub(f, &sc);
+			cache_file_put(f);
+		}
+	} else {
+		rc = cache_scrub_all(ctl->s->cache, &sc);
+	}
+	if (rc < 0)
+		say(fd, "error: scrub: %s\n", strerror(-rc));
+	else
+		say(fd, "ok\n%llu %llu %llu %llu %llu\n",
+		    (unsigned long long)sc.checked, (unsigned long long)sc.bad,
+		    (unsigned long long)sc.refetched,
+		    (unsigned long long)sc.bytes,
+		    (unsigned long long)sc.skipped);
+}
+
 static void *conn_main(void *arg)
 {
 	struct ctl_conn *c = arg;
@@ -326,7 +377,7 @@ static void *conn_main(void *arg)
 		cmd_stats(ctl, c->fd, rest && *rest ? rest : "text");
 	} else if (strcmp(cmd, "flush") && strcmp(cmd, "evict") &&
 		   strcmp(cmd, "pin") && strcmp(cmd, "unpin") &&
-		   strcmp(cmd, "prefetch")) {
+		   strcmp(cmd, "prefetch") && strcmp(cmd, "scrub")) {
 		say(c->fd, "error: unknown command '%.64s'\n", cmd);
 	} else if (c->uid != 0) {
 		say(c->fd, "error: permission denied: only root may %s\n",
@@ -338,6 +389,8 @@ static void *conn_main(void *arg)
 			say(c->fd, "error: flush: %s\n", strerror(-rc));
 		else
 			say(c->fd, "ok\n");
+	} else if (!strcmp(cmd, "scrub")) {
+		cmd_scrub(ctl, c->fd, rest);
 	} else {
 		cmd_file(ctl, c->fd, cmd, rest);
 	}

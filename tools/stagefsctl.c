@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * stagefsctl - ask a running stagefs daemon for its status and counters,
- * and tell it to flush, evict, prefetch, pin or unpin files.
+ * and tell it to flush, evict, prefetch, pin, unpin or scrub files.
  *
  * It speaks the control protocol of fs/ctl.h: one connection per command,
  * "COMMAND [ARG]\n" out, "ok\n" + payload or "error: ...\n" back.  Paths
@@ -10,7 +10,7 @@
  * tool holds an O_PATH descriptor of it so that the kernel keeps the
  * inode, which the daemon needs to know to make a cache file of it.
  *
- * Thread safety: single threaded, except that flush and prefetch run a
+ * Thread safety: single threaded, except that flush, prefetch and scrub run a
  * progress thread which polls "stats json" on connections of its own
  * while the main thread blocks on the command; the two share struct
  * progress as its comments say.  The only globals are the SIGINT flag and
@@ -64,7 +64,7 @@ struct args {
 	const char *output;	/* stats --output */
 	double interval;	/* top --interval, seconds */
 	unsigned long count;	/* top --count, 0 = forever */
-	const char *path;	/* flush, evict, prefetch, pin, unpin */
+	const char *path;	/* flush, evict, prefetch, pin, unpin, scrub */
 };
 
 struct command {
@@ -121,6 +121,22 @@ static const struct command commands[] = {
 	  "Let the file PATH, or every file under the directory PATH, be\n"
 	  "evicted again.  Needs root.\n",
 	  "", 1, 1, true },
+	{ "scrub", "scrub [PATH]",
+	  "check cached data against its checksums",
+	  "Read the cached blocks back from the cache device and check them\n"
+	  "against their checksums: those of every file the daemon has opened\n"
+	  "since it started (not files cached by an earlier run and not\n"
+	  "opened since), or of the file PATH, or of every file under the\n"
+	  "directory PATH.  A bad clean block is fetched\n"
+	  "again from the backend; a bad dirty block is left (reads of it get\n"
+	  "EIO, and it is not uploaded).  Each bad block counts in\n"
+	  "checksum_errors and is logged by the daemon.  This is the check\n"
+	  "that covers passthrough reads, which verify=on does not see.  Files\n"
+	  "a passthrough writer has open are skipped.  Shows progress on a\n"
+	  "terminal and ends with a summary line.  Exit status 1 if a bad\n"
+	  "block is left (dirty, or the backend could not be read).  Ctrl-C\n"
+	  "stops it at the next chunk.  Needs root.\n",
+	  "", 0, 1, true },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -155,7 +171,7 @@ static void usage(FILE *f)
 		"\n"
 		"PATH is a file, or a directory taken with everything under it,\n"
 		"inside MOUNTPOINT.  Anyone may ask for status, stats and top;\n"
-		"flush, evict, prefetch, pin and unpin need root.\n"
+		"flush, evict, prefetch, pin, unpin and scrub need root.\n"
 		"\n"
 		"Options:\n"
 		"  -s, --socket PATH  the daemon's control socket (default:\n"
@@ -305,7 +321,7 @@ out:
 enum stat_key {
 	K_READ_CACHE, K_READ_BACKEND, K_WRITTEN, K_FLUSHED, K_DIRTY, K_USED,
 	K_QUEUE, K_FILES, K_CSUM_ERRORS, K_FLUSH_ERRORS, K_RETRIES,
-	K_CACHE_SIZE, K_DIRTY_MAX, K_NKEYS
+	K_CACHE_SIZE, K_DIRTY_MAX, K_SCRUBBED, K_NKEYS
 };
 
 static const char *const key_names[K_NKEYS] = {
@@ -322,6 +338,7 @@ static const char *const key_names[K_NKEYS] = {
 	[K_RETRIES] = "flush_retries",
 	[K_CACHE_SIZE] = "cache_size",
 	[K_DIRTY_MAX] = "dirty_max",
+	[K_SCRUBBED] = "bytes_scrubbed",
 };
 
 struct sample {
@@ -501,11 +518,26 @@ static void fmt_bar(char *bar, double frac)
 }
 
 /* ------------------------------------------------------------------ */
-/* Progress of flush and prefetch */
+/* Progress of flush, prefetch and scrub */
+
+enum pmode { P_FLUSH, P_PREFETCH, P_SCRUB };
+
+/* Per mode: the counter that grows, and the words of the line. */
+static const struct {
+	int key;
+	const char *doing, *did;
+} pmodes[] = {
+	[P_FLUSH] = { K_FLUSHED, "flushing", "flushed " },
+	[P_PREFETCH] = { K_READ_BACKEND, "prefetching", "prefetched " },
+	[P_SCRUB] = { K_SCRUBBED, "scrubbing", "scrubbed " },
+};
 
 struct progress {
 	const struct mount *m;
-	bool flush;		/* else prefetch */
+	enum pmode mode;
+	bool by_files;		/* a list of files: the line counts them, and
+				 * the goal is their size; else the goal is
+				 * total */
 	bool tty;		/* stderr is a terminal: draw */
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -513,11 +545,12 @@ struct progress {
 	bool done;		/* protected by lock */
 	size_t files_done;	/* protected by lock */
 	size_t files_total;	/* set before the thread starts */
-	uint64_t size_total;	/* prefetch: bytes in the files; ditto */
+	uint64_t size_total;	/* by_files: bytes in the files; ditto */
 	struct sample start;	/* ditto */
 	/* The rest belongs to the thread, and to main once it is joined. */
-	uint64_t total;		/* flush: bytes to upload */
-	uint64_t bytes;		/* uploaded or fetched since start */
+	uint64_t total;		/* flush: bytes to upload; scrub of the
+				 * whole cache: cache_used_bytes */
+	uint64_t bytes;		/* uploaded, fetched or checked since start */
 	double rate;		/* bytes/s over the last RATE_WINDOW samples */
 	double win_t[RATE_WINDOW];
 	uint64_t win_bytes[RATE_WINDOW];
@@ -528,8 +561,7 @@ struct progress {
 
 static void progress_update(struct progress *p, const struct sample *cur)
 {
-	int k = p->flush ? K_FLUSHED : K_READ_BACKEND;
-	uint64_t bytes = delta(&p->start, cur, k);
+	uint64_t bytes = delta(&p->start, cur, pmodes[p->mode].key);
 	unsigned int slot = p->nsamples % RATE_WINDOW, old;
 	double dt;
 
@@ -542,7 +574,7 @@ static void progress_update(struct progress *p, const struct sample *cur)
 	if (dt > 0.1 && bytes >= p->win_bytes[old])
 		p->rate = (double)(bytes - p->win_bytes[old]) / dt;
 	p->bytes = bytes;
-	if (p->flush && bytes + cur->v[K_DIRTY] > p->total)
+	if (p->mode == P_FLUSH && bytes + cur->v[K_DIRTY] > p->total)
 		p->total = bytes + cur->v[K_DIRTY];
 }
 
@@ -550,9 +582,9 @@ static void progress_draw(struct progress *p, size_t files_done, bool final)
 {
 	char bar[BAR_WIDTH + 1], done[32], total[32], rate[32], secs[32];
 	double elapsed = now() - p->start.t, frac, left;
-	uint64_t goal = p->flush ? p->total : p->size_total;
+	uint64_t goal = p->by_files ? p->size_total : p->total;
 
-	if (p->flush) {
+	if (!p->by_files) {
 		frac = goal ? (double)p->bytes / (double)goal : 1;
 	} else {
 		double ff = p->files_total ?
@@ -581,16 +613,16 @@ static void progress_draw(struct progress *p, size_t files_done, bool final)
 		else
 			fmt_secs(secs + 4, sizeof(secs) - 4, left / p->rate);
 	}
-	if (p->flush)
+	if (!p->by_files)
 		fprintf(stderr, "\r%s [%s]  %s / %s  %s  %s\033[K%s",
-			final ? "flushed " : "flushing", bar, done, total,
-			rate, secs, final ? "\n" : "");
+			final ? pmodes[p->mode].did : pmodes[p->mode].doing,
+			bar, done, total, rate, secs, final ? "\n" : "");
 	else
 		fprintf(stderr,
 			"\r%s [%s]  %zu/%zu files  %s / %s  %s  %s\033[K%s",
-			final ? "prefetched " : "prefetching", bar, files_done,
-			p->files_total, done, total, rate, secs,
-			final ? "\n" : "");
+			final ? pmodes[p->mode].did : pmodes[p->mode].doing,
+			bar, files_done, p->files_total, done, total, rate,
+			secs, final ? "\n" : "");
 	fflush(stderr);
 	p->drawn = !final;
 }
@@ -634,7 +666,8 @@ static void *progress_main(void *arg)
 /* Take the starting sample and start the thread; -1 if the daemon is
  * not there (the error is told). */
 static int progress_start(struct progress *p, const struct mount *m,
-			  bool flush, size_t files_total, uint64_t size_total)
+			  enum pmode mode, bool by_files, size_t files_total,
+			  uint64_t size_total)
 {
 	pthread_condattr_t ca;
 	sigset_t block, old;
@@ -643,7 +676,8 @@ static int progress_start(struct progress *p, const struct mount *m,
 
 	memset(p, 0, sizeof(*p));
 	p->m = m;
-	p->flush = flush;
+	p->mode = mode;
+	p->by_files = by_files;
 	p->tty = isatty(STDERR_FILENO);
 	p->files_total = files_total;
 	p->size_total = size_total;
@@ -653,7 +687,7 @@ static int progress_start(struct progress *p, const struct mount *m,
 			msg("%s", err);
 		return -1;
 	}
-	p->total = p->start.v[K_DIRTY];
+	p->total = p->start.v[mode == P_FLUSH ? K_DIRTY : K_USED];
 	p->win_t[0] = p->start.t;
 	p->nsamples = 1;
 	pthread_mutex_init(&p->lock, NULL);
@@ -728,12 +762,14 @@ static void progress_finish(struct progress *p, bool ok)
 	fmt_rate(rate, sizeof(rate),
 		 elapsed > 0 ? (double)p->bytes / elapsed : 0);
 	fmt_secs(secs, sizeof(secs), elapsed);
-	if (p->flush)
-		fprintf(stderr, "flushed %s in %s (%s)\n", done, secs, rate);
+	if (!p->by_files)
+		fprintf(stderr, "%s%s in %s (%s)\n", pmodes[p->mode].did, done,
+			secs, rate);
 	else
-		fprintf(stderr,
-			"prefetched %zu/%zu files, %s from the backend in %s (%s)\n",
-			p->files_done, p->files_total, done, secs, rate);
+		fprintf(stderr, "%s%zu/%zu files, %s %s in %s (%s)\n",
+			pmodes[p->mode].did, p->files_done, p->files_total,
+			done, p->mode == P_PREFETCH ? "from the backend" :
+						      "checked", secs, rate);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1200,38 +1236,69 @@ static const char *past(const char *cmd)
 	return "unpinned";
 }
 
-/* flush, evict, prefetch, pin, unpin */
+/* What scrubs answered, summed (fs/ctl.h: "CHECKED BAD REFETCHED BYTES
+ * SKIPPED").  Returns -1 if the answer is not that. */
+struct scrub_sum {
+	unsigned long long checked, bad, refetched, bytes, skipped;
+};
+
+static int scrub_add(struct scrub_sum *t, const char *out, char *err,
+		     size_t errlen)
+{
+	struct scrub_sum r;
+
+	if (sscanf(out, "%llu %llu %llu %llu %llu", &r.checked, &r.bad,
+		   &r.refetched, &r.bytes, &r.skipped) != 5) {
+		snprintf(err, errlen, "unexpected answer to scrub: %.60s", out);
+		return -1;
+	}
+	t->checked += r.checked;
+	t->bad += r.bad;
+	t->refetched += r.refetched;
+	t->bytes += r.bytes;
+	t->skipped += r.skipped;
+	return 0;
+}
+
+/* flush, evict, prefetch, pin, unpin, scrub */
 static int cmd_files(const struct mount *m, const struct command *c,
 		     const struct args *a)
 {
 	bool flush = !strcmp(c->name, "flush");
-	bool show = flush || !strcmp(c->name, "prefetch");
+	bool scrub = !strcmp(c->name, "scrub");
+	bool show = flush || scrub || !strcmp(c->name, "prefetch");
 	bool whole = !a->path, tree = false, started = false;
 	size_t i, not_cached = 0, failed = 0, done = 0;
+	struct scrub_sum sum = { 0 };
 	struct progress p;
 	uint64_t size = 0;
 	char err[ERR_MAX], *out;
 	int rc = REQ_OK, status = 0;
 
 	if (a->path) {
-		if (collect(m, a->path, flush, &whole, &tree) < 0) {
+		if (collect(m, a->path, flush || scrub, &whole, &tree) < 0) {
 			status = interrupted ? EXIT_INTR : 1;
 			goto out;
 		}
 		failed += walk.errors;
 	}
-	whole = whole && flush;
+	whole = whole && (flush || scrub);
 	for (i = 0; i < walk.n; i++)
 		size += walk.v[i].size;
 	if (show) {
-		if (progress_start(&p, m, flush, walk.n, size) < 0) {
+		if (progress_start(&p, m, flush ? P_FLUSH : scrub ? P_SCRUB :
+							  P_PREFETCH,
+				   !flush && !whole, walk.n, size) < 0) {
 			status = interrupted ? EXIT_INTR : 1;
 			goto out;
 		}
 		started = true;
 	}
 	if (whole) {
-		rc = request(m, "flush", &out, err, sizeof(err));
+		rc = request(m, c->name, &out, err, sizeof(err));
+		if (rc == REQ_OK && scrub &&
+		    scrub_add(&sum, out, err, sizeof(err)) < 0)
+			rc = REQ_FAIL;
 		free(out);
 		goto finish;
 	}
@@ -1242,6 +1309,9 @@ static int cmd_files(const struct mount *m, const struct command *c,
 			not_cached++;
 			if (!tree && !show)
 				printf("%s: not cached\n", walk.v[i].path);
+		} else if (rc == REQ_OK && scrub &&
+			   scrub_add(&sum, out, err, sizeof(err)) < 0) {
+			rc = REQ_FAIL;
 		} else if (rc == REQ_OK) {
 			done++;
 		}
@@ -1266,7 +1336,8 @@ finish:
 	if (started)
 		progress_finish(&p, rc == REQ_OK && !interrupted);
 	if (interrupted || rc == REQ_INTR) {
-		msg("interrupted; the daemon finishes the request it was serving");
+		msg(scrub ? "interrupted; the daemon stops the scrub at its next chunk" :
+			    "interrupted; the daemon finishes the request it was serving");
 		status = EXIT_INTR;
 		goto out;
 	}
@@ -1278,6 +1349,23 @@ finish:
 	if (tree && !show)
 		printf("%s %zu file%s, %zu not cached\n", past(c->name), done,
 		       done == 1 ? "" : "s", not_cached);
+	if (scrub) {
+		printf("scrubbed %llu blocks (%llu bytes), %llu bad, refetched %llu",
+		       sum.checked, sum.bytes, sum.bad, sum.refetched);
+		if (sum.skipped)
+			printf(", %llu skipped (a passthrough writer has the file)",
+			       sum.skipped);
+		if (not_cached)
+			printf(", %zu file%s not cached", not_cached,
+			       not_cached == 1 ? "" : "s");
+		printf("\n");
+		if (sum.bad > sum.refetched) {
+			msg("%llu bad block%s left in the cache (dirty, or not fetched again); see the daemon's log",
+			    sum.bad - sum.refetched,
+			    sum.bad - sum.refetched == 1 ? "" : "s");
+			status = 1;
+		}
+	}
 	if (failed) {
 		msg("%zu error%s", failed, failed == 1 ? "" : "s");
 		status = 1;

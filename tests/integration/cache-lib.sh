@@ -14,6 +14,8 @@
 #   freeze_nfs / thaw_nfs    nfs_server freeze|thaw, remembered for cleanup
 #   pyrun ARGS...            python3 with the helper module (see PYHELP)
 #   drop_caches              sync; echo 3 >/proc/sys/vm/drop_caches
+#   flip FILE OFFSET         invert one byte of FILE in place (a cache data
+#                            file: corruption the checksums must catch)
 #
 # stagefsctl is used when it answers `stats --json` with JSON; otherwise the
 # helpers talk to the daemon's control socket directly (fs/ctl.h: one line
@@ -140,6 +142,19 @@ release_frozen() {
 	wait_secs 30 grep -q READY "$1" || fail "$3: writer did not start: $(cat "$1")"
 	freeze_nfs
 	touch "$2"
+}
+
+flip() {
+	python3 - "$1" "$2" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+off = int(sys.argv[2])
+b = os.pread(fd, 1, off)
+assert len(b) == 1, "offset past the end of the cache file"
+os.pwrite(fd, bytes([b[0] ^ 0xff]), off)
+os.fsync(fd)
+os.close(fd)
+PY
 }
 
 drop_caches() {

@@ -889,6 +889,207 @@ START_TEST(test_checksum_dirty_block_eio)
 }
 END_TEST
 
+/* ---- scrub ------------------------------------------------------------- */
+
+static struct cache_scrub scrub(struct cache_file *f)
+{
+	struct cache_scrub sc = { 0 };
+
+	ck_assert_int_eq(cache_file_scrub(f, &sc), 0);
+	return sc;
+}
+
+/*
+ * A byte flipped in a clean block of the data file: the scrub finds it
+ * without any read, counts it, and fetches that block again into the data
+ * file itself (where a passthrough reader reads it), and nothing else.
+ */
+START_TEST(test_scrub_clean_block_refetched)
+{
+	size_t len = 2 * CS + 1000;	/* ends inside a block */
+	unsigned char *want = pattern_new(len, 60), got[64];
+	struct cache_file *f;
+	struct cache_scrub sc;
+	unsigned long reads;
+	int fd;
+
+	fx_open();
+	f = fx_file("s", want, len, NULL);
+	assert_cache_has(f, want, len, "before");
+	sc = scrub(f);
+	ck_assert_uint_eq(sc.checked, 2 * CACHE_BLOCKS + 1);
+	ck_assert_uint_eq(sc.bytes, len);
+	ck_assert_uint_eq(sc.bad, 0);
+	ck_assert_uint_eq(stats().bytes_scrubbed, len);
+
+	corrupt(CS + BS + 100, 1);
+	reads = mem_be_calls(X.be, MEM_OP_READ);
+	sc = scrub(f);
+	ck_assert_uint_eq(sc.checked, 2 * CACHE_BLOCKS + 1);
+	ck_assert_uint_eq(sc.bad, 1);
+	ck_assert_uint_eq(sc.refetched, 1);
+	ck_assert_uint_eq(sc.skipped, 0);
+	ck_assert_uint_eq(stats().checksum_errors, 1);
+	ck_assert_uint_eq(mem_be_calls(X.be, MEM_OP_READ), reads + 1);
+	/* Repaired in place, in the data file. */
+	fd = open_data_file();
+	ck_assert_int_eq(pread(fd, got, sizeof(got), (off_t)(CS + BS + 80)),
+			 (ssize_t)sizeof(got));
+	close(fd);
+	assert_same(got, want + CS + BS + 80, sizeof(got), "data file after the scrub");
+	reads = mem_be_calls(X.be, MEM_OP_READ);
+	assert_cache_has(f, want, len, "after the scrub");
+	ck_assert_uint_eq(mem_be_calls(X.be, MEM_OP_READ), reads);
+	ck_assert_uint_eq(stats().checksum_errors, 1);
+	/* The tail block (zero padded past the end) fails too. */
+	corrupt(2 * CS + 999, 1);
+	sc = scrub(f);
+	ck_assert_uint_eq(sc.bad, 1);
+	ck_assert_uint_eq(sc.refetched, 1);
+	assert_cache_has(f, want, len, "after the tail's scrub");
+	ck_assert_uint_eq(scrub(f).bad, 0);
+	ck_assert_uint_eq(stats().checksum_errors, 2);
+	free(want);
+}
+END_TEST
+
+/* A bad dirty block is counted and left: reads of it keep EIO, it is
+ * never uploaded, and a rewrite heals it. */
+START_TEST(test_scrub_dirty_block_left)
+{
+	size_t len = 3 * BS;
+	unsigned char *want = pattern_new(len, 61), *got = malloc(len);
+	struct cache_file *f;
+	struct cache_scrub sc;
+	struct be_node *n;
+
+	fx_open();
+	f = fx_file("d", NULL, 0, &n);
+	mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);
+	ck_assert_int_eq(cache_write(f, want, len, 0), (ssize_t)len);
+	corrupt(BS + 10, 1);
+
+	sc = scrub(f);
+	ck_assert_uint_eq(sc.checked, 3);
+	ck_assert_uint_eq(sc.bad, 1);
+	ck_assert_uint_eq(sc.refetched, 0);
+	ck_assert_uint_eq(stats().checksum_errors, 1);
+	ck_assert_uint_gt(stats().dirty_bytes, 0);
+	ck_assert_int_eq(cache_read(f, NULL, got, BS, BS), -EIO);
+	ck_assert_int_eq(cache_read(f, NULL, got, BS, 0), (ssize_t)BS);
+	assert_same(got, want, BS, "intact dirty block");
+
+	pattern(want + BS, BS, BS, 62);
+	ck_assert_int_eq(cache_write(f, want + BS, BS, BS), (ssize_t)BS);
+	ck_assert_uint_eq(scrub(f).bad, 0);
+	mem_be_fail(X.be, MEM_OP_WRITE, 0, 0);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, want, len, "backend");
+	free(want);
+	free(got);
+}
+END_TEST
+
+/*
+ * What a passthrough writer puts in the data file is not in the sums
+ * before the rehash at its end: the scrub skips such a file rather than
+ * take the kernel's writes for corruption (and drop them), and checks it
+ * after the writer's release.
+ */
+START_TEST(test_scrub_skips_passthrough_writer)
+{
+	unsigned char *a = pattern_new(3 * BS, 63), *b = pattern_new(BS, 64);
+	struct cache_file *f;
+	struct cache_scrub sc;
+	struct be_node *n;
+	int fd;
+
+	fx_open();
+	f = fx_file("pt", NULL, 0, &n);
+	ck_assert_int_eq(cache_file_pt_can(f, true), 1);
+	ck_assert_int_eq(cache_file_pt_begin(f, true, false, &fd), 0);
+	ck_assert_int_eq(pwrite(fd, a, 3 * BS, 0), (ssize_t)(3 * BS));
+	ck_assert_int_eq(cache_file_pt_sync(f), 0);	/* a FLUSH */
+	/* The kernel writes on; no rehash has seen this yet. */
+	ck_assert_int_eq(pwrite(fd, b, BS, BS), (ssize_t)BS);
+	sc = scrub(f);
+	ck_assert_uint_eq(sc.checked, 0);
+	ck_assert_uint_eq(sc.skipped, 3);
+	ck_assert_uint_eq(sc.bad, 0);
+	cache_file_pt_end(f, true);
+	sc = scrub(f);
+	ck_assert_uint_eq(sc.checked, 3);
+	ck_assert_uint_eq(sc.skipped, 0);
+	ck_assert_uint_eq(sc.bad, 0);
+	ck_assert_uint_eq(stats().checksum_errors, 0);
+	memcpy(a + BS, b, BS);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, a, 3 * BS, "backend");
+	free(a);
+	free(b);
+}
+END_TEST
+
+struct scrubber {
+	struct cache_file *f;
+	atomic_int stop;
+	unsigned long rounds, bad, checked;
+	pthread_t tid;
+};
+
+static void *scrub_main(void *arg)
+{
+	struct scrubber *h = arg;
+
+	while (!atomic_load(&h->stop)) {
+		struct cache_scrub sc = { 0 };
+
+		if (cache_file_scrub(h->f, &sc) == 0) {
+			h->bad += sc.bad;
+			h->checked += sc.checked;
+		}
+		h->rounds++;
+	}
+	return NULL;
+}
+
+/* Writes, uploads and fetches racing with scrubs: no false alarm. */
+START_TEST(test_scrub_during_writes)
+{
+	size_t len = 2 * CS;
+	unsigned char *want = pattern_new(len, 65);
+	struct scrubber h = { 0 };
+	struct cache_file *f;
+	struct be_node *n;
+	int i;
+
+	fx_open();
+	f = fx_file("rw", want, len, &n);
+	h.f = f;
+	ck_assert_int_eq(pthread_create(&h.tid, NULL, scrub_main, &h), 0);
+	for (i = 0; i < 3000; i++) {
+		uint64_t off = (uint64_t)(i % 8) * 2 * BS + (uint64_t)(i % 3) * 50;
+
+		pattern(want + off, 3 * BS - 100, off, 66 + (unsigned int)i);
+		write_all(f, want + off, 3 * BS - 100, off, 3 * BS - 100);
+		if (i % 500 == 0)
+			ck_assert_int_eq(cache_file_flush(f), 0);
+		if (i % 1000 == 0)	/* drop and fetch again */
+			ck_assert_int_eq(cache_file_evict(f), 0);
+	}
+	atomic_store(&h.stop, 1);
+	pthread_join(h.tid, NULL);
+	ck_assert_msg(h.bad == 0 && stats().checksum_errors == 0,
+		      "%lu bad blocks in %lu scrubs (%lu blocks checked) racing with writes; nothing was corrupt",
+		      h.bad, h.rounds, h.checked);
+	ck_assert_uint_gt(h.rounds, 0);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_cache_has(f, want, len, "after the race");
+	assert_backend_has(n, want, len, "backend");
+	free(want);
+}
+END_TEST
+
 /* ---- eviction ---------------------------------------------------------- */
 
 /* Read chunk idx; returns how many backend reads it took. */
@@ -2027,6 +2228,10 @@ static Suite *cache_suite(void)
 		T(test_close_to_open),
 		T(test_checksum_clean_block_refetched),
 		T(test_checksum_dirty_block_eio),
+		T(test_scrub_clean_block_refetched),
+		T(test_scrub_dirty_block_left),
+		T(test_scrub_skips_passthrough_writer),
+		T(test_scrub_during_writes),
 		T(test_evict_lru_order),
 		T(test_evict_never_dirty),
 		T(test_backpressure),
