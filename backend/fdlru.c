@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 /* Descriptors taken out of entries under the lock, closed after it. */
@@ -311,4 +312,15 @@ unsigned int fdlru_open_fds(struct fdlru *l)
 unsigned int fdlru_limit(const struct fdlru *l)
 {
 	return l->max;
+}
+
+unsigned int fdlru_default_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+		return 1024;
+	if (rl.rlim_cur / 4 > 1U << 20)
+		return 1U << 20;
+	return rl.rlim_cur / 4 > 16 ? (unsigned int)(rl.rlim_cur / 4) : 16;
 }

@@ -108,6 +108,9 @@ void fdlru_mark(struct fdlru *l, struct fdlru_ent *e, bool busy);
  */
 void fdlru_close(struct fdlru *l, struct fdlru_ent *e);
 
+/* A limit for callers that were given none: RLIMIT_NOFILE / 4, >= 16. */
+unsigned int fdlru_default_limit(void);
+
 /* Descriptors open in entries of l now, and the limit. */
 unsigned int fdlru_open_fds(struct fdlru *l);
 unsigned int fdlru_limit(const struct fdlru *l);

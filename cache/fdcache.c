@@ -27,7 +27,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 static int open_slot(struct fdlru_ent *e, unsigned int slot,
@@ -56,19 +55,10 @@ static int open_slot(struct fdlru_ent *e, unsigned int slot,
 	return fd;
 }
 
-/* Without a limit from the caller: a quarter of RLIMIT_NOFILE. */
-static unsigned int default_max(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
-		return 1024;
-	return rl.rlim_cur / 4 > 16 ? (unsigned int)(rl.rlim_cur / 4) : 16;
-}
-
 int cache_fds_init(struct cache *c)
 {
-	unsigned int max = c->cfg->max_fds ? c->cfg->max_fds : default_max();
+	unsigned int max = c->cfg->max_fds ? c->cfg->max_fds :
+					     fdlru_default_limit();
 
 	return fdlru_create(max, open_slot, &c->fdlru);
 }
