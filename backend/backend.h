@@ -258,6 +258,9 @@ struct be_params {
 	unsigned int nconnect;		/* NFS connections */
 	unsigned int timeout_ms;	/* give up on an unreachable server */
 	unsigned int retry_deadline_ms;	/* retry in-flight I/O this long */
+	/* Descriptors the backend may keep open for its nodes (posix); 0:
+	 * its own default.  A target: see backend/fdlru.h. */
+	unsigned int max_fds;
 };
 
 /*

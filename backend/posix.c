@@ -3,16 +3,31 @@
  * posix.c - a backend that is a local directory, typically a kernel NFS
  * mount of the VAST export.
  *
- * Every node holds an O_PATH descriptor of its object (as libfuse's
- * passthrough_ll does), and every name is resolved one component at a
- * time with *at() calls and O_NOFOLLOW, so a symlink is never followed,
- * in or out of the root.  Data goes through a read-write descriptor that
- * is opened lazily through /proc/self/fd and kept with the node.
+ * Every name is resolved one component at a time with *at() calls and
+ * O_NOFOLLOW from an O_PATH descriptor of the directory (as libfuse's
+ * passthrough_ll does), so a symlink is never followed, in or out of the
+ * root.  Data goes through a read-write descriptor of the file.
  *
- * Thread safety: a node's rwfd is set once under node->lock; everything
- * else is immutable after creation or owned by the kernel.
+ * A node does not hold its descriptors for its whole life: the kernel
+ * keeps every inode it has looked up, hundreds of thousands after a run
+ * of small files, and each would pin one or two descriptors.  A node
+ * holds its file handle (name_to_handle_at), and its O_PATH and
+ * read-write descriptors live in the backend's fdlru (fdlru.h): opened
+ * on demand with open_by_handle_at() (the daemon runs as root, so
+ * CAP_DAC_READ_SEARCH holds), taken for the time of one operation, and
+ * closed, least recently used first, once more than params->max_fds are
+ * open.  A handle names the object, not a path: a node stays right
+ * across renames, and a file deleted meanwhile answers ESTALE, as on
+ * NFS.  Where there is no usable handle (a file system without them, an
+ * object on another mount below the root, no CAP_DAC_READ_SEARCH), the
+ * node keeps its O_PATH descriptor for its life, as before, and only its
+ * read-write one is in the LRU.
+ *
+ * Thread safety: a node's fields are immutable after creation; its
+ * descriptors are the fdlru's (fdlru.h), used between pn_get and pn_put.
  */
 #include "backend_int.h"
+#include "fdlru.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -33,14 +48,24 @@ struct posix_be {
 	struct be base;
 	int rootfd;		/* O_PATH of the root directory */
 	int mountfd;		/* O_RDONLY of it: open_by_handle_at needs one */
+	int mnt_id;		/* the root's mount: handles of it open here */
+	bool handles;		/* open_by_handle_at works (see posix_open) */
+	struct fdlru *fdlru;	/* the nodes' descriptors */
 };
+
+/* A node's descriptors, slots of its fdlru entry. */
+enum { PN_PATH, PN_RW };
 
 struct posix_node {
 	struct be_node base;
-	int fd;			/* O_PATH, O_NOFOLLOW */
+	struct posix_be *pbe;
 	uint32_t type;		/* S_IFMT bits */
-	pthread_mutex_t lock;
-	int rwfd;		/* protected by lock; -1 until first data op */
+	int pinfd;		/* O_PATH for life when there is no handle,
+				 * else -1 */
+	struct fdlru_ent fds;	/* PN_PATH (O_PATH) and PN_RW */
+	int htype;		/* the handle, if pinfd < 0 */
+	unsigned int hlen;
+	unsigned char handle[];
 };
 
 static inline struct posix_be *to_pbe(struct be *be)
@@ -96,28 +121,106 @@ static int fd_attr(int fd, struct be_attr *attr, struct stat *stout)
 	return 0;
 }
 
-/* A hash of the file's handle (it holds the inode's generation), or 0. */
-static uint64_t handle_key(int fd)
-{
-	union {
-		struct file_handle fh;
-		char space[sizeof(struct file_handle) + MAX_HANDLE_SZ];
-	} h;
-	int mnt_id;
+/* A file handle, as name_to_handle_at() fills it. */
+union posix_fh {
+	struct file_handle fh;
+	char space[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+};
 
-	h.fh.handle_bytes = MAX_HANDLE_SZ;
-	if (name_to_handle_at(fd, "", &h.fh, &mnt_id, AT_EMPTY_PATH) < 0)
-		return 0;
-	return XXH3_64bits(h.fh.f_handle, h.fh.handle_bytes) ^
-	       (uint64_t)(uint32_t)h.fh.handle_type;
+/* A hash of a handle (it holds the inode's generation). */
+static uint64_t handle_hash(const struct file_handle *fh)
+{
+	return XXH3_64bits(fh->f_handle, fh->handle_bytes) ^
+	       (uint64_t)(uint32_t)fh->handle_type;
 }
 
-/* Wrap an O_PATH fd into a node; takes ownership of fd. */
-static int node_from_fd(int fd, struct be_node **out, struct be_attr *attr)
+static void node_handle(const struct posix_node *pn, union posix_fh *h)
 {
+	h->fh.handle_type = pn->htype;
+	h->fh.handle_bytes = pn->hlen;
+	memcpy(h->fh.f_handle, pn->handle, pn->hlen);
+}
+
+/*
+ * The fdlru's open function: slot PN_PATH or PN_RW of a node, from its
+ * handle (or, without one, through /proc from its pinned O_PATH fd).
+ */
+static int node_open_slot(struct fdlru_ent *e, unsigned int slot,
+			  unsigned int flags)
+{
+	struct posix_node *pn = container_of(e, struct posix_node, fds);
+	union posix_fh h;
+	char path[64];
+	int fd;
+
+	if (pn->pinfd >= 0) {
+		if (slot == PN_PATH)
+			return -EINVAL;	/* pn_get never asks for it */
+		proc_path(path, sizeof(path), pn->pinfd);
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0 && errno == EISDIR)
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+		return fd < 0 ? -errno : fd;
+	}
+	node_handle(pn, &h);
+	if (slot == PN_PATH) {
+		fd = open_by_handle_at(pn->pbe->mountfd, &h.fh,
+				       O_PATH | O_CLOEXEC);
+	} else {
+		fd = open_by_handle_at(pn->pbe->mountfd, &h.fh,
+				       O_RDWR | O_CLOEXEC);
+		if (fd < 0 && errno == EISDIR)
+			fd = open_by_handle_at(pn->pbe->mountfd, &h.fh,
+					       O_RDONLY | O_CLOEXEC);
+	}
+	return fd < 0 ? -errno : fd;
+}
+
+/*
+ * Take a descriptor of pn for one operation: slot PN_PATH (O_PATH) or
+ * PN_RW.  Returns it, or -errno; give it back with pn_put().
+ */
+static int pn_get(struct posix_node *pn, unsigned int slot)
+{
+	bool pinned = slot == PN_PATH && pn->pinfd >= 0;
+	int rc = fdlru_get(pn->pbe->fdlru, &pn->fds, pinned ? 0 : 1u << slot,
+			   0);
+
+	if (rc < 0)
+		return rc;
+	return pinned ? pn->pinfd : fdlru_fd(&pn->fds, slot);
+}
+
+static void pn_put(struct posix_node *pn)
+{
+	fdlru_put(pn->pbe->fdlru, &pn->fds);
+}
+
+/* The O_PATH descriptor of a node, for one operation. */
+static inline int path_get(struct be_node *n)
+{
+	return pn_get(to_pn(n), PN_PATH);
+}
+
+static inline void path_put(struct be_node *n)
+{
+	pn_put(to_pn(n));
+}
+
+/*
+ * Wrap an O_PATH fd into a node; takes ownership of fd.  A node with a
+ * handle that opens through the backend's mountfd hands fd to the LRU;
+ * one without keeps it (pinfd).
+ */
+static int node_from_fd(struct be *be, int fd, struct be_node **out,
+			struct be_attr *attr)
+{
+	struct posix_be *p = to_pbe(be);
 	struct posix_node *pn;
+	union posix_fh h;
 	struct stat st = { 0 };
-	int rc;
+	int rc, mnt_id = -1;
+	bool handle;
 
 	rc = fd_attr(fd, attr, &st);
 	if (rc < 0)
@@ -126,18 +229,31 @@ static int node_from_fd(int fd, struct be_node **out, struct be_attr *attr)
 		close(fd);
 		return 0;
 	}
-	pn = calloc(1, sizeof(*pn));
+	h.fh.handle_bytes = MAX_HANDLE_SZ;
+	handle = name_to_handle_at(fd, "", &h.fh, &mnt_id, AT_EMPTY_PATH) == 0;
+	pn = calloc(1, sizeof(*pn) + (handle ? h.fh.handle_bytes : 0));
 	if (!pn) {
 		rc = -ENOMEM;
 		goto out_close;
 	}
 	pn->base.fileid = st.st_ino;
 	atomic_init(&pn->base.refs, 1);
-	pn->base.hkey = handle_key(fd);
-	pn->fd = fd;
+	pn->base.hkey = handle ? handle_hash(&h.fh) : 0;
+	pn->pbe = p;
 	pn->type = st.st_mode & S_IFMT;
-	pn->rwfd = -1;
-	pthread_mutex_init(&pn->lock, NULL);
+	pn->pinfd = -1;
+	fdlru_ent_init(&pn->fds);
+	if (handle) {
+		pn->htype = h.fh.handle_type;
+		pn->hlen = h.fh.handle_bytes;
+		memcpy(pn->handle, h.fh.f_handle, pn->hlen);
+	}
+	if (handle && p->handles && mnt_id == p->mnt_id) {
+		fdlru_adopt(p->fdlru, &pn->fds, PN_PATH, fd);
+	} else {
+		pn->pinfd = fd;
+		pn->hlen = handle ? pn->hlen : 0;
+	}
 	*out = &pn->base;
 	return 0;
 out_close:
@@ -151,8 +267,8 @@ static int valid_name(const char *name)
 	       !strchr(name, '/');
 }
 
-static int open_child(int dirfd, const char *name, struct be_node **out,
-		      struct be_attr *attr)
+static int open_child(struct be *be, int dirfd, const char *name,
+		      struct be_node **out, struct be_attr *attr)
 {
 	int fd;
 
@@ -161,7 +277,7 @@ static int open_child(int dirfd, const char *name, struct be_node **out,
 	fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	return node_from_fd(fd, out, attr);
+	return node_from_fd(be, fd, out, attr);
 }
 
 static void posix_destroy(struct be *be)
@@ -170,6 +286,7 @@ static void posix_destroy(struct be *be)
 
 	close(p->rootfd);
 	close(p->mountfd);
+	fdlru_destroy(p->fdlru);
 	free(be->spec);
 	free(p);
 }
@@ -178,10 +295,9 @@ static void posix_node_free(struct be *be, struct be_node *n)
 {
 	struct posix_node *pn = to_pn(n);
 
-	if (pn->rwfd >= 0)
-		close(pn->rwfd);
-	close(pn->fd);
-	pthread_mutex_destroy(&pn->lock);
+	fdlru_close(pn->pbe->fdlru, &pn->fds);
+	if (pn->pinfd >= 0)
+		close(pn->pinfd);
 	free(pn);
 }
 
@@ -192,14 +308,19 @@ static int posix_root(struct be *be, struct be_node **out,
 
 	if (fd < 0)
 		return posix_err("root", be->spec, errno);
-	return node_from_fd(fd, out, attr);
+	return node_from_fd(be, fd, out, attr);
 }
 
 static int posix_lookup(struct be *be, struct be_node *dir, const char *name,
 			struct be_node **out, struct be_attr *attr)
 {
-	int rc = open_child(to_pn(dir)->fd, name, out, attr);
+	int dirfd = path_get(dir);
+	int rc;
 
+	if (dirfd < 0)
+		return posix_err("lookup", name, -dirfd);
+	rc = open_child(be, dirfd, name, out, attr);
+	path_put(dir);
 	if (rc < 0 && rc != -ENOENT)
 		posix_err("lookup", name, -rc);
 	return rc;
@@ -208,56 +329,42 @@ static int posix_lookup(struct be *be, struct be_node *dir, const char *name,
 static int posix_getattr(struct be *be, struct be_node *n,
 			 struct be_attr *attr)
 {
-	int rc = fd_attr(to_pn(n)->fd, attr, NULL);
+	int fd = path_get(n);
+	int rc;
 
+	if (fd < 0)
+		return posix_err("getattr", NULL, -fd);
+	rc = fd_attr(fd, attr, NULL);
+	path_put(n);
 	return rc < 0 ? posix_err("getattr", NULL, -rc) : 0;
 }
 
-/* The read-write descriptor of a regular file, opened on first use. */
-static int node_rwfd(struct posix_node *pn)
+/* setattr with the node's O_PATH descriptor pfd taken. */
+static int setattr_fd(struct posix_node *pn, int pfd,
+		      const struct be_setattr *sa)
 {
 	char path[64];
-	int fd;
+	int fd, rc;
 
-	pthread_mutex_lock(&pn->lock);
-	if (pn->rwfd < 0) {
-		proc_path(path, sizeof(path), pn->fd);
-		fd = open(path, O_RDWR | O_CLOEXEC);
-		if (fd < 0 && errno == EISDIR)
-			fd = open(path, O_RDONLY | O_CLOEXEC);
-		pn->rwfd = fd < 0 ? -errno : fd;
-	}
-	fd = pn->rwfd;
-	if (fd < 0)
-		pn->rwfd = -1;	/* try again next time */
-	pthread_mutex_unlock(&pn->lock);
-	return fd;
-}
-
-static int posix_setattr(struct be *be, struct be_node *n,
-			 const struct be_setattr *sa, struct be_attr *attr)
-{
-	struct posix_node *pn = to_pn(n);
-	char path[64];
-	int fd;
-
-	proc_path(path, sizeof(path), pn->fd);
+	proc_path(path, sizeof(path), pfd);
 	if ((sa->valid & BE_SET_MODE) && chmod(path, sa->mode & 07777) < 0)
 		return posix_err("chmod", NULL, errno);
 	if (sa->valid & (BE_SET_UID | BE_SET_GID)) {
 		uid_t uid = sa->valid & BE_SET_UID ? sa->uid : (uid_t)-1;
 		gid_t gid = sa->valid & BE_SET_GID ? sa->gid : (gid_t)-1;
 
-		if (fchownat(pn->fd, "", uid, gid,
+		if (fchownat(pfd, "", uid, gid,
 			     AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 			return posix_err("chown", NULL, errno);
 	}
 	if (sa->valid & BE_SET_SIZE) {
-		fd = node_rwfd(pn);
+		fd = pn_get(pn, PN_RW);
 		if (fd < 0)
 			return posix_err("truncate", NULL, -fd);
-		if (ftruncate(fd, (off_t)sa->size) < 0)
-			return posix_err("truncate", NULL, errno);
+		rc = ftruncate(fd, (off_t)sa->size) < 0 ? -errno : 0;
+		pn_put(pn);
+		if (rc < 0)
+			return posix_err("truncate", NULL, -rc);
 	}
 	if (sa->valid & (BE_SET_ATIME | BE_SET_MTIME | BE_SET_ATIME_NOW |
 			 BE_SET_MTIME_NOW)) {
@@ -274,14 +381,27 @@ static int posix_setattr(struct be *be, struct be_node *n,
 			ts[1] = sa->mtime;
 		if (pn->type == S_IFLNK) {
 			/* utimensat cannot reach a symlink through /proc. */
-			if (utimensat(pn->fd, "", ts, AT_EMPTY_PATH) < 0 &&
+			if (utimensat(pfd, "", ts, AT_EMPTY_PATH) < 0 &&
 			    errno != EINVAL && errno != ENOENT)
 				return posix_err("utimens", NULL, errno);
 		} else if (utimensat(AT_FDCWD, path, ts, 0) < 0) {
 			return posix_err("utimens", NULL, errno);
 		}
 	}
-	return posix_getattr(be, n, attr);
+	return 0;
+}
+
+static int posix_setattr(struct be *be, struct be_node *n,
+			 const struct be_setattr *sa, struct be_attr *attr)
+{
+	int pfd = path_get(n);
+	int rc;
+
+	if (pfd < 0)
+		return posix_err("setattr", NULL, -pfd);
+	rc = setattr_fd(to_pn(n), pfd, sa);
+	path_put(n);
+	return rc < 0 ? rc : posix_getattr(be, n, attr);
 }
 
 /* Give a new object its creator's identity. */
@@ -295,16 +415,28 @@ static int chown_new(int dirfd, const char *name, const struct be_cred *cred)
 	return 0;
 }
 
+/* The new object name in dir, as lookup answers it; dirfd taken. */
+static int new_node(struct be *be, int dirfd, const char *name,
+		    struct be_node **out, struct be_attr *attr)
+{
+	int rc = open_child(be, dirfd, name, out, attr);
+
+	return rc < 0 ? posix_err("lookup", name, -rc) : 0;
+}
+
 static int posix_create(struct be *be, struct be_node *dir, const char *name,
 			uint32_t mode, const struct be_cred *cred,
 			int exclusive, struct be_node **out,
 			struct be_attr *attr)
 {
-	int dirfd = to_pn(dir)->fd;
+	int dirfd;
 	int fd, rc, created = 1;
 
 	if (!valid_name(name))
 		return -EINVAL;
+	dirfd = path_get(dir);
+	if (dirfd < 0)
+		return posix_err("create", name, -dirfd);
 	fd = openat(dirfd, name,
 		    O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC,
 		    mode & 07777);
@@ -312,8 +444,10 @@ static int posix_create(struct be *be, struct be_node *dir, const char *name,
 		created = 0;
 		fd = openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
 	}
-	if (fd < 0)
-		return posix_err("create", name, errno);
+	if (fd < 0) {
+		rc = posix_err("create", name, errno);
+		goto out_put;
+	}
 	if (created) {
 		rc = chown_new(dirfd, name, cred);
 		if (rc == 0 && fchmod(fd, mode & 07777) < 0)
@@ -321,30 +455,52 @@ static int posix_create(struct be *be, struct be_node *dir, const char *name,
 		if (rc < 0) {
 			close(fd);
 			unlinkat(dirfd, name, 0);
-			return posix_err("create", name, -rc);
+			rc = posix_err("create", name, -rc);
+			goto out_put;
 		}
 	}
 	close(fd);
-	return posix_lookup(be, dir, name, out, attr);
+	rc = new_node(be, dirfd, name, out, attr);
+out_put:
+	path_put(dir);
+	return rc;
+}
+
+/*
+ * The object name was just made in dirfd: give it its creator's identity
+ * (removing it if that fails, with unlinkat flags rmflags), then its node.
+ */
+static int finish_new(struct be *be, int dirfd, const char *name,
+		      const struct be_cred *cred, int rmflags, const char *op,
+		      struct be_node **out, struct be_attr *attr)
+{
+	int rc = chown_new(dirfd, name, cred);
+
+	if (rc < 0) {
+		unlinkat(dirfd, name, rmflags);
+		return posix_err(op, name, -rc);
+	}
+	return new_node(be, dirfd, name, out, attr);
 }
 
 static int posix_mkdir(struct be *be, struct be_node *dir, const char *name,
 		       uint32_t mode, const struct be_cred *cred,
 		       struct be_node **out, struct be_attr *attr)
 {
-	int dirfd = to_pn(dir)->fd;
-	int rc;
+	int dirfd, rc;
 
 	if (!valid_name(name))
 		return -EINVAL;
+	dirfd = path_get(dir);
+	if (dirfd < 0)
+		return posix_err("mkdir", name, -dirfd);
 	if (mkdirat(dirfd, name, mode & 07777) < 0)
-		return posix_err("mkdir", name, errno);
-	rc = chown_new(dirfd, name, cred);
-	if (rc < 0) {
-		unlinkat(dirfd, name, AT_REMOVEDIR);
-		return posix_err("mkdir", name, -rc);
-	}
-	return posix_lookup(be, dir, name, out, attr);
+		rc = posix_err("mkdir", name, errno);
+	else
+		rc = finish_new(be, dirfd, name, cred, AT_REMOVEDIR, "mkdir",
+				out, attr);
+	path_put(dir);
+	return rc;
 }
 
 static int posix_mknod(struct be *be, struct be_node *dir, const char *name,
@@ -352,47 +508,55 @@ static int posix_mknod(struct be *be, struct be_node *dir, const char *name,
 		       const struct be_cred *cred, struct be_node **out,
 		       struct be_attr *attr)
 {
-	int dirfd = to_pn(dir)->fd;
-	int rc;
+	int dirfd, rc;
 
 	if (!valid_name(name))
 		return -EINVAL;
+	dirfd = path_get(dir);
+	if (dirfd < 0)
+		return posix_err("mknod", name, -dirfd);
 	if (mknodat(dirfd, name, mode, (dev_t)rdev) < 0)
-		return posix_err("mknod", name, errno);
-	rc = chown_new(dirfd, name, cred);
-	if (rc < 0) {
-		unlinkat(dirfd, name, 0);
-		return posix_err("mknod", name, -rc);
-	}
-	return posix_lookup(be, dir, name, out, attr);
+		rc = posix_err("mknod", name, errno);
+	else
+		rc = finish_new(be, dirfd, name, cred, 0, "mknod", out, attr);
+	path_put(dir);
+	return rc;
 }
 
 static int posix_symlink(struct be *be, struct be_node *dir, const char *name,
 			 const char *target, const struct be_cred *cred,
 			 struct be_node **out, struct be_attr *attr)
 {
-	int dirfd = to_pn(dir)->fd;
-	int rc;
+	int dirfd, rc;
 
 	if (!valid_name(name))
 		return -EINVAL;
+	dirfd = path_get(dir);
+	if (dirfd < 0)
+		return posix_err("symlink", name, -dirfd);
 	if (symlinkat(target, dirfd, name) < 0)
-		return posix_err("symlink", name, errno);
-	rc = chown_new(dirfd, name, cred);
-	if (rc < 0) {
-		unlinkat(dirfd, name, 0);
-		return posix_err("symlink", name, -rc);
-	}
-	return posix_lookup(be, dir, name, out, attr);
+		rc = posix_err("symlink", name, errno);
+	else
+		rc = finish_new(be, dirfd, name, cred, 0, "symlink", out,
+				attr);
+	path_put(dir);
+	return rc;
 }
 
 static int posix_readlink(struct be *be, struct be_node *n, char *buf,
 			  size_t size)
 {
-	ssize_t len = readlinkat(to_pn(n)->fd, "", buf, size);
+	int fd = path_get(n);
+	ssize_t len;
 
+	if (fd < 0)
+		return posix_err("readlink", NULL, -fd);
+	len = readlinkat(fd, "", buf, size);
 	if (len < 0)
-		return posix_err("readlink", NULL, errno);
+		len = posix_err("readlink", NULL, errno);
+	path_put(n);
+	if (len < 0)
+		return (int)len;
 	if ((size_t)len < size)
 		buf[len] = '\0';
 	return (int)len;
@@ -401,39 +565,71 @@ static int posix_readlink(struct be *be, struct be_node *n, char *buf,
 static int posix_link(struct be *be, struct be_node *n, struct be_node *dir,
 		      const char *name, struct be_attr *attr)
 {
-	int dirfd = to_pn(dir)->fd;
+	int dirfd, fd, rc = 0;
 
 	if (!valid_name(name))
 		return -EINVAL;
-	if (linkat(to_pn(n)->fd, "", dirfd, name, AT_EMPTY_PATH) < 0)
-		return posix_err("link", name, errno);
-	return posix_getattr(be, n, attr);
+	dirfd = path_get(dir);
+	if (dirfd < 0)
+		return posix_err("link", name, -dirfd);
+	fd = path_get(n);
+	if (fd < 0) {
+		path_put(dir);
+		return posix_err("link", name, -fd);
+	}
+	if (linkat(fd, "", dirfd, name, AT_EMPTY_PATH) < 0)
+		rc = posix_err("link", name, errno);
+	path_put(n);
+	path_put(dir);
+	return rc < 0 ? rc : posix_getattr(be, n, attr);
+}
+
+/* unlinkat in dir, with flags. */
+static int unlink_in(struct be_node *dir, const char *name, int flags,
+		     const char *op)
+{
+	int dirfd = path_get(dir);
+	int rc = 0;
+
+	if (dirfd < 0)
+		return posix_err(op, name, -dirfd);
+	if (unlinkat(dirfd, name, flags) < 0)
+		rc = posix_err(op, name, errno);
+	path_put(dir);
+	return rc;
 }
 
 static int posix_unlink(struct be *be, struct be_node *dir, const char *name)
 {
-	if (unlinkat(to_pn(dir)->fd, name, 0) < 0)
-		return posix_err("unlink", name, errno);
-	return 0;
+	return unlink_in(dir, name, 0, "unlink");
 }
 
 static int posix_rmdir(struct be *be, struct be_node *dir, const char *name)
 {
-	if (unlinkat(to_pn(dir)->fd, name, AT_REMOVEDIR) < 0)
-		return posix_err("rmdir", name, errno);
-	return 0;
+	return unlink_in(dir, name, AT_REMOVEDIR, "rmdir");
 }
 
 static int posix_rename(struct be *be, struct be_node *olddir,
 			const char *oldname, struct be_node *newdir,
 			const char *newname, unsigned int flags)
 {
+	int ofd, nfd, rc = 0;
+
 	if (!valid_name(oldname) || !valid_name(newname))
 		return -EINVAL;
-	if (renameat2(to_pn(olddir)->fd, oldname, to_pn(newdir)->fd, newname,
-		      flags) < 0)
-		return posix_err("rename", oldname, errno);
-	return 0;
+	ofd = path_get(olddir);
+	if (ofd < 0)
+		return posix_err("rename", oldname, -ofd);
+	nfd = path_get(newdir);
+	if (nfd < 0) {
+		path_put(olddir);
+		return posix_err("rename", oldname, -nfd);
+	}
+	if (renameat2(ofd, oldname, nfd, newname, flags) < 0)
+		rc = posix_err("rename", oldname, errno);
+	path_put(newdir);
+	path_put(olddir);
+	return rc;
 }
 
 static int posix_readdir(struct be *be, struct be_node *dir, be_dirent_fn fn,
@@ -445,9 +641,15 @@ static int posix_readdir(struct be *be, struct be_node *dir, be_dirent_fn fn,
 	DIR *dp;
 	int fd, rc = 0;
 
-	fd = openat(to_pn(dir)->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = path_get(dir);
 	if (fd < 0)
+		return posix_err("opendir", NULL, -fd);
+	rc = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	path_put(dir);
+	if (rc < 0)
 		return posix_err("opendir", NULL, errno);
+	fd = rc;
+	rc = 0;
 	dp = fdopendir(fd);
 	if (!dp) {
 		rc = posix_err("opendir", NULL, errno);
@@ -472,17 +674,31 @@ static int posix_readdir(struct be *be, struct be_node *dir, be_dirent_fn fn,
 
 static int posix_statfs(struct be *be, struct be_node *n, struct statvfs *st)
 {
-	if (fstatvfs(to_pn(n)->fd, st) < 0)
-		return posix_err("statfs", NULL, errno);
-	return 0;
+	int fd = path_get(n);
+	int rc = 0;
+
+	if (fd < 0)
+		return posix_err("statfs", NULL, -fd);
+	if (fstatvfs(fd, st) < 0)
+		rc = posix_err("statfs", NULL, errno);
+	path_put(n);
+	return rc;
 }
 
-/* xattrs go through /proc; symlinks have none here (like passthrough_ll) */
-static int xattr_path(struct posix_node *pn, char *path, size_t len)
+/*
+ * xattrs go through /proc; symlinks have none here (like passthrough_ll).
+ * On success the node's O_PATH descriptor is taken: path_put() after.
+ */
+static int xattr_path(struct be_node *n, char *path, size_t len)
 {
-	if (pn->type == S_IFLNK)
+	int fd;
+
+	if (to_pn(n)->type == S_IFLNK)
 		return -EOPNOTSUPP;
-	proc_path(path, len, pn->fd);
+	fd = path_get(n);
+	if (fd < 0)
+		return fd;
+	proc_path(path, len, fd);
 	return 0;
 }
 
@@ -490,15 +706,16 @@ static int posix_setxattr(struct be *be, struct be_node *n, const char *name,
 			  const void *value, size_t size, int flags)
 {
 	char path[64];
-	int rc = xattr_path(to_pn(n), path, sizeof(path));
+	int rc = xattr_path(n, path, sizeof(path));
 
 	if (rc < 0)
 		return rc;
 	if (setxattr(path, name, value, size, flags) < 0)
-		return errno == ENOTSUP || errno == EEXIST || errno == ENODATA ?
-			       -errno :
-			       posix_err("setxattr", name, errno);
-	return 0;
+		rc = errno == ENOTSUP || errno == EEXIST || errno == ENODATA ?
+			     -errno :
+			     posix_err("setxattr", name, errno);
+	path_put(n);
+	return rc;
 }
 
 static int posix_getxattr(struct be *be, struct be_node *n, const char *name,
@@ -506,12 +723,14 @@ static int posix_getxattr(struct be *be, struct be_node *n, const char *name,
 {
 	char path[64];
 	ssize_t len;
-	int rc = xattr_path(to_pn(n), path, sizeof(path));
+	int rc = xattr_path(n, path, sizeof(path));
 
 	if (rc < 0)
 		return rc == -EOPNOTSUPP ? -ENODATA : rc;
 	len = getxattr(path, name, value, size);
-	return len < 0 ? -errno : (int)len;
+	rc = len < 0 ? -errno : (int)len;
+	path_put(n);
+	return rc;
 }
 
 static int posix_listxattr(struct be *be, struct be_node *n, char *list,
@@ -519,22 +738,27 @@ static int posix_listxattr(struct be *be, struct be_node *n, char *list,
 {
 	char path[64];
 	ssize_t len;
+	int rc;
 
-	if (xattr_path(to_pn(n), path, sizeof(path)) < 0)
+	if (xattr_path(n, path, sizeof(path)) < 0)
 		return 0;
 	len = listxattr(path, list, size);
-	return len < 0 ? -errno : (int)len;
+	rc = len < 0 ? -errno : (int)len;
+	path_put(n);
+	return rc;
 }
 
 static int posix_removexattr(struct be *be, struct be_node *n,
 			     const char *name)
 {
 	char path[64];
-	int rc = xattr_path(to_pn(n), path, sizeof(path));
+	int rc = xattr_path(n, path, sizeof(path));
 
 	if (rc < 0)
 		return rc;
-	return removexattr(path, name) < 0 ? -errno : 0;
+	rc = removexattr(path, name) < 0 ? -errno : 0;
+	path_put(n);
+	return rc;
 }
 
 static ssize_t do_rw(int fd, const struct iovec *iov, int iovcnt,
@@ -581,12 +805,13 @@ static ssize_t do_rw(int fd, const struct iovec *iov, int iovcnt,
 static int posix_rw(struct be_node *n, const struct iovec *iov, int iovcnt,
 		    uint64_t off, be_io_cb cb, void *cookie, int write)
 {
-	int fd = node_rwfd(to_pn(n));
+	int fd = pn_get(to_pn(n), PN_RW);
 	ssize_t res;
 
 	if (fd < 0)
 		return posix_err(write ? "write" : "read", NULL, -fd);
 	res = do_rw(fd, iov, iovcnt, off, write);
+	pn_put(to_pn(n));
 	if (res < 0)
 		posix_err(write ? "write" : "read", NULL, (int)-res);
 	cb(cookie, res);
@@ -610,12 +835,14 @@ static int posix_write(struct be *be, struct be_node *n,
 static int posix_commit(struct be *be, struct be_node *n, be_io_cb cb,
 			void *cookie)
 {
-	int fd = node_rwfd(to_pn(n));
+	int fd = pn_get(to_pn(n), PN_RW);
+	int rc;
 
 	if (fd < 0)
 		return posix_err("commit", NULL, -fd);
-	cb(cookie, fdatasync(fd) < 0 ? posix_err("fdatasync", NULL, errno) :
-				       0);
+	rc = fdatasync(fd) < 0 ? posix_err("fdatasync", NULL, errno) : 0;
+	pn_put(to_pn(n));
+	cb(cookie, rc);
 	return 0;
 }
 
@@ -623,16 +850,16 @@ static int posix_commit(struct be *be, struct be_node *n, be_io_cb cb,
 static int posix_node_encode(struct be *be, struct be_node *n, void *buf,
 			     size_t *len)
 {
-	union {
-		struct file_handle fh;
-		char space[sizeof(struct file_handle) + MAX_HANDLE_SZ];
-	} h;
+	struct posix_node *pn = to_pn(n);
+	union posix_fh h;
 	int mnt_id;
 	size_t need;
 
 	h.fh.handle_bytes = MAX_HANDLE_SZ;
-	if (name_to_handle_at(to_pn(n)->fd, "", &h.fh, &mnt_id,
-			      AT_EMPTY_PATH) < 0)
+	if (pn->hlen)
+		node_handle(pn, &h);
+	else if (name_to_handle_at(pn->pinfd, "", &h.fh, &mnt_id,
+				   AT_EMPTY_PATH) < 0)
 		return posix_err("name_to_handle_at", NULL, errno);
 	need = sizeof(int32_t) + h.fh.handle_bytes;
 	if (need > *len)
@@ -647,10 +874,7 @@ static int posix_node_encode(struct be *be, struct be_node *n, void *buf,
 static int posix_node_decode(struct be *be, const void *buf, size_t len,
 			     struct be_node **out, struct be_attr *attr)
 {
-	union {
-		struct file_handle fh;
-		char space[sizeof(struct file_handle) + MAX_HANDLE_SZ];
-	} h;
+	union posix_fh h;
 	int fd;
 
 	if (len < sizeof(int32_t) || len - sizeof(int32_t) > MAX_HANDLE_SZ)
@@ -663,7 +887,7 @@ static int posix_node_decode(struct be *be, const void *buf, size_t len,
 			       O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	return node_from_fd(fd, out, attr);
+	return node_from_fd(be, fd, out, attr);
 }
 
 static const struct be_ops posix_ops = {
@@ -700,6 +924,32 @@ static const struct be_ops posix_ops = {
 static int posix_match(const char *spec)
 {
 	return spec[0] == '/';
+}
+
+/*
+ * Can nodes be opened again from their handles?  Not without handles on
+ * this file system, nor without CAP_DAC_READ_SEARCH: then every node
+ * keeps its O_PATH descriptor, as before the LRU, and says so once.
+ */
+static void probe_handles(struct posix_be *p)
+{
+	union posix_fh h;
+	int fd;
+
+	h.fh.handle_bytes = MAX_HANDLE_SZ;
+	if (name_to_handle_at(p->rootfd, "", &h.fh, &p->mnt_id,
+			      AT_EMPTY_PATH) < 0)
+		fd = -1;
+	else
+		fd = open_by_handle_at(p->mountfd, &h.fh, O_PATH | O_CLOEXEC);
+	if (fd < 0) {
+		log_msg(LOG_LVL_WARN, "posix",
+			"%s: objects cannot be reopened by handle (%s); every node the kernel keeps looked up holds a descriptor, and RLIMIT_NOFILE bounds how many files can be in use",
+			p->base.spec, strerror(errno));
+		return;
+	}
+	close(fd);
+	p->handles = true;
 }
 
 static int posix_open(const char *spec, const struct be_params *params,
@@ -741,6 +991,17 @@ static int posix_open(const char *spec, const struct be_params *params,
 		free(p);
 		return -e;
 	}
+	if (fdlru_create(params->max_fds ? params->max_fds :
+					   fdlru_default_limit(),
+			 node_open_slot, &p->fdlru) < 0) {
+		snprintf(err, errlen, "backend '%s': out of memory", spec);
+		close(p->mountfd);
+		close(fd);
+		free(p->base.spec);
+		free(p);
+		return -ENOMEM;
+	}
+	probe_handles(p);
 	*out = &p->base;
 	return 0;
 }

@@ -98,9 +98,16 @@ ssize_t cache_table_files(struct cache *c, struct cache_file ***out)
 	return (ssize_t)n;
 }
 
+/*
+ * A file used by someone besides the table (an open handle, a queued
+ * upload or prefetch) keeps its descriptors longer than an idle one.
+ * The mark follows the 1 <-> 2 transitions of refs; a race between two of
+ * them can leave it wrong, which only changes what is closed first.
+ */
 void cache_file_ref(struct cache_file *f)
 {
-	atomic_fetch_add(&f->refs, 1);
+	if (atomic_fetch_add(&f->refs, 1) == 1 && f->in_table)
+		file_fds_busy(f, true);
 }
 
 static void file_free(struct cache_file *f)
@@ -120,8 +127,15 @@ static void file_free(struct cache_file *f)
 
 void cache_file_put(struct cache_file *f)
 {
-	if (f && atomic_fetch_sub(&f->refs, 1) == 1)
+	int old;
+
+	if (!f)
+		return;
+	old = atomic_fetch_sub(&f->refs, 1);
+	if (old == 1)
 		file_free(f);
+	else if (old == 2 && f->in_table)
+		file_fds_busy(f, false);
 }
 
 int cache_journal(struct cache *c, enum jrec_type type, struct cache_file *f,
@@ -223,7 +237,7 @@ static struct cache_file *file_new(struct cache *c, int be_idx,
 	f->hkey = node->hkey;
 	f->node = be_node_get(node);
 	atomic_init(&f->refs, 1);	/* the table's */
-	f->fd = f->dfd = f->idx_fd = -1;
+	fdlru_ent_init(&f->fds);
 	pthread_mutex_init(&f->wlock, NULL);
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->cond, NULL);
@@ -235,6 +249,7 @@ static void file_reset(struct cache_file *f, const struct be_attr *attr)
 {
 	struct cache *c = f->c;
 	uint64_t i;
+	int rc;
 
 	for (i = 0; i < f->nchunks; i++) {
 		if (!f->chunks[i])
@@ -245,9 +260,16 @@ static void file_reset(struct cache_file *f, const struct be_attr *attr)
 		free(f->chunks[i]);
 		f->chunks[i] = NULL;
 	}
-	if (ftruncate(f->fd, 0) < 0 || ftruncate(f->idx_fd, 0) < 0)
+	rc = file_fds_get(f, FILE_FD_DATA | FILE_FD_INDEX);
+	if (rc == 0) {
+		if (ftruncate(file_fd(f, FILE_FD_SLOT_DATA), 0) < 0 ||
+		    ftruncate(file_fd(f, FILE_FD_SLOT_INDEX), 0) < 0)
+			rc = -errno;
+		file_fds_put(f);
+	}
+	if (rc < 0)
 		log_msg(LOG_LVL_WARN, "cache", "reset of file %llx: %s",
-			(unsigned long long)f->fileid, strerror(errno));
+			(unsigned long long)f->fileid, strerror(-rc));
 	f->gen = be_attr_gen(attr);
 	f->be_size = f->size = attr->size;
 	f->trunc_seq++;
@@ -429,12 +451,17 @@ void cache_fixup_attr(struct cache *c, int be_idx, const struct be_node *node,
 			 * mtime are the file's. */
 			struct stat st;
 
-			if (fstat(f->fd, &st) == 0 &&
-			    (uint64_t)st.st_size > f->size)
-				f->size = (uint64_t)st.st_size;
-			if (fstat(f->fd, &st) == 0 &&
-			    st.st_mtim.tv_sec > f->mtime.tv_sec)
-				f->mtime = st.st_mtim;
+			if (file_fds_get(f, FILE_FD_DATA) == 0) {
+				if (fstat(file_fd(f, FILE_FD_SLOT_DATA),
+					  &st) == 0) {
+					if ((uint64_t)st.st_size > f->size)
+						f->size = (uint64_t)st.st_size;
+					if (st.st_mtim.tv_sec >
+					    f->mtime.tv_sec)
+						f->mtime = st.st_mtim;
+				}
+				file_fds_put(f);
+			}
 			attr->size = f->size;
 			attr->mtime = attr->ctime = f->mtime;
 		} else if (f->dirty_chunks || f->inflight) {
@@ -756,6 +783,10 @@ static void resum_dirty(struct cache_file *f, uint64_t idx, struct chunk *ch)
 	unsigned int b;
 	bool changed = false;
 
+	if (tmp && file_fds_get(f, FILE_FD_DATA) < 0) {
+		free(tmp);
+		return;	/* the upload's read-back reports it */
+	}
 	for (b = 0; tmp && b < CACHE_BLOCKS; b++) {
 		uint64_t off = chunk_start(c, idx) + b * c->block_size;
 		ssize_t n;
@@ -763,7 +794,8 @@ static void resum_dirty(struct cache_file *f, uint64_t idx, struct chunk *ch)
 
 		if (!(ch->dirty & (1ULL << b)))
 			continue;
-		n = pread(f->fd, tmp, c->block_size, (off_t)off);
+		n = pread(file_fd(f, FILE_FD_SLOT_DATA), tmp, c->block_size,
+			  (off_t)off);
 		if (n < 0)
 			continue;
 		memset(tmp + n, 0, c->block_size - (size_t)n);
@@ -776,6 +808,8 @@ static void resum_dirty(struct cache_file *f, uint64_t idx, struct chunk *ch)
 		ch->sums[b] = sum;
 		changed = true;
 	}
+	if (tmp)
+		file_fds_put(f);
 	if (changed)
 		index_store_chunk(f, idx);
 	free(tmp);
@@ -1025,6 +1059,7 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 		free(z);
 	}
 	c->lock_fd = -1;
+	c->dir_fd = -1;
 	c->table_size = TABLE_SIZE;
 	c->table = calloc(TABLE_SIZE, sizeof(*c->table));
 	pthread_key_create(&c->ring_key, ring_key_free);
@@ -1039,6 +1074,11 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 	pthread_mutex_init(&c->cold_lock, NULL);
 	pthread_mutex_init(&c->pt_lock, NULL);
 
+	if (cache_fds_init(c) < 0) {
+		snprintf(err, errlen, "out of memory");
+		rc = -ENOMEM;
+		goto out_free;
+	}
 	c->dir_fd = open(cfg->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (c->dir_fd < 0) {
 		rc = -errno;
@@ -1096,6 +1136,7 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 	*out = c;
 	return 0;
 out_free:
+	cache_fds_destroy(c);
 	journal_close(c->journal);
 	if (c->lock_fd >= 0)
 		close(c->lock_fd);
@@ -1152,15 +1193,19 @@ int cache_close(struct cache *c)
 		journal_sync(c->journal);
 	journal_close(c->journal);
 	pthread_mutex_unlock(&c->journal_lock);
+	/* The indexes of clean data too, open or not: one syncfs. */
+	if (syncfs(c->lock_fd) < 0)
+		log_msg(LOG_LVL_WARN, "cache", "syncfs of %s: %s", c->cfg->dir,
+			strerror(errno));
 	for (b = 0; b < TABLE_SIZE; b++) {
 		struct cache_file *f, *next;
 
 		for (f = c->table[b]; f; f = next) {
 			next = f->hnext;
-			fdatasync(f->idx_fd);
 			cache_file_put(f);
 		}
 	}
+	cache_fds_destroy(c);
 	free(c->table);
 	close(c->lock_fd);
 	close(c->dir_fd);

@@ -67,6 +67,8 @@ struct cache_config {
 	enum cache_fsync_mode fsync_mode;
 	int verify;		/* check block checksums on every read */
 	int direct;		/* O_DIRECT for whole-block cache-file I/O */
+	unsigned int max_fds;	/* cache-file descriptors kept open; 0: a
+				 * quarter of RLIMIT_NOFILE */
 };
 
 struct cache;

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "cache.h"
+#include "fdlru.h"
 
 /* ---- io_uring engine (ring.c) ---------------------------------------- */
 
@@ -138,11 +139,12 @@ struct cache_file {
 	pthread_mutex_t wlock;	/* serialises writers and truncate */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;	/* fetch done, flush done, inflight==0 */
+	/* The data file, the index file and, with cache_direct=on, the
+	 * data file with O_DIRECT: opened on demand, kept in the cache's
+	 * descriptor LRU (fdcache.c); use them between file_fds_get() and
+	 * file_fds_put() only. */
+	struct fdlru_ent fds;
 	/* protected by lock: */
-	int fd;			/* the cache data file, O_RDWR */
-	int idx_fd;		/* the index file */
-	int dfd;		/* the data file with O_DIRECT (cache_direct=on),
-				 * or -1 */
 	struct be_gen gen;	/* backend generation the clean data is of */
 	uint64_t be_size;	/* size on the backend as far as we know */
 	uint64_t size;		/* size as this node sees it */
@@ -196,6 +198,7 @@ struct cache {
 	int lock_fd;
 	int dir_fd;
 	pthread_key_t ring_key;	/* this thread's ring_engine */
+	struct fdlru *fdlru;	/* the cache files' open descriptors */
 
 	pthread_mutex_t table_lock;
 	struct cache_file **table;	/* hash on (be_idx, fileid) */
@@ -354,7 +357,7 @@ void cache_queue_prefetch(struct cache_file *f, uint64_t chunk);
 struct chunk *file_chunk(struct cache_file *f, uint64_t idx, bool create);
 int file_fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch);
 void file_drop_clean(struct cache_file *f, uint64_t from_chunk);
-void punch_blocks(struct cache_file *f, uint64_t idx, uint64_t mask);
+int punch_blocks(struct cache_file *f, uint64_t idx, uint64_t mask);
 void file_eof_block_not_mine(struct cache_file *f);
 void file_drop_stale(struct cache_file *f);
 int file_fetch_all(struct cache_file *f);
@@ -370,19 +373,6 @@ int file_flush_chunk_now(struct cache_file *f, uint64_t idx);
 int index_open(struct cache_file *f, bool may_reset);
 void index_close(struct cache_file *f);
 
-/*
- * The descriptor for a transfer of the data file: the O_DIRECT one when
- * cache_direct=on and buffer, offset and length are all 4 KiB aligned
- * (whole blocks: chunk fills, flusher read-backs, checked reads), else
- * the buffered one.  The kernel keeps the two coherent.
- */
-static inline int data_fd(const struct cache_file *f, const void *buf,
-			  uint64_t off, size_t len)
-{
-	if (f->dfd >= 0 && !(((uintptr_t)buf | off | len) & 4095))
-		return f->dfd;
-	return f->fd;
-}
 unsigned int index_spec_hash(struct cache_file *f);
 void index_file_name(struct cache_file *f, const char *dir, char *buf,
 		     size_t len);
@@ -396,6 +386,58 @@ bool index_name_dirty(struct cache *c, const char *index_name);
 /* Number of chunk slots the index file has room for. */
 uint64_t index_nslots(struct cache_file *f);
 int index_sync(struct cache_file *f);
+
+/*
+ * fdcache.c: the descriptors of a cache file.  A user takes the ones it
+ * needs with file_fds_get(f, FILE_FD_DATA and/or FILE_FD_INDEX), uses
+ * them through file_fd() and data_fd(), and gives them back with one
+ * file_fds_put(); in between they are not closed.  Descriptors of files
+ * nobody uses are closed, least recently used first, when the cache's
+ * limit (cache_config.max_fds) is passed.  Any lock may be held.  Hold
+ * them only with f->lock held, or for I/O counted in f->inflight, so
+ * that whoever closes them (file_fds_close() waits for every user) with
+ * f->lock held once f->inflight is 0 cannot wait for ever.
+ */
+enum file_fd_slot {
+	FILE_FD_SLOT_DATA,	/* the data file, O_RDWR */
+	FILE_FD_SLOT_INDEX,	/* the index file, O_RDWR */
+	FILE_FD_SLOT_DIRECT,	/* the data file, O_DIRECT (cache_direct=on) */
+};
+#define FILE_FD_DATA 0x1u	/* the data file (and its O_DIRECT twin) */
+#define FILE_FD_INDEX 0x2u
+#define FILE_FD_CREATE 0x4u	/* create missing files (index_open only) */
+
+int cache_fds_init(struct cache *c);
+void cache_fds_destroy(struct cache *c);
+int file_fds_get(struct cache_file *f, unsigned int what);
+void file_fds_put(struct cache_file *f);
+/* Close f's descriptors now: no I/O on f may be under way or start. */
+void file_fds_close(struct cache_file *f);
+/* f's users other than the table changed: LRU order hint. */
+void file_fds_busy(struct cache_file *f, bool busy);
+
+/* A descriptor file_fds_get() took. */
+static inline int file_fd(const struct cache_file *f, enum file_fd_slot s)
+{
+	return fdlru_fd(&f->fds, s);
+}
+
+/*
+ * The descriptor for a transfer of the data file (FILE_FD_DATA taken):
+ * the O_DIRECT one when cache_direct=on and buffer, offset and length are
+ * all 4 KiB aligned (whole blocks: chunk fills, flusher read-backs,
+ * checked reads), else the buffered one.  The kernel keeps the two
+ * coherent.
+ */
+static inline int data_fd(const struct cache_file *f, const void *buf,
+			  uint64_t off, size_t len)
+{
+	int dfd = file_fd(f, FILE_FD_SLOT_DIRECT);
+
+	if (dfd >= 0 && !(((uintptr_t)buf | off | len) & 4095))
+		return dfd;
+	return file_fd(f, FILE_FD_SLOT_DATA);
+}
 
 /* scan.c */
 struct cold_file;

@@ -103,9 +103,13 @@ static int block_sum_from_file(struct cache_file *f, uint64_t off, void *tmp,
 			       uint64_t *sum)
 {
 	struct cache *c = f->c;
-	ssize_t n = ring_pread(cache_ring(c), data_fd(f, tmp, off, c->block_size),
-			       tmp, c->block_size, off);
+	ssize_t n = file_fds_get(f, FILE_FD_DATA);
 
+	if (n < 0)
+		return (int)n;
+	n = ring_pread(cache_ring(c), data_fd(f, tmp, off, c->block_size), tmp,
+		       c->block_size, off);
+	file_fds_put(f);
 	if (n < 0)
 		return (int)n;
 	memset((char *)tmp + n, 0, c->block_size - (size_t)n);
@@ -175,6 +179,7 @@ static int overlay_dirty(struct cache_file *f, struct chunk *ch, uint64_t idx,
 	struct cache *c = f->c;
 	uint32_t lo[CACHE_BLOCKS], hi[CACHE_BLOCKS];
 	uint64_t m;
+	int rc;
 
 	pthread_mutex_lock(&f->lock);
 	m = want & ch->dirty;
@@ -182,16 +187,25 @@ static int overlay_dirty(struct cache_file *f, struct chunk *ch, uint64_t idx,
 	memcpy(lo, ch->dlo, sizeof(lo));
 	memcpy(hi, ch->dhi, sizeof(hi));
 	pthread_mutex_unlock(&f->lock);
+	if (!m)
+		return 0;
+	rc = file_fds_get(f, FILE_FD_DATA);
+	if (rc < 0)
+		return rc;
 	for (; m; m &= m - 1) {
 		unsigned int b = (unsigned int)__builtin_ctzll(m);
 		uint64_t o = b * c->block_size + lo[b];
-		ssize_t n = ring_pread(cache_ring(c), f->fd, buf + o,
+		ssize_t n = ring_pread(cache_ring(c),
+				       file_fd(f, FILE_FD_SLOT_DATA), buf + o,
 				       hi[b] - lo[b], chunk_start(c, idx) + o);
 
-		if (n < 0)
-			return (int)n;
+		if (n < 0) {
+			rc = (int)n;
+			break;
+		}
 	}
-	return 0;
+	file_fds_put(f);
+	return rc;
 }
 
 /*
@@ -261,7 +275,7 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 			ops[nops - 1].len += c->block_size;
 			continue;
 		}
-		ops[nops++] = (struct ring_op){ .fd = f->fd, .write = 1,
+		ops[nops++] = (struct ring_op){ .fd = -1, .write = 1,
 						.buf = buf + boff,
 						.len = c->block_size,
 						.off = start + boff };
@@ -300,9 +314,13 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 		last->len = head;
 		nops++;
 	}
+	rc = file_fds_get(f, FILE_FD_DATA);
+	if (rc < 0)
+		goto out_lock;
 	for (b = 0; b < (unsigned int)nops; b++)
 		ops[b].fd = data_fd(f, ops[b].buf, ops[b].off, ops[b].len);
 	rc = ring_run(cache_ring(c), ops, nops);
+	file_fds_put(f);
 out_lock:
 	pthread_mutex_lock(&f->lock);
 	while (ch->fbuf_users)	/* buf is this thread's: wait for them */
@@ -470,6 +488,9 @@ again:
 	ch->lru_stamp = atomic_fetch_add(&c->lru_clock, 1);
 	pthread_mutex_unlock(&f->lock);
 
+	rc = file_fds_get(f, FILE_FD_DATA);
+	if (rc < 0)
+		goto out_reader;
 	if (c->cfg->verify) {
 		/* Whole blocks are checked: read straight into dst when the
 		 * request is block aligned (and dst is, for O_DIRECT), through
@@ -481,7 +502,7 @@ again:
 			buf = ring_buf(cache_ring(c), hi - lo);
 		if (!buf) {
 			rc = -ENOMEM;
-			goto out_reader;
+			goto out_put;
 		}
 		n = ring_pread(cache_ring(c), data_fd(f, buf, lo, hi - lo),
 			       buf, hi - lo, lo);
@@ -494,10 +515,12 @@ again:
 					XXH3_64bits(buf + o, c->block_size);
 		}
 	} else {
-		n = ring_pread(cache_ring(c), f->fd, dst, len, off);
+		n = ring_pread(cache_ring(c), file_fd(f, FILE_FD_SLOT_DATA), dst,
+			       len, off);
 		if (n >= 0)
 			memset(dst + n, 0, len - (size_t)n);
 	}
+	file_fds_put(f);
 	if (n < 0) {
 		rc = (int)n;
 		goto out_reader;
@@ -517,6 +540,8 @@ again:
 	}
 	rc = 0;
 	goto out_unlock;
+out_put:
+	file_fds_put(f);
 out_reader:
 	pthread_mutex_lock(&f->lock);
 	io_done(f, ch);
@@ -626,8 +651,17 @@ ssize_t cache_read_pin(struct cache_file *f, struct cache_stream *s,
 	ch->lru_stamp = atomic_fetch_add(&c->lru_clock, 1);
 	pthread_mutex_unlock(&f->lock);
 
+	/* The descriptor stays taken until cache_read_unpin(). */
+	if (file_fds_get(f, FILE_FD_DATA) < 0) {
+		pthread_mutex_lock(&f->lock);
+		io_done(f, ch);
+		pthread_mutex_unlock(&f->lock);
+		return -EAGAIN;
+	}
 	/* A splice stops at the cache file's end: it must hold the range. */
-	if (fstat(f->fd, &st) < 0 || (uint64_t)st.st_size < off + size) {
+	if (fstat(file_fd(f, FILE_FD_SLOT_DATA), &st) < 0 ||
+	    (uint64_t)st.st_size < off + size) {
+		file_fds_put(f);
 		pthread_mutex_lock(&f->lock);
 		io_done(f, ch);
 		pthread_mutex_unlock(&f->lock);
@@ -635,8 +669,9 @@ ssize_t cache_read_pin(struct cache_file *f, struct cache_stream *s,
 	}
 	if (s)
 		stream_advance(f, s, off, size);
-	*pin = (struct cache_pin){ .f = f, .ch = ch, .fd = f->fd, .off = off,
-				   .len = size };
+	*pin = (struct cache_pin){ .f = f, .ch = ch,
+				   .fd = file_fd(f, FILE_FD_SLOT_DATA),
+				   .off = off, .len = size };
 	return (ssize_t)size;
 }
 
@@ -644,6 +679,7 @@ void cache_read_unpin(struct cache_pin *pin)
 {
 	struct cache_file *f = pin->f;
 
+	file_fds_put(f);
 	pthread_mutex_lock(&f->lock);
 	io_done(f, pin->ch);
 	pthread_mutex_unlock(&f->lock);
@@ -745,7 +781,12 @@ again:
 	f->inflight++;
 	pthread_mutex_unlock(&f->lock);
 
-	n = ring_pwrite(cache_ring(c), f->fd, src, len, off);
+	rc = file_fds_get(f, FILE_FD_DATA);
+	if (rc < 0)
+		goto out_reader;
+	n = ring_pwrite(cache_ring(c), file_fd(f, FILE_FD_SLOT_DATA), src, len,
+			off);
+	file_fds_put(f);
 	if (n < 0) {
 		rc = (int)n;
 		goto out_reader;
@@ -893,17 +934,26 @@ void file_eof_block_not_mine(struct cache_file *f)
 }
 
 /* Punch the blocks in mask of chunk idx out of the cache file. */
-void punch_blocks(struct cache_file *f, uint64_t idx, uint64_t mask)
+int punch_blocks(struct cache_file *f, uint64_t idx, uint64_t mask)
 {
 	struct cache *c = f->c;
+	int rc;
 
+	if (!mask)
+		return 0;
+	rc = file_fds_get(f, FILE_FD_DATA);
+	if (rc < 0)
+		return rc;
 	for (; mask; mask &= mask - 1) {
 		unsigned int b = (unsigned int)__builtin_ctzll(mask);
 
-		fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		fallocate(file_fd(f, FILE_FD_SLOT_DATA),
+			  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 			  (off_t)(chunk_start(c, idx) + b * c->block_size),
 			  (off_t)c->block_size);
 	}
+	file_fds_put(f);
+	return 0;
 }
 
 /*
@@ -925,7 +975,8 @@ void file_drop_clean(struct cache_file *f, uint64_t from_chunk)
 		drop = ch->present & ~ch->dirty;
 		if (!drop)
 			continue;
-		punch_blocks(f, idx, drop);
+		if (punch_blocks(f, idx, drop) < 0)
+			continue;	/* kept: still present and valid */
 		ch->present &= ~drop;
 		ch->mine &= ~drop;
 		atomic_fetch_sub(&c->used_bytes, popcount64(drop) * c->block_size);
@@ -995,6 +1046,11 @@ int cache_file_truncate(struct cache_file *f, uint64_t size,
 	f->trunc_seq++;
 	while (f->inflight)
 		pthread_cond_wait(&f->cond, &f->lock);
+	rc = file_fds_get(f, FILE_FD_DATA);
+	if (rc < 0) {
+		pthread_mutex_unlock(&f->lock);
+		goto out;
+	}
 	/* Everything wholly past the new end goes, dirty or not. */
 	for (idx = size / cs; idx < f->nchunks; idx++) {
 		struct chunk *ch = f->chunks[idx];
@@ -1025,7 +1081,8 @@ int cache_file_truncate(struct cache_file *f, uint64_t size,
 				ch->dirty &= ~bit;
 			ch->mine &= ~bit;
 			if (((ch->present | ch->dirty) & bit) &&
-			    ftruncate(f->fd, (off_t)size) == 0 &&
+			    ftruncate(file_fd(f, FILE_FD_SLOT_DATA),
+				      (off_t)size) == 0 &&
 			    (tmp || (tmp = aligned_alloc(4096, bs))))
 				block_sum_from_file(f, chunk_start(c, idx) +
 							       b * bs,
@@ -1043,8 +1100,10 @@ int cache_file_truncate(struct cache_file *f, uint64_t size,
 		}
 		index_store_chunk(f, idx);
 	}
-	if (ftruncate(f->fd, (off_t)size) < 0) {
-		rc = -errno;
+	rc = ftruncate(file_fd(f, FILE_FD_SLOT_DATA), (off_t)size) < 0 ?
+		     -errno : 0;
+	file_fds_put(f);
+	if (rc < 0) {
 		pthread_mutex_unlock(&f->lock);
 		goto out;
 	}

@@ -108,7 +108,8 @@ static uint64_t evict_one(struct cache *c, struct victim *v)
 	if (ch && !f->pinned && !f->pt_users && !ch->fetching && !ch->flushing &&
 	    !ch->readers && ch->lru_stamp == v->stamp) {
 		drop = ch->present & ~ch->dirty;
-		punch_blocks(f, v->idx, drop);
+		if (punch_blocks(f, v->idx, drop) < 0)
+			drop = 0;	/* kept, still valid */
 		ch->present &= ~drop;
 		ch->mine &= ~drop;
 		index_store_chunk(f, v->idx);

@@ -252,6 +252,9 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 			up->whole |= 1ULL << b;
 	}
 	pthread_mutex_unlock(&f->lock);
+	rc = file_fds_get(f, FILE_FD_DATA);
+	if (rc < 0)
+		return rc;	/* flush_finish() leaves it dirty */
 
 	/* Read and check the dirty blocks, run by run. */
 	for (b = 0; b < CACHE_BLOCKS && rc == 0; b = e) {
@@ -294,6 +297,7 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 			break;
 		}
 	}
+	file_fds_put(f);	/* the bytes are in buf */
 	/* Send the ranges, joined where they touch, no further than EOF. */
 	w = (struct seg_writer){ .c = c, .be = be, .node = f->node, .buf = buf,
 				 .start = start };

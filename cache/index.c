@@ -13,7 +13,8 @@
  * dirty byte range of every block; an index of version 1 (whole dirty
  * blocks) is converted when it is opened.
  *
- * Thread safety: called with f->lock held (the fds belong to f).
+ * Thread safety: called with f->lock held; the descriptors come from
+ * file_fds_get() (fdcache.c).
  */
 #include "cache_int.h"
 
@@ -95,6 +96,7 @@ int index_store_header(struct cache_file *f)
 {
 	struct idx_hdr h;
 	size_t hlen = sizeof(h.handle);
+	ssize_t n;
 
 	memset(&h, 0, sizeof(h));
 	h.magic = IDX_MAGIC;
@@ -108,7 +110,11 @@ int index_store_header(struct cache_file *f)
 					 &hlen) == 0)
 		h.handle_len = (uint32_t)hlen;
 	h.sum = hdr_sum(&h);
-	if (pwrite(f->idx_fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
+	if (file_fds_get(f, FILE_FD_INDEX) < 0)
+		return -EIO;
+	n = pwrite(file_fd(f, FILE_FD_SLOT_INDEX), &h, sizeof(h), 0);
+	file_fds_put(f);
+	if (n != (ssize_t)sizeof(h))
 		return -EIO;
 	return 0;
 }
@@ -141,7 +147,8 @@ static int convert_v1(struct cache_file *f, struct idx_hdr *h)
 {
 	uint64_t bs = f->c->block_size, i, n;
 	struct idx_slot_v1 *old;
-	off_t end = lseek(f->idx_fd, 0, SEEK_END);
+	int ifd = file_fd(f, FILE_FD_SLOT_INDEX);	/* index_open's */
+	off_t end = lseek(ifd, 0, SEEK_END);
 	int rc = 0;
 
 	if (end < IDX_HDR_SIZE)
@@ -151,7 +158,7 @@ static int convert_v1(struct cache_file *f, struct idx_hdr *h)
 	old = calloc(n ? n : 1, sizeof(*old));
 	if (!old)
 		return -ENOMEM;
-	if (n && pread(f->idx_fd, old, n * sizeof(*old), IDX_HDR_SIZE) !=
+	if (n && pread(ifd, old, n * sizeof(*old), IDX_HDR_SIZE) !=
 			 (ssize_t)(n * sizeof(*old))) {
 		rc = -EIO;
 		goto out;
@@ -176,7 +183,7 @@ static int convert_v1(struct cache_file *f, struct idx_hdr *h)
 			s.magic = SLOT_MAGIC;
 			s.sum = ~slot_sum(&s);
 		}
-		if (pwrite(f->idx_fd, &s, sizeof(s), slot_off(i)) !=
+		if (pwrite(ifd, &s, sizeof(s), slot_off(i)) !=
 		    (ssize_t)sizeof(s)) {
 			rc = -EIO;
 			goto out;
@@ -184,8 +191,8 @@ static int convert_v1(struct cache_file *f, struct idx_hdr *h)
 	}
 	h->version = IDX_VERSION;
 	h->sum = hdr_sum(h);
-	if (pwrite(f->idx_fd, h, sizeof(*h), 0) != (ssize_t)sizeof(*h) ||
-	    fdatasync(f->idx_fd) < 0)
+	if (pwrite(ifd, h, sizeof(*h), 0) != (ssize_t)sizeof(*h) ||
+	    fdatasync(ifd) < 0)
 		rc = -EIO;
 	else
 		log_msg(LOG_LVL_INFO, "index",
@@ -198,14 +205,7 @@ out:
 
 void index_close(struct cache_file *f)
 {
-	int *fds[] = { &f->fd, &f->dfd, &f->idx_fd };
-	size_t i;
-
-	for (i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
-		if (*fds[i] >= 0)
-			close(*fds[i]);
-		*fds[i] = -1;
-	}
+	file_fds_close(f);
 }
 
 /*
@@ -220,59 +220,48 @@ int index_open(struct cache_file *f, bool may_reset)
 	char name[128];
 	struct idx_hdr h;
 	ssize_t n;
+	int rc;
 
-	index_file_name(f, "data", name, sizeof(name));
-	f->fd = openat(c->dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (f->fd < 0)
-		return -errno;
-	if (c->cfg->direct) {
-		f->dfd = openat(c->dir_fd, name, O_RDWR | O_DIRECT | O_CLOEXEC);
-		if (f->dfd < 0) {
-			int e = errno;
-
-			index_close(f);
-			return -e;
-		}
-	}
+	rc = file_fds_get(f, FILE_FD_DATA | FILE_FD_INDEX | FILE_FD_CREATE);
+	if (rc < 0)
+		return rc;
 	index_file_name(f, "index", name, sizeof(name));
-	f->idx_fd = openat(c->dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC,
-			   0600);
-	if (f->idx_fd < 0) {
-		int e = errno;
-
-		index_close(f);
-		return -e;
-	}
-	n = pread(f->idx_fd, &h, sizeof(h), 0);
+	n = pread(file_fd(f, FILE_FD_SLOT_INDEX), &h, sizeof(h), 0);
 	if (n == (ssize_t)sizeof(h) && h.magic == IDX_MAGIC &&
 	    h.version == 1 && h.sum == hdr_sum(&h) &&
 	    h.fileid == f->fileid && h.chunk_size == c->cfg->chunk_size &&
 	    convert_v1(f, &h) == 0)
-		n = pread(f->idx_fd, &h, sizeof(h), 0);
+		n = pread(file_fd(f, FILE_FD_SLOT_INDEX), &h, sizeof(h), 0);
 	if (n == (ssize_t)sizeof(h) && h.magic == IDX_MAGIC &&
 	    h.version == IDX_VERSION && h.sum == hdr_sum(&h) &&
 	    h.fileid == f->fileid && h.chunk_size == c->cfg->chunk_size) {
 		f->gen = h.gen;
 		f->be_size = h.be_size;
 		f->size = h.size;
-		return 1;
+		rc = 1;
+		goto out_put;
 	}
+	rc = 0;
 	if (!may_reset)
-		return 0;	/* replay: keep the evidence, refuse */
+		goto out_put;	/* replay: keep the evidence, refuse */
 	if (n > 0)
 		log_msg(LOG_LVL_WARN, "index",
 			"%s: header invalid or from another chunk size; starting the file afresh",
 			name);
 	/* New or unusable: no chunk of it can be trusted. */
-	if (ftruncate(f->idx_fd, 0) < 0 || ftruncate(f->fd, 0) < 0)
-		return -errno;
-	return 0;
+	if (ftruncate(file_fd(f, FILE_FD_SLOT_INDEX), 0) < 0 ||
+	    ftruncate(file_fd(f, FILE_FD_SLOT_DATA), 0) < 0)
+		rc = -errno;
+out_put:
+	file_fds_put(f);
+	return rc;
 }
 
 int index_store_chunk(struct cache_file *f, uint64_t idx)
 {
 	struct chunk *ch = f->chunks[idx];
 	struct idx_slot s;
+	ssize_t n;
 
 	memset(&s, 0, sizeof(s));
 	if (ch) {
@@ -284,8 +273,11 @@ int index_store_chunk(struct cache_file *f, uint64_t idx)
 	}
 	s.magic = SLOT_MAGIC;
 	s.sum = slot_sum(&s);
-	if (pwrite(f->idx_fd, &s, sizeof(s), slot_off(idx)) !=
-	    (ssize_t)sizeof(s))
+	if (file_fds_get(f, FILE_FD_INDEX) < 0)
+		return -EIO;
+	n = pwrite(file_fd(f, FILE_FD_SLOT_INDEX), &s, sizeof(s), slot_off(idx));
+	file_fds_put(f);
+	if (n != (ssize_t)sizeof(s))
 		return -EIO;
 	return 0;
 }
@@ -294,11 +286,17 @@ int index_store_chunk(struct cache_file *f, uint64_t idx)
 int index_load_chunk(struct cache_file *f, uint64_t idx, struct chunk *ch)
 {
 	struct idx_slot s;
-	ssize_t n = pread(f->idx_fd, &s, sizeof(s), slot_off(idx));
+	ssize_t n;
 	unsigned int b;
+	int rc = file_fds_get(f, FILE_FD_INDEX);
 
-	if (n < 0)
-		return -errno;
+	if (rc < 0)
+		return rc;
+	n = pread(file_fd(f, FILE_FD_SLOT_INDEX), &s, sizeof(s), slot_off(idx));
+	rc = n < 0 ? -errno : 0;
+	file_fds_put(f);
+	if (rc < 0)
+		return rc;
 	if (n < (ssize_t)sizeof(s) || s.magic != SLOT_MAGIC)
 		return 0;
 	if (s.sum != slot_sum(&s)) {
@@ -329,13 +327,17 @@ void index_forget_chunks(struct cache_file *f, uint64_t from, uint64_t to)
 
 	if (to <= from)
 		return;
-	fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+	if (file_fds_get(f, FILE_FD_DATA | FILE_FD_INDEX) < 0)
+		return;	/* fdcache.c logged it */
+	fallocate(file_fd(f, FILE_FD_SLOT_DATA),
+		  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		  (off_t)chunk_start(c, from),
 		  (off_t)((to - from) * c->cfg->chunk_size));
 	/* A punched slot reads as zeros: no magic, no slot. */
-	fallocate(f->idx_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		  slot_off(from),
+	fallocate(file_fd(f, FILE_FD_SLOT_INDEX),
+		  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, slot_off(from),
 		  (off_t)((to - from) * sizeof(struct idx_slot)));
+	file_fds_put(f);
 }
 
 bool index_name_dirty(struct cache *c, const char *index_name)
@@ -364,8 +366,12 @@ out:
 
 uint64_t index_nslots(struct cache_file *f)
 {
-	off_t end = lseek(f->idx_fd, 0, SEEK_END);
+	off_t end;
 
+	if (file_fds_get(f, FILE_FD_INDEX) < 0)
+		return 0;	/* fdcache.c logged it */
+	end = lseek(file_fd(f, FILE_FD_SLOT_INDEX), 0, SEEK_END);
+	file_fds_put(f);
 	if (end <= IDX_HDR_SIZE)
 		return 0;
 	return ((uint64_t)end - IDX_HDR_SIZE + sizeof(struct idx_slot) - 1) /
@@ -374,7 +380,13 @@ uint64_t index_nslots(struct cache_file *f)
 
 int index_sync(struct cache_file *f)
 {
-	if (fdatasync(f->idx_fd) < 0 || fdatasync(f->fd) < 0)
-		return -errno;
-	return 0;
+	int rc = file_fds_get(f, FILE_FD_DATA | FILE_FD_INDEX);
+
+	if (rc < 0)
+		return rc;
+	if (fdatasync(file_fd(f, FILE_FD_SLOT_INDEX)) < 0 ||
+	    fdatasync(file_fd(f, FILE_FD_SLOT_DATA)) < 0)
+		rc = -errno;
+	file_fds_put(f);
+	return rc;
 }

@@ -125,6 +125,10 @@ int cache_file_pt_begin(struct cache_file *f, bool write, bool must, int *fd)
 	pthread_mutex_lock(&f->lock);
 	if (rc == 0 && must && !file_whole(f))
 		rc = file_fetch_all(f);
+	/* Taken until cache_file_pt_end(): the kernel's backing file is
+	 * made from it. */
+	if (rc == 0)
+		rc = file_fds_get(f, FILE_FD_DATA);
 	if (rc < 0)
 		goto out;
 	f->pt_users++;
@@ -137,6 +141,7 @@ int cache_file_pt_begin(struct cache_file *f, bool write, bool must, int *fd)
 			f->pt_writers--;
 			f->pt_users--;
 			f->pt_unsynced = false;
+			file_fds_put(f);
 			goto out;
 		}
 		pthread_mutex_unlock(&f->lock);
@@ -144,7 +149,7 @@ int cache_file_pt_begin(struct cache_file *f, bool write, bool must, int *fd)
 		pthread_mutex_lock(&f->lock);
 	}
 	atomic_fetch_add(&c->pt_opens, 1);
-	*fd = f->fd;
+	*fd = file_fd(f, FILE_FD_SLOT_DATA);
 out:
 	pthread_mutex_unlock(&f->lock);
 	return rc;
@@ -221,7 +226,12 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 	f->inflight++;
 	pthread_mutex_unlock(&f->lock);
 
-	n = ring_pread(cache_ring(c), f->fd, buf, len, start);
+	n = file_fds_get(f, FILE_FD_DATA);
+	if (n == 0) {
+		n = ring_pread(cache_ring(c), file_fd(f, FILE_FD_SLOT_DATA), buf,
+			       len, start);
+		file_fds_put(f);
+	}
 	if (n < 0) {
 		rc = (int)n;
 		goto out;
@@ -311,9 +321,14 @@ static int rehash(struct cache_file *f, uint64_t from, uint64_t to)
 	int64_t r = 0;
 
 	pthread_mutex_lock(&f->lock);
-	if (fstat(f->fd, &st) < 0) {
+	r = file_fds_get(f, FILE_FD_DATA);
+	if (r == 0) {
+		r = fstat(file_fd(f, FILE_FD_SLOT_DATA), &st) < 0 ? -errno : 0;
+		file_fds_put(f);
+	}
+	if (r < 0) {
 		pthread_mutex_unlock(&f->lock);
-		return -errno;
+		return (int)r;
 	}
 	size = (uint64_t)st.st_size;
 	if (size > f->size) {
@@ -361,6 +376,7 @@ void cache_file_pt_end(struct cache_file *f, bool write)
 	f->pt_users--;
 	last = write && --f->pt_writers == 0;
 	pthread_mutex_unlock(&f->lock);
+	file_fds_put(f);	/* cache_file_pt_begin()'s */
 	if (!last)
 		return;
 	/* What the kernel wrote since the last FLUSH (mmap, for one). */
@@ -420,8 +436,14 @@ void *pt_main(void *arg)
 				break;
 			pthread_mutex_lock(&f->lock);
 			from = f->pt_scanned;
-			full = fstat(f->fd, &st) == 0 ?
-				       (uint64_t)st.st_size / c->cfg->chunk_size : 0;
+			full = 0;
+			if (file_fds_get(f, FILE_FD_DATA) == 0) {
+				if (fstat(file_fd(f, FILE_FD_SLOT_DATA),
+					  &st) == 0)
+					full = (uint64_t)st.st_size /
+					       c->cfg->chunk_size;
+				file_fds_put(f);
+			}
 			if (full > from)
 				f->pt_scanned = full;
 			pthread_mutex_unlock(&f->lock);

@@ -107,6 +107,7 @@ struct sfs {
 	struct timespec started;	/* times of virtual directories */
 	struct sfs_pt pt;
 	int notify_fd;		/* the parent waits for the INIT on it */
+	uint64_t nofile;	/* RLIMIT_NOFILE the descriptor LRUs share */
 };
 
 /* An open file. */

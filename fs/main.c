@@ -191,6 +191,42 @@ static void raise_nofile(void)
 }
 
 /*
+ * Descriptors the daemon needs besides cache files and backend nodes:
+ * stdio, /dev/fuse, an io_uring per thread (up to 32 FUSE workers plus
+ * the flushers and prefetchers), nconnect sockets, the journal, lock and
+ * control socket, control clients, readdir's directories, and the uses
+ * in flight of the two LRUs (which may run over their limits by that).
+ */
+#define FD_RESERVE 256
+/* More open at once buys nothing but pinned kernel inodes. */
+#define FD_LRU_MAX 65536
+
+/*
+ * Split RLIMIT_NOFILE (already raised to the hard limit): a reserve (a
+ * quarter of it below 1024), then half of the rest for the cache files'
+ * descriptors and half for the backends' nodes, each capped.  At 1024:
+ * 384 and 384.
+ */
+static void fd_budget(struct sfs *s, struct be_params *params)
+{
+	struct rlimit rl;
+	uint64_t n = 1024, reserve, half;
+	int nbe = s->junctions ? s->njunctions : 1;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		n = rl.rlim_cur;
+	reserve = n < 4 * FD_RESERVE ? n / 4 : FD_RESERVE;
+	half = (n - reserve) / 2;
+	if (half > FD_LRU_MAX)
+		half = FD_LRU_MAX;
+	if (half < 16)
+		half = 16;
+	s->cfg.cache.max_fds = (unsigned int)half;
+	params->max_fds = (unsigned int)(half / (uint64_t)nbe) ?: 1;
+	s->nofile = n;
+}
+
+/*
  * Open the backend of every junction (or the one BACKEND) and its root.
  * On failure err names the junction and the problem.
  */
@@ -314,6 +350,7 @@ int main(int argc, char **argv)
 	}
 
 	params.nconnect = s.cfg.nconnect;
+	fd_budget(&s, &params);
 	rc = open_backends(&s, &params, &roots, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "stagefs: %s\n", err);
@@ -348,6 +385,10 @@ int main(int argc, char **argv)
 
 	log_msg(LOG_LVL_INFO, "main", "mounted %s on %s (cache %s)",
 		s.cfg.backend, s.cfg.mountpoint, s.cfg.cache.dir);
+	log_msg(LOG_LVL_INFO, "main",
+		"RLIMIT_NOFILE %llu: up to %u cache-file and %u backend descriptors kept open",
+		(unsigned long long)s.nofile, s.cfg.cache.max_fds,
+		params.max_fds);
 	s.notify_fd = notify_fd;	/* sfs_init() answers the parent */
 	notify_fd = -1;
 

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "cache_int.h"
+#include "fd_count.h"
 #include "mem_backend.h"
 
 #define CS ((uint64_t)256 << 10)
@@ -2080,7 +2081,9 @@ START_TEST(test_direct_io)
 	X.cfg.direct = 1;
 	fx_open();
 	f = fx_file("w", NULL, 0, &n);
-	ck_assert_int_ge(f->dfd, 0);
+	ck_assert_int_eq(file_fds_get(f, FILE_FD_DATA), 0);
+	ck_assert_int_ge(file_fd(f, FILE_FD_SLOT_DIRECT), 0);
+	file_fds_put(f);
 	write_all(f, want, len, 0, 100003);
 	ck_assert_int_eq(cache_file_flush(f), 0);
 	assert_backend_has(n, want, len, "backend after a flush with O_DIRECT read-backs");
@@ -2206,6 +2209,94 @@ struct test_entry {
 
 
 /* STAGEFS_TEST=name runs only the tests whose name contains name. */
+/* Descriptors of this process open on cache files (data/, index/). */
+static int cache_dir_fds(void)
+{
+	char d[160];
+	int n;
+
+	snprintf(d, sizeof(d), "%s/data/", X.dir);
+	n = fds_under(d, NULL);
+	snprintf(d, sizeof(d), "%s/index/", X.dir);
+	n += fds_under(d, NULL);
+	return n;
+}
+
+/*
+ * Issue 14: many files written and closed one after another must not
+ * keep their cache files open.  With max_fds = 6 (three files' data and
+ * index), 200 files are written, flushed and put; the descriptors under
+ * the cache dir stay at 6.  A splice pin keeps its descriptor however
+ * many files come after it, and every file reads back right afterwards
+ * (its descriptors opened again).
+ */
+#define FD_FILES 200
+START_TEST(test_fd_limit)
+{
+	struct be_node *nodes[FD_FILES];
+	struct cache_file *f;
+	struct cache_pin pin;
+	struct be_attr a;
+	struct stat st0, st1;
+	char name[32], buf[64], got[64];
+	int i;
+
+	X.cfg.max_fds = 6;
+	X.cfg.verify = 0;	/* the splice pin needs it off */
+	fx_open();
+	for (i = 0; i < FD_FILES; i++) {
+		snprintf(name, sizeof(name), "many-%d", i);
+		ck_assert_int_eq(mem_be_put_file(X.be, name, NULL, 0,
+						 &nodes[i], &a), 0);
+		ck_assert_int_eq(cache_file_get(X.c, 0, nodes[i], &a, &f), 0);
+		snprintf(buf, sizeof(buf), "file %d of many\n", i);
+		ck_assert_int_eq(cache_write(f, buf, strlen(buf), 0),
+				 (ssize_t)strlen(buf));
+		ck_assert_int_eq(cache_file_close(f), 0);
+		cache_file_put(f);
+		ck_assert_int_le(cache_dir_fds(), 6);
+	}
+
+	/* A pinned read of file 0 holds its descriptor through the churn. */
+	f = fx_reopen(nodes[0]);
+	ck_assert_int_eq(cache_read_pin(f, NULL, 10, 0, &pin), 10);
+	ck_assert_int_eq(fstat(pin.fd, &st0), 0);
+	for (i = 1; i < 60; i++) {
+		struct cache_file *g;
+
+		ck_assert_int_eq(X.be->ops->getattr(X.be, nodes[i], &a), 0);
+		ck_assert_int_eq(cache_file_get(X.c, 0, nodes[i], &a, &g), 0);
+		snprintf(buf, sizeof(buf), "file %d of many\n", i);
+		ck_assert_int_eq(cache_read(g, NULL, got, sizeof(got), 0),
+				 (ssize_t)strlen(buf));
+		ck_assert_int_eq(memcmp(got, buf, strlen(buf)), 0);
+		cache_file_put(g);
+	}
+	ck_assert_int_eq(fstat(pin.fd, &st1), 0);
+	ck_assert_uint_eq(st0.st_ino, st1.st_ino);
+	ck_assert_int_eq(pread(pin.fd, got, 10, 0), 10);
+	ck_assert_int_eq(memcmp(got, "file 0 of ", 10), 0);
+	cache_read_unpin(&pin);
+
+	/* Every file again, through descriptors opened anew. */
+	for (i = 0; i < FD_FILES; i++) {
+		ssize_t n;
+
+		ck_assert_int_eq(X.be->ops->getattr(X.be, nodes[i], &a), 0);
+		ck_assert_int_eq(cache_file_get(X.c, 0, nodes[i], &a, &f), 0);
+		snprintf(buf, sizeof(buf), "file %d of many\n", i);
+		n = cache_read(f, NULL, got, sizeof(got), 0);
+		ck_assert_int_eq(n, (ssize_t)strlen(buf));
+		ck_assert_int_eq(memcmp(got, buf, (size_t)n), 0);
+		cache_file_put(f);
+		ck_assert_int_le(cache_dir_fds(), 6);
+	}
+	ck_assert_int_eq(stats().bytes_read_backend, 0);	/* all cached */
+	for (i = 0; i < FD_FILES; i++)
+		be_node_put(X.be, nodes[i]);
+}
+END_TEST
+
 static Suite *cache_suite(void)
 {
 	const char *only = getenv("STAGEFS_TEST");
@@ -2249,6 +2340,7 @@ static Suite *cache_suite(void)
 		T(test_read_pin_after_fetch),
 		T(test_direct_io),
 		T(test_readers_share_fetch),
+		T(test_fd_limit),
 		B(bug_crash_recovery_extending_write_lost),
 		B(bug_estale_on_conflict_check_retried_forever),
 		B(bug_estale_race_dirty_chunks_underflow),
