@@ -150,11 +150,13 @@ again:
 	lo = start + first * bs;
 	len = (last - first + 1) * bs;
 	buf = ring_buf(cache_ring(c), c->cfg->chunk_size);
-	if (!buf)
+	if (!buf) {
 		n = -ENOMEM;
-	else
+	} else if ((n = file_fds_get(f, FILE_FD_DATA)) == 0) {
 		n = ring_pread(cache_ring(c), data_fd(f, buf, lo, len), buf,
 			       len, lo);
+		file_fds_put(f);
+	}
 	if (n >= 0) {
 		memset(buf + n, 0, len - (size_t)n);
 		for (b = first; b <= last; b++)
