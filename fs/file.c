@@ -300,6 +300,66 @@ static bool read_spliced(fuse_req_t req, struct sfs_fh *fh, size_t size,
 	return true;
 }
 
+/*
+ * The worker thread's read buffer, kept from one read to the next.  A
+ * buffer allocated and freed per read cost an mmap, 33 page faults and a
+ * munmap (a TLB shootdown to every worker) for each 128 KiB READ: glibc
+ * serves an aligned 128 KiB request by mmap, and the chunk it frees is
+ * smaller than the next request, so its dynamic mmap threshold never
+ * moves past it.  Only a daemon whose libnfs had freed a larger buffer
+ * first escaped that (docs/performance.md, "posix warm reads").
+ */
+struct read_buf {
+	size_t len;
+	char *p;		/* page aligned: cache_direct=on reads into it */
+};
+
+static void read_buf_free(void *arg)
+{
+	struct read_buf *rb = arg;
+
+	if (rb)
+		free(rb->p);
+	free(rb);
+}
+
+int file_read_bufs_init(struct sfs *s)
+{
+	return -pthread_key_create(&s->read_buf_key, read_buf_free);
+}
+
+void file_read_bufs_destroy(struct sfs *s)
+{
+	/* The workers freed theirs when they ended; this is the caller's. */
+	read_buf_free(pthread_getspecific(s->read_buf_key));
+	pthread_setspecific(s->read_buf_key, NULL);
+	pthread_key_delete(s->read_buf_key);
+}
+
+static char *read_buf(struct sfs *s, size_t size)
+{
+	struct read_buf *rb = pthread_getspecific(s->read_buf_key);
+	size_t len = (size + 4095) & ~(size_t)4095 ?: 4096;
+	char *p;
+
+	if (rb && rb->len >= len)
+		return rb->p;
+	if (!rb) {
+		rb = calloc(1, sizeof(*rb));
+		if (!rb || pthread_setspecific(s->read_buf_key, rb) != 0) {
+			free(rb);
+			return NULL;
+		}
+	}
+	p = aligned_alloc(4096, len);
+	if (!p)
+		return NULL;
+	free(rb->p);
+	rb->p = p;
+	rb->len = len;
+	return p;
+}
+
 static void sfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
@@ -309,8 +369,7 @@ static void sfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	if (read_spliced(req, fh, size, off))
 		return;
-	/* Page aligned: cache_direct=on reads whole blocks straight in. */
-	buf = aligned_alloc(4096, (size + 4095) & ~(size_t)4095 ?: 4096);
+	buf = read_buf(req_sfs(req), size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -320,7 +379,6 @@ static void sfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, (int)-n);
 	else
 		fuse_reply_buf(req, buf, (size_t)n);
-	free(buf);
 }
 
 static void sfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,

@@ -108,6 +108,7 @@ struct sfs {
 	struct sfs_pt pt;
 	int notify_fd;		/* the parent waits for the INIT on it */
 	uint64_t nofile;	/* RLIMIT_NOFILE the descriptor LRUs share */
+	pthread_key_t read_buf_key;	/* file.c: a worker's read buffer */
 };
 
 /* An open file. */
@@ -180,6 +181,11 @@ void inode_open(struct sfs *s, struct sfs_inode *ino);
 void inode_release(struct sfs *s, struct sfs_inode *ino);
 void silly_remove(struct sfs *s, struct sfs_inode *ino, struct be_node *dir,
 		  char *name);
+
+/* file.c: each worker thread's read buffer (made on its first read, freed
+ * when it ends); init before the session loop, destroy after it. */
+int file_read_bufs_init(struct sfs *s);
+void file_read_bufs_destroy(struct sfs *s);
 
 /* dir.c: the owner of a new object (caller, setgid-directory rule). */
 int new_owner(fuse_req_t req, struct sfs_inode *dir, struct be_cred *cred,

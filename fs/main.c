@@ -373,8 +373,13 @@ int main(int argc, char **argv)
 		goto out_cache;
 	}
 
-	if (fuse_set_signal_handlers(s.se) < 0)
+	rc = file_read_bufs_init(&s);
+	if (rc < 0) {
+		fprintf(stderr, "stagefs: read buffers: %s\n", strerror(-rc));
 		goto out_ctl;
+	}
+	if (fuse_set_signal_handlers(s.se) < 0)
+		goto out_bufs;
 	if (fuse_session_mount(s.se, s.cfg.mountpoint) < 0)
 		goto out_signals;
 	if (pt_install(&s) < 0) {
@@ -418,6 +423,8 @@ int main(int argc, char **argv)
 	}
 out_signals:
 	fuse_remove_signal_handlers(s.se);
+out_bufs:
+	file_read_bufs_destroy(&s);	/* the workers have ended */
 out_ctl:
 	ctl_stop(ctl);
 out_cache:
