@@ -226,6 +226,10 @@ struct cache {
 
 	atomic_uint_fast64_t lru_clock;
 	pthread_mutex_t evict_lock;	/* one evictor at a time (trylock) */
+	/* evict.c: the cache fs's free space, sampled at most every
+	 * EVICT_STATFS_US: bytes available plus used_bytes at the sample
+	 * (so free now is about free_base - used_bytes), and when. */
+	atomic_uint_fast64_t free_base, free_sampled_us;
 
 	pthread_mutex_t pt_lock;
 	struct cache_file **pt;	/* files with passthrough writers (a

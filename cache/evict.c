@@ -34,16 +34,43 @@ static int victim_cmp(const void *a, const void *b)
 	return x->stamp < y->stamp ? -1 : x->stamp > y->stamp;
 }
 
+/*
+ * How often the cache fs's free space is asked for.  Every read and write
+ * checks the limits; an fstatfs each time was two system calls per 128 KiB
+ * read.  Between samples, free space follows this cache's own use
+ * (used_bytes), so only other writers to the cache fs are seen late, by
+ * at most this long.
+ */
+#define EVICT_STATFS_US 100000
+
+/* Bytes available on the cache fs now, from a sample at most
+ * EVICT_STATFS_US old. */
+static uint64_t cache_fs_avail(struct cache *c, uint64_t used)
+{
+	uint64_t now = now_us(), base;
+	struct statvfs sv;
+
+	if (now - atomic_load(&c->free_sampled_us) >= EVICT_STATFS_US &&
+	    fstatvfs(c->dir_fd, &sv) == 0) {
+		used = atomic_load(&c->used_bytes);
+		base = (uint64_t)sv.f_bavail * sv.f_frsize + used;
+		atomic_store(&c->free_base, base);
+		atomic_store(&c->free_sampled_us, now);
+	} else {
+		base = atomic_load(&c->free_base);
+	}
+	return base > used ? base - used : 0;
+}
+
 /* How many bytes over the limits the cache is now (0: within them). */
 static uint64_t overage(struct cache *c)
 {
 	uint64_t used = atomic_load(&c->used_bytes), over = 0;
-	struct statvfs sv;
 
 	if (c->cfg->size && used > c->cfg->size)
 		over = used - c->cfg->size;
-	if (c->cfg->min_free && fstatvfs(c->dir_fd, &sv) == 0) {
-		uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	if (c->cfg->min_free) {
+		uint64_t avail = cache_fs_avail(c, used);
 
 		if (avail < c->cfg->min_free &&
 		    c->cfg->min_free - avail > over)
