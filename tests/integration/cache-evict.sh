@@ -53,6 +53,9 @@ with open(out, "w") as f:
 PY
 	SAMPLER=$!
 	at_exit "kill $SAMPLER 2>/dev/null || true"
+	# The sampler is sampling before the I/O starts (python starts
+	# slowly on a loaded machine, and a warm read can take under 1 s).
+	wait_secs 20 test -s "$1" || fail "the usage sampler did not start"
 }
 # check_usage FILE WHAT: max of the samples within the limit.
 check_usage() {
@@ -62,7 +65,7 @@ check_usage() {
 	max=$(awk '!/^#/ { if ($1 > u) u = $1; if ($3 > d) d = $3 } END { print u + 0, d + 0, NR }' "$1")
 	set -- $max "$2"
 	info "$4: max cache_used_bytes $1, max disk use of data/ $2 ($3 samples; limit $limit)"
-	[[ $3 -gt 5 ]] || fail "$4: too few usage samples ($3)"
+	[[ $3 -ge 3 ]] || fail "$4: too few usage samples ($3)"
 	[[ $1 -le $limit ]] || fail "$4: cache_used_bytes reached $1, over cache_size + one batch ($limit)"
 	[[ $2 -le $limit ]] || fail "$4: cache data files used $2 bytes of disk, over cache_size + one batch ($limit)"
 }
