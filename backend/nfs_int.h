@@ -14,6 +14,10 @@
  *   nfs.c       the be_ops table: builds NFSv3 calls, splits data requests
  *               into rsize/wsize pieces, turns replies into be_attr.
  *
+ * Credentials: each connection keeps a small cache of AUTH_SYS
+ * credentials, and before it builds a call's RPC it installs the call's
+ * (libnfs encodes a context's auth into each request when it builds it).
+ *
  * Thread safety: nfs_spec_*() and nfs_stat3_*() are pure and reentrant.
  * nfs_pool_submit() may be called from any thread, including from a done
  * callback.  A struct nfs_call belongs to the pool from nfs_pool_submit()
@@ -76,6 +80,7 @@ const char *nfs_mnt3_str(int stat);
 
 /* ---- nfs_conn.c --------------------------------------------------- */
 
+struct be_cred;
 struct rpc_context;
 struct nfs_pool;
 struct nfs_call;
@@ -114,6 +119,12 @@ struct nfs_call {
 	const char *op;		/* "READ", for logs */
 	uint32_t weight;	/* bytes it moves, for balancing */
 	uint64_t deadline_ms;	/* 0: first submit + retry deadline */
+	/*
+	 * Who the call is made for, sent as AUTH_SYS; NULL: the daemon's
+	 * own (its uid and gid, no groups).  Owned by the submitter, valid
+	 * until done.
+	 */
+	const struct be_cred *cred;
 	/* Private to nfs_conn.c; valid while the pool owns the call. */
 	struct nfs_call *next, *prev;
 	struct nfs_tkt *tkt;

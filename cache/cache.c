@@ -418,7 +418,7 @@ int cache_setattr(struct cache *c, int be_idx, struct be_node *node,
 		f->local_change++;
 		pthread_mutex_unlock(&f->lock);
 	}
-	rc = be->ops->setattr(be, node, sa, attr);
+	rc = be->ops->setattr(be, NULL, node, sa, attr);
 	if (!f)
 		return rc;
 	pthread_mutex_lock(&f->lock);
@@ -826,7 +826,7 @@ static int replay_file(struct cache *c, struct rfile *rf, uint64_t *bytes)
 	size_t i;
 	int rc;
 
-	rc = be->ops->node_decode(be, rf->handle, rf->handle_len, &node,
+	rc = be->ops->node_decode(be, NULL, rf->handle, rf->handle_len, &node,
 				  &attr);
 	if (rc < 0) {
 		log_msg(LOG_LVL_ERR, "replay",

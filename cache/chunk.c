@@ -246,7 +246,7 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 		goto out_lock;
 	}
 	t0 = now_us();
-	n = be_pread(file_be(f), f->node, buf, len, start);
+	n = be_pread(file_be(f), NULL, f->node, buf, len, start);
 	hist_add(c->be_read_us, t0);
 	if (n < 0) {
 		rc = (int)n;
@@ -1114,7 +1114,7 @@ int cache_file_truncate(struct cache_file *f, uint64_t size,
 	f->local_change++;
 	pthread_mutex_unlock(&f->lock);
 
-	rc = file_be(f)->ops->setattr(file_be(f), f->node, &sa, attr);
+	rc = file_be(f)->ops->setattr(file_be(f), NULL, f->node, &sa, attr);
 	pthread_mutex_lock(&f->lock);
 	if (rc == 0) {
 		f->be_size = size;

@@ -128,7 +128,7 @@ static void seg_flush(struct seg_writer *w)
 
 	if (!w->len || w->rc)
 		return;
-	n = be_pwrite(w->be, w->node, w->buf + (w->off - w->start), w->len,
+	n = be_pwrite(w->be, NULL, w->node, w->buf + (w->off - w->start), w->len,
 		      w->off);
 	hist_add(w->c->be_write_us, t0);
 	if (n < 0)
@@ -427,7 +427,7 @@ static void refresh_gen(struct cache_file *f)
 	seq = f->upload_seq;
 	lseq = f->local_seq;
 	pthread_mutex_unlock(&f->lock);
-	if (!clean || file_be(f)->ops->getattr(file_be(f), f->node, &attr))
+	if (!clean || file_be(f)->ops->getattr(file_be(f), NULL, f->node, &attr))
 		return;
 	pthread_mutex_lock(&f->lock);
 	/*
@@ -476,7 +476,7 @@ int file_flush_chunk_now(struct cache_file *f, uint64_t idx)
 	for (;;) {
 		rc = flush_upload(f, idx, buf, true, &up);
 		if (rc == 0 && up.sent)
-			rc = be_commit(file_be(f), f->node);
+			rc = be_commit(file_be(f), NULL, f->node);
 		if (up.started)
 			rc = flush_finish(f, &up, rc);
 		if (rc == 0 || rc == -EIO || err_permanent(rc) ||
@@ -575,7 +575,7 @@ void *flusher_main(void *arg)
 			rested += rcs[i] == -EBUSY;
 		}
 		if (sent) {
-			int crc = be_commit(file_be(f), f->node);
+			int crc = be_commit(file_be(f), NULL, f->node);
 
 			for (i = 0; i < n && crc < 0; i++)
 				if (rcs[i] == 0)

@@ -262,7 +262,7 @@ static int file_of(struct ctl *ctl, const char *arg, bool create,
 						 stino, NULL);
 	if (!ino)
 		return -ENOENT;
-	rc = ino_be(s, ino)->ops->getattr(ino_be(s, ino), ino->node, &a);
+	rc = ino_be(s, ino)->ops->getattr(ino_be(s, ino), NULL, ino->node, &a);
 	if (rc == 0)
 		rc = cache_file_get(s->cache, be_idx, ino->node, &a, out);
 	inode_forget(s, ino, 1);

@@ -115,7 +115,7 @@ static void make_template(void)
 		for (i = 0; i < 2; i++) {
 			struct be_attr a;
 
-			if (be->ops->getattr(be, node[i], &a) ||
+			if (be->ops->getattr(be, NULL, node[i], &a) ||
 			    cache_file_get(c, 0, node[i], &a, &f[i]) < 0)
 				_exit(3);
 		}

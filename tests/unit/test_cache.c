@@ -170,7 +170,7 @@ static struct cache_file *fx_reopen(struct be_node *n)
 	struct be_attr a;
 	struct cache_file *f;
 
-	ck_assert_int_eq(X.be->ops->getattr(X.be, n, &a), 0);
+	ck_assert_int_eq(X.be->ops->getattr(X.be, NULL, n, &a), 0);
 	ck_assert_int_ge(cache_file_get(X.c, 0, n, &a, &f), 0);
 	track_file(f);
 	return f;
@@ -1277,8 +1277,8 @@ static void unlink_on_backend(const char *name)
 {
 	struct be_node *root;
 
-	ck_assert_int_eq(X.be->ops->root(X.be, &root, NULL), 0);
-	ck_assert_int_eq(X.be->ops->unlink(X.be, root, name), 0);
+	ck_assert_int_eq(X.be->ops->root(X.be, NULL, &root, NULL), 0);
+	ck_assert_int_eq(X.be->ops->unlink(X.be, NULL, root, name), 0);
 	be_node_put(X.be, root);
 }
 
@@ -1409,7 +1409,7 @@ static void crash_after_writes(struct be_node *node, size_t read_first,
 		mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);
 		if (cache_open(&X.cfg, X.bes, 1, &c, err, sizeof(err)))
 			_exit(2);
-		if (X.be->ops->getattr(X.be, node, &a) ||
+		if (X.be->ops->getattr(X.be, NULL, node, &a) ||
 		    cache_file_get(c, 0, node, &a, &f) < 0)
 			_exit(3);
 		if (read_first && cache_read(f, NULL, tmp, read_first, 0) !=
@@ -2264,7 +2264,7 @@ START_TEST(test_fd_limit)
 	for (i = 1; i < 60; i++) {
 		struct cache_file *g;
 
-		ck_assert_int_eq(X.be->ops->getattr(X.be, nodes[i], &a), 0);
+		ck_assert_int_eq(X.be->ops->getattr(X.be, NULL, nodes[i], &a), 0);
 		ck_assert_int_eq(cache_file_get(X.c, 0, nodes[i], &a, &g), 0);
 		snprintf(buf, sizeof(buf), "file %d of many\n", i);
 		ck_assert_int_eq(cache_read(g, NULL, got, sizeof(got), 0),
@@ -2282,7 +2282,7 @@ START_TEST(test_fd_limit)
 	for (i = 0; i < FD_FILES; i++) {
 		ssize_t n;
 
-		ck_assert_int_eq(X.be->ops->getattr(X.be, nodes[i], &a), 0);
+		ck_assert_int_eq(X.be->ops->getattr(X.be, NULL, nodes[i], &a), 0);
 		ck_assert_int_eq(cache_file_get(X.c, 0, nodes[i], &a, &f), 0);
 		snprintf(buf, sizeof(buf), "file %d of many\n", i);
 		n = cache_read(f, NULL, got, sizeof(got), 0);
