@@ -126,6 +126,9 @@ struct chunk {
 	unsigned int fbuf_users;	/* readers copying from fbuf */
 	uint64_t lru_stamp;	/* last access, for eviction */
 	uint64_t last_write_us;	/* now_us() of the last write */
+	/* Whose the dirty ranges are: they go out with it (cred.c); one
+	 * writer per chunk.  Interned; NULL: the daemon. */
+	const struct be_cred *wcred;
 };
 
 struct cache_file {
@@ -172,6 +175,8 @@ struct cache_file {
 				 * since the last rehash at its end: it may
 				 * hold bytes the sums do not know (scrub
 				 * leaves it alone) */
+	const struct be_cred *pt_cred;	/* the last passthrough writer's
+					 * (interned): its data goes with it */
 	bool pt_owned;		/* empty at the first passthrough write
 				 * open: every byte in it is this node's */
 	uint64_t pt_scanned;	/* chunks below this rehashed in the
@@ -186,6 +191,7 @@ struct cache_file {
 struct flush_item {
 	struct cache_file *f;	/* holds a reference */
 	uint64_t chunk;
+	const struct be_cred *cred;	/* prefetch: the reader's (interned) */
 	struct flush_item *next;
 };
 
@@ -222,6 +228,9 @@ struct cache {
 
 	pthread_mutex_t journal_lock;
 	struct journal *journal;	/* protected by journal_lock */
+
+	pthread_mutex_t cred_lock;	/* a leaf */
+	struct cred_ent *creds;		/* cred.c; protected by cred_lock */
 	bool keep_journal;	/* replay left records it could not act on */
 
 	atomic_uint_fast64_t lru_clock;
@@ -350,24 +359,36 @@ static inline bool range_whole(const struct cache *c, uint64_t idx,
  */
 #define ZSKIP_MIN 64
 
+/* cred.c */
+struct cred_ent;
+/* The interned copy of cred (NULL for NULL), valid until cache_close. */
+const struct be_cred *cache_cred(struct cache *c, const struct be_cred *cred);
+void cache_creds_free(struct cache *c);
+/* The journal's form of cred: bytes written (0 for NULL or no room). */
+size_t cache_cred_encode(const struct be_cred *cred, void *buf, size_t len);
+int cache_cred_decode(const void *buf, size_t len, struct be_cred *out);
+
 /* cache.c */
 void cache_file_ref(struct cache_file *f);
 int cache_journal(struct cache *c, enum jrec_type type,
 		  struct cache_file *f, uint64_t chunk);
 void cache_queue_flush(struct cache_file *f, uint64_t chunk);
-void cache_queue_prefetch(struct cache_file *f, uint64_t chunk);
+void cache_queue_prefetch(struct cache_file *f, uint64_t chunk,
+			  const struct be_cred *cred);
 
 /* chunk.c: call with f->lock held */
 struct chunk *file_chunk(struct cache_file *f, uint64_t idx, bool create);
-int file_fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch);
+int file_fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
+		     const struct be_cred *cred);
 void file_drop_clean(struct cache_file *f, uint64_t from_chunk);
 int punch_blocks(struct cache_file *f, uint64_t idx, uint64_t mask);
 void file_eof_block_not_mine(struct cache_file *f);
 void file_drop_stale(struct cache_file *f);
-int file_fetch_all(struct cache_file *f);
+int file_fetch_all(struct cache_file *f, const struct be_cred *cred);
 /* Make the blocks in mask of chunk idx that hold backend data present
  * (waits for a fetch or a write in flight on them, else fetches). */
-int file_ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask);
+int file_ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask,
+			const struct be_cred *cred);
 
 /* flush.c: upload chunk idx now, in the calling thread, and commit it;
  * f->lock held (dropped meanwhile), f->wlock held by the caller. */

@@ -106,6 +106,7 @@ struct upload {
 	uint64_t whole;		/* ... of them, those dirty from end to end */
 	uint64_t seq;		/* ch->dirty_seq when it started */
 	uint64_t sent;		/* bytes written to the backend */
+	const struct be_cred *cred;	/* the writer's: WRITE and COMMIT */
 	bool started;		/* flush_finish() must run */
 };
 
@@ -114,6 +115,7 @@ struct seg_writer {
 	struct cache *c;
 	struct be *be;
 	struct be_node *node;
+	const struct be_cred *cred;	/* the writer's */
 	const char *buf;	/* the chunk's bytes */
 	uint64_t start;		/* file offset of buf[0] */
 	uint64_t off, len;	/* the segment not yet sent */
@@ -128,7 +130,7 @@ static void seg_flush(struct seg_writer *w)
 
 	if (!w->len || w->rc)
 		return;
-	n = be_pwrite(w->be, NULL, w->node, w->buf + (w->off - w->start), w->len,
+	n = be_pwrite(w->be, w->cred, w->node, w->buf + (w->off - w->start), w->len,
 		      w->off);
 	hist_add(w->c->be_write_us, t0);
 	if (n < 0)
@@ -243,6 +245,7 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 	ch->readers++;
 	f->inflight++;
 	up->started = true;
+	up->cred = ch->wcred;
 	up->mask = mask;
 	up->seq = seq;
 	for (m = mask; m; m &= m - 1) {
@@ -299,8 +302,8 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 	}
 	file_fds_put(f);	/* the bytes are in buf */
 	/* Send the ranges, joined where they touch, no further than EOF. */
-	w = (struct seg_writer){ .c = c, .be = be, .node = f->node, .buf = buf,
-				 .start = start };
+	w = (struct seg_writer){ .c = c, .be = be, .node = f->node,
+				 .cred = up->cred, .buf = buf, .start = start };
 	for (m = mask; m && rc == 0 && w.rc == 0; m &= m - 1) {
 		uint64_t s, t;
 
@@ -476,7 +479,7 @@ int file_flush_chunk_now(struct cache_file *f, uint64_t idx)
 	for (;;) {
 		rc = flush_upload(f, idx, buf, true, &up);
 		if (rc == 0 && up.sent)
-			rc = be_commit(file_be(f), NULL, f->node);
+			rc = be_commit(file_be(f), up.cred, f->node);
 		if (up.started)
 			rc = flush_finish(f, &up, rc);
 		if (rc == 0 || rc == -EIO || err_permanent(rc) ||
@@ -575,7 +578,14 @@ void *flusher_main(void *arg)
 			rested += rcs[i] == -EBUSY;
 		}
 		if (sent) {
-			int crc = be_commit(file_be(f), NULL, f->node);
+			/* One COMMIT covers every writer's: the first's. */
+			const struct be_cred *cc = NULL;
+			int crc;
+
+			for (i = 0; i < n && !cc; i++)
+				if (up[i].sent)
+					cc = up[i].cred;
+			crc = be_commit(file_be(f), cc, f->node);
 
 			for (i = 0; i < n && crc < 0; i++)
 				if (rcs[i] == 0)
@@ -618,7 +628,7 @@ void *prefetcher_main(void *arg)
 		ch = file_chunk(f, it->chunk, true);
 		if (ch && !ch->fetching && it->chunk * c->cfg->chunk_size <
 						   f->be_size)
-			file_fetch_chunk(f, it->chunk, true);
+			file_fetch_chunk(f, it->chunk, true, it->cred);
 		pthread_mutex_unlock(&f->lock);
 		cache_file_put(f);
 		free(it);

@@ -106,7 +106,8 @@ static void pt_list_del(struct cache_file *f)
 	pthread_mutex_unlock(&c->pt_lock);
 }
 
-int cache_file_pt_begin(struct cache_file *f, bool write, bool must, int *fd)
+int cache_file_pt_begin(struct cache_file *f, const struct be_cred *cred,
+			bool write, bool must, int *fd)
 {
 	struct cache *c = f->c;
 	bool writers;
@@ -124,7 +125,7 @@ int cache_file_pt_begin(struct cache_file *f, bool write, bool must, int *fd)
 		rc = cache_file_pt_sync(f);
 	pthread_mutex_lock(&f->lock);
 	if (rc == 0 && must && !file_whole(f))
-		rc = file_fetch_all(f);
+		rc = file_fetch_all(f, cred);
 	/* Taken until cache_file_pt_end(): the kernel's backing file is
 	 * made from it. */
 	if (rc == 0)
@@ -132,6 +133,8 @@ int cache_file_pt_begin(struct cache_file *f, bool write, bool must, int *fd)
 	if (rc < 0)
 		goto out;
 	f->pt_users++;
+	if (write)
+		f->pt_cred = cache_cred(c, cred);
 	if (write && f->pt_writers++ == 0) {
 		f->pt_owned = f->size == 0 && !f->dirty_chunks;
 		f->pt_unsynced = true;
@@ -259,6 +262,10 @@ out:
 		return rc;
 	}
 	olddirty = ch->dirty;
+	/* A chunk dirty already keeps its writer (a kernel write reached
+	 * through another open does not say whose it is). */
+	if (!olddirty)
+		ch->wcred = f->pt_cred;
 	for (b = 0; b < nb; b++) {
 		uint64_t bit = 1ULL << b, before = dirty_len(ch, bit);
 

@@ -289,7 +289,7 @@ static void cmd_file(struct ctl *ctl, int fd, const char *cmd,
 	else if (!strcmp(cmd, "evict"))
 		rc = cache_file_evict(f);
 	else if (!strcmp(cmd, "prefetch"))
-		rc = cache_file_prefetch(f);
+		rc = cache_file_prefetch(f, NULL);	/* root asked */
 	else
 		cache_file_pin(f, !strcmp(cmd, "pin"));
 	cache_file_put(f);

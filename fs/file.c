@@ -139,7 +139,8 @@ static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
 
 		rc = inode_cache_file(s, &cred, in, fi, &cf);
 		if (rc == 0) {
-			rc = cache_file_truncate(cf, (uint64_t)st->st_size, &a);
+			rc = cache_file_truncate(cf, &cred, (uint64_t)st->st_size,
+						 &a);
 			if (!(fi && fi->fh))
 				cache_file_put(cf);
 		}
@@ -186,7 +187,8 @@ static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
 		}
 	}
 	if (sa.valid) {
-		rc = cache_setattr(s->cache, in->be_idx, in->node, &sa, &a);
+		rc = cache_setattr(s->cache, &cred, in->be_idx, in->node, &sa,
+				   &a);
 	}
 	else if (!(valid & FUSE_SET_ATTR_SIZE))
 		rc = be->ops->getattr(be, &cred, in->node, &a);
@@ -212,6 +214,7 @@ static int open_handle(struct sfs *s, const struct be_cred *cred,
 	if (!fh)
 		return -ENOMEM;
 	fh->cred = *cred;
+	fh->stream.cred = &fh->cred;
 	rc = cache_file_get(s->cache, in->be_idx, in->node, a, &fh->cf);
 	if (rc < 0) {
 		free(fh);
@@ -412,7 +415,7 @@ static void sfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		      size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct sfs_fh *fh = fh_of(fi);
-	ssize_t n = cache_write(fh->cf, buf, size, (uint64_t)off);
+	ssize_t n = cache_write(fh->cf, &fh->cred, buf, size, (uint64_t)off);
 
 	if (n < 0) {
 		fuse_reply_err(req, (int)-n);

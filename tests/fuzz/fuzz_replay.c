@@ -120,7 +120,7 @@ static void make_template(void)
 				_exit(3);
 		}
 		for (i = 0; i < sizeof(w) / sizeof(w[0]); i++)
-			if (cache_write(f[w[i].file], buf, w[i].len,
+			if (cache_write(f[w[i].file], NULL, buf, w[i].len,
 					w[i].off) != (ssize_t)w[i].len)
 				_exit(4);
 		_exit(0);
