@@ -188,11 +188,13 @@ struct be_setattr {
 
 /*
  * readdir callback, once per entry ("." and ".." are not reported).
- * attr may be NULL if the backend has none at hand; node may be NULL, and
- * is borrowed: take be_node_get() to keep it.  Return 0 to go on, any
- * other value to stop; readdir then returns that value.
+ * fileid is the entry's, always.  attr may be NULL if the backend has none
+ * at hand (an NFS server sends none to a caller who may read a directory
+ * but not search it); node may be NULL, and is borrowed: take
+ * be_node_get() to keep it.  Return 0 to go on, any other value to stop;
+ * readdir then returns that value.
  */
-typedef int (*be_dirent_fn)(void *arg, const char *name,
+typedef int (*be_dirent_fn)(void *arg, const char *name, uint64_t fileid,
 			    const struct be_attr *attr, struct be_node *node);
 
 /*

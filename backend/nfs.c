@@ -1302,7 +1302,7 @@ static int nfsbe_readdir(struct be *be, const struct be_cred *cred,
 				n = node_new(d->fh, d->fh_len,
 					     d->have_attr ? d->attr.fileid :
 							    d->fileid);
-			rc = fn(arg, d->name, d->have_attr ? &a : NULL,
+			rc = fn(arg, d->name, d->fileid, d->have_attr ? &a : NULL,
 				n ? &n->base : NULL);
 			if (n)
 				be_node_put(be, &n->base);

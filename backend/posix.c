@@ -761,7 +761,7 @@ static int px_readdir(struct be *be, struct be_node *dir, be_dirent_fn fn,
 		if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;	/* raced with an unlink */
 		stat_to_attr(&st, &a);
-		rc = fn(arg, de->d_name, &a, NULL);
+		rc = fn(arg, de->d_name, a.fileid, &a, NULL);
 		if (rc)
 			break;
 	}

@@ -400,6 +400,7 @@ static void sfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 /* A snapshot of a directory taken at opendir; offsets index into it. */
 struct dir_entry {
 	char *name;
+	uint64_t fileid;	/* 0 for "." and ".." */
 	struct be_attr attr;
 	bool has_attr;
 	struct be_node *node;	/* from the backend, or NULL */
@@ -410,7 +411,7 @@ struct dir_handle {
 	size_t n, cap;
 };
 
-static int dir_collect(void *arg, const char *name,
+static int dir_collect(void *arg, const char *name, uint64_t fileid,
 		       const struct be_attr *attr, struct be_node *node)
 {
 	struct dir_handle *d = arg;
@@ -432,6 +433,7 @@ static int dir_collect(void *arg, const char *name,
 	e->name = strdup(name);
 	if (!e->name)
 		return -ENOMEM;
+	e->fileid = fileid;
 	if (attr) {
 		e->attr = *attr;
 		e->has_attr = true;
@@ -468,9 +470,9 @@ static void sfs_opendir(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	/* "." and ".." first, as a native file system lists them. */
-	rc = dir_collect(d, ".", NULL, NULL);
+	rc = dir_collect(d, ".", 0, NULL, NULL);
 	if (rc == 0)
-		rc = dir_collect(d, "..", NULL, NULL);
+		rc = dir_collect(d, "..", 0, NULL, NULL);
 	if (rc == 0)
 		rc = ino_be(s, in)->ops->readdir(ino_be(s, in), &cred, in->node,
 						 dir_collect, d);
@@ -506,8 +508,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 		size_t len;
 
 		memset(&e, 0, sizeof(e));
-		e.attr.st_mode = de->has_attr ? de->attr.mode & S_IFMT : S_IFDIR;
-		e.attr.st_ino = de->has_attr ? de->attr.fileid : 0;
+		e.attr.st_mode = de->has_attr ? de->attr.mode & S_IFMT :
+				 de->fileid ? 0 : S_IFDIR;
+		e.attr.st_ino = de->fileid;
 		if (plus && de->has_attr) {
 			struct be_node *node = de->node;
 			struct be_attr attr = de->attr;
@@ -523,8 +526,15 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 					&node, &attr);
 			else
 				be_node_get(node);
-			if (rc < 0)
+			if (rc == -ENOENT)
 				continue;	/* gone since opendir */
+			/*
+			 * The caller may read the directory but not search it
+			 * (mode r without x): the name without its attributes,
+			 * as a plain readdir would list it.
+			 */
+			if (rc < 0)
+				goto plain_plus;
 			rc = make_entry(s, in->be_idx, node, &attr, &e);
 			be_node_put(ino_be(s, in), node);
 			if (rc < 0)
@@ -537,6 +547,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 				break;
 			}
 		} else if (plus) {
+plain_plus:
 			len = fuse_add_direntry_plus(req, p, rem, de->name,
 						     &e, (off_t)(i + 1));
 			if (len > rem)

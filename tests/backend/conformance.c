@@ -111,8 +111,8 @@ struct dirlist {
 	struct be_attr attrs[MAX_ENTS];
 };
 
-static int collect(void *arg, const char *name, const struct be_attr *attr,
-		   struct be_node *node)
+static int collect(void *arg, const char *name, uint64_t fileid,
+		   const struct be_attr *attr, struct be_node *node)
 {
 	struct dirlist *dl = arg;
 
@@ -729,12 +729,12 @@ out:
 }
 
 /* Remove whatever the suite left in the work dir, then the dir itself. */
-static int cleanup_fn(void *arg, const char *name, const struct be_attr *attr,
-		      struct be_node *node)
+static int cleanup_fn(void *arg, const char *name, uint64_t fileid,
+		      const struct be_attr *attr, struct be_node *node)
 {
 	struct dirlist *dl = arg;
 
-	return collect(dl, name, attr, node);
+	return collect(dl, name, fileid, attr, node);
 }
 
 static void cleanup(struct ctx *c)

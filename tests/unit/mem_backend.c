@@ -742,7 +742,8 @@ static int mem_readdir(struct be *be, const struct be_cred *cred,
 	pthread_mutex_unlock(&mb->lock);
 	for (i = 0; i < n && rc == 0; i++)
 		if (v[i].name)
-			rc = fn(arg, v[i].name, &v[i].attr, &v[i].node->base);
+			rc = fn(arg, v[i].name, v[i].attr.fileid, &v[i].attr,
+				&v[i].node->base);
 	for (i = 0; i < n; i++)
 		free(v[i].name);
 	free(v);
