@@ -171,10 +171,16 @@ static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
 		sa.valid |= BE_SET_MTIME;
 		sa.mtime = st->st_mtim;
 	}
-	if (sa.valid & (BE_SET_MTIME | BE_SET_MTIME_NOW)) {
+	if (sa.valid & (BE_SET_MTIME | BE_SET_MTIME_NOW | BE_SET_MODE |
+			BE_SET_UID | BE_SET_GID)) {
 		/*
 		 * An upload after this would move the mtime again (tar x and
-		 * cp -a set it right after writing): the data goes first.
+		 * cp -a set it right after writing), would clear a set-id bit
+		 * just set (the server drops it on an unprivileged WRITE), or
+		 * would go out as a writer the new mode or owner no longer
+		 * lets write (uploads carry their writer's credentials): the
+		 * data goes first, as the NFS client writes back before any
+		 * SETATTR of a regular file.
 		 */
 		struct cache_file *cf;
 

@@ -31,8 +31,8 @@
 #                     nfs2+async"; the single-mount ones follow
 #                     STAGEFS_TEST_BACKENDS)
 #   DIFFTEST_SEED     the seed (default: a new one each run, printed)
-#   DIFFTEST_ARGS     more difftest arguments for the two-mount runs, to
-#                     shrink a failure: e.g. "-O 12,40-44 -v"
+#   DIFFTEST_ARGS     more difftest arguments for every run, to shrink a
+#                     failure: e.g. "-O 12,40-44 -v"
 #   DIFFTEST_BIN      the difftest program (meson passes it)
 #   DIFFTEST_MOUNT_OPTS  more mount options for every run (e.g.
 #                     passthrough=off, to tell a passthrough bug from others)
@@ -152,7 +152,8 @@ for run in $runs; do
 	info "$run: ${runas[*]} difftest -s $seed -n $ops $ref $mnt ${opts[*]}"
 	bin=$DIFFTEST_BIN
 	[[ ${#runas[@]} -eq 0 ]] || bin=$TEST_TMP/difftest
-	if ! "${runas[@]}" "$bin" -s "$seed" -n "$ops" "$ref" "$mnt"; then
+	# shellcheck disable=SC2086  # split on purpose
+	if ! "${runas[@]}" "$bin" -s "$seed" -n "$ops" ${DIFFTEST_ARGS:-} "$ref" "$mnt"; then
 		echo "FAIL: $TEST_NAME: $run: the mount differs from a native directory" \
 			"(seed $seed; DIFFTEST_SEED=$seed DIFFTEST_OPS=$ops to rerun)" >&2
 		log_tail "$mnt" 40
