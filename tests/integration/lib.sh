@@ -407,6 +407,12 @@ _lib_wait_exit() {
 		sleep 0.1
 	done
 	if _lib_pid_running "$pid"; then
+		# A hang explains itself: every thread's stack before the kill.
+		if command -v gdb >/dev/null; then
+			echo "--- threads of stagefs (pid $pid), which did not exit ---" >&2
+			timeout 60 gdb -p "$pid" -batch -nx -ex 'thread apply all bt' \
+				2>/dev/null | grep -E '^(Thread|#)' >&2 || true
+		fi
 		kill -KILL "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
 		_LIB_RC=137
