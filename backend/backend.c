@@ -117,3 +117,15 @@ int be_commit(struct be *be, struct be_node *node)
 	return (int)be_waiter_wait(&w, be->ops->commit(be, node, be_waiter_cb,
 						       &w));
 }
+
+int be_commit_ranges(struct be *be, struct be_node *node,
+		     const struct be_range *r, unsigned int nr)
+{
+	struct be_waiter w = BE_WAITER_INIT;
+
+	if (!be->ops->commit_ranges)
+		return be_commit(be, node);
+	return (int)be_waiter_wait(&w, be->ops->commit_ranges(be, node, r, nr,
+							      be_waiter_cb,
+							      &w));
+}
