@@ -8,7 +8,11 @@
  * chunk written to while it was uploading stays dirty and goes round
  * again.  A failed upload is retried with exponential backoff for as long
  * as it takes; nothing dirty is ever dropped, except the data of a file
- * the backend no longer has (ESTALE, ENOENT after an unlink).
+ * the backend no longer has (ESTALE, ENOENT after an unlink).  A COMMIT
+ * that answers -EAGAIN (the server restarted and lost some of the batch's
+ * unstable writes) is no failure: the chunks go back to the queue at
+ * once, are written again and committed again, counted in
+ * flush_rewrites.
  *
  * Thread safety: each thread owns its ring; shared state is under the
  * locks named in cache_int.h.
@@ -167,6 +171,7 @@ struct upload {
 	uint64_t mask;		/* the dirty blocks it sent */
 	uint64_t seq;		/* ch->dirty_seq when it started */
 	uint64_t sent;		/* bytes written to the backend */
+	struct be_range span;	/* from the first byte sent to the last */
 	bool started;		/* flush_finish() must run */
 };
 
@@ -322,10 +327,14 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 
 			n = be_pwrite(be, f->node, buf + b * bs, len, off);
 			hist_add(c->be_write_us, t0);
-			if (n < 0)
+			if (n < 0) {
 				rc = (int)n;
-			else
+			} else {
+				if (!sent)
+					up->span.off = off;
+				up->span.len = off + len - up->span.off;
 				sent += len;
+			}
 		}
 	}
 	up->sent = sent;
@@ -444,26 +453,28 @@ static int take_batch(struct cache *c, struct flush_item **batch)
 	return n;
 }
 
-/* What to do with one chunk after its round. */
-static void after_round(struct cache *c, struct flush_item *it, int rc,
-			unsigned int *failures)
+/*
+ * Count one chunk's round; true if it failed in a way that calls for a
+ * pause before the batch is tried again.
+ */
+static bool round_failed(struct cache *c, struct flush_item *it, int rc,
+			 unsigned int failures)
 {
-	if (rc == 0) {
-		*failures = 0;
-		return;
-	}
-	if (rc != -EAGAIN && rc != -EBUSY) {
-		atomic_fetch_add(&c->flush_retries, 1);
-		if (err_permanent(rc) || rc == -EIO)
-			atomic_fetch_add(&c->flush_errors, 1);
-		log_msg(*failures ? LOG_LVL_DEBUG : LOG_LVL_WARN, "flush",
-			"upload of file %llx chunk %llu failed: %s; retrying",
-			(unsigned long long)it->f->fileid,
-			(unsigned long long)it->chunk, strerror(-rc));
-		if (atomic_load(&c->stopping))
-			return;
-		backoff_sleep((*failures)++);
-	}
+	if (rc == 0 || rc == -EAGAIN || rc == -EBUSY)
+		return false;
+	atomic_fetch_add(&c->flush_retries, 1);
+	if (err_permanent(rc) || rc == -EIO)
+		atomic_fetch_add(&c->flush_errors, 1);
+	log_msg(failures ? LOG_LVL_DEBUG : LOG_LVL_WARN, "flush",
+		"upload of file %llx chunk %llu failed: %s; retrying",
+		(unsigned long long)it->f->fileid,
+		(unsigned long long)it->chunk, strerror(-rc));
+	return true;
+}
+
+/* Put a chunk that is still dirty back in the queue. */
+static void requeue(struct flush_item *it)
+{
 	pthread_mutex_lock(&it->f->lock);
 	cache_queue_flush(it->f, it->chunk);
 	pthread_mutex_unlock(&it->f->lock);
@@ -480,6 +491,7 @@ void *flusher_main(void *arg)
 	unsigned int failures = 0;
 	struct flush_item *batch[FLUSH_BATCH];
 	struct upload up[FLUSH_BATCH];
+	struct be_range spans[FLUSH_BATCH];
 	int rcs[FLUSH_BATCH];
 	/* The thread's registered buffer: read-backs are fixed reads. */
 	char *buf = ring_buf(cache_ring(c), c->cfg->chunk_size);
@@ -491,27 +503,50 @@ void *flusher_main(void *arg)
 	while ((batch[0] = pop(&c->queue_lock, &c->queue_cond, &c->qhead,
 			       &c->qtail, &c->stopping))) {
 		struct cache_file *f = batch[0]->f;
-		uint64_t sent = 0;
-		int i, n = take_batch(c, batch);
-
-		int rested = 0;
+		int i, n = take_batch(c, batch), rested = 0, failed = 0;
+		unsigned int nspans = 0;
+		bool stopping;
 
 		for (i = 0; i < n; i++) {
 			rcs[i] = flush_upload(f, batch[i]->chunk, buf, &up[i]);
-			sent += up[i].sent;
+			if (up[i].sent)
+				spans[nspans++] = up[i].span;
 			rested += rcs[i] == -EBUSY;
 		}
-		if (sent) {
-			int crc = be_commit(file_be(f), f->node);
+		if (nspans) {
+			int crc = be_commit_ranges(file_be(f), f->node, spans,
+						   nspans);
 
-			for (i = 0; i < n && crc < 0; i++)
-				if (rcs[i] == 0)
-					rcs[i] = crc;
+			for (i = 0; i < n && crc < 0; i++) {
+				if (rcs[i] != 0)
+					continue;
+				rcs[i] = crc;
+				/* lost by a server restart: send again now */
+				if (crc == -EAGAIN && up[i].sent)
+					atomic_fetch_add(&c->flush_rewrites, 1);
+			}
 		}
 		for (i = 0; i < n; i++) {
 			if (up[i].started)
 				rcs[i] = flush_finish(f, &up[i], rcs[i]);
-			after_round(c, batch[i], rcs[i], &failures);
+			failed += round_failed(c, batch[i], rcs[i], failures);
+		}
+		/*
+		 * One pause per batch, not per chunk: a batch of 16 failed
+		 * chunks once slept 16 growing backoffs in a row, over a
+		 * minute and a half, before its last chunk went back.
+		 */
+		stopping = atomic_load(&c->stopping);
+		if (failed && !stopping)
+			backoff_sleep(failures++);
+		else if (!failed && rested < n)
+			failures = 0;
+		for (i = 0; i < n; i++) {
+			/* closing: failed chunks wait for cache_close's rounds */
+			if (rcs[i] == 0 || (stopping && rcs[i] != -EAGAIN &&
+					    rcs[i] != -EBUSY))
+				continue;
+			requeue(batch[i]);
 		}
 		if (rcs[n - 1] == 0)
 			refresh_gen(f);
