@@ -120,3 +120,17 @@ int be_commit(struct be *be, const struct be_cred *cred,
 	return (int)be_waiter_wait(&w, be->ops->commit(be, cred, node, be_waiter_cb,
 						       &w));
 }
+
+int be_commit_ranges(struct be *be, const struct be_cred *cred,
+		     struct be_node *node, const struct be_range *r,
+		     unsigned int nr)
+{
+	struct be_waiter w = BE_WAITER_INIT;
+
+	if (!be->ops->commit_ranges)
+		return be_commit(be, cred, node);
+	return (int)be_waiter_wait(&w, be->ops->commit_ranges(be, cred, node,
+							      r, nr,
+							      be_waiter_cb,
+							      &w));
+}

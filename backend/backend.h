@@ -197,6 +197,12 @@ struct be_setattr {
 typedef int (*be_dirent_fn)(void *arg, const char *name, uint64_t fileid,
 			    const struct be_attr *attr, struct be_node *node);
 
+/* A byte range of a file: [off, off + len). */
+struct be_range {
+	uint64_t off;
+	uint64_t len;
+};
+
 /*
  * Completion of an asynchronous data operation.  res is the number of
  * bytes transferred or -errno.  For read, a result shorter than asked
@@ -315,6 +321,22 @@ struct be_ops {
 	 */
 	int (*access)(struct be *be, const struct be_cred *cred,
 		      struct be_node *node, int mask, struct be_attr *attr);
+
+	/*
+	 * Optional (NULL: commit is used).  As commit, for a writer that
+	 * cares about the bytes it wrote, r[0..nr): cb gets 0 once its
+	 * completed writes there are stable, or -EAGAIN if the backend
+	 * lost some of them (NFS: the server restarted between the WRITE
+	 * and the COMMIT, so its write verifier changed).  -EAGAIN is no
+	 * failure: write those bytes again, then commit again.  Lost
+	 * writes of other ranges do not fail this call; their writers
+	 * learn of them at their own commit.  commit itself answers
+	 * -EAGAIN when anything of the file is lost.  r must stay valid
+	 * until cb.
+	 */
+	int (*commit_ranges)(struct be *be, const struct be_cred *cred,
+			     struct be_node *node, const struct be_range *r,
+			     unsigned int nr, be_io_cb cb, void *cookie);
 };
 
 /* Every backend object starts with this. */
@@ -365,6 +387,10 @@ ssize_t be_pwrite(struct be *be, const struct be_cred *cred,
 		  uint64_t off);
 int be_commit(struct be *be, const struct be_cred *cred,
 	      struct be_node *node);
+/* commit_ranges where the backend has it, else commit. */
+int be_commit_ranges(struct be *be, const struct be_cred *cred,
+		     struct be_node *node, const struct be_range *r,
+		     unsigned int nr);
 
 /* Used by the implementations' open functions; see be_open(). */
 struct be_factory {

@@ -17,14 +17,14 @@
  *
  * COMMIT and the write verifier.  The backend numbers the verifiers it
  * sees (a generation that moves whenever a WRITE or COMMIT reply carries
- * a new one: the server restarted).  Each node keeps the byte ranges of
- * its completed writes that no COMMIT covers yet, with their generation.
- * When the generation moves, those ranges become "lost"; a later write of
- * the same bytes repairs them.  A COMMIT succeeds only if no lost range
- * remains; otherwise it returns -EIO, and every writer that has not seen a
- * successful COMMIT since its writes must write its data again and COMMIT
- * again.  Commits on that node keep failing until all lost ranges are
- * rewritten (or truncated away).  Nothing is resent from here: the
+ * a new one: the server restarted).  Each node keeps, in a struct
+ * nfs_wtrack (nfs_verf.c), the byte ranges of its completed writes that
+ * no COMMIT covers yet, with their generation; when the generation moves
+ * they become "lost" until the same bytes are written again.  A COMMIT
+ * through commit_ranges() answers -EAGAIN when lost bytes lie in the
+ * caller's ranges: the caller writes them again and commits again (the
+ * flusher does so at once; it is not an error).  commit() answers -EAGAIN
+ * while anything of the file is lost.  Nothing is resent from here: the
  * backend keeps no copy of the data.
  *
  * Thread safety: see backend.h.  State shared between threads: the
@@ -65,24 +65,12 @@
 #define NFS_RDP_MAXCOUNT 65536
 #define NFS_SMALL_WEIGHT 4096
 
-/* A byte range of a file, for the write-verifier bookkeeping. */
-struct wrange {
-	uint64_t start, end;	/* [start, end) */
-	uint64_t seq;		/* the newest write in it */
-	uint64_t gen;		/* verifier generation it was written under */
-};
-
 struct nfs_node {
 	struct be_node base;	/* first: be_node <-> nfs_node */
 	uint32_t fh_len;
 	unsigned char fh[NFS3_FHSIZE];
-	pthread_mutex_t lock;	/* the write-verifier state below */
-	uint64_t wseq;		/* completed writes so far */
-	struct wrange *unc;	/* completed writes no COMMIT covers yet */
-	size_t nunc, capunc;
-	struct wrange *lost;	/* written under an old verifier, not since */
-	size_t nlost, caplost;
-	uint64_t untracked_gen;	/* out of memory while tracking: be careful */
+	pthread_mutex_t lock;
+	struct nfs_wtrack wt;	/* protected by lock */
 };
 
 struct nfs_be {
@@ -141,8 +129,7 @@ static void nfsbe_node_free(struct be *be, struct be_node *bn)
 
 	(void)be;
 	pthread_mutex_destroy(&n->lock);
-	free(n->unc);
-	free(n->lost);
+	nfs_wt_free(&n->wt);
 	free(n);
 }
 
@@ -229,193 +216,22 @@ static uint64_t verf_note(struct nfs_be *nb, const char *v)
 	return gen;
 }
 
-static int wr_push(struct wrange **v, size_t *n, size_t *cap,
-		   struct wrange r)
-{
-	if (*n == *cap) {
-		size_t nc = *cap ? *cap * 2 : 8;
-		struct wrange *p = realloc(*v, nc * sizeof(*p));
-
-		if (!p)
-			return -ENOMEM;
-		*v = p;
-		*cap = nc;
-	}
-	(*v)[(*n)++] = r;
-	return 0;
-}
-
-/* Add [s, e) to the lost ranges, merging what it touches. */
-static int lost_add(struct nfs_node *n, uint64_t s, uint64_t e)
-{
-	struct wrange r = { 0, 0, 0, 0 };
-	size_t i = 0;
-
-	while (i < n->nlost) {
-		struct wrange *l = &n->lost[i];
-
-		if (l->end < s || l->start > e) {
-			i++;
-			continue;
-		}
-		if (l->start < s)
-			s = l->start;
-		if (l->end > e)
-			e = l->end;
-		n->lost[i] = n->lost[--n->nlost];
-	}
-	r.start = s;
-	r.end = e;
-	return wr_push(&n->lost, &n->nlost, &n->caplost, r);
-}
-
-/* Take [s, e) out of the lost ranges: it was written again. */
-static int lost_sub(struct nfs_node *n, uint64_t s, uint64_t e)
-{
-	size_t i = 0;
-
-	while (i < n->nlost) {
-		struct wrange *l = &n->lost[i];
-
-		if (l->end <= s || l->start >= e) {
-			i++;
-		} else if (l->start < s && l->end > e) {
-			struct wrange tail = *l;
-
-			tail.start = e;
-			l->end = s;
-			if (wr_push(&n->lost, &n->nlost, &n->caplost, tail) < 0)
-				return -ENOMEM;
-			i++;
-		} else if (l->start < s) {
-			l->end = s;
-			i++;
-		} else if (l->end > e) {
-			l->start = e;
-			i++;
-		} else {
-			n->lost[i] = n->lost[--n->nlost];
-		}
-	}
-	return 0;
-}
-
-/* Uncovered writes made under a generation before gen are lost. */
-static int unc_expire(struct nfs_node *n, uint64_t gen)
-{
-	size_t i = 0;
-
-	while (i < n->nunc) {
-		if (n->unc[i].gen >= gen) {
-			i++;
-			continue;
-		}
-		if (lost_add(n, n->unc[i].start, n->unc[i].end) < 0)
-			return -ENOMEM;
-		n->unc[i] = n->unc[--n->nunc];
-	}
-	return 0;
-}
-
-/*
- * A WRITE of [off, off + len) completed under verifier v.  It is
- * uncovered until a COMMIT sent after it succeeds under the same
- * verifier; it repairs any lost range it overwrites.
- */
+/* A WRITE of [off, off + len) completed under verifier v. */
 static void node_write_done(struct nfs_be *nb, struct nfs_node *n,
 			    const char *v, uint64_t off, uint32_t len)
 {
-	uint64_t gen = verf_note(nb, v), end = off + len, seq;
-	struct wrange r = { off, end, 0, gen };
-	size_t i;
-	int rc;
-
-	pthread_mutex_lock(&n->lock);
-	seq = ++n->wseq;
-	r.seq = seq;
-	rc = unc_expire(n, gen);
-	if (rc == 0)
-		rc = lost_sub(n, off, end);
-	for (i = 0; rc == 0 && i < n->nunc; i++) {
-		struct wrange *u = &n->unc[i];
-
-		if (u->gen != gen || u->end < off || u->start > end)
-			continue;
-		if (u->start > off)
-			u->start = off;
-		if (u->end < end)
-			u->end = end;
-		u->seq = seq;
-		break;
-	}
-	if (rc == 0 && i == n->nunc)
-		rc = wr_push(&n->unc, &n->nunc, &n->capunc, r);
-	if (rc < 0 && !n->untracked_gen)
-		n->untracked_gen = gen;
-	pthread_mutex_unlock(&n->lock);
-}
-
-/*
- * A COMMIT sent when n->wseq was wseq came back with verifier v.  0: every
- * write it covers is stable.  -EIO: the server restarted, and data written
- * before that, to this node, by this or another writer, has not been
- * written again yet.
- */
-static int node_commit_done(struct nfs_be *nb, struct nfs_node *n,
-			    const char *v, uint64_t wseq)
-{
 	uint64_t gen = verf_note(nb, v);
-	size_t i = 0;
-	int rc;
 
 	pthread_mutex_lock(&n->lock);
-	rc = unc_expire(n, gen);
-	if (rc == 0 && n->untracked_gen && n->untracked_gen != gen)
-		rc = -EIO;
-	if (rc == 0 && n->nlost)
-		rc = -EIO;
-	if (rc == 0) {
-		n->untracked_gen = 0;
-		while (i < n->nunc) {
-			if (n->unc[i].seq <= wseq)
-				n->unc[i] = n->unc[--n->nunc];
-			else
-				i++;
-		}
-	} else if (rc == -ENOMEM) {
-		rc = -EIO;
-	}
+	nfs_wt_write_done(&n->wt, gen, off, len);
 	pthread_mutex_unlock(&n->lock);
-	return rc;
 }
 
 /* A truncate to size drops what lies beyond it from the bookkeeping. */
 static void node_truncated(struct nfs_node *n, uint64_t size)
 {
-	struct {
-		struct wrange *v;
-		size_t *cnt;
-	} sets[2];
-	size_t i, k;
-
 	pthread_mutex_lock(&n->lock);
-	sets[0].v = n->unc;
-	sets[0].cnt = &n->nunc;
-	sets[1].v = n->lost;
-	sets[1].cnt = &n->nlost;
-	for (k = 0; k < 2; k++) {
-		for (i = 0; i < *sets[k].cnt;) {
-			struct wrange *r = &sets[k].v[i];
-
-			if (r->start >= size) {
-				*r = sets[k].v[--*sets[k].cnt];
-				continue;
-			}
-			if (r->end > size)
-				r->end = size;
-			i++;
-		}
-	}
+	nfs_wt_truncate(&n->wt, size);
 	pthread_mutex_unlock(&n->lock);
 }
 
@@ -1772,7 +1588,9 @@ struct nfsbe_commit {
 	COMMIT3args a;
 	struct be_cred cred;	/* the caller's, if has_cred */
 	bool has_cred;
-	uint64_t wseq;		/* node->wseq when the COMMIT was sent */
+	uint64_t wseq;		/* the node's write count when prepared */
+	const struct be_range *r;	/* the caller's, until cb */
+	unsigned int nr;
 	be_io_cb cb;
 	void *cookie;
 };
@@ -1789,33 +1607,44 @@ static void commit_done(struct nfs_call *call, int err, void *res)
 {
 	struct nfsbe_commit *c = container_of(call, struct nfsbe_commit, call);
 	struct nfs_be *nb = c->nb;
+	struct nfs_node *n = c->node;
 	COMMIT3res *r = res;
+	uint64_t gen, lost = 0;
 
 	if (err) {
 		log_msg(LOG_LVL_ERR, "nfs", "%s: COMMIT fileid %llu: %s (%s)",
-			nb->be.spec, (unsigned long long)c->node->base.fileid,
+			nb->be.spec, (unsigned long long)n->base.fileid,
 			strerror(-err), call->why);
 	} else if (r->status != NFS3_OK) {
 		err = nfs_stat3_to_errno(r->status);
 		log_msg(LOG_LVL_WARN, "nfs", "%s: COMMIT fileid %llu: %s (%s)",
-			nb->be.spec, (unsigned long long)c->node->base.fileid,
+			nb->be.spec, (unsigned long long)n->base.fileid,
 			strerror(-err), nfs_stat3_str(r->status));
-	} else if (err == 0) {
-		err = node_commit_done(nb, c->node, r->COMMIT3res_u.resok.verf,
-				       c->wseq);
+	} else {
+		gen = verf_note(nb, r->COMMIT3res_u.resok.verf);
+		pthread_mutex_lock(&n->lock);
+		err = nfs_wt_commit_done(&n->wt, gen, c->wseq, c->r, c->nr);
 		if (err)
+			lost = nfs_wt_lost_bytes(&n->wt);
+		pthread_mutex_unlock(&n->lock);
+		if (err == -EAGAIN)
+			log_msg(LOG_LVL_INFO, "nfs",
+				"%s: COMMIT fileid %llu: the server restarted after some of these writes (write verifier changed); %llu bytes of the file must be written again",
+				nb->be.spec, (unsigned long long)n->base.fileid,
+				(unsigned long long)lost);
+		else if (err)
 			log_msg(LOG_LVL_ERR, "nfs",
-				"%s: COMMIT fileid %llu: the server restarted (write verifier changed) and data written to this file before that is not stable yet: it must be written again",
-				nb->be.spec,
-				(unsigned long long)c->node->base.fileid);
+				"%s: COMMIT fileid %llu: out of memory tracking unstable writes",
+				nb->be.spec, (unsigned long long)n->base.fileid);
 	}
-	be_node_put(&nb->be, &c->node->base);
+	be_node_put(&nb->be, &n->base);
 	c->cb(c->cookie, err);
 	free(c);
 }
 
-static int nfsbe_commit(struct be *be, const struct be_cred *cred,
-			struct be_node *node, be_io_cb cb, void *cookie)
+static int nfsbe_commit_ranges(struct be *be, const struct be_cred *cred,
+			       struct be_node *node, const struct be_range *r,
+			       unsigned int nr, be_io_cb cb, void *cookie)
 {
 	struct nfs_be *nb = NB(be);
 	struct nfs_node *n = NN(node);
@@ -1828,10 +1657,12 @@ static int nfsbe_commit(struct be *be, const struct be_cred *cred,
 	c->node = NN(be_node_get(node));
 	fh_of(&c->a.file, n);
 	c->a.offset = 0;
-	c->a.count = 0;		/* the whole file */
+	c->a.count = 0;		/* the whole file: see nfs_wt_commit_done */
 	pthread_mutex_lock(&n->lock);
-	c->wseq = n->wseq;
+	c->wseq = nfs_wt_commit_start(&n->wt);
 	pthread_mutex_unlock(&n->lock);
+	c->r = r;
+	c->nr = nr;
 	c->cb = cb;
 	c->cookie = cookie;
 	c->call.op = "COMMIT";
@@ -1845,6 +1676,12 @@ static int nfsbe_commit(struct be *be, const struct be_cred *cred,
 	}
 	nfs_pool_submit(nb->pool, &c->call);
 	return 0;
+}
+
+static int nfsbe_commit(struct be *be, const struct be_cred *cred,
+			struct be_node *node, be_io_cb cb, void *cookie)
+{
+	return nfsbe_commit_ranges(be, cred, node, NULL, 0, cb, cookie);
 }
 
 /* ---- handles -------------------------------------------------------- */
@@ -1929,6 +1766,7 @@ static const struct be_ops nfsbe_ops = {
 	.read = nfsbe_read,
 	.write = nfsbe_write,
 	.commit = nfsbe_commit,
+	.commit_ranges = nfsbe_commit_ranges,
 	.node_encode = nfsbe_node_encode,
 	.node_decode = nfsbe_node_decode,
 	.access = nfsbe_access,

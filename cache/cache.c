@@ -564,6 +564,7 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
 	st->flush_retries = atomic_load(&c->flush_retries);
 	for (b = 0; b < c->nbe; b++)	/* requests the backend sent again */
 		st->flush_retries += atomic_load(&c->bes[b]->retries);
+	st->flush_rewrites = atomic_load(&c->flush_rewrites);
 	st->prefetch_chunks = atomic_load(&c->prefetch_chunks);
 	st->reads_from_fetch = atomic_load(&c->reads_from_fetch);
 	st->flush_queue = atomic_load(&c->queued_chunks);

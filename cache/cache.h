@@ -90,6 +90,7 @@ struct cache_stats {
 	uint64_t checksum_errors;
 	uint64_t flush_errors;
 	uint64_t flush_retries;
+	uint64_t flush_rewrites;		/* chunks sent again: server lost them */
 	uint64_t prefetch_chunks;
 	uint64_t reads_from_fetch;	/* reads copied from a fetch in flight */
 	uint64_t flush_queue;		/* gauge: chunks waiting to upload */

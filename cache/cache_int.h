@@ -260,6 +260,7 @@ struct cache {
 	atomic_uint_fast64_t dirty_bytes, used_bytes;
 	atomic_uint_fast64_t chunks_evicted, checksum_errors;
 	atomic_uint_fast64_t flush_errors, flush_retries;
+	atomic_uint_fast64_t flush_rewrites;
 	atomic_uint_fast64_t prefetch_chunks, queued_chunks;
 	atomic_uint_fast64_t reads_from_fetch;
 	atomic_uint_fast64_t flushes_before_write;

@@ -8,7 +8,11 @@
  * chunk written to while it was uploading stays dirty and goes round
  * again.  A failed upload is retried with exponential backoff for as long
  * as it takes; nothing dirty is ever dropped, except the data of a file
- * the backend no longer has (ESTALE, ENOENT after an unlink).
+ * the backend no longer has (ESTALE, ENOENT after an unlink).  A COMMIT
+ * that answers -EAGAIN (the server restarted and lost some of the batch's
+ * unstable writes) is no failure: the chunks go back to the queue at
+ * once, are written again and committed again, counted in
+ * flush_rewrites.
  *
  * Thread safety: each thread owns its ring; shared state is under the
  * locks named in cache_int.h.
@@ -107,6 +111,7 @@ struct upload {
 	uint64_t seq;		/* ch->dirty_seq when it started */
 	uint64_t sent;		/* bytes written to the backend */
 	const struct be_cred *cred;	/* the writer's: WRITE and COMMIT */
+	struct be_range span;	/* from the first byte sent to the last */
 	bool started;		/* flush_finish() must run */
 };
 
@@ -120,6 +125,7 @@ struct seg_writer {
 	uint64_t start;		/* file offset of buf[0] */
 	uint64_t off, len;	/* the segment not yet sent */
 	uint64_t sent;
+	uint64_t first, end;	/* the first byte sent, and past the last */
 	int rc;
 };
 
@@ -133,10 +139,14 @@ static void seg_flush(struct seg_writer *w)
 	n = be_pwrite(w->be, w->cred, w->node, w->buf + (w->off - w->start), w->len,
 		      w->off);
 	hist_add(w->c->be_write_us, t0);
-	if (n < 0)
+	if (n < 0) {
 		w->rc = (int)n;
-	else
+	} else {
+		if (!w->sent)
+			w->first = w->off;
+		w->end = w->off + w->len;
 		w->sent += w->len;
+	}
 	w->len = 0;
 }
 
@@ -323,6 +333,7 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 		rc = w.rc;
 	sent = w.sent;
 	up->sent = sent;
+	up->span = (struct be_range){ .off = w.first, .len = w.end - w.first };
 	return rc;
 }
 
@@ -478,14 +489,21 @@ int file_flush_chunk_now(struct cache_file *f, uint64_t idx)
 	pthread_mutex_unlock(&f->lock);
 	for (;;) {
 		rc = flush_upload(f, idx, buf, true, &up);
-		if (rc == 0 && up.sent)
-			rc = be_commit(file_be(f), up.cred, f->node);
+		if (rc == 0 && up.sent) {
+			rc = be_commit_ranges(file_be(f), up.cred, f->node,
+					      &up.span, 1);
+			/* lost by a server restart: send again now */
+			if (rc == -EAGAIN)
+				atomic_fetch_add(&c->flush_rewrites, 1);
+		}
 		if (up.started)
 			rc = flush_finish(f, &up, rc);
 		if (rc == 0 || rc == -EIO || err_permanent(rc) ||
 		    atomic_load(&c->stopping))
 			break;
-		if (rc != -EAGAIN && rc != -EBUSY)
+		if (rc == -EAGAIN)
+			continue;
+		if (rc != -EBUSY)
 			atomic_fetch_add(&c->flush_retries, 1);
 		backoff_sleep(failures++);
 	}
@@ -519,26 +537,28 @@ static int take_batch(struct cache *c, struct flush_item **batch)
 	return n;
 }
 
-/* What to do with one chunk after its round. */
-static void after_round(struct cache *c, struct flush_item *it, int rc,
-			unsigned int *failures)
+/*
+ * Count one chunk's round; true if it failed in a way that calls for a
+ * pause before the batch is tried again.
+ */
+static bool round_failed(struct cache *c, struct flush_item *it, int rc,
+			 unsigned int failures)
 {
-	if (rc == 0) {
-		*failures = 0;
-		return;
-	}
-	if (rc != -EAGAIN && rc != -EBUSY) {
-		atomic_fetch_add(&c->flush_retries, 1);
-		if (err_permanent(rc) || rc == -EIO)
-			atomic_fetch_add(&c->flush_errors, 1);
-		log_msg(*failures ? LOG_LVL_DEBUG : LOG_LVL_WARN, "flush",
-			"upload of file %llx chunk %llu failed: %s; retrying",
-			(unsigned long long)it->f->fileid,
-			(unsigned long long)it->chunk, strerror(-rc));
-		if (atomic_load(&c->stopping))
-			return;
-		backoff_sleep((*failures)++);
-	}
+	if (rc == 0 || rc == -EAGAIN || rc == -EBUSY)
+		return false;
+	atomic_fetch_add(&c->flush_retries, 1);
+	if (err_permanent(rc) || rc == -EIO)
+		atomic_fetch_add(&c->flush_errors, 1);
+	log_msg(failures ? LOG_LVL_DEBUG : LOG_LVL_WARN, "flush",
+		"upload of file %llx chunk %llu failed: %s; retrying",
+		(unsigned long long)it->f->fileid,
+		(unsigned long long)it->chunk, strerror(-rc));
+	return true;
+}
+
+/* Put a chunk that is still dirty back in the queue. */
+static void requeue(struct flush_item *it)
+{
 	pthread_mutex_lock(&it->f->lock);
 	cache_queue_flush(it->f, it->chunk);
 	pthread_mutex_unlock(&it->f->lock);
@@ -555,6 +575,7 @@ void *flusher_main(void *arg)
 	unsigned int failures = 0;
 	struct flush_item *batch[FLUSH_BATCH];
 	struct upload up[FLUSH_BATCH];
+	struct be_range spans[FLUSH_BATCH];
 	int rcs[FLUSH_BATCH];
 	/* The thread's registered buffer: read-backs are fixed reads. */
 	char *buf = ring_buf(cache_ring(c), c->cfg->chunk_size);
@@ -566,18 +587,18 @@ void *flusher_main(void *arg)
 	while ((batch[0] = pop(&c->queue_lock, &c->queue_cond, &c->qhead,
 			       &c->qtail, &c->stopping))) {
 		struct cache_file *f = batch[0]->f;
-		uint64_t sent = 0;
-		int i, n = take_batch(c, batch);
-
-		int rested = 0;
+		int i, n = take_batch(c, batch), rested = 0, failed = 0;
+		unsigned int nspans = 0;
+		bool stopping;
 
 		for (i = 0; i < n; i++) {
 			rcs[i] = flush_upload(f, batch[i]->chunk, buf, false,
 					      &up[i]);
-			sent += up[i].sent;
+			if (up[i].sent)
+				spans[nspans++] = up[i].span;
 			rested += rcs[i] == -EBUSY;
 		}
-		if (sent) {
+		if (nspans) {
 			/* One COMMIT covers every writer's: the first's. */
 			const struct be_cred *cc = NULL;
 			int crc;
@@ -585,20 +606,43 @@ void *flusher_main(void *arg)
 			for (i = 0; i < n && !cc; i++)
 				if (up[i].sent)
 					cc = up[i].cred;
-			crc = be_commit(file_be(f), cc, f->node);
+			crc = be_commit_ranges(file_be(f), cc, f->node, spans,
+					       nspans);
 
-			for (i = 0; i < n && crc < 0; i++)
-				if (rcs[i] == 0)
-					rcs[i] = crc;
+			for (i = 0; i < n && crc < 0; i++) {
+				if (rcs[i] != 0)
+					continue;
+				rcs[i] = crc;
+				/* lost by a server restart: send again now */
+				if (crc == -EAGAIN && up[i].sent)
+					atomic_fetch_add(&c->flush_rewrites, 1);
+			}
 		}
 		for (i = 0; i < n; i++) {
 			if (up[i].started)
 				rcs[i] = flush_finish(f, &up[i], rcs[i]);
-			after_round(c, batch[i], rcs[i], &failures);
+			failed += round_failed(c, batch[i], rcs[i], failures);
+		}
+		/*
+		 * One pause per batch, not per chunk: a batch of 16 failed
+		 * chunks once slept 16 growing backoffs in a row, over a
+		 * minute and a half, before its last chunk went back.
+		 */
+		stopping = atomic_load(&c->stopping);
+		if (failed && !stopping)
+			backoff_sleep(failures++);
+		else if (!failed && rested < n)
+			failures = 0;
+		for (i = 0; i < n; i++) {
+			/* closing: failed chunks wait for cache_close's rounds */
+			if (rcs[i] == 0 || (stopping && rcs[i] != -EAGAIN &&
+					    rcs[i] != -EBUSY))
+				continue;
+			requeue(batch[i]);
 		}
 		if (rcs[n - 1] == 0)
 			refresh_gen(f);
-		if (sent)
+		if (nspans)
 			cache_evict_maybe(c);
 		for (i = 0; i < n; i++) {
 			cache_file_put(batch[i]->f);

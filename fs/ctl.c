@@ -67,6 +67,7 @@ static void say(int fd, const char *fmt, ...)
 	X(checksum_errors, counter, "cached blocks that failed their checksum") \
 	X(flush_errors, counter, "uploads that failed for a reason waiting will not cure") \
 	X(flush_retries, counter, "uploads retried")                        \
+	X(flush_rewrites, counter, "chunks written again because the server lost unstable writes (it restarted)") \
 	X(prefetch_chunks, counter, "chunks fetched ahead of readers")     \
 	X(reads_from_fetch, counter, "reads served from a fetch still writing the cache") \
 	X(flush_queue, gauge, "chunks waiting for upload")                 \

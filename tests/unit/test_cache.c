@@ -1273,6 +1273,85 @@ START_TEST(test_flush_permanent_error_reported)
 }
 END_TEST
 
+/*
+ * A COMMIT answering -EAGAIN (the NFS server restarted and lost unstable
+ * writes: its write verifier changed) is no error: the chunks are written
+ * again at once, counted in flush_rewrites, without backoff.
+ */
+START_TEST(test_commit_lost_writes_rewritten)
+{
+	size_t len = 8 * CS;
+	unsigned char *want = pattern_new(len, 29);
+	struct cache_file *f;
+	struct be_node *n;
+	struct cache_stats st;
+	unsigned long writes;
+	double t0;
+
+	fx_open();
+	f = fx_file("v", NULL, 0, &n);
+	write_all(f, want, len, 0, len);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	writes = mem_be_calls(X.be, MEM_OP_WRITE);
+	/* Written again, then the server "restarts" before the COMMIT. */
+	memset(want, 0x5a, CS);
+	mem_be_fail(X.be, MEM_OP_COMMIT, -EAGAIN, 2);
+	t0 = now_ms();
+	write_all(f, want, CS, 0, len);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	ck_assert_double_lt(now_ms() - t0, 1000);
+	assert_backend_has(n, want, len, "backend after lost unstable writes");
+	st = stats();
+	ck_assert_uint_eq(mem_be_failures(X.be, MEM_OP_COMMIT), 2);
+	ck_assert_uint_eq(st.flush_rewrites, 2);
+	ck_assert_uint_eq(st.flush_errors, 0);
+	ck_assert_uint_eq(st.flush_retries, 0);
+	/* Sent three times: once, and once after each lost COMMIT. */
+	ck_assert_uint_eq(mem_be_calls(X.be, MEM_OP_WRITE) - writes, 3);
+	free(want);
+}
+END_TEST
+
+static bool commits_failed(void *arg)
+{
+	return mem_be_failures(X.be, MEM_OP_COMMIT) >= *(unsigned long *)arg;
+}
+
+/*
+ * A batch of 16 chunks whose COMMIT failed slept one growing backoff per
+ * chunk, in a row (100 ms, 200 ms, ... 10 s each): the last chunk went
+ * back to the queue more than a minute and a half later, and fsync
+ * waited for it.  One pause per batch now.
+ */
+START_TEST(bug_batch_backoff_per_chunk)
+{
+	size_t len = 17 * CS;
+	unsigned char *want = pattern_new(len, 30);
+	struct cache_file *f;
+	struct be_node *n;
+	unsigned long one = 1;
+	double t0;
+
+	X.cfg.flushers = 1;
+	fx_open();
+	f = fx_file("b", NULL, 0, &n);
+	/* The flusher holds chunk 0 at the gate; 16 more queue up. */
+	mem_be_gate(X.be, MEM_OP_WRITE, 1);
+	write_all(f, want, len, 0, len);
+	mem_be_fail(X.be, MEM_OP_COMMIT, -EIO, 2);
+	t0 = now_ms();
+	mem_be_gate(X.be, MEM_OP_WRITE, 0);
+	ck_assert(wait_for(commits_failed, &one, 5000));
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	ck_assert_msg(now_ms() - t0 < 5000,
+		      "two failed COMMITs delayed the upload by %.0f ms",
+		      now_ms() - t0);
+	assert_backend_has(n, want, len, "backend after failed COMMITs");
+	ck_assert_uint_gt(stats().flush_retries, 0);
+	free(want);
+}
+END_TEST
+
 static void unlink_on_backend(const char *name)
 {
 	struct be_node *root;
@@ -2426,6 +2505,7 @@ static Suite *cache_suite(void)
 		T(test_backpressure),
 		T(test_flush_retries_counted),
 		T(test_flush_permanent_error_reported),
+		T(test_commit_lost_writes_rewritten),
 		T(test_estale_drops_dirty),
 		T(test_lock_busy),
 		T(test_restart_keeps_clean),
@@ -2451,6 +2531,7 @@ static Suite *cache_suite(void)
 		B(bug_restart_evicts_hot_before_cold),
 		B(bug_cache_close_leaks_ring),
 		B(bug_refresh_gen_overwrites_own_truncate),
+		B(bug_batch_backoff_per_chunk),
 	};
 	size_t i;
 
