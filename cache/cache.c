@@ -295,7 +295,7 @@ static void file_reset(struct cache_file *f, const struct be_attr *attr)
  * changes in progress are not taken for another node's: while a truncate
  * or setattr of ours runs, nothing is done, and a getattr leaves a file
  * with dirty data or uploads of ours since its generation to the
- * flusher's refresh_gen().
+ * flusher's file_refresh_gen().
  */
 static void file_revalidate(struct cache_file *f, const struct be_attr *attr,
 			    bool at_open)

@@ -166,7 +166,7 @@ struct cache_file {
 	uint64_t upload_seq;	/* bumped by every completed upload */
 	uint64_t gen_upload_seq;	/* upload_seq when gen was last set:
 					 * if they differ, gen predates our
-					 * own uploads (refresh_gen pending) */
+					 * own uploads (file_refresh_gen pending) */
 	unsigned int flush_waiters;	/* in cache_file_flush() */
 	unsigned int pt_users;	/* passthrough opens: the kernel reads and
 				 * writes fd itself; never evict or punch */
@@ -394,6 +394,10 @@ int file_ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask,
 /* flush.c: upload chunk idx now, in the calling thread, and commit it;
  * f->lock held (dropped meanwhile), f->wlock held by the caller. */
 int file_flush_chunk_now(struct cache_file *f, uint64_t idx);
+/* flush.c: once the file is clean, take the backend's generation after
+ * this node's uploads as the cached data's (a no-op while it is dirty,
+ * being changed here, or written by a passthrough writer). */
+void file_refresh_gen(struct cache_file *f);
 
 /* index.c: persistence of the per-file chunk table */
 int index_open(struct cache_file *f, bool may_reset);

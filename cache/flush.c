@@ -427,7 +427,7 @@ static void settle_gen(struct cache_file *f, const struct be_attr *attr)
 }
 
 /* After the last dirty chunk: remember the backend's new generation. */
-static void refresh_gen(struct cache_file *f)
+void file_refresh_gen(struct cache_file *f)
 {
 	struct be_attr attr;
 	uint64_t seq, lseq;
@@ -509,7 +509,7 @@ int file_flush_chunk_now(struct cache_file *f, uint64_t idx)
 	}
 	free(buf);
 	if (rc == 0)
-		refresh_gen(f);
+		file_refresh_gen(f);
 	pthread_mutex_lock(&f->lock);
 	f->flush_waiters--;
 	if (ch_dirty_left(f, idx))
@@ -641,7 +641,7 @@ void *flusher_main(void *arg)
 			requeue(batch[i]);
 		}
 		if (rcs[n - 1] == 0)
-			refresh_gen(f);
+			file_refresh_gen(f);
 		if (nspans)
 			cache_evict_maybe(c);
 		for (i = 0; i < n; i++) {

@@ -395,6 +395,14 @@ void cache_file_pt_end(struct cache_file *f, bool write)
 			cache_journal(f->c, JREC_PTCLOSE, f, 0);
 		}
 		pthread_mutex_unlock(&f->lock);
+		/*
+		 * Its uploads may all be done (a FLUSH waits for them): their
+		 * flusher could not settle the generation while the kernel
+		 * wrote, so it is settled here.  Left unsettled, the next open
+		 * took another node's later change for this node's own and
+		 * kept this node's old blocks (passthrough.sh case 7).
+		 */
+		file_refresh_gen(f);
 	}
 	pt_list_del(f);
 }
