@@ -333,6 +333,10 @@ mount_stagefs() {
 	fi
 	mkdir -p "$mnt" "$cache"
 	opts="cache_dir=$cache"
+	# STAGEFS_TEST_MOUNT_OPTS: options for every mount of a run (e.g.
+	# passthrough=on to run a suite on the passthrough path); a test's
+	# own options come after them and win.
+	[[ -z "${STAGEFS_TEST_MOUNT_OPTS:-}" ]] || opts="$opts,$STAGEFS_TEST_MOUNT_OPTS"
 	if [[ $# -gt 0 ]]; then
 		opts="$opts,$(_lib_join_opts "$@")"
 	fi
@@ -378,6 +382,10 @@ mount_should_fail() {
 	setup_tmp
 	mkdir -p "$mnt"
 	opts="cache_dir=$cache"
+	# STAGEFS_TEST_MOUNT_OPTS: options for every mount of a run (e.g.
+	# passthrough=on to run a suite on the passthrough path); a test's
+	# own options come after them and win.
+	[[ -z "${STAGEFS_TEST_MOUNT_OPTS:-}" ]] || opts="$opts,$STAGEFS_TEST_MOUNT_OPTS"
 	if [[ $# -gt 0 ]]; then
 		opts="$opts,$(_lib_join_opts "$@")"
 	fi
