@@ -398,6 +398,10 @@ int file_flush_chunk_now(struct cache_file *f, uint64_t idx);
  * this node's uploads as the cached data's (a no-op while it is dirty,
  * being changed here, or written by a passthrough writer). */
 void file_refresh_gen(struct cache_file *f);
+/* passthrough.c: hash chunks [from, to) of the data file again (to = ~0:
+ * to its end), taking what a passthrough writer put there as dirty; f->lock
+ * not held.  0 or -errno. */
+int file_pt_rehash(struct cache_file *f, uint64_t from, uint64_t to);
 
 /* index.c: persistence of the per-file chunk table */
 int index_open(struct cache_file *f, bool may_reset);

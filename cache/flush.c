@@ -113,6 +113,8 @@ struct upload {
 	const struct be_cred *cred;	/* the writer's: WRITE and COMMIT */
 	struct be_range span;	/* from the first byte sent to the last */
 	bool started;		/* flush_finish() must run */
+	bool rehash;		/* -EBUSY: a passthrough writer changed a
+				 * block since its hash: hash it again */
 };
 
 /* The WRITEs of one chunk's upload, joined where they touch. */
@@ -300,6 +302,7 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 							 * the next rehash */
 								   -EIO;
 			pthread_mutex_unlock(&f->lock);
+			up->rehash = rc == -EBUSY;
 			if (rc == -EIO) {
 				atomic_fetch_add(&c->checksum_errors, 1);
 				log_msg(LOG_LVL_ERR, "flush",
@@ -503,6 +506,8 @@ int file_flush_chunk_now(struct cache_file *f, uint64_t idx)
 			break;
 		if (rc == -EAGAIN)
 			continue;
+		if (up.rehash && file_pt_rehash(f, idx, idx + 1) == 0)
+			continue;
 		if (rc != -EBUSY)
 			atomic_fetch_add(&c->flush_retries, 1);
 		backoff_sleep(failures++);
@@ -621,6 +626,16 @@ void *flusher_main(void *arg)
 		for (i = 0; i < n; i++) {
 			if (up[i].started)
 				rcs[i] = flush_finish(f, &up[i], rcs[i]);
+			/*
+			 * The kernel wrote the block after its last rehash: a
+			 * FLUSH waiting for this upload would wait for ever for
+			 * the rehash at release, so hash it here and go again.
+			 */
+			if (up[i].rehash &&
+			    file_pt_rehash(f, up[i].idx, up[i].idx + 1) == 0) {
+				rcs[i] = -EAGAIN;
+				rested--;
+			}
 			failed += round_failed(c, batch[i], rcs[i], failures);
 		}
 		/*

@@ -318,7 +318,7 @@ out:
  * Rehash chunks [from, to) of f (to = ~0: up to the data file's end),
  * taking the size the kernel gave the data file.  Returns 0 or -errno.
  */
-static int rehash(struct cache_file *f, uint64_t from, uint64_t to)
+int file_pt_rehash(struct cache_file *f, uint64_t from, uint64_t to)
 {
 	struct cache *c = f->c;
 	uint64_t size, idx, cs = c->cfg->chunk_size;
@@ -366,7 +366,7 @@ static int rehash(struct cache_file *f, uint64_t from, uint64_t to)
 
 int cache_file_pt_sync(struct cache_file *f)
 {
-	int rc = rehash(f, 0, ~0ULL);
+	int rc = file_pt_rehash(f, 0, ~0ULL);
 
 	if (rc < 0)
 		log_msg(LOG_LVL_ERR, "passthrough",
@@ -463,7 +463,7 @@ void *pt_main(void *arg)
 				f->pt_scanned = full;
 			pthread_mutex_unlock(&f->lock);
 			if (full > from)
-				rehash(f, from, full);
+				file_pt_rehash(f, from, full);
 			cache_file_put(f);
 		}
 	}
