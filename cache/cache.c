@@ -440,6 +440,24 @@ int cache_setattr(struct cache *c, const struct be_cred *cred, int be_idx,
 		/* Only the times may move: a size change is truncate's. */
 		if (g.size == f->gen.size || f->dirty_chunks)
 			f->gen = g;
+		if (sa->valid & (BE_SET_MTIME | BE_SET_MTIME_NOW))
+			f->mtime = attr->mtime;	/* the local view's too */
+		/* A passthrough writer's file reports the data file's
+		 * times (cache_fixup_attr()): they take the new ones too. */
+		if (f->pt_writers && (sa->valid & (BE_SET_ATIME |
+						   BE_SET_ATIME_NOW |
+						   BE_SET_MTIME |
+						   BE_SET_MTIME_NOW)) &&
+		    file_fds_get(f, FILE_FD_DATA) == 0) {
+			struct timespec ts[2] = { attr->atime, attr->mtime };
+
+			if (futimens(file_fd(f, FILE_FD_SLOT_DATA), ts) < 0)
+				log_msg(LOG_LVL_WARN, "cache",
+					"file %llx: times of the data file: %s",
+					(unsigned long long)f->fileid,
+					strerror(errno));
+			file_fds_put(f);
+		}
 	}
 	f->local_change--;
 	f->local_seq++;

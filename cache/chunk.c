@@ -1046,7 +1046,6 @@ int cache_file_truncate(struct cache_file *f, const struct be_cred *cred,
 	struct be_setattr sa = { .valid = BE_SET_SIZE, .size = size };
 	uint64_t cs = c->cfg->chunk_size, bs = c->block_size, idx;
 	char *tmp = NULL;
-	bool pt;
 	int rc;
 
 	if (size > cache_max_size(c))
@@ -1057,10 +1056,8 @@ int cache_file_truncate(struct cache_file *f, const struct be_cred *cred,
 	 * below, and would otherwise take the writer's bytes for clean ones
 	 * (difftest seed 3675706986: a pt-written block never uploaded).
 	 */
-	pthread_mutex_lock(&f->lock);
-	pt = f->pt_writers > 0;
-	pthread_mutex_unlock(&f->lock);
-	if (pt && (rc = cache_file_pt_sync(f)) < 0)
+	rc = cache_file_pt_sync_writers(f);
+	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&f->wlock);
 	pthread_mutex_lock(&f->lock);

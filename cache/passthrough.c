@@ -375,6 +375,16 @@ int cache_file_pt_sync(struct cache_file *f)
 	return rc;
 }
 
+int cache_file_pt_sync_writers(struct cache_file *f)
+{
+	bool writers;
+
+	pthread_mutex_lock(&f->lock);
+	writers = f->pt_writers > 0;
+	pthread_mutex_unlock(&f->lock);
+	return writers ? cache_file_pt_sync(f) : 0;
+}
+
 void cache_file_pt_end(struct cache_file *f, bool write)
 {
 	bool last;

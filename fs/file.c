@@ -186,7 +186,11 @@ static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
 
 		if (cache_file_lookup(s->cache, in->be_idx, in->fileid,
 				      &cf) == 0) {
-			rc = cache_file_flush(cf);
+			/* tar sets the times before it closes: a
+			 * passthrough writer's bytes are found first. */
+			rc = cache_file_pt_sync_writers(cf);
+			if (rc == 0)
+				rc = cache_file_flush(cf);
 			cache_file_put(cf);
 			if (rc < 0)
 				goto out_err;
