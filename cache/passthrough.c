@@ -209,7 +209,7 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 	uint64_t len = size - start < c->cfg->chunk_size ? size - start :
 							   c->cfg->chunk_size;
 	uint64_t known = 0, sums[CACHE_BLOCKS], changed = 0, grown = 0;
-	uint64_t olddirty;
+	uint64_t olddirty, be_size, forced = 0, end_dirty = 0;
 	uint32_t lo[CACHE_BLOCKS], hi[CACHE_BLOCKS];
 	uint64_t zs = 0;
 	struct chunk *ch;
@@ -225,6 +225,13 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 	}
 	known = ch->present | ch->dirty;
 	memcpy(sums, ch->sums, sizeof(sums));
+	be_size = f->be_size;
+	if (size > start && size - start <= c->cfg->chunk_size) {
+		b = (unsigned int)((size - 1 - start) / bs);
+		if ((ch->dirty & (1ULL << b)) &&
+		    start + b * bs + ch->dhi[b] >= size)
+			end_dirty = 1ULL << b;
+	}
 	ch->readers++;
 	f->inflight++;
 	pthread_mutex_unlock(&f->lock);
@@ -244,8 +251,22 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 		uint64_t s = XXH3_64bits(buf + b * bs, bs);
 		uint64_t in_file = size - (start + b * bs);
 
-		if (s == ((known & (1ULL << b)) ? sums[b] : c->zero_sum))
+		if (s == ((known & (1ULL << b)) ? sums[b] : c->zero_sum)) {
+			/*
+			 * The kernel made the file longer with zeros (glibc's
+			 * posix_fallocate writes one zero byte per block; a
+			 * sparse copy seeks past the end): the backend learns
+			 * the size only from an upload of the last byte.
+			 */
+			if (in_file > 0 && in_file <= bs && size > be_size &&
+			    !(end_dirty & (1ULL << b))) {
+				forced |= 1ULL << b;
+				changed |= 1ULL << b;
+				lo[b] = (uint32_t)(in_file - 1);
+				hi[b] = (uint32_t)in_file;
+			}
 			continue;
+		}
 		sums[b] = s;
 		changed |= 1ULL << b;
 		if (changed_range(buf + b * bs, in_file < bs ? in_file : bs,
@@ -272,7 +293,8 @@ out:
 		if (!(changed & bit))
 			continue;
 		/* Another rehash of the same bytes came first. */
-		if (((ch->present | ch->dirty) & bit) && ch->sums[b] == sums[b]) {
+		if (!(forced & bit) && ((ch->present | ch->dirty) & bit) &&
+		    ch->sums[b] == sums[b]) {
 			changed &= ~bit;
 			continue;
 		}
