@@ -316,6 +316,9 @@ int cache_scrub_all(struct cache *c, struct cache_scrub *s);
  * cache_file_pt_sync(): find what the kernel wrote (a rehash of the data
  * file against the index), mark it dirty, to the byte, and queue it.  At
  * FLUSH, fsync and release of a writer; then flush as for any write.
+ * cache_file_pt_flush(): what a passthrough writer's FLUSH (fsync false) or
+ * fsync needs: the rehash only where the data must reach the backend now
+ * (flush_on_close=sync, fsync=backend); otherwise the release hashes it.
  * cache_file_pt_sync_writers(): the same if a passthrough writer has the
  * file open, else nothing (before a SETATTR by path or by another handle).
  */
@@ -323,6 +326,7 @@ int cache_file_pt_can(struct cache_file *f, bool write);
 int cache_file_pt_begin(struct cache_file *f, const struct be_cred *cred,
 			bool write, bool must, int *fd);
 int cache_file_pt_sync(struct cache_file *f);
+int cache_file_pt_flush(struct cache_file *f, bool fsync);
 int cache_file_pt_sync_writers(struct cache_file *f);
 void cache_file_pt_end(struct cache_file *f, bool write);
 

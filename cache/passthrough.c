@@ -397,6 +397,24 @@ int cache_file_pt_sync(struct cache_file *f)
 	return rc;
 }
 
+int cache_file_pt_flush(struct cache_file *f, bool fsync)
+{
+	const struct cache_config *cfg = f->c->cfg;
+
+	/*
+	 * fsync=local: the data file is made durable, and the journal's
+	 * PTOPEN record makes a replay hash the file again, so nothing
+	 * acknowledged is lost without hashing it now.  An async close
+	 * leaves the hash to the release, which the kernel sends after
+	 * close() has returned; opens of the file stay passthrough until
+	 * then, so no one reads it through the daemon unhashed.
+	 */
+	if (fsync ? cfg->fsync_mode != CACHE_FSYNC_BACKEND :
+		    cfg->close_mode != CACHE_CLOSE_SYNC)
+		return 0;
+	return cache_file_pt_sync(f);
+}
+
 int cache_file_pt_sync_writers(struct cache_file *f)
 {
 	bool writers;

@@ -445,8 +445,8 @@ static void sfs_flush(fuse_req_t req, fuse_ino_t ino,
 	struct sfs_fh *fh = fh_of(fi);
 	int rc = 0;
 
-	if (fh->pt_write)	/* what the kernel wrote, found now */
-		rc = cache_file_pt_sync(fh->cf);
+	if (fh->pt_write)	/* what the kernel wrote, found if needed now */
+		rc = cache_file_pt_flush(fh->cf, false);
 	if (rc == 0 && fh->written)
 		rc = cache_file_close(fh->cf);
 	fuse_reply_err(req, -rc);
@@ -471,7 +471,7 @@ static void sfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	int rc = 0;
 
 	if (fh->pt_write)
-		rc = cache_file_pt_sync(fh->cf);
+		rc = cache_file_pt_flush(fh->cf, true);
 	if (rc == 0)
 		rc = cache_file_fsync(fh->cf);
 	fuse_reply_err(req, -rc);
