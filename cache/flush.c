@@ -115,6 +115,7 @@ struct upload {
 	bool started;		/* flush_finish() must run */
 	bool rehash;		/* -EBUSY: a passthrough writer changed a
 				 * block since its hash: hash it again */
+	bool corrupt;		/* -EIO: a dirty block fails its checksum */
 };
 
 /* The WRITEs of one chunk's upload, joined where they touch. */
@@ -303,6 +304,7 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 								   -EIO;
 			pthread_mutex_unlock(&f->lock);
 			up->rehash = rc == -EBUSY;
+			up->corrupt = rc == -EIO;
 			if (rc == -EIO) {
 				atomic_fetch_add(&c->checksum_errors, 1);
 				log_msg(LOG_LVL_ERR, "flush",
@@ -401,7 +403,9 @@ static int flush_finish(struct cache_file *f, struct upload *up, int rc)
 		file_gone(f);
 		rc = 0;
 	} else if (rc != -EAGAIN) {
-		if (err_permanent(rc))
+		/* Waiting cures neither; a close or fsync waiting for the
+		 * file returns it instead of waiting for ever. */
+		if (err_permanent(rc) || up->corrupt)
 			f->flush_error = rc;
 	}
 	return dropped_unlock(f, rc);

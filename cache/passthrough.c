@@ -262,6 +262,7 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 			    !(end_dirty & (1ULL << b))) {
 				forced |= 1ULL << b;
 				changed |= 1ULL << b;
+				sums[b] = s;
 				lo[b] = (uint32_t)(in_file - 1);
 				hi[b] = (uint32_t)in_file;
 			}
