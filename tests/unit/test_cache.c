@@ -1031,6 +1031,58 @@ START_TEST(test_scrub_skips_passthrough_writer)
 }
 END_TEST
 
+/*
+ * A passthrough writer that only makes the file longer with zeros (glibc's
+ * posix_fallocate fallback writes a zero byte per block): the upload
+ * carries the last byte, so the backend gets the size, and the block it
+ * forces out gets its own sum (it once kept a stale one and the flusher
+ * called it corrupt for ever).
+ */
+START_TEST(test_pt_zero_growth_gives_size)
+{
+	unsigned char *zero = calloc(1, 5 * BS + 100);
+	struct cache_file *f;
+	struct be_node *n;
+	int fd;
+
+	fx_open();
+	f = fx_file("grow", NULL, 0, &n);
+	ck_assert_int_eq(cache_file_pt_begin(f, NULL, true, false, &fd), 0);
+	ck_assert_int_eq(pwrite(fd, "", 1, 5 * BS + 99), 1);
+	cache_file_pt_end(f, true);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	ck_assert_uint_eq(stats().checksum_errors, 0);
+	assert_backend_has(n, zero, 5 * BS + 100, "backend after zero growth");
+	free(zero);
+}
+END_TEST
+
+/*
+ * A truncate while a passthrough writer holds the file: the block holding
+ * the new end took its sum from the data file, writer's bytes and all, and
+ * those bytes never went out (difftest seed 3675706986).
+ */
+START_TEST(test_pt_truncate_keeps_writer_bytes)
+{
+	unsigned char *a = pattern_new(2 * BS, 65);
+	struct cache_file *f;
+	struct be_node *n;
+	struct be_attr attr;
+	int fd;
+
+	fx_open();
+	f = fx_file("trunc", NULL, 0, &n);
+	ck_assert_int_eq(cache_file_pt_begin(f, NULL, true, false, &fd), 0);
+	ck_assert_int_eq(pwrite(fd, a, 2 * BS, 0), (ssize_t)(2 * BS));
+	ck_assert_int_eq(cache_file_truncate(f, NULL, BS + 77, &attr), 0);
+	ck_assert_int_eq(ftruncate(fd, BS + 77), 0);
+	cache_file_pt_end(f, true);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, a, BS + 77, "backend after a truncate mid-write");
+	free(a);
+}
+END_TEST
+
 struct scrubber {
 	struct cache_file *f;
 	atomic_int stop;
@@ -2519,6 +2571,8 @@ static Suite *cache_suite(void)
 		T(test_direct_io),
 		T(test_readers_share_fetch),
 		T(test_fd_limit),
+		T(test_pt_zero_growth_gives_size),
+		T(test_pt_truncate_keeps_writer_bytes),
 		T(test_cred_upload_per_writer),
 		T(test_cred_fetch_as_reader),
 		T(test_cred_replay),
