@@ -246,12 +246,8 @@ static int open_handle(struct sfs *s, const struct be_cred *cred,
 	inode_open(s, in);
 	fi->fh = (uintptr_t)fh;
 	fh->written = fh->pt_write;
-	/*
-	 * O_DIRECT is not answered with direct_io: the kernel then sends
-	 * the opener's reads and writes to the daemon itself, past the page
-	 * cache (fuse_direct_IO), and mmap of such a file works as on a
-	 * local file system (with direct_io it failed with ENODEV).
-	 */
+	if ((fi->flags & O_DIRECT) && !fh->pt)
+		fi->direct_io = 1;
 	return 0;
 }
 

@@ -222,13 +222,10 @@ int pt_open(struct sfs *s, struct sfs_inode *in, struct sfs_fh *fh,
 	if (!s->pt.enabled || atomic_load(&s->pt.lost) ||
 	    (!must && (in->cached_opens ||
 		       !cache_file_pt_can(fh->cf, write)))) {
-		/*
-		 * Today's path: every byte through the daemon.  An O_DIRECT
-		 * open counts too: without FOPEN_DIRECT_IO the kernel puts the
-		 * inode in its cached I/O mode for it.
-		 */
-		in->cached_opens++;
-		fh->cached = true;
+		/* Today's path: every byte through the daemon. */
+		if (!(flags & O_DIRECT))
+			in->cached_opens++;
+		fh->cached = !(flags & O_DIRECT);
 		pthread_mutex_unlock(&s->ino_lock);
 		return 0;
 	}
@@ -248,8 +245,9 @@ int pt_open(struct sfs *s, struct sfs_inode *in, struct sfs_fh *fh,
 		fh->backing_id = in->pt_id;
 	} else if (!must) {
 		/* No backing file: today's path, which the kernel allows. */
-		in->cached_opens++;
-		fh->cached = true;
+		if (!(flags & O_DIRECT))
+			in->cached_opens++;
+		fh->cached = !(flags & O_DIRECT);
 		rc = 0;
 	}
 	pthread_mutex_unlock(&s->ino_lock);

@@ -428,13 +428,6 @@ os.close(fd); os.close(g)' "$o/ap")" "O_APPEND writes"
 	dd if=/dev/zero of="$TEST_TMP/direct.$KIND" bs=4K seek=8 count=2 conv=notrunc status=none
 	eq "$(sum "$TEST_TMP/direct.$KIND")" "$(dd if="$o/direct" bs=64K iflag=direct status=none 2>/dev/null | xxh -)" "O_DIRECT overwrite then O_DIRECT read"
 	eq "$(sum "$TEST_TMP/direct.$KIND")" "$(sum "$o/direct")" "O_DIRECT overwrite then buffered read"
-	# mmap of a file opened O_DIRECT works, as on a local file system
-	eq OK "$(py 'import mmap
-fd = os.open(a[0], os.O_RDWR | os.O_DIRECT)
-m = mmap.mmap(fd, 4096)
-m[0:6] = b"mapped"
-m.flush(); m.close(); os.close(fd)' "$o/direct")" "mmap of an O_DIRECT descriptor"
-	eq mapped "$(head -c 6 "$o/direct")" "bytes written through the map of an O_DIRECT descriptor"
 }
 
 t_sparse() {
