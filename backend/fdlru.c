@@ -162,17 +162,22 @@ static void close_victims(struct victims *v)
 	v->n = 0;
 }
 
-/* Open the slots of need; e is ours (opening).  Returns 0 or -errno. */
+/*
+ * Open the slots of need; e is ours (opening).  fds[i] gets slot i's new
+ * descriptor, -1 for every slot not opened, also those after a failure.
+ * Returns 0 or -errno.
+ */
 static int open_slots(struct fdlru *l, struct fdlru_ent *e, unsigned int need,
 		      unsigned int flags, int *fds)
 {
 	unsigned int i;
 	bool reclaimed = false;
 
+	for (i = 0; i < FDLRU_SLOTS; i++)
+		fds[i] = -1;
 	for (i = 0; i < FDLRU_SLOTS; i++) {
 		int fd;
 
-		fds[i] = -1;
 		if (!(need & (1u << i)))
 			continue;
 		fd = l->open_fn(e, i, flags);

@@ -277,6 +277,57 @@ START_TEST(test_open_errors)
 }
 END_TEST
 
+/*
+ * Fill the stack below the caller with what looks like open descriptors,
+ * as earlier calls leave it in the daemon: what a get leaves in slots it
+ * did not reach must come from the entry, not from the stack.
+ */
+static int __attribute__((noinline)) dirty_stack(int fd)
+{
+	volatile int junk[4096];
+	int i;
+
+	for (i = 0; i < 4096; i++)
+		junk[i] = fd;
+	return junk[fd % 4096];
+}
+
+/*
+ * bug: a get whose open failed at one slot left the slots after it as
+ * whatever was on the stack, and took any such value >= 0 for a
+ * descriptor it had opened: counted in the LRU, put in the entry (a
+ * posix node's read-write slot, a cache file's O_DIRECT one, used for
+ * I/O), and later closed, under whoever really owned that number.
+ */
+START_TEST(bug_failed_open_keeps_no_stack_fds)
+{
+	struct fdlru *l;
+	unsigned int s;
+	int spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+	ck_assert_int_ge(spare, 0);
+	ck_assert_int_eq(fdlru_create(100, open_obj, &l), 0);
+	/* Slot 0 fails: 1 and 2 are never reached. */
+	ck_assert_int_eq(dirty_stack(spare), spare);
+	atomic_store(&fail_next, -ESTALE);
+	ck_assert_int_eq(fdlru_get(l, &objs[9].e, 0x7, 0), -ESTALE);
+	/* Only slot 1 asked for, and it fails: 2 is never reached. */
+	ck_assert_int_eq(dirty_stack(spare), spare);
+	atomic_store(&fail_next, -ENOENT);
+	ck_assert_int_eq(fdlru_get(l, &objs[10].e, 0x2, 0), -ENOENT);
+	for (s = 0; s < FDLRU_SLOTS; s++) {
+		ck_assert_int_lt(objs[9].e.fd[s], 0);
+		ck_assert_int_lt(objs[10].e.fd[s], 0);
+	}
+	ck_assert_uint_eq(objs[9].e.users, 0);
+	ck_assert_uint_eq(fdlru_open_fds(l), 0);
+	close_all(l);
+	/* Nobody closed a descriptor the LRU never owned. */
+	ck_assert_int_eq(fcntl(spare, F_GETFD), FD_CLOEXEC);
+	close(spare);
+}
+END_TEST
+
 /* Create flag reaches the open function: a missing file is made. */
 START_TEST(test_create_flag)
 {
@@ -385,6 +436,7 @@ static Suite *fdlru_suite(void)
 {
 	Suite *s = suite_create("fdlru");
 	TCase *tc = tcase_create("core");
+	TCase *bugs = tcase_create("known_bugs");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_limit);
@@ -397,6 +449,10 @@ static Suite *fdlru_suite(void)
 	tcase_add_test(tc, test_threads);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
+	tcase_add_checked_fixture(bugs, setup, teardown);
+	tcase_add_test(bugs, bug_failed_open_keeps_no_stack_fds);
+	tcase_set_timeout(bugs, 60);
+	suite_add_tcase(s, bugs);
 	return s;
 }
 
