@@ -371,6 +371,25 @@ START_TEST(test_close_waits)
 }
 END_TEST
 
+/*
+ * A put without a get is refused (and logged): wrapped, the count of
+ * users would keep the entry's fdlru_close waiting for ever, which is
+ * how a daemon hangs at unmount (its FORGETs free the nodes).
+ */
+START_TEST(test_put_without_get)
+{
+	struct fdlru *l;
+
+	ck_assert_int_eq(fdlru_create(8, open_obj, &l), 0);
+	ck_assert_int_eq(fdlru_get(l, &objs[5].e, 0x1, 0), 0);
+	fdlru_put(l, &objs[5].e);
+	fdlru_put(l, &objs[5].e);	/* the bug under test */
+	ck_assert_uint_eq(objs[5].e.users, 0);
+	fdlru_close(l, &objs[5].e);	/* returns */
+	close_all(l);
+}
+END_TEST
+
 /* Many threads, few descriptors: every use sees its own files. */
 #define NTHREADS 4
 #define ROUNDS 3000
@@ -446,6 +465,7 @@ static Suite *fdlru_suite(void)
 	tcase_add_test(tc, test_open_errors);
 	tcase_add_test(tc, test_create_flag);
 	tcase_add_test(tc, test_close_waits);
+	tcase_add_test(tc, test_put_without_get);
 	tcase_add_test(tc, test_threads);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
