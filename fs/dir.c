@@ -267,11 +267,8 @@ static int silly_rename(struct sfs *s, const struct be_cred *cred,
 	}
 	rc = 0;
 	pthread_mutex_lock(&s->ino_lock);
-	if (ino->nopen && !ino->silly_name) {
-		snprintf(hidden, sizeof(hidden), "%s%016llx-%016llx-%d",
-			 here ? SILLY_DIR "-" : "",
-			 (unsigned long long)ino->fileid,
-			 (unsigned long long)ino->node->hkey, (int)getpid());
+	if (ino->nopen && !ino->silly_name &&
+	    silly_name(s, ino, here, hidden, sizeof(hidden)) == 0) {
 		ino->silly_name = strdup(hidden);
 		rc = ino->silly_name != NULL;
 		if (rc == 1) {

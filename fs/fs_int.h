@@ -195,6 +195,17 @@ void reply_attr(fuse_req_t req, struct sfs_inode *ino, struct be_attr *a);
  */
 #define SILLY_DIR ".stagefs-unlinked"
 
+/* silly.c */
+/*
+ * The hidden name of ino: "<node id>-<fileid>-<hkey>-<pid>" (16 hex
+ * digits each, the pid in decimal), after SILLY_DIR "-" when here (root
+ * squashed: it stays in its own directory).  The node id makes names of
+ * different nodes differ and tells a start which are its own.  Returns 0,
+ * or -ENAMETOOLONG if buf is too small.
+ */
+int silly_name(struct sfs *s, struct sfs_inode *ino, bool here, char *buf,
+	       size_t len);
+
 /* cred.c */
 /*
  * The caller of req as the backend should see it: uid, gid and the first
