@@ -231,7 +231,8 @@ static int silly_dir(struct sfs *s, struct sfs_inode *dir,
  * silly rename does.  The rename is the caller's (cred), so the backend
  * checks that the caller may remove the name.  The hidden name is in
  * SILLY_DIR at the backend's root, so the directory it left can still be
- * removed, and the daemon removes it at the last close; where root is
+ * removed, and the daemon removes it at the last close (or, after a
+ * crash, at its next start: silly.c); where root is
  * squashed, it is in the same directory and the caller removes it, as
  * with NFS.  Returns 1 if it did, 0 if the file needs no hiding, or
  * -errno if an open file could not be hidden: then the name must stay

@@ -205,6 +205,14 @@ void reply_attr(fuse_req_t req, struct sfs_inode *ino, struct be_attr *a);
  */
 int silly_name(struct sfs *s, struct sfs_inode *ino, bool here, char *buf,
 	       size_t len);
+/*
+ * At start, after the journal replay and before the mount: remove the
+ * files unlinked while open that earlier runs of this node left in
+ * SILLY_DIR (a crash before their last close), on every backend where
+ * the daemon keeps SILLY_DIR.  Logs one line per backend with the count,
+ * and a warning per entry it cannot remove; never fails.
+ */
+void silly_cleanup(struct sfs *s);
 
 /* cred.c */
 /*
