@@ -5,10 +5,11 @@
 # written again; the daemon is killed -9 while it is still open (on nfs
 # with the server frozen, so the last write is still dirty at the kill).
 # Entries of "other nodes" are planted in .stagefs-unlinked/ on the
-# export.  A restart on the same cache dir removes this node's leftover
-# after the journal replay, logs the count, leaves every other entry
-# alone, and exits 0 at unmount (the replayed upload of the removed file
-# is dropped, not an error).
+# export, and an entry of this node that cannot be removed.  A restart on
+# the same cache dir removes this node's leftover after the journal
+# replay, logs the count and a warning for the stuck entry, leaves every
+# other entry alone, and exits 0 at unmount (the replayed upload of the
+# removed file is dropped, not an error).
 . "$(dirname "$0")/cache-lib.sh"
 need_root
 need_cmd python3
@@ -71,6 +72,9 @@ PY
 	for p in "${planted[@]}"; do
 		echo "another node's open file" >"$BACKEND_DIR/$SILLY/$p"
 	done
+	# An entry of this node that cannot be removed (a directory): a
+	# warning, and the mount goes on.
+	mkdir "$BACKEND_DIR/$SILLY/$id-stuck"
 
 	mount_stagefs "$BACKEND" "$mnt" "$cache"
 	log=$(stagefs_log "$mnt")
@@ -81,6 +85,9 @@ PY
 	done
 	grep -q "removed 1 file(s) unlinked while open that an earlier run of this node (id $id)" "$log" \
 		|| fail "$kind: no log line with the count removed: $(grep -i unlinked "$log")"
+	grep -q "warning: fs: .*cannot remove $SILLY/$id-stuck, left by an earlier run of this node" "$log" \
+		|| fail "$kind: no warning for the entry that could not be removed: $(grep -i unlinked "$log")"
+	[[ -d $BACKEND_DIR/$SILLY/$id-stuck ]] || fail "$kind: $id-stuck went away"
 	[[ -z $(ls -A "$mnt") ]] || fail "$kind: the mount lists $(ls -A "$mnt")"
 	sfs_flush "$mnt" 120
 	unmount_stagefs "$mnt" || fail "$kind: daemon exit status $? after the restart"
@@ -88,6 +95,7 @@ PY
 
 	# With only this node's leftovers, nothing is left behind at all.
 	rm -f "${planted[@]/#/$BACKEND_DIR/$SILLY/}"
+	rmdir "$BACKEND_DIR/$SILLY/$id-stuck"
 	echo stale >"$BACKEND_DIR/$SILLY/$id-00000000000000cc-00000000000000dd-1"
 	mount_stagefs "$BACKEND" "$mnt" "$cache"
 	[[ ! -e $BACKEND_DIR/$SILLY ]] || fail "$kind: $SILLY stayed on the export with nothing in it: $(ls -A "$BACKEND_DIR/$SILLY" 2>&1)"
