@@ -5,6 +5,7 @@
  *
  * Cache dir layout (0700, files 0600):
  *     lock         flock()ed by the daemon that owns the dir; holds its pid
+ *     node-id      this node's id (nodeid.c)
  *     journal      which chunks hold dirty data (journal.c)
  *     data/<id>    the cached bytes of one backend file, sparse
  *     index/<id>   its chunk table (index.c)
@@ -1163,6 +1164,7 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 	rc = take_lock(c, err, errlen);
 	if (rc < 0)
 		goto out_free;
+	cache_node_id_load(c);
 	if (cfg->direct) {
 		int fd = openat(c->dir_fd, "lock", O_RDONLY | O_DIRECT |
 						   O_CLOEXEC);

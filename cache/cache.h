@@ -129,6 +129,15 @@ int cache_flush_all(struct cache *c);
 void cache_get_stats(struct cache *c, struct cache_stats *st);
 
 /*
+ * This node's id: random, made once and kept in the cache dir (node-id),
+ * so it stays the same across restarts with the same cache dir and
+ * differs between cache dirs.  While the cache is open, no other daemon
+ * has it (the cache dir lock).  The FUSE layer names the hidden files of
+ * unlinked open files with it (cache/nodeid.c).
+ */
+uint64_t cache_node_id(const struct cache *c);
+
+/*
  * The cache_file for a backend node, created if need be; takes a
  * reference to node when it keeps it.  attr is the backend's current view:
  * if its generation differs from the cached copy's and no data is dirty,

@@ -203,6 +203,7 @@ struct cache {
 	uint64_t zero_sum;	/* XXH3-64 of a block of zeros */
 	int lock_fd;
 	int dir_fd;
+	uint64_t node_id;	/* nodeid.c; set once in cache_open() */
 	pthread_key_t ring_key;	/* this thread's ring_engine */
 	struct fdlru *fdlru;	/* the cache files' open descriptors */
 
@@ -368,6 +369,10 @@ void cache_creds_free(struct cache *c);
 /* The journal's form of cred: bytes written (0 for NULL or no room). */
 size_t cache_cred_encode(const struct be_cred *cred, void *buf, size_t len);
 int cache_cred_decode(const void *buf, size_t len, struct be_cred *out);
+
+/* nodeid.c: read node-id from the cache dir, or make and save one (a
+ * failure to save is logged; the id then holds for this run only). */
+void cache_node_id_load(struct cache *c);
 
 /* cache.c */
 void cache_file_ref(struct cache_file *f);

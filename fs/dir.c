@@ -231,7 +231,8 @@ static int silly_dir(struct sfs *s, struct sfs_inode *dir,
  * silly rename does.  The rename is the caller's (cred), so the backend
  * checks that the caller may remove the name.  The hidden name is in
  * SILLY_DIR at the backend's root, so the directory it left can still be
- * removed, and the daemon removes it at the last close; where root is
+ * removed, and the daemon removes it at the last close (or, after a
+ * crash, at its next start: silly.c); where root is
  * squashed, it is in the same directory and the caller removes it, as
  * with NFS.  Returns 1 if it did, 0 if the file needs no hiding, or
  * -errno if an open file could not be hidden: then the name must stay
@@ -267,11 +268,8 @@ static int silly_rename(struct sfs *s, const struct be_cred *cred,
 	}
 	rc = 0;
 	pthread_mutex_lock(&s->ino_lock);
-	if (ino->nopen && !ino->silly_name) {
-		snprintf(hidden, sizeof(hidden), "%s%016llx-%016llx-%d",
-			 here ? SILLY_DIR "-" : "",
-			 (unsigned long long)ino->fileid,
-			 (unsigned long long)ino->node->hkey, (int)getpid());
+	if (ino->nopen && !ino->silly_name &&
+	    silly_name(s, ino, here, hidden, sizeof(hidden)) == 0) {
 		ino->silly_name = strdup(hidden);
 		rc = ino->silly_name != NULL;
 		if (rc == 1) {

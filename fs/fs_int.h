@@ -195,6 +195,25 @@ void reply_attr(fuse_req_t req, struct sfs_inode *ino, struct be_attr *a);
  */
 #define SILLY_DIR ".stagefs-unlinked"
 
+/* silly.c */
+/*
+ * The hidden name of ino: "<node id>-<fileid>-<hkey>-<pid>" (16 hex
+ * digits each, the pid in decimal), after SILLY_DIR "-" when here (root
+ * squashed: it stays in its own directory).  The node id makes names of
+ * different nodes differ and tells a start which are its own.  Returns 0,
+ * or -ENAMETOOLONG if buf is too small.
+ */
+int silly_name(struct sfs *s, struct sfs_inode *ino, bool here, char *buf,
+	       size_t len);
+/*
+ * At start, after the journal replay and before the mount: remove the
+ * files unlinked while open that earlier runs of this node left in
+ * SILLY_DIR (a crash before their last close), on every backend where
+ * the daemon keeps SILLY_DIR.  Logs one line per backend with the count,
+ * and a warning per entry it cannot remove; never fails.
+ */
+void silly_cleanup(struct sfs *s);
+
 /* cred.c */
 /*
  * The caller of req as the backend should see it: uid, gid and the first

@@ -3,8 +3,9 @@
  * main.c - start, mount, serve, drain, exit.
  *
  * Start-up order matters for "nothing is mounted half-way": options, the
- * mountpoint, the backend(s), the cache (lock, journal replay), and only
- * then the mount.  Without -f the process forks first and the parent
+ * mountpoint, the backend(s), the cache (lock, journal replay), the
+ * removal of hidden files a crashed run left behind, and only then the
+ * mount.  Without -f the process forks first and the parent
  * waits until the child reports the mount done, so every error reaches
  * the terminal as one line and a non-zero exit, and no thread is lost in
  * a fork.  At unmount (fusermount3 -u, SIGTERM, SIGINT) the loop ends, the
@@ -374,6 +375,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "stagefs: %s\n", err);
 		goto out_inodes;
 	}
+	/* The replay has queued what the dead run left dirty; the hidden
+	 * files it left go now (their uploads then find them gone). */
+	silly_cleanup(&s);
 	rc = ctl_start(&s, &ctl, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "stagefs: %s\n", err);

@@ -1479,6 +1479,64 @@ START_TEST(test_lock_busy)
 }
 END_TEST
 
+/*
+ * The node id is made once, kept in the cache dir (0600, 16 hex digits
+ * and a newline) and the same at the next start; another cache dir gets
+ * another; a damaged file is replaced.
+ */
+START_TEST(test_node_id_kept)
+{
+	char path[300], buf[64], dir2[200];
+	struct cache *c2 = NULL;
+	uint64_t id, id2;
+	struct stat st;
+	FILE *fp;
+	size_t n;
+
+	fx_open();
+	id = cache_node_id(X.c);
+	snprintf(path, sizeof(path), "%s/node-id", X.dir);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_mode & 07777, 0600);
+	fp = fopen(path, "r");
+	ck_assert_ptr_nonnull(fp);
+	n = fread(buf, 1, sizeof(buf) - 1, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	ck_assert_uint_eq(n, 17);
+	ck_assert_uint_eq(strtoull(buf, NULL, 16), id);
+
+	ck_assert_int_eq(fx_close(), 0);
+	fx_open();
+	ck_assert_uint_eq(cache_node_id(X.c), id);
+	ck_assert_int_eq(fx_close(), 0);
+
+	/* Another cache dir is another node. */
+	snprintf(dir2, sizeof(dir2), "%s/t2-XXXXXX", base_dir);
+	ck_assert_ptr_nonnull(mkdtemp(dir2));
+	X.cfg.dir = dir2;
+	ck_assert_int_eq(cache_open(&X.cfg, X.bes, 1, &c2, X.err,
+				    sizeof(X.err)), 0);
+	id2 = cache_node_id(c2);
+	ck_assert_uint_ne(id2, id);
+	ck_assert_int_eq(cache_close(c2), 0);
+	X.cfg.dir = X.dir;
+	nftw(dir2, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+
+	/* Damaged: a new one, saved. */
+	fp = fopen(path, "w");
+	ck_assert_ptr_nonnull(fp);
+	fputs("not an id\n", fp);
+	fclose(fp);
+	fx_open();
+	id2 = cache_node_id(X.c);
+	ck_assert_uint_ne(id2, id);
+	ck_assert_int_eq(fx_close(), 0);
+	fx_open();
+	ck_assert_uint_eq(cache_node_id(X.c), id2);
+}
+END_TEST
+
 START_TEST(test_restart_keeps_clean)
 {
 	size_t len = 2 * CS + 100;
@@ -2560,6 +2618,7 @@ static Suite *cache_suite(void)
 		T(test_commit_lost_writes_rewritten),
 		T(test_estale_drops_dirty),
 		T(test_lock_busy),
+		T(test_node_id_kept),
 		T(test_restart_keeps_clean),
 		T(test_crash_recovery_overwrite),
 		T(test_prefetch_sequential),
