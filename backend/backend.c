@@ -90,30 +90,47 @@ out:
 	{ .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, \
 	  .done = 0, .res = 0 }
 
-ssize_t be_pread(struct be *be, struct be_node *node, void *buf, size_t len,
-		 uint64_t off)
+ssize_t be_pread(struct be *be, const struct be_cred *cred,
+		 struct be_node *node, void *buf, size_t len, uint64_t off)
 {
 	struct be_waiter w = BE_WAITER_INIT;
 	struct iovec iov = { .iov_base = buf, .iov_len = len };
 
-	return be_waiter_wait(&w, be->ops->read(be, node, &iov, 1, off,
+	return be_waiter_wait(&w, be->ops->read(be, cred, node, &iov, 1, off,
 						be_waiter_cb, &w));
 }
 
-ssize_t be_pwrite(struct be *be, struct be_node *node, const void *buf,
-		  size_t len, uint64_t off)
+ssize_t be_pwrite(struct be *be, const struct be_cred *cred,
+		  struct be_node *node, const void *buf, size_t len,
+		  uint64_t off)
 {
 	struct be_waiter w = BE_WAITER_INIT;
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 
-	return be_waiter_wait(&w, be->ops->write(be, node, &iov, 1, off,
+	return be_waiter_wait(&w, be->ops->write(be, cred, node, &iov, 1,
+						 off,
 						 be_waiter_cb, &w));
 }
 
-int be_commit(struct be *be, struct be_node *node)
+int be_commit(struct be *be, const struct be_cred *cred,
+	      struct be_node *node)
 {
 	struct be_waiter w = BE_WAITER_INIT;
 
-	return (int)be_waiter_wait(&w, be->ops->commit(be, node, be_waiter_cb,
+	return (int)be_waiter_wait(&w, be->ops->commit(be, cred, node, be_waiter_cb,
 						       &w));
+}
+
+int be_commit_ranges(struct be *be, const struct be_cred *cred,
+		     struct be_node *node, const struct be_range *r,
+		     unsigned int nr)
+{
+	struct be_waiter w = BE_WAITER_INIT;
+
+	if (!be->ops->commit_ranges)
+		return be_commit(be, cred, node);
+	return (int)be_waiter_wait(&w, be->ops->commit_ranges(be, cred, node,
+							      r, nr,
+							      be_waiter_cb,
+							      &w));
 }

@@ -39,7 +39,13 @@
 
 #include "log.h"
 
-#define BE_OPS_VERSION 1
+/*
+ * 2: every operation that reaches the backend takes the caller's
+ * credentials (const struct be_cred *cred, after be); create, mkdir,
+ * mknod and symlink lost their owner argument (the server sets the owner
+ * from the credentials); access was added.
+ */
+#define BE_OPS_VERSION 2
 /* Longest persistent handle node_encode() produces (NFSv3: 64 bytes). */
 #define BE_HANDLE_MAX 128
 
@@ -117,11 +123,44 @@ static inline int be_node_same(const struct be_node *a,
 	return a->fileid == b->fileid && a->hkey == b->hkey;
 }
 
-/* Who asked: new objects get this owner. */
+/*
+ * Who asks.  Every operation made for an application carries the caller's
+ * credentials, and the backend makes the request as that user: NFS sends
+ * them as AUTH_SYS, the posix backend switches the calling thread's file
+ * system ids (setfsuid, setfsgid, setgroups).  The server (or the kernel
+ * under a posix backend) then checks every access itself, and a new
+ * object gets its owner there, from the request: uid, and gid or the
+ * setgid directory's group.  NULL means the daemon itself (root on the
+ * node; "nobody" on an export that squashes root).
+ *
+ * AUTH_SYS carries at most 16 supplementary groups.  A caller in more
+ * has only the first BE_CRED_NGROUPS of its list (the kernel keeps it
+ * sorted) sent, as the Linux NFS client does; the server can look the
+ * groups up itself instead (ganesha: Manage_Gids, knfsd: --manage-gids).
+ */
+#define BE_CRED_NGROUPS 16
+
 struct be_cred {
 	uint32_t uid;
 	uint32_t gid;
+	uint32_t ngroups;
+	uint32_t groups[BE_CRED_NGROUPS];
 };
+
+static inline int be_cred_equal(const struct be_cred *a,
+				const struct be_cred *b)
+{
+	uint32_t i;
+
+	if (!a || !b)
+		return a == b;
+	if (a->uid != b->uid || a->gid != b->gid || a->ngroups != b->ngroups)
+		return 0;
+	for (i = 0; i < a->ngroups && i < BE_CRED_NGROUPS; i++)
+		if (a->groups[i] != b->groups[i])
+			return 0;
+	return 1;
+}
 
 /* Which fields of be_setattr to apply. */
 enum {
@@ -149,12 +188,20 @@ struct be_setattr {
 
 /*
  * readdir callback, once per entry ("." and ".." are not reported).
- * attr may be NULL if the backend has none at hand; node may be NULL, and
- * is borrowed: take be_node_get() to keep it.  Return 0 to go on, any
- * other value to stop; readdir then returns that value.
+ * fileid is the entry's, always.  attr may be NULL if the backend has none
+ * at hand (an NFS server sends none to a caller who may read a directory
+ * but not search it); node may be NULL, and is borrowed: take
+ * be_node_get() to keep it.  Return 0 to go on, any other value to stop;
+ * readdir then returns that value.
  */
-typedef int (*be_dirent_fn)(void *arg, const char *name,
+typedef int (*be_dirent_fn)(void *arg, const char *name, uint64_t fileid,
 			    const struct be_attr *attr, struct be_node *node);
+
+/* A byte range of a file: [off, off + len). */
+struct be_range {
+	uint64_t off;
+	uint64_t len;
+};
 
 /*
  * Completion of an asynchronous data operation.  res is the number of
@@ -164,6 +211,11 @@ typedef int (*be_dirent_fn)(void *arg, const char *name,
  */
 typedef void (*be_io_cb)(void *cookie, ssize_t res);
 
+/*
+ * The operations.  Each that reaches the backend takes cred, the caller
+ * the request is made for (NULL: the daemon's own); the backend does not
+ * keep the pointer past the call (the data operations copy it).
+ */
 struct be_ops {
 	int version;		/* BE_OPS_VERSION */
 	const char *name;	/* "posix", "nfs" */
@@ -172,51 +224,68 @@ struct be_ops {
 	void (*node_free)(struct be *be, struct be_node *node);
 
 	/* Namespace operations.  Synchronous; *out and *attr optional. */
-	int (*root)(struct be *be, struct be_node **out, struct be_attr *attr);
-	int (*lookup)(struct be *be, struct be_node *dir, const char *name,
+	int (*root)(struct be *be, const struct be_cred *cred,
+		    struct be_node **out, struct be_attr *attr);
+	int (*lookup)(struct be *be, const struct be_cred *cred,
+		      struct be_node *dir, const char *name,
 		      struct be_node **out, struct be_attr *attr);
-	int (*getattr)(struct be *be, struct be_node *node,
+	int (*getattr)(struct be *be, const struct be_cred *cred,
+		       struct be_node *node, struct be_attr *attr);
+	int (*setattr)(struct be *be, const struct be_cred *cred,
+		       struct be_node *node, const struct be_setattr *sa,
 		       struct be_attr *attr);
-	int (*setattr)(struct be *be, struct be_node *node,
-		       const struct be_setattr *sa, struct be_attr *attr);
-	/* exclusive: fail with -EEXIST if the name exists. */
-	int (*create)(struct be *be, struct be_node *dir, const char *name,
-		      uint32_t mode, const struct be_cred *cred, int exclusive,
-		      struct be_node **out, struct be_attr *attr);
-	int (*mkdir)(struct be *be, struct be_node *dir, const char *name,
-		     uint32_t mode, const struct be_cred *cred,
+	/*
+	 * New objects are owned by cred's uid, and its gid or the setgid
+	 * directory's group, as the server (or kernel) decides.
+	 * exclusive: fail with -EEXIST if the name exists.
+	 */
+	int (*create)(struct be *be, const struct be_cred *cred,
+		      struct be_node *dir, const char *name, uint32_t mode,
+		      int exclusive, struct be_node **out,
+		      struct be_attr *attr);
+	int (*mkdir)(struct be *be, const struct be_cred *cred,
+		     struct be_node *dir, const char *name, uint32_t mode,
 		     struct be_node **out, struct be_attr *attr);
 	/* mode carries the type: S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK. */
-	int (*mknod)(struct be *be, struct be_node *dir, const char *name,
-		     uint32_t mode, uint64_t rdev, const struct be_cred *cred,
-		     struct be_node **out, struct be_attr *attr);
-	int (*symlink)(struct be *be, struct be_node *dir, const char *name,
-		       const char *target, const struct be_cred *cred,
-		       struct be_node **out, struct be_attr *attr);
+	int (*mknod)(struct be *be, const struct be_cred *cred,
+		     struct be_node *dir, const char *name, uint32_t mode,
+		     uint64_t rdev, struct be_node **out,
+		     struct be_attr *attr);
+	int (*symlink)(struct be *be, const struct be_cred *cred,
+		       struct be_node *dir, const char *name,
+		       const char *target, struct be_node **out,
+		       struct be_attr *attr);
 	/* Returns the target length; buf is NUL-terminated if it fits. */
-	int (*readlink)(struct be *be, struct be_node *node, char *buf,
-			size_t size);
-	int (*link)(struct be *be, struct be_node *node, struct be_node *dir,
+	int (*readlink)(struct be *be, const struct be_cred *cred,
+			struct be_node *node, char *buf, size_t size);
+	int (*link)(struct be *be, const struct be_cred *cred,
+		    struct be_node *node, struct be_node *dir,
 		    const char *name, struct be_attr *attr);
-	int (*unlink)(struct be *be, struct be_node *dir, const char *name);
-	int (*rmdir)(struct be *be, struct be_node *dir, const char *name);
-	int (*rename)(struct be *be, struct be_node *olddir,
-		      const char *oldname, struct be_node *newdir,
-		      const char *newname, unsigned int flags);
-	int (*readdir)(struct be *be, struct be_node *dir, be_dirent_fn fn,
-		       void *arg);
-	int (*statfs)(struct be *be, struct be_node *node, struct statvfs *st);
+	int (*unlink)(struct be *be, const struct be_cred *cred,
+		      struct be_node *dir, const char *name);
+	int (*rmdir)(struct be *be, const struct be_cred *cred,
+		     struct be_node *dir, const char *name);
+	int (*rename)(struct be *be, const struct be_cred *cred,
+		      struct be_node *olddir, const char *oldname,
+		      struct be_node *newdir, const char *newname,
+		      unsigned int flags);
+	int (*readdir)(struct be *be, const struct be_cred *cred,
+		       struct be_node *dir, be_dirent_fn fn, void *arg);
+	int (*statfs)(struct be *be, const struct be_cred *cred,
+		      struct be_node *node, struct statvfs *st);
 
 	/* Extended attributes; -EOPNOTSUPP where the backend has none. */
-	int (*setxattr)(struct be *be, struct be_node *node, const char *name,
+	int (*setxattr)(struct be *be, const struct be_cred *cred,
+			struct be_node *node, const char *name,
 			const void *value, size_t size, int flags);
 	/* Returns the value size; size 0 asks for the size only. */
-	int (*getxattr)(struct be *be, struct be_node *node, const char *name,
-			void *value, size_t size);
-	int (*listxattr)(struct be *be, struct be_node *node, char *list,
-			 size_t size);
-	int (*removexattr)(struct be *be, struct be_node *node,
-			   const char *name);
+	int (*getxattr)(struct be *be, const struct be_cred *cred,
+			struct be_node *node, const char *name, void *value,
+			size_t size);
+	int (*listxattr)(struct be *be, const struct be_cred *cred,
+			 struct be_node *node, char *list, size_t size);
+	int (*removexattr)(struct be *be, const struct be_cred *cred,
+			   struct be_node *node, const char *name);
 
 	/*
 	 * Data.  read and write return 0 once the request is submitted: cb
@@ -225,15 +294,15 @@ struct be_ops {
 	 * cb is NOT called.  The iovec array must stay valid until cb.
 	 * Writes are UNSTABLE: they reach stable storage at commit.
 	 */
-	int (*read)(struct be *be, struct be_node *node,
-		    const struct iovec *iov, int iovcnt, uint64_t off,
-		    be_io_cb cb, void *cookie);
-	int (*write)(struct be *be, struct be_node *node,
-		     const struct iovec *iov, int iovcnt, uint64_t off,
-		     be_io_cb cb, void *cookie);
+	int (*read)(struct be *be, const struct be_cred *cred,
+		    struct be_node *node, const struct iovec *iov, int iovcnt,
+		    uint64_t off, be_io_cb cb, void *cookie);
+	int (*write)(struct be *be, const struct be_cred *cred,
+		     struct be_node *node, const struct iovec *iov, int iovcnt,
+		     uint64_t off, be_io_cb cb, void *cookie);
 	/* Make every completed write to node stable (NFS COMMIT, fsync). */
-	int (*commit)(struct be *be, struct be_node *node, be_io_cb cb,
-		      void *cookie);
+	int (*commit)(struct be *be, const struct be_cred *cred,
+		      struct be_node *node, be_io_cb cb, void *cookie);
 
 	/*
 	 * Persistent handles, so the journal can name a file across a
@@ -241,8 +310,33 @@ struct be_ops {
 	 */
 	int (*node_encode)(struct be *be, struct be_node *node, void *buf,
 			   size_t *len);
-	int (*node_decode)(struct be *be, const void *buf, size_t len,
-			   struct be_node **out, struct be_attr *attr);
+	int (*node_decode)(struct be *be, const struct be_cred *cred,
+			   const void *buf, size_t len, struct be_node **out,
+			   struct be_attr *attr);
+
+	/*
+	 * May cred access node as mask (R_OK, W_OK, X_OK, or'ed) says?  0
+	 * or -EACCES, asked of the server (NFS ACCESS) as an NFS client asks
+	 * at open; attr (optional) gets the node's attributes as well.
+	 */
+	int (*access)(struct be *be, const struct be_cred *cred,
+		      struct be_node *node, int mask, struct be_attr *attr);
+
+	/*
+	 * Optional (NULL: commit is used).  As commit, for a writer that
+	 * cares about the bytes it wrote, r[0..nr): cb gets 0 once its
+	 * completed writes there are stable, or -EAGAIN if the backend
+	 * lost some of them (NFS: the server restarted between the WRITE
+	 * and the COMMIT, so its write verifier changed).  -EAGAIN is no
+	 * failure: write those bytes again, then commit again.  Lost
+	 * writes of other ranges do not fail this call; their writers
+	 * learn of them at their own commit.  commit itself answers
+	 * -EAGAIN when anything of the file is lost.  r must stay valid
+	 * until cb.
+	 */
+	int (*commit_ranges)(struct be *be, const struct be_cred *cred,
+			     struct be_node *node, const struct be_range *r,
+			     unsigned int nr, be_io_cb cb, void *cookie);
 };
 
 /* Every backend object starts with this. */
@@ -286,11 +380,17 @@ static inline void be_node_put(struct be *be, struct be_node *n)
 }
 
 /* Synchronous wrappers over the asynchronous data operations. */
-ssize_t be_pread(struct be *be, struct be_node *node, void *buf, size_t len,
-		 uint64_t off);
-ssize_t be_pwrite(struct be *be, struct be_node *node, const void *buf,
-		  size_t len, uint64_t off);
-int be_commit(struct be *be, struct be_node *node);
+ssize_t be_pread(struct be *be, const struct be_cred *cred,
+		 struct be_node *node, void *buf, size_t len, uint64_t off);
+ssize_t be_pwrite(struct be *be, const struct be_cred *cred,
+		  struct be_node *node, const void *buf, size_t len,
+		  uint64_t off);
+int be_commit(struct be *be, const struct be_cred *cred,
+	      struct be_node *node);
+/* commit_ranges where the backend has it, else commit. */
+int be_commit_ranges(struct be *be, const struct be_cred *cred,
+		     struct be_node *node, const struct be_range *r,
+		     unsigned int nr);
 
 /* Used by the implementations' open functions; see be_open(). */
 struct be_factory {

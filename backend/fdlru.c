@@ -10,20 +10,33 @@
  * out of their entries (and no longer counted), and after it they are
  * closed, so close(2) never runs under the lock.
  *
+ * fdlru_close() waits for the entry's users, as it must; a user that
+ * never puts would make it wait for ever, unseen (a FORGET at unmount,
+ * whose handler libfuse then joins).  So a wait that lasts says so in the
+ * log, naming the entry, and a put without a get is refused and logged
+ * instead of wrapping the count.
+ *
  * Thread safety: everything under l->lock (a leaf lock), see fdlru.h.
  */
 #include "fdlru.h"
+#include "log.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Descriptors taken out of entries under the lock, closed after it. */
 #define FDLRU_BATCH 48
 /* Idle entries closed when an open fails with EMFILE or ENFILE. */
 #define FDLRU_RECLAIM 16
+/* A close waiting this long for users logs it, and again every period. */
+#define FDLRU_CLOSE_WARN_S 5
+#define FDLRU_CLOSE_REWARN_S 60
+
+_Static_assert(FDLRU_SLOTS == 3, "wait_unused() logs three slots");
 
 struct fdlru {
 	pthread_mutex_t lock;
@@ -43,11 +56,16 @@ int fdlru_create(unsigned int max_fds, fdlru_open_fn open_fn,
 		 struct fdlru **out)
 {
 	struct fdlru *l = calloc(1, sizeof(*l));
+	pthread_condattr_t ca;
 
 	if (!l)
 		return -ENOMEM;
 	pthread_mutex_init(&l->lock, NULL);
-	pthread_cond_init(&l->cond, NULL);
+	/* Waits are timed (fdlru_close): on a clock that never jumps. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&l->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	l->max = max_fds ? max_fds : 1;
 	l->open_fn = open_fn;
 	*out = l;
@@ -162,17 +180,22 @@ static void close_victims(struct victims *v)
 	v->n = 0;
 }
 
-/* Open the slots of need; e is ours (opening).  Returns 0 or -errno. */
+/*
+ * Open the slots of need; e is ours (opening).  fds[i] gets slot i's new
+ * descriptor, -1 for every slot not opened, also those after a failure.
+ * Returns 0 or -errno.
+ */
 static int open_slots(struct fdlru *l, struct fdlru_ent *e, unsigned int need,
 		      unsigned int flags, int *fds)
 {
 	unsigned int i;
 	bool reclaimed = false;
 
+	for (i = 0; i < FDLRU_SLOTS; i++)
+		fds[i] = -1;
 	for (i = 0; i < FDLRU_SLOTS; i++) {
 		int fd;
 
-		fds[i] = -1;
 		if (!(need & (1u << i)))
 			continue;
 		fd = l->open_fn(e, i, flags);
@@ -244,6 +267,14 @@ void fdlru_put(struct fdlru *l, struct fdlru_ent *e)
 	struct victims v = { .n = 0 };
 
 	pthread_mutex_lock(&l->lock);
+	if (!e->users) {
+		/* Wrapped, the count would keep fdlru_close waiting for ever. */
+		pthread_mutex_unlock(&l->lock);
+		log_msg(LOG_LVL_ERR, "fdlru",
+			"put of entry %p, which has no user: a put without its get",
+			(void *)e);
+		return;
+	}
 	if (--e->users == 0) {
 		relist(l, e);
 		pthread_cond_broadcast(&l->cond);
@@ -286,13 +317,43 @@ void fdlru_mark(struct fdlru *l, struct fdlru_ent *e, bool busy)
 	pthread_mutex_unlock(&l->lock);
 }
 
+/*
+ * Wait until e has no user and no open in progress; l->lock held.  A wait
+ * of more than FDLRU_CLOSE_WARN_S seconds is logged, then every
+ * FDLRU_CLOSE_REWARN_S, and goes on: closing under a user would be worse.
+ */
+static void wait_unused(struct fdlru *l, struct fdlru_ent *e)
+{
+	struct timespec start, until;
+	time_t warn = FDLRU_CLOSE_WARN_S;
+
+	if (!e->users && !e->opening)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	until = start;
+	until.tv_sec += warn;
+	while (e->users || e->opening) {
+		if (pthread_cond_timedwait(&l->cond, &l->lock, &until) !=
+		    ETIMEDOUT)
+			continue;
+		if (!e->users && !e->opening)
+			break;
+		log_msg(LOG_LVL_ERR, "fdlru",
+			"close of entry %p (fds %d %d %d) has waited %lld s for %u user(s)%s: a get without its put, or a user that is stuck",
+			(void *)e, e->fd[0], e->fd[1], e->fd[2],
+			(long long)warn, e->users,
+			e->opening ? " and an open" : "");
+		warn += FDLRU_CLOSE_REWARN_S;
+		until.tv_sec = start.tv_sec + warn;
+	}
+}
+
 void fdlru_close(struct fdlru *l, struct fdlru_ent *e)
 {
 	struct victims v = { .n = 0 };
 
 	pthread_mutex_lock(&l->lock);
-	while (e->users || e->opening)
-		pthread_cond_wait(&l->cond, &l->lock);
+	wait_unused(l, e);
 	unlist(l, e);
 	take_fds(l, e, &v);
 	pthread_mutex_unlock(&l->lock);

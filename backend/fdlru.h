@@ -87,6 +87,7 @@ static inline int fdlru_fd(const struct fdlru_ent *e, unsigned int slot)
 /*
  * Give back one use.  The last one makes e the most recently used idle
  * entry; then idle entries are closed while the count is over the limit.
+ * A put of an entry without users is a caller's bug: logged, ignored.
  */
 void fdlru_put(struct fdlru *l, struct fdlru_ent *e);
 
@@ -103,7 +104,8 @@ void fdlru_mark(struct fdlru *l, struct fdlru_ent *e, bool busy);
 
 /*
  * Close every slot of e now and take it off the lists, after waiting for
- * its users to put it (the caller makes sure they will).  e may be used
+ * its users to put it (the caller makes sure they will).  A wait of more
+ * than a few seconds is logged, naming e, and goes on.  e may be used
  * again afterwards, or freed.
  */
 void fdlru_close(struct fdlru *l, struct fdlru_ent *e);

@@ -17,14 +17,14 @@
  *
  * COMMIT and the write verifier.  The backend numbers the verifiers it
  * sees (a generation that moves whenever a WRITE or COMMIT reply carries
- * a new one: the server restarted).  Each node keeps the byte ranges of
- * its completed writes that no COMMIT covers yet, with their generation.
- * When the generation moves, those ranges become "lost"; a later write of
- * the same bytes repairs them.  A COMMIT succeeds only if no lost range
- * remains; otherwise it returns -EIO, and every writer that has not seen a
- * successful COMMIT since its writes must write its data again and COMMIT
- * again.  Commits on that node keep failing until all lost ranges are
- * rewritten (or truncated away).  Nothing is resent from here: the
+ * a new one: the server restarted).  Each node keeps, in a struct
+ * nfs_wtrack (nfs_verf.c), the byte ranges of its completed writes that
+ * no COMMIT covers yet, with their generation; when the generation moves
+ * they become "lost" until the same bytes are written again.  A COMMIT
+ * through commit_ranges() answers -EAGAIN when lost bytes lie in the
+ * caller's ranges: the caller writes them again and commits again (the
+ * flusher does so at once; it is not an error).  commit() answers -EAGAIN
+ * while anything of the file is lost.  Nothing is resent from here: the
  * backend keeps no copy of the data.
  *
  * Thread safety: see backend.h.  State shared between threads: the
@@ -44,11 +44,13 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include <nfsc/libnfs.h>
 #include <nfsc/libnfs-raw.h>
@@ -63,24 +65,12 @@
 #define NFS_RDP_MAXCOUNT 65536
 #define NFS_SMALL_WEIGHT 4096
 
-/* A byte range of a file, for the write-verifier bookkeeping. */
-struct wrange {
-	uint64_t start, end;	/* [start, end) */
-	uint64_t seq;		/* the newest write in it */
-	uint64_t gen;		/* verifier generation it was written under */
-};
-
 struct nfs_node {
 	struct be_node base;	/* first: be_node <-> nfs_node */
 	uint32_t fh_len;
 	unsigned char fh[NFS3_FHSIZE];
-	pthread_mutex_t lock;	/* the write-verifier state below */
-	uint64_t wseq;		/* completed writes so far */
-	struct wrange *unc;	/* completed writes no COMMIT covers yet */
-	size_t nunc, capunc;
-	struct wrange *lost;	/* written under an old verifier, not since */
-	size_t nlost, caplost;
-	uint64_t untracked_gen;	/* out of memory while tracking: be careful */
+	pthread_mutex_t lock;
+	struct nfs_wtrack wt;	/* protected by lock */
 };
 
 struct nfs_be {
@@ -139,8 +129,7 @@ static void nfsbe_node_free(struct be *be, struct be_node *bn)
 
 	(void)be;
 	pthread_mutex_destroy(&n->lock);
-	free(n->unc);
-	free(n->lost);
+	nfs_wt_free(&n->wt);
 	free(n);
 }
 
@@ -227,193 +216,22 @@ static uint64_t verf_note(struct nfs_be *nb, const char *v)
 	return gen;
 }
 
-static int wr_push(struct wrange **v, size_t *n, size_t *cap,
-		   struct wrange r)
-{
-	if (*n == *cap) {
-		size_t nc = *cap ? *cap * 2 : 8;
-		struct wrange *p = realloc(*v, nc * sizeof(*p));
-
-		if (!p)
-			return -ENOMEM;
-		*v = p;
-		*cap = nc;
-	}
-	(*v)[(*n)++] = r;
-	return 0;
-}
-
-/* Add [s, e) to the lost ranges, merging what it touches. */
-static int lost_add(struct nfs_node *n, uint64_t s, uint64_t e)
-{
-	struct wrange r = { 0, 0, 0, 0 };
-	size_t i = 0;
-
-	while (i < n->nlost) {
-		struct wrange *l = &n->lost[i];
-
-		if (l->end < s || l->start > e) {
-			i++;
-			continue;
-		}
-		if (l->start < s)
-			s = l->start;
-		if (l->end > e)
-			e = l->end;
-		n->lost[i] = n->lost[--n->nlost];
-	}
-	r.start = s;
-	r.end = e;
-	return wr_push(&n->lost, &n->nlost, &n->caplost, r);
-}
-
-/* Take [s, e) out of the lost ranges: it was written again. */
-static int lost_sub(struct nfs_node *n, uint64_t s, uint64_t e)
-{
-	size_t i = 0;
-
-	while (i < n->nlost) {
-		struct wrange *l = &n->lost[i];
-
-		if (l->end <= s || l->start >= e) {
-			i++;
-		} else if (l->start < s && l->end > e) {
-			struct wrange tail = *l;
-
-			tail.start = e;
-			l->end = s;
-			if (wr_push(&n->lost, &n->nlost, &n->caplost, tail) < 0)
-				return -ENOMEM;
-			i++;
-		} else if (l->start < s) {
-			l->end = s;
-			i++;
-		} else if (l->end > e) {
-			l->start = e;
-			i++;
-		} else {
-			n->lost[i] = n->lost[--n->nlost];
-		}
-	}
-	return 0;
-}
-
-/* Uncovered writes made under a generation before gen are lost. */
-static int unc_expire(struct nfs_node *n, uint64_t gen)
-{
-	size_t i = 0;
-
-	while (i < n->nunc) {
-		if (n->unc[i].gen >= gen) {
-			i++;
-			continue;
-		}
-		if (lost_add(n, n->unc[i].start, n->unc[i].end) < 0)
-			return -ENOMEM;
-		n->unc[i] = n->unc[--n->nunc];
-	}
-	return 0;
-}
-
-/*
- * A WRITE of [off, off + len) completed under verifier v.  It is
- * uncovered until a COMMIT sent after it succeeds under the same
- * verifier; it repairs any lost range it overwrites.
- */
+/* A WRITE of [off, off + len) completed under verifier v. */
 static void node_write_done(struct nfs_be *nb, struct nfs_node *n,
 			    const char *v, uint64_t off, uint32_t len)
 {
-	uint64_t gen = verf_note(nb, v), end = off + len, seq;
-	struct wrange r = { off, end, 0, gen };
-	size_t i;
-	int rc;
-
-	pthread_mutex_lock(&n->lock);
-	seq = ++n->wseq;
-	r.seq = seq;
-	rc = unc_expire(n, gen);
-	if (rc == 0)
-		rc = lost_sub(n, off, end);
-	for (i = 0; rc == 0 && i < n->nunc; i++) {
-		struct wrange *u = &n->unc[i];
-
-		if (u->gen != gen || u->end < off || u->start > end)
-			continue;
-		if (u->start > off)
-			u->start = off;
-		if (u->end < end)
-			u->end = end;
-		u->seq = seq;
-		break;
-	}
-	if (rc == 0 && i == n->nunc)
-		rc = wr_push(&n->unc, &n->nunc, &n->capunc, r);
-	if (rc < 0 && !n->untracked_gen)
-		n->untracked_gen = gen;
-	pthread_mutex_unlock(&n->lock);
-}
-
-/*
- * A COMMIT sent when n->wseq was wseq came back with verifier v.  0: every
- * write it covers is stable.  -EIO: the server restarted, and data written
- * before that, to this node, by this or another writer, has not been
- * written again yet.
- */
-static int node_commit_done(struct nfs_be *nb, struct nfs_node *n,
-			    const char *v, uint64_t wseq)
-{
 	uint64_t gen = verf_note(nb, v);
-	size_t i = 0;
-	int rc;
 
 	pthread_mutex_lock(&n->lock);
-	rc = unc_expire(n, gen);
-	if (rc == 0 && n->untracked_gen && n->untracked_gen != gen)
-		rc = -EIO;
-	if (rc == 0 && n->nlost)
-		rc = -EIO;
-	if (rc == 0) {
-		n->untracked_gen = 0;
-		while (i < n->nunc) {
-			if (n->unc[i].seq <= wseq)
-				n->unc[i] = n->unc[--n->nunc];
-			else
-				i++;
-		}
-	} else if (rc == -ENOMEM) {
-		rc = -EIO;
-	}
+	nfs_wt_write_done(&n->wt, gen, off, len);
 	pthread_mutex_unlock(&n->lock);
-	return rc;
 }
 
 /* A truncate to size drops what lies beyond it from the bookkeeping. */
 static void node_truncated(struct nfs_node *n, uint64_t size)
 {
-	struct {
-		struct wrange *v;
-		size_t *cnt;
-	} sets[2];
-	size_t i, k;
-
 	pthread_mutex_lock(&n->lock);
-	sets[0].v = n->unc;
-	sets[0].cnt = &n->nunc;
-	sets[1].v = n->lost;
-	sets[1].cnt = &n->nlost;
-	for (k = 0; k < 2; k++) {
-		for (i = 0; i < *sets[k].cnt;) {
-			struct wrange *r = &sets[k].v[i];
-
-			if (r->start >= size) {
-				*r = sets[k].v[--*sets[k].cnt];
-				continue;
-			}
-			if (r->end > size)
-				r->end = size;
-			i++;
-		}
-	}
+	nfs_wt_truncate(&n->wt, size);
 	pthread_mutex_unlock(&n->lock);
 }
 
@@ -436,6 +254,7 @@ enum nfs_sop {
 	SOP_FSSTAT,
 	SOP_FSINFO,
 	SOP_PATHCONF,
+	SOP_ACCESS,
 };
 
 static const char *const sop_names[] = {
@@ -447,6 +266,7 @@ static const char *const sop_names[] = {
 	[SOP_RMDIR] = "RMDIR",		[SOP_RENAME] = "RENAME",
 	[SOP_READDIRPLUS] = "READDIRPLUS", [SOP_FSSTAT] = "FSSTAT",
 	[SOP_FSINFO] = "FSINFO",	[SOP_PATHCONF] = "PATHCONF",
+	[SOP_ACCESS] = "ACCESS",
 };
 
 /* One directory entry of a READDIRPLUS reply, copied out. */
@@ -483,6 +303,7 @@ struct nfs_sync {
 		FSSTAT3args fsstat;
 		FSINFO3args fsinfo;
 		PATHCONF3args pathconf;
+		ACCESS3args access;
 	} a;
 
 	pthread_mutex_t lock;
@@ -501,6 +322,7 @@ struct nfs_sync {
 		FSSTAT3resok fsstat;
 		FSINFO3resok fsinfo;
 		PATHCONF3resok pathconf;
+		uint32_t access;	/* ACCESS3_* granted */
 		struct {
 			struct rd_ent *ents;
 			size_t n;
@@ -548,6 +370,8 @@ static int sync_issue(struct nfs_call *call, struct rpc_context *rpc,
 		return rpc_nfs3_fsinfo_async(rpc, cb, &s->a.fsinfo, priv);
 	case SOP_PATHCONF:
 		return rpc_nfs3_pathconf_async(rpc, cb, &s->a.pathconf, priv);
+	case SOP_ACCESS:
+		return rpc_nfs3_access_async(rpc, cb, &s->a.access, priv);
 	}
 	return -1;
 }
@@ -753,6 +577,15 @@ static void sync_done(struct nfs_call *call, int err, void *res)
 			s->r.pathconf = r->PATHCONF3res_u.resok;
 		break;
 	}
+	case SOP_ACCESS: {
+		ACCESS3res *r = res;
+
+		if (r->status == NFS3_OK) {
+			s->r.access = r->ACCESS3res_u.resok.access;
+			take_attr(s, &r->ACCESS3res_u.resok.obj_attributes);
+		}
+		break;
+	}
 	}
 out_wake:
 	pthread_mutex_lock(&s->lock);
@@ -804,9 +637,10 @@ static int err_is_quiet(enum nfs_sop op, int err)
 }
 
 /* Run s to its end; logs an NFS error once.  Returns s->err. */
-static int sync_run(struct nfs_be *nb, struct nfs_sync *s,
-		    uint64_t deadline_ms)
+static int sync_run(struct nfs_be *nb, const struct be_cred *cred,
+		    struct nfs_sync *s, uint64_t deadline_ms)
 {
+	s->call.cred = cred;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	s->call.deadline_ms = deadline_ms;
@@ -846,9 +680,9 @@ static void diropargs(diropargs3 *d, struct nfs_node *dir, const char *name)
 	d->name = (char *)name;
 }
 
-static int nfsbe_getattr_fh(struct nfs_be *nb, const unsigned char *fh,
-			  uint32_t len, const char *name, fattr3 *out,
-			  uint64_t deadline)
+static int nfsbe_getattr_fh(struct nfs_be *nb, const struct be_cred *cred,
+			    const unsigned char *fh, uint32_t len,
+			    const char *name, fattr3 *out, uint64_t deadline)
 {
 	struct nfs_sync s;
 	int rc;
@@ -856,7 +690,7 @@ static int nfsbe_getattr_fh(struct nfs_be *nb, const unsigned char *fh,
 	sync_init(&s, SOP_GETATTR, name);
 	s.a.getattr.object.data.data_len = len;
 	s.a.getattr.object.data.data_val = (char *)fh;
-	rc = sync_run(nb, &s, deadline);
+	rc = sync_run(nb, cred, &s, deadline);
 	if (rc == 0)
 		*out = s.attr;
 	sync_free(&s);
@@ -867,7 +701,8 @@ static int nfsbe_getattr_fh(struct nfs_be *nb, const unsigned char *fh,
  * Turn the handle and attributes of a sync reply into a node: LOOKUP if
  * the server sent no handle, GETATTR if it sent no attributes.
  */
-static int sync_make_node(struct nfs_be *nb, struct nfs_sync *s,
+static int sync_make_node(struct nfs_be *nb, const struct be_cred *cred,
+			  struct nfs_sync *s,
 			  struct nfs_node *dir, const char *name,
 			  struct be_node **out, struct be_attr *attr)
 {
@@ -879,7 +714,7 @@ static int sync_make_node(struct nfs_be *nb, struct nfs_sync *s,
 
 		sync_init(&l, SOP_LOOKUP, name);
 		diropargs(&l.a.lookup.what, dir, name);
-		rc = sync_run(nb, &l, 0);
+		rc = sync_run(nb, cred, &l, 0);
 		if (rc == 0 && !l.have_fh)
 			rc = -EIO;
 		if (rc < 0) {
@@ -896,7 +731,7 @@ static int sync_make_node(struct nfs_be *nb, struct nfs_sync *s,
 		sync_free(&l);
 	}
 	if (!s->have_attr) {
-		rc = nfsbe_getattr_fh(nb, s->fh, s->fh_len, name, &s->attr, 0);
+		rc = nfsbe_getattr_fh(nb, cred, s->fh, s->fh_len, name, &s->attr, 0);
 		if (rc < 0)
 			return rc;
 		s->have_attr = 1;
@@ -914,26 +749,27 @@ static int sync_make_node(struct nfs_be *nb, struct nfs_sync *s,
 
 /* ---- namespace operations ------------------------------------------ */
 
-static int nfsbe_getattr(struct be *be, struct be_node *node,
-		       struct be_attr *attr)
+static int nfsbe_getattr(struct be *be, const struct be_cred *cred,
+			 struct be_node *node, struct be_attr *attr)
 {
 	struct nfs_node *n = NN(node);
 	fattr3 f;
 	int rc;
 
-	rc = nfsbe_getattr_fh(NB(be), n->fh, n->fh_len, NULL, &f, 0);
+	rc = nfsbe_getattr_fh(NB(be), cred, n->fh, n->fh_len, NULL, &f, 0);
 	if (rc == 0 && attr)
 		attr_from3(attr, &f);
 	return rc;
 }
 
-static int nfsbe_root(struct be *be, struct be_node **out, struct be_attr *attr)
+static int nfsbe_root(struct be *be, const struct be_cred *cred,
+		      struct be_node **out, struct be_attr *attr)
 {
 	struct nfs_be *nb = NB(be);
 	int rc;
 
 	if (attr) {
-		rc = nfsbe_getattr(be, &nb->root->base, attr);
+		rc = nfsbe_getattr(be, cred, &nb->root->base, attr);
 		if (rc < 0)
 			return rc;
 	}
@@ -942,8 +778,9 @@ static int nfsbe_root(struct be *be, struct be_node **out, struct be_attr *attr)
 	return 0;
 }
 
-static int nfsbe_lookup(struct be *be, struct be_node *dir, const char *name,
-		      struct be_node **out, struct be_attr *attr)
+static int nfsbe_lookup(struct be *be, const struct be_cred *cred,
+			struct be_node *dir, const char *name,
+			struct be_node **out, struct be_attr *attr)
 {
 	struct nfs_be *nb = NB(be);
 	struct nfs_sync s;
@@ -951,32 +788,32 @@ static int nfsbe_lookup(struct be *be, struct be_node *dir, const char *name,
 
 	sync_init(&s, SOP_LOOKUP, name);
 	diropargs(&s.a.lookup.what, NN(dir), name);
-	rc = sync_run(nb, &s, 0);
+	rc = sync_run(nb, cred, &s, 0);
 	if (rc == 0 && !s.have_fh)
 		rc = -EIO;
 	if (rc == 0)
-		rc = sync_make_node(nb, &s, NN(dir), name, out, attr);
+		rc = sync_make_node(nb, cred, &s, NN(dir), name, out, attr);
 	sync_free(&s);
 	return rc;
 }
 
-static void sattr_owner(sattr3 *sa, uint32_t mode, const struct be_cred *cred)
+/*
+ * The attributes of a new object: its mode only.  The request goes out
+ * with the caller's credentials, and the server makes the caller the
+ * owner (with the group of a setgid directory), as for the kernel client.
+ */
+static void sattr_mode(sattr3 *sa, uint32_t mode)
 {
 	memset(sa, 0, sizeof(*sa));
 	if (mode != UINT32_MAX) {
 		sa->mode.set_it = 1;
 		sa->mode.set_mode3_u.mode = mode & 07777;
 	}
-	if (cred) {
-		sa->uid.set_it = 1;
-		sa->uid.set_uid3_u.uid = cred->uid;
-		sa->gid.set_it = 1;
-		sa->gid.set_gid3_u.gid = cred->gid;
-	}
 }
 
-static int nfsbe_setattr(struct be *be, struct be_node *node,
-		       const struct be_setattr *sa, struct be_attr *attr)
+static int nfsbe_setattr(struct be *be, const struct be_cred *cred,
+			 struct be_node *node, const struct be_setattr *sa,
+			 struct be_attr *attr)
 {
 	struct nfs_be *nb = NB(be);
 	struct nfs_node *n = NN(node);
@@ -1016,12 +853,12 @@ static int nfsbe_setattr(struct be *be, struct be_node *node,
 		time_to3(&a->mtime.set_mtime_u.mtime, &sa->mtime);
 	}
 	s.a.setattr.guard.check = 0;
-	rc = sync_run(nb, &s, 0);
+	rc = sync_run(nb, cred, &s, 0);
 	if (rc == 0 && (sa->valid & BE_SET_SIZE))
 		node_truncated(n, sa->size);
 	if (rc == 0 && attr) {
 		if (!s.have_attr)
-			rc = nfsbe_getattr_fh(nb, n->fh, n->fh_len, NULL, &s.attr,
+			rc = nfsbe_getattr_fh(nb, cred, n->fh, n->fh_len, NULL, &s.attr,
 					    0);
 		if (rc == 0)
 			attr_from3(attr, &s.attr);
@@ -1030,9 +867,10 @@ static int nfsbe_setattr(struct be *be, struct be_node *node,
 	return rc;
 }
 
-static int nfsbe_create(struct be *be, struct be_node *dir, const char *name,
-		      uint32_t mode, const struct be_cred *cred, int exclusive,
-		      struct be_node **out, struct be_attr *attr)
+static int nfsbe_create(struct be *be, const struct be_cred *cred,
+			struct be_node *dir, const char *name, uint32_t mode,
+			int exclusive, struct be_node **out,
+			struct be_attr *attr)
 {
 	struct nfs_be *nb = NB(be);
 	struct nfs_sync s;
@@ -1042,17 +880,17 @@ static int nfsbe_create(struct be *be, struct be_node *dir, const char *name,
 	diropargs(&s.a.create.where, NN(dir), name);
 	s.a.create.how.mode = exclusive ? GUARDED : UNCHECKED;
 	/* obj_attributes and g_obj_attributes share the union */
-	sattr_owner(&s.a.create.how.createhow3_u.obj_attributes, mode, cred);
-	rc = sync_run(nb, &s, 0);
+	sattr_mode(&s.a.create.how.createhow3_u.obj_attributes, mode);
+	rc = sync_run(nb, cred, &s, 0);
 	if (rc == 0)
-		rc = sync_make_node(nb, &s, NN(dir), name, out, attr);
+		rc = sync_make_node(nb, cred, &s, NN(dir), name, out, attr);
 	sync_free(&s);
 	return rc;
 }
 
-static int nfsbe_mkdir(struct be *be, struct be_node *dir, const char *name,
-		     uint32_t mode, const struct be_cred *cred,
-		     struct be_node **out, struct be_attr *attr)
+static int nfsbe_mkdir(struct be *be, const struct be_cred *cred,
+		       struct be_node *dir, const char *name, uint32_t mode,
+		       struct be_node **out, struct be_attr *attr)
 {
 	struct nfs_be *nb = NB(be);
 	struct nfs_sync s;
@@ -1060,17 +898,18 @@ static int nfsbe_mkdir(struct be *be, struct be_node *dir, const char *name,
 
 	sync_init(&s, SOP_MKDIR, name);
 	diropargs(&s.a.mkdir.where, NN(dir), name);
-	sattr_owner(&s.a.mkdir.attributes, mode, cred);
-	rc = sync_run(nb, &s, 0);
+	sattr_mode(&s.a.mkdir.attributes, mode);
+	rc = sync_run(nb, cred, &s, 0);
 	if (rc == 0)
-		rc = sync_make_node(nb, &s, NN(dir), name, out, attr);
+		rc = sync_make_node(nb, cred, &s, NN(dir), name, out, attr);
 	sync_free(&s);
 	return rc;
 }
 
-static int nfsbe_mknod(struct be *be, struct be_node *dir, const char *name,
-		     uint32_t mode, uint64_t rdev, const struct be_cred *cred,
-		     struct be_node **out, struct be_attr *attr)
+static int nfsbe_mknod(struct be *be, const struct be_cred *cred,
+		       struct be_node *dir, const char *name, uint32_t mode,
+		       uint64_t rdev, struct be_node **out,
+		       struct be_attr *attr)
 {
 	struct nfs_be *nb = NB(be);
 	mknoddata3 *w;
@@ -1078,41 +917,41 @@ static int nfsbe_mknod(struct be *be, struct be_node *dir, const char *name,
 	int rc;
 
 	if (S_ISREG(mode))
-		return nfsbe_create(be, dir, name, mode, cred, 1, out, attr);
+		return nfsbe_create(be, cred, dir, name, mode, 1, out, attr);
 	sync_init(&s, SOP_MKNOD, name);
 	diropargs(&s.a.mknod.where, NN(dir), name);
 	w = &s.a.mknod.what;
 	switch (mode & S_IFMT) {
 	case S_IFIFO:
 		w->type = NF3FIFO;
-		sattr_owner(&w->mknoddata3_u.pipe_attributes, mode, cred);
+		sattr_mode(&w->mknoddata3_u.pipe_attributes, mode);
 		break;
 	case S_IFSOCK:
 		w->type = NF3SOCK;
-		sattr_owner(&w->mknoddata3_u.sock_attributes, mode, cred);
+		sattr_mode(&w->mknoddata3_u.sock_attributes, mode);
 		break;
 	case S_IFCHR:
 	case S_IFBLK:
 		/* chr_device and blk_device share the union */
 		w->type = S_ISCHR(mode) ? NF3CHR : NF3BLK;
-		sattr_owner(&w->mknoddata3_u.chr_device.dev_attributes, mode,
-			    cred);
+		sattr_mode(&w->mknoddata3_u.chr_device.dev_attributes, mode);
 		w->mknoddata3_u.chr_device.spec.specdata1 = major(rdev);
 		w->mknoddata3_u.chr_device.spec.specdata2 = minor(rdev);
 		break;
 	default:
 		return -EINVAL;
 	}
-	rc = sync_run(nb, &s, 0);
+	rc = sync_run(nb, cred, &s, 0);
 	if (rc == 0)
-		rc = sync_make_node(nb, &s, NN(dir), name, out, attr);
+		rc = sync_make_node(nb, cred, &s, NN(dir), name, out, attr);
 	sync_free(&s);
 	return rc;
 }
 
-static int nfsbe_symlink(struct be *be, struct be_node *dir, const char *name,
-		       const char *target, const struct be_cred *cred,
-		       struct be_node **out, struct be_attr *attr)
+static int nfsbe_symlink(struct be *be, const struct be_cred *cred,
+			 struct be_node *dir, const char *name,
+			 const char *target, struct be_node **out,
+			 struct be_attr *attr)
 {
 	struct nfs_be *nb = NB(be);
 	struct nfs_sync s;
@@ -1120,17 +959,17 @@ static int nfsbe_symlink(struct be *be, struct be_node *dir, const char *name,
 
 	sync_init(&s, SOP_SYMLINK, name);
 	diropargs(&s.a.symlink.where, NN(dir), name);
-	sattr_owner(&s.a.symlink.symlink.symlink_attributes, UINT32_MAX, cred);
+	sattr_mode(&s.a.symlink.symlink.symlink_attributes, UINT32_MAX);
 	s.a.symlink.symlink.symlink_data = (char *)target;
-	rc = sync_run(nb, &s, 0);
+	rc = sync_run(nb, cred, &s, 0);
 	if (rc == 0)
-		rc = sync_make_node(nb, &s, NN(dir), name, out, attr);
+		rc = sync_make_node(nb, cred, &s, NN(dir), name, out, attr);
 	sync_free(&s);
 	return rc;
 }
 
-static int nfsbe_readlink(struct be *be, struct be_node *node, char *buf,
-			size_t size)
+static int nfsbe_readlink(struct be *be, const struct be_cred *cred,
+			  struct be_node *node, char *buf, size_t size)
 {
 	struct nfs_sync s;
 	size_t len;
@@ -1138,7 +977,7 @@ static int nfsbe_readlink(struct be *be, struct be_node *node, char *buf,
 
 	sync_init(&s, SOP_READLINK, NULL);
 	fh_of(&s.a.readlink.symlink, NN(node));
-	rc = sync_run(NB(be), &s, 0);
+	rc = sync_run(NB(be), cred, &s, 0);
 	if (rc == 0) {
 		len = strlen(s.r.link);
 		memcpy(buf, s.r.link, len < size ? len : size);
@@ -1150,8 +989,9 @@ static int nfsbe_readlink(struct be *be, struct be_node *node, char *buf,
 	return rc;
 }
 
-static int nfsbe_link(struct be *be, struct be_node *node, struct be_node *dir,
-		    const char *name, struct be_attr *attr)
+static int nfsbe_link(struct be *be, const struct be_cred *cred,
+		      struct be_node *node, struct be_node *dir,
+		      const char *name, struct be_attr *attr)
 {
 	struct nfs_be *nb = NB(be);
 	struct nfs_node *n = NN(node);
@@ -1161,10 +1001,10 @@ static int nfsbe_link(struct be *be, struct be_node *node, struct be_node *dir,
 	sync_init(&s, SOP_LINK, name);
 	fh_of(&s.a.link.file, n);
 	diropargs(&s.a.link.link, NN(dir), name);
-	rc = sync_run(nb, &s, 0);
+	rc = sync_run(nb, cred, &s, 0);
 	if (rc == 0 && attr) {
 		if (!s.have_attr)
-			rc = nfsbe_getattr_fh(nb, n->fh, n->fh_len, name, &s.attr,
+			rc = nfsbe_getattr_fh(nb, cred, n->fh, n->fh_len, name, &s.attr,
 					    0);
 		if (rc == 0)
 			attr_from3(attr, &s.attr);
@@ -1173,26 +1013,28 @@ static int nfsbe_link(struct be *be, struct be_node *node, struct be_node *dir,
 	return rc;
 }
 
-static int nfsbe_unlink(struct be *be, struct be_node *dir, const char *name)
+static int nfsbe_unlink(struct be *be, const struct be_cred *cred,
+			struct be_node *dir, const char *name)
 {
 	struct nfs_sync s;
 	int rc;
 
 	sync_init(&s, SOP_REMOVE, name);
 	diropargs(&s.a.remove.object, NN(dir), name);
-	rc = sync_run(NB(be), &s, 0);
+	rc = sync_run(NB(be), cred, &s, 0);
 	sync_free(&s);
 	return rc;
 }
 
-static int nfsbe_rmdir(struct be *be, struct be_node *dir, const char *name)
+static int nfsbe_rmdir(struct be *be, const struct be_cred *cred,
+		       struct be_node *dir, const char *name)
 {
 	struct nfs_sync s;
 	int rc;
 
 	sync_init(&s, SOP_RMDIR, name);
 	diropargs(&s.a.rmdir.object, NN(dir), name);
-	rc = sync_run(NB(be), &s, 0);
+	rc = sync_run(NB(be), cred, &s, 0);
 	sync_free(&s);
 	return rc;
 }
@@ -1202,9 +1044,10 @@ static int nfsbe_rmdir(struct be *be, struct be_node *dir, const char *name)
  * first: best effort, a name created by another client between the two
  * calls is replaced.  EXCHANGE cannot be done: -EINVAL.
  */
-static int nfsbe_rename(struct be *be, struct be_node *olddir,
-		      const char *oldname, struct be_node *newdir,
-		      const char *newname, unsigned int flags)
+static int nfsbe_rename(struct be *be, const struct be_cred *cred,
+			struct be_node *olddir, const char *oldname,
+			struct be_node *newdir, const char *newname,
+			unsigned int flags)
 {
 	struct nfs_sync s;
 	int rc;
@@ -1214,7 +1057,7 @@ static int nfsbe_rename(struct be *be, struct be_node *olddir,
 	if (flags & BE_RENAME_NOREPLACE) {
 		sync_init(&s, SOP_LOOKUP, newname);
 		diropargs(&s.a.lookup.what, NN(newdir), newname);
-		rc = sync_run(NB(be), &s, 0);
+		rc = sync_run(NB(be), cred, &s, 0);
 		sync_free(&s);
 		if (rc == 0)
 			return -EEXIST;
@@ -1224,13 +1067,13 @@ static int nfsbe_rename(struct be *be, struct be_node *olddir,
 	sync_init(&s, SOP_RENAME, oldname);
 	diropargs(&s.a.rename.from, NN(olddir), oldname);
 	diropargs(&s.a.rename.to, NN(newdir), newname);
-	rc = sync_run(NB(be), &s, 0);
+	rc = sync_run(NB(be), cred, &s, 0);
 	sync_free(&s);
 	return rc;
 }
 
-static int nfsbe_readdir(struct be *be, struct be_node *dir, be_dirent_fn fn,
-		       void *arg)
+static int nfsbe_readdir(struct be *be, const struct be_cred *cred,
+			 struct be_node *dir, be_dirent_fn fn, void *arg)
 {
 	struct nfs_be *nb = NB(be);
 	cookieverf3 verf;
@@ -1248,7 +1091,7 @@ static int nfsbe_readdir(struct be *be, struct be_node *dir, be_dirent_fn fn,
 		memcpy(s.a.rdp.cookieverf, verf, sizeof(verf));
 		s.a.rdp.dircount = NFS_RDP_DIRCOUNT;
 		s.a.rdp.maxcount = NFS_RDP_MAXCOUNT;
-		rc = sync_run(nb, &s, 0);
+		rc = sync_run(nb, cred, &s, 0);
 		if (rc < 0) {
 			sync_free(&s);
 			break;
@@ -1275,7 +1118,7 @@ static int nfsbe_readdir(struct be *be, struct be_node *dir, be_dirent_fn fn,
 				n = node_new(d->fh, d->fh_len,
 					     d->have_attr ? d->attr.fileid :
 							    d->fileid);
-			rc = fn(arg, d->name, d->have_attr ? &a : NULL,
+			rc = fn(arg, d->name, d->fileid, d->have_attr ? &a : NULL,
 				n ? &n->base : NULL);
 			if (n)
 				be_node_put(be, &n->base);
@@ -1285,7 +1128,8 @@ static int nfsbe_readdir(struct be *be, struct be_node *dir, be_dirent_fn fn,
 	return rc;
 }
 
-static int nfsbe_statfs(struct be *be, struct be_node *node, struct statvfs *st)
+static int nfsbe_statfs(struct be *be, const struct be_cred *cred,
+			struct be_node *node, struct statvfs *st)
 {
 	struct nfs_be *nb = NB(be);
 	struct nfs_node *n = node ? NN(node) : nb->root;
@@ -1295,7 +1139,7 @@ static int nfsbe_statfs(struct be *be, struct be_node *node, struct statvfs *st)
 
 	sync_init(&s, SOP_FSSTAT, NULL);
 	fh_of(&s.a.fsstat.fsroot, n);
-	rc = sync_run(nb, &s, 0);
+	rc = sync_run(nb, cred, &s, 0);
 	if (rc == 0) {
 		const FSSTAT3resok *f = &s.r.fsstat;
 
@@ -1314,32 +1158,75 @@ static int nfsbe_statfs(struct be *be, struct be_node *node, struct statvfs *st)
 	return rc;
 }
 
-static int nfsbe_setxattr(struct be *be, struct be_node *node, const char *name,
-			const void *value, size_t size, int flags)
+static int nfsbe_setxattr(struct be *be, const struct be_cred *cred,
+			  struct be_node *node, const char *name,
+			  const void *value, size_t size, int flags)
 {
-	(void)be, (void)node, (void)name, (void)value, (void)size, (void)flags;
+	(void)be, (void)cred, (void)node, (void)name, (void)value, (void)size, (void)flags;
 	return -EOPNOTSUPP;
 }
 
-static int nfsbe_getxattr(struct be *be, struct be_node *node, const char *name,
-			void *value, size_t size)
+static int nfsbe_getxattr(struct be *be, const struct be_cred *cred,
+			  struct be_node *node, const char *name, void *value,
+			  size_t size)
 {
-	(void)be, (void)node, (void)name, (void)value, (void)size;
+	(void)be, (void)cred, (void)node, (void)name, (void)value, (void)size;
 	return -EOPNOTSUPP;
 }
 
-static int nfsbe_listxattr(struct be *be, struct be_node *node, char *list,
-			 size_t size)
+static int nfsbe_listxattr(struct be *be, const struct be_cred *cred,
+			   struct be_node *node, char *list, size_t size)
 {
-	(void)be, (void)node, (void)list, (void)size;
+	(void)be, (void)cred, (void)node, (void)list, (void)size;
 	return -EOPNOTSUPP;
 }
 
-static int nfsbe_removexattr(struct be *be, struct be_node *node,
-			   const char *name)
+static int nfsbe_removexattr(struct be *be, const struct be_cred *cred,
+			     struct be_node *node, const char *name)
 {
-	(void)be, (void)node, (void)name;
+	(void)be, (void)cred, (void)node, (void)name;
 	return -EOPNOTSUPP;
+}
+
+/*
+ * ACCESS, as the kernel client asks it at open: the server decides with
+ * the caller's credentials (mode bits, ACLs, root squashing).  X_OK is
+ * EXECUTE for a file and LOOKUP for a directory.
+ */
+static int nfsbe_access(struct be *be, const struct be_cred *cred,
+			struct be_node *node, int mask, struct be_attr *attr)
+{
+	struct nfs_be *nb = NB(be);
+	struct nfs_node *n = NN(node);
+	uint32_t want = 0, x;
+	struct nfs_sync s;
+	int rc;
+
+	if (mask & R_OK)
+		want |= ACCESS3_READ;
+	if (mask & W_OK)
+		want |= ACCESS3_MODIFY;
+	if (mask & X_OK)
+		want |= ACCESS3_EXECUTE | ACCESS3_LOOKUP;
+	sync_init(&s, SOP_ACCESS, NULL);
+	fh_of(&s.a.access.object, n);
+	s.a.access.access = want ? want : ACCESS3_READ;
+	rc = sync_run(nb, cred, &s, 0);
+	if (rc == 0 && !s.have_attr)
+		rc = nfsbe_getattr_fh(nb, cred, n->fh, n->fh_len, NULL, &s.attr,
+				      0);
+	if (rc == 0) {
+		x = s.attr.type == NF3DIR ? ACCESS3_LOOKUP : ACCESS3_EXECUTE;
+		want &= ~(uint32_t)(ACCESS3_EXECUTE | ACCESS3_LOOKUP);
+		if (mask & X_OK)
+			want |= x;
+		if ((s.r.access & want) != want)
+			rc = -EACCES;
+		if (attr)
+			attr_from3(attr, &s.attr);
+	}
+	sync_free(&s);
+	return rc;
 }
 
 /* ---- data ---------------------------------------------------------- */
@@ -1364,6 +1251,8 @@ struct nfs_piece {
 struct nfs_io {
 	struct nfs_be *nb;
 	struct nfs_node *node;	/* a reference, until the end */
+	struct be_cred cred;	/* the caller's, if has_cred */
+	bool has_cred;
 	const struct iovec *iov;
 	int iovcnt;
 	uint64_t off;
@@ -1607,9 +1496,9 @@ out_end:
 	piece_end(p);
 }
 
-static int nfsbe_rw(struct be *be, struct be_node *node,
-		  const struct iovec *iov, int iovcnt, uint64_t off,
-		  be_io_cb cb, void *cookie, int is_write)
+static int nfsbe_rw(struct be *be, const struct be_cred *cred,
+		    struct be_node *node, const struct iovec *iov, int iovcnt,
+		    uint64_t off, be_io_cb cb, void *cookie, int is_write)
 {
 	struct nfs_be *nb = NB(be);
 	struct nfs_io *io;
@@ -1639,6 +1528,10 @@ static int nfsbe_rw(struct be *be, struct be_node *node,
 	io->cb = cb;
 	io->cookie = cookie;
 	io->npieces = n;
+	if (cred) {
+		io->cred = *cred;
+		io->has_cred = true;
+	}
 	atomic_init(&io->pending, n);
 	atomic_init(&io->err, 0);
 	atomic_init(&io->eof, UINT64_MAX);
@@ -1653,6 +1546,7 @@ static int nfsbe_rw(struct be *be, struct be_node *node,
 		p->call.issue = is_write ? write_issue : read_issue;
 		p->call.done = is_write ? write_done : read_done;
 		p->call.weight = p->len;
+		p->call.cred = io->has_cred ? &io->cred : NULL;
 		if (!is_write)
 			continue;
 		p->buf = iov_contig(iov, iovcnt, pos, p->len);
@@ -1673,18 +1567,18 @@ static int nfsbe_rw(struct be *be, struct be_node *node,
 	return 0;
 }
 
-static int nfsbe_read(struct be *be, struct be_node *node,
-		    const struct iovec *iov, int iovcnt, uint64_t off,
-		    be_io_cb cb, void *cookie)
+static int nfsbe_read(struct be *be, const struct be_cred *cred,
+		      struct be_node *node, const struct iovec *iov,
+		      int iovcnt, uint64_t off, be_io_cb cb, void *cookie)
 {
-	return nfsbe_rw(be, node, iov, iovcnt, off, cb, cookie, 0);
+	return nfsbe_rw(be, cred, node, iov, iovcnt, off, cb, cookie, 0);
 }
 
-static int nfsbe_write(struct be *be, struct be_node *node,
-		     const struct iovec *iov, int iovcnt, uint64_t off,
-		     be_io_cb cb, void *cookie)
+static int nfsbe_write(struct be *be, const struct be_cred *cred,
+		       struct be_node *node, const struct iovec *iov,
+		       int iovcnt, uint64_t off, be_io_cb cb, void *cookie)
 {
-	return nfsbe_rw(be, node, iov, iovcnt, off, cb, cookie, 1);
+	return nfsbe_rw(be, cred, node, iov, iovcnt, off, cb, cookie, 1);
 }
 
 struct nfsbe_commit {
@@ -1692,7 +1586,11 @@ struct nfsbe_commit {
 	struct nfs_be *nb;
 	struct nfs_node *node;	/* a reference, until the end */
 	COMMIT3args a;
-	uint64_t wseq;		/* node->wseq when the COMMIT was sent */
+	struct be_cred cred;	/* the caller's, if has_cred */
+	bool has_cred;
+	uint64_t wseq;		/* the node's write count when prepared */
+	const struct be_range *r;	/* the caller's, until cb */
+	unsigned int nr;
 	be_io_cb cb;
 	void *cookie;
 };
@@ -1709,33 +1607,44 @@ static void commit_done(struct nfs_call *call, int err, void *res)
 {
 	struct nfsbe_commit *c = container_of(call, struct nfsbe_commit, call);
 	struct nfs_be *nb = c->nb;
+	struct nfs_node *n = c->node;
 	COMMIT3res *r = res;
+	uint64_t gen, lost = 0;
 
 	if (err) {
 		log_msg(LOG_LVL_ERR, "nfs", "%s: COMMIT fileid %llu: %s (%s)",
-			nb->be.spec, (unsigned long long)c->node->base.fileid,
+			nb->be.spec, (unsigned long long)n->base.fileid,
 			strerror(-err), call->why);
 	} else if (r->status != NFS3_OK) {
 		err = nfs_stat3_to_errno(r->status);
 		log_msg(LOG_LVL_WARN, "nfs", "%s: COMMIT fileid %llu: %s (%s)",
-			nb->be.spec, (unsigned long long)c->node->base.fileid,
+			nb->be.spec, (unsigned long long)n->base.fileid,
 			strerror(-err), nfs_stat3_str(r->status));
-	} else if (err == 0) {
-		err = node_commit_done(nb, c->node, r->COMMIT3res_u.resok.verf,
-				       c->wseq);
+	} else {
+		gen = verf_note(nb, r->COMMIT3res_u.resok.verf);
+		pthread_mutex_lock(&n->lock);
+		err = nfs_wt_commit_done(&n->wt, gen, c->wseq, c->r, c->nr);
 		if (err)
+			lost = nfs_wt_lost_bytes(&n->wt);
+		pthread_mutex_unlock(&n->lock);
+		if (err == -EAGAIN)
+			log_msg(LOG_LVL_INFO, "nfs",
+				"%s: COMMIT fileid %llu: the server restarted after some of these writes (write verifier changed); %llu bytes of the file must be written again",
+				nb->be.spec, (unsigned long long)n->base.fileid,
+				(unsigned long long)lost);
+		else if (err)
 			log_msg(LOG_LVL_ERR, "nfs",
-				"%s: COMMIT fileid %llu: the server restarted (write verifier changed) and data written to this file before that is not stable yet: it must be written again",
-				nb->be.spec,
-				(unsigned long long)c->node->base.fileid);
+				"%s: COMMIT fileid %llu: out of memory tracking unstable writes",
+				nb->be.spec, (unsigned long long)n->base.fileid);
 	}
-	be_node_put(&nb->be, &c->node->base);
+	be_node_put(&nb->be, &n->base);
 	c->cb(c->cookie, err);
 	free(c);
 }
 
-static int nfsbe_commit(struct be *be, struct be_node *node, be_io_cb cb,
-		      void *cookie)
+static int nfsbe_commit_ranges(struct be *be, const struct be_cred *cred,
+			       struct be_node *node, const struct be_range *r,
+			       unsigned int nr, be_io_cb cb, void *cookie)
 {
 	struct nfs_be *nb = NB(be);
 	struct nfs_node *n = NN(node);
@@ -1748,18 +1657,31 @@ static int nfsbe_commit(struct be *be, struct be_node *node, be_io_cb cb,
 	c->node = NN(be_node_get(node));
 	fh_of(&c->a.file, n);
 	c->a.offset = 0;
-	c->a.count = 0;		/* the whole file */
+	c->a.count = 0;		/* the whole file: see nfs_wt_commit_done */
 	pthread_mutex_lock(&n->lock);
-	c->wseq = n->wseq;
+	c->wseq = nfs_wt_commit_start(&n->wt);
 	pthread_mutex_unlock(&n->lock);
+	c->r = r;
+	c->nr = nr;
 	c->cb = cb;
 	c->cookie = cookie;
 	c->call.op = "COMMIT";
 	c->call.issue = commit_issue;
 	c->call.done = commit_done;
 	c->call.weight = NFS_SMALL_WEIGHT;
+	if (cred) {
+		c->cred = *cred;
+		c->has_cred = true;
+		c->call.cred = &c->cred;
+	}
 	nfs_pool_submit(nb->pool, &c->call);
 	return 0;
+}
+
+static int nfsbe_commit(struct be *be, const struct be_cred *cred,
+			struct be_node *node, be_io_cb cb, void *cookie)
+{
+	return nfsbe_commit_ranges(be, cred, node, NULL, 0, cb, cookie);
 }
 
 /* ---- handles -------------------------------------------------------- */
@@ -1777,8 +1699,9 @@ static int nfsbe_node_encode(struct be *be, struct be_node *node, void *buf,
 	return 0;
 }
 
-static int nfsbe_node_decode(struct be *be, const void *buf, size_t len,
-			   struct be_node **out, struct be_attr *attr)
+static int nfsbe_node_decode(struct be *be, const struct be_cred *cred,
+			     const void *buf, size_t len, struct be_node **out,
+			     struct be_attr *attr)
 {
 	struct nfs_be *nb = NB(be);
 	struct nfs_node *n;
@@ -1787,7 +1710,7 @@ static int nfsbe_node_decode(struct be *be, const void *buf, size_t len,
 
 	if (len == 0 || len > NFS3_FHSIZE)
 		return -EINVAL;
-	rc = nfsbe_getattr_fh(nb, buf, (uint32_t)len, NULL, &f, 0);
+	rc = nfsbe_getattr_fh(nb, cred, buf, (uint32_t)len, NULL, &f, 0);
 	if (rc < 0)
 		return rc;
 	if (attr)
@@ -1843,8 +1766,10 @@ static const struct be_ops nfsbe_ops = {
 	.read = nfsbe_read,
 	.write = nfsbe_write,
 	.commit = nfsbe_commit,
+	.commit_ranges = nfsbe_commit_ranges,
 	.node_encode = nfsbe_node_encode,
 	.node_decode = nfsbe_node_decode,
+	.access = nfsbe_access,
 };
 
 /* One line for an open-time call that failed. */
@@ -1902,7 +1827,7 @@ static int nfsbe_open_tree(struct nfs_be *nb, const unsigned char *fh,
 		s.a.lookup.what.dir.data.data_len = cur_len;
 		s.a.lookup.what.dir.data.data_val = (char *)cur;
 		s.a.lookup.what.name = name;
-		rc = sync_run(nb, &s, deadline);
+		rc = sync_run(nb, NULL, &s, deadline);
 		if (rc == 0 && !s.have_fh)
 			rc = -EIO;
 		if (rc < 0) {
@@ -1922,7 +1847,7 @@ static int nfsbe_open_tree(struct nfs_be *nb, const unsigned char *fh,
 	s.quiet = 1;
 	s.a.getattr.object.data.data_len = cur_len;
 	s.a.getattr.object.data.data_val = (char *)cur;
-	rc = sync_run(nb, &s, deadline);
+	rc = sync_run(nb, NULL, &s, deadline);
 	if (rc < 0) {
 		open_err(nb, &s, path, timeout_ms, err, errlen);
 		return rc;
@@ -1942,7 +1867,7 @@ static int nfsbe_open_tree(struct nfs_be *nb, const unsigned char *fh,
 	sync_init(&s, SOP_FSINFO, NULL);
 	s.quiet = 1;
 	fh_of(&s.a.fsinfo.fsroot, nb->root);
-	rc = sync_run(nb, &s, deadline);
+	rc = sync_run(nb, NULL, &s, deadline);
 	if (rc < 0) {
 		open_err(nb, &s, path, timeout_ms, err, errlen);
 		return rc;
@@ -1962,7 +1887,7 @@ static int nfsbe_open_tree(struct nfs_be *nb, const unsigned char *fh,
 	s.quiet = 1;
 	fh_of(&s.a.pathconf.object, nb->root);
 	/* the Linux VFS stops at NAME_MAX whatever the server allows */
-	if (sync_run(nb, &s, deadline) == 0 && s.r.pathconf.name_max &&
+	if (sync_run(nb, NULL, &s, deadline) == 0 && s.r.pathconf.name_max &&
 	    s.r.pathconf.name_max < NAME_MAX)
 		nb->namemax = s.r.pathconf.name_max;
 	return 0;

@@ -26,6 +26,18 @@
  *
  * Retried calls are not idempotent in general (a REMOVE whose reply was
  * lost comes back NOENT the second time); nfs.c copes where it can.
+ *
+ * Credentials.  Every call goes out with its own AUTH_SYS credential
+ * (call->cred: the application's user, or the daemon's).  libnfs encodes
+ * a context's auth into a request when it builds it, and a context is
+ * driven by this one thread, so the thread installs the call's
+ * credential right before it builds the call.  rpc_set_auth() frees the
+ * auth it replaces, so cached AUTH objects cannot be swapped in: each
+ * context gets one AUTH of the largest size (BE_CRED_NGROUPS groups) at
+ * connect, owned by libnfs, and each issue copies the encoded body of
+ * the call's credential into it from a small per-connection cache of
+ * AUTH objects keyed by (uid, gid, groups), made with
+ * libnfs_authunix_create() on a miss.
  */
 #include "backend.h"
 #include "nfs_int.h"
@@ -48,16 +60,25 @@
 #include <nfsc/libnfs-raw.h>
 #include <nfsc/libnfs-raw-mount.h>
 #include <nfsc/libnfs-raw-nfs.h>
+#include <nfsc/libnfs-zdr.h>
 
 #define CONN_BACKOFF_MIN_MS 50
 #define CONN_BACKOFF_MAX_MS 2000
 #define CONN_TICK_MS 100
 #define JUKEBOX_DELAY_MS 250
 #define JUKEBOX_DELAY_MAX_MS 4000
+#define CONN_AUTH_CACHE 8	/* credentials cached per connection */
 
 /* A doubly linked list of calls, owner thread only. */
 struct call_list {
 	struct nfs_call *head, *tail;
+};
+
+/* A credential and its encoded AUTH_SYS form (never given to libnfs). */
+struct conn_auth {
+	struct be_cred cred;
+	struct AUTH *auth;
+	uint64_t used;		/* LRU stamp */
 };
 
 /* One issue of a call: what libnfs knows as private_data. */
@@ -97,6 +118,12 @@ struct nfs_conn {
 	unsigned int ninflight;		/* tickets with a live call */
 	char why[256];			/* this failure, for logs */
 	char last_why[256];		/* the last teardown's reason */
+	struct AUTH *auth;	/* the context's, owned by libnfs; NULL
+				 * without a context */
+	int auth_cur;		/* auths[] entry copied into it, or -1 */
+	struct conn_auth auths[CONN_AUTH_CACHE];
+	unsigned int nauth;
+	uint64_t auth_clock;
 };
 
 struct nfs_pool {
@@ -104,6 +131,9 @@ struct nfs_pool {
 	char *spec;
 	char *host;
 	atomic_uint rr;
+	struct be_cred self;	/* the daemon's: calls without a cred */
+	char machine[65];	/* AUTH_SYS machine name: the host name */
+	uint32_t auth_len;	/* size of the largest credential body */
 	pthread_mutex_t err_lock;
 	char last_error[256];	/* protected by err_lock */
 	unsigned int nconn;
@@ -275,6 +305,95 @@ void nfs_pool_submit(struct nfs_pool *pool, struct nfs_call *call)
 
 /* ---- the owner thread ----------------------------------------------- */
 
+/* The encoded AUTH_SYS credential of cred, from the cache or made now. */
+static struct conn_auth *conn_auth_get(struct nfs_conn *conn,
+				       const struct be_cred *cred)
+{
+	struct nfs_pool *pool = conn->pool;
+	struct conn_auth *e;
+	struct AUTH *a;
+	unsigned int i, victim = 0;
+	uint32_t n = cred->ngroups < BE_CRED_NGROUPS ? cred->ngroups :
+						       BE_CRED_NGROUPS;
+
+	for (i = 0; i < conn->nauth; i++) {
+		e = &conn->auths[i];
+		if (be_cred_equal(&e->cred, cred))
+			goto out_found;
+		if (e->used < conn->auths[victim].used)
+			victim = i;
+	}
+	a = libnfs_authunix_create(pool->machine, cred->uid, cred->gid, n,
+				   (uint32_t *)cred->groups);
+	if (!a)
+		return NULL;
+	if (a->ah_cred.oa_length > pool->auth_len) {
+		libnfs_auth_destroy(a);	/* cannot happen: n <= the max */
+		return NULL;
+	}
+	if (conn->nauth < CONN_AUTH_CACHE) {
+		i = conn->nauth++;
+	} else {
+		i = victim;
+		libnfs_auth_destroy(conn->auths[i].auth);
+		if (conn->auth_cur == (int)i)
+			conn->auth_cur = -1;
+	}
+	e = &conn->auths[i];
+	memset(&e->cred, 0, sizeof(e->cred));
+	e->cred.uid = cred->uid;
+	e->cred.gid = cred->gid;
+	e->cred.ngroups = n;
+	memcpy(e->cred.groups, cred->groups, n * sizeof(cred->groups[0]));
+	e->auth = a;
+out_found:
+	e->used = ++conn->auth_clock;
+	return e;
+}
+
+/* Make the context's next request go out with cred (NULL: the daemon's). */
+static int conn_set_auth(struct nfs_conn *conn, const struct be_cred *cred)
+{
+	struct conn_auth *e;
+
+	if (!conn->auth)
+		return -EIO;
+	e = conn_auth_get(conn, cred ? cred : &conn->pool->self);
+	if (!e)
+		return -ENOMEM;
+	if (conn->auth_cur == (int)(e - conn->auths))
+		return 0;
+	memcpy(conn->auth->ah_cred.oa_base, e->auth->ah_cred.oa_base,
+	       e->auth->ah_cred.oa_length);
+	conn->auth->ah_cred.oa_length = e->auth->ah_cred.oa_length;
+	conn->auth_cur = (int)(e - conn->auths);
+	return 0;
+}
+
+/* The context's own AUTH, big enough for any credential. */
+static int conn_make_auth(struct nfs_conn *conn)
+{
+	uint32_t zeros[BE_CRED_NGROUPS] = { 0 };
+	struct AUTH *a = libnfs_authunix_create(conn->pool->machine, 0, 0,
+						BE_CRED_NGROUPS, zeros);
+
+	if (!a)
+		return -ENOMEM;
+	rpc_set_auth(conn->rpc, a);	/* frees libnfs's default one */
+	conn->auth = a;
+	conn->auth_cur = -1;
+	return conn_set_auth(conn, NULL);
+}
+
+static void conn_free_auths(struct nfs_conn *conn)
+{
+	unsigned int i;
+
+	for (i = 0; i < conn->nauth; i++)
+		libnfs_auth_destroy(conn->auths[i].auth);
+	conn->nauth = 0;
+}
+
 static void conn_rpc_cb(struct rpc_context *rpc, int status, void *data,
 			void *priv)
 {
@@ -377,7 +496,7 @@ static void conn_start_connect(struct nfs_conn *conn, uint64_t now)
 	int rc;
 
 	conn->rpc = rpc_init_context();
-	if (!conn->rpc) {
+	if (!conn->rpc || conn_make_auth(conn) < 0) {
 		snprintf(conn->why, sizeof(conn->why), "out of memory");
 		conn->broken = 1;
 		return;
@@ -435,9 +554,11 @@ static void conn_teardown(struct nfs_conn *conn, uint64_t now, int stopping)
 			log_msg(LOG_LVL_WARN, "nfs",
 				"%s: connection %u to %s lost: %s; reconnecting",
 				pool->spec, conn->idx, pool->host, conn->why);
-		rpc_destroy_context(conn->rpc);
+		rpc_destroy_context(conn->rpc);	/* frees conn->auth */
 		conn->rpc = NULL;
 	}
+	conn->auth = NULL;
+	conn->auth_cur = -1;
 	if (conn->why[0]) {
 		set_last_error(pool, conn->why);
 		snprintf(conn->last_why, sizeof(conn->last_why), "%s",
@@ -513,7 +634,9 @@ static void conn_issue(struct nfs_conn *conn, struct nfs_call *call,
 	conn->ninflight++;
 	call->tkt = t;
 	call->tries++;
-	rc = call->issue(call, conn->rpc, conn_rpc_cb, t);
+	rc = conn_set_auth(conn, call->cred);
+	if (rc == 0)
+		rc = call->issue(call, conn->rpc, conn_rpc_cb, t);
 	if (rc == 0)
 		return;
 	/* not queued: libnfs did not keep the ticket */
@@ -704,6 +827,24 @@ int nfs_pool_create(const struct nfs_pool_params *p, struct nfs_pool **out)
 	}
 	pool->p.spec = pool->spec;
 	pool->p.host = pool->host;
+	pool->self.uid = (uint32_t)geteuid();
+	pool->self.gid = (uint32_t)getegid();
+	if (gethostname(pool->machine, sizeof(pool->machine) - 1) < 0 ||
+	    !pool->machine[0])
+		snprintf(pool->machine, sizeof(pool->machine), "stagefs");
+	{
+		uint32_t zeros[BE_CRED_NGROUPS] = { 0 };
+		struct AUTH *a = libnfs_authunix_create(pool->machine, 0, 0,
+							BE_CRED_NGROUPS,
+							zeros);
+
+		if (!a) {
+			rc = -ENOMEM;
+			goto out_free;
+		}
+		pool->auth_len = a->ah_cred.oa_length;
+		libnfs_auth_destroy(a);
+	}
 	pthread_mutex_init(&pool->err_lock, NULL);
 	for (i = 0; i < n; i++) {
 		struct nfs_conn *conn = &pool->conns[i];
@@ -711,6 +852,7 @@ int nfs_pool_create(const struct nfs_pool_params *p, struct nfs_pool **out)
 		conn->pool = pool;
 		conn->idx = i;
 		conn->fail_err = -EIO;
+		conn->auth_cur = -1;
 		pthread_mutex_init(&conn->lock, NULL);
 		conn->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (conn->efd < 0) {
@@ -767,6 +909,7 @@ void nfs_pool_destroy(struct nfs_pool *pool)
 		}
 		close(conn->efd);
 		pthread_mutex_destroy(&conn->lock);
+		conn_free_auths(conn);
 	}
 	pthread_mutex_destroy(&pool->err_lock);
 	free(pool->spec);

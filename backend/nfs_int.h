@@ -3,7 +3,7 @@
  * nfs_int.h - private to the NFSv3 backend (nfs.c, nfs_conn.c, nfs_url.c)
  * and its unit test.
  *
- * Three layers:
+ * Four parts:
  *   nfs_url.c   parsing nfs://HOST[:PORT]/PATH and mapping NFS3ERR_* to
  *               -errno.  Pure functions, no libnfs calls, so the unit test
  *               links this file alone.
@@ -11,10 +11,18 @@
  *               TCP connection owned by one thread, plus the one-shot
  *               MOUNT exchange at open time.  It knows nothing about the
  *               meaning of the calls it carries.
+ *   nfs_verf.c  which unstable writes a COMMIT made stable (the write
+ *               verifier bookkeeping).  Pure, linked alone by its test.
  *   nfs.c       the be_ops table: builds NFSv3 calls, splits data requests
  *               into rsize/wsize pieces, turns replies into be_attr.
  *
+ * Credentials: each connection keeps a small cache of AUTH_SYS
+ * credentials, and before it builds a call's RPC it installs the call's
+ * (libnfs encodes a context's auth into each request when it builds it).
+ *
  * Thread safety: nfs_spec_*() and nfs_stat3_*() are pure and reentrant.
+ * nfs_wt_*() take no locks: calls on one tracker must be serialised by
+ * the caller.
  * nfs_pool_submit() may be called from any thread, including from a done
  * callback.  A struct nfs_call belongs to the pool from nfs_pool_submit()
  * until its done callback runs; done runs exactly once, on the thread
@@ -28,6 +36,8 @@
 #include <stddef.h>
 #include <stdatomic.h>
 #include <stdint.h>
+
+#include "backend.h"
 
 /* ---- nfs_url.c ---------------------------------------------------- */
 
@@ -74,8 +84,52 @@ const char *nfs_stat3_str(int stat);
 /* MNT3ERR_* to a short text, for the open-time messages. */
 const char *nfs_mnt3_str(int stat);
 
+/* ---- nfs_verf.c -------------------------------------------------- */
+
+/* A byte range [start, end) of a file and the newest write in it. */
+struct nfs_wrange {
+	uint64_t start, end;
+	uint64_t seq;		/* the newest write in it */
+	uint64_t gen;		/* verifier generation it was written under */
+};
+
+/*
+ * One file's unstable writes (see nfs_verf.c).  Zero-initialise; free
+ * with nfs_wt_free().
+ */
+struct nfs_wtrack {
+	uint64_t wseq;		/* completed writes so far */
+	uint64_t commit_wseq;	/* wseq when the newest COMMIT was prepared */
+	struct nfs_wrange *unc;	/* completed writes no COMMIT covers yet */
+	size_t nunc, capunc;
+	struct nfs_wrange *lost; /* written under an old verifier, not since */
+	size_t nlost, caplost;
+	uint64_t untracked_gen;	/* out of memory while tracking: be careful */
+};
+
+void nfs_wt_free(struct nfs_wtrack *t);
+/* A WRITE of [off, off + len) completed under generation gen. */
+void nfs_wt_write_done(struct nfs_wtrack *t, uint64_t gen, uint64_t off,
+		       uint64_t len);
+/* A COMMIT is about to be sent: returns the wseq to give commit_done. */
+uint64_t nfs_wt_commit_start(struct nfs_wtrack *t);
+/*
+ * The COMMIT prepared at wseq succeeded under generation gen.  Returns 0
+ * if the completed writes to r[0..nr) (nr == 0: the whole file) are
+ * stable; -EAGAIN if some of them were lost (the server restarted after
+ * they were written): write them again and commit again; -EIO if out of
+ * memory made it unknowable.
+ */
+int nfs_wt_commit_done(struct nfs_wtrack *t, uint64_t gen, uint64_t wseq,
+		       const struct be_range *r, unsigned int nr);
+/* The file was truncated to size: forget what lies beyond. */
+void nfs_wt_truncate(struct nfs_wtrack *t, uint64_t size);
+/* How many bytes are lost now (logs, tests). */
+uint64_t nfs_wt_lost_bytes(const struct nfs_wtrack *t);
+
 /* ---- nfs_conn.c --------------------------------------------------- */
 
+struct be_cred;
 struct rpc_context;
 struct nfs_pool;
 struct nfs_call;
@@ -114,6 +168,12 @@ struct nfs_call {
 	const char *op;		/* "READ", for logs */
 	uint32_t weight;	/* bytes it moves, for balancing */
 	uint64_t deadline_ms;	/* 0: first submit + retry deadline */
+	/*
+	 * Who the call is made for, sent as AUTH_SYS; NULL: the daemon's
+	 * own (its uid and gid, no groups).  Owned by the submitter, valid
+	 * until done.
+	 */
+	const struct be_cred *cred;
 	/* Private to nfs_conn.c; valid while the pool owns the call. */
 	struct nfs_call *next, *prev;
 	struct nfs_tkt *tkt;

@@ -23,8 +23,24 @@
  * node keeps its O_PATH descriptor for its life, as before, and only its
  * read-write one is in the LRU.
  *
+ * Credentials: an operation made for a user runs with that user's file
+ * system ids on the calling thread (setfsuid, setfsgid and the groups),
+ * which it gives back when it returns, so the kernel (and under it a
+ * kernel NFS client, with root squashing) checks every access and makes
+ * the user the owner of what it creates.  glibc's setgroups() changes
+ * every thread of the process, so the raw system call is used, which in
+ * the kernel changes only the calling thread's.  A data operation for a
+ * user opens its own descriptor with the user's ids, through /proc from
+ * the node's O_PATH one (the NFS client sends a descriptor's I/O with its
+ * opener's credentials); the LRU's read-write descriptors are the
+ * daemon's.  O_PATH descriptors are opened by handle as the daemon for a
+ * moment (open_by_handle_at needs CAP_DAC_READ_SEARCH, which a user's
+ * fsuid drops); an O_PATH descriptor grants nothing by itself.  A daemon
+ * that is not root cannot switch and works as itself.
+ *
  * Thread safety: a node's fields are immutable after creation; its
  * descriptors are the fdlru's (fdlru.h), used between pn_get and pn_put.
+ * The id switch is per thread and undone before each operation returns.
  */
 #include "backend_int.h"
 #include "fdlru.h"
@@ -38,7 +54,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/fsuid.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -51,6 +69,11 @@ struct posix_be {
 	int mnt_id;		/* the root's mount: handles of it open here */
 	bool handles;		/* open_by_handle_at works (see posix_open) */
 	struct fdlru *fdlru;	/* the nodes' descriptors */
+	bool switch_ids;	/* root: requests run with the caller's ids */
+	uid_t self_uid;		/* the daemon's ids, given back after each */
+	gid_t self_gid;
+	int self_ngroups;
+	gid_t *self_groups;
 };
 
 /* A node's descriptors, slots of its fdlru entry. */
@@ -76,6 +99,83 @@ static inline struct posix_be *to_pbe(struct be *be)
 static inline struct posix_node *to_pn(struct be_node *n)
 {
 	return container_of(n, struct posix_node, base);
+}
+
+/* ---- the caller's ids on this thread ---------------------------------- */
+
+static int set_groups(size_t n, const gid_t *groups)
+{
+	/* per thread, unlike glibc's setgroups() */
+	return syscall(SYS_setgroups, n, groups) < 0 ? -errno : 0;
+}
+
+/*
+ * Take cred's file system ids on this thread.  Returns 1 if it switched
+ * (ids_leave() switches back), 0 if there was nothing to do, or -errno.
+ */
+static int ids_enter(struct be *be, const struct be_cred *cred)
+{
+	struct posix_be *p = container_of(be, struct posix_be, base);
+	gid_t groups[BE_CRED_NGROUPS];
+	uint32_t i, n;
+	int rc;
+
+	if (!cred || !p->switch_ids)
+		return 0;
+	n = cred->ngroups < BE_CRED_NGROUPS ? cred->ngroups : BE_CRED_NGROUPS;
+	for (i = 0; i < n; i++)
+		groups[i] = cred->groups[i];
+	rc = set_groups(n, groups);
+	if (rc < 0)
+		return rc;
+	setfsgid(cred->gid);
+	setfsuid(cred->uid);
+	/* setfsuid() reports no error: read the ids back */
+	if ((uid_t)setfsuid((uid_t)-1) != cred->uid ||
+	    (gid_t)setfsgid((gid_t)-1) != cred->gid) {
+		setfsuid(p->self_uid);
+		setfsgid(p->self_gid);
+		set_groups((size_t)p->self_ngroups, p->self_groups);
+		return -EPERM;
+	}
+	return 1;
+}
+
+static void ids_leave(struct be *be, int entered)
+{
+	struct posix_be *p = container_of(be, struct posix_be, base);
+
+	if (entered <= 0)
+		return;
+	setfsuid(p->self_uid);
+	setfsgid(p->self_gid);
+	set_groups((size_t)p->self_ngroups, p->self_groups);
+}
+
+/*
+ * open_by_handle_at() as the daemon for a moment, whatever ids this
+ * thread runs with: it needs CAP_DAC_READ_SEARCH, which a user's fsuid
+ * takes away (setfsuid back to root's gives it back).
+ */
+static int open_handle_as_daemon(struct posix_be *p, struct file_handle *fh,
+				 int flags)
+{
+	uid_t u = (uid_t)setfsuid((uid_t)-1);
+	gid_t g = (gid_t)setfsgid((gid_t)-1);
+	int fd, e;
+
+	if (u != p->self_uid || g != p->self_gid) {
+		setfsuid(p->self_uid);
+		setfsgid(p->self_gid);
+	}
+	fd = open_by_handle_at(p->mountfd, fh, flags);
+	e = errno;
+	if (u != p->self_uid || g != p->self_gid) {
+		setfsgid(g);
+		setfsuid(u);
+	}
+	errno = e;
+	return fd;
 }
 
 static void proc_path(char *buf, size_t len, int fd)
@@ -164,14 +264,12 @@ static int node_open_slot(struct fdlru_ent *e, unsigned int slot,
 	}
 	node_handle(pn, &h);
 	if (slot == PN_PATH) {
-		fd = open_by_handle_at(pn->pbe->mountfd, &h.fh,
-				       O_PATH | O_CLOEXEC);
+		fd = open_handle_as_daemon(pn->pbe, &h.fh, O_PATH | O_CLOEXEC);
 	} else {
-		fd = open_by_handle_at(pn->pbe->mountfd, &h.fh,
-				       O_RDWR | O_CLOEXEC);
+		fd = open_handle_as_daemon(pn->pbe, &h.fh, O_RDWR | O_CLOEXEC);
 		if (fd < 0 && errno == EISDIR)
-			fd = open_by_handle_at(pn->pbe->mountfd, &h.fh,
-					       O_RDONLY | O_CLOEXEC);
+			fd = open_handle_as_daemon(pn->pbe, &h.fh,
+						   O_RDONLY | O_CLOEXEC);
 	}
 	return fd < 0 ? -errno : fd;
 }
@@ -287,6 +385,7 @@ static void posix_destroy(struct be *be)
 	close(p->rootfd);
 	close(p->mountfd);
 	fdlru_destroy(p->fdlru);
+	free(p->self_groups);
 	free(be->spec);
 	free(p);
 }
@@ -301,7 +400,7 @@ static void posix_node_free(struct be *be, struct be_node *n)
 	free(pn);
 }
 
-static int posix_root(struct be *be, struct be_node **out,
+static int px_root(struct be *be, struct be_node **out,
 		      struct be_attr *attr)
 {
 	int fd = fcntl(to_pbe(be)->rootfd, F_DUPFD_CLOEXEC, 0);
@@ -311,7 +410,7 @@ static int posix_root(struct be *be, struct be_node **out,
 	return node_from_fd(be, fd, out, attr);
 }
 
-static int posix_lookup(struct be *be, struct be_node *dir, const char *name,
+static int px_lookup(struct be *be, struct be_node *dir, const char *name,
 			struct be_node **out, struct be_attr *attr)
 {
 	int dirfd = path_get(dir);
@@ -326,7 +425,7 @@ static int posix_lookup(struct be *be, struct be_node *dir, const char *name,
 	return rc;
 }
 
-static int posix_getattr(struct be *be, struct be_node *n,
+static int px_getattr(struct be *be, struct be_node *n,
 			 struct be_attr *attr)
 {
 	int fd = path_get(n);
@@ -339,8 +438,42 @@ static int posix_getattr(struct be *be, struct be_node *n,
 	return rc < 0 ? posix_err("getattr", NULL, -rc) : 0;
 }
 
+/*
+ * A descriptor for data I/O with this thread's ids: the LRU's read-write
+ * one for the daemon, or, when the thread runs as a user (switched), one
+ * opened now with flags through /proc from the O_PATH descriptor pfd
+ * (-1: take it here).  io_fd_done() gives it back.
+ */
+static int io_fd(struct posix_node *pn, int pfd, int switched, int flags)
+{
+	char path[64];
+	int fd, own = pfd < 0;
+
+	if (switched <= 0)
+		return pn_get(pn, PN_RW);
+	if (own) {
+		pfd = pn_get(pn, PN_PATH);
+		if (pfd < 0)
+			return pfd;
+	}
+	proc_path(path, sizeof(path), pfd);
+	fd = open(path, flags | O_CLOEXEC);
+	fd = fd < 0 ? -errno : fd;
+	if (own)
+		pn_put(pn);
+	return fd;
+}
+
+static void io_fd_done(struct posix_node *pn, int fd, int switched)
+{
+	if (switched <= 0)
+		pn_put(pn);
+	else if (fd >= 0)
+		close(fd);
+}
+
 /* setattr with the node's O_PATH descriptor pfd taken. */
-static int setattr_fd(struct posix_node *pn, int pfd,
+static int setattr_fd(struct posix_node *pn, int pfd, int switched,
 		      const struct be_setattr *sa)
 {
 	char path[64];
@@ -358,11 +491,11 @@ static int setattr_fd(struct posix_node *pn, int pfd,
 			return posix_err("chown", NULL, errno);
 	}
 	if (sa->valid & BE_SET_SIZE) {
-		fd = pn_get(pn, PN_RW);
+		fd = io_fd(pn, pfd, switched, O_WRONLY);
 		if (fd < 0)
 			return posix_err("truncate", NULL, -fd);
 		rc = ftruncate(fd, (off_t)sa->size) < 0 ? -errno : 0;
-		pn_put(pn);
+		io_fd_done(pn, fd, switched);
 		if (rc < 0)
 			return posix_err("truncate", NULL, -rc);
 	}
@@ -391,28 +524,17 @@ static int setattr_fd(struct posix_node *pn, int pfd,
 	return 0;
 }
 
-static int posix_setattr(struct be *be, struct be_node *n,
-			 const struct be_setattr *sa, struct be_attr *attr)
+static int px_setattr(struct be *be, struct be_node *n, int switched,
+		      const struct be_setattr *sa, struct be_attr *attr)
 {
 	int pfd = path_get(n);
 	int rc;
 
 	if (pfd < 0)
 		return posix_err("setattr", NULL, -pfd);
-	rc = setattr_fd(to_pn(n), pfd, sa);
+	rc = setattr_fd(to_pn(n), pfd, switched, sa);
 	path_put(n);
-	return rc < 0 ? rc : posix_getattr(be, n, attr);
-}
-
-/* Give a new object its creator's identity. */
-static int chown_new(int dirfd, const char *name, const struct be_cred *cred)
-{
-	if (!cred)
-		return 0;
-	if (fchownat(dirfd, name, cred->uid, cred->gid,
-		     AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
-	return 0;
+	return rc < 0 ? rc : px_getattr(be, n, attr);
 }
 
 /* The new object name in dir, as lookup answers it; dirfd taken. */
@@ -424,10 +546,9 @@ static int new_node(struct be *be, int dirfd, const char *name,
 	return rc < 0 ? posix_err("lookup", name, -rc) : 0;
 }
 
-static int posix_create(struct be *be, struct be_node *dir, const char *name,
-			uint32_t mode, const struct be_cred *cred,
-			int exclusive, struct be_node **out,
-			struct be_attr *attr)
+static int px_create(struct be *be, struct be_node *dir, const char *name,
+		     uint32_t mode, int exclusive, struct be_node **out,
+		     struct be_attr *attr)
 {
 	int dirfd;
 	int fd, rc, created = 1;
@@ -448,10 +569,9 @@ static int posix_create(struct be *be, struct be_node *dir, const char *name,
 		rc = posix_err("create", name, errno);
 		goto out_put;
 	}
+	/* the exact mode, whatever the umask: the kernel applied it */
 	if (created) {
-		rc = chown_new(dirfd, name, cred);
-		if (rc == 0 && fchmod(fd, mode & 07777) < 0)
-			rc = -errno;
+		rc = fchmod(fd, mode & 07777) < 0 ? -errno : 0;
 		if (rc < 0) {
 			close(fd);
 			unlinkat(dirfd, name, 0);
@@ -466,26 +586,8 @@ out_put:
 	return rc;
 }
 
-/*
- * The object name was just made in dirfd: give it its creator's identity
- * (removing it if that fails, with unlinkat flags rmflags), then its node.
- */
-static int finish_new(struct be *be, int dirfd, const char *name,
-		      const struct be_cred *cred, int rmflags, const char *op,
-		      struct be_node **out, struct be_attr *attr)
-{
-	int rc = chown_new(dirfd, name, cred);
-
-	if (rc < 0) {
-		unlinkat(dirfd, name, rmflags);
-		return posix_err(op, name, -rc);
-	}
-	return new_node(be, dirfd, name, out, attr);
-}
-
-static int posix_mkdir(struct be *be, struct be_node *dir, const char *name,
-		       uint32_t mode, const struct be_cred *cred,
-		       struct be_node **out, struct be_attr *attr)
+static int px_mkdir(struct be *be, struct be_node *dir, const char *name,
+		    uint32_t mode, struct be_node **out, struct be_attr *attr)
 {
 	int dirfd, rc;
 
@@ -497,16 +599,14 @@ static int posix_mkdir(struct be *be, struct be_node *dir, const char *name,
 	if (mkdirat(dirfd, name, mode & 07777) < 0)
 		rc = posix_err("mkdir", name, errno);
 	else
-		rc = finish_new(be, dirfd, name, cred, AT_REMOVEDIR, "mkdir",
-				out, attr);
+		rc = new_node(be, dirfd, name, out, attr);
 	path_put(dir);
 	return rc;
 }
 
-static int posix_mknod(struct be *be, struct be_node *dir, const char *name,
-		       uint32_t mode, uint64_t rdev,
-		       const struct be_cred *cred, struct be_node **out,
-		       struct be_attr *attr)
+static int px_mknod(struct be *be, struct be_node *dir, const char *name,
+		    uint32_t mode, uint64_t rdev, struct be_node **out,
+		    struct be_attr *attr)
 {
 	int dirfd, rc;
 
@@ -518,14 +618,14 @@ static int posix_mknod(struct be *be, struct be_node *dir, const char *name,
 	if (mknodat(dirfd, name, mode, (dev_t)rdev) < 0)
 		rc = posix_err("mknod", name, errno);
 	else
-		rc = finish_new(be, dirfd, name, cred, 0, "mknod", out, attr);
+		rc = new_node(be, dirfd, name, out, attr);
 	path_put(dir);
 	return rc;
 }
 
-static int posix_symlink(struct be *be, struct be_node *dir, const char *name,
-			 const char *target, const struct be_cred *cred,
-			 struct be_node **out, struct be_attr *attr)
+static int px_symlink(struct be *be, struct be_node *dir, const char *name,
+		      const char *target, struct be_node **out,
+		      struct be_attr *attr)
 {
 	int dirfd, rc;
 
@@ -537,13 +637,12 @@ static int posix_symlink(struct be *be, struct be_node *dir, const char *name,
 	if (symlinkat(target, dirfd, name) < 0)
 		rc = posix_err("symlink", name, errno);
 	else
-		rc = finish_new(be, dirfd, name, cred, 0, "symlink", out,
-				attr);
+		rc = new_node(be, dirfd, name, out, attr);
 	path_put(dir);
 	return rc;
 }
 
-static int posix_readlink(struct be *be, struct be_node *n, char *buf,
+static int px_readlink(struct be *be, struct be_node *n, char *buf,
 			  size_t size)
 {
 	int fd = path_get(n);
@@ -562,7 +661,7 @@ static int posix_readlink(struct be *be, struct be_node *n, char *buf,
 	return (int)len;
 }
 
-static int posix_link(struct be *be, struct be_node *n, struct be_node *dir,
+static int px_link(struct be *be, struct be_node *n, struct be_node *dir,
 		      const char *name, struct be_attr *attr)
 {
 	int dirfd, fd, rc = 0;
@@ -581,7 +680,7 @@ static int posix_link(struct be *be, struct be_node *n, struct be_node *dir,
 		rc = posix_err("link", name, errno);
 	path_put(n);
 	path_put(dir);
-	return rc < 0 ? rc : posix_getattr(be, n, attr);
+	return rc < 0 ? rc : px_getattr(be, n, attr);
 }
 
 /* unlinkat in dir, with flags. */
@@ -599,17 +698,17 @@ static int unlink_in(struct be_node *dir, const char *name, int flags,
 	return rc;
 }
 
-static int posix_unlink(struct be *be, struct be_node *dir, const char *name)
+static int px_unlink(struct be *be, struct be_node *dir, const char *name)
 {
 	return unlink_in(dir, name, 0, "unlink");
 }
 
-static int posix_rmdir(struct be *be, struct be_node *dir, const char *name)
+static int px_rmdir(struct be *be, struct be_node *dir, const char *name)
 {
 	return unlink_in(dir, name, AT_REMOVEDIR, "rmdir");
 }
 
-static int posix_rename(struct be *be, struct be_node *olddir,
+static int px_rename(struct be *be, struct be_node *olddir,
 			const char *oldname, struct be_node *newdir,
 			const char *newname, unsigned int flags)
 {
@@ -632,7 +731,7 @@ static int posix_rename(struct be *be, struct be_node *olddir,
 	return rc;
 }
 
-static int posix_readdir(struct be *be, struct be_node *dir, be_dirent_fn fn,
+static int px_readdir(struct be *be, struct be_node *dir, be_dirent_fn fn,
 			 void *arg)
 {
 	struct dirent *de;
@@ -662,7 +761,7 @@ static int posix_readdir(struct be *be, struct be_node *dir, be_dirent_fn fn,
 		if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;	/* raced with an unlink */
 		stat_to_attr(&st, &a);
-		rc = fn(arg, de->d_name, &a, NULL);
+		rc = fn(arg, de->d_name, a.fileid, &a, NULL);
 		if (rc)
 			break;
 	}
@@ -672,7 +771,7 @@ static int posix_readdir(struct be *be, struct be_node *dir, be_dirent_fn fn,
 	return rc;
 }
 
-static int posix_statfs(struct be *be, struct be_node *n, struct statvfs *st)
+static int px_statfs(struct be *be, struct be_node *n, struct statvfs *st)
 {
 	int fd = path_get(n);
 	int rc = 0;
@@ -702,7 +801,7 @@ static int xattr_path(struct be_node *n, char *path, size_t len)
 	return 0;
 }
 
-static int posix_setxattr(struct be *be, struct be_node *n, const char *name,
+static int px_setxattr(struct be *be, struct be_node *n, const char *name,
 			  const void *value, size_t size, int flags)
 {
 	char path[64];
@@ -718,7 +817,7 @@ static int posix_setxattr(struct be *be, struct be_node *n, const char *name,
 	return rc;
 }
 
-static int posix_getxattr(struct be *be, struct be_node *n, const char *name,
+static int px_getxattr(struct be *be, struct be_node *n, const char *name,
 			  void *value, size_t size)
 {
 	char path[64];
@@ -733,7 +832,7 @@ static int posix_getxattr(struct be *be, struct be_node *n, const char *name,
 	return rc;
 }
 
-static int posix_listxattr(struct be *be, struct be_node *n, char *list,
+static int px_listxattr(struct be *be, struct be_node *n, char *list,
 			   size_t size)
 {
 	char path[64];
@@ -748,7 +847,7 @@ static int posix_listxattr(struct be *be, struct be_node *n, char *list,
 	return rc;
 }
 
-static int posix_removexattr(struct be *be, struct be_node *n,
+static int px_removexattr(struct be *be, struct be_node *n,
 			     const char *name)
 {
 	char path[64];
@@ -801,48 +900,64 @@ static ssize_t do_rw(int fd, const struct iovec *iov, int iovcnt,
 	return (ssize_t)total;
 }
 
-/* Data runs on the caller's thread: preadv/pwritev, then the callback. */
-static int posix_rw(struct be_node *n, const struct iovec *iov, int iovcnt,
+/*
+ * Data runs on the caller's thread, with the caller's ids: preadv or
+ * pwritev, then the callback (with the daemon's ids back).
+ */
+static int posix_rw(struct be *be, const struct be_cred *cred,
+		    struct be_node *n, const struct iovec *iov, int iovcnt,
 		    uint64_t off, be_io_cb cb, void *cookie, int write)
 {
-	int fd = pn_get(to_pn(n), PN_RW);
+	int ids = ids_enter(be, cred), fd;
 	ssize_t res;
 
+	if (ids < 0)
+		return ids;
+	fd = io_fd(to_pn(n), -1, ids, write ? O_WRONLY : O_RDONLY);
+	res = fd < 0 ? fd : do_rw(fd, iov, iovcnt, off, write);
+	if (fd >= 0)
+		io_fd_done(to_pn(n), fd, ids);
+	ids_leave(be, ids);
 	if (fd < 0)
 		return posix_err(write ? "write" : "read", NULL, -fd);
-	res = do_rw(fd, iov, iovcnt, off, write);
-	pn_put(to_pn(n));
 	if (res < 0)
 		posix_err(write ? "write" : "read", NULL, (int)-res);
 	cb(cookie, res);
 	return 0;
 }
 
-static int posix_read(struct be *be, struct be_node *n,
-		      const struct iovec *iov, int iovcnt, uint64_t off,
-		      be_io_cb cb, void *cookie)
+static int posix_read(struct be *be, const struct be_cred *cred,
+		      struct be_node *n, const struct iovec *iov, int iovcnt,
+		      uint64_t off, be_io_cb cb, void *cookie)
 {
-	return posix_rw(n, iov, iovcnt, off, cb, cookie, 0);
+	return posix_rw(be, cred, n, iov, iovcnt, off, cb, cookie, 0);
 }
 
-static int posix_write(struct be *be, struct be_node *n,
-		       const struct iovec *iov, int iovcnt, uint64_t off,
-		       be_io_cb cb, void *cookie)
+static int posix_write(struct be *be, const struct be_cred *cred,
+		       struct be_node *n, const struct iovec *iov, int iovcnt,
+		       uint64_t off, be_io_cb cb, void *cookie)
 {
-	return posix_rw(n, iov, iovcnt, off, cb, cookie, 1);
+	return posix_rw(be, cred, n, iov, iovcnt, off, cb, cookie, 1);
 }
 
-static int posix_commit(struct be *be, struct be_node *n, be_io_cb cb,
-			void *cookie)
+static int posix_commit(struct be *be, const struct be_cred *cred,
+			struct be_node *n, be_io_cb cb, void *cookie)
 {
-	int fd = pn_get(to_pn(n), PN_RW);
-	int rc;
+	int ids = ids_enter(be, cred), fd, rc;
 
+	if (ids < 0)
+		return ids;
+	/* the writer may write; someone who only reads can sync too */
+	fd = io_fd(to_pn(n), -1, ids, O_WRONLY);
+	if (fd == -EACCES)
+		fd = io_fd(to_pn(n), -1, ids, O_RDONLY);
+	rc = fd < 0 ? fd : fdatasync(fd) < 0 ? -errno : 0;
+	if (fd >= 0)
+		io_fd_done(to_pn(n), fd, ids);
+	ids_leave(be, ids);
 	if (fd < 0)
 		return posix_err("commit", NULL, -fd);
-	rc = fdatasync(fd) < 0 ? posix_err("fdatasync", NULL, errno) : 0;
-	pn_put(to_pn(n));
-	cb(cookie, rc);
+	cb(cookie, rc < 0 ? posix_err("fdatasync", NULL, -rc) : 0);
 	return 0;
 }
 
@@ -871,7 +986,7 @@ static int posix_node_encode(struct be *be, struct be_node *n, void *buf,
 	return 0;
 }
 
-static int posix_node_decode(struct be *be, const void *buf, size_t len,
+static int px_node_decode(struct be *be, const void *buf, size_t len,
 			     struct be_node **out, struct be_attr *attr)
 {
 	union posix_fh h;
@@ -883,11 +998,305 @@ static int posix_node_decode(struct be *be, const void *buf, size_t len,
 	h.fh.handle_bytes = (unsigned int)(len - sizeof(int32_t));
 	memcpy(h.fh.f_handle, (const char *)buf + sizeof(int32_t),
 	       h.fh.handle_bytes);
-	fd = open_by_handle_at(to_pbe(be)->mountfd, &h.fh,
-			       O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	fd = open_handle_as_daemon(to_pbe(be), &h.fh,
+				   O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	return node_from_fd(be, fd, out, attr);
+}
+
+/* As an NFS client asks at open; attr gets the attributes as well. */
+static int px_access(struct be *be, struct be_node *n, int mask,
+		     struct be_attr *attr)
+{
+	char path[64];
+	int rc = px_getattr(be, n, attr), fd;
+
+	if (rc < 0 || !mask || to_pn(n)->type == S_IFLNK)
+		return rc;
+	fd = path_get(n);
+	if (fd < 0)
+		return posix_err("access", NULL, -fd);
+	proc_path(path, sizeof(path), fd);
+	/* AT_EACCESS: with the thread's file system ids, not the real ones */
+	if (faccessat(AT_FDCWD, path, mask, AT_EACCESS) < 0)
+		rc = errno == EACCES || errno == EPERM || errno == EROFS ?
+			     -errno :
+			     posix_err("access", NULL, errno);
+	path_put(n);
+	return rc;
+}
+
+/*
+ * The table's entries: each runs its px_ function with the caller's ids
+ * on this thread (see ids_enter()).
+ */
+static int posix_root(struct be *be, const struct be_cred *cred,
+		      struct be_node **out, struct be_attr *attr)
+{
+	int ids = ids_enter(be, cred), rc;
+
+	if (ids < 0)
+		return ids;
+	rc = px_root(be, out, attr);
+	ids_leave(be, ids);
+	return rc;
+}
+
+static int posix_lookup(struct be *be, const struct be_cred *cred,
+			struct be_node *dir, const char *name,
+			struct be_node **out, struct be_attr *attr)
+{
+	int ids = ids_enter(be, cred), rc;
+
+	if (ids < 0)
+		return ids;
+	rc = px_lookup(be, dir, name, out, attr);
+	ids_leave(be, ids);
+	return rc;
+}
+
+static int posix_getattr(struct be *be, const struct be_cred *cred,
+			 struct be_node *n, struct be_attr *attr)
+{
+	int ids = ids_enter(be, cred), rc;
+
+	if (ids < 0)
+		return ids;
+	rc = px_getattr(be, n, attr);
+	ids_leave(be, ids);
+	return rc;
+}
+
+static int posix_setattr(struct be *be, const struct be_cred *cred,
+			 struct be_node *n, const struct be_setattr *sa,
+			 struct be_attr *attr)
+{
+	int ids = ids_enter(be, cred), rc;
+
+	if (ids < 0)
+		return ids;
+	rc = px_setattr(be, n, ids, sa, attr);
+	ids_leave(be, ids);
+	return rc;
+}
+
+static int posix_create(struct be *be, const struct be_cred *cred,
+			struct be_node *dir, const char *name, uint32_t mode,
+			int exclusive, struct be_node **out,
+			struct be_attr *attr)
+{
+	int ids = ids_enter(be, cred), rc;
+
+	if (ids < 0)
+		return ids;
+	rc = px_create(be, dir, name, mode, exclusive, out, attr);
+	ids_leave(be, ids);
+	return rc;
+}
+
+static int posix_mkdir(struct be *be, const struct be_cred *cred,
+		       struct be_node *dir, const char *name, uint32_t mode,
+		       struct be_node **out, struct be_attr *attr)
+{
+	int ids = ids_enter(be, cred), rc;
+
+	if (ids < 0)
+		return ids;
+	rc = px_mkdir(be, dir, name, mode, out, attr);
+	ids_leave(be, ids);
+	return rc;
+}
+
+static int posix_mknod(struct be *be, const struct be_cred *cred,
+		       struct be_node *dir, const char *name, uint32_t mode,
+		       uint64_t rdev, struct be_node **out,
+		       struct be_attr *attr)
+{
+	int ids = ids_enter(be, cred), rc;
+
+	if (ids < 0)
+		return ids;
+	rc = px_mknod(be, dir, name, mode, rdev, out, attr);
+	ids_leave(be, ids);
+	return rc;
+}
+
+static int posix_symlink(struct be *be, const struct be_cred *cred,
+			 struct be_node *dir, const char *name,
+			 const char *target, struct be_node **out,
+			 struct be_attr *attr)
+{
+	int ids = ids_enter(be, cred), rc;
+
+	if (ids < 0)
+		return ids;
+	rc = px_symlink(be, dir, name, target, out, attr);
+	ids_leave(be, ids);
+	return rc;
+}
+
+static int posix_readlink(struct be *be, const struct be_cred *cred,
+			  struct be_node *n, char *buf, size_t size)
+{
+	int ids = ids_enter(be, cred), rc;
+
+	if (ids < 0)
+		return ids;
+	rc = px_readlink(be, n, buf, size);
+	ids_leave(be, ids);
+	return rc;
+}
+
+static int posix_link(struct be *be, const struct be_cred *cred,
+		      struct be_node *n, struct be_node *dir,
+		      const char *name, struct be_attr *attr)
+{
+	int ids = ids_enter(be, cred), rc;
+
+	if (ids < 0)
+		return ids;
+	rc = px_link(be, n, dir, name, attr);
+	ids_leave(be, ids);
+	return rc;
+}
+
+static int posix_unlink(struct be *be, const struct be_cred *cred,
+			struct be_node *dir, const char *name)
+{
+	int ids = ids_enter(be, cred), rc;
+
+	if (ids < 0)
+		return ids;
+	rc = px_unlink(be, dir, name);
+	ids_leave(be, ids);
+	return rc;
+}
+
+static int posix_rmdir(struct be *be, const struct be_cred *cred,
+		       struct be_node *dir, const char *name)
+{
+	int ids = ids_enter(be, cred), rc;
+
+	if (ids < 0)
+		return ids;
+	rc = px_rmdir(be, dir, name);
+	ids_leave(be, ids);
+	return rc;
+}
+
+static int posix_rename(struct be *be, const struct be_cred *cred,
+			struct be_node *olddir, const char *oldname,
+			struct be_node *newdir, const char *newname,
+			unsigned int flags)
+{
+	int ids = ids_enter(be, cred), rc;
+
+	if (ids < 0)
+		return ids;
+	rc = px_rename(be, olddir, oldname, newdir, newname, flags);
+	ids_leave(be, ids);
+	return rc;
+}
+
+/* fn runs with the caller's ids too: it must not reach the backend. */
+static int posix_readdir(struct be *be, const struct be_cred *cred,
+			 struct be_node *dir, be_dirent_fn fn, void *arg)
+{
+	int ids = ids_enter(be, cred), rc;
+
+	if (ids < 0)
+		return ids;
+	rc = px_readdir(be, dir, fn, arg);
+	ids_leave(be, ids);
+	return rc;
+}
+
+static int posix_statfs(struct be *be, const struct be_cred *cred,
+			struct be_node *n, struct statvfs *st)
+{
+	int ids = ids_enter(be, cred), rc;
+
+	if (ids < 0)
+		return ids;
+	rc = px_statfs(be, n, st);
+	ids_leave(be, ids);
+	return rc;
+}
+
+static int posix_setxattr(struct be *be, const struct be_cred *cred,
+			  struct be_node *n, const char *name,
+			  const void *value, size_t size, int flags)
+{
+	int ids = ids_enter(be, cred), rc;
+
+	if (ids < 0)
+		return ids;
+	rc = px_setxattr(be, n, name, value, size, flags);
+	ids_leave(be, ids);
+	return rc;
+}
+
+static int posix_getxattr(struct be *be, const struct be_cred *cred,
+			  struct be_node *n, const char *name, void *value,
+			  size_t size)
+{
+	int ids = ids_enter(be, cred), rc;
+
+	if (ids < 0)
+		return ids;
+	rc = px_getxattr(be, n, name, value, size);
+	ids_leave(be, ids);
+	return rc;
+}
+
+static int posix_listxattr(struct be *be, const struct be_cred *cred,
+			   struct be_node *n, char *list, size_t size)
+{
+	int ids = ids_enter(be, cred), rc;
+
+	if (ids < 0)
+		return ids;
+	rc = px_listxattr(be, n, list, size);
+	ids_leave(be, ids);
+	return rc;
+}
+
+static int posix_removexattr(struct be *be, const struct be_cred *cred,
+			     struct be_node *n, const char *name)
+{
+	int ids = ids_enter(be, cred), rc;
+
+	if (ids < 0)
+		return ids;
+	rc = px_removexattr(be, n, name);
+	ids_leave(be, ids);
+	return rc;
+}
+
+static int posix_node_decode(struct be *be, const struct be_cred *cred,
+			     const void *buf, size_t len, struct be_node **out,
+			     struct be_attr *attr)
+{
+	int ids = ids_enter(be, cred), rc;
+
+	if (ids < 0)
+		return ids;
+	rc = px_node_decode(be, buf, len, out, attr);
+	ids_leave(be, ids);
+	return rc;
+}
+
+static int posix_access(struct be *be, const struct be_cred *cred,
+			struct be_node *n, int mask, struct be_attr *attr)
+{
+	int ids = ids_enter(be, cred), rc;
+
+	if (ids < 0)
+		return ids;
+	rc = px_access(be, n, mask, attr);
+	ids_leave(be, ids);
+	return rc;
 }
 
 static const struct be_ops posix_ops = {
@@ -919,6 +1328,7 @@ static const struct be_ops posix_ops = {
 	.commit = posix_commit,
 	.node_encode = posix_node_encode,
 	.node_decode = posix_node_decode,
+	.access = posix_access,
 };
 
 static int posix_match(const char *spec)
@@ -981,12 +1391,26 @@ static int posix_open(const char *spec, const struct be_params *params,
 	}
 	p->base.ops = &posix_ops;
 	p->rootfd = fd;
+	p->self_uid = geteuid();
+	p->self_gid = getegid();
+	p->switch_ids = p->self_uid == 0;
+	p->self_ngroups = getgroups(0, NULL);
+	if (p->self_ngroups > 0) {
+		p->self_groups = calloc((size_t)p->self_ngroups,
+					sizeof(gid_t));
+		if (!p->self_groups ||
+		    getgroups(p->self_ngroups, p->self_groups) < 0)
+			p->switch_ids = false;	/* could not switch back */
+	} else {
+		p->self_ngroups = 0;
+	}
 	p->mountfd = open(spec, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (p->mountfd < 0) {
 		int e = errno;
 
 		snprintf(err, errlen, "backend '%s': %s", spec, strerror(e));
 		close(fd);
+		free(p->self_groups);
 		free(p->base.spec);
 		free(p);
 		return -e;
@@ -997,6 +1421,7 @@ static int posix_open(const char *spec, const struct be_params *params,
 		snprintf(err, errlen, "backend '%s': out of memory", spec);
 		close(p->mountfd);
 		close(fd);
+		free(p->self_groups);
 		free(p->base.spec);
 		free(p);
 		return -ENOMEM;

@@ -5,6 +5,7 @@
  *
  * Cache dir layout (0700, files 0600):
  *     lock         flock()ed by the daemon that owns the dir; holds its pid
+ *     node-id      this node's id (nodeid.c)
  *     journal      which chunks hold dirty data (journal.c)
  *     data/<id>    the cached bytes of one backend file, sparse
  *     index/<id>   its chunk table (index.c)
@@ -166,8 +167,17 @@ int cache_journal(struct cache *c, enum jrec_type type, struct cache_file *f,
 		rc = journal_append(c->journal, type, spec, f->fileid, chunk,
 				    h, len);
 	} else if (rc == 0) {
+		/* A dirty chunk's writer, a passthrough open's: cred.c */
+		unsigned char w[BE_HANDLE_MAX];
+		size_t len = 0;
+
+		if (type == JREC_DIRTY)
+			len = cache_cred_encode(f->chunks[chunk]->wcred, w,
+						sizeof(w));
+		else if (type == JREC_PTOPEN)
+			len = cache_cred_encode(f->pt_cred, w, sizeof(w));
 		rc = journal_append(c->journal, type, spec, f->fileid, chunk,
-				    NULL, 0);
+				    len ? w : NULL, len);
 	}
 	if (type == JREC_DROP)
 		f->jfile = false;
@@ -211,7 +221,8 @@ void cache_queue_flush(struct cache_file *f, uint64_t idx)
 		&f->c->qtail, it);
 }
 
-void cache_queue_prefetch(struct cache_file *f, uint64_t idx)
+void cache_queue_prefetch(struct cache_file *f, uint64_t idx,
+			  const struct be_cred *cred)
 {
 	struct flush_item *it = calloc(1, sizeof(*it));
 
@@ -220,6 +231,7 @@ void cache_queue_prefetch(struct cache_file *f, uint64_t idx)
 	cache_file_ref(f);
 	it->f = f;
 	it->chunk = idx;
+	it->cred = cache_cred(f->c, cred);
 	enqueue(&f->c->prefetch_lock, &f->c->prefetch_cond, &f->c->phead,
 		&f->c->ptail, it);
 }
@@ -284,7 +296,7 @@ static void file_reset(struct cache_file *f, const struct be_attr *attr)
  * changes in progress are not taken for another node's: while a truncate
  * or setattr of ours runs, nothing is done, and a getattr leaves a file
  * with dirty data or uploads of ours since its generation to the
- * flusher's refresh_gen().
+ * flusher's file_refresh_gen().
  */
 static void file_revalidate(struct cache_file *f, const struct be_attr *attr,
 			    bool at_open)
@@ -319,7 +331,7 @@ static void file_revalidate(struct cache_file *f, const struct be_attr *attr,
 		f->size = attr->size;
 	index_store_header(f);
 	/* Passthrough readers read the data file: fetch it anew, in place. */
-	if (f->pt_users && file_fetch_all(f) < 0)
+	if (f->pt_users && file_fetch_all(f, f->pt_cred) < 0)
 		log_msg(LOG_LVL_WARN, "cache",
 			"file %llx changed on the backend and cannot be fetched again for its passthrough readers",
 			(unsigned long long)f->fileid);
@@ -401,8 +413,9 @@ void cache_file_pin(struct cache_file *f, int pinned)
 	pthread_mutex_unlock(&f->lock);
 }
 
-int cache_setattr(struct cache *c, int be_idx, struct be_node *node,
-		  const struct be_setattr *sa, struct be_attr *attr)
+int cache_setattr(struct cache *c, const struct be_cred *cred, int be_idx,
+		  struct be_node *node, const struct be_setattr *sa,
+		  struct be_attr *attr)
 {
 	struct be *be = c->bes[be_idx];
 	struct cache_file *f;
@@ -418,7 +431,7 @@ int cache_setattr(struct cache *c, int be_idx, struct be_node *node,
 		f->local_change++;
 		pthread_mutex_unlock(&f->lock);
 	}
-	rc = be->ops->setattr(be, node, sa, attr);
+	rc = be->ops->setattr(be, cred, node, sa, attr);
 	if (!f)
 		return rc;
 	pthread_mutex_lock(&f->lock);
@@ -428,6 +441,24 @@ int cache_setattr(struct cache *c, int be_idx, struct be_node *node,
 		/* Only the times may move: a size change is truncate's. */
 		if (g.size == f->gen.size || f->dirty_chunks)
 			f->gen = g;
+		if (sa->valid & (BE_SET_MTIME | BE_SET_MTIME_NOW))
+			f->mtime = attr->mtime;	/* the local view's too */
+		/* A passthrough writer's file reports the data file's
+		 * times (cache_fixup_attr()): they take the new ones too. */
+		if (f->pt_writers && (sa->valid & (BE_SET_ATIME |
+						   BE_SET_ATIME_NOW |
+						   BE_SET_MTIME |
+						   BE_SET_MTIME_NOW)) &&
+		    file_fds_get(f, FILE_FD_DATA) == 0) {
+			struct timespec ts[2] = { attr->atime, attr->mtime };
+
+			if (futimens(file_fd(f, FILE_FD_SLOT_DATA), ts) < 0)
+				log_msg(LOG_LVL_WARN, "cache",
+					"file %llx: times of the data file: %s",
+					(unsigned long long)f->fileid,
+					strerror(errno));
+			file_fds_put(f);
+		}
 	}
 	f->local_change--;
 	f->local_seq++;
@@ -552,6 +583,7 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
 	st->flush_retries = atomic_load(&c->flush_retries);
 	for (b = 0; b < c->nbe; b++)	/* requests the backend sent again */
 		st->flush_retries += atomic_load(&c->bes[b]->retries);
+	st->flush_rewrites = atomic_load(&c->flush_rewrites);
 	st->prefetch_chunks = atomic_load(&c->prefetch_chunks);
 	st->reads_from_fetch = atomic_load(&c->reads_from_fetch);
 	st->flush_queue = atomic_load(&c->queued_chunks);
@@ -645,13 +677,26 @@ static int take_lock(struct cache *c, char *err, size_t errlen)
 }
 
 /* What replay learned about one file. */
+/* A writer's credentials from the journal (none: older records). */
+struct rcred {
+	bool set;
+	struct be_cred cred;
+};
+
+static void rcred_of(struct rcred *rc, const void *buf, size_t len)
+{
+	rc->set = len && cache_cred_decode(buf, len, &rc->cred) == 0;
+}
+
 struct rfile {
 	int be_idx;
 	uint64_t fileid;
 	unsigned char handle[BE_HANDLE_MAX];
 	size_t handle_len;
 	uint64_t *chunks;	/* dirty chunk numbers */
+	struct rcred *creds;	/* ... and their writers */
 	size_t nchunks, cap;
+	struct rcred pt_cred;	/* the passthrough writer's */
 	int pt;			/* a passthrough writer did not end: 1, or
 				 * 2 if the file was empty at its open */
 	struct rfile *next;
@@ -739,22 +784,32 @@ static int replay_rec(void *arg, enum jrec_type type, const char *spec,
 	case JREC_DIRTY:
 		for (i = 0; i < rf->nchunks; i++)
 			if (rf->chunks[i] == chunk)
-				return 0;
-		if (rf->nchunks == rf->cap) {
+				break;
+		if (i == rf->nchunks && rf->nchunks == rf->cap) {
 			size_t ncap = rf->cap ? rf->cap * 2 : 16;
 			uint64_t *n = realloc(rf->chunks, ncap * sizeof(*n));
+			struct rcred *nc;
 
 			if (!n)
 				return -ENOMEM;
 			rf->chunks = n;
+			nc = realloc(rf->creds, ncap * sizeof(*nc));
+			if (!nc)
+				return -ENOMEM;
+			rf->creds = nc;
 			rf->cap = ncap;
 		}
-		rf->chunks[rf->nchunks++] = chunk;
+		if (i == rf->nchunks)
+			rf->chunks[rf->nchunks++] = chunk;
+		rcred_of(&rf->creds[i], handle, handle_len);
 		break;
 	case JREC_CLEAN:
-		for (i = 0; i < rf->nchunks; i++)
-			if (rf->chunks[i] == chunk)
-				rf->chunks[i] = rf->chunks[--rf->nchunks];
+		for (i = 0; i < rf->nchunks; i++) {
+			if (rf->chunks[i] != chunk)
+				continue;
+			rf->chunks[i] = rf->chunks[--rf->nchunks];
+			rf->creds[i] = rf->creds[rf->nchunks];
+		}
 		break;
 	case JREC_DROP:
 		rf->nchunks = 0;
@@ -762,6 +817,7 @@ static int replay_rec(void *arg, enum jrec_type type, const char *spec,
 		break;
 	case JREC_PTOPEN:
 		rf->pt = chunk ? 2 : 1;
+		rcred_of(&rf->pt_cred, handle, handle_len);
 		break;
 	case JREC_PTCLOSE:
 		rf->pt = 0;
@@ -826,7 +882,7 @@ static int replay_file(struct cache *c, struct rfile *rf, uint64_t *bytes)
 	size_t i;
 	int rc;
 
-	rc = be->ops->node_decode(be, rf->handle, rf->handle_len, &node,
+	rc = be->ops->node_decode(be, NULL, rf->handle, rf->handle_len, &node,
 				  &attr);
 	if (rc < 0) {
 		log_msg(LOG_LVL_ERR, "replay",
@@ -864,6 +920,10 @@ static int replay_file(struct cache *c, struct rfile *rf, uint64_t *bytes)
 		ch = file_chunk(f, rf->chunks[i], false);
 		if (!ch)
 			continue;
+		/* Each user's data goes out as that user, as before the
+		 * crash. */
+		if (rf->creds[i].set)
+			ch->wcred = cache_cred(c, &rf->creds[i].cred);
 		resum_dirty(f, rf->chunks[i], ch);
 		*bytes += dirty_len(ch, ~0ULL);
 	}
@@ -891,6 +951,8 @@ static int replay_file(struct cache *c, struct rfile *rf, uint64_t *bytes)
 		return -EUCLEAN;
 	}
 	/* A passthrough writer's bytes are in the data file only. */
+	if (rf->pt && rf->pt_cred.set)
+		f->pt_cred = cache_cred(c, &rf->pt_cred.cred);
 	if (rf->pt) {
 		rc = cache_file_pt_replay(f, rf->pt == 2);
 		if (rc < 0)
@@ -928,18 +990,23 @@ static int emit_dirty(void *arg, struct journal *nj)
 						    file_be(f)->spec,
 						    f->fileid, 0, h, len);
 			f->jfile = rc == 0;
+			len = cache_cred_encode(f->pt_cred, h, sizeof(h));
 			if (rc == 0 && f->pt_writers)
 				rc = journal_append(nj, JREC_PTOPEN,
 						    file_be(f)->spec, f->fileid,
-						    f->pt_owned, NULL, 0);
+						    f->pt_owned, len ? h : NULL,
+						    len);
 			for (i = 0; i < f->nchunks && rc == 0; i++) {
 				struct chunk *ch = f->chunks[i];
 
 				if (!ch || !ch->dirty)
 					continue;
+				len = cache_cred_encode(ch->wcred, h,
+							sizeof(h));
 				rc = journal_append(nj, JREC_DIRTY,
 						    file_be(f)->spec,
-						    f->fileid, i, NULL, 0);
+						    f->fileid, i, len ? h : NULL,
+						    len);
 				ch->journaled = rc == 0;
 			}
 		}
@@ -976,6 +1043,7 @@ static int replay(struct cache *c, char *err, size_t errlen)
 	while ((rf = r.files)) {
 		r.files = rf->next;
 		free(rf->chunks);
+		free(rf->creds);
 		free(rf);
 	}
 	if (rc < 0) {
@@ -1070,6 +1138,7 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 	pthread_mutex_init(&c->prefetch_lock, NULL);
 	pthread_cond_init(&c->prefetch_cond, NULL);
 	pthread_mutex_init(&c->journal_lock, NULL);
+	pthread_mutex_init(&c->cred_lock, NULL);
 	pthread_mutex_init(&c->evict_lock, NULL);
 	pthread_mutex_init(&c->cold_lock, NULL);
 	pthread_mutex_init(&c->pt_lock, NULL);
@@ -1095,6 +1164,7 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 	rc = take_lock(c, err, errlen);
 	if (rc < 0)
 		goto out_free;
+	cache_node_id_load(c);
 	if (cfg->direct) {
 		int fd = openat(c->dir_fd, "lock", O_RDONLY | O_DIRECT |
 						   O_CLOEXEC);
@@ -1143,6 +1213,7 @@ out_free:
 	if (c->dir_fd >= 0)
 		close(c->dir_fd);
 	free(c->table);
+	cache_creds_free(c);
 	free(c);
 	return rc;
 }
@@ -1213,6 +1284,7 @@ int cache_close(struct cache *c)
 	ring_engine_destroy(pthread_getspecific(c->ring_key));
 	pthread_setspecific(c->ring_key, NULL);
 	pthread_key_delete(c->ring_key);
+	cache_creds_free(c);
 	free(c);
 	return rc;
 }

@@ -90,6 +90,7 @@ struct cache_stats {
 	uint64_t checksum_errors;
 	uint64_t flush_errors;
 	uint64_t flush_retries;
+	uint64_t flush_rewrites;		/* chunks sent again: server lost them */
 	uint64_t prefetch_chunks;
 	uint64_t reads_from_fetch;	/* reads copied from a fetch in flight */
 	uint64_t flush_queue;		/* gauge: chunks waiting to upload */
@@ -128,6 +129,15 @@ int cache_flush_all(struct cache *c);
 void cache_get_stats(struct cache *c, struct cache_stats *st);
 
 /*
+ * This node's id: random, made once and kept in the cache dir (node-id),
+ * so it stays the same across restarts with the same cache dir and
+ * differs between cache dirs.  While the cache is open, no other daemon
+ * has it (the cache dir lock).  The FUSE layer names the hidden files of
+ * unlinked open files with it (cache/nodeid.c).
+ */
+uint64_t cache_node_id(const struct cache *c);
+
+/*
  * The cache_file for a backend node, created if need be; takes a
  * reference to node when it keeps it.  attr is the backend's current view:
  * if its generation differs from the cached copy's and no data is dirty,
@@ -151,6 +161,9 @@ void cache_fixup_attr(struct cache *c, int be_idx, const struct be_node *node,
  * accepts a racy guess.
  */
 struct cache_stream {
+	/* The opener's credentials: fetches and prefetches for this stream
+	 * go out with them (NULL: the daemon's).  Set by the caller. */
+	const struct be_cred *cred;
 	uint64_t next_off;	/* where a sequential read would go next */
 	uint64_t window;	/* current readahead window, bytes */
 	uint64_t prefetched;	/* prefetch issued up to here */
@@ -190,11 +203,14 @@ ssize_t cache_read_pin(struct cache_file *f, struct cache_stream *s,
 void cache_read_unpin(struct cache_pin *pin);
 
 /*
- * Write size bytes at off.  Returns size or -errno.  Waits, without
- * error, while the cache holds more than dirty_max dirty bytes.
+ * Write size bytes at off for the writer cred (NULL: the daemon): the
+ * upload of these bytes goes out with cred, also after a restart (the
+ * journal keeps it).  A chunk holds one writer's dirty data: a write by
+ * another uploads what is there first.  Returns size or -errno.  Waits,
+ * without error, while the cache holds more than dirty_max dirty bytes.
  */
-ssize_t cache_write(struct cache_file *f, const void *buf, size_t size,
-		    uint64_t off);
+ssize_t cache_write(struct cache_file *f, const struct be_cred *cred,
+		    const void *buf, size_t size, uint64_t off);
 
 /*
  * Change attributes other than the size (chmod, chown, utimens) on the
@@ -203,8 +219,9 @@ ssize_t cache_write(struct cache_file *f, const void *buf, size_t size,
  * check runs while it is under way, and no earlier GETATTR answer can
  * overwrite it.  Returns 0 with *attr, or -errno.
  */
-int cache_setattr(struct cache *c, int be_idx, struct be_node *node,
-		  const struct be_setattr *sa, struct be_attr *attr);
+int cache_setattr(struct cache *c, const struct be_cred *cred, int be_idx,
+		  struct be_node *node, const struct be_setattr *sa,
+		  struct be_attr *attr);
 
 /* The file's size as this node sees it (the cache's, not the backend's) */
 uint64_t cache_file_size(struct cache_file *f);
@@ -225,8 +242,8 @@ int cache_file_close(struct cache_file *f);
  * Change the size: waits for uploads in flight, drops dirty data beyond
  * the new size, and sets the size on the backend.  attr gets the result.
  */
-int cache_file_truncate(struct cache_file *f, uint64_t size,
-			struct be_attr *attr);
+int cache_file_truncate(struct cache_file *f, const struct be_cred *cred,
+			uint64_t size, struct be_attr *attr);
 
 /* Drop clean cached data of the file (stagefsctl evict). */
 int cache_file_evict(struct cache_file *f);
@@ -242,7 +259,7 @@ int cache_file_lookup(struct cache *c, int be_idx, uint64_t fileid,
 void cache_file_pin(struct cache_file *f, int pinned);
 
 /* Bring the whole file into the cache (stagefsctl prefetch). */
-int cache_file_prefetch(struct cache_file *f);
+int cache_file_prefetch(struct cache_file *f, const struct be_cred *cred);
 
 /*
  * Scrub (cache/scrub.c, stagefsctl scrub): read the cached blocks back
@@ -299,7 +316,8 @@ int cache_scrub_all(struct cache *c, struct cache_scrub *s);
  *
  * cache_file_pt_begin(): a passthrough open starts; *fd is the data file
  * (the caller registers it with the kernel before it answers the open,
- * and must not close it).  must: the kernel demands passthrough (another
+ * and must not close it).  cred: the opener's; what passthrough writers
+ * write goes out with the last writer's to open.  must: the kernel demands passthrough (another
  * passthrough open of the inode is there): the file is made whole first.
  * A write open is journaled before this returns.  The file is not evicted
  * or punched until cache_file_pt_end().  Returns 0 or -errno.
@@ -307,10 +325,18 @@ int cache_scrub_all(struct cache *c, struct cache_scrub *s);
  * cache_file_pt_sync(): find what the kernel wrote (a rehash of the data
  * file against the index), mark it dirty, to the byte, and queue it.  At
  * FLUSH, fsync and release of a writer; then flush as for any write.
+ * cache_file_pt_flush(): what a passthrough writer's FLUSH (fsync false) or
+ * fsync needs: the rehash only where the data must reach the backend now
+ * (flush_on_close=sync, fsync=backend); otherwise the release hashes it.
+ * cache_file_pt_sync_writers(): the same if a passthrough writer has the
+ * file open, else nothing (before a SETATTR by path or by another handle).
  */
 int cache_file_pt_can(struct cache_file *f, bool write);
-int cache_file_pt_begin(struct cache_file *f, bool write, bool must, int *fd);
+int cache_file_pt_begin(struct cache_file *f, const struct be_cred *cred,
+			bool write, bool must, int *fd);
 int cache_file_pt_sync(struct cache_file *f);
+int cache_file_pt_flush(struct cache_file *f, bool fsync);
+int cache_file_pt_sync_writers(struct cache_file *f);
 void cache_file_pt_end(struct cache_file *f, bool write);
 
 #endif /* STAGEFS_CACHE_H */

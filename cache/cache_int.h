@@ -126,6 +126,9 @@ struct chunk {
 	unsigned int fbuf_users;	/* readers copying from fbuf */
 	uint64_t lru_stamp;	/* last access, for eviction */
 	uint64_t last_write_us;	/* now_us() of the last write */
+	/* Whose the dirty ranges are: they go out with it (cred.c); one
+	 * writer per chunk.  Interned; NULL: the daemon. */
+	const struct be_cred *wcred;
 };
 
 struct cache_file {
@@ -163,7 +166,7 @@ struct cache_file {
 	uint64_t upload_seq;	/* bumped by every completed upload */
 	uint64_t gen_upload_seq;	/* upload_seq when gen was last set:
 					 * if they differ, gen predates our
-					 * own uploads (refresh_gen pending) */
+					 * own uploads (file_refresh_gen pending) */
 	unsigned int flush_waiters;	/* in cache_file_flush() */
 	unsigned int pt_users;	/* passthrough opens: the kernel reads and
 				 * writes fd itself; never evict or punch */
@@ -172,6 +175,8 @@ struct cache_file {
 				 * since the last rehash at its end: it may
 				 * hold bytes the sums do not know (scrub
 				 * leaves it alone) */
+	const struct be_cred *pt_cred;	/* the last passthrough writer's
+					 * (interned): its data goes with it */
 	bool pt_owned;		/* empty at the first passthrough write
 				 * open: every byte in it is this node's */
 	uint64_t pt_scanned;	/* chunks below this rehashed in the
@@ -186,6 +191,7 @@ struct cache_file {
 struct flush_item {
 	struct cache_file *f;	/* holds a reference */
 	uint64_t chunk;
+	const struct be_cred *cred;	/* prefetch: the reader's (interned) */
 	struct flush_item *next;
 };
 
@@ -197,6 +203,7 @@ struct cache {
 	uint64_t zero_sum;	/* XXH3-64 of a block of zeros */
 	int lock_fd;
 	int dir_fd;
+	uint64_t node_id;	/* nodeid.c; set once in cache_open() */
 	pthread_key_t ring_key;	/* this thread's ring_engine */
 	struct fdlru *fdlru;	/* the cache files' open descriptors */
 
@@ -222,6 +229,9 @@ struct cache {
 
 	pthread_mutex_t journal_lock;
 	struct journal *journal;	/* protected by journal_lock */
+
+	pthread_mutex_t cred_lock;	/* a leaf */
+	struct cred_ent *creds;		/* cred.c; protected by cred_lock */
 	bool keep_journal;	/* replay left records it could not act on */
 
 	atomic_uint_fast64_t lru_clock;
@@ -251,6 +261,7 @@ struct cache {
 	atomic_uint_fast64_t dirty_bytes, used_bytes;
 	atomic_uint_fast64_t chunks_evicted, checksum_errors;
 	atomic_uint_fast64_t flush_errors, flush_retries;
+	atomic_uint_fast64_t flush_rewrites;
 	atomic_uint_fast64_t prefetch_chunks, queued_chunks;
 	atomic_uint_fast64_t reads_from_fetch;
 	atomic_uint_fast64_t flushes_before_write;
@@ -350,28 +361,52 @@ static inline bool range_whole(const struct cache *c, uint64_t idx,
  */
 #define ZSKIP_MIN 64
 
+/* cred.c */
+struct cred_ent;
+/* The interned copy of cred (NULL for NULL), valid until cache_close. */
+const struct be_cred *cache_cred(struct cache *c, const struct be_cred *cred);
+void cache_creds_free(struct cache *c);
+/* The journal's form of cred: bytes written (0 for NULL or no room). */
+size_t cache_cred_encode(const struct be_cred *cred, void *buf, size_t len);
+int cache_cred_decode(const void *buf, size_t len, struct be_cred *out);
+
+/* nodeid.c: read node-id from the cache dir, or make and save one (a
+ * failure to save is logged; the id then holds for this run only). */
+void cache_node_id_load(struct cache *c);
+
 /* cache.c */
 void cache_file_ref(struct cache_file *f);
 int cache_journal(struct cache *c, enum jrec_type type,
 		  struct cache_file *f, uint64_t chunk);
 void cache_queue_flush(struct cache_file *f, uint64_t chunk);
-void cache_queue_prefetch(struct cache_file *f, uint64_t chunk);
+void cache_queue_prefetch(struct cache_file *f, uint64_t chunk,
+			  const struct be_cred *cred);
 
 /* chunk.c: call with f->lock held */
 struct chunk *file_chunk(struct cache_file *f, uint64_t idx, bool create);
-int file_fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch);
+int file_fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
+		     const struct be_cred *cred);
 void file_drop_clean(struct cache_file *f, uint64_t from_chunk);
 int punch_blocks(struct cache_file *f, uint64_t idx, uint64_t mask);
 void file_eof_block_not_mine(struct cache_file *f);
 void file_drop_stale(struct cache_file *f);
-int file_fetch_all(struct cache_file *f);
+int file_fetch_all(struct cache_file *f, const struct be_cred *cred);
 /* Make the blocks in mask of chunk idx that hold backend data present
  * (waits for a fetch or a write in flight on them, else fetches). */
-int file_ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask);
+int file_ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask,
+			const struct be_cred *cred);
 
 /* flush.c: upload chunk idx now, in the calling thread, and commit it;
  * f->lock held (dropped meanwhile), f->wlock held by the caller. */
 int file_flush_chunk_now(struct cache_file *f, uint64_t idx);
+/* flush.c: once the file is clean, take the backend's generation after
+ * this node's uploads as the cached data's (a no-op while it is dirty,
+ * being changed here, or written by a passthrough writer). */
+void file_refresh_gen(struct cache_file *f);
+/* passthrough.c: hash chunks [from, to) of the data file again (to = ~0:
+ * to its end), taking what a passthrough writer put there as dirty; f->lock
+ * not held.  0 or -errno. */
+int file_pt_rehash(struct cache_file *f, uint64_t from, uint64_t to);
 
 /* index.c: persistence of the per-file chunk table */
 int index_open(struct cache_file *f, bool may_reset);

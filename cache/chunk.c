@@ -217,7 +217,7 @@ static int overlay_dirty(struct cache_file *f, struct chunk *ch, uint64_t idx,
  * staging buffer.
  */
 static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
-		       struct fetch_copy *fc)
+		       struct fetch_copy *fc, const struct be_cred *cred)
 {
 	struct cache *c = f->c;
 	struct chunk *ch = f->chunks[idx];
@@ -246,7 +246,7 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 		goto out_lock;
 	}
 	t0 = now_us();
-	n = be_pread(file_be(f), f->node, buf, len, start);
+	n = be_pread(file_be(f), cred, f->node, buf, len, start);
 	hist_add(c->be_read_us, t0);
 	if (n < 0) {
 		rc = (int)n;
@@ -353,9 +353,10 @@ out_lock:
 	return rc;
 }
 
-int file_fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch)
+int file_fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
+		     const struct be_cred *cred)
 {
-	return fetch_chunk(f, idx, prefetch, NULL);
+	return fetch_chunk(f, idx, prefetch, NULL, cred);
 }
 
 /* Cache-file I/O on ch is over; f->lock held. */
@@ -379,10 +380,11 @@ static void write_done(struct cache_file *f, struct chunk *ch)
 /*
  * Make the blocks in mask that hold backend data present; f->lock held.
  * A block that a write in flight is filling is waited for, not fetched.
- * fc (or NULL) is the caller's range, see struct fetch_copy.
+ * fc (or NULL) is the caller's range, see struct fetch_copy; a fetch goes
+ * out with cred, the reader's.
  */
 static int ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask,
-			  struct fetch_copy *fc)
+			  struct fetch_copy *fc, const struct be_cred *cred)
 {
 	struct chunk *ch = f->chunks[idx];
 	int rc;
@@ -400,7 +402,7 @@ static int ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask,
 			pthread_cond_wait(&f->cond, &f->lock);
 			continue;
 		}
-		rc = fetch_chunk(f, idx, false, fc);
+		rc = fetch_chunk(f, idx, false, fc, cred);
 		if (rc < 0 || (fc && fc->done))
 			return rc;	/* served by its own fetch */
 	}
@@ -450,7 +452,8 @@ static int verify_blocks(struct cache_file *f, uint64_t idx,
 
 /* Read [off, off+len) which lies within chunk idx. */
 static ssize_t read_in_chunk(struct cache_file *f, uint64_t idx, char *dst,
-			     uint64_t off, size_t len)
+			     uint64_t off, size_t len,
+			     const struct be_cred *cred)
 {
 	struct cache *c = f->c;
 	uint64_t start = chunk_start(c, idx);
@@ -472,7 +475,7 @@ again:
 		rc = -ENOMEM;
 		goto out_unlock;
 	}
-	rc = ensure_present(f, idx, mask, &fc);
+	rc = ensure_present(f, idx, mask, &fc, cred);
 	if (rc < 0)
 		goto out_unlock;
 	if (fc.done)
@@ -584,7 +587,7 @@ static void stream_advance(struct cache_file *f, struct cache_stream *s,
 	}
 	pthread_mutex_unlock(&f->lock);
 	for (idx = first; idx < first + n; idx++)
-		cache_queue_prefetch(f, idx);
+		cache_queue_prefetch(f, idx, s->cred);
 }
 
 ssize_t cache_read(struct cache_file *f, struct cache_stream *s, void *buf,
@@ -606,7 +609,7 @@ ssize_t cache_read(struct cache_file *f, struct cache_stream *s, void *buf,
 		size_t piece = (size_t)min_u64(size - done,
 					       chunk_start(c, idx + 1) - pos);
 		ssize_t n = read_in_chunk(f, idx, (char *)buf + done, pos,
-					  piece);
+					  piece, s ? s->cred : NULL);
 
 		if (n < 0)
 			return done ? (ssize_t)done : n;
@@ -726,14 +729,16 @@ static bool write_splits_range(struct cache_file *f, const struct chunk *ch,
 }
 
 /*
- * Write [off, off+len), which lies within chunk idx; f->wlock held.
- * Each block keeps one dirty byte range, as the NFS client keeps one per
- * page: a write that would leave a gap inside a block's dirty range
- * uploads that range first.  A partial write does not fetch the rest of
+ * Write [off, off+len), which lies within chunk idx, for the writer wc
+ * (interned); f->wlock held.  Each block keeps one dirty byte range, as
+ * the NFS client keeps one per page: a write that would leave a gap
+ * inside a block's dirty range uploads that range first.  A chunk's dirty
+ * data is one writer's, uploaded with its credentials: a write by another
+ * uploads it first too.  A partial write does not fetch the rest of
  * its block; the block stays not present (a read fetches and merges).
  */
 static int write_in_chunk(struct cache_file *f, uint64_t idx, const char *src,
-			  uint64_t off, size_t len)
+			  uint64_t off, size_t len, const struct be_cred *wc)
 {
 	struct cache *c = f->c;
 	uint64_t start = chunk_start(c, idx), bs = c->block_size;
@@ -763,7 +768,8 @@ again:
 		pthread_cond_wait(&f->cond, &f->lock);
 		goto again;
 	}
-	if (partial && write_splits_range(f, ch, a, b)) {
+	if ((partial && write_splits_range(f, ch, a, b)) ||
+	    (ch->dirty && ch->wcred != wc)) {
 		if (ch->flushing) {
 			pthread_cond_wait(&f->cond, &f->lock);
 			goto again;
@@ -848,6 +854,7 @@ out_reader:
 		}
 	}
 	write_done(f, ch);
+	ch->wcred = wc;
 	ch->dirty_seq++;
 	ch->last_write_us = now_us();
 	ch->lru_stamp = atomic_fetch_add(&c->lru_clock, 1);
@@ -884,17 +891,19 @@ static void wait_for_space(struct cache *c)
 	pthread_mutex_unlock(&c->queue_lock);
 }
 
-ssize_t cache_write(struct cache_file *f, const void *buf, size_t size,
-		    uint64_t off)
+ssize_t cache_write(struct cache_file *f, const struct be_cred *cred,
+		    const void *buf, size_t size, uint64_t off)
 {
 	struct cache *c = f->c;
 	uint64_t cs = c->cfg->chunk_size, done = 0;
+	const struct be_cred *wc;
 	int rc = 0;
 
 	if (!size)
 		return 0;
 	if (off + size > cache_max_size(c) || off + size < off)
 		return -EFBIG;
+	wc = cache_cred(c, cred);
 	wait_for_space(c);
 	pthread_mutex_lock(&f->wlock);
 	while (done < size) {
@@ -903,7 +912,7 @@ ssize_t cache_write(struct cache_file *f, const void *buf, size_t size,
 					       chunk_start(c, idx + 1) - pos);
 
 		rc = write_in_chunk(f, idx, (const char *)buf + done, pos,
-				    piece);
+				    piece, wc);
 		if (rc < 0)
 			break;
 		done += piece;
@@ -1030,8 +1039,8 @@ void file_drop_stale(struct cache_file *f)
 		index_forget_chunks(f, from, nslots);
 }
 
-int cache_file_truncate(struct cache_file *f, uint64_t size,
-			struct be_attr *attr)
+int cache_file_truncate(struct cache_file *f, const struct be_cred *cred,
+			uint64_t size, struct be_attr *attr)
 {
 	struct cache *c = f->c;
 	struct be_setattr sa = { .valid = BE_SET_SIZE, .size = size };
@@ -1041,6 +1050,15 @@ int cache_file_truncate(struct cache_file *f, uint64_t size,
 
 	if (size > cache_max_size(c))
 		return -EFBIG;
+	/*
+	 * What a passthrough writer put in the data file is hashed first:
+	 * the block holding the new end gets its sum from the data file
+	 * below, and would otherwise take the writer's bytes for clean ones
+	 * (difftest seed 3675706986: a pt-written block never uploaded).
+	 */
+	rc = cache_file_pt_sync_writers(f);
+	if (rc < 0)
+		return rc;
 	pthread_mutex_lock(&f->wlock);
 	pthread_mutex_lock(&f->lock);
 	f->trunc_seq++;
@@ -1114,7 +1132,7 @@ int cache_file_truncate(struct cache_file *f, uint64_t size,
 	f->local_change++;
 	pthread_mutex_unlock(&f->lock);
 
-	rc = file_be(f)->ops->setattr(file_be(f), f->node, &sa, attr);
+	rc = file_be(f)->ops->setattr(file_be(f), cred, f->node, &sa, attr);
 	pthread_mutex_lock(&f->lock);
 	if (rc == 0) {
 		f->be_size = size;
@@ -1149,15 +1167,16 @@ int cache_file_evict(struct cache_file *f)
 	return 0;
 }
 
-int file_ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask)
+int file_ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask,
+			const struct be_cred *cred)
 {
 	if (!file_chunk(f, idx, true))
 		return -ENOMEM;
-	return ensure_present(f, idx, mask, NULL);
+	return ensure_present(f, idx, mask, NULL, cred);
 }
 
 /* Make every block that holds backend data present; f->lock held. */
-int file_fetch_all(struct cache_file *f)
+int file_fetch_all(struct cache_file *f, const struct be_cred *cred)
 {
 	struct cache *c = f->c;
 	uint64_t idx;
@@ -1168,17 +1187,17 @@ int file_fetch_all(struct cache_file *f)
 		 * present, and must not be fetched over. */
 		if (f->pt_writers)
 			continue;
-		rc = file_ensure_present(f, idx, ~0ULL);
+		rc = file_ensure_present(f, idx, ~0ULL, cred);
 	}
 	return rc;
 }
 
-int cache_file_prefetch(struct cache_file *f)
+int cache_file_prefetch(struct cache_file *f, const struct be_cred *cred)
 {
 	int rc;
 
 	pthread_mutex_lock(&f->lock);
-	rc = file_fetch_all(f);
+	rc = file_fetch_all(f, cred);
 	pthread_mutex_unlock(&f->lock);
 	cache_evict_maybe(f->c);
 	return rc;

@@ -8,7 +8,11 @@
  * chunk written to while it was uploading stays dirty and goes round
  * again.  A failed upload is retried with exponential backoff for as long
  * as it takes; nothing dirty is ever dropped, except the data of a file
- * the backend no longer has (ESTALE, ENOENT after an unlink).
+ * the backend no longer has (ESTALE, ENOENT after an unlink).  A COMMIT
+ * that answers -EAGAIN (the server restarted and lost some of the batch's
+ * unstable writes) is no failure: the chunks go back to the queue at
+ * once, are written again and committed again, counted in
+ * flush_rewrites.
  *
  * Thread safety: each thread owns its ring; shared state is under the
  * locks named in cache_int.h.
@@ -106,7 +110,12 @@ struct upload {
 	uint64_t whole;		/* ... of them, those dirty from end to end */
 	uint64_t seq;		/* ch->dirty_seq when it started */
 	uint64_t sent;		/* bytes written to the backend */
+	const struct be_cred *cred;	/* the writer's: WRITE and COMMIT */
+	struct be_range span;	/* from the first byte sent to the last */
 	bool started;		/* flush_finish() must run */
+	bool rehash;		/* -EBUSY: a passthrough writer changed a
+				 * block since its hash: hash it again */
+	bool corrupt;		/* -EIO: a dirty block fails its checksum */
 };
 
 /* The WRITEs of one chunk's upload, joined where they touch. */
@@ -114,10 +123,12 @@ struct seg_writer {
 	struct cache *c;
 	struct be *be;
 	struct be_node *node;
+	const struct be_cred *cred;	/* the writer's */
 	const char *buf;	/* the chunk's bytes */
 	uint64_t start;		/* file offset of buf[0] */
 	uint64_t off, len;	/* the segment not yet sent */
 	uint64_t sent;
+	uint64_t first, end;	/* the first byte sent, and past the last */
 	int rc;
 };
 
@@ -128,13 +139,17 @@ static void seg_flush(struct seg_writer *w)
 
 	if (!w->len || w->rc)
 		return;
-	n = be_pwrite(w->be, w->node, w->buf + (w->off - w->start), w->len,
+	n = be_pwrite(w->be, w->cred, w->node, w->buf + (w->off - w->start), w->len,
 		      w->off);
 	hist_add(w->c->be_write_us, t0);
-	if (n < 0)
+	if (n < 0) {
 		w->rc = (int)n;
-	else
+	} else {
+		if (!w->sent)
+			w->first = w->off;
+		w->end = w->off + w->len;
 		w->sent += w->len;
+	}
 	w->len = 0;
 }
 
@@ -243,6 +258,7 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 	ch->readers++;
 	f->inflight++;
 	up->started = true;
+	up->cred = ch->wcred;
 	up->mask = mask;
 	up->seq = seq;
 	for (m = mask; m; m &= m - 1) {
@@ -287,6 +303,8 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 							 * the next rehash */
 								   -EIO;
 			pthread_mutex_unlock(&f->lock);
+			up->rehash = rc == -EBUSY;
+			up->corrupt = rc == -EIO;
 			if (rc == -EIO) {
 				atomic_fetch_add(&c->checksum_errors, 1);
 				log_msg(LOG_LVL_ERR, "flush",
@@ -299,8 +317,8 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 	}
 	file_fds_put(f);	/* the bytes are in buf */
 	/* Send the ranges, joined where they touch, no further than EOF. */
-	w = (struct seg_writer){ .c = c, .be = be, .node = f->node, .buf = buf,
-				 .start = start };
+	w = (struct seg_writer){ .c = c, .be = be, .node = f->node,
+				 .cred = up->cred, .buf = buf, .start = start };
 	for (m = mask; m && rc == 0 && w.rc == 0; m &= m - 1) {
 		uint64_t s, t;
 
@@ -320,6 +338,7 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 		rc = w.rc;
 	sent = w.sent;
 	up->sent = sent;
+	up->span = (struct be_range){ .off = w.first, .len = w.end - w.first };
 	return rc;
 }
 
@@ -384,7 +403,9 @@ static int flush_finish(struct cache_file *f, struct upload *up, int rc)
 		file_gone(f);
 		rc = 0;
 	} else if (rc != -EAGAIN) {
-		if (err_permanent(rc))
+		/* Waiting cures neither; a close or fsync waiting for the
+		 * file returns it instead of waiting for ever. */
+		if (err_permanent(rc) || up->corrupt)
 			f->flush_error = rc;
 	}
 	return dropped_unlock(f, rc);
@@ -413,7 +434,7 @@ static void settle_gen(struct cache_file *f, const struct be_attr *attr)
 }
 
 /* After the last dirty chunk: remember the backend's new generation. */
-static void refresh_gen(struct cache_file *f)
+void file_refresh_gen(struct cache_file *f)
 {
 	struct be_attr attr;
 	uint64_t seq, lseq;
@@ -427,7 +448,7 @@ static void refresh_gen(struct cache_file *f)
 	seq = f->upload_seq;
 	lseq = f->local_seq;
 	pthread_mutex_unlock(&f->lock);
-	if (!clean || file_be(f)->ops->getattr(file_be(f), f->node, &attr))
+	if (!clean || file_be(f)->ops->getattr(file_be(f), NULL, f->node, &attr))
 		return;
 	pthread_mutex_lock(&f->lock);
 	/*
@@ -475,20 +496,29 @@ int file_flush_chunk_now(struct cache_file *f, uint64_t idx)
 	pthread_mutex_unlock(&f->lock);
 	for (;;) {
 		rc = flush_upload(f, idx, buf, true, &up);
-		if (rc == 0 && up.sent)
-			rc = be_commit(file_be(f), f->node);
+		if (rc == 0 && up.sent) {
+			rc = be_commit_ranges(file_be(f), up.cred, f->node,
+					      &up.span, 1);
+			/* lost by a server restart: send again now */
+			if (rc == -EAGAIN)
+				atomic_fetch_add(&c->flush_rewrites, 1);
+		}
 		if (up.started)
 			rc = flush_finish(f, &up, rc);
 		if (rc == 0 || rc == -EIO || err_permanent(rc) ||
 		    atomic_load(&c->stopping))
 			break;
-		if (rc != -EAGAIN && rc != -EBUSY)
+		if (rc == -EAGAIN)
+			continue;
+		if (up.rehash && file_pt_rehash(f, idx, idx + 1) == 0)
+			continue;
+		if (rc != -EBUSY)
 			atomic_fetch_add(&c->flush_retries, 1);
 		backoff_sleep(failures++);
 	}
 	free(buf);
 	if (rc == 0)
-		refresh_gen(f);
+		file_refresh_gen(f);
 	pthread_mutex_lock(&f->lock);
 	f->flush_waiters--;
 	if (ch_dirty_left(f, idx))
@@ -516,26 +546,28 @@ static int take_batch(struct cache *c, struct flush_item **batch)
 	return n;
 }
 
-/* What to do with one chunk after its round. */
-static void after_round(struct cache *c, struct flush_item *it, int rc,
-			unsigned int *failures)
+/*
+ * Count one chunk's round; true if it failed in a way that calls for a
+ * pause before the batch is tried again.
+ */
+static bool round_failed(struct cache *c, struct flush_item *it, int rc,
+			 unsigned int failures)
 {
-	if (rc == 0) {
-		*failures = 0;
-		return;
-	}
-	if (rc != -EAGAIN && rc != -EBUSY) {
-		atomic_fetch_add(&c->flush_retries, 1);
-		if (err_permanent(rc) || rc == -EIO)
-			atomic_fetch_add(&c->flush_errors, 1);
-		log_msg(*failures ? LOG_LVL_DEBUG : LOG_LVL_WARN, "flush",
-			"upload of file %llx chunk %llu failed: %s; retrying",
-			(unsigned long long)it->f->fileid,
-			(unsigned long long)it->chunk, strerror(-rc));
-		if (atomic_load(&c->stopping))
-			return;
-		backoff_sleep((*failures)++);
-	}
+	if (rc == 0 || rc == -EAGAIN || rc == -EBUSY)
+		return false;
+	atomic_fetch_add(&c->flush_retries, 1);
+	if (err_permanent(rc) || rc == -EIO)
+		atomic_fetch_add(&c->flush_errors, 1);
+	log_msg(failures ? LOG_LVL_DEBUG : LOG_LVL_WARN, "flush",
+		"upload of file %llx chunk %llu failed: %s; retrying",
+		(unsigned long long)it->f->fileid,
+		(unsigned long long)it->chunk, strerror(-rc));
+	return true;
+}
+
+/* Put a chunk that is still dirty back in the queue. */
+static void requeue(struct flush_item *it)
+{
 	pthread_mutex_lock(&it->f->lock);
 	cache_queue_flush(it->f, it->chunk);
 	pthread_mutex_unlock(&it->f->lock);
@@ -552,6 +584,7 @@ void *flusher_main(void *arg)
 	unsigned int failures = 0;
 	struct flush_item *batch[FLUSH_BATCH];
 	struct upload up[FLUSH_BATCH];
+	struct be_range spans[FLUSH_BATCH];
 	int rcs[FLUSH_BATCH];
 	/* The thread's registered buffer: read-backs are fixed reads. */
 	char *buf = ring_buf(cache_ring(c), c->cfg->chunk_size);
@@ -563,32 +596,72 @@ void *flusher_main(void *arg)
 	while ((batch[0] = pop(&c->queue_lock, &c->queue_cond, &c->qhead,
 			       &c->qtail, &c->stopping))) {
 		struct cache_file *f = batch[0]->f;
-		uint64_t sent = 0;
-		int i, n = take_batch(c, batch);
-
-		int rested = 0;
+		int i, n = take_batch(c, batch), rested = 0, failed = 0;
+		unsigned int nspans = 0;
+		bool stopping;
 
 		for (i = 0; i < n; i++) {
 			rcs[i] = flush_upload(f, batch[i]->chunk, buf, false,
 					      &up[i]);
-			sent += up[i].sent;
+			if (up[i].sent)
+				spans[nspans++] = up[i].span;
 			rested += rcs[i] == -EBUSY;
 		}
-		if (sent) {
-			int crc = be_commit(file_be(f), f->node);
+		if (nspans) {
+			/* One COMMIT covers every writer's: the first's. */
+			const struct be_cred *cc = NULL;
+			int crc;
 
-			for (i = 0; i < n && crc < 0; i++)
-				if (rcs[i] == 0)
-					rcs[i] = crc;
+			for (i = 0; i < n && !cc; i++)
+				if (up[i].sent)
+					cc = up[i].cred;
+			crc = be_commit_ranges(file_be(f), cc, f->node, spans,
+					       nspans);
+
+			for (i = 0; i < n && crc < 0; i++) {
+				if (rcs[i] != 0)
+					continue;
+				rcs[i] = crc;
+				/* lost by a server restart: send again now */
+				if (crc == -EAGAIN && up[i].sent)
+					atomic_fetch_add(&c->flush_rewrites, 1);
+			}
 		}
 		for (i = 0; i < n; i++) {
 			if (up[i].started)
 				rcs[i] = flush_finish(f, &up[i], rcs[i]);
-			after_round(c, batch[i], rcs[i], &failures);
+			/*
+			 * The kernel wrote the block after its last rehash: a
+			 * FLUSH waiting for this upload would wait for ever for
+			 * the rehash at release, so hash it here and go again.
+			 */
+			if (up[i].rehash &&
+			    file_pt_rehash(f, up[i].idx, up[i].idx + 1) == 0) {
+				rcs[i] = -EAGAIN;
+				rested--;
+			}
+			failed += round_failed(c, batch[i], rcs[i], failures);
+		}
+		/*
+		 * One pause per batch, not per chunk: a batch of 16 failed
+		 * chunks once slept 16 growing backoffs in a row, over a
+		 * minute and a half, before its last chunk went back.
+		 */
+		stopping = atomic_load(&c->stopping);
+		if (failed && !stopping)
+			backoff_sleep(failures++);
+		else if (!failed && rested < n)
+			failures = 0;
+		for (i = 0; i < n; i++) {
+			/* closing: failed chunks wait for cache_close's rounds */
+			if (rcs[i] == 0 || (stopping && rcs[i] != -EAGAIN &&
+					    rcs[i] != -EBUSY))
+				continue;
+			requeue(batch[i]);
 		}
 		if (rcs[n - 1] == 0)
-			refresh_gen(f);
-		if (sent)
+			file_refresh_gen(f);
+		if (nspans)
 			cache_evict_maybe(c);
 		for (i = 0; i < n; i++) {
 			cache_file_put(batch[i]->f);
@@ -618,7 +691,7 @@ void *prefetcher_main(void *arg)
 		ch = file_chunk(f, it->chunk, true);
 		if (ch && !ch->fetching && it->chunk * c->cfg->chunk_size <
 						   f->be_size)
-			file_fetch_chunk(f, it->chunk, true);
+			file_fetch_chunk(f, it->chunk, true, it->cred);
 		pthread_mutex_unlock(&f->lock);
 		cache_file_put(f);
 		free(it);

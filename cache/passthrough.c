@@ -106,7 +106,8 @@ static void pt_list_del(struct cache_file *f)
 	pthread_mutex_unlock(&c->pt_lock);
 }
 
-int cache_file_pt_begin(struct cache_file *f, bool write, bool must, int *fd)
+int cache_file_pt_begin(struct cache_file *f, const struct be_cred *cred,
+			bool write, bool must, int *fd)
 {
 	struct cache *c = f->c;
 	bool writers;
@@ -124,7 +125,7 @@ int cache_file_pt_begin(struct cache_file *f, bool write, bool must, int *fd)
 		rc = cache_file_pt_sync(f);
 	pthread_mutex_lock(&f->lock);
 	if (rc == 0 && must && !file_whole(f))
-		rc = file_fetch_all(f);
+		rc = file_fetch_all(f, cred);
 	/* Taken until cache_file_pt_end(): the kernel's backing file is
 	 * made from it. */
 	if (rc == 0)
@@ -132,6 +133,8 @@ int cache_file_pt_begin(struct cache_file *f, bool write, bool must, int *fd)
 	if (rc < 0)
 		goto out;
 	f->pt_users++;
+	if (write)
+		f->pt_cred = cache_cred(c, cred);
 	if (write && f->pt_writers++ == 0) {
 		f->pt_owned = f->size == 0 && !f->dirty_chunks;
 		f->pt_unsynced = true;
@@ -206,7 +209,7 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 	uint64_t len = size - start < c->cfg->chunk_size ? size - start :
 							   c->cfg->chunk_size;
 	uint64_t known = 0, sums[CACHE_BLOCKS], changed = 0, grown = 0;
-	uint64_t olddirty;
+	uint64_t olddirty, be_size, forced = 0, end_dirty = 0;
 	uint32_t lo[CACHE_BLOCKS], hi[CACHE_BLOCKS];
 	uint64_t zs = 0;
 	struct chunk *ch;
@@ -222,6 +225,13 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 	}
 	known = ch->present | ch->dirty;
 	memcpy(sums, ch->sums, sizeof(sums));
+	be_size = f->be_size;
+	if (size > start && size - start <= c->cfg->chunk_size) {
+		b = (unsigned int)((size - 1 - start) / bs);
+		if ((ch->dirty & (1ULL << b)) &&
+		    start + b * bs + ch->dhi[b] >= size)
+			end_dirty = 1ULL << b;
+	}
 	ch->readers++;
 	f->inflight++;
 	pthread_mutex_unlock(&f->lock);
@@ -241,8 +251,23 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 		uint64_t s = XXH3_64bits(buf + b * bs, bs);
 		uint64_t in_file = size - (start + b * bs);
 
-		if (s == ((known & (1ULL << b)) ? sums[b] : c->zero_sum))
+		if (s == ((known & (1ULL << b)) ? sums[b] : c->zero_sum)) {
+			/*
+			 * The kernel made the file longer with zeros (glibc's
+			 * posix_fallocate writes one zero byte per block; a
+			 * sparse copy seeks past the end): the backend learns
+			 * the size only from an upload of the last byte.
+			 */
+			if (in_file > 0 && in_file <= bs && size > be_size &&
+			    !(end_dirty & (1ULL << b))) {
+				forced |= 1ULL << b;
+				changed |= 1ULL << b;
+				sums[b] = s;
+				lo[b] = (uint32_t)(in_file - 1);
+				hi[b] = (uint32_t)in_file;
+			}
 			continue;
+		}
 		sums[b] = s;
 		changed |= 1ULL << b;
 		if (changed_range(buf + b * bs, in_file < bs ? in_file : bs,
@@ -259,13 +284,18 @@ out:
 		return rc;
 	}
 	olddirty = ch->dirty;
+	/* A chunk dirty already keeps its writer (a kernel write reached
+	 * through another open does not say whose it is). */
+	if (!olddirty)
+		ch->wcred = f->pt_cred;
 	for (b = 0; b < nb; b++) {
 		uint64_t bit = 1ULL << b, before = dirty_len(ch, bit);
 
 		if (!(changed & bit))
 			continue;
 		/* Another rehash of the same bytes came first. */
-		if (((ch->present | ch->dirty) & bit) && ch->sums[b] == sums[b]) {
+		if (!(forced & bit) && ((ch->present | ch->dirty) & bit) &&
+		    ch->sums[b] == sums[b]) {
 			changed &= ~bit;
 			continue;
 		}
@@ -311,7 +341,7 @@ out:
  * Rehash chunks [from, to) of f (to = ~0: up to the data file's end),
  * taking the size the kernel gave the data file.  Returns 0 or -errno.
  */
-static int rehash(struct cache_file *f, uint64_t from, uint64_t to)
+int file_pt_rehash(struct cache_file *f, uint64_t from, uint64_t to)
 {
 	struct cache *c = f->c;
 	uint64_t size, idx, cs = c->cfg->chunk_size;
@@ -359,13 +389,41 @@ static int rehash(struct cache_file *f, uint64_t from, uint64_t to)
 
 int cache_file_pt_sync(struct cache_file *f)
 {
-	int rc = rehash(f, 0, ~0ULL);
+	int rc = file_pt_rehash(f, 0, ~0ULL);
 
 	if (rc < 0)
 		log_msg(LOG_LVL_ERR, "passthrough",
 			"file %llx: rehash of the cache file: %s",
 			(unsigned long long)f->fileid, strerror(-rc));
 	return rc;
+}
+
+int cache_file_pt_flush(struct cache_file *f, bool fsync)
+{
+	const struct cache_config *cfg = f->c->cfg;
+
+	/*
+	 * fsync=local: the data file is made durable, and the journal's
+	 * PTOPEN record makes a replay hash the file again, so nothing
+	 * acknowledged is lost without hashing it now.  An async close
+	 * leaves the hash to the release, which the kernel sends after
+	 * close() has returned; opens of the file stay passthrough until
+	 * then, so no one reads it through the daemon unhashed.
+	 */
+	if (fsync ? cfg->fsync_mode != CACHE_FSYNC_BACKEND :
+		    cfg->close_mode != CACHE_CLOSE_SYNC)
+		return 0;
+	return cache_file_pt_sync(f);
+}
+
+int cache_file_pt_sync_writers(struct cache_file *f)
+{
+	bool writers;
+
+	pthread_mutex_lock(&f->lock);
+	writers = f->pt_writers > 0;
+	pthread_mutex_unlock(&f->lock);
+	return writers ? cache_file_pt_sync(f) : 0;
 }
 
 void cache_file_pt_end(struct cache_file *f, bool write)
@@ -388,6 +446,14 @@ void cache_file_pt_end(struct cache_file *f, bool write)
 			cache_journal(f->c, JREC_PTCLOSE, f, 0);
 		}
 		pthread_mutex_unlock(&f->lock);
+		/*
+		 * Its uploads may all be done (a FLUSH waits for them): their
+		 * flusher could not settle the generation while the kernel
+		 * wrote, so it is settled here.  Left unsettled, the next open
+		 * took another node's later change for this node's own and
+		 * kept this node's old blocks (passthrough.sh case 7).
+		 */
+		file_refresh_gen(f);
 	}
 	pt_list_del(f);
 }
@@ -448,7 +514,7 @@ void *pt_main(void *arg)
 				f->pt_scanned = full;
 			pthread_mutex_unlock(&f->lock);
 			if (full > from)
-				rehash(f, from, full);
+				file_pt_rehash(f, from, full);
 			cache_file_put(f);
 		}
 	}

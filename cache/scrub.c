@@ -185,7 +185,7 @@ again:
 		goto out_unlock;
 	/* In place: the data file keeps its other bytes for passthrough
 	 * readers, and the fetch writes the dropped blocks over the bad. */
-	if (file_ensure_present(f, idx, dropped) == 0)
+	if (file_ensure_present(f, idx, dropped, NULL) == 0)
 		s->refetched += popcount64(dropped & f->chunks[idx]->present);
 	else
 		log_msg(LOG_LVL_WARN, "scrub",

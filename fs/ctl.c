@@ -67,6 +67,7 @@ static void say(int fd, const char *fmt, ...)
 	X(checksum_errors, counter, "cached blocks that failed their checksum") \
 	X(flush_errors, counter, "uploads that failed for a reason waiting will not cure") \
 	X(flush_retries, counter, "uploads retried")                        \
+	X(flush_rewrites, counter, "chunks written again because the server lost unstable writes (it restarted)") \
 	X(prefetch_chunks, counter, "chunks fetched ahead of readers")     \
 	X(reads_from_fetch, counter, "reads served from a fetch still writing the cache") \
 	X(flush_queue, gauge, "chunks waiting for upload")                 \
@@ -262,7 +263,7 @@ static int file_of(struct ctl *ctl, const char *arg, bool create,
 						 stino, NULL);
 	if (!ino)
 		return -ENOENT;
-	rc = ino_be(s, ino)->ops->getattr(ino_be(s, ino), ino->node, &a);
+	rc = ino_be(s, ino)->ops->getattr(ino_be(s, ino), NULL, ino->node, &a);
 	if (rc == 0)
 		rc = cache_file_get(s->cache, be_idx, ino->node, &a, out);
 	inode_forget(s, ino, 1);
@@ -289,7 +290,7 @@ static void cmd_file(struct ctl *ctl, int fd, const char *cmd,
 	else if (!strcmp(cmd, "evict"))
 		rc = cache_file_evict(f);
 	else if (!strcmp(cmd, "prefetch"))
-		rc = cache_file_prefetch(f);
+		rc = cache_file_prefetch(f, NULL);	/* root asked */
 	else
 		cache_file_pin(f, !strcmp(cmd, "pin"));
 	cache_file_put(f);

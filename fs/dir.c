@@ -3,8 +3,10 @@
  * dir.c - names: lookup and forget, making and removing objects, rename,
  * links, and directory listing.
  *
- * Every operation here goes straight to the backend: names are never
- * cached by stagefs itself, only by the kernel for entry_timeout.
+ * Every operation here goes straight to the backend, with the caller's
+ * credentials: names are never cached by stagefs itself, only by the
+ * kernel for entry_timeout.  New objects get their owner on the backend,
+ * from those credentials (the caller, or a setgid directory's group).
  *
  * Thread safety: no state of its own; see fs_int.h.
  */
@@ -38,10 +40,12 @@ static void sfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct sfs_inode *dir = inode_get(s, parent);
 	struct be_node *node;
 	struct be_attr attr;
+	struct be_cred cred;
 	int rc;
 
-	rc = ino_be(s, dir)->ops->lookup(ino_be(s, dir), dir->node, name,
-					 &node, &attr);
+	req_cred(req, &cred);
+	rc = ino_be(s, dir)->ops->lookup(ino_be(s, dir), &cred, dir->node,
+					 name, &node, &attr);
 	if (rc == -ENOENT) {
 		/* A negative entry the kernel may cache for entry_timeout. */
 		struct fuse_entry_param e = {
@@ -79,48 +83,19 @@ static void sfs_forget_multi(fuse_req_t req, size_t count,
 	fuse_reply_none(req);
 }
 
-/*
- * The owner of a new object: the caller, with the setgid-directory rule
- * (a new object in a setgid directory takes the directory's group, and a
- * new directory there is setgid too).
- */
-int new_owner(fuse_req_t req, struct sfs_inode *dir, struct be_cred *cred,
-	      uint32_t *mode)
-{
-	struct sfs *s = req_sfs(req);
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	struct be_attr da;
-	int rc;
-
-	cred->uid = ctx->uid;
-	cred->gid = ctx->gid;
-	rc = ino_be(s, dir)->ops->getattr(ino_be(s, dir), dir->node, &da);
-	if (rc < 0)
-		return rc;
-	if (da.mode & S_ISGID) {
-		cred->gid = da.gid;
-		if (S_ISDIR(*mode))
-			*mode |= S_ISGID;
-	}
-	return 0;
-}
-
 static void sfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      mode_t mode)
 {
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *dir = inode_get(s, parent);
-	uint32_t m = (mode & 07777) | S_IFDIR;
 	struct be_node *node;
 	struct be_attr attr;
 	struct be_cred cred;
 	int rc;
 
-	rc = new_owner(req, dir, &cred, &m);
-	if (rc == 0)
-		rc = ino_be(s, dir)->ops->mkdir(ino_be(s, dir), dir->node,
-						name, m & 07777, &cred, &node,
-						&attr);
+	req_cred(req, &cred);
+	rc = ino_be(s, dir)->ops->mkdir(ino_be(s, dir), &cred, dir->node, name,
+					mode & 07777, &node, &attr);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -133,21 +108,19 @@ static void sfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *dir = inode_get(s, parent);
-	uint32_t m = mode;
+	struct be *be = ino_be(s, dir);
 	struct be_node *node;
 	struct be_attr attr;
 	struct be_cred cred;
 	int rc;
 
-	rc = new_owner(req, dir, &cred, &m);
-	if (rc == 0 && S_ISREG(m))
-		rc = ino_be(s, dir)->ops->create(ino_be(s, dir), dir->node,
-						 name, m & 07777, &cred, 1,
-						 &node, &attr);
-	else if (rc == 0)
-		rc = ino_be(s, dir)->ops->mknod(ino_be(s, dir), dir->node,
-						name, m, rdev, &cred, &node,
-						&attr);
+	req_cred(req, &cred);
+	if (S_ISREG(mode))
+		rc = be->ops->create(be, &cred, dir->node, name, mode & 07777,
+				     1, &node, &attr);
+	else
+		rc = be->ops->mknod(be, &cred, dir->node, name, mode, rdev,
+				    &node, &attr);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -160,17 +133,14 @@ static void sfs_symlink(fuse_req_t req, const char *target,
 {
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *dir = inode_get(s, parent);
-	uint32_t m = S_IFLNK | 0777;
 	struct be_node *node;
 	struct be_attr attr;
 	struct be_cred cred;
 	int rc;
 
-	rc = new_owner(req, dir, &cred, &m);
-	if (rc == 0)
-		rc = ino_be(s, dir)->ops->symlink(ino_be(s, dir), dir->node,
-						  name, target, &cred, &node,
-						  &attr);
+	req_cred(req, &cred);
+	rc = ino_be(s, dir)->ops->symlink(ino_be(s, dir), &cred, dir->node,
+					  name, target, &node, &attr);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -183,9 +153,11 @@ static void sfs_readlink(fuse_req_t req, fuse_ino_t ino)
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *in = inode_get(s, ino);
 	char buf[4097];
+	struct be_cred cred;
 	int rc;
 
-	rc = ino_be(s, in)->ops->readlink(ino_be(s, in), in->node, buf,
+	req_cred(req, &cred);
+	rc = ino_be(s, in)->ops->readlink(ino_be(s, in), &cred, in->node, buf,
 					  sizeof(buf));
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
@@ -203,14 +175,16 @@ static void sfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	struct sfs_inode *dir = inode_get(s, newparent);
 	struct fuse_entry_param e;
 	struct be_attr attr;
+	struct be_cred cred;
 	int rc;
 
 	if (in->be_idx != dir->be_idx) {
 		fuse_reply_err(req, EXDEV);
 		return;
 	}
-	rc = ino_be(s, in)->ops->link(ino_be(s, in), in->node, dir->node,
-				      newname, &attr);
+	req_cred(req, &cred);
+	rc = ino_be(s, in)->ops->link(ino_be(s, in), &cred, in->node,
+				      dir->node, newname, &attr);
 	if (rc == 0)
 		rc = make_entry(s, in->be_idx, in->node, &attr, &e);
 	if (rc < 0)
@@ -219,22 +193,32 @@ static void sfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		fuse_reply_entry(req, &e);
 }
 
-/* The hidden directory at the backend's root for files unlinked open. */
-static int silly_dir(struct sfs *s, int be_idx, struct be_node **out)
+/*
+ * Where a file unlinked while open hides: SILLY_DIR at the backend's root
+ * (made by the daemon, mode 1777: users rename into it), or, where the
+ * daemon cannot keep that directory (root squashed), dir itself.
+ */
+static int silly_dir(struct sfs *s, struct sfs_inode *dir,
+		     struct be_node **out)
 {
-	struct be *be = s->bes[be_idx];
-	struct be_cred root_cred = { 0, 0 };
+	struct be *be = ino_be(s, dir);
 	struct be_node *root;
-	int rc = be->ops->root(be, &root, NULL);
+	int rc;
 
+	if (s->silly_here[dir->be_idx]) {
+		*out = be_node_get(dir->node);
+		return 0;
+	}
+	rc = be->ops->root(be, NULL, &root, NULL);
 	if (rc < 0)
 		return rc;
-	rc = be->ops->lookup(be, root, SILLY_DIR, out, NULL);
+	rc = be->ops->lookup(be, NULL, root, SILLY_DIR, out, NULL);
 	if (rc == -ENOENT) {
-		rc = be->ops->mkdir(be, root, SILLY_DIR, 0700, &root_cred, out,
+		rc = be->ops->mkdir(be, NULL, root, SILLY_DIR, 01777, out,
 				    NULL);
 		if (rc == -EEXIST)
-			rc = be->ops->lookup(be, root, SILLY_DIR, out, NULL);
+			rc = be->ops->lookup(be, NULL, root, SILLY_DIR, out,
+					     NULL);
 	}
 	be_node_put(be, root);
 	return rc;
@@ -244,50 +228,68 @@ static int silly_dir(struct sfs *s, int be_idx, struct be_node **out)
  * The last name of a file that is still open goes away: keep the file
  * under a hidden name until the last close, so that it stays readable and
  * writable (POSIX) even for data not in the cache, as the NFS client's
- * silly rename does.  The hidden name is in SILLY_DIR at the backend's
- * root, so the directory it left can still be removed.  Returns 1 if it
- * did, 0 if the file needs no hiding, or -errno if an open file could not
- * be hidden: then the name must stay (the NFS client fails the unlink
- * too), or the open file would lose its data.
+ * silly rename does.  The rename is the caller's (cred), so the backend
+ * checks that the caller may remove the name.  The hidden name is in
+ * SILLY_DIR at the backend's root, so the directory it left can still be
+ * removed, and the daemon removes it at the last close (or, after a
+ * crash, at its next start: silly.c); where root is
+ * squashed, it is in the same directory and the caller removes it, as
+ * with NFS.  Returns 1 if it did, 0 if the file needs no hiding, or
+ * -errno if an open file could not be hidden: then the name must stay
+ * (the NFS client fails the unlink too), or the open file would lose its
+ * data.
  */
-static int silly_rename(struct sfs *s, struct sfs_inode *dir,
-			const char *name)
+static int silly_rename(struct sfs *s, const struct be_cred *cred,
+			struct sfs_inode *dir, const char *name)
 {
 	struct be *be = ino_be(s, dir);
+	bool here = s->silly_here[dir->be_idx];
 	struct sfs_inode *ino;
 	struct be_node *node, *hdir = NULL;
+	struct be_cred *rm_cred = NULL;
 	struct be_attr a;
 	char hidden[96], *hidden_name = NULL;
 	int rc, tries;
 
-	if (be->ops->lookup(be, dir->node, name, &node, &a) < 0)
+	if (be->ops->lookup(be, cred, dir->node, name, &node, &a) < 0)
 		return 0;
 	ino = S_ISREG(a.mode) && a.nlink == 1 ?
 		      inode_find(s, dir->be_idx, node->fileid, node) : NULL;
 	be_node_put(be, node);
 	if (!ino)
 		return 0;
+	if (here) {
+		rm_cred = malloc(sizeof(*rm_cred));
+		if (!rm_cred) {
+			inode_forget(s, ino, 1);
+			return -ENOMEM;
+		}
+		*rm_cred = *cred;
+	}
 	rc = 0;
 	pthread_mutex_lock(&s->ino_lock);
-	if (ino->nopen && !ino->silly_name) {
-		snprintf(hidden, sizeof(hidden), "%016llx-%016llx-%d",
-			 (unsigned long long)ino->fileid,
-			 (unsigned long long)ino->node->hkey, (int)getpid());
+	if (ino->nopen && !ino->silly_name &&
+	    silly_name(s, ino, here, hidden, sizeof(hidden)) == 0) {
 		ino->silly_name = strdup(hidden);
 		rc = ino->silly_name != NULL;
+		if (rc == 1) {
+			ino->silly_cred = rm_cred;
+			rm_cred = NULL;
+		}
 	}
 	pthread_mutex_unlock(&s->ino_lock);
+	free(rm_cred);
 	/*
 	 * ganesha answered this RENAME with NFS3ERR_STALE once in a long
 	 * random run (cause not known): try once more, as the kernel
 	 * retries a path operation once on ESTALE.
 	 */
 	for (tries = 0; rc == 1 && tries < 2; tries++) {
-		int err = silly_dir(s, dir->be_idx, &hdir);
+		int err = silly_dir(s, dir, &hdir);
 
 		if (err == 0)
-			err = be->ops->rename(be, dir->node, name, hdir, hidden,
-					      0);
+			err = be->ops->rename(be, cred, dir->node, name, hdir,
+					      hidden, 0);
 		if (err == 0)
 			break;
 		if (hdir)
@@ -303,14 +305,18 @@ static int silly_rename(struct sfs *s, struct sfs_inode *dir,
 	} else if (rc == 1) {
 		/* Closed while we hid it: inode_release() left it to us. */
 		hidden_name = ino->silly_name;
+		rm_cred = ino->silly_cred;
 		ino->silly_name = NULL;
+		ino->silly_cred = NULL;
 	} else if (ino->silly_name && !ino->silly_dir) {
 		free(ino->silly_name);
+		free(ino->silly_cred);
 		ino->silly_name = NULL;
+		ino->silly_cred = NULL;
 	}
 	pthread_mutex_unlock(&s->ino_lock);
 	if (hidden_name) {
-		silly_remove(s, ino, hdir, hidden_name);
+		silly_remove(s, ino, hdir, hidden_name, rm_cred);
 		hdir = NULL;
 	}
 	if (hdir)
@@ -323,14 +329,16 @@ static void sfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *dir = inode_get(s, parent);
+	struct be_cred cred;
+	int rc;
 
-	int rc = silly_rename(s, dir, name);
-
+	req_cred(req, &cred);
+	rc = silly_rename(s, &cred, dir, name);
 	if (rc) {
 		fuse_reply_err(req, rc < 0 ? -rc : 0);
 		return;
 	}
-	fuse_reply_err(req, -ino_be(s, dir)->ops->unlink(ino_be(s, dir),
+	fuse_reply_err(req, -ino_be(s, dir)->ops->unlink(ino_be(s, dir), &cred,
 							 dir->node, name));
 }
 
@@ -338,8 +346,10 @@ static void sfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *dir = inode_get(s, parent);
+	struct be_cred cred;
 
-	fuse_reply_err(req, -ino_be(s, dir)->ops->rmdir(ino_be(s, dir),
+	req_cred(req, &cred);
+	fuse_reply_err(req, -ino_be(s, dir)->ops->rmdir(ino_be(s, dir), &cred,
 							dir->node, name));
 }
 
@@ -350,6 +360,8 @@ static void sfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *od = inode_get(s, parent);
 	struct sfs_inode *nd = inode_get(s, newparent);
+	struct be *be = ino_be(s, od);
+	struct be_cred cred;
 
 	if (od->be_idx != nd->be_idx) {
 		fuse_reply_err(req, EXDEV);
@@ -359,28 +371,26 @@ static void sfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	req_cred(req, &cred);
 	/* A rename over an open file unlinks it: keep it while open (if
 	 * the source is there to replace it, and is not the same name). */
 	if (!flags && (od != nd || strcmp(name, newname))) {
 		struct be_node *src;
-		int rc = ino_be(s, od)->ops->lookup(ino_be(s, od), od->node,
-						    name, &src, NULL);
+		int rc = be->ops->lookup(be, &cred, od->node, name, &src, NULL);
 
 		if (rc < 0) {
 			fuse_reply_err(req, -rc);
 			return;
 		}
-		be_node_put(ino_be(s, od), src);
-		rc = silly_rename(s, nd, newname);
+		be_node_put(be, src);
+		rc = silly_rename(s, &cred, nd, newname);
 		if (rc < 0) {
 			fuse_reply_err(req, -rc);
 			return;
 		}
 	}
-	fuse_reply_err(req, -ino_be(s, od)->ops->rename(ino_be(s, od),
-							od->node, name,
-							nd->node, newname,
-							flags));
+	fuse_reply_err(req, -be->ops->rename(be, &cred, od->node, name,
+					     nd->node, newname, flags));
 }
 
 /* ---- listing -------------------------------------------------------- */
@@ -388,6 +398,7 @@ static void sfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 /* A snapshot of a directory taken at opendir; offsets index into it. */
 struct dir_entry {
 	char *name;
+	uint64_t fileid;	/* 0 for "." and ".." */
 	struct be_attr attr;
 	bool has_attr;
 	struct be_node *node;	/* from the backend, or NULL */
@@ -398,13 +409,13 @@ struct dir_handle {
 	size_t n, cap;
 };
 
-static int dir_collect(void *arg, const char *name,
+static int dir_collect(void *arg, const char *name, uint64_t fileid,
 		       const struct be_attr *attr, struct be_node *node)
 {
 	struct dir_handle *d = arg;
 	struct dir_entry *e;
 
-	if (!strcmp(name, SILLY_DIR))
+	if (!strncmp(name, SILLY_DIR, sizeof(SILLY_DIR) - 1))
 		return 0;
 	if (d->n == d->cap) {
 		size_t ncap = d->cap ? d->cap * 2 : 64;
@@ -420,6 +431,7 @@ static int dir_collect(void *arg, const char *name,
 	e->name = strdup(name);
 	if (!e->name)
 		return -ENOMEM;
+	e->fileid = fileid;
 	if (attr) {
 		e->attr = *attr;
 		e->has_attr = true;
@@ -447,18 +459,20 @@ static void sfs_opendir(fuse_req_t req, fuse_ino_t ino,
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *in = inode_get(s, ino);
 	struct dir_handle *d = calloc(1, sizeof(*d));
+	struct be_cred cred;
 	int rc;
 
+	req_cred(req, &cred);
 	if (!d) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
 	/* "." and ".." first, as a native file system lists them. */
-	rc = dir_collect(d, ".", NULL, NULL);
+	rc = dir_collect(d, ".", 0, NULL, NULL);
 	if (rc == 0)
-		rc = dir_collect(d, "..", NULL, NULL);
+		rc = dir_collect(d, "..", 0, NULL, NULL);
 	if (rc == 0)
-		rc = ino_be(s, in)->ops->readdir(ino_be(s, in), in->node,
+		rc = ino_be(s, in)->ops->readdir(ino_be(s, in), &cred, in->node,
 						 dir_collect, d);
 	if (rc < 0) {
 		dir_free(s, in->be_idx, d);
@@ -477,6 +491,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 	struct sfs_inode *in = inode_get(s, ino);
 	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
 	char *buf = malloc(size), *p = buf;
+	struct be_cred cred;
+	bool have_cred = false;
 	size_t rem = size;
 	size_t i;
 
@@ -490,21 +506,33 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 		size_t len;
 
 		memset(&e, 0, sizeof(e));
-		e.attr.st_mode = de->has_attr ? de->attr.mode & S_IFMT : S_IFDIR;
-		e.attr.st_ino = de->has_attr ? de->attr.fileid : 0;
+		e.attr.st_mode = de->has_attr ? de->attr.mode & S_IFMT :
+				 de->fileid ? 0 : S_IFDIR;
+		e.attr.st_ino = de->fileid;
 		if (plus && de->has_attr) {
 			struct be_node *node = de->node;
 			struct be_attr attr = de->attr;
 			int rc = 0;
 
+			if (!node && !have_cred) {
+				req_cred(req, &cred);	/* reads /proc */
+				have_cred = true;
+			}
 			if (!node)
 				rc = ino_be(s, in)->ops->lookup(
-					ino_be(s, in), in->node, de->name,
+					ino_be(s, in), &cred, in->node, de->name,
 					&node, &attr);
 			else
 				be_node_get(node);
-			if (rc < 0)
+			if (rc == -ENOENT)
 				continue;	/* gone since opendir */
+			/*
+			 * The caller may read the directory but not search it
+			 * (mode r without x): the name without its attributes,
+			 * as a plain readdir would list it.
+			 */
+			if (rc < 0)
+				goto plain_plus;
 			rc = make_entry(s, in->be_idx, node, &attr, &e);
 			be_node_put(ino_be(s, in), node);
 			if (rc < 0)
@@ -517,6 +545,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 				break;
 			}
 		} else if (plus) {
+plain_plus:
 			len = fuse_add_direntry_plus(req, p, rem, de->name,
 						     &e, (off_t)(i + 1));
 			if (len > rem)
@@ -568,8 +597,11 @@ static void sfs_statfs(fuse_req_t req, fuse_ino_t ino)
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *in = inode_get(s, ino);
 	struct statvfs st;
-	int rc = ino_be(s, in)->ops->statfs(ino_be(s, in), in->node, &st);
+	struct be_cred cred;
+	int rc;
 
+	req_cred(req, &cred);
+	rc = ino_be(s, in)->ops->statfs(ino_be(s, in), &cred, in->node, &st);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else

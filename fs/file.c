@@ -4,7 +4,10 @@
  * read, write, flush, release, fsync, fallocate, access.
  *
  * Data goes through cache/; only this layer turns its -errno into a FUSE
- * reply.  Consistency is close-to-open: open() fetches the backend's
+ * reply.  Backend calls carry the caller's credentials; an open file's
+ * fetches and uploads go with its opener's (the handle keeps them), and
+ * open asks the backend whether the opener may (NFS ACCESS), as the NFS
+ * client does: the server decides, also with default_permissions off.  Consistency is close-to-open: open() fetches the backend's
  * attributes and the cache drops clean data of a file changed elsewhere;
  * with flush_on_close=sync a close returns once the data is on the
  * backend.
@@ -38,38 +41,44 @@ void inode_open(struct sfs *s, struct sfs_inode *ino)
 void inode_release(struct sfs *s, struct sfs_inode *ino)
 {
 	struct be_node *dir = NULL;
+	struct be_cred *cred = NULL;
 	char *name = NULL;
 
 	pthread_mutex_lock(&s->ino_lock);
 	if (--ino->nopen == 0 && ino->silly_name && ino->silly_dir) {
 		dir = ino->silly_dir;
 		name = ino->silly_name;
+		cred = ino->silly_cred;
 		ino->silly_dir = NULL;
 		ino->silly_name = NULL;
+		ino->silly_cred = NULL;
 	}
 	pthread_mutex_unlock(&s->ino_lock);
 	if (name)
-		silly_remove(s, ino, dir, name);
+		silly_remove(s, ino, dir, name, cred);
 }
 
-/* Remove a hidden file for good; takes over dir's reference and name. */
+/*
+ * Remove a hidden file for good, as cred (NULL: the daemon); takes over
+ * dir's reference, name and cred.
+ */
 void silly_remove(struct sfs *s, struct sfs_inode *ino, struct be_node *dir,
-		  char *name)
+		  char *name, struct be_cred *cred)
 {
-	ino_be(s, ino)->ops->unlink(ino_be(s, ino), dir, name);
-	be_node_put(ino_be(s, ino), dir);
+	struct be *be = ino_be(s, ino);
+	struct be_node *root;
+
+	be->ops->unlink(be, cred, dir, name);
+	be_node_put(be, dir);
 	free(name);
+	free(cred);
 	/* Leave no trace in the tree: the hidden directory goes when empty
 	 * (ENOTEMPTY while other files there are open, here or on another
 	 * node). */
-	{
-		struct be *be = ino_be(s, ino);
-		struct be_node *root;
-
-		if (be->ops->root(be, &root, NULL) == 0) {
-			be->ops->rmdir(be, root, SILLY_DIR);
-			be_node_put(be, root);
-		}
+	if (!s->silly_here[ino->be_idx] &&
+	    be->ops->root(be, NULL, &root, NULL) == 0) {
+		be->ops->rmdir(be, NULL, root, SILLY_DIR);
+		be_node_put(be, root);
 	}
 }
 
@@ -83,9 +92,12 @@ static void sfs_getattr(fuse_req_t req, fuse_ino_t ino,
 {
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *in = inode_get(s, ino);
+	struct be_cred cred;
 	struct be_attr a;
-	int rc = ino_be(s, in)->ops->getattr(ino_be(s, in), in->node, &a);
+	int rc;
 
+	req_cred(req, &cred);
+	rc = ino_be(s, in)->ops->getattr(ino_be(s, in), &cred, in->node, &a);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -93,8 +105,9 @@ static void sfs_getattr(fuse_req_t req, fuse_ino_t ino,
 }
 
 /* The cache_file of an inode: from the handle, or a temporary one. */
-static int inode_cache_file(struct sfs *s, struct sfs_inode *in,
-			    struct fuse_file_info *fi, struct cache_file **cf)
+static int inode_cache_file(struct sfs *s, const struct be_cred *cred,
+			    struct sfs_inode *in, struct fuse_file_info *fi,
+			    struct cache_file **cf)
 {
 	struct be_attr a;
 	int rc;
@@ -103,7 +116,7 @@ static int inode_cache_file(struct sfs *s, struct sfs_inode *in,
 		*cf = fh_of(fi)->cf;
 		return 0;
 	}
-	rc = ino_be(s, in)->ops->getattr(ino_be(s, in), in->node, &a);
+	rc = ino_be(s, in)->ops->getattr(ino_be(s, in), cred, in->node, &a);
 	if (rc < 0)
 		return rc;
 	return cache_file_get(s->cache, in->be_idx, in->node, &a, cf);
@@ -116,15 +129,18 @@ static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
 	struct sfs_inode *in = inode_get(s, ino);
 	struct be *be = ino_be(s, in);
 	struct be_setattr sa = { 0 };
+	struct be_cred cred;
 	struct be_attr a;
 	int rc = 0;
 
+	req_cred(req, &cred);
 	if (valid & FUSE_SET_ATTR_SIZE) {
 		struct cache_file *cf;
 
-		rc = inode_cache_file(s, in, fi, &cf);
+		rc = inode_cache_file(s, &cred, in, fi, &cf);
 		if (rc == 0) {
-			rc = cache_file_truncate(cf, (uint64_t)st->st_size, &a);
+			rc = cache_file_truncate(cf, &cred, (uint64_t)st->st_size,
+						 &a);
 			if (!(fi && fi->fh))
 				cache_file_put(cf);
 		}
@@ -155,26 +171,37 @@ static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
 		sa.valid |= BE_SET_MTIME;
 		sa.mtime = st->st_mtim;
 	}
-	if (sa.valid & (BE_SET_MTIME | BE_SET_MTIME_NOW)) {
+	if (sa.valid & (BE_SET_MTIME | BE_SET_MTIME_NOW | BE_SET_MODE |
+			BE_SET_UID | BE_SET_GID)) {
 		/*
 		 * An upload after this would move the mtime again (tar x and
-		 * cp -a set it right after writing): the data goes first.
+		 * cp -a set it right after writing), would clear a set-id bit
+		 * just set (the server drops it on an unprivileged WRITE), or
+		 * would go out as a writer the new mode or owner no longer
+		 * lets write (uploads carry their writer's credentials): the
+		 * data goes first, as the NFS client writes back before any
+		 * SETATTR of a regular file.
 		 */
 		struct cache_file *cf;
 
 		if (cache_file_lookup(s->cache, in->be_idx, in->fileid,
 				      &cf) == 0) {
-			rc = cache_file_flush(cf);
+			/* tar sets the times before it closes: a
+			 * passthrough writer's bytes are found first. */
+			rc = cache_file_pt_sync_writers(cf);
+			if (rc == 0)
+				rc = cache_file_flush(cf);
 			cache_file_put(cf);
 			if (rc < 0)
 				goto out_err;
 		}
 	}
 	if (sa.valid) {
-		rc = cache_setattr(s->cache, in->be_idx, in->node, &sa, &a);
+		rc = cache_setattr(s->cache, &cred, in->be_idx, in->node, &sa,
+				   &a);
 	}
 	else if (!(valid & FUSE_SET_ATTR_SIZE))
-		rc = be->ops->getattr(be, in->node, &a);
+		rc = be->ops->getattr(be, &cred, in->node, &a);
 	if (rc < 0)
 		goto out_err;
 	reply_attr(req, in, &a);
@@ -183,15 +210,21 @@ out_err:
 	fuse_reply_err(req, -rc);
 }
 
-/* Open a handle on a regular file whose fresh attributes are in a. */
-static int open_handle(struct sfs *s, struct sfs_inode *in,
-		       struct be_attr *a, struct fuse_file_info *fi)
+/*
+ * Open a handle on a regular file whose fresh attributes are in a, for
+ * the opener cred.
+ */
+static int open_handle(struct sfs *s, const struct be_cred *cred,
+		       struct sfs_inode *in, struct be_attr *a,
+		       struct fuse_file_info *fi)
 {
 	struct sfs_fh *fh = calloc(1, sizeof(*fh));
 	int rc;
 
 	if (!fh)
 		return -ENOMEM;
+	fh->cred = *cred;
+	fh->stream.cred = &fh->cred;
 	rc = cache_file_get(s->cache, in->be_idx, in->node, a, &fh->cf);
 	if (rc < 0) {
 		free(fh);
@@ -223,15 +256,24 @@ static void sfs_open(fuse_req_t req, fuse_ino_t ino,
 {
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *in = inode_get(s, ino);
+	int acc = fi->flags & O_ACCMODE;
+	struct be_cred cred;
 	struct be_attr a;
 	int rc;
 
-	/* Close-to-open: the backend's attributes, now. */
-	rc = ino_be(s, in)->ops->getattr(ino_be(s, in), in->node, &a);
+	/*
+	 * Close-to-open: the backend's attributes, now, with the answer to
+	 * whether the opener may (one ACCESS call, as the NFS client's).
+	 */
+	req_cred(req, &cred);
+	rc = ino_be(s, in)->ops->access(ino_be(s, in), &cred, in->node,
+					(acc != O_WRONLY ? R_OK : 0) |
+						(acc != O_RDONLY ? W_OK : 0),
+					&a);
 	if (rc == 0 && !S_ISREG(a.mode))
 		rc = -EINVAL;
 	if (rc == 0)
-		rc = open_handle(s, in, &a, fi);
+		rc = open_handle(s, &cred, in, &a, fi);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -244,24 +286,22 @@ static void sfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *dir = inode_get(s, parent);
 	struct be *be = ino_be(s, dir);
-	uint32_t m = (mode & 07777) | S_IFREG;
 	struct fuse_entry_param e;
 	struct be_node *node;
 	struct be_attr a;
 	struct be_cred cred;
 	int rc;
 
-	rc = new_owner(req, dir, &cred, &m);
-	if (rc == 0)
-		rc = be->ops->create(be, dir->node, name, m & 07777, &cred,
-				     !!(fi->flags & O_EXCL), &node, &a);
+	req_cred(req, &cred);
+	rc = be->ops->create(be, &cred, dir->node, name, mode & 07777,
+			     !!(fi->flags & O_EXCL), &node, &a);
 	if (rc < 0)
 		goto out_err;
 	rc = make_entry(s, dir->be_idx, node, &a, &e);
 	be_node_put(be, node);
 	if (rc < 0)
 		goto out_err;
-	rc = open_handle(s, inode_get(s, e.ino), &a, fi);
+	rc = open_handle(s, &cred, inode_get(s, e.ino), &a, fi);
 	if (rc < 0) {
 		inode_forget(s, inode_get(s, e.ino), 1);
 		goto out_err;
@@ -385,7 +425,7 @@ static void sfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		      size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct sfs_fh *fh = fh_of(fi);
-	ssize_t n = cache_write(fh->cf, buf, size, (uint64_t)off);
+	ssize_t n = cache_write(fh->cf, &fh->cred, buf, size, (uint64_t)off);
 
 	if (n < 0) {
 		fuse_reply_err(req, (int)-n);
@@ -401,8 +441,8 @@ static void sfs_flush(fuse_req_t req, fuse_ino_t ino,
 	struct sfs_fh *fh = fh_of(fi);
 	int rc = 0;
 
-	if (fh->pt_write)	/* what the kernel wrote, found now */
-		rc = cache_file_pt_sync(fh->cf);
+	if (fh->pt_write)	/* what the kernel wrote, found if needed now */
+		rc = cache_file_pt_flush(fh->cf, false);
 	if (rc == 0 && fh->written)
 		rc = cache_file_close(fh->cf);
 	fuse_reply_err(req, -rc);
@@ -427,7 +467,7 @@ static void sfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	int rc = 0;
 
 	if (fh->pt_write)
-		rc = cache_file_pt_sync(fh->cf);
+		rc = cache_file_pt_flush(fh->cf, true);
 	if (rc == 0)
 		rc = cache_file_fsync(fh->cf);
 	fuse_reply_err(req, -rc);
@@ -440,26 +480,16 @@ static void sfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 	fuse_reply_err(req, EOPNOTSUPP);
 }
 
+/* Only with default_permissions=off: the backend decides. */
 static void sfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *in = inode_get(s, ino);
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	struct be_attr a;
-	uint32_t bits;
-	int rc = ino_be(s, in)->ops->getattr(ino_be(s, in), in->node, &a);
+	struct be_cred cred;
 
-	if (rc < 0 || mask == F_OK || ctx->uid == 0) {
-		fuse_reply_err(req, rc < 0 ? -rc : 0);
-		return;
-	}
-	if (ctx->uid == a.uid)
-		bits = (a.mode >> 6) & 7;
-	else if (ctx->gid == a.gid)
-		bits = (a.mode >> 3) & 7;
-	else
-		bits = a.mode & 7;
-	fuse_reply_err(req, ((uint32_t)mask & ~bits) ? EACCES : 0);
+	req_cred(req, &cred);
+	fuse_reply_err(req, -ino_be(s, in)->ops->access(ino_be(s, in), &cred,
+							in->node, mask, NULL));
 }
 
 void file_ops_init(struct fuse_lowlevel_ops *ops)

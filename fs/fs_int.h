@@ -14,6 +14,12 @@
  * cache_file (the cache's pin on the data), not to the inode: the kernel
  * keeps the lookup count of an open file above zero.
  *
+ * Credentials: every backend call made for a request carries the
+ * caller's (req_cred()); an open file's data goes with its opener's, kept
+ * in the handle, as the NFS client sends a file's I/O with the
+ * credentials it was opened with.  The daemon's own calls (mount-time
+ * checks, the hidden directory) pass NULL.
+ *
  * Thread safety: the inode table is under sfs->ino_lock; an inode's
  * immutable fields (be_idx, fileid, node) need no lock.
  */
@@ -36,11 +42,13 @@ struct sfs_config {
 	char *writeback_s, *flush_on_close_s, *fsync_s, *verify_s;
 	char *cache_direct_s;
 	char *passthrough_s;
+	char *default_permissions_s;
 	char *namespace_file;
 	char *ctl_socket;
 	unsigned int nconnect;
 	double attr_timeout, entry_timeout;
 	int foreground, debug, show_help, show_version;
+	int default_permissions;	/* the kernel checks modes (default) */
 	/* parsed */
 	enum sfs_pt_mode { SFS_PT_AUTO, SFS_PT_ON, SFS_PT_OFF } passthrough;
 	char *backend;
@@ -65,13 +73,15 @@ struct sfs_inode {
 	uint64_t nlookup;	/* protected by sfs->ino_lock */
 	unsigned int nopen;	/* open handles; protected by sfs->ino_lock */
 	/* Unlinked while open: the hidden name it lives under until the
-	 * last close (as the NFS client's silly rename does); under ino_lock */
+	 * last close (as the NFS client's silly rename does), and who
+	 * removes it then; under ino_lock */
 	struct be_node *silly_dir;
 	char *silly_name;
 	/* passthrough.c, under sfs->ino_lock: the kernel's io mode */
 	unsigned int pt_opens;		/* passthrough opens */
 	unsigned int cached_opens;	/* opens through the daemon */
 	int pt_id;			/* backing id while pt_opens */
+	struct be_cred *silly_cred;	/* NULL: the daemon */
 	struct sfs_inode *hnext;	/* protected by sfs->ino_lock */
 };
 
@@ -98,6 +108,12 @@ struct sfs {
 	struct sfs_inode **itable;
 	size_t itable_size;
 	struct sfs_inode *root;
+	/*
+	 * Per backend, set at mount: the daemon cannot keep SILLY_DIR at
+	 * the root (the export squashes root), so unlinked open files hide
+	 * in their own directory instead, as the NFS client's .nfs files.
+	 */
+	bool *silly_here;
 
 	/* namespace.c: junctions (NULL without -o namespace) */
 	struct ns_junction *junctions;
@@ -114,6 +130,7 @@ struct sfs {
 /* An open file. */
 struct sfs_fh {
 	struct sfs_inode *ino;	/* the kernel holds a lookup while open */
+	struct be_cred cred;	/* the opener's: fetches and uploads */
 	struct cache_file *cf;
 	struct cache_stream stream;
 	bool written;
@@ -172,24 +189,54 @@ void reply_attr(fuse_req_t req, struct sfs_inode *ino, struct be_attr *a);
 
 /*
  * Files unlinked while open live in this directory at the backend's root
- * until their last close; readdir does not show it.
+ * until their last close (or, where root is squashed, under a name that
+ * starts with it in their own directory); readdir shows no name that
+ * starts with it.
  */
 #define SILLY_DIR ".stagefs-unlinked"
+
+/* silly.c */
+/*
+ * The hidden name of ino: "<node id>-<fileid>-<hkey>-<pid>" (16 hex
+ * digits each, the pid in decimal), after SILLY_DIR "-" when here (root
+ * squashed: it stays in its own directory).  The node id makes names of
+ * different nodes differ and tells a start which are its own.  Returns 0,
+ * or -ENAMETOOLONG if buf is too small.
+ */
+int silly_name(struct sfs *s, struct sfs_inode *ino, bool here, char *buf,
+	       size_t len);
+/*
+ * At start, after the journal replay and before the mount: remove the
+ * files unlinked while open that earlier runs of this node left in
+ * SILLY_DIR (a crash before their last close), on every backend where
+ * the daemon keeps SILLY_DIR.  Logs one line per backend with the count,
+ * and a warning per entry it cannot remove; never fails.
+ */
+void silly_cleanup(struct sfs *s);
+
+/* cred.c */
+/*
+ * The caller of req as the backend should see it: uid, gid and the first
+ * BE_CRED_NGROUPS supplementary groups (fuse_req_getgroups).
+ */
+void req_cred(fuse_req_t req, struct be_cred *cred);
+/*
+ * Mount-time check of what the daemon's own credentials may do on each
+ * backend (sets s->silly_here).  Returns 0, or -errno with one line in
+ * err that says which export setting is needed.
+ */
+int cred_check_backends(struct sfs *s, char *err, size_t errlen);
 
 /* file.c: open handle accounting for unlink-while-open. */
 void inode_open(struct sfs *s, struct sfs_inode *ino);
 void inode_release(struct sfs *s, struct sfs_inode *ino);
 void silly_remove(struct sfs *s, struct sfs_inode *ino, struct be_node *dir,
-		  char *name);
+		  char *name, struct be_cred *cred);
 
 /* file.c: each worker thread's read buffer (made on its first read, freed
  * when it ends); init before the session loop, destroy after it. */
 int file_read_bufs_init(struct sfs *s);
 void file_read_bufs_destroy(struct sfs *s);
-
-/* dir.c: the owner of a new object (caller, setgid-directory rule). */
-int new_owner(fuse_req_t req, struct sfs_inode *dir, struct be_cred *cred,
-	      uint32_t *mode);
 
 /* namespace.c */
 int ns_parse_text(const char *text, const char *file, struct ns_junction **out,

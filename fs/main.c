@@ -3,8 +3,9 @@
  * main.c - start, mount, serve, drain, exit.
  *
  * Start-up order matters for "nothing is mounted half-way": options, the
- * mountpoint, the backend(s), the cache (lock, journal replay), and only
- * then the mount.  Without -f the process forks first and the parent
+ * mountpoint, the backend(s), the cache (lock, journal replay), the
+ * removal of hidden files a crashed run left behind, and only then the
+ * mount.  Without -f the process forks first and the parent
  * waits until the child reports the mount done, so every error reaches
  * the terminal as one line and a non-zero exit, and no thread is lost in
  * a fork.  At unmount (fusermount3 -u, SIGTERM, SIGINT) the loop ends, the
@@ -172,8 +173,13 @@ static int add_fuse_opts(struct fuse_args *args, const struct sfs_config *cfg)
 		if (fuse_opt_add_arg(args, opt) < 0)
 			return -ENOMEM;
 	}
-	/* The daemon runs as root: the kernel must check permissions. */
-	if (fuse_opt_add_arg(args, "-odefault_permissions") < 0)
+	/*
+	 * The kernel checks permissions against the modes first, unless
+	 * default_permissions=off: then only the backend does (it gets
+	 * every request with the caller's credentials; open asks it).
+	 */
+	if (cfg->default_permissions &&
+	    fuse_opt_add_arg(args, "-odefault_permissions") < 0)
 		return -ENOMEM;
 	if (getuid() == 0 && fuse_opt_add_arg(args, "-oallow_other") < 0)
 		return -ENOMEM;
@@ -250,7 +256,7 @@ static int open_backends(struct sfs *s, const struct be_params *params,
 		rc = be_open(spec, params, &s->bes[k], msg, sizeof(msg));
 		if (rc == 0) {
 			s->nbe = k + 1;
-			rc = s->bes[k]->ops->root(s->bes[k], &(*roots)[k], &a);
+			rc = s->bes[k]->ops->root(s->bes[k], NULL, &(*roots)[k], &a);
 			if (rc == 0 && !S_ISDIR(a.mode))
 				rc = -ENOTDIR;
 			if (rc < 0)
@@ -352,6 +358,8 @@ int main(int argc, char **argv)
 	params.nconnect = s.cfg.nconnect;
 	fd_budget(&s, &params);
 	rc = open_backends(&s, &params, &roots, err, sizeof(err));
+	if (rc == 0)
+		rc = cred_check_backends(&s, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "stagefs: %s\n", err);
 		goto out_be;
@@ -367,6 +375,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "stagefs: %s\n", err);
 		goto out_inodes;
 	}
+	/* The replay has queued what the dead run left dirty; the hidden
+	 * files it left go now (their uploads then find them gone). */
+	silly_cleanup(&s);
 	rc = ctl_start(&s, &ctl, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "stagefs: %s\n", err);
@@ -438,6 +449,7 @@ out_inodes:
 	inode_table_destroy(&s);
 out_be:
 	close_backends(&s, roots);
+	free(s.silly_here);
 out_args:
 	if (s.se)
 		fuse_session_destroy(s.se);

@@ -378,7 +378,7 @@ static int ventry(struct sfs *s, struct ns_vnode *c,
 	if (c->be_idx >= 0) {
 		struct be *be = s->bes[c->be_idx];
 		struct be_attr a;
-		int rc = be->ops->getattr(be, c->ino->node, &a);
+		int rc = be->ops->getattr(be, NULL, c->ino->node, &a);
 
 		if (rc < 0)
 			return rc;
@@ -562,9 +562,9 @@ static void ns_statfs(fuse_req_t req, fuse_ino_t ino)
 		return;
 	}
 	/* A virtual directory reports the first junction's file system. */
-	rc = s->bes[0]->ops->root(s->bes[0], &root, NULL);
+	rc = s->bes[0]->ops->root(s->bes[0], NULL, &root, NULL);
 	if (rc == 0) {
-		rc = s->bes[0]->ops->statfs(s->bes[0], root, &st);
+		rc = s->bes[0]->ops->statfs(s->bes[0], NULL, root, &st);
 		be_node_put(s->bes[0], root);
 	}
 	if (rc < 0)

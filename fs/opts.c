@@ -42,6 +42,7 @@ static const struct fuse_opt sfs_opts[] = {
 	OPT("verify=%s", verify_s, 0),
 	OPT("passthrough=%s", passthrough_s, 0),
 	OPT("cache_direct=%s", cache_direct_s, 0),
+	OPT("default_permissions=%s", default_permissions_s, 0),
 	OPT("namespace=%s", namespace_file, 0),
 	OPT("ctl_socket=%s", ctl_socket, 0),
 	OPT("attr_timeout=%lf", attr_timeout, 0),
@@ -78,6 +79,7 @@ void opts_usage(const char *prog)
 	       "  -o passthrough=auto|on|off  the kernel reads and writes cached files\n"
 	       "                            itself (FUSE passthrough, Linux 6.9+; default off)\n"
 	       "  -o cache_direct=on|off    O_DIRECT for chunk fills and block reads of the cache (default off)\n"
+	       "  -o default_permissions=on|off  the kernel checks modes before the backend does (default on)\n"
 	       "  -o namespace=FILE         junctions of several backends in one tree\n"
 	       "  -o ctl_socket=PATH        control socket for stagefsctl (default /run/stagefs/<id>.sock)\n"
 	       "  -o attr_timeout=SECS      kernel attribute cache (default 1.0)\n"
@@ -85,7 +87,8 @@ void opts_usage(const char *prog)
 	       "  -f                        stay in the foreground, log to stderr\n"
 	       "  -d                        debug: foreground, verbose log\n"
 	       "\n"
-	       "FUSE options such as allow_other and default_permissions pass through.\n",
+	       "FUSE options such as allow_other pass through. Every backend request carries\n"
+	       "the caller's uid, gid and groups (docs/security.md).\n",
 	       prog);
 }
 
@@ -267,8 +270,8 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 	if (choice_opt("fsync", cfg->fsync_s, "backend", "local", &v))
 		return -EINVAL;
 	cc->fsync_mode = v ? CACHE_FSYNC_LOCAL : CACHE_FSYNC_BACKEND;
-	/* Off unless asked for, until the differential test passes with it
-	 * (docs/tuning.md). */
+	/* Off unless asked for, until two nodes sharing a file pass the
+	 * differential test with it (docs/tuning.md). */
 	if (!cfg->passthrough_s || !strcmp(cfg->passthrough_s, "off")) {
 		cfg->passthrough = SFS_PT_OFF;
 	} else if (!strcmp(cfg->passthrough_s, "auto")) {
@@ -280,6 +283,10 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 			cfg->passthrough_s);
 		return -EINVAL;
 	}
+	cfg->default_permissions = 1;
+	if (choice_opt("default_permissions", cfg->default_permissions_s,
+		       "off", "on", &cfg->default_permissions))
+		return -EINVAL;
 
 	{
 		/* The default cache dir is named after the real path. */
@@ -317,7 +324,8 @@ void opts_free(struct sfs_config *cfg)
 			  &cfg->readahead_s, &cfg->dirty_max_s,
 			  &cfg->writeback_s, &cfg->flush_on_close_s,
 			  &cfg->fsync_s, &cfg->verify_s, &cfg->cache_direct_s,
-			  &cfg->passthrough_s, &cfg->namespace_file,
+			  &cfg->passthrough_s, &cfg->default_permissions_s,
+			  &cfg->namespace_file,
 			  &cfg->ctl_socket, &cfg->backend, &cfg->mountpoint };
 	size_t i;
 

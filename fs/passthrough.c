@@ -229,7 +229,7 @@ int pt_open(struct sfs *s, struct sfs_inode *in, struct sfs_fh *fh,
 		pthread_mutex_unlock(&s->ino_lock);
 		return 0;
 	}
-	rc = cache_file_pt_begin(fh->cf, write, must, &fd);
+	rc = cache_file_pt_begin(fh->cf, &fh->cred, write, must, &fd);
 	if (rc == 0 && in->pt_id <= 0) {
 		in->pt_id = backing_open(s, fd);
 		if (in->pt_id < 0) {

@@ -5,6 +5,8 @@
  * The backend decides what it supports: the posix backend stores them in
  * the directory's file system, NFSv3 has none and answers EOPNOTSUPP.
  *
+ * Each call carries the caller's credentials.
+ *
  * Thread safety: no state of its own.
  */
 #include "fs_int.h"
@@ -17,8 +19,10 @@ static void sfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 {
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *in = inode_get(s, ino);
+	struct be_cred cred;
 
-	fuse_reply_err(req, -ino_be(s, in)->ops->setxattr(ino_be(s, in),
+	req_cred(req, &cred);
+	fuse_reply_err(req, -ino_be(s, in)->ops->setxattr(ino_be(s, in), &cred,
 							   in->node, name,
 							   value, size,
 							   flags));
@@ -41,14 +45,16 @@ static void sfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *in = inode_get(s, ino);
 	char *buf = size ? malloc(size) : NULL;
+	struct be_cred cred;
 	int rc;
 
 	if (size && !buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	rc = ino_be(s, in)->ops->getxattr(ino_be(s, in), in->node, name, buf,
-					  size);
+	req_cred(req, &cred);
+	rc = ino_be(s, in)->ops->getxattr(ino_be(s, in), &cred, in->node, name,
+					  buf, size);
 	reply_xattr(req, size, rc, buf);
 	free(buf);
 }
@@ -58,13 +64,15 @@ static void sfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *in = inode_get(s, ino);
 	char *buf = size ? malloc(size) : NULL;
+	struct be_cred cred;
 	int rc;
 
 	if (size && !buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	rc = ino_be(s, in)->ops->listxattr(ino_be(s, in), in->node, buf,
+	req_cred(req, &cred);
+	rc = ino_be(s, in)->ops->listxattr(ino_be(s, in), &cred, in->node, buf,
 					   size);
 	reply_xattr(req, size, rc, buf);
 	free(buf);
@@ -74,8 +82,10 @@ static void sfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *in = inode_get(s, ino);
+	struct be_cred cred;
 
-	fuse_reply_err(req, -ino_be(s, in)->ops->removexattr(ino_be(s, in),
+	req_cred(req, &cred);
+	fuse_reply_err(req, -ino_be(s, in)->ops->removexattr(ino_be(s, in), &cred,
 							      in->node,
 							      name));
 }

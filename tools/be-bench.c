@@ -113,10 +113,10 @@ static int pass(struct be *be, struct be_node *n, uint64_t size, int reading)
 		s->iov.iov_base = s->buf;
 		s->iov.iov_len = size - off < PIECE ? size - off : PIECE;
 		if (reading) {
-			rc = be->ops->read(be, n, &s->iov, 1, off, io_cb, s);
+			rc = be->ops->read(be, NULL, n, &s->iov, 1, off, io_cb, s);
 		} else {
 			memcpy(s->buf, &off, sizeof(off));
-			rc = be->ops->write(be, n, &s->iov, 1, off, io_cb, s);
+			rc = be->ops->write(be, NULL, n, &s->iov, 1, off, io_cb, s);
 		}
 		if (rc < 0) {
 			pthread_mutex_lock(&pl.lock);
@@ -224,10 +224,10 @@ static void rm_if_exists(struct be *be, struct be_node *dir, const char *name)
 {
 	struct be_node *n = NULL;
 
-	if (be->ops->lookup(be, dir, name, &n, NULL) < 0)
+	if (be->ops->lookup(be, NULL, dir, name, &n, NULL) < 0)
 		return;
 	be_node_put(be, n);
-	be->ops->unlink(be, dir, name);
+	be->ops->unlink(be, NULL, dir, name);
 }
 
 static void usage(void)
@@ -247,7 +247,6 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct be_params params = { 0 };
-	struct be_cred cred = { (uint32_t)geteuid(), (uint32_t)getegid() };
 	unsigned long size_mib = 1024, repeat = 3;
 	double *ours_w, *ours_r, *cp_w, *cp_r;
 	char name[64], cpname[80], local[256], sink[256], url_r[1024],
@@ -320,7 +319,7 @@ int main(int argc, char **argv)
 		snprintf(url_w, sizeof(url_w), "%s%s%s", sp, sep, cpname);
 	}
 
-	rc = be->ops->root(be, &root, NULL);
+	rc = be->ops->root(be, NULL, &root, NULL);
 	if (rc < 0) {
 		fprintf(stderr, "be-bench: root: %s\n", strerror(-rc));
 		goto out;
@@ -340,7 +339,8 @@ int main(int argc, char **argv)
 	for (r = 0; r < repeat; r++) {
 		/* Our write: a fresh file, all pieces, then commit. */
 		rm_if_exists(be, root, name);
-		rc = be->ops->create(be, root, name, 0644, &cred, 1, &n, NULL);
+		rc = be->ops->create(be, NULL, root, name, 0644, 1, &n,
+				     NULL);
 		if (rc < 0) {
 			fprintf(stderr, "be-bench: create %s: %s\n", name,
 				strerror(-rc));
@@ -349,7 +349,7 @@ int main(int argc, char **argv)
 		t = now_s();
 		rc = pass(be, n, size, 0);
 		if (!rc)
-			rc = be_commit(be, n);
+			rc = be_commit(be, NULL, n);
 		if (rc < 0) {
 			fprintf(stderr, "be-bench: write: %s\n", strerror(-rc));
 			goto out;

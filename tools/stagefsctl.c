@@ -321,7 +321,7 @@ out:
 enum stat_key {
 	K_READ_CACHE, K_READ_BACKEND, K_WRITTEN, K_FLUSHED, K_DIRTY, K_USED,
 	K_QUEUE, K_FILES, K_CSUM_ERRORS, K_FLUSH_ERRORS, K_RETRIES,
-	K_CACHE_SIZE, K_DIRTY_MAX, K_SCRUBBED, K_NKEYS
+	K_CACHE_SIZE, K_DIRTY_MAX, K_SCRUBBED, K_REWRITES, K_NKEYS
 };
 
 static const char *const key_names[K_NKEYS] = {
@@ -339,6 +339,7 @@ static const char *const key_names[K_NKEYS] = {
 	[K_CACHE_SIZE] = "cache_size",
 	[K_DIRTY_MAX] = "dirty_max",
 	[K_SCRUBBED] = "bytes_scrubbed",
+	[K_REWRITES] = "flush_rewrites",
 };
 
 struct sample {
@@ -1142,7 +1143,7 @@ static void top_frame(const struct mount *m, const struct args *a,
 		      const struct sample *p, const struct sample *c, bool tty)
 {
 	char r1[32], r2[32], r3[32], r4[32], hit[16], part[96], clock[16];
-	char e1[24], e2[24], e3[24], q[24], files[24];
+	char e1[24], e2[24], e3[24], e5[24], q[24], files[24];
 	double served = rate_of(p, c, K_READ_CACHE);
 	double fetched = rate_of(p, c, K_READ_BACKEND);
 	time_t t = time(NULL);
@@ -1165,9 +1166,10 @@ static void top_frame(const struct mount *m, const struct args *a,
 	       fmt_rate(r2, sizeof(r2), fetched), hit);
 	printf("write   %12s\n",
 	       fmt_rate(r3, sizeof(r3), rate_of(p, c, K_WRITTEN)));
-	printf("flush   %12s, %s chunks queued\n",
+	printf("flush   %12s, %s chunks queued, %s rewritten after a server restart\n",
 	       fmt_rate(r4, sizeof(r4), rate_of(p, c, K_FLUSHED)),
-	       fmt_u64(q, sizeof(q), c, K_QUEUE));
+	       fmt_u64(q, sizeof(q), c, K_QUEUE),
+	       fmt_u64(e5, sizeof(e5), c, K_REWRITES));
 	fmt_part(part, sizeof(part), c, K_DIRTY, K_DIRTY_MAX);
 	printf("dirty   %s\n", part);
 	fmt_part(part, sizeof(part), c, K_USED, K_CACHE_SIZE);

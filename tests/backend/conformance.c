@@ -111,8 +111,8 @@ struct dirlist {
 	struct be_attr attrs[MAX_ENTS];
 };
 
-static int collect(void *arg, const char *name, const struct be_attr *attr,
-		   struct be_node *node)
+static int collect(void *arg, const char *name, uint64_t fileid,
+		   const struct be_attr *attr, struct be_node *node)
 {
 	struct dirlist *dl = arg;
 
@@ -177,11 +177,11 @@ static void test_async(struct be_node *dir, const struct be_cred *cred)
 	REQUIRE(name, wbuf && rbuf, "out of memory");
 	fill(wbuf, total, 0);
 	memset(rbuf, 0xee, total);
-	rc = ops->create(be, dir, "big", 0644, cred, 1, &n, NULL);
+	rc = ops->create(be, cred, dir, "big", 0644, 1, &n, NULL);
 	RC(name, rc, "create big");
-	w = be_pwrite(be, n, wbuf, total, 0);
+	w = be_pwrite(be, NULL, n, wbuf, total, 0);
 	REQUIRE(name, w == (ssize_t)total, "be_pwrite 8 MiB returned %zd", w);
-	rc = be_commit(be, n);
+	rc = be_commit(be, NULL, n);
 	RC(name, rc, "commit");
 
 	/* Submit all eight before waiting for any: two iovecs each. */
@@ -195,7 +195,7 @@ static void test_async(struct be_node *dir, const struct be_cred *cred)
 		iov[i][0].iov_len = 300 * 1024;
 		iov[i][1].iov_base = rbuf + (size_t)i * MIB + 300 * 1024;
 		iov[i][1].iov_len = MIB - 300 * 1024;
-		rc = ops->read(be, n, iov[i], 2, (uint64_t)i * MIB, async_cb,
+		rc = ops->read(be, NULL, n, iov[i], 2, (uint64_t)i * MIB, async_cb,
 			       &req[i]);
 		if (rc < 0) {
 			pthread_mutex_lock(&ctl.lock);
@@ -242,7 +242,7 @@ static void test_mkdir(struct ctx *c)
 	struct be_node *l = NULL;
 	int rc;
 
-	rc = ops->mkdir(be, c->root, c->dirname, 0755, &c->cred, &c->dir, &a);
+	rc = ops->mkdir(be, &c->cred, c->root, c->dirname, 0755, &c->dir, &a);
 	RC(name, rc, "mkdir");
 	REQUIRE(name, S_ISDIR(a.mode), "mkdir attr mode %o is not a dir",
 		a.mode);
@@ -251,13 +251,13 @@ static void test_mkdir(struct ctx *c)
 	REQUIRE(name, a.uid == c->cred.uid && a.gid == c->cred.gid,
 		"owner %u:%u, want %u:%u", a.uid, a.gid, c->cred.uid,
 		c->cred.gid);
-	rc = ops->lookup(be, c->root, c->dirname, &l, &la);
+	rc = ops->lookup(be, NULL, c->root, c->dirname, &l, &la);
 	RC(name, rc, "lookup");
 	REQUIRE(name, la.fileid == a.fileid && l->fileid == a.fileid,
 		"lookup fileid %llu, mkdir fileid %llu",
 		(unsigned long long)la.fileid, (unsigned long long)a.fileid);
 	REQUIRE(name, be_node_same(l, c->dir), "lookup node differs");
-	rc = ops->getattr(be, c->dir, &ga);
+	rc = ops->getattr(be, NULL, c->dir, &ga);
 	RC(name, rc, "getattr");
 	REQUIRE(name, S_ISDIR(ga.mode) && (ga.mode & 07777) == 0755 &&
 		      ga.fileid == a.fileid && ga.nlink >= 2,
@@ -268,17 +268,31 @@ out:
 	be_node_put(be, l);
 }
 
+/*
+ * A request made for another user is that user's: the backend refuses
+ * what the user may not do, and what the user makes is the user's.
+ */
 static void test_owner(struct ctx *c)
 {
-	const char *name = "create with another cred: uid/gid";
-	struct be_cred other = { 4321, 8765 };
+	const char *name = "create with another cred: refused in 0755, then uid/gid";
+	struct be_cred other = { .uid = 4321, .gid = 8765 };
+	struct be_setattr open_dir = { .valid = BE_SET_MODE, .mode = 0777 };
+	struct be_setattr close_dir = { .valid = BE_SET_MODE, .mode = 0755 };
 	struct be_attr a, ga;
 	struct be_node *n = NULL;
 	int rc;
 
-	rc = ops->create(be, c->dir, "owned", 0640, &other, 1, &n, &a);
+	rc = ops->create(be, &other, c->dir, "owned", 0640, 1, &n, &a);
+	REQUIRE(name, rc == -EACCES,
+		"create as uid 4321 in a 0755 directory of uid %u returned %d, want -EACCES",
+		c->cred.uid, rc);
+	n = NULL;
+	rc = ops->setattr(be, &c->cred, c->dir, &open_dir, NULL);
+	RC(name, rc, "chmod 0777");
+	rc = ops->create(be, &other, c->dir, "owned", 0640, 1, &n, &a);
+	ops->setattr(be, &c->cred, c->dir, &close_dir, NULL);
 	RC(name, rc, "create");
-	rc = ops->getattr(be, n, &ga);
+	rc = ops->getattr(be, NULL, n, &ga);
 	RC(name, rc, "getattr");
 	REQUIRE(name, ga.uid == other.uid && ga.gid == other.gid,
 		"owner %u:%u, want %u:%u", ga.uid, ga.gid, other.uid,
@@ -288,7 +302,7 @@ static void test_owner(struct ctx *c)
 	report(1, name, " ");
 out:
 	be_node_put(be, n);
-	ops->unlink(be, c->dir, "owned");
+	ops->unlink(be, NULL, c->dir, "owned");
 }
 
 static void test_create(struct ctx *c)
@@ -298,7 +312,7 @@ static void test_create(struct ctx *c)
 	struct be_node *n2 = NULL;
 	int rc;
 
-	rc = ops->create(be, c->dir, "f", 0644, &c->cred, 1, &c->f, &a);
+	rc = ops->create(be, &c->cred, c->dir, "f", 0644, 1, &c->f, &a);
 	RC(name, rc, "create");
 	REQUIRE(name, S_ISREG(a.mode) && (a.mode & 07777) == 0644 &&
 		      a.size == 0 && a.nlink == 1,
@@ -307,7 +321,7 @@ static void test_create(struct ctx *c)
 	REQUIRE(name, a.uid == c->cred.uid && a.gid == c->cred.gid,
 		"owner %u:%u", a.uid, a.gid);
 	REQUIRE(name, c->f->fileid == a.fileid, "node fileid differs");
-	rc = ops->create(be, c->dir, "f", 0644, &c->cred, 1, &n2, NULL);
+	rc = ops->create(be, &c->cred, c->dir, "f", 0644, 1, &n2, NULL);
 	REQUIRE(name, rc == -EEXIST, "second exclusive create returned %d",
 		rc);
 	report(1, name, " ");
@@ -333,43 +347,43 @@ static void test_write_read(struct ctx *c)
 
 	REQUIRE(wname, buf != NULL, "out of memory");
 	fill(buf, DA, 0);
-	r = be_pwrite(be, c->f, buf, DA, 0);
+	r = be_pwrite(be, NULL, c->f, buf, DA, 0);
 	REQUIRE(wname, r == DA, "be_pwrite at 0 returned %zd", r);
 	fill(buf, DC, DB);
-	r = be_pwrite(be, c->f, buf, DC, DB);
+	r = be_pwrite(be, NULL, c->f, buf, DC, DB);
 	REQUIRE(wname, r == DC, "be_pwrite at %u returned %zd", DB, r);
-	rc = be_commit(be, c->f);
+	rc = be_commit(be, NULL, c->f);
 	RC(wname, rc, "commit");
-	rc = ops->getattr(be, c->f, &a);
+	rc = ops->getattr(be, NULL, c->f, &a);
 	RC(wname, rc, "getattr");
 	REQUIRE(wname, a.size == DB + DC, "size %llu, want %u",
 		(unsigned long long)a.size, DB + DC);
 	report(1, wname, " ");
 
 	memset(buf, 0xee, 2 * MIB);
-	r = be_pread(be, c->f, buf, DA, 0);
+	r = be_pread(be, NULL, c->f, buf, DA, 0);
 	REQUIRE(rname, r == DA, "read at 0 returned %zd", r);
 	bad = check_pat(buf, DA, 0);
 	REQUIRE(rname, bad < 0, "wrong byte at %ld", bad);
 	memset(buf, 0xee, 2 * MIB);
-	r = be_pread(be, c->f, buf, DB - DA, DA);
+	r = be_pread(be, NULL, c->f, buf, DB - DA, DA);
 	REQUIRE(rname, r == DB - DA, "hole read returned %zd", r);
 	bad = check_zero(buf, DB - DA);
 	REQUIRE(rname, bad < 0, "hole byte at %ld is not zero", DA + bad);
 	memset(buf, 0xee, 2 * MIB);
-	r = be_pread(be, c->f, buf, 3 * DC, DB);
+	r = be_pread(be, NULL, c->f, buf, 3 * DC, DB);
 	REQUIRE(rname, r == DC, "read across EOF returned %zd, want %u", r,
 		DC);
 	bad = check_pat(buf, DC, DB);
 	REQUIRE(rname, bad < 0, "wrong byte at %ld", DB + bad);
 	REQUIRE(rname, buf[DC] == 0xee, "buffer touched past EOF");
-	r = be_pread(be, c->f, buf, 100, DB + DC);
+	r = be_pread(be, NULL, c->f, buf, 100, DB + DC);
 	REQUIRE(rname, r == 0, "read at EOF returned %zd", r);
-	r = be_pread(be, c->f, buf, 100, 10 * MIB);
+	r = be_pread(be, NULL, c->f, buf, 100, 10 * MIB);
 	REQUIRE(rname, r == 0, "read past EOF returned %zd", r);
 	/* One read over all of it. */
 	memset(buf, 0xee, 2 * MIB);
-	r = be_pread(be, c->f, buf, 2 * MIB, 0);
+	r = be_pread(be, NULL, c->f, buf, 2 * MIB, 0);
 	REQUIRE(rname, r == DB + DC, "whole read returned %zd", r);
 	REQUIRE(rname, check_pat(buf, DA, 0) < 0 &&
 		       check_zero(buf + DA, DB - DA) < 0 &&
@@ -392,23 +406,23 @@ static void test_truncate(struct ctx *c)
 
 	REQUIRE(name, buf != NULL, "out of memory");
 	sa.size = 50000;
-	rc = ops->setattr(be, c->f, &sa, &a);
+	rc = ops->setattr(be, NULL, c->f, &sa, &a);
 	RC(name, rc, "truncate to 50000");
 	REQUIRE(name, a.size == 50000, "size after truncate down %llu",
 		(unsigned long long)a.size);
-	r = be_pread(be, c->f, buf, 300000, 0);
+	r = be_pread(be, NULL, c->f, buf, 300000, 0);
 	REQUIRE(name, r == 50000, "read after truncate down returned %zd", r);
 	bad = check_pat(buf, 50000, 0);
 	REQUIRE(name, bad < 0, "wrong byte at %ld", bad);
 	sa.size = 200000;
-	rc = ops->setattr(be, c->f, &sa, &a);
+	rc = ops->setattr(be, NULL, c->f, &sa, &a);
 	RC(name, rc, "truncate to 200000");
-	rc = ops->getattr(be, c->f, &a);
+	rc = ops->getattr(be, NULL, c->f, &a);
 	RC(name, rc, "getattr");
 	REQUIRE(name, a.size == 200000, "size after truncate up %llu",
 		(unsigned long long)a.size);
 	memset(buf, 0xee, 300000);
-	r = be_pread(be, c->f, buf, 300000, 0);
+	r = be_pread(be, NULL, c->f, buf, 300000, 0);
 	REQUIRE(name, r == 200000, "read after truncate up returned %zd", r);
 	REQUIRE(name, check_pat(buf, 50000, 0) < 0, "data lost");
 	bad = check_zero(buf + 50000, 150000);
@@ -430,9 +444,9 @@ static void test_mode_times(struct ctx *c)
 	int64_t now;
 	int rc;
 
-	rc = ops->setattr(be, c->f, &sa, &a);
+	rc = ops->setattr(be, NULL, c->f, &sa, &a);
 	RC(mname, rc, "setattr");
-	rc = ops->getattr(be, c->f, &ga);
+	rc = ops->getattr(be, NULL, c->f, &ga);
 	RC(mname, rc, "getattr");
 	REQUIRE(mname, S_ISREG(ga.mode) && (ga.mode & 07777) == 0600 &&
 		       (a.mode & 07777) == 0600,
@@ -444,9 +458,9 @@ static void test_mode_times(struct ctx *c)
 	sa.valid = BE_SET_MTIME | BE_SET_ATIME;
 	sa.mtime = want;
 	sa.atime = wanta;
-	rc = ops->setattr(be, c->f, &sa, NULL);
+	rc = ops->setattr(be, NULL, c->f, &sa, NULL);
 	RC(tname, rc, "setattr mtime");
-	rc = ops->getattr(be, c->f, &ga);
+	rc = ops->getattr(be, NULL, c->f, &ga);
 	RC(tname, rc, "getattr");
 	REQUIRE(tname, ts_ns(ga.mtime) == ts_ns(want),
 		"mtime %lld.%09ld, want %lld.%09ld", (long long)ga.mtime.tv_sec,
@@ -457,9 +471,9 @@ static void test_mode_times(struct ctx *c)
 	REQUIRE(tname, ga.size == 200000, "setattr times changed size");
 	memset(&sa, 0, sizeof(sa));
 	sa.valid = BE_SET_MTIME_NOW;
-	rc = ops->setattr(be, c->f, &sa, NULL);
+	rc = ops->setattr(be, NULL, c->f, &sa, NULL);
 	RC(tname, rc, "setattr MTIME_NOW");
-	rc = ops->getattr(be, c->f, &ga);
+	rc = ops->getattr(be, NULL, c->f, &ga);
 	RC(tname, rc, "getattr");
 	now = (int64_t)time(NULL);
 	REQUIRE(tname, ga.mtime.tv_sec > now - 30 && ga.mtime.tv_sec < now + 30,
@@ -479,15 +493,15 @@ static void test_symlink(struct ctx *c)
 	char buf[256];
 	int rc;
 
-	rc = ops->symlink(be, c->dir, "sl", target, &c->cred, &n, &a);
+	rc = ops->symlink(be, &c->cred, c->dir, "sl", target, &n, &a);
 	RC(name, rc, "symlink");
 	REQUIRE(name, S_ISLNK(a.mode), "mode %o is not a symlink", a.mode);
-	rc = ops->lookup(be, c->dir, "sl", &l, &a);
+	rc = ops->lookup(be, NULL, c->dir, "sl", &l, &a);
 	RC(name, rc, "lookup");
 	REQUIRE(name, S_ISLNK(a.mode) && a.size == strlen(target),
 		"lookup mode %o size %llu", a.mode, (unsigned long long)a.size);
 	memset(buf, 'x', sizeof(buf));
-	rc = ops->readlink(be, l, buf, sizeof(buf));
+	rc = ops->readlink(be, NULL, l, buf, sizeof(buf));
 	REQUIRE(name, rc == (int)strlen(target), "readlink returned %d", rc);
 	REQUIRE(name, strcmp(buf, target) == 0, "readlink gave '%.*s'",
 		(int)strlen(target), buf);
@@ -504,17 +518,17 @@ static void test_link(struct ctx *c)
 	struct be_attr a, la;
 	int rc;
 
-	rc = ops->link(be, c->f, c->dir, "f2", &a);
+	rc = ops->link(be, NULL, c->f, c->dir, "f2", &a);
 	RC(name, rc, "link");
 	REQUIRE(name, a.nlink == 2 && a.fileid == c->f->fileid,
 		"link attr nlink %u fileid %llu", a.nlink,
 		(unsigned long long)a.fileid);
-	rc = ops->lookup(be, c->dir, "f2", &l, &la);
+	rc = ops->lookup(be, NULL, c->dir, "f2", &l, &la);
 	RC(name, rc, "lookup f2");
 	REQUIRE(name, la.fileid == c->f->fileid && be_node_same(l, c->f),
 		"f2 fileid %llu, f fileid %llu", (unsigned long long)la.fileid,
 		(unsigned long long)c->f->fileid);
-	rc = ops->getattr(be, c->f, &a);
+	rc = ops->getattr(be, NULL, c->f, &a);
 	RC(name, rc, "getattr f");
 	REQUIRE(name, a.nlink == 2, "f nlink %u", a.nlink);
 	report(1, name, " ");
@@ -529,43 +543,43 @@ static void test_rename(struct ctx *c)
 	struct be_attr a;
 	int rc;
 
-	rc = ops->rename(be, c->dir, "f2", c->dir, "g", 0);
+	rc = ops->rename(be, NULL, c->dir, "f2", c->dir, "g", 0);
 	RC(name, rc, "rename f2 g");
-	rc = ops->lookup(be, c->dir, "f2", &l, NULL);
+	rc = ops->lookup(be, NULL, c->dir, "f2", &l, NULL);
 	REQUIRE(name, rc == -ENOENT, "f2 still there after rename (%d)", rc);
 	l = NULL;
-	rc = ops->lookup(be, c->dir, "g", &l, &a);
+	rc = ops->lookup(be, NULL, c->dir, "g", &l, &a);
 	RC(name, rc, "lookup g");
 	REQUIRE(name, a.fileid == c->f->fileid, "g has fileid %llu",
 		(unsigned long long)a.fileid);
 	be_node_put(be, l);
 	l = NULL;
 
-	rc = ops->create(be, c->dir, "h", 0644, &c->cred, 1, &h, NULL);
+	rc = ops->create(be, &c->cred, c->dir, "h", 0644, 1, &h, NULL);
 	RC(name, rc, "create h");
-	rc = ops->rename(be, c->dir, "g", c->dir, "h", 0);
+	rc = ops->rename(be, NULL, c->dir, "g", c->dir, "h", 0);
 	RC(name, rc, "rename g over h");
-	rc = ops->lookup(be, c->dir, "h", &l, &a);
+	rc = ops->lookup(be, NULL, c->dir, "h", &l, &a);
 	RC(name, rc, "lookup h");
 	REQUIRE(name, a.fileid == c->f->fileid && a.nlink == 2,
 		"h fileid %llu nlink %u after rename over it",
 		(unsigned long long)a.fileid, a.nlink);
 	be_node_put(be, l);
 	l = NULL;
-	rc = ops->lookup(be, c->dir, "g", &l, NULL);
+	rc = ops->lookup(be, NULL, c->dir, "g", &l, NULL);
 	REQUIRE(name, rc == -ENOENT, "g still there (%d)", rc);
 	l = NULL;
 
-	rc = ops->rename(be, c->dir, "h", c->dir, "f", BE_RENAME_NOREPLACE);
+	rc = ops->rename(be, NULL, c->dir, "h", c->dir, "f", BE_RENAME_NOREPLACE);
 	REQUIRE(name, rc == -EEXIST, "NOREPLACE onto f returned %d", rc);
-	rc = ops->lookup(be, c->dir, "h", &l, NULL);
+	rc = ops->lookup(be, NULL, c->dir, "h", &l, NULL);
 	RC(name, rc, "h gone after failed NOREPLACE");
 	be_node_put(be, l);
 	l = NULL;
 	/* NOREPLACE to a free name works. */
-	rc = ops->rename(be, c->dir, "h", c->dir, "h2", BE_RENAME_NOREPLACE);
+	rc = ops->rename(be, NULL, c->dir, "h", c->dir, "h2", BE_RENAME_NOREPLACE);
 	RC(name, rc, "NOREPLACE rename to a free name");
-	rc = ops->rename(be, c->dir, "h2", c->dir, "h", 0);
+	rc = ops->rename(be, NULL, c->dir, "h2", c->dir, "h", 0);
 	RC(name, rc, "rename back");
 	report(1, name, " ");
 out:
@@ -580,11 +594,11 @@ static void test_mknod(struct ctx *c)
 	struct be_attr a;
 	int rc;
 
-	rc = ops->mknod(be, c->dir, "p", S_IFIFO | 0644, 0, &c->cred, &n, &a);
+	rc = ops->mknod(be, &c->cred, c->dir, "p", S_IFIFO | 0644, 0, &n, &a);
 	RC(name, rc, "mknod");
 	REQUIRE(name, S_ISFIFO(a.mode) && (a.mode & 07777) == 0644,
 		"mode %o", a.mode);
-	rc = ops->getattr(be, n, &a);
+	rc = ops->getattr(be, NULL, n, &a);
 	RC(name, rc, "getattr");
 	REQUIRE(name, S_ISFIFO(a.mode), "getattr mode %o", a.mode);
 	report(1, name, " ");
@@ -602,7 +616,7 @@ static void test_readdir(struct ctx *c, struct be_node *sub)
 	int rc, i, j, found;
 
 	REQUIRE(name, dl != NULL, "out of memory");
-	rc = ops->readdir(be, c->dir, collect, dl);
+	rc = ops->readdir(be, NULL, c->dir, collect, dl);
 	RC(name, rc, "readdir");
 	REQUIRE(name, dl->n == 5, "%d entries, want 5 (d f h p sl)", dl->n);
 	REQUIRE(name, dl->no_attr == 0, "%d entries without attrs",
@@ -638,15 +652,15 @@ static void test_remove(struct ctx *c)
 	const char *name = "unlink/rmdir: -ENOTEMPTY, -ENOENT, -ENOTDIR";
 	int rc;
 
-	rc = ops->rmdir(be, c->dir, "d");
+	rc = ops->rmdir(be, NULL, c->dir, "d");
 	REQUIRE(name, rc == -ENOTEMPTY || rc == -EEXIST,
 		"rmdir of non-empty dir returned %d", rc);
 	REQUIRE(name, rc == -ENOTEMPTY, "rmdir of non-empty gave -EEXIST");
-	rc = ops->rmdir(be, c->dir, "f");
+	rc = ops->rmdir(be, NULL, c->dir, "f");
 	REQUIRE(name, rc == -ENOTDIR, "rmdir of a file returned %d", rc);
-	rc = ops->unlink(be, c->dir, "missing");
+	rc = ops->unlink(be, NULL, c->dir, "missing");
 	REQUIRE(name, rc == -ENOENT, "unlink of missing returned %d", rc);
-	rc = ops->rmdir(be, c->dir, "missing");
+	rc = ops->rmdir(be, NULL, c->dir, "missing");
 	REQUIRE(name, rc == -ENOENT, "rmdir of missing returned %d", rc);
 	report(1, name, " ");
 out:
@@ -659,7 +673,7 @@ static void test_errors(struct ctx *c)
 	struct be_node *n = NULL;
 	int rc;
 
-	rc = ops->lookup(be, c->dir, "no-such-name", &n, NULL);
+	rc = ops->lookup(be, NULL, c->dir, "no-such-name", &n, NULL);
 	REQUIRE(name, rc == -ENOENT, "returned %d", rc);
 	report(1, name, " ");
 out:
@@ -674,7 +688,7 @@ static void test_statfs(struct ctx *c)
 	int rc;
 
 	memset(&st, 0, sizeof(st));
-	rc = ops->statfs(be, c->dir, &st);
+	rc = ops->statfs(be, NULL, c->dir, &st);
 	RC(name, rc, "statfs");
 	REQUIRE(name, st.f_bsize > 0 && st.f_blocks > 0 &&
 		      st.f_bfree <= st.f_blocks && st.f_bavail <= st.f_blocks,
@@ -699,7 +713,7 @@ static void test_handles(struct ctx *c)
 	rc = ops->node_encode(be, c->f, buf, &len);
 	RC(name, rc, "encode");
 	REQUIRE(name, len > 0 && len <= BE_HANDLE_MAX, "length %zu", len);
-	rc = ops->node_decode(be, buf, len, &n, &a);
+	rc = ops->node_decode(be, NULL, buf, len, &n, &a);
 	RC(name, rc, "decode");
 	REQUIRE(name, n->fileid == c->f->fileid && a.fileid == c->f->fileid &&
 		      be_node_same(n, c->f),
@@ -715,12 +729,12 @@ out:
 }
 
 /* Remove whatever the suite left in the work dir, then the dir itself. */
-static int cleanup_fn(void *arg, const char *name, const struct be_attr *attr,
-		      struct be_node *node)
+static int cleanup_fn(void *arg, const char *name, uint64_t fileid,
+		      const struct be_attr *attr, struct be_node *node)
 {
 	struct dirlist *dl = arg;
 
-	return collect(dl, name, attr, node);
+	return collect(dl, name, fileid, attr, node);
 }
 
 static void cleanup(struct ctx *c)
@@ -731,19 +745,19 @@ static void cleanup(struct ctx *c)
 	int i, rc;
 
 	REQUIRE(name, dl != NULL, "out of memory");
-	rc = ops->lookup(be, c->dir, "d", &d, NULL);
+	rc = ops->lookup(be, NULL, c->dir, "d", &d, NULL);
 	if (rc >= 0) {
-		ops->unlink(be, d, "x");
+		ops->unlink(be, NULL, d, "x");
 		be_node_put(be, d);
-		ops->rmdir(be, c->dir, "d");
+		ops->rmdir(be, NULL, c->dir, "d");
 	}
-	rc = ops->readdir(be, c->dir, cleanup_fn, dl);
+	rc = ops->readdir(be, NULL, c->dir, cleanup_fn, dl);
 	RC(name, rc, "readdir");
 	for (i = 0; i < dl->n; i++) {
-		rc = ops->unlink(be, c->dir, dl->names[i]);
+		rc = ops->unlink(be, NULL, c->dir, dl->names[i]);
 		RC(name, rc, dl->names[i]);
 	}
-	rc = ops->rmdir(be, c->root, c->dirname);
+	rc = ops->rmdir(be, NULL, c->root, c->dirname);
 	RC(name, rc, "rmdir");
 	report(1, name, " ");
 out:
@@ -778,7 +792,7 @@ int main(int argc, char **argv)
 	snprintf(c.dirname, sizeof(c.dirname), "conformance.%ld.%lld",
 		 (long)getpid(), (long long)time(NULL));
 
-	rc = ops->root(be, &c.root, &a);
+	rc = ops->root(be, NULL, &c.root, &a);
 	report(rc >= 0 && S_ISDIR(a.mode) && ops->version == BE_OPS_VERSION,
 	       "root is a directory", "rc %d mode %o version %d", rc,
 	       rc >= 0 ? a.mode : 0, ops->version);
@@ -797,9 +811,9 @@ int main(int argc, char **argv)
 	test_symlink(&c);
 	test_link(&c);
 	test_rename(&c);
-	rc = ops->mkdir(be, c.dir, "d", 0700, &c.cred, &sub, NULL);
+	rc = ops->mkdir(be, &c.cred, c.dir, "d", 0700, &sub, NULL);
 	if (rc >= 0)
-		rc = ops->create(be, sub, "x", 0600, &c.cred, 1, &x, NULL);
+		rc = ops->create(be, &c.cred, sub, "x", 0600, 1, &x, NULL);
 	report(rc >= 0, "mkdir d, create d/x", "%s", strerror(-rc));
 	test_mknod(&c);
 	if (sub)

@@ -115,12 +115,12 @@ static void make_template(void)
 		for (i = 0; i < 2; i++) {
 			struct be_attr a;
 
-			if (be->ops->getattr(be, node[i], &a) ||
+			if (be->ops->getattr(be, NULL, node[i], &a) ||
 			    cache_file_get(c, 0, node[i], &a, &f[i]) < 0)
 				_exit(3);
 		}
 		for (i = 0; i < sizeof(w) / sizeof(w[0]); i++)
-			if (cache_write(f[w[i].file], buf, w[i].len,
+			if (cache_write(f[w[i].file], NULL, buf, w[i].len,
 					w[i].off) != (ssize_t)w[i].len)
 				_exit(4);
 		_exit(0);

@@ -32,7 +32,8 @@ sum=$(xxh "$BACKEND_DIR/big")
 dd if=/dev/urandom of="$BACKEND_DIR/rand" bs=1M count=64 status=none
 drop_caches
 
-mount_stagefs "$BACKEND" "$mnt" "$cache"
+# Prefetch and the daemon's read counters: the daemon path.
+mount_stagefs "$BACKEND" "$mnt" "$cache" passthrough=off
 # 1. cold sequential read
 be0=$(ctr "$mnt" bytes_read_backend)
 pf0=$(ctr "$mnt" prefetch_chunks)
@@ -88,7 +89,7 @@ info "random reads ok: $nreads reads, 0 prefetched, $((be4 - be3)) bytes from th
 sp=$(ctr "$mnt" bytes_read_splice)
 [[ $sp -eq 0 ]] || fail "verify=on: bytes_read_splice is $sp (expected 0: every byte is checked)"
 unmount_stagefs "$mnt" || fail "daemon exit status $?"
-mount_stagefs "$BACKEND" "$mnt" "$cache" verify=off
+mount_stagefs "$BACKEND" "$mnt" "$cache" verify=off passthrough=off
 drop_caches
 got=$(xxh "$mnt/big")
 be5=$(ctr "$mnt" bytes_read_backend)

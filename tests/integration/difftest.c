@@ -73,6 +73,10 @@
  * an op that opens a file notes the inode number the mount gave it (to
  * match the daemon's log lines, which name files by it).
  *
+ * Run as an unprivileged user (the Root_Squash run of posix-difftest.sh),
+ * a file or directory that neither side lets it read or search (EACCES or
+ * EPERM on both) is not compared further.
+ *
  * -C only compares two existing trees (e.g. the reference against the
  * backend directory after unmounting) and exits 1 on a difference.
  *
@@ -514,15 +518,22 @@ static void cmp_contents(int side, const char *rel)
 	int fd[2], i, sd[2] = { SIDE_REF, side };
 	long long off = 0;
 
+	int err[2];
+
 	snprintf(what, sizeof(what), "tree (%s): contents of %s",
 		 side_name(side), rel);
 	for (i = 0; i < 2; i++) {
 		full(p[i], sd[i], rel);
 		fd[i] = open(p[i], O_RDONLY | O_NOFOLLOW);
+		err[i] = fd[i] < 0 ? errno : 0;
+	}
+	/* A user who may not read the file on either side: alike. */
+	if (err[0] && err[0] == err[1] && (err[0] == EACCES || err[0] == EPERM))
+		return;
+	for (i = 0; i < 2; i++)
 		if (fd[i] < 0)
 			mismatch(what, "  cannot open %s: %s", p[i],
-				 strerror(errno));
-	}
+				 strerror(err[i]));
 	for (;;) {
 		ssize_t n[2];
 
@@ -574,13 +585,20 @@ static void cmp_tree(int side, const char *rel)
 	struct ent *e[2] = { NULL, NULL };
 	int n[2], i, j, sd[2] = { SIDE_REF, side };
 
+	int err[2];
+
 	for (i = 0; i < 2; i++) {
 		full(p[i], sd[i], rel);
 		n[i] = list_dir(p[i], &e[i]);
+		err[i] = n[i] < 0 ? errno : 0;
+	}
+	/* An unprivileged run may not read a directory on either side. */
+	if (err[0] && err[0] == err[1] && (err[0] == EACCES || err[0] == EPERM))
+		return;
+	for (i = 0; i < 2; i++)
 		if (n[i] < 0)
 			mismatch("tree", "  cannot list %s: %s", p[i],
-				 strerror(errno));
-	}
+				 strerror(err[i]));
 	if (side == SIDE_EXPORT && !*rel)
 		drop_silly(e[1], &n[1]);
 	for (i = 0, j = 0; i < n[0] || j < n[1];) {
@@ -605,10 +623,16 @@ static void cmp_tree(int side, const char *rel)
 			 side_name(side), sub);
 		for (s = 0; s < 2; s++) {
 			full(p[s], sd[s], sub);
-			if (lstat(p[s], &st[s]) < 0)
-				mismatch(what, "  lstat %s: %s", p[s],
-					 strerror(errno));
+			err[s] = lstat(p[s], &st[s]) < 0 ? errno : 0;
 		}
+		/* Not searchable for this user on either side: alike. */
+		if (err[0] && err[0] == err[1] &&
+		    (err[0] == EACCES || err[0] == EPERM))
+			continue;
+		for (s = 0; s < 2; s++)
+			if (err[s])
+				mismatch(what, "  lstat %s: %s", p[s],
+					 strerror(err[s]));
 		cmp_stat(what, &st[0], &st[1], true);
 		if (e[0][i].type != DT_UNKNOWN && e[1][i].type != DT_UNKNOWN &&
 		    e[0][i].type != e[1][i].type)

@@ -175,6 +175,53 @@ nfs_server() {
 	"$SRC_ROOT/tests/nfs-server" "$@"
 }
 
+# ---------------------------------------------------------------- users
+
+# test_users: make the unprivileged users stagefs-alice and stagefs-bob if
+# they are missing (idempotent; they stay for the next run), alice with the
+# supplementary group stagefs-g. Sets ALICE_UID, BOB_UID, USERS_GID (their
+# primary group, "users") and SHARE_GID.
+test_users() {
+	need_root
+	need_cmd useradd passwd
+	need_cmd setpriv util-linux
+	getent group stagefs-g >/dev/null || groupadd stagefs-g 2>/dev/null \
+		|| getent group stagefs-g >/dev/null || fail "groupadd stagefs-g failed"
+	id stagefs-alice >/dev/null 2>&1 \
+		|| useradd -M -N -g users -G stagefs-g -s /usr/sbin/nologin stagefs-alice 2>/dev/null \
+		|| id stagefs-alice >/dev/null 2>&1 || fail "useradd stagefs-alice failed"
+	id stagefs-bob >/dev/null 2>&1 \
+		|| useradd -M -N -g users -s /usr/sbin/nologin stagefs-bob 2>/dev/null \
+		|| id stagefs-bob >/dev/null 2>&1 || fail "useradd stagefs-bob failed"
+	ALICE_UID=$(id -u stagefs-alice)
+	BOB_UID=$(id -u stagefs-bob)
+	USERS_GID=$(id -g stagefs-alice)
+	SHARE_GID=$(getent group stagefs-g | cut -d: -f3)
+	id -G stagefs-alice | tr ' ' '\n' | grep -qx "$SHARE_GID" \
+		|| usermod -a -G stagefs-g stagefs-alice || fail "usermod stagefs-alice failed"
+}
+
+# as_user USER CMD...: run CMD as USER, with its primary and supplementary
+# groups, as a login would.
+as_user() {
+	local u=$1
+	shift
+	setpriv --reuid="$u" --regid="$(id -g "$u")" --init-groups -- "$@"
+}
+
+# nfs_squash_subdir [NAME]: a fresh, empty, mode 1777 directory in the
+# Root_Squash export (tests/run starts one; tests/nfs-server): sets
+# SQ_PATH (its local path) and SQ_URL. Removed at exit.
+# shellcheck disable=SC2120  # NAME is optional
+nfs_squash_subdir() {
+	[[ -n "${STAGEFS_TEST_NFS_SQUASH_URL:-}" && -d "${STAGEFS_TEST_NFS_SQUASH_DIR:-}" ]] \
+		|| skip "no Root_Squash export (STAGEFS_TEST_NFS_SQUASH_URL/_DIR unset; tests/run starts one)"
+	SQ_PATH=$(mktemp -d "$STAGEFS_TEST_NFS_SQUASH_DIR/${1:-$TEST_NAME}.XXXXXX")
+	chmod 1777 "$SQ_PATH"
+	SQ_URL="${STAGEFS_TEST_NFS_SQUASH_URL%/}/${SQ_PATH##*/}"
+	_LIB_TMPDIRS+=("$SQ_PATH")
+}
+
 # backends: the kinds of backend a test should loop over.
 backends() { echo "${STAGEFS_TEST_BACKENDS:-posix nfs}"; }
 
@@ -286,6 +333,10 @@ mount_stagefs() {
 	fi
 	mkdir -p "$mnt" "$cache"
 	opts="cache_dir=$cache"
+	# STAGEFS_TEST_MOUNT_OPTS: options for every mount of a run (e.g.
+	# passthrough=on to run a suite on the passthrough path); a test's
+	# own options come after them and win.
+	[[ -z "${STAGEFS_TEST_MOUNT_OPTS:-}" ]] || opts="$opts,$STAGEFS_TEST_MOUNT_OPTS"
 	if [[ $# -gt 0 ]]; then
 		opts="$opts,$(_lib_join_opts "$@")"
 	fi
@@ -331,6 +382,10 @@ mount_should_fail() {
 	setup_tmp
 	mkdir -p "$mnt"
 	opts="cache_dir=$cache"
+	# STAGEFS_TEST_MOUNT_OPTS: options for every mount of a run (e.g.
+	# passthrough=on to run a suite on the passthrough path); a test's
+	# own options come after them and win.
+	[[ -z "${STAGEFS_TEST_MOUNT_OPTS:-}" ]] || opts="$opts,$STAGEFS_TEST_MOUNT_OPTS"
 	if [[ $# -gt 0 ]]; then
 		opts="$opts,$(_lib_join_opts "$@")"
 	fi
@@ -360,6 +415,12 @@ _lib_wait_exit() {
 		sleep 0.1
 	done
 	if _lib_pid_running "$pid"; then
+		# A hang explains itself: every thread's stack before the kill.
+		if command -v gdb >/dev/null; then
+			echo "--- threads of stagefs (pid $pid), which did not exit ---" >&2
+			timeout 60 gdb -p "$pid" -batch -nx -ex 'thread apply all bt' \
+				2>/dev/null | grep -E '^(Thread|#)' >&2 || true
+		fi
 		kill -KILL "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
 		_LIB_RC=137

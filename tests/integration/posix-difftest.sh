@@ -31,9 +31,14 @@
 #                     nfs2+async"; the single-mount ones follow
 #                     STAGEFS_TEST_BACKENDS)
 #   DIFFTEST_SEED     the seed (default: a new one each run, printed)
-#   DIFFTEST_ARGS     more difftest arguments for the two-mount runs, to
-#                     shrink a failure: e.g. "-O 12,40-44 -v"
+#   DIFFTEST_ARGS     more difftest arguments for every run, to shrink a
+#                     failure: e.g. "-O 12,40-44 -v"
 #   DIFFTEST_BIN      the difftest program (meson passes it)
+#   DIFFTEST_MOUNT_OPTS  more mount options for every run (e.g.
+#                     passthrough=off, to tell a passthrough bug from others)
+# With a Root_Squash export (tests/run starts one), it runs once more there
+# as the unprivileged user stagefs-alice, in a directory she owns: every
+# request carries her credentials, and the server checks them (issue 16).
 # A failure prints the seed, the op index, both results and the last ops;
 # rerun with DIFFTEST_SEED=<seed> tests/run integration-posix-difftest, or
 # run the difftest binary by hand (-v prints every op, -O keeps only some
@@ -58,6 +63,9 @@ seed=${DIFFTEST_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 # verify=off, hits spliced from the cache file.  Then the two-mount runs.
 runs=$(backends)
 [[ " $runs " == *" posix "* ]] && runs="$runs posix+direct"
+if [[ " $runs " == *" nfs "* && -n "${STAGEFS_TEST_NFS_SQUASH_URL:-}" ]]; then
+	runs="$runs nfs+squash"
+fi
 runs="${DIFFTEST_RUNS:-$runs nfs2 nfs2+async}"
 info "seed $seed, $ops ops per single-mount run, $two_ops per two-mount run;" \
 	"runs: $runs (DIFFTEST_SEED=$seed DIFFTEST_OPS=$ops DIFFTEST_TWO_OPS=$two_ops" \
@@ -114,17 +122,38 @@ for run in $runs; do
 	kind=${run%%+*}
 	opts=()
 	[[ $run == *+direct ]] && opts=(cache_direct=on verify=off)
+	[[ -z "${DIFFTEST_MOUNT_OPTS:-}" ]] || opts+=("$DIFFTEST_MOUNT_OPTS")
 	[[ $kind == nfs ]] && need_nfs
-	make_backend "$kind"
+	runas=()
+	if [[ $run == nfs+squash ]]; then
+		# As alice, in her own directory of the Root_Squash export.
+		test_users
+		nfs_squash_subdir difftest
+		chmod 0755 "$TEST_TMP"
+		mkdir -m 0755 "$SQ_PATH/alice"
+		chown stagefs-alice "$SQ_PATH/alice"
+		BACKEND_DIR=$SQ_PATH/alice
+		BACKEND=$SQ_URL/alice
+		runas=(as_user stagefs-alice)
+		# where alice may run it from, whatever the build dir's modes
+		cp "$DIFFTEST_BIN" "$TEST_TMP/difftest"
+		chmod 0755 "$TEST_TMP/difftest"
+	else
+		make_backend "$kind"
+	fi
 	mnt=$TEST_TMP/mnt.$run
 	ref=$TEST_TMP/ref.$run
 	mkdir "$ref"
+	[[ ${#runas[@]} -eq 0 ]] || chown stagefs-alice "$ref"
 	mount_stagefs "$BACKEND" "$mnt" "$TEST_TMP/cache.$run" "${opts[@]}"
 	# The mount root is the backend dir (mode 0777); give the reference
 	# root the same mode so root's stat of both agrees.
 	chmod "$(stat -c %a "$mnt")" "$ref"
-	info "$run: difftest -s $seed -n $ops $ref $mnt ${opts[*]}"
-	if ! "$DIFFTEST_BIN" -s "$seed" -n "$ops" "$ref" "$mnt"; then
+	info "$run: ${runas[*]} difftest -s $seed -n $ops $ref $mnt ${opts[*]}"
+	bin=$DIFFTEST_BIN
+	[[ ${#runas[@]} -eq 0 ]] || bin=$TEST_TMP/difftest
+	# shellcheck disable=SC2086  # split on purpose
+	if ! "${runas[@]}" "$bin" -s "$seed" -n "$ops" ${DIFFTEST_ARGS:-} "$ref" "$mnt"; then
 		echo "FAIL: $TEST_NAME: $run: the mount differs from a native directory" \
 			"(seed $seed; DIFFTEST_SEED=$seed DIFFTEST_OPS=$ops to rerun)" >&2
 		log_tail "$mnt" 40

@@ -42,7 +42,8 @@ for kind in $(backends); do
 	make_backend "$kind"
 	mnt=$TEST_TMP/mnt-$kind
 	cache=$TEST_TMP/cache-$kind
-	mount_stagefs "$BACKEND" "$mnt" "$cache"
+	# The daemon's own read path is what this counts: no passthrough.
+	mount_stagefs "$BACKEND" "$mnt" "$cache" passthrough=off
 	pid=$(stagefs_pid "$mnt")
 	head -c $((SIZE_MIB << 20)) /dev/urandom >"$TEST_TMP/src"
 	sum=$(xxh "$TEST_TMP/src")

@@ -46,12 +46,20 @@ struct mem_node {
 	struct mem_node *all_next;	/* every node ever made */
 };
 
+#define MEM_BY_MAX 8
+
 struct mem_fault {
 	int err;
 	int count;		/* > 0: fail this many more; -1: fail all */
 	unsigned int delay_ms;
 	bool gate;
 	unsigned long calls, failures, waiting, completed;
+	long last_uid;		/* the last call's cred uid, -1: none */
+	unsigned int nby;
+	struct {
+		long uid;
+		unsigned long calls;
+	} by[MEM_BY_MAX];	/* calls per cred uid */
 };
 
 struct mem_be {
@@ -231,12 +239,23 @@ static void dir_remove(struct mem_node *dir, struct mem_dirent *victim)
  * The fate of one data call, with mb->lock held: waits at a closed gate,
  * then returns the injected error, or 0 after the configured delay.
  */
-static int fault_enter(struct mem_be *mb, enum mem_op op)
+static int fault_enter(struct mem_be *mb, enum mem_op op,
+		       const struct be_cred *cred)
 {
 	struct mem_fault *f = &mb->faults[op];
-	unsigned int ms;
+	long uid = cred ? (long)cred->uid : -1;
+	unsigned int ms, i;
 
 	f->calls++;
+	f->last_uid = uid;
+	for (i = 0; i < f->nby && f->by[i].uid != uid; i++)
+		;
+	if (i < MEM_BY_MAX) {
+		f->by[i].uid = uid;
+		f->by[i].calls++;
+		if (i == f->nby)
+			f->nby++;
+	}
 	f->waiting++;
 	while (f->gate)
 		pthread_cond_wait(&mb->gate_cond, &mb->lock);
@@ -304,7 +323,8 @@ static void mem_node_free(struct be *be, struct be_node *node)
 	/* The backend owns its nodes until mem_destroy(). */
 }
 
-static int mem_root(struct be *be, struct be_node **out, struct be_attr *attr)
+static int mem_root(struct be *be, const struct be_cred *cred,
+		struct be_node **out, struct be_attr *attr)
 {
 	struct mem_be *mb = to_mb(be);
 
@@ -314,7 +334,8 @@ static int mem_root(struct be *be, struct be_node **out, struct be_attr *attr)
 	return 0;
 }
 
-static int mem_lookup(struct be *be, struct be_node *dir, const char *name,
+static int mem_lookup(struct be *be, const struct be_cred *cred,
+		struct be_node *dir, const char *name,
 		      struct be_node **out, struct be_attr *attr)
 {
 	struct mem_be *mb = to_mb(be);
@@ -330,7 +351,8 @@ static int mem_lookup(struct be *be, struct be_node *dir, const char *name,
 	return rc;
 }
 
-static int mem_getattr(struct be *be, struct be_node *node,
+static int mem_getattr(struct be *be, const struct be_cred *cred,
+		struct be_node *node,
 		       struct be_attr *attr)
 {
 	struct mem_be *mb = to_mb(be);
@@ -340,14 +362,15 @@ static int mem_getattr(struct be *be, struct be_node *node,
 	if (to_mn(node)->nlink)
 		rc = give(to_mn(node), NULL, attr);
 	if (rc == 0)
-		rc = fault_enter(mb, MEM_OP_GETATTR);
+		rc = fault_enter(mb, MEM_OP_GETATTR, cred);
 	pthread_mutex_unlock(&mb->lock);
 	if (rc == 0)
 		fault_done(mb, MEM_OP_GETATTR);
 	return rc;
 }
 
-static int mem_setattr(struct be *be, struct be_node *node,
+static int mem_setattr(struct be *be, const struct be_cred *cred,
+		struct be_node *node,
 		       const struct be_setattr *sa, struct be_attr *attr)
 {
 	struct mem_be *mb = to_mb(be);
@@ -355,7 +378,7 @@ static int mem_setattr(struct be *be, struct be_node *node,
 	int rc;
 
 	pthread_mutex_lock(&mb->lock);
-	rc = fault_enter(mb, MEM_OP_SETATTR);
+	rc = fault_enter(mb, MEM_OP_SETATTR, cred);
 	if (rc == 0 && !n->nlink)
 		rc = -ESTALE;
 	if (rc == 0 && (sa->valid & BE_SET_SIZE)) {
@@ -414,8 +437,9 @@ static int make_obj(struct mem_be *mb, struct mem_node *dir, const char *name,
 	return 0;
 }
 
-static int mem_create(struct be *be, struct be_node *dir, const char *name,
-		      uint32_t mode, const struct be_cred *cred, int exclusive,
+static int mem_create(struct be *be, const struct be_cred *cred,
+		struct be_node *dir, const char *name,
+		      uint32_t mode, int exclusive,
 		      struct be_node **out, struct be_attr *attr)
 {
 	struct mem_be *mb = to_mb(be);
@@ -442,8 +466,9 @@ static int mem_create(struct be *be, struct be_node *dir, const char *name,
 	return rc;
 }
 
-static int mem_mkdir(struct be *be, struct be_node *dir, const char *name,
-		     uint32_t mode, const struct be_cred *cred,
+static int mem_mkdir(struct be *be, const struct be_cred *cred,
+		struct be_node *dir, const char *name,
+		     uint32_t mode,
 		     struct be_node **out, struct be_attr *attr)
 {
 	struct mem_be *mb = to_mb(be);
@@ -459,8 +484,9 @@ static int mem_mkdir(struct be *be, struct be_node *dir, const char *name,
 	return rc;
 }
 
-static int mem_mknod(struct be *be, struct be_node *dir, const char *name,
-		     uint32_t mode, uint64_t rdev, const struct be_cred *cred,
+static int mem_mknod(struct be *be, const struct be_cred *cred,
+		struct be_node *dir, const char *name,
+		     uint32_t mode, uint64_t rdev,
 		     struct be_node **out, struct be_attr *attr)
 {
 	struct mem_be *mb = to_mb(be);
@@ -480,8 +506,9 @@ static int mem_mknod(struct be *be, struct be_node *dir, const char *name,
 	return rc;
 }
 
-static int mem_symlink(struct be *be, struct be_node *dir, const char *name,
-		       const char *target, const struct be_cred *cred,
+static int mem_symlink(struct be *be, const struct be_cred *cred,
+		struct be_node *dir, const char *name,
+		       const char *target,
 		       struct be_node **out, struct be_attr *attr)
 {
 	struct mem_be *mb = to_mb(be);
@@ -499,7 +526,8 @@ static int mem_symlink(struct be *be, struct be_node *dir, const char *name,
 	return rc;
 }
 
-static int mem_readlink(struct be *be, struct be_node *node, char *buf,
+static int mem_readlink(struct be *be, const struct be_cred *cred,
+		struct be_node *node, char *buf,
 			size_t size)
 {
 	struct mem_be *mb = to_mb(be);
@@ -521,7 +549,8 @@ static int mem_readlink(struct be *be, struct be_node *node, char *buf,
 	return rc;
 }
 
-static int mem_link(struct be *be, struct be_node *node, struct be_node *dir,
+static int mem_link(struct be *be, const struct be_cred *cred,
+		struct be_node *node, struct be_node *dir,
 		    const char *name, struct be_attr *attr)
 {
 	struct mem_be *mb = to_mb(be);
@@ -549,7 +578,8 @@ static int mem_link(struct be *be, struct be_node *node, struct be_node *dir,
 	return rc;
 }
 
-static int mem_unlink(struct be *be, struct be_node *dir, const char *name)
+static int mem_unlink(struct be *be, const struct be_cred *cred,
+		struct be_node *dir, const char *name)
 {
 	struct mem_be *mb = to_mb(be);
 	struct mem_dirent *d;
@@ -571,7 +601,8 @@ static int mem_unlink(struct be *be, struct be_node *dir, const char *name)
 	return rc;
 }
 
-static int mem_rmdir(struct be *be, struct be_node *dir, const char *name)
+static int mem_rmdir(struct be *be, const struct be_cred *cred,
+		struct be_node *dir, const char *name)
 {
 	struct mem_be *mb = to_mb(be);
 	struct mem_dirent *d;
@@ -595,7 +626,8 @@ static int mem_rmdir(struct be *be, struct be_node *dir, const char *name)
 	return rc;
 }
 
-static int mem_rename(struct be *be, struct be_node *olddir,
+static int mem_rename(struct be *be, const struct be_cred *cred,
+		struct be_node *olddir,
 		      const char *oldname, struct be_node *newdir,
 		      const char *newname, unsigned int flags)
 {
@@ -679,7 +711,8 @@ struct dirent_copy {
 	struct be_attr attr;
 };
 
-static int mem_readdir(struct be *be, struct be_node *dir, be_dirent_fn fn,
+static int mem_readdir(struct be *be, const struct be_cred *cred,
+		struct be_node *dir, be_dirent_fn fn,
 		       void *arg)
 {
 	struct mem_be *mb = to_mb(be);
@@ -709,14 +742,16 @@ static int mem_readdir(struct be *be, struct be_node *dir, be_dirent_fn fn,
 	pthread_mutex_unlock(&mb->lock);
 	for (i = 0; i < n && rc == 0; i++)
 		if (v[i].name)
-			rc = fn(arg, v[i].name, &v[i].attr, &v[i].node->base);
+			rc = fn(arg, v[i].name, v[i].attr.fileid, &v[i].attr,
+				&v[i].node->base);
 	for (i = 0; i < n; i++)
 		free(v[i].name);
 	free(v);
 	return rc;
 }
 
-static int mem_statfs(struct be *be, struct be_node *node, struct statvfs *st)
+static int mem_statfs(struct be *be, const struct be_cred *cred,
+		struct be_node *node, struct statvfs *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->f_bsize = 4096;
@@ -741,7 +776,8 @@ static struct mem_xattr *xattr_find(struct mem_node *n, const char *name)
 	return NULL;
 }
 
-static int mem_setxattr(struct be *be, struct be_node *node, const char *name,
+static int mem_setxattr(struct be *be, const struct be_cred *cred,
+		struct be_node *node, const char *name,
 			const void *value, size_t size, int flags)
 {
 	struct mem_be *mb = to_mb(be);
@@ -784,7 +820,8 @@ out:
 	return rc;
 }
 
-static int mem_getxattr(struct be *be, struct be_node *node, const char *name,
+static int mem_getxattr(struct be *be, const struct be_cred *cred,
+		struct be_node *node, const char *name,
 			void *value, size_t size)
 {
 	struct mem_be *mb = to_mb(be);
@@ -806,7 +843,8 @@ static int mem_getxattr(struct be *be, struct be_node *node, const char *name,
 	return rc;
 }
 
-static int mem_listxattr(struct be *be, struct be_node *node, char *list,
+static int mem_listxattr(struct be *be, const struct be_cred *cred,
+		struct be_node *node, char *list,
 			 size_t size)
 {
 	struct mem_be *mb = to_mb(be);
@@ -832,7 +870,8 @@ static int mem_listxattr(struct be *be, struct be_node *node, char *list,
 	return rc;
 }
 
-static int mem_removexattr(struct be *be, struct be_node *node,
+static int mem_removexattr(struct be *be, const struct be_cred *cred,
+		struct be_node *node,
 			   const char *name)
 {
 	struct mem_be *mb = to_mb(be);
@@ -856,7 +895,8 @@ static int mem_removexattr(struct be *be, struct be_node *node,
 	return rc;
 }
 
-static int mem_read(struct be *be, struct be_node *node,
+static int mem_read(struct be *be, const struct be_cred *cred,
+		struct be_node *node,
 		    const struct iovec *iov, int iovcnt, uint64_t off,
 		    be_io_cb cb, void *cookie)
 {
@@ -865,7 +905,7 @@ static int mem_read(struct be *be, struct be_node *node,
 	ssize_t res;
 
 	pthread_mutex_lock(&mb->lock);
-	res = fault_enter(mb, MEM_OP_READ);
+	res = fault_enter(mb, MEM_OP_READ, cred);
 	if (res == 0 && !n->nlink)
 		res = -ESTALE;
 	else if (res == 0 && S_ISDIR(n->mode))
@@ -896,7 +936,8 @@ static int mem_read(struct be *be, struct be_node *node,
 	return 0;
 }
 
-static int mem_write(struct be *be, struct be_node *node,
+static int mem_write(struct be *be, const struct be_cred *cred,
+		struct be_node *node,
 		     const struct iovec *iov, int iovcnt, uint64_t off,
 		     be_io_cb cb, void *cookie)
 {
@@ -909,7 +950,7 @@ static int mem_write(struct be *be, struct be_node *node,
 	for (i = 0; i < iovcnt; i++)
 		total += iov[i].iov_len;
 	pthread_mutex_lock(&mb->lock);
-	res = fault_enter(mb, MEM_OP_WRITE);
+	res = fault_enter(mb, MEM_OP_WRITE, cred);
 	if (res == 0 && !n->nlink)
 		res = -ESTALE;
 	else if (res == 0 && !S_ISREG(n->mode))
@@ -933,14 +974,15 @@ static int mem_write(struct be *be, struct be_node *node,
 	return 0;
 }
 
-static int mem_commit(struct be *be, struct be_node *node, be_io_cb cb,
+static int mem_commit(struct be *be, const struct be_cred *cred,
+		struct be_node *node, be_io_cb cb,
 		      void *cookie)
 {
 	struct mem_be *mb = to_mb(be);
 	ssize_t res;
 
 	pthread_mutex_lock(&mb->lock);
-	res = fault_enter(mb, MEM_OP_COMMIT);
+	res = fault_enter(mb, MEM_OP_COMMIT, cred);
 	if (res == 0 && !to_mn(node)->nlink)
 		res = -ESTALE;
 	pthread_mutex_unlock(&mb->lock);
@@ -959,7 +1001,8 @@ static int mem_node_encode(struct be *be, struct be_node *node, void *buf,
 	return 0;
 }
 
-static int mem_node_decode(struct be *be, const void *buf, size_t len,
+static int mem_node_decode(struct be *be, const struct be_cred *cred,
+		const void *buf, size_t len,
 			   struct be_node **out, struct be_attr *attr)
 {
 	struct mem_be *mb = to_mb(be);
@@ -978,6 +1021,13 @@ static int mem_node_decode(struct be *be, const void *buf, size_t len,
 		rc = give(n, out, attr);
 	pthread_mutex_unlock(&mb->lock);
 	return rc;
+}
+
+/* No permission model: every access is granted. */
+static int mem_access(struct be *be, const struct be_cred *cred,
+		      struct be_node *node, int mask, struct be_attr *attr)
+{
+	return mem_getattr(be, cred, node, attr);
 }
 
 static const struct be_ops mem_ops = {
@@ -1009,6 +1059,7 @@ static const struct be_ops mem_ops = {
 	.commit = mem_commit,
 	.node_encode = mem_node_encode,
 	.node_decode = mem_node_decode,
+	.access = mem_access,
 };
 
 /* ---- test controls ----------------------------------------------------- */
@@ -1165,4 +1216,29 @@ unsigned long mem_be_waiting(struct be *be, enum mem_op op)
 unsigned long mem_be_completed(struct be *be, enum mem_op op)
 {
 	return fault_counter(be, op, 3);
+}
+
+long mem_be_last_uid(struct be *be, enum mem_op op)
+{
+	struct mem_be *mb = to_mb(be);
+	long uid;
+
+	pthread_mutex_lock(&mb->lock);
+	uid = mb->faults[op].last_uid;
+	pthread_mutex_unlock(&mb->lock);
+	return uid;
+}
+
+unsigned long mem_be_calls_by(struct be *be, enum mem_op op, long uid)
+{
+	struct mem_be *mb = to_mb(be);
+	unsigned long n = 0;
+	unsigned int i;
+
+	pthread_mutex_lock(&mb->lock);
+	for (i = 0; i < mb->faults[op].nby; i++)
+		if (mb->faults[op].by[i].uid == uid)
+			n = mb->faults[op].by[i].calls;
+	pthread_mutex_unlock(&mb->lock);
+	return n;
 }

@@ -76,5 +76,12 @@ unsigned long mem_be_failures(struct be *be, enum mem_op op);
 unsigned long mem_be_waiting(struct be *be, enum mem_op op);
 /* Calls of op that have delivered their result. */
 unsigned long mem_be_completed(struct be *be, enum mem_op op);
+/*
+ * Credentials: the uid of the last call of op (-1: made with no cred,
+ * as the daemon), and how many calls of op came with uid.  New objects
+ * are owned by the uid and gid of the call that made them.
+ */
+long mem_be_last_uid(struct be *be, enum mem_op op);
+unsigned long mem_be_calls_by(struct be *be, enum mem_op op, long uid);
 
 #endif /* STAGEFS_TEST_MEM_BACKEND_H */

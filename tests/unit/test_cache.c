@@ -170,7 +170,7 @@ static struct cache_file *fx_reopen(struct be_node *n)
 	struct be_attr a;
 	struct cache_file *f;
 
-	ck_assert_int_eq(X.be->ops->getattr(X.be, n, &a), 0);
+	ck_assert_int_eq(X.be->ops->getattr(X.be, NULL, n, &a), 0);
 	ck_assert_int_ge(cache_file_get(X.c, 0, n, &a, &f), 0);
 	track_file(f);
 	return f;
@@ -245,7 +245,7 @@ static void write_all(struct cache_file *f, const void *buf, size_t len,
 	while (done < len) {
 		size_t n = len - done < piece ? len - done : piece;
 
-		ck_assert_int_eq(cache_write(f, (const char *)buf + done, n,
+		ck_assert_int_eq(cache_write(f, NULL, (const char *)buf + done, n,
 					     off + done),
 				 (ssize_t)n);
 		done += n;
@@ -438,7 +438,7 @@ START_TEST(test_write_read_back)
 
 	/* Overwrite in the middle: the rest stays. */
 	pattern(want + 70000, 300000, 70000, 2);
-	ck_assert_int_eq(cache_write(f, want + 70000, 300000, 70000), 300000);
+	ck_assert_int_eq(cache_write(f, NULL, want + 70000, 300000, 70000), 300000);
 	assert_cache_has(f, want, len, "after an overwrite");
 
 	st = stats();
@@ -485,7 +485,7 @@ START_TEST(test_writeback_off)
 	X.cfg.writeback = 0;
 	fx_open();
 	f = fx_file("a", NULL, 0, &n);
-	ck_assert_int_eq(cache_write(f, want, len, 0), (ssize_t)len);
+	ck_assert_int_eq(cache_write(f, NULL, want, len, 0), (ssize_t)len);
 	/* Write-through: on the backend when the write returns. */
 	assert_backend_has(n, want, len, "backend right after the write");
 	ck_assert_uint_eq(stats().dirty_bytes, 0);
@@ -508,13 +508,13 @@ START_TEST(test_partial_block_merge)
 	memcpy(model, orig, blen);
 
 	pattern(piece, 100, 5000, 6);	/* inside block 1 */
-	ck_assert_int_eq(cache_write(f, piece, 100, 5000), 100);
+	ck_assert_int_eq(cache_write(f, NULL, piece, 100, 5000), 100);
 	memcpy(model + 5000, piece, 100);
 	pattern(piece, 200, 4000, 7);	/* across blocks 0 and 1 */
-	ck_assert_int_eq(cache_write(f, piece, 200, 4000), 200);
+	ck_assert_int_eq(cache_write(f, NULL, piece, 200, 4000), 200);
 	memcpy(model + 4000, piece, 200);
 	pattern(piece, 500, 13000, 8);	/* block 3, past the old end */
-	ck_assert_int_eq(cache_write(f, piece, 500, 13000), 500);
+	ck_assert_int_eq(cache_write(f, NULL, piece, 500, 13000), 500);
 	memcpy(model + 13000, piece, 500);
 	/* A partial write fetches nothing: only a read merges. */
 	ck_assert_uint_eq(mem_be_calls(X.be, MEM_OP_READ), 0);
@@ -559,16 +559,16 @@ START_TEST(test_range_upload_only_written)
 	/* This node: [3000, 3100) and, touching it, [3100, 3300); [BS + 100,
 	 * BS + 200) in block 1; all of block 2. */
 	pattern(piece, 100, 3000, 64);
-	ck_assert_int_eq(cache_write(f, piece, 100, 3000), 100);
+	ck_assert_int_eq(cache_write(f, NULL, piece, 100, 3000), 100);
 	memcpy(want + 3000, piece, 100);
 	pattern(piece, 200, 3100, 65);
-	ck_assert_int_eq(cache_write(f, piece, 200, 3100), 200);
+	ck_assert_int_eq(cache_write(f, NULL, piece, 200, 3100), 200);
 	memcpy(want + 3100, piece, 200);
 	pattern(piece, 100, BS + 100, 66);
-	ck_assert_int_eq(cache_write(f, piece, 100, BS + 100), 100);
+	ck_assert_int_eq(cache_write(f, NULL, piece, 100, BS + 100), 100);
 	memcpy(want + BS + 100, piece, 100);
 	pattern(piece, BS, 2 * BS, 67);
-	ck_assert_int_eq(cache_write(f, piece, BS, 2 * BS), (ssize_t)BS);
+	ck_assert_int_eq(cache_write(f, NULL, piece, BS, 2 * BS), (ssize_t)BS);
 	memcpy(want + 2 * BS, piece, BS);
 	ck_assert_uint_eq(stats().dirty_bytes, 300 + 100 + BS);
 	ck_assert_uint_eq(stats().flushes_before_write, 0);
@@ -602,16 +602,16 @@ START_TEST(test_range_flush_before_disjoint_write)
 	f = fx_file("fd", orig, len, &n);
 	memcpy(want, orig, len);
 	pattern(piece, 100, 100, 72);
-	ck_assert_int_eq(cache_write(f, piece, 100, 100), 100);
+	ck_assert_int_eq(cache_write(f, NULL, piece, 100, 100), 100);
 	memcpy(want + 100, piece, 100);
 	pattern(piece, 150, 150, 73);	/* overlaps: merged */
-	ck_assert_int_eq(cache_write(f, piece, 150, 150), 150);
+	ck_assert_int_eq(cache_write(f, NULL, piece, 150, 150), 150);
 	memcpy(want + 150, piece, 150);
 	ck_assert_uint_eq(stats().flushes_before_write, 0);
 	ck_assert_uint_eq(stats().dirty_bytes, 200);
 	writes = mem_be_calls(X.be, MEM_OP_WRITE);
 	pattern(piece, 50, 1000, 74);	/* a gap from 300 to 1000 */
-	ck_assert_int_eq(cache_write(f, piece, 50, 1000), 50);
+	ck_assert_int_eq(cache_write(f, NULL, piece, 50, 1000), 50);
 	memcpy(want + 1000, piece, 50);
 	ck_assert_uint_eq(stats().flushes_before_write, 1);
 	ck_assert_uint_eq(mem_be_calls(X.be, MEM_OP_WRITE), writes + 1);
@@ -649,13 +649,13 @@ START_TEST(test_range_truncate_cuts)
 	f = fx_file("tc", orig, len, &n);
 	memcpy(want, orig, len);
 	pattern(piece, 3800, BS + 100, 92);
-	ck_assert_int_eq(cache_write(f, piece, 3800, BS + 100), 3800);
+	ck_assert_int_eq(cache_write(f, NULL, piece, 3800, BS + 100), 3800);
 	memcpy(want + BS + 100, piece, 3800);
 	pattern(piece, 10, 2 * BS + 7, 93);
-	ck_assert_int_eq(cache_write(f, piece, 10, 2 * BS + 7), 10);
+	ck_assert_int_eq(cache_write(f, NULL, piece, 10, 2 * BS + 7), 10);
 	ck_assert_uint_eq(stats().dirty_bytes, 3810);
 	mem_be_gate(X.be, MEM_OP_WRITE, 1);
-	ck_assert_int_eq(cache_file_truncate(f, BS + 3000, &a), 0);
+	ck_assert_int_eq(cache_file_truncate(f, NULL, BS + 3000, &a), 0);
 	ck_assert_uint_eq(stats().dirty_bytes, 2900);
 	mem_be_gate(X.be, MEM_OP_WRITE, 0);
 	ck_assert_int_eq(cache_file_flush(f), 0);
@@ -677,10 +677,10 @@ START_TEST(test_partial_block_merge_across_chunks)
 	fx_open();
 	f = fx_file("b", model, len, &n);
 	pattern(piece, 10, CS - 5, 10);
-	ck_assert_int_eq(cache_write(f, piece, 10, CS - 5), 10);
+	ck_assert_int_eq(cache_write(f, NULL, piece, 10, CS - 5), 10);
 	memcpy(model + CS - 5, piece, 10);
 	pattern(piece, 33, 2 * CS - 33, 11);	/* the file's last bytes */
-	ck_assert_int_eq(cache_write(f, piece, 33, 2 * CS - 33), 33);
+	ck_assert_int_eq(cache_write(f, NULL, piece, 33, 2 * CS - 33), 33);
 	memcpy(model + 2 * CS - 33, piece, 33);
 
 	assert_cache_has(f, model, len, "merge across a chunk edge");
@@ -703,7 +703,7 @@ START_TEST(test_holes_and_eof)
 	/* A new file with one write far from its start. */
 	f = fx_file("new", NULL, 0, &n);
 	pattern(piece, 10, far, 12);
-	ck_assert_int_eq(cache_write(f, piece, 10, far), 10);
+	ck_assert_int_eq(cache_write(f, NULL, piece, 10, far), 10);
 	memcpy(model + far, piece, 10);
 	assert_cache_has(f, model, size, "hole before the data");
 	/* At and past the end. */
@@ -719,7 +719,7 @@ START_TEST(test_holes_and_eof)
 	pattern(model, blen, 0, 13);
 	f = fx_file("old", model, blen, &n);
 	pattern(piece, 10, len - 10, 14);
-	ck_assert_int_eq(cache_write(f, piece, 10, len - 10), 10);
+	ck_assert_int_eq(cache_write(f, NULL, piece, 10, len - 10), 10);
 	memcpy(model + len - 10, piece, 10);
 	assert_cache_has(f, model, len, "backend data, gap, new data");
 	ck_assert_int_eq(cache_read(f, NULL, got, 4096, len), 0);
@@ -754,18 +754,18 @@ START_TEST(test_truncate_dirty)
 	write_all(f, model, len1, 0, len1);
 	ck_assert_uint_gt(stats().dirty_bytes, 0);
 
-	ck_assert_int_eq(cache_file_truncate(f, len2, &a), 0);
+	ck_assert_int_eq(cache_file_truncate(f, NULL, len2, &a), 0);
 	ck_assert_uint_eq(a.size, len2);
 	memset(model + len2, 0, len3 - len2);
 	ck_assert_uint_eq(cache_file_size(f), len2);
 	assert_cache_has(f, model, len2, "after truncate down");
 
-	ck_assert_int_eq(cache_file_truncate(f, len3, &a), 0);
+	ck_assert_int_eq(cache_file_truncate(f, NULL, len3, &a), 0);
 	ck_assert_uint_eq(a.size, len3);
 	assert_cache_has(f, model, len3, "after truncate up");
 
 	pattern(piece, 10, 650000, 16);
-	ck_assert_int_eq(cache_write(f, piece, 10, 650000), 10);
+	ck_assert_int_eq(cache_write(f, NULL, piece, 10, 650000), 10);
 	memcpy(model + 650000, piece, 10);
 	assert_cache_has(f, model, len3, "after a write into the new part");
 
@@ -788,8 +788,8 @@ START_TEST(test_truncate_clean)
 	fx_open();
 	f = fx_file("t", model, len, &n);
 	assert_cache_has(f, model, len, "before");
-	ck_assert_int_eq(cache_file_truncate(f, CS + 123, &a), 0);
-	ck_assert_int_eq(cache_file_truncate(f, len, &a), 0);
+	ck_assert_int_eq(cache_file_truncate(f, NULL, CS + 123, &a), 0);
+	ck_assert_int_eq(cache_file_truncate(f, NULL, len, &a), 0);
 	memset(model + CS + 123, 0, len - CS - 123);
 	assert_cache_has(f, model, len, "truncated down and up");
 	assert_backend_has(n, model, len, "backend");
@@ -868,7 +868,7 @@ START_TEST(test_checksum_dirty_block_eio)
 	fx_open();
 	f = fx_file("d", NULL, 0, &n);
 	mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);
-	ck_assert_int_eq(cache_write(f, want, len, 0), (ssize_t)len);
+	ck_assert_int_eq(cache_write(f, NULL, want, len, 0), (ssize_t)len);
 	corrupt(BS + 10, 1);
 
 	ck_assert_int_eq(cache_read(f, NULL, got, BS, BS), -EIO);
@@ -880,7 +880,7 @@ START_TEST(test_checksum_dirty_block_eio)
 
 	/* Wrong bytes never reach the backend; a rewrite heals it. */
 	pattern(want + BS, BS, BS, 22);
-	ck_assert_int_eq(cache_write(f, want + BS, BS, BS), (ssize_t)BS);
+	ck_assert_int_eq(cache_write(f, NULL, want + BS, BS, BS), (ssize_t)BS);
 	assert_cache_has(f, want, len, "after the rewrite");
 	mem_be_fail(X.be, MEM_OP_WRITE, 0, 0);
 	ck_assert_int_eq(cache_file_flush(f), 0);
@@ -967,7 +967,7 @@ START_TEST(test_scrub_dirty_block_left)
 	fx_open();
 	f = fx_file("d", NULL, 0, &n);
 	mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);
-	ck_assert_int_eq(cache_write(f, want, len, 0), (ssize_t)len);
+	ck_assert_int_eq(cache_write(f, NULL, want, len, 0), (ssize_t)len);
 	corrupt(BS + 10, 1);
 
 	sc = scrub(f);
@@ -981,7 +981,7 @@ START_TEST(test_scrub_dirty_block_left)
 	assert_same(got, want, BS, "intact dirty block");
 
 	pattern(want + BS, BS, BS, 62);
-	ck_assert_int_eq(cache_write(f, want + BS, BS, BS), (ssize_t)BS);
+	ck_assert_int_eq(cache_write(f, NULL, want + BS, BS, BS), (ssize_t)BS);
 	ck_assert_uint_eq(scrub(f).bad, 0);
 	mem_be_fail(X.be, MEM_OP_WRITE, 0, 0);
 	ck_assert_int_eq(cache_file_flush(f), 0);
@@ -1008,7 +1008,7 @@ START_TEST(test_scrub_skips_passthrough_writer)
 	fx_open();
 	f = fx_file("pt", NULL, 0, &n);
 	ck_assert_int_eq(cache_file_pt_can(f, true), 1);
-	ck_assert_int_eq(cache_file_pt_begin(f, true, false, &fd), 0);
+	ck_assert_int_eq(cache_file_pt_begin(f, NULL, true, false, &fd), 0);
 	ck_assert_int_eq(pwrite(fd, a, 3 * BS, 0), (ssize_t)(3 * BS));
 	ck_assert_int_eq(cache_file_pt_sync(f), 0);	/* a FLUSH */
 	/* The kernel writes on; no rehash has seen this yet. */
@@ -1028,6 +1028,58 @@ START_TEST(test_scrub_skips_passthrough_writer)
 	assert_backend_has(n, a, 3 * BS, "backend");
 	free(a);
 	free(b);
+}
+END_TEST
+
+/*
+ * A passthrough writer that only makes the file longer with zeros (glibc's
+ * posix_fallocate fallback writes a zero byte per block): the upload
+ * carries the last byte, so the backend gets the size, and the block it
+ * forces out gets its own sum (it once kept a stale one and the flusher
+ * called it corrupt for ever).
+ */
+START_TEST(test_pt_zero_growth_gives_size)
+{
+	unsigned char *zero = calloc(1, 5 * BS + 100);
+	struct cache_file *f;
+	struct be_node *n;
+	int fd;
+
+	fx_open();
+	f = fx_file("grow", NULL, 0, &n);
+	ck_assert_int_eq(cache_file_pt_begin(f, NULL, true, false, &fd), 0);
+	ck_assert_int_eq(pwrite(fd, "", 1, 5 * BS + 99), 1);
+	cache_file_pt_end(f, true);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	ck_assert_uint_eq(stats().checksum_errors, 0);
+	assert_backend_has(n, zero, 5 * BS + 100, "backend after zero growth");
+	free(zero);
+}
+END_TEST
+
+/*
+ * A truncate while a passthrough writer holds the file: the block holding
+ * the new end took its sum from the data file, writer's bytes and all, and
+ * those bytes never went out (difftest seed 3675706986).
+ */
+START_TEST(test_pt_truncate_keeps_writer_bytes)
+{
+	unsigned char *a = pattern_new(2 * BS, 65);
+	struct cache_file *f;
+	struct be_node *n;
+	struct be_attr attr;
+	int fd;
+
+	fx_open();
+	f = fx_file("trunc", NULL, 0, &n);
+	ck_assert_int_eq(cache_file_pt_begin(f, NULL, true, false, &fd), 0);
+	ck_assert_int_eq(pwrite(fd, a, 2 * BS, 0), (ssize_t)(2 * BS));
+	ck_assert_int_eq(cache_file_truncate(f, NULL, BS + 77, &attr), 0);
+	ck_assert_int_eq(ftruncate(fd, BS + 77), 0);
+	cache_file_pt_end(f, true);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, a, BS + 77, "backend after a truncate mid-write");
+	free(a);
 }
 END_TEST
 
@@ -1209,7 +1261,7 @@ START_TEST(test_backpressure)
 	t0 = now_ms();
 	ck_assert_int_eq(pthread_create(&tid, NULL, heal_main, &h), 0);
 	for (i = 0; i < 4; i++) {
-		ssize_t rc = cache_write(f, want + i * CS, CS, i * CS);
+		ssize_t rc = cache_write(f, NULL, want + i * CS, CS, i * CS);
 
 		ck_assert_msg(rc == (ssize_t)CS, "write %d: %zd", i, rc);
 		if (i == 2)
@@ -1237,7 +1289,7 @@ START_TEST(test_flush_retries_counted)
 	fx_open();
 	f = fx_file("r", NULL, 0, &n);
 	mem_be_fail(X.be, MEM_OP_WRITE, -EIO, 2);
-	ck_assert_int_eq(cache_write(f, want, len, 0), (ssize_t)len);
+	ck_assert_int_eq(cache_write(f, NULL, want, len, 0), (ssize_t)len);
 	/* A transient error is retried, not reported. */
 	ck_assert_int_eq(cache_file_flush(f), 0);
 	assert_backend_has(n, want, len, "backend after transient errors");
@@ -1259,7 +1311,7 @@ START_TEST(test_flush_permanent_error_reported)
 	fx_open();
 	f = fx_file("p", NULL, 0, &n);
 	mem_be_fail(X.be, MEM_OP_WRITE, -ENOSPC, -1);
-	ck_assert_int_eq(cache_write(f, want, len, 0), (ssize_t)len);
+	ck_assert_int_eq(cache_write(f, NULL, want, len, 0), (ssize_t)len);
 	ck_assert_int_eq(cache_file_flush(f), -ENOSPC);
 	ck_assert(wait_for(some_flush_error, NULL, 2000));
 	/* dirty_bytes counts the bytes written, not whole blocks. */
@@ -1273,12 +1325,91 @@ START_TEST(test_flush_permanent_error_reported)
 }
 END_TEST
 
+/*
+ * A COMMIT answering -EAGAIN (the NFS server restarted and lost unstable
+ * writes: its write verifier changed) is no error: the chunks are written
+ * again at once, counted in flush_rewrites, without backoff.
+ */
+START_TEST(test_commit_lost_writes_rewritten)
+{
+	size_t len = 8 * CS;
+	unsigned char *want = pattern_new(len, 29);
+	struct cache_file *f;
+	struct be_node *n;
+	struct cache_stats st;
+	unsigned long writes;
+	double t0;
+
+	fx_open();
+	f = fx_file("v", NULL, 0, &n);
+	write_all(f, want, len, 0, len);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	writes = mem_be_calls(X.be, MEM_OP_WRITE);
+	/* Written again, then the server "restarts" before the COMMIT. */
+	memset(want, 0x5a, CS);
+	mem_be_fail(X.be, MEM_OP_COMMIT, -EAGAIN, 2);
+	t0 = now_ms();
+	write_all(f, want, CS, 0, len);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	ck_assert_double_lt(now_ms() - t0, 1000);
+	assert_backend_has(n, want, len, "backend after lost unstable writes");
+	st = stats();
+	ck_assert_uint_eq(mem_be_failures(X.be, MEM_OP_COMMIT), 2);
+	ck_assert_uint_eq(st.flush_rewrites, 2);
+	ck_assert_uint_eq(st.flush_errors, 0);
+	ck_assert_uint_eq(st.flush_retries, 0);
+	/* Sent three times: once, and once after each lost COMMIT. */
+	ck_assert_uint_eq(mem_be_calls(X.be, MEM_OP_WRITE) - writes, 3);
+	free(want);
+}
+END_TEST
+
+static bool commits_failed(void *arg)
+{
+	return mem_be_failures(X.be, MEM_OP_COMMIT) >= *(unsigned long *)arg;
+}
+
+/*
+ * A batch of 16 chunks whose COMMIT failed slept one growing backoff per
+ * chunk, in a row (100 ms, 200 ms, ... 10 s each): the last chunk went
+ * back to the queue more than a minute and a half later, and fsync
+ * waited for it.  One pause per batch now.
+ */
+START_TEST(bug_batch_backoff_per_chunk)
+{
+	size_t len = 17 * CS;
+	unsigned char *want = pattern_new(len, 30);
+	struct cache_file *f;
+	struct be_node *n;
+	unsigned long one = 1;
+	double t0;
+
+	X.cfg.flushers = 1;
+	fx_open();
+	f = fx_file("b", NULL, 0, &n);
+	/* The flusher holds chunk 0 at the gate; 16 more queue up. */
+	mem_be_gate(X.be, MEM_OP_WRITE, 1);
+	write_all(f, want, len, 0, len);
+	mem_be_fail(X.be, MEM_OP_COMMIT, -EIO, 2);
+	t0 = now_ms();
+	mem_be_gate(X.be, MEM_OP_WRITE, 0);
+	ck_assert(wait_for(commits_failed, &one, 5000));
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	ck_assert_msg(now_ms() - t0 < 5000,
+		      "two failed COMMITs delayed the upload by %.0f ms",
+		      now_ms() - t0);
+	assert_backend_has(n, want, len, "backend after failed COMMITs");
+	ck_assert_uint_gt(stats().flush_retries, 0);
+	free(want);
+}
+END_TEST
+
 static void unlink_on_backend(const char *name)
 {
 	struct be_node *root;
 
-	ck_assert_int_eq(X.be->ops->root(X.be, &root, NULL), 0);
-	ck_assert_int_eq(X.be->ops->unlink(X.be, root, name), 0);
+	ck_assert_int_eq(X.be->ops->root(X.be, NULL, &root, NULL), 0);
+	ck_assert_int_eq(X.be->ops->unlink(X.be, NULL, root, name), 0);
 	be_node_put(X.be, root);
 }
 
@@ -1296,7 +1427,7 @@ static void remove_under_dirty(struct cache_file *f, const char *name,
 			       const void *buf, size_t len)
 {
 	mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);
-	ck_assert_int_eq(cache_write(f, buf, len, 0), (ssize_t)len);
+	ck_assert_int_eq(cache_write(f, NULL, buf, len, 0), (ssize_t)len);
 	ck_assert(wait_for(write_failed_once, NULL, 5000));
 	unlink_on_backend(name);
 	mem_be_fail(X.be, MEM_OP_WRITE, 0, 0);
@@ -1348,6 +1479,64 @@ START_TEST(test_lock_busy)
 }
 END_TEST
 
+/*
+ * The node id is made once, kept in the cache dir (0600, 16 hex digits
+ * and a newline) and the same at the next start; another cache dir gets
+ * another; a damaged file is replaced.
+ */
+START_TEST(test_node_id_kept)
+{
+	char path[300], buf[64], dir2[200];
+	struct cache *c2 = NULL;
+	uint64_t id, id2;
+	struct stat st;
+	FILE *fp;
+	size_t n;
+
+	fx_open();
+	id = cache_node_id(X.c);
+	snprintf(path, sizeof(path), "%s/node-id", X.dir);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_mode & 07777, 0600);
+	fp = fopen(path, "r");
+	ck_assert_ptr_nonnull(fp);
+	n = fread(buf, 1, sizeof(buf) - 1, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	ck_assert_uint_eq(n, 17);
+	ck_assert_uint_eq(strtoull(buf, NULL, 16), id);
+
+	ck_assert_int_eq(fx_close(), 0);
+	fx_open();
+	ck_assert_uint_eq(cache_node_id(X.c), id);
+	ck_assert_int_eq(fx_close(), 0);
+
+	/* Another cache dir is another node. */
+	snprintf(dir2, sizeof(dir2), "%s/t2-XXXXXX", base_dir);
+	ck_assert_ptr_nonnull(mkdtemp(dir2));
+	X.cfg.dir = dir2;
+	ck_assert_int_eq(cache_open(&X.cfg, X.bes, 1, &c2, X.err,
+				    sizeof(X.err)), 0);
+	id2 = cache_node_id(c2);
+	ck_assert_uint_ne(id2, id);
+	ck_assert_int_eq(cache_close(c2), 0);
+	X.cfg.dir = X.dir;
+	nftw(dir2, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+
+	/* Damaged: a new one, saved. */
+	fp = fopen(path, "w");
+	ck_assert_ptr_nonnull(fp);
+	fputs("not an id\n", fp);
+	fclose(fp);
+	fx_open();
+	id2 = cache_node_id(X.c);
+	ck_assert_uint_ne(id2, id);
+	ck_assert_int_eq(fx_close(), 0);
+	fx_open();
+	ck_assert_uint_eq(cache_node_id(X.c), id2);
+}
+END_TEST
+
 START_TEST(test_restart_keeps_clean)
 {
 	size_t len = 2 * CS + 100;
@@ -1391,7 +1580,8 @@ struct crash_write {
  * Its copy of the backend is thrown away with it; ours never saw a byte.
  */
 static void crash_after_writes(struct be_node *node, size_t read_first,
-			       const struct crash_write *w, int n)
+			       const struct crash_write *w,
+			       const struct be_cred *const *creds, int n)
 {
 	int status, i;
 	pid_t pid;
@@ -1409,15 +1599,15 @@ static void crash_after_writes(struct be_node *node, size_t read_first,
 		mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);
 		if (cache_open(&X.cfg, X.bes, 1, &c, err, sizeof(err)))
 			_exit(2);
-		if (X.be->ops->getattr(X.be, node, &a) ||
+		if (X.be->ops->getattr(X.be, NULL, node, &a) ||
 		    cache_file_get(c, 0, node, &a, &f) < 0)
 			_exit(3);
 		if (read_first && cache_read(f, NULL, tmp, read_first, 0) !=
 					  (ssize_t)read_first)
 			_exit(6);
 		for (i = 0; i < n; i++)
-			if (cache_write(f, w[i].buf, w[i].len, w[i].off) !=
-			    (ssize_t)w[i].len)
+			if (cache_write(f, creds ? creds[i] : NULL, w[i].buf,
+					w[i].len, w[i].off) != (ssize_t)w[i].len)
 				_exit(4);
 		kill(getpid(), SIGKILL);	/* no cleanup of any kind */
 		_exit(5);
@@ -1432,7 +1622,7 @@ static void crash_after_write(struct be_node *n, const void *buf, size_t len,
 {
 	struct crash_write w = { buf, len, off };
 
-	crash_after_writes(n, 0, &w, 1);
+	crash_after_writes(n, 0, &w, NULL, 1);
 }
 
 /* A backend file made before the cache is open, kept by the fixture. */
@@ -1496,7 +1686,7 @@ START_TEST(test_range_replay)
 	pattern(p2, 30, 3 * BS + 5, 83);
 	memcpy(want + 3 * BS + 5, p2, 30);
 	/* The file cached whole, two ranges written, then a crash. */
-	crash_after_writes(n, len, w, 2);
+	crash_after_writes(n, len, w, NULL, 2);
 	/* Another node writes around this node's first range meanwhile. */
 	pattern(orig + 6000, 900, 6000, 84);
 	memcpy(want + 6000, orig + 6000, 900);
@@ -1605,7 +1795,7 @@ static bool flush_returns(struct cache_file *f, int *rc)
 	ck_assert_int_eq(pthread_create(&job.tid, NULL, flush_main, &job), 0);
 	done = wait_for(job_done, &job, 3000);
 	if (!done)
-		cache_file_truncate(f, 0, &a);
+		cache_file_truncate(f, NULL, 0, &a);
 	pthread_join(job.tid, NULL);
 	if (rc)
 		*rc = job.rc;
@@ -1632,7 +1822,7 @@ START_TEST(bug_estale_on_conflict_check_retried_forever)
 	f = fx_file("e", want, 3000, NULL);
 	unlink_on_backend("e");
 	/* A whole block: nothing to merge from the backend. */
-	ck_assert_int_eq(cache_write(f, want, BS, 0), (ssize_t)BS);
+	ck_assert_int_eq(cache_write(f, NULL, want, BS, 0), (ssize_t)BS);
 	ck_assert_msg(flush_returns(f, &rc),
 		      "cache_file_flush() of a file removed on the backend did not return in 3 s (%llu flush retries so far)",
 		      (unsigned long long)stats().flush_retries);
@@ -1667,7 +1857,7 @@ START_TEST(bug_estale_race_dirty_chunks_underflow)
 	 */
 	mem_be_gate(X.be, MEM_OP_WRITE, 1);
 	for (i = 0; i < 4; i++) {
-		ck_assert_int_eq(cache_write(f, want + i * CS, CS, i * CS),
+		ck_assert_int_eq(cache_write(f, NULL, want + i * CS, CS, i * CS),
 				 (ssize_t)CS);
 		n = i + 1;
 		ck_assert_msg(wait_for(writes_waiting, &n, 5000),
@@ -1714,7 +1904,7 @@ START_TEST(bug_write_after_gone_hangs_flush)
 	ck_assert_int_eq(cache_file_flush(f), 0);
 	ck_assert_uint_eq(stats().dirty_bytes, 0);
 
-	ck_assert_int_eq(cache_write(f, want + 1000, 1000, 1000), 1000);
+	ck_assert_int_eq(cache_write(f, NULL, want + 1000, 1000, 1000), 1000);
 	ck_assert_msg(flush_returns(f, NULL),
 		      "cache_file_flush() of a file written after it went away did not return in 3 s");
 	free(want);
@@ -1776,7 +1966,7 @@ START_TEST(test_no_false_conflict_upload_during_fetch)
 	ck_assert(wait_for(reads_waiting, NULL, 5000));
 	/* Meanwhile a whole block of chunk 0 is written and uploaded. */
 	pattern(piece, BS, 0, 42);
-	ck_assert_int_eq(cache_write(f, piece, BS, 0), (ssize_t)BS);
+	ck_assert_int_eq(cache_write(f, NULL, piece, BS, 0), (ssize_t)BS);
 	memcpy(model, piece, BS);
 	ck_assert(wait_for(upload_done, &one, 5000));
 	ck_assert(wait_for(no_dirty, NULL, 5000));
@@ -1786,7 +1976,7 @@ START_TEST(test_no_false_conflict_upload_during_fetch)
 
 	/* Nobody else touched the file.  Another write: */
 	pattern(piece, BS, BS, 43);
-	ck_assert_int_eq(cache_write(f, piece, BS, BS), (ssize_t)BS);
+	ck_assert_int_eq(cache_write(f, NULL, piece, BS, BS), (ssize_t)BS);
 	memcpy(model + BS, piece, BS);
 	ck_assert_int_eq(cache_file_flush(f), 0);
 	assert_backend_has(n, model, len, "backend");
@@ -1819,12 +2009,12 @@ START_TEST(bug_write_during_upload_false_checksum_error)
 	fx_open();
 	f = fx_file("rw", NULL, 0, &n);
 	/* A full chunk goes out at once; keep rewriting parts of it. */
-	ck_assert_int_eq(cache_write(f, want, CS, 0), (ssize_t)CS);
+	ck_assert_int_eq(cache_write(f, NULL, want, CS, 0), (ssize_t)CS);
 	for (i = 0; i < 30000 && !stats().checksum_errors; i++) {
 		uint64_t off = ((uint64_t)i * 7919) % (CS - piece);
 
 		pattern(want + off, piece, off, 47 + (unsigned int)i);
-		ck_assert_int_eq(cache_write(f, want + off, piece, off),
+		ck_assert_int_eq(cache_write(f, NULL, want + off, piece, off),
 				 (ssize_t)piece);
 	}
 	ck_assert_int_eq(cache_file_flush(f), 0);
@@ -1879,12 +2069,12 @@ START_TEST(bug_read_during_write_eio)
 	fx_open();
 	f = fx_file("rw", NULL, 0, NULL);
 	mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);	/* keep it dirty */
-	ck_assert_int_eq(cache_write(f, buf, 2 * BS, 0), (ssize_t)(2 * BS));
+	ck_assert_int_eq(cache_write(f, NULL, buf, 2 * BS, 0), (ssize_t)(2 * BS));
 	h.f = f;
 	ck_assert_int_eq(pthread_create(&h.tid, NULL, hammer_read, &h), 0);
 	for (i = 0; i < 3000; i++) {
 		pattern(buf, 2 * BS, (uint64_t)i, 46);
-		ck_assert_int_eq(cache_write(f, buf, 2 * BS, 0),
+		ck_assert_int_eq(cache_write(f, NULL, buf, 2 * BS, 0),
 				 (ssize_t)(2 * BS));
 	}
 	atomic_store(&h.stop, 1);
@@ -2129,7 +2319,7 @@ START_TEST(bug_refresh_gen_overwrites_own_truncate)
 	for (i = 0; i < 500 && mem_be_waiting(X.be, MEM_OP_GETATTR) < 1; i++)
 		usleep(10000);
 	ck_assert_uint_ge(mem_be_waiting(X.be, MEM_OP_GETATTR), 1);
-	ck_assert_int_eq(cache_file_truncate(f, 100, &a), 0);
+	ck_assert_int_eq(cache_file_truncate(f, NULL, 100, &a), 0);
 	done = mem_be_completed(X.be, MEM_OP_GETATTR) +
 	       mem_be_waiting(X.be, MEM_OP_GETATTR);
 	mem_be_gate(X.be, MEM_OP_GETATTR, 0);
@@ -2198,6 +2388,103 @@ START_TEST(test_readers_share_fetch)
 }
 END_TEST
 
+/* ---- credentials ------------------------------------------------------- */
+
+static const struct be_cred alice = { .uid = 1500, .gid = 100, .ngroups = 1,
+				      .groups = { 1600 } };
+static const struct be_cred bob = { .uid = 1501, .gid = 100 };
+
+/*
+ * Uploads go out with the credentials of the user whose writes they
+ * carry; a chunk holds one writer's data, so a write by another user to
+ * a dirty chunk uploads the first writer's bytes first, as that writer.
+ */
+START_TEST(test_cred_upload_per_writer)
+{
+	size_t len = 2 * CS;
+	unsigned char *want = pattern_new(len, 91), *p = malloc(len);
+	struct cache_file *f;
+	struct be_node *n;
+
+	fx_open();
+	f = fx_file("cr", want, len, &n);
+	pattern(p, len, 0, 92);
+	write_all(f, p, CS, 0, CS);	/* the daemon's: no cred */
+	ck_assert_int_eq(cache_write(f, &alice, p + CS, 1000, CS), 1000);
+	memcpy(want, p, CS);
+	memcpy(want + CS, p + CS, 1000);
+	ck_assert_int_eq(cache_flush_all(X.c), 0);
+	ck_assert_uint_ge(mem_be_calls_by(X.be, MEM_OP_WRITE, -1), 1);
+	ck_assert_uint_eq(mem_be_calls_by(X.be, MEM_OP_WRITE, 1500), 1);
+	ck_assert_uint_eq(mem_be_calls_by(X.be, MEM_OP_WRITE, 1501), 0);
+
+	/* alice, then bob, in the same chunk: alice's bytes go first. */
+	ck_assert_int_eq(cache_write(f, &alice, p + 5000, 100, 5000), 100);
+	ck_assert_uint_eq(mem_be_calls_by(X.be, MEM_OP_WRITE, 1500), 1);
+	ck_assert_int_eq(cache_write(f, &bob, p + 9000, 100, 9000), 100);
+	ck_assert_uint_eq(mem_be_calls_by(X.be, MEM_OP_WRITE, 1500), 2);
+	ck_assert_uint_ge(mem_be_calls_by(X.be, MEM_OP_COMMIT, 1500), 1);
+	ck_assert_int_eq(cache_flush_all(X.c), 0);
+	ck_assert_uint_eq(mem_be_calls_by(X.be, MEM_OP_WRITE, 1501), 1);
+	ck_assert_int_eq(mem_be_last_uid(X.be, MEM_OP_COMMIT), 1501);
+	memcpy(want + 5000, p + 5000, 100);
+	memcpy(want + 9000, p + 9000, 100);
+	assert_backend_has(n, want, len, "backend after two writers");
+	free(want);
+	free(p);
+}
+END_TEST
+
+/* A fetch goes out with the reader's credentials (the stream's). */
+START_TEST(test_cred_fetch_as_reader)
+{
+	size_t len = CS;
+	unsigned char *want = pattern_new(len, 93), *got = malloc(len);
+	struct cache_stream s = { .cred = &bob };
+	struct cache_file *f;
+
+	fx_open();
+	f = fx_file("fr", want, len, NULL);
+	ck_assert_int_eq(cache_read(f, &s, got, len, 0), (ssize_t)len);
+	assert_same(got, want, len, "read as bob");
+	ck_assert_int_eq(mem_be_last_uid(X.be, MEM_OP_READ), 1501);
+	free(want);
+	free(got);
+}
+END_TEST
+
+/*
+ * The journal keeps each dirty chunk's writer: after a crash, the restart
+ * uploads alice's chunk as alice and bob's as bob.
+ */
+START_TEST(test_cred_replay)
+{
+	size_t len = 2 * CS;
+	unsigned char *orig = pattern_new(len, 94), *want = malloc(len);
+	unsigned char p1[700], p2[900];
+	const struct crash_write w[2] = { { p1, sizeof(p1), 100 },
+					  { p2, sizeof(p2), CS + 10 } };
+	const struct be_cred *const who[2] = { &alice, &bob };
+	struct be_node *n;
+
+	n = fx_backend_file("rc", orig, len);
+	memcpy(want, orig, len);
+	pattern(p1, sizeof(p1), 100, 95);
+	memcpy(want + 100, p1, sizeof(p1));
+	pattern(p2, sizeof(p2), CS + 10, 96);
+	memcpy(want + CS + 10, p2, sizeof(p2));
+	crash_after_writes(n, 0, w, who, 2);
+	fx_open();
+	ck_assert_int_eq(cache_flush_all(X.c), 0);
+	assert_backend_has(n, want, len, "backend after the replay");
+	ck_assert_uint_eq(mem_be_calls_by(X.be, MEM_OP_WRITE, 1500), 1);
+	ck_assert_uint_eq(mem_be_calls_by(X.be, MEM_OP_WRITE, 1501), 1);
+	ck_assert_uint_eq(mem_be_calls_by(X.be, MEM_OP_WRITE, -1), 0);
+	free(orig);
+	free(want);
+}
+END_TEST
+
 struct test_entry {
 	const char *name;
 	const TTest *fn;
@@ -2250,7 +2537,7 @@ START_TEST(test_fd_limit)
 						 &nodes[i], &a), 0);
 		ck_assert_int_eq(cache_file_get(X.c, 0, nodes[i], &a, &f), 0);
 		snprintf(buf, sizeof(buf), "file %d of many\n", i);
-		ck_assert_int_eq(cache_write(f, buf, strlen(buf), 0),
+		ck_assert_int_eq(cache_write(f, NULL, buf, strlen(buf), 0),
 				 (ssize_t)strlen(buf));
 		ck_assert_int_eq(cache_file_close(f), 0);
 		cache_file_put(f);
@@ -2264,7 +2551,7 @@ START_TEST(test_fd_limit)
 	for (i = 1; i < 60; i++) {
 		struct cache_file *g;
 
-		ck_assert_int_eq(X.be->ops->getattr(X.be, nodes[i], &a), 0);
+		ck_assert_int_eq(X.be->ops->getattr(X.be, NULL, nodes[i], &a), 0);
 		ck_assert_int_eq(cache_file_get(X.c, 0, nodes[i], &a, &g), 0);
 		snprintf(buf, sizeof(buf), "file %d of many\n", i);
 		ck_assert_int_eq(cache_read(g, NULL, got, sizeof(got), 0),
@@ -2282,7 +2569,7 @@ START_TEST(test_fd_limit)
 	for (i = 0; i < FD_FILES; i++) {
 		ssize_t n;
 
-		ck_assert_int_eq(X.be->ops->getattr(X.be, nodes[i], &a), 0);
+		ck_assert_int_eq(X.be->ops->getattr(X.be, NULL, nodes[i], &a), 0);
 		ck_assert_int_eq(cache_file_get(X.c, 0, nodes[i], &a, &f), 0);
 		snprintf(buf, sizeof(buf), "file %d of many\n", i);
 		n = cache_read(f, NULL, got, sizeof(got), 0);
@@ -2328,8 +2615,10 @@ static Suite *cache_suite(void)
 		T(test_backpressure),
 		T(test_flush_retries_counted),
 		T(test_flush_permanent_error_reported),
+		T(test_commit_lost_writes_rewritten),
 		T(test_estale_drops_dirty),
 		T(test_lock_busy),
+		T(test_node_id_kept),
 		T(test_restart_keeps_clean),
 		T(test_crash_recovery_overwrite),
 		T(test_prefetch_sequential),
@@ -2341,6 +2630,11 @@ static Suite *cache_suite(void)
 		T(test_direct_io),
 		T(test_readers_share_fetch),
 		T(test_fd_limit),
+		T(test_pt_zero_growth_gives_size),
+		T(test_pt_truncate_keeps_writer_bytes),
+		T(test_cred_upload_per_writer),
+		T(test_cred_fetch_as_reader),
+		T(test_cred_replay),
 		B(bug_crash_recovery_extending_write_lost),
 		B(bug_estale_on_conflict_check_retried_forever),
 		B(bug_estale_race_dirty_chunks_underflow),
@@ -2350,6 +2644,7 @@ static Suite *cache_suite(void)
 		B(bug_restart_evicts_hot_before_cold),
 		B(bug_cache_close_leaks_ring),
 		B(bug_refresh_gen_overwrites_own_truncate),
+		B(bug_batch_backoff_per_chunk),
 	};
 	size_t i;
 

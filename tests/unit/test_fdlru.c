@@ -277,6 +277,57 @@ START_TEST(test_open_errors)
 }
 END_TEST
 
+/*
+ * Fill the stack below the caller with what looks like open descriptors,
+ * as earlier calls leave it in the daemon: what a get leaves in slots it
+ * did not reach must come from the entry, not from the stack.
+ */
+static int __attribute__((noinline)) dirty_stack(int fd)
+{
+	volatile int junk[4096];
+	int i;
+
+	for (i = 0; i < 4096; i++)
+		junk[i] = fd;
+	return junk[fd % 4096];
+}
+
+/*
+ * bug: a get whose open failed at one slot left the slots after it as
+ * whatever was on the stack, and took any such value >= 0 for a
+ * descriptor it had opened: counted in the LRU, put in the entry (a
+ * posix node's read-write slot, a cache file's O_DIRECT one, used for
+ * I/O), and later closed, under whoever really owned that number.
+ */
+START_TEST(bug_failed_open_keeps_no_stack_fds)
+{
+	struct fdlru *l;
+	unsigned int s;
+	int spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+	ck_assert_int_ge(spare, 0);
+	ck_assert_int_eq(fdlru_create(100, open_obj, &l), 0);
+	/* Slot 0 fails: 1 and 2 are never reached. */
+	ck_assert_int_eq(dirty_stack(spare), spare);
+	atomic_store(&fail_next, -ESTALE);
+	ck_assert_int_eq(fdlru_get(l, &objs[9].e, 0x7, 0), -ESTALE);
+	/* Only slot 1 asked for, and it fails: 2 is never reached. */
+	ck_assert_int_eq(dirty_stack(spare), spare);
+	atomic_store(&fail_next, -ENOENT);
+	ck_assert_int_eq(fdlru_get(l, &objs[10].e, 0x2, 0), -ENOENT);
+	for (s = 0; s < FDLRU_SLOTS; s++) {
+		ck_assert_int_lt(objs[9].e.fd[s], 0);
+		ck_assert_int_lt(objs[10].e.fd[s], 0);
+	}
+	ck_assert_uint_eq(objs[9].e.users, 0);
+	ck_assert_uint_eq(fdlru_open_fds(l), 0);
+	close_all(l);
+	/* Nobody closed a descriptor the LRU never owned. */
+	ck_assert_int_eq(fcntl(spare, F_GETFD), FD_CLOEXEC);
+	close(spare);
+}
+END_TEST
+
 /* Create flag reaches the open function: a missing file is made. */
 START_TEST(test_create_flag)
 {
@@ -316,6 +367,25 @@ START_TEST(test_close_waits)
 	fdlru_close(l, &objs[3].e);
 	ck_assert_int_lt(objs[3].e.fd[0], 0);
 	pthread_join(t, NULL);
+	close_all(l);
+}
+END_TEST
+
+/*
+ * A put without a get is refused (and logged): wrapped, the count of
+ * users would keep the entry's fdlru_close waiting for ever, which is
+ * how a daemon hangs at unmount (its FORGETs free the nodes).
+ */
+START_TEST(test_put_without_get)
+{
+	struct fdlru *l;
+
+	ck_assert_int_eq(fdlru_create(8, open_obj, &l), 0);
+	ck_assert_int_eq(fdlru_get(l, &objs[5].e, 0x1, 0), 0);
+	fdlru_put(l, &objs[5].e);
+	fdlru_put(l, &objs[5].e);	/* the bug under test */
+	ck_assert_uint_eq(objs[5].e.users, 0);
+	fdlru_close(l, &objs[5].e);	/* returns */
 	close_all(l);
 }
 END_TEST
@@ -385,6 +455,7 @@ static Suite *fdlru_suite(void)
 {
 	Suite *s = suite_create("fdlru");
 	TCase *tc = tcase_create("core");
+	TCase *bugs = tcase_create("known_bugs");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_limit);
@@ -394,9 +465,14 @@ static Suite *fdlru_suite(void)
 	tcase_add_test(tc, test_open_errors);
 	tcase_add_test(tc, test_create_flag);
 	tcase_add_test(tc, test_close_waits);
+	tcase_add_test(tc, test_put_without_get);
 	tcase_add_test(tc, test_threads);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
+	tcase_add_checked_fixture(bugs, setup, teardown);
+	tcase_add_test(bugs, bug_failed_open_keeps_no_stack_fds);
+	tcase_set_timeout(bugs, 60);
+	suite_add_tcase(s, bugs);
 	return s;
 }
 

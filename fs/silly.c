@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * silly.c - the hidden names of files unlinked while open, and the
+ * removal at start of those this node's earlier runs left behind.
+ *
+ * A file whose last name goes while it is open is renamed to a hidden
+ * name (dir.c silly_rename()) and removed at its last close (file.c
+ * silly_remove()).  A daemon that dies in between (kill -9, a node crash)
+ * leaves the file there.  The hidden name therefore starts with this
+ * node's id (cache_node_id(): random, kept in the cache dir), and a start
+ * removes, after the journal replay and before the mount, every entry of
+ * SILLY_DIR at a backend's root that starts with that id and a '-'.  No
+ * other daemon runs with this id (the cache dir lock), so none of them is
+ * open; names of other nodes, and of versions before the id, are never
+ * touched.  Where root is squashed the hidden files are spread over the
+ * users' directories and renamed as their users: they are not looked for
+ * (docs/operations.md).
+ *
+ * Thread safety: silly_name() reads immutable fields only;
+ * silly_cleanup() runs once in main(), before the session starts.
+ */
+#include "fs_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int silly_name(struct sfs *s, struct sfs_inode *ino, bool here, char *buf,
+	       size_t len)
+{
+	int n = snprintf(buf, len,
+			 "%s%016" PRIx64 "-%016" PRIx64 "-%016" PRIx64 "-%d",
+			 here ? SILLY_DIR "-" : "", cache_node_id(s->cache),
+			 ino->fileid, ino->node->hkey, (int)getpid());
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* This node's entries of one SILLY_DIR listing. */
+struct leftovers {
+	char prefix[24];	/* "<node id>-" */
+	size_t plen;
+	char **names;
+	size_t n, cap;
+};
+
+static int collect(void *arg, const char *name, uint64_t fileid,
+		   const struct be_attr *attr, struct be_node *node)
+{
+	struct leftovers *l = arg;
+	char **more;
+
+	if (strncmp(name, l->prefix, l->plen))
+		return 0;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+
+		more = realloc(l->names, cap * sizeof(*more));
+		if (!more)
+			return -ENOMEM;
+		l->names = more;
+		l->cap = cap;
+	}
+	l->names[l->n] = strdup(name);
+	if (!l->names[l->n])
+		return -ENOMEM;
+	l->n++;
+	return 0;
+}
+
+/*
+ * Remove this node's leftovers from SILLY_DIR at the root of backend k.
+ * Listed first and removed after, so the listing does not run over a
+ * directory that changes under it.  Failures are logged, never returned.
+ */
+static void cleanup_be(struct sfs *s, int k, uint64_t id)
+{
+	struct be *be = s->bes[k];
+	struct leftovers l = { 0 };
+	struct be_node *root, *dir = NULL;
+	size_t i, removed = 0;
+	int rc;
+
+	l.plen = (size_t)snprintf(l.prefix, sizeof(l.prefix), "%016" PRIx64 "-",
+				  id);
+	rc = be->ops->root(be, NULL, &root, NULL);
+	if (rc < 0) {
+		log_msg(LOG_LVL_WARN, "fs", "%s: root: %s; %s not cleaned",
+			be->spec, strerror(-rc), SILLY_DIR);
+		return;
+	}
+	rc = be->ops->lookup(be, NULL, root, SILLY_DIR, &dir, NULL);
+	if (rc == 0)
+		rc = be->ops->readdir(be, NULL, dir, collect, &l);
+	if (rc < 0 && rc != -ENOENT)
+		log_msg(LOG_LVL_WARN, "fs", "%s: cannot list %s: %s%s",
+			be->spec, SILLY_DIR, strerror(-rc),
+			l.n ? "; removing what was listed" : "");
+	for (i = 0; i < l.n; i++) {
+		rc = be->ops->unlink(be, NULL, dir, l.names[i]);
+		if (rc == 0 || rc == -ENOENT)
+			removed++;
+		else
+			log_msg(LOG_LVL_WARN, "fs",
+				"%s: cannot remove %s/%s, left by an earlier run of this node: %s",
+				be->spec, SILLY_DIR, l.names[i],
+				strerror(-rc));
+		free(l.names[i]);
+	}
+	free(l.names);
+	/* As at a last close: the directory goes when empty. */
+	if (removed)
+		be->ops->rmdir(be, NULL, root, SILLY_DIR);
+	log_msg(LOG_LVL_INFO, "fs",
+		"%s: removed %zu file(s) unlinked while open that an earlier run of this node (id %016" PRIx64 ") left in %s",
+		be->spec, removed, id, SILLY_DIR);
+	be_node_put(be, dir);
+	be_node_put(be, root);
+}
+
+void silly_cleanup(struct sfs *s)
+{
+	uint64_t id = cache_node_id(s->cache);
+	int k;
+
+	for (k = 0; k < s->nbe; k++)
+		if (!s->silly_here[k])
+			cleanup_be(s, k, id);
+}
