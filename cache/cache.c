@@ -299,7 +299,7 @@ static void file_reset(struct cache_file *f, const struct be_attr *attr)
  * flusher's file_refresh_gen().
  */
 static void file_revalidate(struct cache_file *f, const struct be_attr *attr,
-			    bool at_open)
+			    bool at_open, bool synced)
 {
 	struct be_gen gen = be_attr_gen(attr);
 	bool own = f->dirty_chunks || f->upload_seq != f->gen_upload_seq;
@@ -308,8 +308,10 @@ static void file_revalidate(struct cache_file *f, const struct be_attr *attr,
 		return;
 	if (!at_open && (own || f->inflight))
 		return;
-	if (f->pt_writers)
-		return;	/* the kernel writes it: this node's own file */
+	/* The kernel writes it: unless its bytes were just hashed (an
+	 * open, cache_file_get()), they cannot be told from stale ones. */
+	if (f->pt_writers && !synced)
+		return;
 	if (!own && !f->pt_users) {
 		/* Nothing of ours in it: readers of the old data finish
 		 * first, then the whole cached copy goes. */
@@ -331,7 +333,7 @@ static void file_revalidate(struct cache_file *f, const struct be_attr *attr,
 		f->size = attr->size;
 	index_store_header(f);
 	/* Passthrough readers read the data file: fetch it anew, in place. */
-	if (f->pt_users && file_fetch_all(f, f->pt_cred) < 0)
+	if (f->pt_users && file_fetch_all(f, f->pt_cred, synced) < 0)
 		log_msg(LOG_LVL_WARN, "cache",
 			"file %llx changed on the backend and cannot be fetched again for its passthrough readers",
 			(unsigned long long)f->fileid);
@@ -342,6 +344,7 @@ int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
 {
 	struct be_gen gen = be_attr_gen(attr);
 	struct cache_file *f;
+	bool synced = false;
 	uint64_t i;
 	int rc;
 
@@ -351,7 +354,21 @@ int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
 		cache_file_ref(f);
 		pthread_mutex_unlock(&c->table_lock);
 		pthread_mutex_lock(&f->lock);
-		file_revalidate(f, attr, true);
+		/*
+		 * Another node changed a file this node's passthrough writer
+		 * holds (its release may simply not have come yet): hash the
+		 * writer's bytes, so that the refresh keeps them as dirty
+		 * ranges and fetches the rest in place.  A kernel write
+		 * between the hash and the fetch of its block is the one
+		 * thing this cannot fence (docs/consistency.md).
+		 */
+		if (f->pt_writers && !be_gen_equal(&gen, &f->gen) &&
+		    !f->local_change) {
+			pthread_mutex_unlock(&f->lock);
+			synced = cache_file_pt_sync(f) == 0;
+			pthread_mutex_lock(&f->lock);
+		}
+		file_revalidate(f, attr, true, synced);
 		/*
 		 * Close-to-open: what is cached now is of this generation.
 		 * Blocks written whole from here on are this open's own,
@@ -476,7 +493,7 @@ void cache_fixup_attr(struct cache *c, int be_idx, const struct be_node *node,
 	f = table_find(c, be_idx, node->fileid, node->hkey);
 	if (f) {
 		pthread_mutex_lock(&f->lock);
-		file_revalidate(f, attr, false);
+		file_revalidate(f, attr, false, false);
 		if (f->pt_writers) {
 			/* The kernel writes the data file: its size and
 			 * mtime are the file's. */

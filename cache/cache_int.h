@@ -390,7 +390,10 @@ void file_drop_clean(struct cache_file *f, uint64_t from_chunk);
 int punch_blocks(struct cache_file *f, uint64_t idx, uint64_t mask);
 void file_eof_block_not_mine(struct cache_file *f);
 void file_drop_stale(struct cache_file *f);
-int file_fetch_all(struct cache_file *f, const struct be_cred *cred);
+/* over_writers: a passthrough writer's bytes were just hashed (dirty
+ * ranges, kept by the fetch's overlay): fetch even while it holds the file. */
+int file_fetch_all(struct cache_file *f, const struct be_cred *cred,
+		   bool over_writers);
 /* Make the blocks in mask of chunk idx that hold backend data present
  * (waits for a fetch or a write in flight on them, else fetches). */
 int file_ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask,

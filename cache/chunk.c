@@ -1176,7 +1176,8 @@ int file_ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask,
 }
 
 /* Make every block that holds backend data present; f->lock held. */
-int file_fetch_all(struct cache_file *f, const struct be_cred *cred)
+int file_fetch_all(struct cache_file *f, const struct be_cred *cred,
+		   bool over_writers)
 {
 	struct cache *c = f->c;
 	uint64_t idx;
@@ -1185,7 +1186,7 @@ int file_fetch_all(struct cache_file *f, const struct be_cred *cred)
 	for (idx = 0; idx * c->cfg->chunk_size < f->be_size && rc == 0; idx++) {
 		/* A passthrough writer's bytes not yet hashed are not
 		 * present, and must not be fetched over. */
-		if (f->pt_writers)
+		if (f->pt_writers && !over_writers)
 			continue;
 		rc = file_ensure_present(f, idx, ~0ULL, cred);
 	}
@@ -1197,7 +1198,7 @@ int cache_file_prefetch(struct cache_file *f, const struct be_cred *cred)
 	int rc;
 
 	pthread_mutex_lock(&f->lock);
-	rc = file_fetch_all(f, cred);
+	rc = file_fetch_all(f, cred, false);
 	pthread_mutex_unlock(&f->lock);
 	cache_evict_maybe(f->c);
 	return rc;

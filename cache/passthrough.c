@@ -125,7 +125,7 @@ int cache_file_pt_begin(struct cache_file *f, const struct be_cred *cred,
 		rc = cache_file_pt_sync(f);
 	pthread_mutex_lock(&f->lock);
 	if (rc == 0 && must && !file_whole(f))
-		rc = file_fetch_all(f, cred);
+		rc = file_fetch_all(f, cred, writers);
 	/* Taken until cache_file_pt_end(): the kernel's backing file is
 	 * made from it. */
 	if (rc == 0)
