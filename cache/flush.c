@@ -482,6 +482,55 @@ static void backoff_sleep(unsigned int failures)
 	nanosleep(&ts, NULL);
 }
 
+/* Chunks of one file uploaded before one COMMIT: 16 x 4 MiB by default. */
+#define FLUSH_BATCH 16
+
+/*
+ * One COMMIT for the spans that the uploads up[0..n) sent, as the first
+ * writer's: it covers every writer's.  Each upload that succeeded takes
+ * its result; -EAGAIN (a server restart lost some of the unstable
+ * writes) sends the chunk again at once, counted in flush_rewrites.
+ * Returns whether anything was sent.
+ */
+static bool commit_uploads(struct cache_file *f, const struct upload *up,
+			   int *rcs, int n)
+{
+	struct be_range spans[FLUSH_BATCH];
+	const struct be_cred *cred = NULL;
+	unsigned int nspans = 0;
+	int i, crc;
+
+	for (i = 0; i < n; i++) {
+		if (!up[i].sent)
+			continue;
+		if (!nspans)
+			cred = up[i].cred;
+		spans[nspans++] = up[i].span;
+	}
+	if (!nspans)
+		return false;
+	crc = be_commit_ranges(file_be(f), cred, f->node, spans, nspans);
+	for (i = 0; i < n && crc < 0; i++) {
+		if (rcs[i] != 0)
+			continue;
+		rcs[i] = crc;
+		if (crc == -EAGAIN && up[i].sent)
+			atomic_fetch_add(&f->c->flush_rewrites, 1);
+	}
+	return true;
+}
+
+/*
+ * An upload that rested (-EBUSY) because a passthrough writer changed a
+ * block after its last rehash: hash the chunk again now, or a FLUSH or
+ * fsync waiting for the upload would wait for ever for the rehash at
+ * release.  True if it did (the upload can go again at once).
+ */
+static bool rehash_rested(struct cache_file *f, const struct upload *up)
+{
+	return up->rehash && file_pt_rehash(f, up->idx, up->idx + 1) == 0;
+}
+
 int file_flush_chunk_now(struct cache_file *f, uint64_t idx)
 {
 	struct cache *c = f->c;
@@ -496,13 +545,8 @@ int file_flush_chunk_now(struct cache_file *f, uint64_t idx)
 	pthread_mutex_unlock(&f->lock);
 	for (;;) {
 		rc = flush_upload(f, idx, buf, true, &up);
-		if (rc == 0 && up.sent) {
-			rc = be_commit_ranges(file_be(f), up.cred, f->node,
-					      &up.span, 1);
-			/* lost by a server restart: send again now */
-			if (rc == -EAGAIN)
-				atomic_fetch_add(&c->flush_rewrites, 1);
-		}
+		if (rc == 0)
+			commit_uploads(f, &up, &rc, 1);
 		if (up.started)
 			rc = flush_finish(f, &up, rc);
 		if (rc == 0 || rc == -EIO || err_permanent(rc) ||
@@ -510,7 +554,7 @@ int file_flush_chunk_now(struct cache_file *f, uint64_t idx)
 			break;
 		if (rc == -EAGAIN)
 			continue;
-		if (up.rehash && file_pt_rehash(f, idx, idx + 1) == 0)
+		if (rehash_rested(f, &up))
 			continue;
 		if (rc != -EBUSY)
 			atomic_fetch_add(&c->flush_retries, 1);
@@ -526,8 +570,6 @@ int file_flush_chunk_now(struct cache_file *f, uint64_t idx)
 	return rc;
 }
 
-/* Chunks of one file uploaded before one COMMIT: 16 x 4 MiB by default. */
-#define FLUSH_BATCH 16
 
 /* Take more chunks of it->f from the head of the queue. */
 static int take_batch(struct cache *c, struct flush_item **batch)
@@ -584,7 +626,6 @@ void *flusher_main(void *arg)
 	unsigned int failures = 0;
 	struct flush_item *batch[FLUSH_BATCH];
 	struct upload up[FLUSH_BATCH];
-	struct be_range spans[FLUSH_BATCH];
 	int rcs[FLUSH_BATCH];
 	/* The thread's registered buffer: read-backs are fixed reads. */
 	char *buf = ring_buf(cache_ring(c), c->cfg->chunk_size);
@@ -597,46 +638,18 @@ void *flusher_main(void *arg)
 			       &c->qtail, &c->stopping))) {
 		struct cache_file *f = batch[0]->f;
 		int i, n = take_batch(c, batch), rested = 0, failed = 0;
-		unsigned int nspans = 0;
-		bool stopping;
+		bool stopping, sent;
 
 		for (i = 0; i < n; i++) {
 			rcs[i] = flush_upload(f, batch[i]->chunk, buf, false,
 					      &up[i]);
-			if (up[i].sent)
-				spans[nspans++] = up[i].span;
 			rested += rcs[i] == -EBUSY;
 		}
-		if (nspans) {
-			/* One COMMIT covers every writer's: the first's. */
-			const struct be_cred *cc = NULL;
-			int crc;
-
-			for (i = 0; i < n && !cc; i++)
-				if (up[i].sent)
-					cc = up[i].cred;
-			crc = be_commit_ranges(file_be(f), cc, f->node, spans,
-					       nspans);
-
-			for (i = 0; i < n && crc < 0; i++) {
-				if (rcs[i] != 0)
-					continue;
-				rcs[i] = crc;
-				/* lost by a server restart: send again now */
-				if (crc == -EAGAIN && up[i].sent)
-					atomic_fetch_add(&c->flush_rewrites, 1);
-			}
-		}
+		sent = commit_uploads(f, up, rcs, n);
 		for (i = 0; i < n; i++) {
 			if (up[i].started)
 				rcs[i] = flush_finish(f, &up[i], rcs[i]);
-			/*
-			 * The kernel wrote the block after its last rehash: a
-			 * FLUSH waiting for this upload would wait for ever for
-			 * the rehash at release, so hash it here and go again.
-			 */
-			if (up[i].rehash &&
-			    file_pt_rehash(f, up[i].idx, up[i].idx + 1) == 0) {
+			if (rehash_rested(f, &up[i])) {
 				rcs[i] = -EAGAIN;
 				rested--;
 			}
@@ -661,7 +674,7 @@ void *flusher_main(void *arg)
 		}
 		if (rcs[n - 1] == 0)
 			file_refresh_gen(f);
-		if (nspans)
+		if (sent)
 			cache_evict_maybe(c);
 		for (i = 0; i < n; i++) {
 			cache_file_put(batch[i]->f);
