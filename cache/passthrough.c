@@ -209,9 +209,10 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 	uint64_t len = size - start < c->cfg->chunk_size ? size - start :
 							   c->cfg->chunk_size;
 	uint64_t known = 0, sums[CACHE_BLOCKS], changed = 0, grown = 0;
-	uint64_t olddirty, be_size, forced = 0, end_dirty = 0;
+	uint64_t olddirty, be_size, forced = 0;
 	uint32_t lo[CACHE_BLOCKS], hi[CACHE_BLOCKS];
 	uint64_t zs = 0;
+	bool end_dirty = false;	/* a dirty range reaches the file's end */
 	struct chunk *ch;
 	unsigned int b, nb = (unsigned int)((len + bs - 1) / bs);
 	ssize_t n;
@@ -228,9 +229,8 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 	be_size = f->be_size;
 	if (size > start && size - start <= c->cfg->chunk_size) {
 		b = (unsigned int)((size - 1 - start) / bs);
-		if ((ch->dirty & (1ULL << b)) &&
-		    start + b * bs + ch->dhi[b] >= size)
-			end_dirty = 1ULL << b;
+		end_dirty = (ch->dirty & (1ULL << b)) &&
+			    start + b * bs + ch->dhi[b] >= size;
 	}
 	ch->readers++;
 	f->inflight++;
@@ -259,7 +259,7 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 			 * the size only from an upload of the last byte.
 			 */
 			if (in_file > 0 && in_file <= bs && size > be_size &&
-			    !(end_dirty & (1ULL << b))) {
+			    !end_dirty) {
 				forced |= 1ULL << b;
 				changed |= 1ULL << b;
 				sums[b] = s;
