@@ -194,6 +194,22 @@ static void pattern(unsigned char *buf, size_t len, uint64_t off,
 	}
 }
 
+/*
+ * Write len bytes of pattern seed at off through f, and put the same bytes
+ * at off in model (what the file must read back).
+ */
+static void write_model(struct cache_file *f, unsigned char *model,
+			size_t len, uint64_t off, unsigned int seed)
+{
+	unsigned char *p = malloc(len);
+
+	ck_assert_ptr_nonnull(p);
+	pattern(p, len, off, seed);
+	ck_assert_int_eq(cache_write(f, NULL, p, len, off), (ssize_t)len);
+	memcpy(model + off, p, len);
+	free(p);
+}
+
 static unsigned char *pattern_new(size_t len, unsigned int seed)
 {
 	unsigned char *p = malloc(len ? len : 1);
@@ -498,7 +514,6 @@ START_TEST(test_partial_block_merge)
 	size_t blen = 3 * BS + 1000, mlen = 13500;
 	unsigned char *orig = pattern_new(blen, 5);
 	unsigned char *model = calloc(1, mlen);
-	unsigned char piece[600];
 	struct cache_file *f;
 	struct be_node *n;
 
@@ -507,15 +522,9 @@ START_TEST(test_partial_block_merge)
 	f = fx_file("b", orig, blen, &n);
 	memcpy(model, orig, blen);
 
-	pattern(piece, 100, 5000, 6);	/* inside block 1 */
-	ck_assert_int_eq(cache_write(f, NULL, piece, 100, 5000), 100);
-	memcpy(model + 5000, piece, 100);
-	pattern(piece, 200, 4000, 7);	/* across blocks 0 and 1 */
-	ck_assert_int_eq(cache_write(f, NULL, piece, 200, 4000), 200);
-	memcpy(model + 4000, piece, 200);
-	pattern(piece, 500, 13000, 8);	/* block 3, past the old end */
-	ck_assert_int_eq(cache_write(f, NULL, piece, 500, 13000), 500);
-	memcpy(model + 13000, piece, 500);
+	write_model(f, model, 100, 5000, 6);	/* inside block 1 */
+	write_model(f, model, 200, 4000, 7);	/* across blocks 0 and 1 */
+	write_model(f, model, 500, 13000, 8);	/* block 3, past the old end */
 	/* A partial write fetches nothing: only a read merges. */
 	ck_assert_uint_eq(mem_be_calls(X.be, MEM_OP_READ), 0);
 	/* The write across blocks 0 and 1 left a gap in block 1's range:
@@ -541,7 +550,6 @@ START_TEST(test_range_upload_only_written)
 {
 	size_t len = CS;
 	unsigned char *orig = pattern_new(len, 61), *other, *want;
-	unsigned char piece[3 * 4096];
 	struct cache_file *f;
 	struct be_node *n;
 
@@ -558,18 +566,10 @@ START_TEST(test_range_upload_only_written)
 	memcpy(want, other, len);
 	/* This node: [3000, 3100) and, touching it, [3100, 3300); [BS + 100,
 	 * BS + 200) in block 1; all of block 2. */
-	pattern(piece, 100, 3000, 64);
-	ck_assert_int_eq(cache_write(f, NULL, piece, 100, 3000), 100);
-	memcpy(want + 3000, piece, 100);
-	pattern(piece, 200, 3100, 65);
-	ck_assert_int_eq(cache_write(f, NULL, piece, 200, 3100), 200);
-	memcpy(want + 3100, piece, 200);
-	pattern(piece, 100, BS + 100, 66);
-	ck_assert_int_eq(cache_write(f, NULL, piece, 100, BS + 100), 100);
-	memcpy(want + BS + 100, piece, 100);
-	pattern(piece, BS, 2 * BS, 67);
-	ck_assert_int_eq(cache_write(f, NULL, piece, BS, 2 * BS), (ssize_t)BS);
-	memcpy(want + 2 * BS, piece, BS);
+	write_model(f, want, 100, 3000, 64);
+	write_model(f, want, 200, 3100, 65);
+	write_model(f, want, 100, BS + 100, 66);
+	write_model(f, want, BS, 2 * BS, 67);
 	ck_assert_uint_eq(stats().dirty_bytes, 300 + 100 + BS);
 	ck_assert_uint_eq(stats().flushes_before_write, 0);
 	ck_assert_int_eq(cache_file_flush(f), 0);
@@ -593,7 +593,6 @@ START_TEST(test_range_flush_before_disjoint_write)
 {
 	size_t len = 2 * BS;
 	unsigned char *orig = pattern_new(len, 71), *want = malloc(len);
-	unsigned char piece[400];
 	unsigned long writes;
 	struct cache_file *f;
 	struct be_node *n;
@@ -601,18 +600,12 @@ START_TEST(test_range_flush_before_disjoint_write)
 	fx_open();
 	f = fx_file("fd", orig, len, &n);
 	memcpy(want, orig, len);
-	pattern(piece, 100, 100, 72);
-	ck_assert_int_eq(cache_write(f, NULL, piece, 100, 100), 100);
-	memcpy(want + 100, piece, 100);
-	pattern(piece, 150, 150, 73);	/* overlaps: merged */
-	ck_assert_int_eq(cache_write(f, NULL, piece, 150, 150), 150);
-	memcpy(want + 150, piece, 150);
+	write_model(f, want, 100, 100, 72);
+	write_model(f, want, 150, 150, 73);	/* overlaps: merged */
 	ck_assert_uint_eq(stats().flushes_before_write, 0);
 	ck_assert_uint_eq(stats().dirty_bytes, 200);
 	writes = mem_be_calls(X.be, MEM_OP_WRITE);
-	pattern(piece, 50, 1000, 74);	/* a gap from 300 to 1000 */
-	ck_assert_int_eq(cache_write(f, NULL, piece, 50, 1000), 50);
-	memcpy(want + 1000, piece, 50);
+	write_model(f, want, 50, 1000, 74);	/* a gap from 300 to 1000 */
 	ck_assert_uint_eq(stats().flushes_before_write, 1);
 	ck_assert_uint_eq(mem_be_calls(X.be, MEM_OP_WRITE), writes + 1);
 	ck_assert_uint_eq(stats().dirty_bytes, 50);
@@ -648,9 +641,7 @@ START_TEST(test_range_truncate_cuts)
 	fx_open();
 	f = fx_file("tc", orig, len, &n);
 	memcpy(want, orig, len);
-	pattern(piece, 3800, BS + 100, 92);
-	ck_assert_int_eq(cache_write(f, NULL, piece, 3800, BS + 100), 3800);
-	memcpy(want + BS + 100, piece, 3800);
+	write_model(f, want, 3800, BS + 100, 92);
 	pattern(piece, 10, 2 * BS + 7, 93);
 	ck_assert_int_eq(cache_write(f, NULL, piece, 10, 2 * BS + 7), 10);
 	ck_assert_uint_eq(stats().dirty_bytes, 3810);
@@ -670,18 +661,13 @@ START_TEST(test_partial_block_merge_across_chunks)
 {
 	size_t len = 2 * CS;
 	unsigned char *model = pattern_new(len, 9);
-	unsigned char piece[64];
 	struct cache_file *f;
 	struct be_node *n;
 
 	fx_open();
 	f = fx_file("b", model, len, &n);
-	pattern(piece, 10, CS - 5, 10);
-	ck_assert_int_eq(cache_write(f, NULL, piece, 10, CS - 5), 10);
-	memcpy(model + CS - 5, piece, 10);
-	pattern(piece, 33, 2 * CS - 33, 11);	/* the file's last bytes */
-	ck_assert_int_eq(cache_write(f, NULL, piece, 33, 2 * CS - 33), 33);
-	memcpy(model + 2 * CS - 33, piece, 33);
+	write_model(f, model, 10, CS - 5, 10);
+	write_model(f, model, 33, 2 * CS - 33, 11);	/* the file's last bytes */
 
 	assert_cache_has(f, model, len, "merge across a chunk edge");
 	ck_assert_int_eq(cache_file_flush(f), 0);
@@ -695,22 +681,19 @@ START_TEST(test_holes_and_eof)
 	size_t blen = 300000, len = 800010;
 	uint64_t far = (1 << 20) + 7, size = far + 10;
 	unsigned char *model = calloc(1, size), *got = malloc(size + 4096);
-	unsigned char piece[16];
 	struct cache_file *f;
 	struct be_node *n;
 
 	fx_open();
 	/* A new file with one write far from its start. */
 	f = fx_file("new", NULL, 0, &n);
-	pattern(piece, 10, far, 12);
-	ck_assert_int_eq(cache_write(f, NULL, piece, 10, far), 10);
-	memcpy(model + far, piece, 10);
+	write_model(f, model, 10, far, 12);
 	assert_cache_has(f, model, size, "hole before the data");
 	/* At and past the end. */
 	ck_assert_int_eq(cache_read(f, NULL, got, 100, size), 0);
 	ck_assert_int_eq(cache_read(f, NULL, got, 100, size + 12345), 0);
 	ck_assert_int_eq(cache_read(f, NULL, got, 100, size - 5), 5);
-	assert_same(got, piece + 5, 5, "short read at the end");
+	assert_same(got, model + far + 5, 5, "short read at the end");
 	ck_assert_int_eq(cache_file_flush(f), 0);
 	assert_backend_has(n, model, size, "backend: hole, then the data");
 
@@ -718,9 +701,7 @@ START_TEST(test_holes_and_eof)
 	memset(model, 0, size);
 	pattern(model, blen, 0, 13);
 	f = fx_file("old", model, blen, &n);
-	pattern(piece, 10, len - 10, 14);
-	ck_assert_int_eq(cache_write(f, NULL, piece, 10, len - 10), 10);
-	memcpy(model + len - 10, piece, 10);
+	write_model(f, model, 10, len - 10, 14);
 	assert_cache_has(f, model, len, "backend data, gap, new data");
 	ck_assert_int_eq(cache_read(f, NULL, got, 4096, len), 0);
 	ck_assert_int_eq(cache_file_flush(f), 0);
@@ -741,7 +722,7 @@ END_TEST
 START_TEST(test_truncate_dirty)
 {
 	size_t len1 = 600000, len2 = 300000, len3 = 700000;
-	unsigned char *model = calloc(1, len3), piece[16];
+	unsigned char *model = calloc(1, len3);
 	struct cache_file *f;
 	struct be_node *n;
 	struct be_attr a;
@@ -764,9 +745,7 @@ START_TEST(test_truncate_dirty)
 	ck_assert_uint_eq(a.size, len3);
 	assert_cache_has(f, model, len3, "after truncate up");
 
-	pattern(piece, 10, 650000, 16);
-	ck_assert_int_eq(cache_write(f, NULL, piece, 10, 650000), 10);
-	memcpy(model + 650000, piece, 10);
+	write_model(f, model, 10, 650000, 16);
 	assert_cache_has(f, model, len3, "after a write into the new part");
 
 	mem_be_fail(X.be, MEM_OP_WRITE, 0, 0);
@@ -1975,9 +1954,7 @@ START_TEST(test_no_false_conflict_upload_during_fetch)
 	ck_assert_int_eq(rj.rc, (ssize_t)BS);
 
 	/* Nobody else touched the file.  Another write: */
-	pattern(piece, BS, BS, 43);
-	ck_assert_int_eq(cache_write(f, NULL, piece, BS, BS), (ssize_t)BS);
-	memcpy(model + BS, piece, BS);
+	write_model(f, model, BS, BS, 43);
 	ck_assert_int_eq(cache_file_flush(f), 0);
 	assert_backend_has(n, model, len, "backend");
 	assert_cache_has(f, model, len, "cache");
