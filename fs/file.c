@@ -58,30 +58,6 @@ void inode_release(struct sfs *s, struct sfs_inode *ino)
 		silly_remove(s, ino, dir, name, cred);
 }
 
-/*
- * Remove a hidden file for good, as cred (NULL: the daemon); takes over
- * dir's reference, name and cred.
- */
-void silly_remove(struct sfs *s, struct sfs_inode *ino, struct be_node *dir,
-		  char *name, struct be_cred *cred)
-{
-	struct be *be = ino_be(s, ino);
-	struct be_node *root;
-
-	be->ops->unlink(be, cred, dir, name);
-	be_node_put(be, dir);
-	free(name);
-	free(cred);
-	/* Leave no trace in the tree: the hidden directory goes when empty
-	 * (ENOTEMPTY while other files there are open, here or on another
-	 * node). */
-	if (!s->silly_here[ino->be_idx] &&
-	    be->ops->root(be, NULL, &root, NULL) == 0) {
-		be->ops->rmdir(be, NULL, root, SILLY_DIR);
-		be_node_put(be, root);
-	}
-}
-
 static struct sfs_fh *fh_of(struct fuse_file_info *fi)
 {
 	return (struct sfs_fh *)(uintptr_t)fi->fh;

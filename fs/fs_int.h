@@ -213,6 +213,14 @@ int silly_name(struct sfs *s, struct sfs_inode *ino, bool here, char *buf,
  * and a warning per entry it cannot remove; never fails.
  */
 void silly_cleanup(struct sfs *s);
+/*
+ * Remove a hidden file for good, as cred (NULL: the daemon); takes over
+ * dir's reference, name and cred.  Where cred may not remove it (its
+ * directory's mode changed since the unlink) but owns the directory, the
+ * mode is opened for the removal and put back.  Logs a failure.
+ */
+void silly_remove(struct sfs *s, struct sfs_inode *ino, struct be_node *dir,
+		  char *name, struct be_cred *cred);
 
 /* cred.c */
 /*
@@ -230,8 +238,6 @@ int cred_check_backends(struct sfs *s, char *err, size_t errlen);
 /* file.c: open handle accounting for unlink-while-open. */
 void inode_open(struct sfs *s, struct sfs_inode *ino);
 void inode_release(struct sfs *s, struct sfs_inode *ino);
-void silly_remove(struct sfs *s, struct sfs_inode *ino, struct be_node *dir,
-		  char *name, struct be_cred *cred);
 
 /* file.c: each worker thread's read buffer (made on its first read, freed
  * when it ends); init before the session loop, destroy after it. */

@@ -27,6 +27,8 @@ int inode_table_init(struct sfs *s)
 	return s->itable ? 0 : -ENOMEM;
 }
 
+/* After the session: a file unlinked while open and still open now (its
+ * last RELEASE never came) is removed for good, as at its last close. */
 void inode_table_destroy(struct sfs *s)
 {
 	size_t i;
@@ -36,6 +38,15 @@ void inode_table_destroy(struct sfs *s)
 
 		for (ino = s->itable[i]; ino; ino = next) {
 			next = ino->hnext;
+			/* Still open at the unmount: the kernel drops a RELEASE
+			 * it had not yet sent when the connection ends. */
+			if (ino->silly_name && ino->silly_dir)
+				silly_remove(s, ino, ino->silly_dir,
+					     ino->silly_name, ino->silly_cred);
+			else {
+				free(ino->silly_name);
+				free(ino->silly_cred);
+			}
 			be_node_put(ino_be(s, ino), ino->node);
 			free(ino);
 		}

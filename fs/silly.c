@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * silly.c - the hidden names of files unlinked while open, and the
- * removal at start of those this node's earlier runs left behind.
+ * silly.c - the hidden names of files unlinked while open, their removal
+ * at the last close, and the removal at start of those this node's
+ * earlier runs left behind.
  *
  * A file whose last name goes while it is open is renamed to a hidden
- * name (dir.c silly_rename()) and removed at its last close (file.c
- * silly_remove()).  A daemon that dies in between (kill -9, a node crash)
+ * name (dir.c silly_rename()) and removed at its last close
+ * (silly_remove()).  A daemon that dies in between (kill -9, a node crash)
  * leaves the file there.  The hidden name therefore starts with this
  * node's id (cache_node_id(): random, kept in the cache dir), and a start
  * removes, after the journal replay and before the mount, every entry of
@@ -37,6 +38,65 @@ int silly_name(struct sfs *s, struct sfs_inode *ino, bool here, char *buf,
 			 ino->fileid, ino->node->hkey, (int)getpid());
 
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/*
+ * Where root is squashed the hidden file is removed as the user who
+ * unlinked it, in its own directory, and a chmod since then (a directory
+ * made read-only or unsearchable) refuses that: the file would stay for
+ * good, as the NFS client's .nfsXXXX does.  The directory's owner may
+ * change its mode, so as the owner: open the directory up for the
+ * removal and put its mode back.
+ */
+static int unlink_as_owner(struct be *be, const struct be_cred *cred,
+			   struct be_node *dir, const char *name)
+{
+	struct be_setattr sa = { .valid = BE_SET_MODE };
+	struct be_attr a;
+	int rc;
+
+	rc = be->ops->getattr(be, cred, dir, &a);
+	if (rc < 0)
+		return rc;
+	if (a.uid != cred->uid || (a.mode & 0300) == 0300)
+		return -EACCES;
+	sa.mode = (a.mode & 07777) | 0300;
+	rc = be->ops->setattr(be, cred, dir, &sa, NULL);
+	if (rc < 0)
+		return rc;
+	rc = be->ops->unlink(be, cred, dir, name);
+	sa.mode = a.mode & 07777;
+	if (be->ops->setattr(be, cred, dir, &sa, NULL) < 0)
+		log_msg(LOG_LVL_WARN, "fs",
+			"cannot give back mode %04o to the directory of %s: it stays %04o",
+			sa.mode, name, (a.mode & 07777) | 0300);
+	return rc;
+}
+
+void silly_remove(struct sfs *s, struct sfs_inode *ino, struct be_node *dir,
+		  char *name, struct be_cred *cred)
+{
+	struct be *be = ino_be(s, ino);
+	struct be_node *root;
+	int rc = be->ops->unlink(be, cred, dir, name);
+
+	if ((rc == -EACCES || rc == -EPERM) && cred)
+		rc = unlink_as_owner(be, cred, dir, name);
+	if (rc < 0 && rc != -ENOENT)
+		log_msg(LOG_LVL_WARN, "fs",
+			"cannot remove %s, a file unlinked while open, at its last close: %s",
+			name, strerror(-rc));
+	be_node_put(be, dir);
+	free(name);
+	free(cred);
+	/* Leave no trace in the tree: the hidden directory goes when empty
+	 * (ENOTEMPTY while other files there are open, here or on another
+	 * node). */
+	if (!s->silly_here[ino->be_idx] &&
+	    be->ops->root(be, NULL, &root, NULL) == 0) {
+		be->ops->rmdir(be, NULL, root, SILLY_DIR);
+		be_node_put(be, root);
+	}
 }
 
 /* This node's entries of one SILLY_DIR listing. */

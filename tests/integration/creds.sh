@@ -9,7 +9,8 @@
 #    (default_permissions, the default) and from the server (a mount with
 #    default_permissions=off); root is "nobody" there, as on a kernel NFS
 #    mount; a supplementary group grants what it should.
-# 3. A file unlinked while open stays readable and leaves nothing behind.
+# 3. A file unlinked while open stays readable and leaves nothing behind,
+#    also when its directory was made read-only before the last close.
 # 4. kill -9 with dirty data of both users (flush_on_close=async, server
 #    frozen), then a restart: each user's data goes out under that user
 #    (their files are 0600: the server takes WRITEs from the owner only).
@@ -158,6 +159,24 @@ as_user stagefs-alice bash -euc '
 wait_secs 10 bash -c "! ls -A '$sq/alice' | grep -q stagefs-unlinked" \
 	|| fail "the hidden name of a file unlinked while open stayed on the export: $(ls -A "$sq/alice")"
 info "unlinked while open: readable, and gone from the export at the last close"
+# Her directory made read-only and unsearchable between the unlink and the
+# close: she may no longer remove the hidden name, but she owns the
+# directory, so it still goes, and the directory keeps the mode she gave.
+as_user stagefs-alice bash -euc '
+	d=$1/ro
+	mkdir "$d"
+	echo data >"$d/f"
+	exec 3<"$d/f"
+	rm "$d/f"
+	chmod 0444 "$d"
+	exec 3<&-
+' _ "$mnt2/alice" || fail "unlink while open in a directory made read-only: the steps failed"
+wait_secs 10 bash -c "[[ -z \"\$(ls -A '$sq/alice/ro')\" ]]" \
+	|| fail "a directory made read-only after an unlink while open kept the hidden name: $(ls -A "$sq/alice/ro")"
+[[ $(stat -c %a "$sq/alice/ro") == 444 ]] \
+	|| fail "the directory's mode is $(stat -c %a "$sq/alice/ro") after the hidden file went, not 444"
+chmod 0755 "$sq/alice/ro"
+info "unlinked while open, directory made read-only before the close: gone, mode kept"
 unmount_stagefs "$mnt2" || fail "daemon exit status $?"
 
 # ------------------------------------------------------------------ 4.
