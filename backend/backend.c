@@ -10,6 +10,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+static _Thread_local unsigned int wait_ms;
+
+void be_wait_set(unsigned int ms)
+{
+	wait_ms = ms;
+}
+
+unsigned int be_wait_get(void)
+{
+	return wait_ms;
+}
+
+uint64_t be_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static const struct be_factory *const factories[] = {
 #ifdef STAGEFS_HAVE_NFS

@@ -30,6 +30,7 @@
 #define STAGEFS_BACKEND_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/statvfs.h>
@@ -337,7 +338,33 @@ struct be_ops {
 	int (*commit_ranges)(struct be *be, const struct be_cred *cred,
 			     struct be_node *node, const struct be_range *r,
 			     unsigned int nr, be_io_cb cb, void *cookie);
+
+	/*
+	 * Outages (optional, NULL where the backend has none of its own: a
+	 * kernel mount follows its own hard or soft option).
+	 * unreachable_since(): since when (CLOCK_MONOTONIC ms) the server
+	 * has not answered, or 0.  release(): the mount is gone; requests
+	 * that a hard backend would retry until the server answers fail as
+	 * soft ones do (those already waiting at once), so the daemon can
+	 * end; with abort (the final drain has given up), every request not
+	 * answered yet fails now, and so does every new one.  Any thread.
+	 */
+	uint64_t (*unreachable_since)(struct be *be);
+	void (*release)(struct be *be, bool abort);
 };
+
+/*
+ * For the synchronous operations of the calling thread, until set again
+ * (0: no limit): a request the server has not answered within ms fails
+ * with -ETIMEDOUT, whatever the hard or soft mode (the request itself may
+ * still reach the server).  For the caller that has an answer of its own
+ * to give when the backend is away (cached attributes).  Backends without
+ * their own retries ignore it.
+ */
+void be_wait_set(unsigned int ms);
+unsigned int be_wait_get(void);
+/* The clock of unreachable_since(). */
+uint64_t be_now_ms(void);
 
 /* Every backend object starts with this. */
 struct be {
@@ -352,6 +379,8 @@ struct be_params {
 	unsigned int nconnect;		/* NFS connections */
 	unsigned int timeout_ms;	/* give up on an unreachable server */
 	unsigned int retry_deadline_ms;	/* retry in-flight I/O this long */
+	bool soft;	/* fail after retry_deadline_ms (default: hard, retry
+			 * until the server answers, as an NFS hard mount) */
 	/* Descriptors the backend may keep open for its nodes (posix); 0:
 	 * its own default.  A target: see backend/fdlru.h. */
 	unsigned int max_fds;

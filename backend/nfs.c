@@ -640,6 +640,11 @@ static int err_is_quiet(enum nfs_sop op, int err)
 static int sync_run(struct nfs_be *nb, const struct be_cred *cred,
 		    struct nfs_sync *s, uint64_t deadline_ms)
 {
+	unsigned int wait = be_wait_get();
+	uint64_t until = 0;
+
+	if (wait && !deadline_ms)
+		deadline_ms = until = nfs_now_ms() + wait;
 	s->call.cred = cred;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
@@ -652,6 +657,12 @@ static int sync_run(struct nfs_be *nb, const struct be_cred *cred,
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
 
+	/* be_wait_set()'s limit, not the server's answer: the caller's */
+	if (until && s->err && s->stat < 0 && s->err != -ESHUTDOWN &&
+	    nfs_now_ms() >= until) {
+		s->err = -ETIMEDOUT;
+		s->quiet = 1;
+	}
 	/* a retried REMOVE/RMDIR may find its own first attempt's work */
 	if (s->err == -ENOENT && s->call.tries > 1 &&
 	    (s->op == SOP_REMOVE || s->op == SOP_RMDIR)) {
@@ -1739,6 +1750,16 @@ static void nfsbe_destroy(struct be *be)
 	free(nb);
 }
 
+static uint64_t nfsbe_unreachable_since(struct be *be)
+{
+	return nfs_pool_outage_since(NB(be)->pool);
+}
+
+static void nfsbe_release(struct be *be, bool abort)
+{
+	nfs_pool_release(NB(be)->pool, abort);
+}
+
 static const struct be_ops nfsbe_ops = {
 	.version = BE_OPS_VERSION,
 	.name = "nfs",
@@ -1770,6 +1791,8 @@ static const struct be_ops nfsbe_ops = {
 	.node_encode = nfsbe_node_encode,
 	.node_decode = nfsbe_node_decode,
 	.access = nfsbe_access,
+	.unreachable_since = nfsbe_unreachable_since,
+	.release = nfsbe_release,
 };
 
 /* One line for an open-time call that failed. */
@@ -1950,6 +1973,7 @@ static int nfsbe_open(const char *spec, const struct be_params *params,
 	pp.connect_timeout_ms = timeout_ms;
 	pp.stall_ms = 2 * (timeout_ms > 10000 ? timeout_ms : 10000);
 	pp.retry_deadline_ms = retry_ms;
+	pp.hard = !(params && params->soft);
 	pp.retries = &nb->be.retries;
 	rc = nfs_pool_create(&pp, &nb->pool);
 	if (rc < 0) {

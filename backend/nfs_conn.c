@@ -21,7 +21,11 @@
  * connect_timeout_ms, or when calls are in flight and nothing came back
  * for stall_ms.  The calls it carried are submitted again, to the least
  * loaded connection, until their deadline (retry_deadline_ms after the
- * first submit) passes; only then do they fail.  NFS3ERR_JUKEBOX is
+ * first submit, call_deadline()) passes; only then do they fail.  A hard
+ * pool (the default) has no such deadline: its calls are retried until
+ * the server answers, and the log says "not responding, still trying"
+ * once per outage and "OK" when a reply comes, as the NFS client does;
+ * nfs_pool_release() (at unmount) turns it soft.  NFS3ERR_JUKEBOX is
  * retried the same way, after a growing delay.
  *
  * Retried calls are not idempotent in general (a REMOVE whose reply was
@@ -136,16 +140,17 @@ struct nfs_pool {
 	uint32_t auth_len;	/* size of the largest credential body */
 	pthread_mutex_t err_lock;
 	char last_error[256];	/* protected by err_lock */
+	atomic_uint_fast64_t released_ms;	/* nfs_pool_release(): when */
+	atomic_bool aborted;	/* nfs_pool_release(pool, true) */
+	atomic_uint_fast64_t outage_ms;	/* nfs_pool_outage_since() */
+	atomic_bool told;	/* "not responding" logged, "OK" not yet */
 	unsigned int nconn;
 	struct nfs_conn conns[];
 };
 
 uint64_t nfs_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return be_now_ms();
 }
 
 static void list_add(struct call_list *l, struct nfs_call *c)
@@ -214,6 +219,81 @@ char *nfs_pool_last_error(struct nfs_pool *pool, char *buf, size_t len)
 	return buf;
 }
 
+/*
+ * When the call fails if the server has not answered: its own deadline,
+ * else retry_deadline_ms after its first submit; in a hard pool never,
+ * until nfs_pool_release() (then at once for the calls it found).
+ */
+static uint64_t call_deadline(const struct nfs_pool *pool,
+			      const struct nfs_call *c)
+{
+	uint64_t released = atomic_load(&pool->released_ms);
+
+	if (atomic_load(&pool->aborted))
+		return 0;
+	if (c->deadline_ms)
+		return c->deadline_ms;
+	if (!pool->p.hard || (released && c->first_ms > released))
+		return c->first_ms + pool->p.retry_deadline_ms;
+	return released ? released : UINT64_MAX;
+}
+
+/* The server has not answered since t (a connection lost, a call past the
+ * soft deadline); the first such moment of an outage is kept. */
+static void pool_outage(struct nfs_pool *pool, uint64_t t)
+{
+	uint_fast64_t zero = 0;
+
+	atomic_compare_exchange_strong(&pool->outage_ms, &zero, t);
+}
+
+/*
+ * A hard call is past the deadline a soft one has: say so, once an
+ * outage, as the NFS client does; not while a connection is up (the call
+ * moves there), nor once the pool is released (soft).
+ */
+static void pool_still_trying(struct nfs_pool *pool, uint64_t now)
+{
+	unsigned int i;
+
+	if (atomic_load(&pool->released_ms))
+		return;
+	for (i = 0; i < pool->nconn; i++)
+		if (atomic_load(&pool->conns[i].up))
+			return;
+	pool_outage(pool, now);
+	if (!atomic_exchange(&pool->told, true))
+		log_msg(LOG_LVL_WARN, "nfs",
+			"%s: server %s not responding, still trying",
+			pool->spec, pool->host);
+}
+
+/* A reply came: the outage, if any, is over. */
+static void pool_answered(struct nfs_pool *pool)
+{
+	if (!atomic_load(&pool->outage_ms) && !atomic_load(&pool->told))
+		return;
+	atomic_store(&pool->outage_ms, 0);
+	if (atomic_exchange(&pool->told, false))
+		log_msg(LOG_LVL_WARN, "nfs", "%s: server %s OK", pool->spec,
+			pool->host);
+}
+
+void nfs_pool_release(struct nfs_pool *pool, bool abort)
+{
+	uint_fast64_t zero = 0;
+
+	atomic_compare_exchange_strong(&pool->released_ms, &zero,
+				       nfs_now_ms());
+	if (abort)
+		atomic_store(&pool->aborted, true);
+}
+
+uint64_t nfs_pool_outage_since(struct nfs_pool *pool)
+{
+	return atomic_load(&pool->outage_ms);
+}
+
 /* The call's end: done exactly once. */
 static void call_complete(struct nfs_call *call, int err, void *res)
 {
@@ -277,8 +357,6 @@ void nfs_pool_submit(struct nfs_pool *pool, struct nfs_call *call)
 
 	if (!call->first_ms)
 		call->first_ms = nfs_now_ms();
-	if (!call->deadline_ms)
-		call->deadline_ms = call->first_ms + pool->p.retry_deadline_ms;
 	call->next = call->prev = NULL;
 	call->tkt = NULL;
 	call->not_before_ms = 0;
@@ -410,8 +488,10 @@ static void conn_rpc_cb(struct rpc_context *rpc, int status, void *data,
 	if (t->next)
 		t->next->prev = t->prev;
 	free(t);
-	if (status == RPC_STATUS_SUCCESS)
+	if (status == RPC_STATUS_SUCCESS) {
 		conn->progress_ms = now;
+		pool_answered(conn->pool);
+	}
 	if (!call)
 		return;		/* it ended while in flight */
 	conn->ninflight--;
@@ -425,7 +505,8 @@ static void conn_rpc_cb(struct rpc_context *rpc, int status, void *data,
 			return;
 		}
 		stat = *(int *)data;
-		if (stat == NFS3ERR_JUKEBOX && now < call->deadline_ms) {
+		if (stat == NFS3ERR_JUKEBOX &&
+		    now < call_deadline(conn->pool, call)) {
 			unsigned int d = JUKEBOX_DELAY_MS << (call->jukebox < 4 ?
 							      call->jukebox : 4);
 
@@ -473,6 +554,7 @@ static void conn_connect_cb(struct rpc_context *rpc, int status, void *data,
 		conn->why[0] = '\0';
 		conn->backoff_ms = 0;
 		atomic_store(&conn->up, 1);
+		pool_answered(conn->pool);
 		if (conn->was_up)
 			log_msg(LOG_LVL_INFO, "nfs",
 				"%s: connection %u to %s is back",
@@ -588,12 +670,14 @@ static void conn_teardown(struct nfs_conn *conn, uint64_t now, int stopping)
 	for (i = 0; i < pool->nconn; i++)
 		if (&pool->conns[i] != conn && atomic_load(&pool->conns[i].up))
 			other_up = 1;
+	if (!stopping && !other_up)
+		pool_outage(pool, now);
 	conn_take_all(conn, &retry);
 	while ((c = retry.head)) {
 		list_del(&retry, c);
 		if (stopping) {
 			call_fail(c, -ESHUTDOWN, "backend closing");
-		} else if (now >= c->deadline_ms) {
+		} else if (now >= call_deadline(pool, c)) {
 			call_fail(c, c->err ? c->err : -EIO,
 				  "no answer from %s within %u ms: %s",
 				  pool->host, (unsigned int)(now - c->first_ms),
@@ -662,7 +746,10 @@ static void conn_timers(struct nfs_conn *conn, uint64_t now)
 
 	for (c = conn->waiting.head; c; c = next) {
 		next = c->next;
-		if (now < c->deadline_ms)
+		if (pool->p.hard && !c->deadline_ms && !c->jukebox &&
+		    now >= c->first_ms + pool->p.retry_deadline_ms)
+			pool_still_trying(pool, now);
+		if (now < call_deadline(pool, c))
 			continue;
 		list_del(&conn->waiting, c);
 		if (c->jukebox)
@@ -678,7 +765,10 @@ static void conn_timers(struct nfs_conn *conn, uint64_t now)
 	}
 	for (t = conn->tkts; t; t = t->next) {
 		c = t->call;
-		if (!c || now < c->deadline_ms)
+		if (c && pool->p.hard && !c->deadline_ms &&
+		    now >= c->first_ms + pool->p.retry_deadline_ms)
+			pool_still_trying(pool, now);
+		if (!c || now < call_deadline(pool, c))
 			continue;
 		/* orphan the ticket: the late reply will find no call */
 		t->call = NULL;

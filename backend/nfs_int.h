@@ -35,6 +35,7 @@
 
 #include <stddef.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "backend.h"
@@ -167,7 +168,7 @@ struct nfs_call {
 	nfs_done_fn done;
 	const char *op;		/* "READ", for logs */
 	uint32_t weight;	/* bytes it moves, for balancing */
-	uint64_t deadline_ms;	/* 0: first submit + retry deadline */
+	uint64_t deadline_ms;	/* 0: the pool's (call_deadline()) */
 	/*
 	 * Who the call is made for, sent as AUTH_SYS; NULL: the daemon's
 	 * own (its uid and gid, no groups).  Owned by the submitter, valid
@@ -195,6 +196,13 @@ struct nfs_pool_params {
 	unsigned int connect_timeout_ms;
 	unsigned int stall_ms;		/* no reply this long: reconnect */
 	unsigned int retry_deadline_ms;
+	/*
+	 * hard: a call the server does not answer is retried until it does
+	 * (the NFS client's hard mount), not failed after retry_deadline_ms;
+	 * nfs_pool_release() ends that.  A call's own deadline_ms still
+	 * holds.
+	 */
+	bool hard;
 	atomic_uint_fast64_t *retries;	/* counts calls sent again */
 };
 
@@ -208,6 +216,19 @@ void nfs_pool_destroy(struct nfs_pool *pool);
  * again from its done callback (a short READ continues its request).
  */
 void nfs_pool_submit(struct nfs_pool *pool, struct nfs_call *call);
+/*
+ * hard no more: calls waiting for an unreachable server now fail as they
+ * would in a soft pool (those already submitted at once), so that an
+ * unmounted daemon can end.  abort: every call not answered yet, and every
+ * new one, fails within a tick (the drain has given up).  Any thread.
+ */
+void nfs_pool_release(struct nfs_pool *pool, bool abort);
+/*
+ * Since when (nfs_now_ms()) the server has not answered: set when the
+ * last connection goes, or when a call is past retry_deadline_ms; 0 once
+ * a reply comes.
+ */
+uint64_t nfs_pool_outage_since(struct nfs_pool *pool);
 /* The last connection error text, "" if none; returns buf. */
 char *nfs_pool_last_error(struct nfs_pool *pool, char *buf, size_t len);
 
