@@ -339,6 +339,48 @@ static void file_revalidate(struct cache_file *f, const struct be_attr *attr,
 			(unsigned long long)f->fileid);
 }
 
+/* Every block of the file, up to its size, is present; f->lock held. */
+bool file_whole(struct cache_file *f)
+{
+	struct cache *c = f->c;
+	uint64_t cs = c->cfg->chunk_size, bs = c->block_size, idx;
+
+	for (idx = 0; idx * cs < f->size; idx++) {
+		uint64_t left = f->size - idx * cs, need;
+		struct chunk *ch = file_chunk(f, idx, false);
+
+		need = left >= cs ? ~0ULL : block_mask(0, (unsigned int)((left - 1) / bs));
+		if (!ch || (ch->present & need) != need)
+			return false;
+	}
+	return true;
+}
+
+int cache_file_get_offline(struct cache *c, int be_idx, struct be_node *node,
+			   struct cache_file **out)
+{
+	struct cache_file *f;
+	bool whole;
+
+	pthread_mutex_lock(&c->table_lock);
+	f = table_find(c, be_idx, node->fileid, node->hkey);
+	if (f)
+		cache_file_ref(f);
+	pthread_mutex_unlock(&c->table_lock);
+	if (!f)
+		return -ENOENT;
+	pthread_mutex_lock(&f->lock);
+	whole = !f->gone && file_whole(f);
+	pthread_mutex_unlock(&f->lock);
+	if (!whole) {
+		cache_file_put(f);
+		return -ENOENT;
+	}
+	atomic_fetch_add(&c->stale_opens, 1);
+	*out = f;
+	return 0;
+}
+
 int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
 		   const struct be_attr *attr, struct cache_file **out)
 {
@@ -608,6 +650,7 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
 	st->passthrough_opens = atomic_load(&c->pt_opens);
 	st->passthrough_bytes_written = atomic_load(&c->pt_bytes_written);
 	st->bytes_scrubbed = atomic_load(&c->bytes_scrubbed);
+	st->stale_opens = atomic_load(&c->stale_opens);
 	for (b = 0; b < CACHE_HIST_BUCKETS; b++) {
 		st->be_read_us[b] = atomic_load(&c->be_read_us[b]);
 		st->be_write_us[b] = atomic_load(&c->be_write_us[b]);
@@ -647,8 +690,7 @@ int cache_flush_all(struct cache *c)
 		if (flushed != last_flushed) {
 			last_flushed = flushed;
 			last_progress = time(NULL);
-		} else if (time(NULL) - last_progress > 60 &&
-			   atomic_load(&c->flush_retries)) {
+		} else if (time(NULL) - last_progress > 60) {
 			rc = -EIO;
 			break;
 		}
@@ -1244,6 +1286,20 @@ static void join_all(pthread_t *tids, unsigned int n)
 	free(tids);
 }
 
+int cache_drain(struct cache *c)
+{
+	if (!c || c->drained)
+		return c ? c->drain_rc : 0;
+	c->drain_rc = cache_flush_all(c);
+	c->drained = true;
+	if (c->drain_rc < 0)
+		log_msg(LOG_LVL_ERR, "cache",
+			"%llu dirty bytes could not be uploaded; they stay in %s and go out at the next start",
+			(unsigned long long)atomic_load(&c->dirty_bytes),
+			c->cfg->dir);
+	return c->drain_rc;
+}
+
 int cache_close(struct cache *c)
 {
 	size_t b;
@@ -1251,12 +1307,7 @@ int cache_close(struct cache *c)
 
 	if (!c)
 		return 0;
-	rc = cache_flush_all(c);
-	if (rc < 0)
-		log_msg(LOG_LVL_ERR, "cache",
-			"%llu dirty bytes could not be uploaded; they stay in %s and go out at the next start",
-			(unsigned long long)atomic_load(&c->dirty_bytes),
-			c->cfg->dir);
+	rc = cache_drain(c);
 	pthread_mutex_lock(&c->queue_lock);
 	pthread_mutex_lock(&c->prefetch_lock);
 	c->stopping = true;

@@ -102,6 +102,8 @@ struct cache_stats {
 						 * rehash of passthrough
 						 * writes */
 	uint64_t bytes_scrubbed;	/* file bytes checked by a scrub */
+	uint64_t stale_opens;	/* opens served the cached copy while the
+				 * backend did not answer (offline=serve) */
 	uint64_t be_read_us[CACHE_HIST_BUCKETS];	/* chunk fetches */
 	uint64_t be_write_us[CACHE_HIST_BUCKETS];	/* chunk uploads */
 };
@@ -117,9 +119,16 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 	       int nbe, struct cache **out, char *err, size_t errlen);
 
 /*
- * Upload everything dirty, wait for it, and stop the threads.  Returns 0,
- * or -EIO if some dirty data could not be flushed (it stays in the cache
- * and the journal for the next start).
+ * Upload everything dirty and wait for it, giving up after 60 s without
+ * an upload completing.  Returns 0, or -EIO if some dirty data could not
+ * be flushed (it stays in the cache and the journal for the next start;
+ * logged).  Once: a second call returns the first's result.  The cache
+ * stays usable (stats) until cache_close().
+ */
+int cache_drain(struct cache *c);
+/*
+ * cache_drain() if it has not run, then stop the threads and free c.
+ * Returns cache_drain()'s result.
  */
 int cache_close(struct cache *c);
 
@@ -146,6 +155,15 @@ uint64_t cache_node_id(const struct cache *c);
 int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
 		   const struct be_attr *attr, struct cache_file **out);
 void cache_file_put(struct cache_file *f);
+
+/*
+ * The cached copy of a file, for an open while the backend cannot be
+ * asked (offline=serve): its entry, with a reference, if it is in the
+ * cache table and every byte of it is present or dirty, without any
+ * revalidation; counted in stale_opens.  -ENOENT if not.
+ */
+int cache_file_get_offline(struct cache *c, int be_idx, struct be_node *node,
+			   struct cache_file **out);
 
 /*
  * Correct a backend's attributes for data that is still in the cache:

@@ -267,6 +267,9 @@ struct cache {
 	atomic_uint_fast64_t flushes_before_write;
 	atomic_uint_fast64_t pt_opens, pt_bytes_written;
 	atomic_uint_fast64_t bytes_scrubbed;
+	atomic_uint_fast64_t stale_opens;	/* cache_file_get_offline() */
+	bool drained;		/* cache_drain() ran (main thread only) */
+	int drain_rc;
 	atomic_uint_fast64_t be_read_us[CACHE_HIST_BUCKETS];
 	atomic_uint_fast64_t be_write_us[CACHE_HIST_BUCKETS];
 };
@@ -384,6 +387,8 @@ void cache_queue_prefetch(struct cache_file *f, uint64_t chunk,
 
 /* chunk.c: call with f->lock held */
 struct chunk *file_chunk(struct cache_file *f, uint64_t idx, bool create);
+/* Every block of the file, up to its size, is present; f->lock held. */
+bool file_whole(struct cache_file *f);
 int file_fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 		     const struct be_cred *cred);
 void file_drop_clean(struct cache_file *f, uint64_t from_chunk);

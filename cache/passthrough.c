@@ -38,23 +38,6 @@
 /* A long passthrough writer's new chunks are rehashed this often. */
 #define PT_SCAN_MS 200
 
-/* Every block of the file, up to its size, is present; f->lock held. */
-static bool file_whole(struct cache_file *f)
-{
-	struct cache *c = f->c;
-	uint64_t cs = c->cfg->chunk_size, bs = c->block_size, idx;
-
-	for (idx = 0; idx * cs < f->size; idx++) {
-		uint64_t left = f->size - idx * cs, need;
-		struct chunk *ch = file_chunk(f, idx, false);
-
-		need = left >= cs ? ~0ULL : block_mask(0, (unsigned int)((left - 1) / bs));
-		if (!ch || (ch->present & need) != need)
-			return false;
-	}
-	return true;
-}
-
 int cache_file_pt_can(struct cache_file *f, bool write)
 {
 	int ok;

@@ -25,6 +25,7 @@ struct ctl {
 	int lfd;
 	int stop_pipe[2];
 	char path[108];
+	char link[4096 + sizeof(CTL_CACHE_LINK) + 1];	/* in the cache dir */
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -75,7 +76,8 @@ static void say(int fd, const char *fmt, ...)
 	X(flushes_before_write, counter, "writes that uploaded a disjoint dirty range of their block first") \
 	X(passthrough_opens, counter, "opens the kernel serves from the cache file itself") \
 	X(passthrough_bytes_written, counter, "dirty bytes found in cache files written through passthrough") \
-	X(bytes_scrubbed, counter, "cached bytes read back and checked by stagefsctl scrub")
+	X(bytes_scrubbed, counter, "cached bytes read back and checked by stagefsctl scrub") \
+	X(stale_opens, counter, "opens served the cached copy while the backend did not answer (offline=serve)")
 
 /* A histogram as JSON: [n0, n1, ...], bucket i = [2^i, 2^(i+1)) us. */
 static void say_hist_json(int fd, const char *name, const uint64_t *h)
@@ -218,6 +220,8 @@ static void cmd_status(struct ctl *ctl, int fd)
 		say(fd, "junction    %s -> %s (%s)\n",
 		    ctl->s->junctions ? ctl->s->junctions[i].path : "/",
 		    ctl->s->bes[i]->spec, ctl->s->bes[i]->ops->name);
+	if (atomic_load(&ctl->s->ended))
+		say(fd, "state       unmounted: uploading what is dirty, then exiting (gives up after 60 s without progress)\n");
 	say(fd, "cache_dir   %s\n", cc->dir);
 	say(fd, "options     cache_size=%llu chunk_size=%llu readahead=%llu dirty_max=%llu nconnect=%u writeback=%s flush_on_close=%s fsync=%s verify=%s\n",
 	    (unsigned long long)cc->size, (unsigned long long)cc->chunk_size,
@@ -241,6 +245,18 @@ static void cmd_status(struct ctl *ctl, int fd)
 	    st.flush_retries ? "has had errors" : "healthy",
 	    (unsigned long long)st.flush_retries,
 	    (unsigned long long)st.flush_errors);
+	say(fd, "outages     %s, outage_wait=%gs, offline=%s\n",
+	    cfg->soft ? "soft" : "hard", cfg->outage_wait,
+	    cfg->offline_serve ? "serve" : "wait");
+	for (i = 0; i < ctl->s->nbe; i++) {
+		struct be *be = ctl->s->bes[i];
+		uint64_t since = be->ops->unreachable_since ?
+					 be->ops->unreachable_since(be) : 0;
+
+		if (since)
+			say(fd, "unreachable %s: no answer for %.1f s\n",
+			    be->spec, (double)(be_now_ms() - since) / 1000);
+	}
 }
 
 /* The cache_file of st_ino, made if need be (the kernel knows the inode). */
@@ -504,6 +520,13 @@ int ctl_start(struct sfs *s, struct ctl **out, char *err, size_t errlen)
 		errno = EAGAIN;
 		goto out_err;
 	}
+	/* stagefsctl CACHE_DIR finds the daemon also once it is unmounted */
+	snprintf(ctl->link, sizeof(ctl->link), "%s/" CTL_CACHE_LINK,
+		 s->cfg.cache.dir);
+	unlink(ctl->link);
+	if (symlink(ctl->path, ctl->link) < 0)
+		log_msg(LOG_LVL_WARN, "ctl", "cannot link %s to %s: %s",
+			ctl->link, ctl->path, strerror(errno));
 	*out = ctl;
 	return 0;
 out_err:
@@ -532,6 +555,7 @@ void ctl_stop(struct ctl *ctl)
 	pthread_join(ctl->thread, NULL);
 	close(ctl->lfd);
 	unlink(ctl->path);
+	unlink(ctl->link);
 	pthread_mutex_lock(&ctl->lock);
 	while (ctl->active)
 		pthread_cond_wait(&ctl->cond, &ctl->lock);

@@ -34,6 +34,8 @@ struct sfs;
 struct ctl;
 
 #define CTL_DIR "/run/stagefs"
+/* In the cache dir, while the daemon runs: a symlink to its socket. */
+#define CTL_CACHE_LINK "ctl.sock"
 
 /* The default socket path of a mountpoint (a real path). */
 static inline void ctl_default_path(const char *mountpoint, char *buf,

@@ -19,19 +19,25 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Reply with an entry for a node we were handed; consumes the node ref. */
-static void reply_entry_node(fuse_req_t req, int be_idx,
-			     struct be_node *node, struct be_attr *attr)
+/*
+ * Reply with an entry for name in dir, a node we were handed; consumes the
+ * node ref.  The name is remembered for answers during an outage.
+ */
+static void reply_entry_node(fuse_req_t req, struct sfs_inode *dir,
+			     const char *name, struct be_node *node,
+			     struct be_attr *attr)
 {
 	struct sfs *s = req_sfs(req);
 	struct fuse_entry_param e;
-	int rc = make_entry(s, be_idx, node, attr, &e);
+	int rc = make_entry(s, dir->be_idx, node, attr, &e);
 
-	be_node_put(s->bes[be_idx], node);
-	if (rc < 0)
+	be_node_put(s->bes[dir->be_idx], node);
+	if (rc < 0) {
 		fuse_reply_err(req, -rc);
-	else
-		fuse_reply_entry(req, &e);
+		return;
+	}
+	offline_name(s, dir, name, inode_get(s, e.ino));
+	fuse_reply_entry(req, &e);
 }
 
 static void sfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -44,8 +50,32 @@ static void sfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int rc;
 
 	req_cred(req, &cred);
+	be_wait_set(offline_wait_ms(s, dir));
 	rc = ino_be(s, dir)->ops->lookup(ino_be(s, dir), &cred, dir->node,
 					 name, &node, &attr);
+	be_wait_set(0);
+	if (rc == -ETIMEDOUT) {
+		/* No answer within outage_wait: what this name last was. */
+		struct sfs_inode *ino = offline_lookup(s, dir, name, &attr);
+
+		if (ino) {
+			struct fuse_entry_param e = {
+				.ino = inode_id(s, ino),
+				.attr_timeout = s->cfg.attr_timeout,
+				.entry_timeout = s->cfg.entry_timeout,
+			};
+
+			if (S_ISREG(attr.mode))
+				cache_fixup_attr(s->cache, ino->be_idx,
+						 ino->node, &attr);
+			attr_to_stat(s, ino->be_idx, &attr, &e.attr);
+			fuse_reply_entry(req, &e);
+			return;
+		}
+		rc = ino_be(s, dir)->ops->lookup(ino_be(s, dir), &cred,
+						 dir->node, name, &node,
+						 &attr);
+	}
 	if (rc == -ENOENT) {
 		/* A negative entry the kernel may cache for entry_timeout. */
 		struct fuse_entry_param e = {
@@ -60,7 +90,7 @@ static void sfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	reply_entry_node(req, dir->be_idx, node, &attr);
+	reply_entry_node(req, dir, name, node, &attr);
 }
 
 static void sfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -100,7 +130,7 @@ static void sfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	reply_entry_node(req, dir->be_idx, node, &attr);
+	reply_entry_node(req, dir, name, node, &attr);
 }
 
 static void sfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -125,7 +155,7 @@ static void sfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	reply_entry_node(req, dir->be_idx, node, &attr);
+	reply_entry_node(req, dir, name, node, &attr);
 }
 
 static void sfs_symlink(fuse_req_t req, const char *target,
@@ -145,7 +175,7 @@ static void sfs_symlink(fuse_req_t req, const char *target,
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	reply_entry_node(req, dir->be_idx, node, &attr);
+	reply_entry_node(req, dir, name, node, &attr);
 }
 
 static void sfs_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -187,6 +217,8 @@ static void sfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 				      dir->node, newname, &attr);
 	if (rc == 0)
 		rc = make_entry(s, in->be_idx, in->node, &attr, &e);
+	if (rc == 0)
+		offline_name(s, dir, newname, in);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -333,6 +365,7 @@ static void sfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int rc;
 
 	req_cred(req, &cred);
+	offline_unname(s, dir, name);
 	rc = silly_rename(s, &cred, dir, name);
 	if (rc) {
 		fuse_reply_err(req, rc < 0 ? -rc : 0);
@@ -349,6 +382,7 @@ static void sfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct be_cred cred;
 
 	req_cred(req, &cred);
+	offline_unname(s, dir, name);
 	fuse_reply_err(req, -ino_be(s, dir)->ops->rmdir(ino_be(s, dir), &cred,
 							dir->node, name));
 }
@@ -372,6 +406,8 @@ static void sfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	}
 	req_cred(req, &cred);
+	offline_unname(s, od, name);
+	offline_unname(s, nd, newname);
 	/* A rename over an open file unlinks it: keep it while open (if
 	 * the source is there to replace it, and is not the same name). */
 	if (!flags && (od != nd || strcmp(name, newname))) {

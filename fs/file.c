@@ -73,7 +73,15 @@ static void sfs_getattr(fuse_req_t req, fuse_ino_t ino,
 	int rc;
 
 	req_cred(req, &cred);
+	be_wait_set(offline_wait_ms(s, in));
 	rc = ino_be(s, in)->ops->getattr(ino_be(s, in), &cred, in->node, &a);
+	be_wait_set(0);
+	/* No answer within outage_wait: the last attributes it gave. */
+	if (rc == -ETIMEDOUT && offline_attr(s, in, &a))
+		rc = 0;
+	else if (rc == -ETIMEDOUT)
+		rc = ino_be(s, in)->ops->getattr(ino_be(s, in), &cred,
+						 in->node, &a);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -188,7 +196,8 @@ out_err:
 
 /*
  * Open a handle on a regular file whose fresh attributes are in a, for
- * the opener cred.
+ * the opener cred.  a NULL: the backend did not answer, and the cached
+ * copy is served as it is if it is whole (-ENOENT if not).
  */
 static int open_handle(struct sfs *s, const struct be_cred *cred,
 		       struct sfs_inode *in, struct be_attr *a,
@@ -201,7 +210,9 @@ static int open_handle(struct sfs *s, const struct be_cred *cred,
 		return -ENOMEM;
 	fh->cred = *cred;
 	fh->stream.cred = &fh->cred;
-	rc = cache_file_get(s->cache, in->be_idx, in->node, a, &fh->cf);
+	rc = a ? cache_file_get(s->cache, in->be_idx, in->node, a, &fh->cf) :
+		 cache_file_get_offline(s->cache, in->be_idx, in->node,
+					&fh->cf);
 	if (rc < 0) {
 		free(fh);
 		return rc;
@@ -227,6 +238,32 @@ static int open_handle(struct sfs *s, const struct be_cred *cred,
 	return 0;
 }
 
+/*
+ * The backend did not answer an open's revalidation within outage_wait:
+ * with offline=serve, a file whole in the cache is opened as it is
+ * (close-to-open cannot be kept; docs/consistency.md).  Not for O_TRUNC,
+ * and not without default_permissions: the kernel's check of the modes
+ * is then the only one.  -ETIMEDOUT: ask the backend again.
+ */
+static int open_offline(struct sfs *s, const struct be_cred *cred,
+			struct sfs_inode *in, struct fuse_file_info *fi)
+{
+	int rc;
+
+	if (!s->cfg.offline_serve || !s->cfg.default_permissions ||
+	    (fi->flags & O_TRUNC))
+		return -ETIMEDOUT;
+	rc = open_handle(s, cred, in, NULL, fi);
+	if (rc == -ENOENT)
+		return -ETIMEDOUT;
+	if (rc == 0)
+		log_msg(LOG_LVL_INFO, "fs",
+			"%s: fileid %llu opened from the cache, unchecked: the backend does not answer (outage_wait %g s, offline=serve)",
+			ino_be(s, in)->spec, (unsigned long long)in->fileid,
+			s->cfg.outage_wait);
+	return rc;
+}
+
 static void sfs_open(fuse_req_t req, fuse_ino_t ino,
 		     struct fuse_file_info *fi)
 {
@@ -242,14 +279,27 @@ static void sfs_open(fuse_req_t req, fuse_ino_t ino,
 	 * whether the opener may (one ACCESS call, as the NFS client's).
 	 */
 	req_cred(req, &cred);
+	be_wait_set(offline_wait_ms(s, in));
 	rc = ino_be(s, in)->ops->access(ino_be(s, in), &cred, in->node,
 					(acc != O_WRONLY ? R_OK : 0) |
 						(acc != O_RDONLY ? W_OK : 0),
 					&a);
+	be_wait_set(0);
+	if (rc == -ETIMEDOUT) {
+		rc = open_offline(s, &cred, in, fi);
+		if (rc != -ETIMEDOUT)
+			goto out;
+		rc = ino_be(s, in)->ops->access(ino_be(s, in), &cred,
+						in->node,
+						(acc != O_WRONLY ? R_OK : 0) |
+							(acc != O_RDONLY ? W_OK : 0),
+						&a);
+	}
 	if (rc == 0 && !S_ISREG(a.mode))
 		rc = -EINVAL;
 	if (rc == 0)
 		rc = open_handle(s, &cred, in, &a, fi);
+out:
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -282,6 +332,7 @@ static void sfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		inode_forget(s, inode_get(s, e.ino), 1);
 		goto out_err;
 	}
+	offline_name(s, dir, name, inode_get(s, e.ino));
 	fuse_reply_create(req, &e, fi);
 	return;
 out_err:

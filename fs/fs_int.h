@@ -28,6 +28,7 @@
 
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -43,12 +44,16 @@ struct sfs_config {
 	char *cache_direct_s;
 	char *passthrough_s;
 	char *default_permissions_s;
+	char *offline_s;
 	char *namespace_file;
 	char *ctl_socket;
 	unsigned int nconnect;
 	double attr_timeout, entry_timeout;
 	int foreground, debug, show_help, show_version;
 	int default_permissions;	/* the kernel checks modes (default) */
+	int soft;		/* fail requests after the retry deadline */
+	double outage_wait;	/* seconds before the cache answers alone */
+	int offline_serve;	/* offline=serve: stale opens allowed */
 	/* parsed */
 	enum sfs_pt_mode { SFS_PT_AUTO, SFS_PT_ON, SFS_PT_OFF } passthrough;
 	char *backend;
@@ -83,6 +88,13 @@ struct sfs_inode {
 	int pt_id;			/* backing id while pt_opens */
 	struct be_cred *silly_cred;	/* NULL: the daemon */
 	struct sfs_inode *hnext;	/* protected by sfs->ino_lock */
+	/* offline.c, under ino_lock: the backend's last attributes, and
+	 * the name (in directory fileid dn_dir) that last led here */
+	struct be_attr last;
+	bool have_last;
+	uint64_t dn_dir;
+	char *dn_name;
+	struct sfs_inode *dn_next;
 };
 
 /* Passthrough state of the session (passthrough.c). */
@@ -125,6 +137,12 @@ struct sfs {
 	int notify_fd;		/* the parent waits for the INIT on it */
 	uint64_t nofile;	/* RLIMIT_NOFILE the descriptor LRUs share */
 	pthread_key_t read_buf_key;	/* file.c: a worker's read buffer */
+	/* offline.c */
+	struct sfs_inode **dtable;	/* names, under ino_lock */
+	pthread_t watch;
+	bool watch_started;
+	atomic_bool watch_stop;
+	atomic_bool ended;	/* the session is over (unmount, signal) */
 };
 
 /* An open file. */
@@ -221,6 +239,33 @@ void silly_cleanup(struct sfs *s);
  */
 void silly_remove(struct sfs *s, struct sfs_inode *ino, struct be_node *dir,
 		  char *name, struct be_cred *cred);
+
+/* offline.c: answers while the backend does not (see there). */
+int offline_init(struct sfs *s);
+void offline_destroy(struct sfs *s);
+/* The limit for be_wait_set() of a call on ino that has a fallback. */
+unsigned int offline_wait_ms(struct sfs *s, struct sfs_inode *ino);
+/* Keep a's copy as ino's last known attributes. */
+void offline_attr_save(struct sfs *s, struct sfs_inode *ino,
+		       const struct be_attr *a);
+/* ino's last known attributes into a; false if none. */
+bool offline_attr(struct sfs *s, struct sfs_inode *ino, struct be_attr *a);
+/* name in dir led to ino (a LOOKUP answer). */
+void offline_name(struct sfs *s, struct sfs_inode *dir, const char *name,
+		  struct sfs_inode *ino);
+/* name in dir is gone or moved (unlink, rmdir, rename). */
+void offline_unname(struct sfs *s, struct sfs_inode *dir, const char *name);
+/* ino is being freed; ino_lock held. */
+void offline_forget_locked(struct sfs *s, struct sfs_inode *ino);
+/* The inode name last led to in dir, with a lookup count taken and its
+ * last attributes in a; NULL if none is known. */
+struct sfs_inode *offline_lookup(struct sfs *s, struct sfs_inode *dir,
+				 const char *name, struct be_attr *a);
+/* Let every backend stop waiting for its server (be_ops.release). */
+void offline_release(struct sfs *s, bool abort);
+/* The thread that releases hard backends once the session has ended. */
+int offline_watch_start(struct sfs *s);
+void offline_watch_stop(struct sfs *s);
 
 /* cred.c */
 /*

@@ -47,6 +47,7 @@ void inode_table_destroy(struct sfs *s)
 				free(ino->silly_name);
 				free(ino->silly_cred);
 			}
+			free(ino->dn_name);
 			be_node_put(ino_be(s, ino), ino->node);
 			free(ino);
 		}
@@ -121,6 +122,7 @@ void inode_forget(struct sfs *s, struct sfs_inode *ino, uint64_t n)
 		pthread_mutex_unlock(&s->ino_lock);
 		return;
 	}
+	offline_forget_locked(s, ino);
 	for (pp = &s->itable[ihash(ino->be_idx, ino->fileid)]; *pp;
 	     pp = &(*pp)->hnext) {
 		if (*pp == ino) {
@@ -156,6 +158,7 @@ void attr_to_stat(struct sfs *s, int be_idx, const struct be_attr *a,
 int make_entry(struct sfs *s, int be_idx, struct be_node *node,
 	       struct be_attr *attr, struct fuse_entry_param *e)
 {
+	struct be_attr raw = *attr;
 	struct sfs_inode *ino;
 
 	memset(e, 0, sizeof(*e));
@@ -164,6 +167,7 @@ int make_entry(struct sfs *s, int be_idx, struct be_node *node,
 	ino = inode_enter(s, be_idx, node);
 	if (!ino)
 		return -ENOMEM;
+	offline_attr_save(s, ino, &raw);
 	e->ino = inode_id(s, ino);
 	e->generation = 0;
 	attr_to_stat(s, be_idx, attr, &e->attr);
@@ -177,6 +181,7 @@ void reply_attr(fuse_req_t req, struct sfs_inode *ino, struct be_attr *a)
 	struct sfs *s = req_sfs(req);
 	struct stat st;
 
+	offline_attr_save(s, ino, a);
 	if (S_ISREG(a->mode))
 		cache_fixup_attr(s->cache, ino->be_idx, ino->node, a);
 	/* Unlinked while open: it only lives under its hidden name. */

@@ -356,6 +356,7 @@ int main(int argc, char **argv)
 	}
 
 	params.nconnect = s.cfg.nconnect;
+	params.soft = s.cfg.soft;
 	fd_budget(&s, &params);
 	rc = open_backends(&s, &params, &roots, err, sizeof(err));
 	if (rc == 0)
@@ -364,7 +365,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "stagefs: %s\n", err);
 		goto out_be;
 	}
-	if (inode_table_init(&s) < 0 ||
+	if (inode_table_init(&s) < 0 || offline_init(&s) < 0 ||
 	    ns_build(&s, s.junctions ? s.junctions : &single, s.nbe, roots) < 0) {
 		fprintf(stderr, "stagefs: out of memory\n");
 		goto out_inodes;
@@ -387,7 +388,7 @@ int main(int argc, char **argv)
 	rc = file_read_bufs_init(&s);
 	if (rc < 0) {
 		fprintf(stderr, "stagefs: read buffers: %s\n", strerror(-rc));
-		goto out_ctl;
+		goto out_cache;
 	}
 	if (fuse_set_signal_handlers(s.se) < 0)
 		goto out_bufs;
@@ -412,7 +413,12 @@ int main(int argc, char **argv)
 	fuse_loop_cfg_set_max_threads(loop_cfg, 32);
 	/* Idle workers are kept (libfuse's default): each new one would
 	 * build its own io_uring; docs/performance.md has the measurement. */
+	if (offline_watch_start(&s) < 0)
+		log_msg(LOG_LVL_WARN, "main",
+			"cannot start the session watch: an unmount during a backend outage waits for the server");
 	rc = fuse_session_loop_mt(s.se, loop_cfg);
+	offline_watch_stop(&s);
+	atomic_store(&s.ended, true);
 	fuse_loop_cfg_destroy(loop_cfg);
 	fuse_session_unmount(s.se);
 	ret = rc < 0 ? 1 : 0;
@@ -436,17 +442,23 @@ out_signals:
 	fuse_remove_signal_handlers(s.se);
 out_bufs:
 	file_read_bufs_destroy(&s);	/* the workers have ended */
-out_ctl:
-	ctl_stop(ctl);
 out_cache:
-	if (cache_close(s.cache) < 0)
+	/* stagefsctl status still answers during the drain (the socket is
+	 * found by the mountpoint's path, also once it is unmounted). */
+	if (cache_drain(s.cache) < 0) {
 		ret = 1;
-	else if (ret == 0)
+		/* Uploads still waiting would hold up the flushers' end. */
+		offline_release(&s, true);
+	}
+	else if (ret == 0 && s.cache)
 		log_msg(LOG_LVL_INFO, "main", "all data is on the backend");
+	ctl_stop(ctl);
+	cache_close(s.cache);
 	s.cache = NULL;
 out_inodes:
 	ns_destroy(&s);
 	inode_table_destroy(&s);
+	offline_destroy(&s);
 out_be:
 	close_backends(&s, roots);
 	free(s.silly_here);

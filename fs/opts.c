@@ -47,6 +47,10 @@ static const struct fuse_opt sfs_opts[] = {
 	OPT("ctl_socket=%s", ctl_socket, 0),
 	OPT("attr_timeout=%lf", attr_timeout, 0),
 	OPT("entry_timeout=%lf", entry_timeout, 0),
+	OPT("hard", soft, 0),
+	OPT("soft", soft, 1),
+	OPT("outage_wait=%lf", outage_wait, 0),
+	OPT("offline=%s", offline_s, 0),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -84,6 +88,12 @@ void opts_usage(const char *prog)
 	       "  -o ctl_socket=PATH        control socket for stagefsctl (default /run/stagefs/<id>.sock)\n"
 	       "  -o attr_timeout=SECS      kernel attribute cache (default 1.0)\n"
 	       "  -o entry_timeout=SECS     kernel name cache (default 1.0)\n"
+	       "  -o hard|soft              an unreachable server: wait for it (hard, the default)\n"
+	       "                            or fail requests after 60 s (soft), as NFS mounts do\n"
+	       "  -o outage_wait=SECS       answer from the cache what it can after this long\n"
+	       "                            without the server (default 5)\n"
+	       "  -o offline=serve|wait     an open of a file whole in the cache during an outage:\n"
+	       "                            serve the cached copy (default) or wait for the server\n"
 	       "  -f                        stay in the foreground, log to stderr\n"
 	       "  -d                        debug: foreground, verbose log\n"
 	       "\n"
@@ -219,6 +229,7 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 	cfg->nconnect = 4;
 	cfg->attr_timeout = 1.0;
 	cfg->entry_timeout = 1.0;
+	cfg->outage_wait = 5.0;
 	if (fuse_opt_parse(args, cfg, sfs_opts, opt_proc) < 0)
 		return -EINVAL;
 	if (cfg->show_help || cfg->show_version)
@@ -238,6 +249,11 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 	if (!(cfg->attr_timeout >= 0 && cfg->attr_timeout < 1e9) ||
 	    !(cfg->entry_timeout >= 0 && cfg->entry_timeout < 1e9)) {
 		fprintf(stderr, "stagefs: attr_timeout and entry_timeout must be seconds from 0 to 1e9\n");
+		return -EINVAL;
+	}
+	if (!(cfg->outage_wait >= 0.1 && cfg->outage_wait <= 3600)) {
+		fprintf(stderr, "stagefs: bad value for outage_wait: %g (expected seconds from 0.1 to 3600)\n",
+			cfg->outage_wait);
 		return -EINVAL;
 	}
 	cc->chunk_size = 4ULL << 20;
@@ -283,6 +299,10 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 			cfg->passthrough_s);
 		return -EINVAL;
 	}
+	cfg->offline_serve = 1;
+	if (choice_opt("offline", cfg->offline_s, "wait", "serve",
+		       &cfg->offline_serve))
+		return -EINVAL;
 	cfg->default_permissions = 1;
 	if (choice_opt("default_permissions", cfg->default_permissions_s,
 		       "off", "on", &cfg->default_permissions))
@@ -325,7 +345,7 @@ void opts_free(struct sfs_config *cfg)
 			  &cfg->writeback_s, &cfg->flush_on_close_s,
 			  &cfg->fsync_s, &cfg->verify_s, &cfg->cache_direct_s,
 			  &cfg->passthrough_s, &cfg->default_permissions_s,
-			  &cfg->namespace_file,
+			  &cfg->offline_s, &cfg->namespace_file,
 			  &cfg->ctl_socket, &cfg->backend, &cfg->mountpoint };
 	size_t i;
 

@@ -56,6 +56,7 @@ struct mount {
 	char path[PATH_MAX];	/* real path of the mountpoint */
 	dev_t dev;		/* st_dev of the files in it */
 	char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	bool unmounted;		/* its daemon still runs (draining) */
 };
 
 /* Options and arguments of a command. */
@@ -160,7 +161,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: " PROG " [--socket PATH] MOUNTPOINT COMMAND [ARGS]\n"
 		"\n"
-		"Talk to the stagefs daemon that serves MOUNTPOINT.\n"
+		"Talk to the stagefs daemon that serves MOUNTPOINT.  Once it is\n"
+		"unmounted, while its daemon still uploads, MOUNTPOINT or the\n"
+		"daemon's cache dir reach it for status and stats.\n"
 		"\n"
 		"Commands:\n");
 	for (i = 0; i < NCOMMANDS; i++)
@@ -847,6 +850,38 @@ static int find_mount(const char *arg, const char *sock, struct mount *m)
 	free(line);
 	fclose(f);
 	if (!found || !stagefs) {
+		/*
+		 * Unmounted, but its daemon may still be uploading what is
+		 * dirty: its socket is named after this path.
+		 */
+		char path[sizeof(m->sock)], link[PATH_MAX + 16];
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		ssize_t n;
+		int fd = -1;
+
+		/* A cache dir names its daemon's socket. */
+		snprintf(link, sizeof(link), "%s/" CTL_CACHE_LINK, m->path);
+		if (sock)
+			snprintf(path, sizeof(path), "%s", sock);
+		else if ((n = readlink(link, path, sizeof(path) - 1)) > 0)
+			path[n] = '\0';
+		else
+			ctl_default_path(m->path, path, sizeof(path));
+		if (strlen(path) < sizeof(sa.sun_path)) {
+			strcpy(sa.sun_path, path);
+			fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		}
+		if (fd >= 0 &&
+		    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(fd);
+			strcpy(m->sock, path);
+			m->dev = 0;
+			m->unmounted = true;
+			rc = 0;
+			goto out;
+		}
+		if (fd >= 0)
+			close(fd);
 		msg("%s is not a stagefs mount", arg);
 		goto out;
 	}
@@ -1526,6 +1561,12 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	if (find_mount(mnt, sock, &m) < 0)
 		return 1;
+	if (m.unmounted && strcmp(c->name, "status") &&
+	    strcmp(c->name, "stats")) {
+		msg("%s is not mounted; its daemon is still uploading what is dirty: only status and stats answer",
+		    mnt);
+		return 1;
+	}
 	if (!strcmp(c->name, "status"))
 		return cmd_status(&m);
 	if (!strcmp(c->name, "stats"))

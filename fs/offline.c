@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * offline.c - what the daemon answers while the backend does not: the
+ * last attributes and names the backend gave, and the watch that lets an
+ * unmounted daemon stop waiting for an unreachable server.
+ *
+ * Every GETATTR, LOOKUP and OPEN of a node already known asks the backend
+ * with a limit of outage_wait (be_wait_set()), or of OFFLINE_PROBE_MS
+ * once the backend has not answered for outage_wait (so a reader of
+ * cached files does not wait outage_wait at every call of an outage).
+ * Past it (-ETIMEDOUT):
+ *   - getattr answers the inode's last attributes (cache-corrected);
+ *   - lookup answers the inode that name last led to in that directory,
+ *     as this node saw it (names are forgotten at unlink, rmdir and
+ *     rename through this mount);
+ *   - open, with offline=serve, hands out the cached copy of a file whole
+ *     in the cache (cache_file_get_offline(): counted as stale_opens and
+ *     logged); offline=wait, or a file not whole, asks again;
+ * and anything without such an answer asks again without a limit: with
+ * hard, it waits for the server; with soft, it fails after the retry
+ * deadline.  A server that is merely slow past outage_wait gets the same
+ * treatment: the answer is the last one known (docs/consistency.md).
+ *
+ * Thread safety: the names and attributes are under sfs->ino_lock; the
+ * watch thread only reads fuse_session_exited() and calls be release().
+ */
+#include "fs_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define DTABLE_SIZE 65536
+
+static size_t dhash(int be_idx, uint64_t dir, const char *name)
+{
+	return (XXH3_64bits(name, strlen(name)) ^ (dir * 0x9e3779b97f4a7c15ULL) ^
+		(uint64_t)be_idx) % DTABLE_SIZE;
+}
+
+/*
+ * Once the backend is known to be away (no answer for outage_wait), a
+ * call with a fallback waits only this long: long enough for an answer
+ * from a server that is back, so the first such call ends the outage.
+ */
+#define OFFLINE_PROBE_MS 200
+
+unsigned int offline_wait_ms(struct sfs *s, struct sfs_inode *ino)
+{
+	unsigned int wait = (unsigned int)(s->cfg.outage_wait * 1000);
+	struct be *be = ino->be_idx >= 0 ? ino_be(s, ino) : NULL;
+	uint64_t since = be && be->ops->unreachable_since ?
+				 be->ops->unreachable_since(be) : 0;
+
+	if (since && be_now_ms() - since >= wait)
+		return OFFLINE_PROBE_MS;
+	return wait;
+}
+
+void offline_attr_save(struct sfs *s, struct sfs_inode *ino,
+		       const struct be_attr *a)
+{
+	pthread_mutex_lock(&s->ino_lock);
+	ino->last = *a;
+	ino->have_last = true;
+	pthread_mutex_unlock(&s->ino_lock);
+}
+
+bool offline_attr(struct sfs *s, struct sfs_inode *ino, struct be_attr *a)
+{
+	bool ok;
+
+	pthread_mutex_lock(&s->ino_lock);
+	ok = ino->have_last;
+	if (ok)
+		*a = ino->last;
+	pthread_mutex_unlock(&s->ino_lock);
+	return ok;
+}
+
+/* ino's name off its chain; ino_lock held. */
+static void unname_locked(struct sfs *s, struct sfs_inode *ino)
+{
+	struct sfs_inode **pp;
+
+	if (!ino->dn_name)
+		return;
+	for (pp = &s->dtable[dhash(ino->be_idx, ino->dn_dir, ino->dn_name)];
+	     *pp; pp = &(*pp)->dn_next)
+		if (*pp == ino) {
+			*pp = ino->dn_next;
+			break;
+		}
+	free(ino->dn_name);
+	ino->dn_name = NULL;
+	ino->dn_next = NULL;
+}
+
+static struct sfs_inode *find_locked(struct sfs *s, struct sfs_inode *dir,
+				     const char *name)
+{
+	struct sfs_inode *ino;
+
+	for (ino = s->dtable[dhash(dir->be_idx, dir->fileid, name)]; ino;
+	     ino = ino->dn_next)
+		if (ino->be_idx == dir->be_idx && ino->dn_dir == dir->fileid &&
+		    !strcmp(ino->dn_name, name))
+			return ino;
+	return NULL;
+}
+
+int offline_init(struct sfs *s)
+{
+	s->dtable = calloc(DTABLE_SIZE, sizeof(*s->dtable));
+	return s->dtable ? 0 : -ENOMEM;
+}
+
+void offline_name(struct sfs *s, struct sfs_inode *dir, const char *name,
+		  struct sfs_inode *ino)
+{
+	struct sfs_inode *old;
+	char *copy;
+	size_t h;
+
+	if (!s->dtable || dir->be_idx < 0 || ino->be_idx != dir->be_idx)
+		return;
+	pthread_mutex_lock(&s->ino_lock);
+	if (ino->dn_name && ino->dn_dir == dir->fileid &&
+	    !strcmp(ino->dn_name, name)) {
+		pthread_mutex_unlock(&s->ino_lock);
+		return;
+	}
+	copy = strdup(name);
+	if (copy) {
+		old = find_locked(s, dir, name);
+		if (old)
+			unname_locked(s, old);
+		unname_locked(s, ino);
+		h = dhash(dir->be_idx, dir->fileid, name);
+		ino->dn_dir = dir->fileid;
+		ino->dn_name = copy;
+		ino->dn_next = s->dtable[h];
+		s->dtable[h] = ino;
+	}
+	pthread_mutex_unlock(&s->ino_lock);
+}
+
+void offline_unname(struct sfs *s, struct sfs_inode *dir, const char *name)
+{
+	struct sfs_inode *ino;
+
+	if (!s->dtable || dir->be_idx < 0)
+		return;
+	pthread_mutex_lock(&s->ino_lock);
+	ino = find_locked(s, dir, name);
+	if (ino)
+		unname_locked(s, ino);
+	pthread_mutex_unlock(&s->ino_lock);
+}
+
+void offline_forget_locked(struct sfs *s, struct sfs_inode *ino)
+{
+	if (s->dtable)
+		unname_locked(s, ino);
+}
+
+struct sfs_inode *offline_lookup(struct sfs *s, struct sfs_inode *dir,
+				 const char *name, struct be_attr *a)
+{
+	struct sfs_inode *ino;
+
+	if (!s->dtable || dir->be_idx < 0)
+		return NULL;
+	pthread_mutex_lock(&s->ino_lock);
+	ino = find_locked(s, dir, name);
+	if (ino && ino->have_last && ino->nlookup) {
+		ino->nlookup++;
+		*a = ino->last;
+	} else {
+		ino = NULL;
+	}
+	pthread_mutex_unlock(&s->ino_lock);
+	return ino;
+}
+
+void offline_destroy(struct sfs *s)
+{
+	free(s->dtable);
+	s->dtable = NULL;
+}
+
+/*
+ * The session has ended (unmount, SIGTERM) while workers may wait for an
+ * unreachable server (hard): let every backend give up as soft would, so
+ * the workers return, the loop ends and the drain (bounded: cache_close)
+ * runs.  Polls, as libfuse offers no hook for the end of the session.
+ */
+static void *watch_main(void *arg)
+{
+	struct sfs *s = arg;
+	struct timespec t = { 0, 100 * 1000 * 1000 };
+
+	while (!atomic_load(&s->watch_stop) && !fuse_session_exited(s->se))
+		nanosleep(&t, NULL);
+	atomic_store(&s->ended, true);
+	offline_release(s, false);
+	return NULL;
+}
+
+void offline_release(struct sfs *s, bool abort)
+{
+	int k;
+
+	for (k = 0; k < s->nbe; k++)
+		if (s->bes[k]->ops->release)
+			s->bes[k]->ops->release(s->bes[k], abort);
+}
+
+int offline_watch_start(struct sfs *s)
+{
+	int rc = pthread_create(&s->watch, NULL, watch_main, s);
+
+	if (rc == 0)
+		s->watch_started = true;
+	return -rc;
+}
+
+void offline_watch_stop(struct sfs *s)
+{
+	if (!s->watch_started)
+		return;
+	atomic_store(&s->watch_stop, true);
+	pthread_join(s->watch, NULL);
+	s->watch_started = false;
+}
