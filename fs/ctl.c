@@ -231,6 +231,9 @@ static void cmd_status(struct ctl *ctl, int fd)
 	    cc->close_mode == CACHE_CLOSE_SYNC ? "sync" : "async",
 	    cc->fsync_mode == CACHE_FSYNC_BACKEND ? "backend" : "local",
 	    cc->verify ? "on" : "off");
+	say(fd, "o_direct    %s\n",
+	    ctl->s->pt.dio_mmap ? "uncached, and may be mmap()ed" :
+				  "uncached; mmap() of such an open fails with ENODEV (the kernel lacks FUSE_DIRECT_IO_ALLOW_MMAP, Linux 6.6+)");
 	say(fd, "passthrough %s\n",
 	    ctl->s->pt.enabled ? "on: the kernel reads and writes cached files itself" :
 	    cfg->passthrough == SFS_PT_OFF ? "off" :

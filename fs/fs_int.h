@@ -102,6 +102,8 @@ struct sfs_pt {
 	bool offered;		/* the kernel's INIT offers it */
 	bool enabled;		/* ... and it is in use */
 	bool refused;		/* passthrough=on, and the kernel cannot */
+	bool dio_mmap;		/* FUSE_DIRECT_IO_ALLOW_MMAP: offered, and
+				 * asked for in the INIT reply */
 	bool init_done;
 	atomic_bool lost;	/* a reply could not be tracked: no more */
 	uint64_t init_unique;

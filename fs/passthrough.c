@@ -7,7 +7,10 @@
  * libfuse 3.14 has no passthrough API, but fuse_session_custom_io() lets
  * the daemon see every request it reads and every reply it writes:
  *  - the INIT request says whether the kernel offers passthrough; the INIT
- *    reply asks for it (pt_proto.h);
+ *    reply asks for it (pt_proto.h); it also asks, passthrough or not,
+ *    for FUSE_DIRECT_IO_ALLOW_MMAP where offered (Linux 6.6+), so that
+ *    an O_DIRECT open (answered with direct_io) can be mmap()ed as on a
+ *    local file system instead of failing with ENODEV;
  *  - an OPEN or CREATE reply whose handle is passthrough gets
  *    FOPEN_PASSTHROUGH and the backing id of the inode's cache file,
  *    registered with FUSE_DEV_IOC_BACKING_OPEN.  The id stays registered
@@ -93,6 +96,8 @@ static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 	if (h->opcode == PT_OP_INIT) {
 		s->pt.offered = pt_kernel_offers(
 			(const void *)(h + 1), (uint32_t)n - sizeof(*h));
+		s->pt.dio_mmap = pt_kernel_offers_dio_mmap(
+			(const void *)(h + 1), (uint32_t)n - sizeof(*h));
 		s->pt.init_unique = h->unique;
 	} else if ((h->opcode == PT_OP_OPEN || h->opcode == PT_OP_CREATE) &&
 		   s->pt.enabled) {
@@ -112,9 +117,17 @@ static ssize_t pt_writev(int fd, struct iovec *iov, int count,
 		return writev(fd, iov, count);
 	if (!s->pt.init_done && oh->unique == s->pt.init_unique) {
 		s->pt.init_done = true;
-		if (s->pt.enabled && oh->error == 0 &&
-		    iov[1].iov_len >= sizeof(struct pt_init_out))
-			pt_init_out_enable(iov[1].iov_base);
+		if (oh->error == 0 &&
+		    iov[1].iov_len >= sizeof(struct pt_init_out)) {
+			if (s->pt.enabled)
+				pt_init_out_enable(iov[1].iov_base);
+			/* An O_DIRECT open (direct_io) may be mapped too,
+			 * as on a local file system. */
+			if (s->pt.dio_mmap)
+				pt_init_out_dio_mmap(iov[1].iov_base);
+		} else {
+			s->pt.dio_mmap = false;
+		}
 		return writev(fd, iov, count);
 	}
 	if (!s->pt.enabled || !(op = pending_take(s, oh->unique)) ||
@@ -143,10 +156,9 @@ int pt_install(struct sfs *s)
 	};
 
 	pthread_mutex_init(&s->pt.lock, NULL);
-	if (s->cfg.passthrough == SFS_PT_OFF)
-		return 0;
-	/* Until INIT says otherwise: the read hook must see OPENs only
-	 * once the kernel agreed (pt_init()). */
+	/* Also with passthrough off: the INIT reply asks for the mmap of
+	 * direct_io files.  Until INIT says otherwise the read hook sees
+	 * OPENs only once the kernel agreed to passthrough (pt_init()). */
 	return fuse_session_custom_io(s->se, &io, fuse_session_fd(s->se));
 }
 

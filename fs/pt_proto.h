@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * pt_proto.h - the parts of the kernel's FUSE protocol that passthrough
- * needs and that libfuse 3.14 and Debian 12's <linux/fuse.h> (protocol
- * 7.38) do not name.  From the kernel's include/uapi/linux/fuse.h,
+ * (and the mmap of O_DIRECT opens) needs and that libfuse 3.14 and Debian
+ * 12's <linux/fuse.h> (protocol 7.38) do not name.  From the kernel's include/uapi/linux/fuse.h,
  * protocol 7.40 (Linux 6.9): FUSE_PASSTHROUGH is bit 37 of the INIT
  * flags (bit 5 of flags2), max_stack_depth follows flags2 in
  * fuse_init_out (libfuse 3.14 calls it unused[0]), FOPEN_PASSTHROUGH is
@@ -27,6 +27,9 @@
 
 #define PT_INIT_EXT (1U << 30)		/* flags: flags2 is valid */
 #define PT_FLAGS2_PASSTHROUGH (1U << 5)	/* FUSE_PASSTHROUGH >> 32 */
+/* FUSE_DIRECT_IO_ALLOW_MMAP >> 32, protocol 7.39 (Linux 6.6): a file
+ * opened with direct_io may still be mapped shared. */
+#define PT_FLAGS2_DIRECT_IO_ALLOW_MMAP (1U << 4)
 #define PT_FOPEN_DIRECT_IO (1U << 0)
 #define PT_FOPEN_PASSTHROUGH (1U << 7)
 
@@ -86,6 +89,23 @@ static inline bool pt_kernel_offers(const struct pt_init_in *in, uint32_t len)
 	if (len < sizeof(*in) || in->major != 7 || in->minor < 40)
 		return false;
 	return (in->flags & PT_INIT_EXT) && (in->flags2 & PT_FLAGS2_PASSTHROUGH);
+}
+
+/* Does the kernel's INIT request offer mmap of direct_io files? */
+static inline bool pt_kernel_offers_dio_mmap(const struct pt_init_in *in,
+					     uint32_t len)
+{
+	if (len < sizeof(*in) || in->major != 7 || in->minor < 39)
+		return false;
+	return (in->flags & PT_INIT_EXT) &&
+	       (in->flags2 & PT_FLAGS2_DIRECT_IO_ALLOW_MMAP);
+}
+
+/* Ask for mmap of direct_io files in the INIT reply. */
+static inline void pt_init_out_dio_mmap(struct pt_init_out *out)
+{
+	out->flags |= PT_INIT_EXT;
+	out->flags2 |= PT_FLAGS2_DIRECT_IO_ALLOW_MMAP;
 }
 
 /*

@@ -20,6 +20,7 @@
 # other users).
 . "$(dirname "$0")/lib.sh"
 need_root
+need_stagefsctl
 need_cmd python3
 need_cmd setfattr attr
 need_cmd getfattr attr
@@ -69,7 +70,7 @@ as_user() {
 # renameat2(a, b, flags), utimensat(path, (sec, nsec), (sec, nsec)) with
 # UTIME_NOW / UTIME_OMIT, and the usual modules.
 cat >"$TEST_TMP/h.py" <<'EOF'
-import ctypes, errno, fcntl, os, socket, struct, sys, time
+import ctypes, errno, fcntl, mmap, os, socket, struct, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
 AT_FDCWD = -100
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
@@ -428,6 +429,26 @@ os.close(fd); os.close(g)' "$o/ap")" "O_APPEND writes"
 	dd if=/dev/zero of="$TEST_TMP/direct.$KIND" bs=4K seek=8 count=2 conv=notrunc status=none
 	eq "$(sum "$TEST_TMP/direct.$KIND")" "$(dd if="$o/direct" bs=64K iflag=direct status=none 2>/dev/null | xxh -)" "O_DIRECT overwrite then O_DIRECT read"
 	eq "$(sum "$TEST_TMP/direct.$KIND")" "$(sum "$o/direct")" "O_DIRECT overwrite then buffered read"
+	# An O_DIRECT open mapped shared, as on a local file system: read
+	# through the map, write through it, and a buffered read sees it.
+	# Where the kernel lacks FUSE_DIRECT_IO_ALLOW_MMAP (before 6.6) the
+	# map fails with ENODEV, and status says so.
+	local want=OK st=allowed
+	python3 -c 'import os, sys; v = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2]); sys.exit(v < (6, 6))' \
+		|| want=ENODEV
+	"$STAGEFSCTL_BIN" "$MNT" status 2>/dev/null | grep -q "^o_direct .*may be mmap" \
+		|| st=ENODEV
+	[[ $want != OK ]] || eq allowed "$st" "status on a kernel with FUSE_DIRECT_IO_ALLOW_MMAP"
+	eq "$want" "$(py '
+fd = os.open(a[0], os.O_RDWR | os.O_DIRECT)
+m = mmap.mmap(fd, 1 << 20)
+assert m[0:4096] == open(a[1], "rb").read(4096), "mapped bytes differ"
+m[8192:8192 + 13] = b"mmap+O_DIRECT"
+m.flush(); m.close(); os.close(fd)' "$o/direct" "$TEST_TMP/direct.$KIND")" "mmap of an O_DIRECT open"
+	if [[ $want == OK ]]; then
+		printf 'mmap+O_DIRECT' | dd of="$TEST_TMP/direct.$KIND" bs=1 seek=8192 conv=notrunc status=none
+		eq "$(sum "$TEST_TMP/direct.$KIND")" "$(sum "$o/direct")" "written through the map of an O_DIRECT open, then a buffered read"
+	fi
 }
 
 t_sparse() {

@@ -64,6 +64,33 @@ START_TEST(test_offers)
 }
 END_TEST
 
+START_TEST(test_dio_mmap)
+{
+	struct pt_init_in in;
+	struct pt_init_out out;
+
+	/* Linux 6.6+: offered in flags2 (FUSE_DIRECT_IO_ALLOW_MMAP). */
+	in = init_in(39, PT_INIT_EXT, PT_FLAGS2_DIRECT_IO_ALLOW_MMAP);
+	ck_assert(pt_kernel_offers_dio_mmap(&in, sizeof(in)));
+	ck_assert(!pt_kernel_offers(&in, sizeof(in)));
+	/* Older kernels: not offered, not asked for. */
+	in = init_in(38, PT_INIT_EXT, PT_FLAGS2_DIRECT_IO_ALLOW_MMAP);
+	ck_assert(!pt_kernel_offers_dio_mmap(&in, sizeof(in)));
+	in = init_in(41, 0, PT_FLAGS2_DIRECT_IO_ALLOW_MMAP);
+	ck_assert(!pt_kernel_offers_dio_mmap(&in, sizeof(in)));
+	in = init_in(41, PT_INIT_EXT, PT_FLAGS2_PASSTHROUGH);
+	ck_assert(!pt_kernel_offers_dio_mmap(&in, sizeof(in)));
+	in = init_in(41, PT_INIT_EXT, PT_FLAGS2_DIRECT_IO_ALLOW_MMAP);
+	ck_assert(!pt_kernel_offers_dio_mmap(&in, 16));
+	/* The reply keeps what libfuse set and adds the bit: 1 << 36. */
+	memset(&out, 0, sizeof(out));
+	out.flags = 1u << 3;
+	pt_init_out_dio_mmap(&out);
+	ck_assert_uint_eq(out.flags, (1u << 3) | PT_INIT_EXT);
+	ck_assert_uint_eq((uint64_t)out.flags2 << 32, 1ULL << 36);
+}
+END_TEST
+
 START_TEST(test_init_reply)
 {
 	struct pt_init_out out;
@@ -99,6 +126,7 @@ int main(void)
 
 	tcase_add_test(tc, test_layout);
 	tcase_add_test(tc, test_offers);
+	tcase_add_test(tc, test_dio_mmap);
 	tcase_add_test(tc, test_init_reply);
 	tcase_add_test(tc, test_open_reply);
 	suite_add_tcase(s, tc);
