@@ -270,6 +270,8 @@ static void sfs_open(fuse_req_t req, fuse_ino_t ino,
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *in = inode_get(s, ino);
 	int acc = fi->flags & O_ACCMODE;
+	int mask = (acc != O_WRONLY ? R_OK : 0) | (acc != O_RDONLY ? W_OK : 0);
+	struct be *be = ino_be(s, in);
 	struct be_cred cred;
 	struct be_attr a;
 	int rc;
@@ -277,24 +279,20 @@ static void sfs_open(fuse_req_t req, fuse_ino_t ino,
 	/*
 	 * Close-to-open: the backend's attributes, now, with the answer to
 	 * whether the opener may (one ACCESS call, as the NFS client's).
+	 * No answer within outage_wait: maybe the cached copy (offline.c).
 	 */
 	req_cred(req, &cred);
 	be_wait_set(offline_wait_ms(s, in));
-	rc = ino_be(s, in)->ops->access(ino_be(s, in), &cred, in->node,
-					(acc != O_WRONLY ? R_OK : 0) |
-						(acc != O_RDONLY ? W_OK : 0),
-					&a);
+	rc = be->ops->access(be, &cred, in->node, mask, &a);
 	be_wait_set(0);
 	if (rc == -ETIMEDOUT) {
 		rc = open_offline(s, &cred, in, fi);
 		if (rc != -ETIMEDOUT)
 			goto out;
-		rc = ino_be(s, in)->ops->access(ino_be(s, in), &cred,
-						in->node,
-						(acc != O_WRONLY ? R_OK : 0) |
-							(acc != O_RDONLY ? W_OK : 0),
-						&a);
+		rc = be->ops->access(be, &cred, in->node, mask, &a);
 	}
+	if (rc == 0)
+		offline_attr_save(s, in, &a);
 	if (rc == 0 && !S_ISREG(a.mode))
 		rc = -EINVAL;
 	if (rc == 0)
