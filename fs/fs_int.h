@@ -62,6 +62,7 @@ struct sfs_config {
 };
 
 struct ns_vnode;
+struct ghost;
 
 /* One line of a namespace file. */
 struct ns_junction {
@@ -104,6 +105,7 @@ struct sfs_pt {
 	bool refused;		/* passthrough=on, and the kernel cannot */
 	bool dio_mmap;		/* FUSE_DIRECT_IO_ALLOW_MMAP: offered, and
 				 * asked for in the INIT reply */
+	bool parallel_dirops;	/* FUSE_PARALLEL_DIROPS: ditto */
 	bool init_done;
 	atomic_bool lost;	/* a reply could not be tracked: no more */
 	uint64_t init_unique;
@@ -141,6 +143,7 @@ struct sfs {
 	pthread_key_t read_buf_key;	/* file.c: a worker's read buffer */
 	/* offline.c */
 	struct sfs_inode **dtable;	/* names, under ino_lock */
+	struct ghost *ghosts;		/* names of forgotten inodes, ditto */
 	pthread_t watch;
 	bool watch_started;
 	atomic_bool watch_stop;
@@ -257,8 +260,9 @@ void offline_name(struct sfs *s, struct sfs_inode *dir, const char *name,
 		  struct sfs_inode *ino);
 /* name in dir is gone or moved (unlink, rmdir, rename). */
 void offline_unname(struct sfs *s, struct sfs_inode *dir, const char *name);
-/* ino is being freed; ino_lock held. */
-void offline_forget_locked(struct sfs *s, struct sfs_inode *ino);
+/* ino is being freed; ino_lock held.  Its name becomes a ghost; returns
+ * a backend node reference to put once the lock is dropped, or NULL. */
+struct be_node *offline_forget_locked(struct sfs *s, struct sfs_inode *ino);
 /* The inode name last led to in dir, with a lookup count taken and its
  * last attributes in a; NULL if none is known. */
 struct sfs_inode *offline_lookup(struct sfs *s, struct sfs_inode *dir,

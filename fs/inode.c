@@ -115,6 +115,7 @@ struct sfs_inode *inode_find(struct sfs *s, int be_idx, uint64_t fileid,
 void inode_forget(struct sfs *s, struct sfs_inode *ino, uint64_t n)
 {
 	struct sfs_inode **pp;
+	struct be_node *gone;
 
 	pthread_mutex_lock(&s->ino_lock);
 	ino->nlookup = n > ino->nlookup ? 0 : ino->nlookup - n;
@@ -122,7 +123,7 @@ void inode_forget(struct sfs *s, struct sfs_inode *ino, uint64_t n)
 		pthread_mutex_unlock(&s->ino_lock);
 		return;
 	}
-	offline_forget_locked(s, ino);
+	gone = offline_forget_locked(s, ino);
 	for (pp = &s->itable[ihash(ino->be_idx, ino->fileid)]; *pp;
 	     pp = &(*pp)->hnext) {
 		if (*pp == ino) {
@@ -131,6 +132,8 @@ void inode_forget(struct sfs *s, struct sfs_inode *ino, uint64_t n)
 		}
 	}
 	pthread_mutex_unlock(&s->ino_lock);
+	if (gone)
+		be_node_put(ino_be(s, ino), gone);
 	be_node_put(ino_be(s, ino), ino->node);
 	free(ino);
 }

@@ -12,7 +12,8 @@
  *   - getattr answers the inode's last attributes (cache-corrected);
  *   - lookup answers the inode that name last led to in that directory,
  *     as this node saw it (names are forgotten at unlink, rmdir and
- *     rename through this mount);
+ *     rename through this mount), also after the kernel forgot the inode
+ *     (a ghost keeps its backend node: struct ghost);
  *   - open, with offline=serve, hands out the cached copy of a file whole
  *     in the cache (cache_file_get_offline(): counted as stale_opens and
  *     logged); offline=wait, or a file not whole, asks again;
@@ -34,6 +35,23 @@
 #include <xxhash.h>
 
 #define DTABLE_SIZE 65536
+#define GHOSTS 65536
+
+/*
+ * What a forgotten inode's name led to: the kernel forgets inodes whose
+ * dentries it drops (memory pressure, drop_caches), and with them this
+ * node's knowledge of the name.  A ghost keeps the backend node and the
+ * last attributes, so that a lookup during an outage can bring the inode
+ * back.  Direct-mapped by (backend, directory, name): a newer ghost
+ * takes the slot of an older one, so the table stays bounded.
+ */
+struct ghost {
+	int be_idx;
+	uint64_t dir;
+	char *name;		/* NULL: a free slot */
+	struct be_node *node;	/* reference held */
+	struct be_attr attr;
+};
 
 static size_t dhash(int be_idx, uint64_t dir, const char *name)
 {
@@ -81,22 +99,29 @@ bool offline_attr(struct sfs *s, struct sfs_inode *ino, struct be_attr *a)
 	return ok;
 }
 
-/* ino's name off its chain; ino_lock held. */
-static void unname_locked(struct sfs *s, struct sfs_inode *ino)
+/* ino off its name's chain; returns the name, now the caller's. */
+static char *unchain_locked(struct sfs *s, struct sfs_inode *ino)
 {
 	struct sfs_inode **pp;
+	char *name = ino->dn_name;
 
-	if (!ino->dn_name)
-		return;
-	for (pp = &s->dtable[dhash(ino->be_idx, ino->dn_dir, ino->dn_name)];
-	     *pp; pp = &(*pp)->dn_next)
+	if (!name)
+		return NULL;
+	for (pp = &s->dtable[dhash(ino->be_idx, ino->dn_dir, name)]; *pp;
+	     pp = &(*pp)->dn_next)
 		if (*pp == ino) {
 			*pp = ino->dn_next;
 			break;
 		}
-	free(ino->dn_name);
 	ino->dn_name = NULL;
 	ino->dn_next = NULL;
+	return name;
+}
+
+/* ino's name off its chain and freed; ino_lock held. */
+static void unname_locked(struct sfs *s, struct sfs_inode *ino)
+{
+	free(unchain_locked(s, ino));
 }
 
 static struct sfs_inode *find_locked(struct sfs *s, struct sfs_inode *dir,
@@ -115,13 +140,37 @@ static struct sfs_inode *find_locked(struct sfs *s, struct sfs_inode *dir,
 int offline_init(struct sfs *s)
 {
 	s->dtable = calloc(DTABLE_SIZE, sizeof(*s->dtable));
-	return s->dtable ? 0 : -ENOMEM;
+	s->ghosts = calloc(GHOSTS, sizeof(*s->ghosts));
+	return s->dtable && s->ghosts ? 0 : -ENOMEM;
+}
+
+/* The ghost slot of (be_idx, dir, name) if it holds that name. */
+static struct ghost *ghost_find(struct sfs *s, int be_idx, uint64_t dir,
+				const char *name)
+{
+	struct ghost *g = &s->ghosts[dhash(be_idx, dir, name) % GHOSTS];
+
+	return g->name && g->be_idx == be_idx && g->dir == dir &&
+		       !strcmp(g->name, name) ? g : NULL;
+}
+
+/* Empty a slot; returns the node reference for the caller to put. */
+static struct be_node *ghost_clear(struct ghost *g)
+{
+	struct be_node *n = g->node;
+
+	free(g->name);
+	g->name = NULL;
+	g->node = NULL;
+	return n;
 }
 
 void offline_name(struct sfs *s, struct sfs_inode *dir, const char *name,
 		  struct sfs_inode *ino)
 {
 	struct sfs_inode *old;
+	struct be_node *gone = NULL;
+	struct ghost *g;
 	char *copy;
 	size_t h;
 
@@ -133,6 +182,10 @@ void offline_name(struct sfs *s, struct sfs_inode *dir, const char *name,
 		pthread_mutex_unlock(&s->ino_lock);
 		return;
 	}
+	/* A live name wins over the ghost of an older one. */
+	g = ghost_find(s, dir->be_idx, dir->fileid, name);
+	if (g)
+		gone = ghost_clear(g);
 	copy = strdup(name);
 	if (copy) {
 		old = find_locked(s, dir, name);
@@ -146,11 +199,15 @@ void offline_name(struct sfs *s, struct sfs_inode *dir, const char *name,
 		s->dtable[h] = ino;
 	}
 	pthread_mutex_unlock(&s->ino_lock);
+	if (gone)
+		be_node_put(ino_be(s, dir), gone);
 }
 
 void offline_unname(struct sfs *s, struct sfs_inode *dir, const char *name)
 {
 	struct sfs_inode *ino;
+	struct be_node *gone = NULL;
+	struct ghost *g;
 
 	if (!s->dtable || dir->be_idx < 0)
 		return;
@@ -158,13 +215,38 @@ void offline_unname(struct sfs *s, struct sfs_inode *dir, const char *name)
 	ino = find_locked(s, dir, name);
 	if (ino)
 		unname_locked(s, ino);
+	g = ghost_find(s, dir->be_idx, dir->fileid, name);
+	if (g)
+		gone = ghost_clear(g);
 	pthread_mutex_unlock(&s->ino_lock);
+	if (gone)
+		be_node_put(ino_be(s, dir), gone);
 }
 
-void offline_forget_locked(struct sfs *s, struct sfs_inode *ino)
+struct be_node *offline_forget_locked(struct sfs *s, struct sfs_inode *ino)
 {
-	if (s->dtable)
-		unname_locked(s, ino);
+	struct be_node *gone = NULL;
+	struct ghost *g;
+
+	uint64_t dir = ino->dn_dir;
+	char *name;
+
+	if (!s->dtable || !ino->dn_name)
+		return NULL;
+	name = unchain_locked(s, ino);
+	if (!ino->have_last) {
+		free(name);
+		return NULL;
+	}
+	g = &s->ghosts[dhash(ino->be_idx, dir, name) % GHOSTS];
+	if (g->name)
+		gone = ghost_clear(g);
+	g->be_idx = ino->be_idx;
+	g->dir = dir;
+	g->name = name;
+	g->node = be_node_get(ino->node);
+	g->attr = ino->last;
+	return gone;
 }
 
 struct sfs_inode *offline_lookup(struct sfs *s, struct sfs_inode *dir,
@@ -174,6 +256,9 @@ struct sfs_inode *offline_lookup(struct sfs *s, struct sfs_inode *dir,
 
 	if (!s->dtable || dir->be_idx < 0)
 		return NULL;
+	struct be_node *node = NULL;
+	struct ghost *g;
+
 	pthread_mutex_lock(&s->ino_lock);
 	ino = find_locked(s, dir, name);
 	if (ino && ino->have_last && ino->nlookup) {
@@ -181,13 +266,35 @@ struct sfs_inode *offline_lookup(struct sfs *s, struct sfs_inode *dir,
 		*a = ino->last;
 	} else {
 		ino = NULL;
+		g = ghost_find(s, dir->be_idx, dir->fileid, name);
+		if (g) {
+			*a = g->attr;
+			node = ghost_clear(g);
+		}
 	}
 	pthread_mutex_unlock(&s->ino_lock);
+	if (!node)
+		return ino;
+	/* The inode the kernel forgot, back from its ghost. */
+	ino = inode_enter(s, dir->be_idx, node);
+	be_node_put(ino_be(s, dir), node);
+	if (ino) {
+		offline_attr_save(s, ino, a);
+		offline_name(s, dir, name, ino);
+	}
 	return ino;
 }
 
 void offline_destroy(struct sfs *s)
 {
+	size_t i;
+
+	for (i = 0; s->ghosts && i < GHOSTS; i++)
+		if (s->ghosts[i].name)
+			be_node_put(s->bes[s->ghosts[i].be_idx],
+				    ghost_clear(&s->ghosts[i]));
+	free(s->ghosts);
+	s->ghosts = NULL;
 	free(s->dtable);
 	s->dtable = NULL;
 }

@@ -10,7 +10,8 @@
  *    reply asks for it (pt_proto.h); it also asks, passthrough or not,
  *    for FUSE_DIRECT_IO_ALLOW_MMAP where offered (Linux 6.6+), so that
  *    an O_DIRECT open (answered with direct_io) can be mmap()ed as on a
- *    local file system instead of failing with ENODEV;
+ *    local file system instead of failing with ENODEV, and for
+ *    FUSE_PARALLEL_DIROPS, which libfuse 3.14 leaves out of its reply;
  *  - an OPEN or CREATE reply whose handle is passthrough gets
  *    FOPEN_PASSTHROUGH and the backing id of the inode's cache file,
  *    registered with FUSE_DEV_IOC_BACKING_OPEN.  The id stays registered
@@ -98,6 +99,8 @@ static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 			(const void *)(h + 1), (uint32_t)n - sizeof(*h));
 		s->pt.dio_mmap = pt_kernel_offers_dio_mmap(
 			(const void *)(h + 1), (uint32_t)n - sizeof(*h));
+		s->pt.parallel_dirops = pt_kernel_offers_parallel_dirops(
+			(const void *)(h + 1), (uint32_t)n - sizeof(*h));
 		s->pt.init_unique = h->unique;
 	} else if ((h->opcode == PT_OP_OPEN || h->opcode == PT_OP_CREATE) &&
 		   s->pt.enabled) {
@@ -125,8 +128,15 @@ static ssize_t pt_writev(int fd, struct iovec *iov, int count,
 			 * as on a local file system. */
 			if (s->pt.dio_mmap)
 				pt_init_out_dio_mmap(iov[1].iov_base);
+			/* Lookups in one directory run side by side: one
+			 * that waits for the server (hard) must not hold up
+			 * the others, which the cache may answer. */
+			if (s->pt.parallel_dirops)
+				((struct pt_init_out *)iov[1].iov_base)->flags |=
+					PT_INIT_PARALLEL_DIROPS;
 		} else {
 			s->pt.dio_mmap = false;
+			s->pt.parallel_dirops = false;
 		}
 		return writev(fd, iov, count);
 	}

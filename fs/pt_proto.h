@@ -26,6 +26,8 @@
 #define PT_OP_CREATE 35
 
 #define PT_INIT_EXT (1U << 30)		/* flags: flags2 is valid */
+#define PT_INIT_PARALLEL_DIROPS (1U << 18)	/* lookups of one directory
+						 * need not be serialised */
 #define PT_FLAGS2_PASSTHROUGH (1U << 5)	/* FUSE_PASSTHROUGH >> 32 */
 /* FUSE_DIRECT_IO_ALLOW_MMAP >> 32, protocol 7.39 (Linux 6.6): a file
  * opened with direct_io may still be mapped shared. */
@@ -99,6 +101,14 @@ static inline bool pt_kernel_offers_dio_mmap(const struct pt_init_in *in,
 		return false;
 	return (in->flags & PT_INIT_EXT) &&
 	       (in->flags2 & PT_FLAGS2_DIRECT_IO_ALLOW_MMAP);
+}
+
+/* Does the kernel's INIT request offer parallel lookups in a directory? */
+static inline bool pt_kernel_offers_parallel_dirops(const struct pt_init_in *in,
+						    uint32_t len)
+{
+	return len >= sizeof(*in) && in->major == 7 &&
+	       (in->flags & PT_INIT_PARALLEL_DIROPS);
 }
 
 /* Ask for mmap of direct_io files in the INIT reply. */

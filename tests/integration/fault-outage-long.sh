@@ -6,8 +6,11 @@
 # Three mounts of one export, each with its own cache dir:
 #   H: hard (the default).  During the outage a reader opens by path,
 #      fstat()s and reads files that are whole in the cache, again and
-#      again; a writer writes on through a descriptor opened before, and
-#      creates and writes new files; `ls -l` runs on a listed directory;
+#      again, also after the kernel dropped its dentries and inodes
+#      (drop_caches, as memory pressure would); a writer writes on through
+#      a descriptor opened before, and creates and writes new files (in a
+#      directory of their own: a create that waits for the server holds
+#      its directory's lock); `ls -l` runs on a listed directory;
 #      `stat` of a path this mount never looked up waits.  No call
 #      returns an error; the reader's data is right and it keeps going
 #      while the server is away (outage_wait, offline=serve: stale_opens
@@ -17,6 +20,8 @@
 #      the server has not answered.
 #   S: soft.  The uncached stat fails after the retry deadline; the
 #      cached reads go on.
+#   W: offline=wait.  An open of a cached file waits for the server, and
+#      then reads the right bytes; stale_opens stays 0.
 #   U: hard, flush_on_close=async, with dirty data, unmounted during the
 #      outage: the daemon stops waiting for the server, `stagefsctl U
 #      status` and `stagefsctl CACHE_DIR status` still answer (they name
@@ -32,7 +37,7 @@ setup_tmp
 secs=${STAGEFS_LONG_OUTAGE_SECS:-150}
 
 make_backend nfs
-mkdir "$BACKEND_DIR/D"
+mkdir "$BACKEND_DIR/D" "$BACKEND_DIR/N"
 for i in 1 2 3 4; do
 	dd if=/dev/urandom of="$BACKEND_DIR/C$i" bs=1M count=8 status=none
 done
@@ -41,11 +46,12 @@ echo uncached >"$BACKEND_DIR/X"
 echo uncached >"$BACKEND_DIR/Y"
 cp "$BACKEND_DIR"/C? "$TEST_TMP/"
 
-H=$TEST_TMP/H S=$TEST_TMP/S U=$TEST_TMP/U
+H=$TEST_TMP/H S=$TEST_TMP/S U=$TEST_TMP/U W=$TEST_TMP/W
 mount_stagefs "$BACKEND" "$H" "$TEST_TMP/cache.H"
 mount_stagefs "$BACKEND" "$S" "$TEST_TMP/cache.S" soft
+mount_stagefs "$BACKEND" "$W" "$TEST_TMP/cache.W" offline=wait
 mount_stagefs "$BACKEND" "$U" "$TEST_TMP/cache.U" flush_on_close=async
-for m in "$H" "$S"; do
+for m in "$H" "$S" "$W"; do
 	for i in 1 2 3 4; do
 		cmp -s "$m/C$i" "$TEST_TMP/C$i" || fail "$m/C$i: first read differs"
 	done
@@ -59,9 +65,9 @@ sfs_flush "$U" 60
 
 # The calls, one line each: "<start> <end> <what> <result>", seconds
 # from the stop (t0 is written when the server goes).
-python3 - "$H" "$S" "$TEST_TMP" "$secs" >"$TEST_TMP/timeline" 2>&1 <<'PY' &
+python3 - "$H" "$S" "$TEST_TMP" "$secs" "$W" >"$TEST_TMP/timeline" 2>&1 <<'PY' &
 import os, subprocess, sys, threading, time
-H, S, tmp, secs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+H, S, tmp, secs, W = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 while not os.path.exists(f"{tmp}/t0"):
     time.sleep(0.05)
 t0 = float(open(f"{tmp}/t0").read())
@@ -125,7 +131,7 @@ def creator():
     time.sleep(10)
     for n in range(3):
         def cr():
-            with open(f"{H}/new{n}", "wb") as f:
+            with open(f"{H}/N/new{n}", "wb") as f:
                 f.write(piece_n(n))
             return "ok"
         call(f"H:create+write:new{n}", cr)
@@ -140,6 +146,10 @@ def ls(m, tag):
         return "ok" if r.returncode == 0 and r.stdout.count("\n") == 21 else f"ERR:ls:{r.returncode}:{r.stderr.strip()}"
     call(f"{tag}:ls-l:D", f)
 
+def strict_open():
+    time.sleep(10)
+    call("W:read:C2", read_cached(W, 2))
+
 def stat_uncached(m, tag, name):
     time.sleep(5)
     call(f"{tag}:stat:{name}", lambda: "ok" if os.stat(f"{m}/{name}").st_size == 9 else "BAD")
@@ -149,7 +159,8 @@ readers = [threading.Thread(target=reader, args=(H, "H")),
 ts = [threading.Thread(target=writer), threading.Thread(target=creator),
       threading.Thread(target=ls, args=(H, "H")),
       threading.Thread(target=stat_uncached, args=(H, "H", "X")),
-      threading.Thread(target=stat_uncached, args=(S, "S", "Y"))]
+      threading.Thread(target=stat_uncached, args=(S, "S", "Y")),
+      threading.Thread(target=strict_open)]
 for t in readers + ts:
     t.start()
 for t in ts:
@@ -164,7 +175,8 @@ at_exit "touch '$TEST_TMP/stop'; kill $tl 2>/dev/null || true"
 at_exit "\"$SRC_ROOT/tests/nfs-server\" status >/dev/null 2>&1 || \"$SRC_ROOT/tests/nfs-server\" restart >/dev/null 2>&1 || true"
 
 nfs_server stop >/dev/null 2>&1
-date +%s.%N >"$TEST_TMP/t0"
+date +%s.%N >"$TEST_TMP/t0.tmp"
+mv "$TEST_TMP/t0.tmp" "$TEST_TMP/t0"
 t0=$(cat "$TEST_TMP/t0")
 since() { python3 -c "import time; print(round(time.time() - $t0, 1))"; }
 info "server stopped for ${secs}s"
@@ -202,21 +214,32 @@ info "U's daemon exited with $urc at $(since) s"
 grep -q "could not be uploaded; they stay in" "$(stagefs_log "$U")" \
 	|| fail "U's log does not say the dirty data stays for the next start"
 
+# The kernel drops its unused dentries and inodes (memory pressure does
+# the same): the readers' next opens need a LOOKUP of a name whose inode
+# the daemon was told to forget; it must still answer from what it knew.
+echo 2 >/proc/sys/vm/drop_caches
+t_drop=$(since)
+info "dentries and inodes dropped at $t_drop s"
+# Where the calls wait 20 s later, for a failure's report.
+(sleep 20; for t in /proc/$tl/task/*; do echo "== $(cat "$t/comm") $(cat "$t/wchan" 2>/dev/null)"; cat "$t/stack" 2>/dev/null | head -n 8; done) >"$TEST_TMP/stacks" 2>&1 &
+
 # H's status names the outage.
 hst=$("$STAGEFSCTL_BIN" "$H" status 2>&1) || fail "stagefsctl $H status during the outage: $hst"
 grep -q "^unreachable .*no answer for" <<<"$hst" || fail "H's status during the outage does not show it: $hst"
 info "H during the outage: $(grep '^unreachable' <<<"$hst")"
 
 sleep $((secs - $(since | cut -d. -f1)))
-nfs_server restart >/dev/null 2>&1 || fail "could not start the NFS server again"
+# From here on the server may answer: the calls that waited for it end
+# after this moment.
 t_up=$(since)
-info "server back at ${t_up} s"
+nfs_server restart >/dev/null 2>&1 || fail "could not start the NFS server again"
+info "server restarted at ${t_up} s (up at $(since) s)"
 wait_secs 240 grep -q '^DONE' "$TEST_TMP/timeline" \
 	|| fail "the calls did not end within 240 s of the restart: $(tail -n 5 "$TEST_TMP/timeline")"
 touch "$TEST_TMP/stop"
 wait "$tl" || true
 
-echo "--- timeline (seconds from the stop; server back at ${t_up} s): start end call result"
+echo "--- timeline (seconds from the stop; server restarted at ${t_up} s): start end call result"
 # The readers' lines, folded: one per run of the same result.
 python3 - "$TEST_TMP/timeline" "$t_up" <<'PY'
 import sys
@@ -242,6 +265,12 @@ errs=$(awk '$4 != "ok" && $4 !~ /^ok:/ && $3 != "S:stat:Y" && $1 != "DONE"' "$TE
 # H: the reader kept going while the server was away.
 during=$(awk -v up="$t_up" '$3 ~ /^H:read/ && $1 > 10 && $2 < up - 5 && $4 == "ok"' "$TEST_TMP/timeline" | wc -l)
 [[ $during -ge 20 ]] || fail "H: only $during cached reads ended while the server was away"
+for tag in H S; do
+	after=$(awk -v d="$t_drop" -v up="$t_up" -v t="$tag:read" \
+		'index($3, t) == 1 && $1 > d + 1 && $2 < up - 5 && $4 == "ok"' "$TEST_TMP/timeline" | wc -l)
+	[[ $after -ge 10 ]] || fail "$tag: only $after cached reads ended between the drop of the kernel's dentries ($t_drop s) and the restart; the callers 20 s after the drop: $(cat "$TEST_TMP/stacks")"
+	info "$tag: $after cached reads after the kernel dropped its dentries and inodes"
+done
 sto=$(ctr "$H" stale_opens)
 [[ $sto -gt 0 ]] || fail "H: stale_opens is 0 after cached opens during the outage"
 info "H: $during cached open+fstat+read calls ended during the outage; stale_opens $sto"
@@ -254,6 +283,12 @@ read -r _ ye _ yr < <(grep ' S:stat:Y ' "$TEST_TMP/timeline")
 [[ $yr == ERR:* ]] && python3 -c "import sys; sys.exit(0 if 55 <= $ye < $t_up else 1)" \
 	|| fail "S (soft): stat of an uncached path ended at $ye s with '$yr' (expected an error after about 60 s)"
 info "soft: the uncached stat failed at $ye s ($yr); hard: it succeeded at $xe s"
+# W (offline=wait): the open of a cached file waited for the server.
+read -r _ we _ wr < <(grep ' W:read:C2 ' "$TEST_TMP/timeline")
+[[ $wr == ok ]] && python3 -c "import sys; sys.exit(0 if $we >= $t_up else 1)" \
+	|| fail "W (offline=wait): the open of a cached file ended at $we s with '$wr' (server back at $t_up s): it did not wait"
+[[ $(ctr "$W" stale_opens) -eq 0 ]] || fail "W (offline=wait): stale_opens is $(ctr "$W" stale_opens)"
+info "offline=wait: the open of a cached file waited until $we s and read the right bytes"
 log=$(stagefs_log "$H")
 grep -q "not responding, still trying" "$log" || fail "H's log does not say 'not responding, still trying'"
 grep -q "server .* OK" "$log" || fail "H's log does not say the server is OK again"
@@ -268,11 +303,12 @@ d, piece, n = sys.argv[1], open(sys.argv[2], "rb").read(), int(sys.argv[3])
 w = open(f"{d}/W", "rb").read()
 assert w == piece * n, f"W: {len(w)} bytes on the export, {n} MiB written"
 for k in range(3):
-    assert open(f"{d}/new{k}", "rb").read() == bytes([k + 65]) * (1 << 20), f"new{k} differs"
+    assert open(f"{d}/N/new{k}", "rb").read() == bytes([k + 65]) * (1 << 20), f"new{k} differs"
 PY
 info "H: W ($nw MiB) and new0..new2 are on the export"
 unmount_stagefs "$H" || fail "H: daemon exit status $?"
 unmount_stagefs "$S" || fail "S: daemon exit status $?"
+unmount_stagefs "$W" || fail "W: daemon exit status $?"
 
 # U's journal: a mount of the same cache dir uploads what was left.
 mount_stagefs "$BACKEND" "$U" "$TEST_TMP/cache.U"
