@@ -11,7 +11,8 @@
  *    for FUSE_DIRECT_IO_ALLOW_MMAP where offered (Linux 6.6+), so that
  *    an O_DIRECT open (answered with direct_io) can be mmap()ed as on a
  *    local file system instead of failing with ENODEV, and for
- *    FUSE_PARALLEL_DIROPS, which libfuse 3.14 leaves out of its reply;
+ *    FUSE_PARALLEL_DIROPS (with libfuse 3.14's own reply the kernel kept it
+ *    off: lookups in a directory waited for each other);
  *  - an OPEN or CREATE reply whose handle is passthrough gets
  *    FOPEN_PASSTHROUGH and the backing id of the inode's cache file,
  *    registered with FUSE_DEV_IOC_BACKING_OPEN.  The id stays registered
