@@ -27,6 +27,7 @@
 #      status` and `stagefsctl CACHE_DIR status` still answer (they name
 #      the drain), and it exits 1 within the bound; the journal keeps the data, and a mount of the same
 #      cache dir after the outage uploads it.
+#   V: the same, with SIGTERM to the daemon instead of an unmount.
 # The timeline of every call (start, end, result; seconds from the stop)
 # is printed.
 . "$(dirname "$0")/cache-lib.sh"
@@ -46,11 +47,12 @@ echo uncached >"$BACKEND_DIR/X"
 echo uncached >"$BACKEND_DIR/Y"
 cp "$BACKEND_DIR"/C? "$TEST_TMP/"
 
-H=$TEST_TMP/H S=$TEST_TMP/S U=$TEST_TMP/U W=$TEST_TMP/W
+H=$TEST_TMP/H S=$TEST_TMP/S U=$TEST_TMP/U W=$TEST_TMP/W V=$TEST_TMP/V
 mount_stagefs "$BACKEND" "$H" "$TEST_TMP/cache.H"
 mount_stagefs "$BACKEND" "$S" "$TEST_TMP/cache.S" soft
 mount_stagefs "$BACKEND" "$W" "$TEST_TMP/cache.W" offline=wait
 mount_stagefs "$BACKEND" "$U" "$TEST_TMP/cache.U" flush_on_close=async
+mount_stagefs "$BACKEND" "$V" "$TEST_TMP/cache.V" flush_on_close=async
 for m in "$H" "$S" "$W"; do
 	for i in 1 2 3 4; do
 		cmp -s "$m/C$i" "$TEST_TMP/C$i" || fail "$m/C$i: first read differs"
@@ -61,7 +63,9 @@ touch "$H/W"
 dd if=/dev/urandom of="$TEST_TMP/u.old" bs=1M count=8 status=none
 dd if=/dev/urandom of="$TEST_TMP/u.src" bs=1M count=8 status=none
 cp "$TEST_TMP/u.old" "$U/dirty"
+cp "$TEST_TMP/u.old" "$V/vdirty"
 sfs_flush "$U" 60
+sfs_flush "$V" 60
 
 # The calls, one line each: "<start> <end> <what> <result>", seconds
 # from the stop (t0 is written when the server goes).
@@ -186,17 +190,25 @@ info "server stopped for ${secs}s"
 sleep 20
 # In the background: a call that waits for the server would hold up the
 # script, and so the restart (the at_exit restart ends the wait).
-dd if="$TEST_TMP/u.src" of="$U/dirty" bs=1M conv=notrunc status=none &
-ddpid=$!
-wait_secs 60 bash -c "! kill -0 $ddpid 2>/dev/null" \
-	|| fail "U: a write to a cached file did not end within 60 s, during the outage; dd is in: $(cat /proc/$ddpid/stack 2>&1 | head -n 6 | tr '\n' ' ')"
-wait "$ddpid" || fail "U: writing a cached file during the outage failed"
+for f in "$U/dirty" "$V/vdirty"; do
+	dd if="$TEST_TMP/u.src" of="$f" bs=1M conv=notrunc status=none &
+	ddpid=$!
+	wait_secs 60 bash -c "! kill -0 $ddpid 2>/dev/null" \
+		|| fail "$f: a write to a cached file did not end within 60 s, during the outage; dd is in: $(cat /proc/$ddpid/stack 2>&1 | head -n 6 | tr '\n' ' ')"
+	wait "$ddpid" || fail "$f: writing a cached file during the outage failed"
+done
 upid=$(stagefs_pid "$U")
 u_dirty=$(ctr "$U" dirty_bytes)
 [[ $u_dirty -gt 0 ]] || fail "U: no dirty data after a write during the outage"
 
 fusermount3 -u "$U" || fail "fusermount3 -u $U failed during the outage"
 info "U unmounted at $(since) s with $u_dirty dirty bytes"
+# V: SIGTERM instead of an unmount, at the same time.
+vpid=$(stagefs_pid "$V")
+v_dirty=$(ctr "$V" dirty_bytes)
+[[ $v_dirty -gt 0 ]] || fail "V: no dirty data after a write during the outage"
+kill -TERM "$vpid"
+info "V: SIGTERM at $(since) s with $v_dirty dirty bytes"
 sleep 2
 ust=$("$STAGEFSCTL_BIN" "$U" status 2>&1) || fail "stagefsctl $U status after the unmount: $ust"
 grep -q "state *unmounted" <<<"$ust" || fail "stagefsctl status of an unmounted, draining daemon does not say so: $ust"
@@ -213,6 +225,14 @@ info "U's daemon exited with $urc at $(since) s"
 [[ $urc -eq 1 ]] || fail "U's daemon exited $urc with dirty data it could not upload (expected 1)"
 grep -q "could not be uploaded; they stay in" "$(stagefs_log "$U")" \
 	|| fail "U's log does not say the dirty data stays for the next start"
+_lib_wait_exit "$vpid" 150 || fail "V's daemon did not exit within 150 s of SIGTERM during the outage"
+vrc=$_LIB_RC
+_lib_forget "$(_lib_abs "$V")"
+is_mounted "$V" && fusermount3 -uz "$V"
+info "V's daemon (SIGTERM) exited with $vrc at $(since) s"
+[[ $vrc -eq 1 ]] || fail "V's daemon exited $vrc after SIGTERM with dirty data it could not upload (expected 1)"
+grep -q "could not be uploaded; they stay in" "$(stagefs_log "$V")" \
+	|| fail "V's log does not say the dirty data stays for the next start"
 
 # The kernel drops its unused dentries and inodes (memory pressure does
 # the same): the readers' next opens need a LOOKUP of a name whose inode
@@ -312,7 +332,11 @@ unmount_stagefs "$W" || fail "W: daemon exit status $?"
 
 # U's journal: a mount of the same cache dir uploads what was left.
 mount_stagefs "$BACKEND" "$U" "$TEST_TMP/cache.U"
+mount_stagefs "$BACKEND" "$V" "$TEST_TMP/cache.V"
 sfs_flush "$U" 120
+sfs_flush "$V" 120
 cmp -s "$BACKEND_DIR/dirty" "$TEST_TMP/u.src" || fail "U: the dirty file is not whole on the export after a remount of its cache dir"
+cmp -s "$BACKEND_DIR/vdirty" "$TEST_TMP/u.src" || fail "V: the dirty file is not whole on the export after a remount of its cache dir"
 unmount_stagefs "$U" || fail "U: daemon exit status $?"
+unmount_stagefs "$V" || fail "V: daemon exit status $?"
 info "ok: a ${secs}s outage: no call failed on the hard mount, cached data kept flowing, every byte reached the export"
