@@ -72,6 +72,20 @@ static struct cache_file *table_find(struct cache *c, int be_idx,
 	return f;
 }
 
+/* The same, with a reference taken; takes c->table_lock itself. */
+static struct cache_file *table_get(struct cache *c, int be_idx,
+				    uint64_t fileid, uint64_t hkey)
+{
+	struct cache_file *f;
+
+	pthread_mutex_lock(&c->table_lock);
+	f = table_find(c, be_idx, fileid, hkey);
+	if (f)
+		cache_file_ref(f);
+	pthread_mutex_unlock(&c->table_lock);
+	return f;
+}
+
 struct cache_file *cache_table_find(struct cache *c, int be_idx,
 				    uint64_t fileid, uint64_t hkey)
 {
@@ -362,11 +376,7 @@ int cache_file_get_offline(struct cache *c, int be_idx, struct be_node *node,
 	struct cache_file *f;
 	bool whole;
 
-	pthread_mutex_lock(&c->table_lock);
-	f = table_find(c, be_idx, node->fileid, node->hkey);
-	if (f)
-		cache_file_ref(f);
-	pthread_mutex_unlock(&c->table_lock);
+	f = table_get(c, be_idx, node->fileid, node->hkey);
 	if (!f)
 		return -ENOENT;
 	pthread_mutex_lock(&f->lock);
@@ -456,11 +466,7 @@ int cache_file_lookup(struct cache *c, int be_idx, uint64_t fileid,
 {
 	struct cache_file *f;
 
-	pthread_mutex_lock(&c->table_lock);
-	f = table_find(c, be_idx, fileid, ANY_HKEY);
-	if (f)
-		cache_file_ref(f);
-	pthread_mutex_unlock(&c->table_lock);
+	f = table_get(c, be_idx, fileid, ANY_HKEY);
 	*out = f;
 	return f ? 0 : -ENOENT;
 }
@@ -480,11 +486,7 @@ int cache_setattr(struct cache *c, const struct be_cred *cred, int be_idx,
 	struct cache_file *f;
 	int rc;
 
-	pthread_mutex_lock(&c->table_lock);
-	f = table_find(c, be_idx, node->fileid, node->hkey);
-	if (f)
-		cache_file_ref(f);
-	pthread_mutex_unlock(&c->table_lock);
+	f = table_get(c, be_idx, node->fileid, node->hkey);
 	if (f) {
 		pthread_mutex_lock(&f->lock);
 		f->local_change++;

@@ -182,13 +182,17 @@ int make_entry(struct sfs *s, int be_idx, struct be_node *node,
 void reply_attr(fuse_req_t req, struct sfs_inode *ino, struct be_attr *a)
 {
 	struct sfs *s = req_sfs(req);
+	struct be_attr raw = *a;
 	struct stat st;
 
-	offline_attr_save(s, ino, a);
 	if (S_ISREG(a->mode))
 		cache_fixup_attr(s->cache, ino->be_idx, ino->node, a);
-	/* Unlinked while open: it only lives under its hidden name. */
+	/* One ino_lock section: the backend's own attributes for outages
+	 * (offline.c), and an unlinked open file only lives under its
+	 * hidden name. */
 	pthread_mutex_lock(&s->ino_lock);
+	ino->last = raw;
+	ino->have_last = true;
 	if (ino->silly_name && a->nlink)
 		a->nlink--;
 	pthread_mutex_unlock(&s->ino_lock);
