@@ -212,6 +212,19 @@ struct be_range {
  */
 typedef void (*be_io_cb)(void *cookie, ssize_t res);
 
+/* One server address of a backend (be_ops.addrs). */
+struct be_addr_stat {
+	char addr[64];
+	int port;		/* 0: the portmapper's */
+	unsigned int conns;	/* connections to it */
+	unsigned int up;	/* of them connected */
+	uint64_t down_since_ms;	/* be_now_ms() when the last one went; 0 */
+	uint64_t calls;		/* requests it answered */
+	uint64_t bytes;		/* data bytes they moved */
+	uint64_t resent;	/* requests moved to another connection */
+	char last_error[128];	/* why a connection to it last broke */
+};
+
 /*
  * The operations.  Each that reaches the backend takes cred, the caller
  * the request is made for (NULL: the daemon's own); the backend does not
@@ -351,6 +364,14 @@ struct be_ops {
 	 */
 	uint64_t (*unreachable_since)(struct be *be);
 	void (*release)(struct be *be, bool abort);
+
+	/*
+	 * The server addresses the backend spreads its connections over
+	 * (optional): each one's state and counters into out[0..max);
+	 * returns how many addresses there are.
+	 */
+	unsigned int (*addrs)(struct be *be, struct be_addr_stat *out,
+			      unsigned int max);
 };
 
 /*
@@ -384,6 +405,8 @@ struct be_params {
 	/* Descriptors the backend may keep open for its nodes (posix); 0:
 	 * its own default.  A target: see backend/fdlru.h. */
 	unsigned int max_fds;
+	/* nfs: more server addresses, one or more per line (-o hosts=). */
+	const char *hosts_file;
 };
 
 /*

@@ -61,6 +61,7 @@
 #define NFS_MAX_NCONNECT 64
 #define NFS_DEF_TIMEOUT_MS 10000
 #define NFS_DEF_RETRY_MS 60000
+#define NFS_HOSTS_FILE_MAX (1 << 20)
 #define NFS_RDP_DIRCOUNT 16384
 #define NFS_RDP_MAXCOUNT 65536
 #define NFS_SMALL_WEIGHT 4096
@@ -1760,6 +1761,12 @@ static void nfsbe_release(struct be *be, bool abort)
 	nfs_pool_release(NB(be)->pool, abort);
 }
 
+static unsigned int nfsbe_addrs(struct be *be, struct be_addr_stat *out,
+				unsigned int max)
+{
+	return nfs_pool_addrs(NB(be)->pool, out, max);
+}
+
 static const struct be_ops nfsbe_ops = {
 	.version = BE_OPS_VERSION,
 	.name = "nfs",
@@ -1793,6 +1800,7 @@ static const struct be_ops nfsbe_ops = {
 	.access = nfsbe_access,
 	.unreachable_since = nfsbe_unreachable_since,
 	.release = nfsbe_release,
+	.addrs = nfsbe_addrs,
 };
 
 /* One line for an open-time call that failed. */
@@ -1916,6 +1924,135 @@ static int nfsbe_open_tree(struct nfs_be *nb, const unsigned char *fh,
 	return 0;
 }
 
+/* -o hosts=FILE: its addresses join the URL's. */
+static int read_hosts(const char *spec, const char *file, struct nfs_spec *url,
+		      char *err, size_t errlen)
+{
+	char *text = NULL, msg[512];
+	size_t cap = 0, len = 0;
+	FILE *f = fopen(file, "re");
+	int rc;
+
+	if (!f) {
+		snprintf(err, errlen, "%s: hosts file %s: %s", spec, file,
+			 strerror(errno));
+		return -errno;
+	}
+	for (;;) {
+		size_t n;
+
+		if (len + 4096 + 1 > cap) {
+			char *t = cap < NFS_HOSTS_FILE_MAX ?
+					  realloc(text, cap + 65536) : NULL;
+
+			if (!t) {
+				snprintf(err, errlen,
+					 "%s: hosts file %s: %s", spec, file,
+					 cap ? "larger than 1 MiB" :
+					       "out of memory");
+				free(text);
+				fclose(f);
+				return cap ? -EFBIG : -ENOMEM;
+			}
+			text = t;
+			cap += 65536;
+		}
+		n = fread(text + len, 1, 4096, f);
+		len += n;
+		if (n < 4096)
+			break;
+	}
+	rc = ferror(f) ? -EIO : 0;
+	fclose(f);
+	text[len] = '\0';
+	if (rc == 0 && strlen(text) != len)
+		rc = -EINVAL;
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: hosts file %s: %s", spec, file,
+			 rc == -EIO ? "read error" : "not a text file");
+		free(text);
+		return rc;
+	}
+	rc = nfs_spec_add_hosts(url, file, text, msg, sizeof(msg));
+	free(text);
+	if (rc < 0)
+		snprintf(err, errlen, "%s: %s", spec, msg);
+	return rc;
+}
+
+/*
+ * MOUNT the export at every address: the same cluster gives the same root
+ * handle everywhere, so a different one (another server, another export
+ * behind the name) refuses the mount.  An address that does not answer is
+ * left out of the pool, with a warning, if another one does.
+ */
+static int mount_addrs(struct nfs_be *nb, const char *spec,
+		       unsigned int timeout_ms, unsigned char *fh,
+		       uint32_t *fh_len, size_t *covered, char *err,
+		       size_t errlen)
+{
+	struct nfs_spec *url = &nb->url;
+	unsigned char fh2[NFS3_FHSIZE];
+	char (*msg)[512] = calloc(url->naddrs, sizeof(*msg));
+	int *rcs = calloc(url->naddrs, sizeof(*rcs));
+	unsigned int i, j, ref = url->naddrs;
+	uint32_t len2;
+	size_t cov2;
+	int rc = 0;
+
+	if (!msg || !rcs) {
+		snprintf(err, errlen, "%s: out of memory", spec);
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < url->naddrs; i++) {
+		bool first = ref == url->naddrs;
+
+		rcs[i] = nfs_mount_export(spec, url->addrs[i].host, url->path,
+					  timeout_ms, first ? fh : fh2,
+					  first ? fh_len : &len2,
+					  first ? covered : &cov2, msg[i],
+					  sizeof(msg[i]));
+		if (rcs[i] < 0)
+			continue;
+		if (first) {
+			ref = i;
+			continue;
+		}
+		if (len2 != *fh_len || memcmp(fh, fh2, len2) != 0 ||
+		    cov2 != *covered) {
+			snprintf(err, errlen,
+				 "%s: %s and %s give different root handles for %s: not addresses of one cluster",
+				 spec, url->addrs[ref].host,
+				 url->addrs[i].host, url->path);
+			rc = -EINVAL;
+			goto out;
+		}
+	}
+	if (ref == url->naddrs) {
+		snprintf(err, errlen, "%s", msg[0]);
+		rc = rcs[0];
+		goto out;
+	}
+	for (i = j = 0; i < url->naddrs; i++) {
+		if (rcs[i] == 0) {
+			url->addrs[j++] = url->addrs[i];
+			continue;
+		}
+		log_msg(LOG_LVL_WARN, "nfs",
+			"%s; left out of the pool until the next mount",
+			msg[i]);
+		free(url->addrs[i].host);
+	}
+	url->naddrs = j;
+	url->host = url->addrs[0].host;
+	url->port = url->addrs[0].port;
+out:
+	free(msg);
+	free(rcs);
+	return rc;
+}
+
 static int nfsbe_match(const char *spec)
 {
 	return strncmp(spec, "nfs://", 6) == 0;
@@ -1927,7 +2064,7 @@ static int nfsbe_open(const char *spec, const struct be_params *params,
 	struct nfs_pool_params pp;
 	unsigned char fh[NFS3_FHSIZE];
 	unsigned int nconnect, timeout_ms, retry_ms;
-	uint64_t deadline = nfs_now_ms();
+	uint64_t deadline;
 	struct nfs_be *nb;
 	uint32_t fh_len = 0;
 	size_t covered = 0;
@@ -1942,7 +2079,6 @@ static int nfsbe_open(const char *spec, const struct be_params *params,
 	retry_ms = params && params->retry_deadline_ms ?
 			   params->retry_deadline_ms :
 			   NFS_DEF_RETRY_MS;
-	deadline += timeout_ms;
 
 	nb = calloc(1, sizeof(*nb));
 	if (!nb) {
@@ -1958,17 +2094,22 @@ static int nfsbe_open(const char *spec, const struct be_params *params,
 		goto out_free;
 	}
 	rc = nfs_spec_parse(spec, &nb->url, err, errlen);
+	if (rc == 0 && params && params->hosts_file)
+		rc = read_hosts(spec, params->hosts_file, &nb->url, err, errlen);
 	if (rc < 0)
 		goto out_free;
-	rc = nfs_mount_export(spec, &nb->url, timeout_ms, fh, &fh_len,
-			      &covered, err, errlen);
+	rc = mount_addrs(nb, spec, timeout_ms, fh, &fh_len, &covered, err,
+			 errlen);
 	if (rc < 0)
 		goto out_free;
+	deadline = nfs_now_ms() + timeout_ms;
 
 	memset(&pp, 0, sizeof(pp));
 	pp.spec = spec;
-	pp.host = nb->url.host;
-	pp.port = nb->url.port;
+	pp.addrs = nb->url.addrs;
+	pp.naddrs = nb->url.naddrs;
+	if (nconnect < nb->url.naddrs)
+		nconnect = nb->url.naddrs;
 	pp.nconnect = nconnect;
 	pp.connect_timeout_ms = timeout_ms;
 	pp.stall_ms = 2 * (timeout_ms > 10000 ? timeout_ms : 10000);
@@ -1985,9 +2126,10 @@ static int nfsbe_open(const char *spec, const struct be_params *params,
 			   errlen);
 	if (rc < 0)
 		goto out_free;
-	log_msg(LOG_LVL_DEBUG, "nfs",
-		"%s: NFSv3, %u connections, rsize %u, wsize %u", spec,
-		nconnect, nb->rsize, nb->wsize);
+	log_msg(nb->url.naddrs > 1 ? LOG_LVL_INFO : LOG_LVL_DEBUG, "nfs",
+		"%s: NFSv3, %u connections over %u address%s, rsize %u, wsize %u",
+		spec, nconnect, nb->url.naddrs,
+		nb->url.naddrs > 1 ? "es" : "", nb->rsize, nb->wsize);
 	*out = &nb->be;
 	return 0;
 

@@ -72,6 +72,7 @@
 #define JUKEBOX_DELAY_MS 250
 #define JUKEBOX_DELAY_MAX_MS 4000
 #define CONN_AUTH_CACHE 8	/* credentials cached per connection */
+#define CONN_SLOW_MS 1000	/* no reply this long: pick other connections */
 
 /* A doubly linked list of calls, owner thread only. */
 struct call_list {
@@ -92,8 +93,24 @@ struct nfs_tkt {
 	struct nfs_call *call;	/* NULL: orphaned, the call has ended */
 };
 
+/* One server address and what went through it (nfs_pool_addrs()). */
+struct nfs_paddr {
+	char *host;
+	int port;
+	unsigned int nconn;		/* connections to it */
+	atomic_uint nup;		/* of them connected */
+	atomic_uint_fast64_t down_ms;	/* since when none is up; 0: up */
+	atomic_uint_fast64_t calls;	/* answered */
+	atomic_uint_fast64_t bytes;	/* weight of the answered calls */
+	atomic_uint_fast64_t resent;	/* calls moved to another connection */
+	atomic_uint_fast64_t reply_ms;	/* its last reply */
+	atomic_int silent;	/* addr_silent() said so; a reply clears it */
+	char last_why[128];		/* protected by the pool's err_lock */
+};
+
 struct nfs_conn {
 	struct nfs_pool *pool;
+	struct nfs_paddr *addr;
 	unsigned int idx;
 	pthread_t thread;
 	int efd;
@@ -104,6 +121,7 @@ struct nfs_conn {
 
 	atomic_ullong load;	/* weight of the calls it owns */
 	atomic_int up;		/* connected, for the balancer */
+	atomic_int slow;	/* calls in flight, no reply for CONN_SLOW_MS */
 
 	/* Owner thread only. */
 	struct rpc_context *rpc;
@@ -115,7 +133,7 @@ struct nfs_conn {
 	uint64_t connect_ms;	/* when connecting started */
 	uint64_t next_connect_ms;
 	unsigned int backoff_ms;
-	uint64_t progress_ms;	/* last reply, or first issue when idle */
+	uint64_t progress_ms;	/* last reply, or first issue with no ticket out */
 	struct call_list waiting;	/* to issue (connect, jukebox delay) */
 	struct call_list failed;	/* RPC-level errors of the last service */
 	struct nfs_tkt *tkts;		/* issued on rpc, incl. orphans */
@@ -133,7 +151,9 @@ struct nfs_conn {
 struct nfs_pool {
 	struct nfs_pool_params p;
 	char *spec;
-	char *host;
+	char *host;		/* "a,b": every address, for messages */
+	struct nfs_paddr *addrs;
+	unsigned int naddrs;
 	atomic_uint rr;
 	struct be_cred self;	/* the daemon's: calls without a cred */
 	char machine[65];	/* AUTH_SYS machine name: the host name */
@@ -328,6 +348,10 @@ static void conn_wake(struct nfs_conn *conn)
 	(void)n;	/* EAGAIN: the counter is full, so it is awake anyway */
 }
 
+/*
+ * The least loaded connection among the best kind: connected and
+ * answering, then connected, then any (all down: the call waits on one).
+ */
 static struct nfs_conn *pool_pick(struct nfs_pool *pool)
 {
 	unsigned int start = atomic_fetch_add(&pool->rr, 1), i;
@@ -338,9 +362,11 @@ static struct nfs_conn *pool_pick(struct nfs_pool *pool)
 	for (i = 0; i < pool->nconn; i++) {
 		struct nfs_conn *c = &pool->conns[(start + i) % pool->nconn];
 		unsigned long long load = atomic_load(&c->load);
-		int up = atomic_load(&c->up);
+		int up = !atomic_load(&c->up) ? 0 :
+			 atomic_load(&c->slow) || atomic_load(&c->addr->silent) ?
+							1 : 2;
 
-		if (!best || (up && !best_up) ||
+		if (!best || up > best_up ||
 		    (up == best_up && load < best_load)) {
 			best = c;
 			best_load = load;
@@ -490,6 +516,9 @@ static void conn_rpc_cb(struct rpc_context *rpc, int status, void *data,
 	free(t);
 	if (status == RPC_STATUS_SUCCESS) {
 		conn->progress_ms = now;
+		atomic_store(&conn->addr->reply_ms, now);
+		atomic_store(&conn->addr->silent, 0);
+		atomic_store(&conn->slow, 0);
 		pool_answered(conn->pool);
 	}
 	if (!call)
@@ -525,6 +554,8 @@ static void conn_rpc_cb(struct rpc_context *rpc, int status, void *data,
 				  (unsigned int)(now - call->first_ms));
 			return;
 		}
+		atomic_fetch_add(&conn->addr->calls, 1);
+		atomic_fetch_add(&conn->addr->bytes, call->weight);
 		call_complete(call, 0, data);
 		return;
 	}
@@ -554,15 +585,20 @@ static void conn_connect_cb(struct rpc_context *rpc, int status, void *data,
 		conn->why[0] = '\0';
 		conn->backoff_ms = 0;
 		atomic_store(&conn->up, 1);
+		atomic_store(&conn->slow, 0);
+		atomic_fetch_add(&conn->addr->nup, 1);
+		atomic_store(&conn->addr->down_ms, 0);
+		atomic_store(&conn->addr->reply_ms, nfs_now_ms());
+		atomic_store(&conn->addr->silent, 0);
 		pool_answered(conn->pool);
 		if (conn->was_up)
 			log_msg(LOG_LVL_INFO, "nfs",
 				"%s: connection %u to %s is back",
-				conn->pool->spec, conn->idx, conn->pool->host);
+				conn->pool->spec, conn->idx, conn->addr->host);
 		else
 			log_msg(LOG_LVL_DEBUG, "nfs",
 				"%s: connection %u to %s up", conn->pool->spec,
-				conn->idx, conn->pool->host);
+				conn->idx, conn->addr->host);
 		conn->was_up = 1;
 		return;
 	}
@@ -574,7 +610,6 @@ static void conn_connect_cb(struct rpc_context *rpc, int status, void *data,
 
 static void conn_start_connect(struct nfs_conn *conn, uint64_t now)
 {
-	struct nfs_pool *pool = conn->pool;
 	int rc;
 
 	conn->rpc = rpc_init_context();
@@ -586,12 +621,12 @@ static void conn_start_connect(struct nfs_conn *conn, uint64_t now)
 	conn->connect_ms = now;
 	conn->connected = 0;
 	conn->broken = 0;
-	if (pool->p.port)
-		rc = rpc_connect_port_async(conn->rpc, pool->host, pool->p.port,
-					    NFS_PROGRAM, NFS_V3,
-					    conn_connect_cb, conn);
+	if (conn->addr->port)
+		rc = rpc_connect_port_async(conn->rpc, conn->addr->host,
+					    conn->addr->port, NFS_PROGRAM,
+					    NFS_V3, conn_connect_cb, conn);
 	else
-		rc = rpc_connect_program_async(conn->rpc, pool->host,
+		rc = rpc_connect_program_async(conn->rpc, conn->addr->host,
 					       NFS_PROGRAM, NFS_V3,
 					       conn_connect_cb, conn);
 	if (rc != 0) {
@@ -629,13 +664,20 @@ static void conn_teardown(struct nfs_conn *conn, uint64_t now, int stopping)
 	struct nfs_call *c;
 	unsigned int i;
 	int other_up = 0;
+	uint_fast64_t zero = 0;
 
-	atomic_store(&conn->up, 0);
+	if (atomic_exchange(&conn->up, 0))
+		atomic_fetch_sub(&conn->addr->nup, 1);
+	atomic_store(&conn->slow, 0);
+	if (!stopping && atomic_load(&conn->addr->nup) == 0)
+		atomic_compare_exchange_strong(&conn->addr->down_ms, &zero,
+					       now);
 	if (conn->rpc) {
 		if (!stopping && conn->connected)
 			log_msg(LOG_LVL_WARN, "nfs",
 				"%s: connection %u to %s lost: %s; reconnecting",
-				pool->spec, conn->idx, pool->host, conn->why);
+				pool->spec, conn->idx, conn->addr->host,
+				conn->why);
 		rpc_destroy_context(conn->rpc);	/* frees conn->auth */
 		conn->rpc = NULL;
 	}
@@ -645,6 +687,10 @@ static void conn_teardown(struct nfs_conn *conn, uint64_t now, int stopping)
 		set_last_error(pool, conn->why);
 		snprintf(conn->last_why, sizeof(conn->last_why), "%s",
 			 conn->why);
+		pthread_mutex_lock(&pool->err_lock);
+		snprintf(conn->addr->last_why, sizeof(conn->addr->last_why),
+			 "%.127s", conn->why);
+		pthread_mutex_unlock(&pool->err_lock);
 	}
 	/* Tickets libnfs never called back: their RPCs are gone too. */
 	while ((t = conn->tkts)) {
@@ -680,14 +726,15 @@ static void conn_teardown(struct nfs_conn *conn, uint64_t now, int stopping)
 		} else if (now >= call_deadline(pool, c)) {
 			call_fail(c, c->err ? c->err : -EIO,
 				  "no answer from %s within %u ms: %s",
-				  pool->host, (unsigned int)(now - c->first_ms),
-				  conn->why);
+				  conn->addr->host,
+				  (unsigned int)(now - c->first_ms), conn->why);
 		} else if (other_up) {
 			/* another connection is up: go there now */
 			atomic_fetch_sub(&conn->load, c->weight);
 			c->conn = NULL;
 			if (pool->p.retries)
 				atomic_fetch_add(pool->p.retries, 1);
+			atomic_fetch_add(&conn->addr->resent, 1);
 			nfs_pool_submit(pool, c);
 		} else {
 			if (pool->p.retries)
@@ -707,14 +754,15 @@ static void conn_issue(struct nfs_conn *conn, struct nfs_call *call,
 		call_fail(call, -ENOMEM, "out of memory");
 		return;
 	}
+	/* unanswered tickets, orphans too, keep the stall clock running */
+	if (!conn->tkts)
+		conn->progress_ms = now;
 	t->conn = conn;
 	t->call = call;
 	t->next = conn->tkts;
 	if (conn->tkts)
 		conn->tkts->prev = t;
 	conn->tkts = t;
-	if (conn->ninflight == 0)
-		conn->progress_ms = now;
 	conn->ninflight++;
 	call->tkt = t;
 	call->tries++;
@@ -735,6 +783,29 @@ static void conn_issue(struct nfs_conn *conn, struct nfs_call *call,
 	call->tkt = NULL;
 	call_fail(call, -EIO, "cannot queue the call: %s",
 		  rpc_get_error(conn->rpc));
+}
+
+/*
+ * Has the connection's address gone silent while another answers?  Then
+ * its calls should move now rather than after stall_ms: nothing came back
+ * on any of its connections for failover_ms, and another address replied
+ * within that time.
+ */
+static bool addr_silent(struct nfs_conn *conn, uint64_t now)
+{
+	struct nfs_pool *pool = conn->pool;
+	uint64_t wait = pool->p.stall_ms / 4 > 2000 ? pool->p.stall_ms / 4 :
+						       2000;
+	unsigned int i;
+
+	if (pool->naddrs < 2 || now - conn->progress_ms < wait ||
+	    now - atomic_load(&conn->addr->reply_ms) < wait)
+		return false;
+	for (i = 0; i < pool->naddrs; i++)
+		if (&pool->addrs[i] != conn->addr &&
+		    now - atomic_load(&pool->addrs[i].reply_ms) < wait)
+			return true;
+	return false;
 }
 
 /* Deadlines of waiting and in-flight calls, connect and stall timers. */
@@ -759,7 +830,7 @@ static void conn_timers(struct nfs_conn *conn, uint64_t now)
 		else
 			call_fail(c, c->err ? c->err : -EIO,
 				  "server %s not reachable for %u ms%s%s",
-				  pool->host, (unsigned int)(now - c->first_ms),
+				  conn->addr->host, (unsigned int)(now - c->first_ms),
 				  conn->last_why[0] ? ": " : "",
 				  conn->last_why);
 	}
@@ -775,7 +846,7 @@ static void conn_timers(struct nfs_conn *conn, uint64_t now)
 		c->tkt = NULL;
 		conn->ninflight--;
 		call_fail(c, -ETIMEDOUT, "no answer from %s within %u ms",
-			  pool->host, (unsigned int)(now - c->first_ms));
+			  conn->addr->host, (unsigned int)(now - c->first_ms));
 	}
 	if (conn->rpc && !conn->connected &&
 	    now - conn->connect_ms >= pool->p.connect_timeout_ms) {
@@ -783,8 +854,21 @@ static void conn_timers(struct nfs_conn *conn, uint64_t now)
 			 "no answer within %u ms", pool->p.connect_timeout_ms);
 		conn->broken = 1;
 	}
-	if (conn->rpc && conn->connected && conn->ninflight > 0 &&
-	    now - conn->progress_ms >= pool->p.stall_ms) {
+	if (conn->rpc && conn->connected && conn->tkts &&
+	    now - conn->progress_ms >= CONN_SLOW_MS)
+		atomic_store(&conn->slow, 1);
+	if (conn->rpc && conn->connected && conn->tkts &&
+	    !conn->broken && addr_silent(conn, now)) {
+		atomic_store(&conn->addr->silent, 1);
+		snprintf(conn->why, sizeof(conn->why),
+			 "no reply for %u ms with %u calls in flight, while other addresses answer",
+			 (unsigned int)(now - conn->progress_ms),
+			 conn->ninflight);
+		conn->fail_err = -ETIMEDOUT;
+		conn->broken = 1;
+	}
+	if (conn->rpc && conn->connected && conn->tkts &&
+	    !conn->broken && now - conn->progress_ms >= pool->p.stall_ms) {
 		snprintf(conn->why, sizeof(conn->why),
 			 "no reply for %u ms with %u calls in flight",
 			 (unsigned int)(now - conn->progress_ms),
@@ -899,24 +983,58 @@ static void *conn_main(void *arg)
 	return NULL;
 }
 
+static void pool_free(struct nfs_pool *pool)
+{
+	unsigned int i;
+
+	for (i = 0; i < pool->naddrs; i++)
+		free(pool->addrs[i].host);
+	free(pool->addrs);
+	free(pool->spec);
+	free(pool->host);
+	free(pool);
+}
+
 int nfs_pool_create(const struct nfs_pool_params *p, struct nfs_pool **out)
 {
 	struct nfs_pool *pool;
 	unsigned int i, n = p->nconnect ? p->nconnect : 1;
+	size_t hlen = 1;
 	int rc = 0;
 
+	if (p->naddrs == 0)
+		return -EINVAL;
+	if (n < p->naddrs)
+		n = p->naddrs;
 	pool = calloc(1, sizeof(*pool) + n * sizeof(pool->conns[0]));
 	if (!pool)
 		return -ENOMEM;
 	pool->p = *p;
 	pool->spec = strdup(p->spec);
-	pool->host = strdup(p->host);
-	if (!pool->spec || !pool->host) {
+	pool->addrs = calloc(p->naddrs, sizeof(*pool->addrs));
+	for (i = 0; i < p->naddrs; i++)
+		hlen += strlen(p->addrs[i].host) + 1;
+	pool->host = calloc(1, hlen);
+	if (!pool->spec || !pool->addrs || !pool->host) {
 		rc = -ENOMEM;
 		goto out_free;
 	}
+	for (i = 0; i < p->naddrs; i++) {
+		struct nfs_paddr *a = &pool->addrs[i];
+
+		a->host = strdup(p->addrs[i].host);
+		if (!a->host) {
+			rc = -ENOMEM;
+			goto out_free;
+		}
+		a->port = p->addrs[i].port;
+		pool->naddrs++;
+		if (i)
+			strcat(pool->host, ",");
+		strcat(pool->host, a->host);
+	}
 	pool->p.spec = pool->spec;
-	pool->p.host = pool->host;
+	pool->p.addrs = NULL;	/* the caller's: use pool->addrs */
 	pool->self.uid = (uint32_t)geteuid();
 	pool->self.gid = (uint32_t)getegid();
 	if (gethostname(pool->machine, sizeof(pool->machine) - 1) < 0 ||
@@ -940,6 +1058,8 @@ int nfs_pool_create(const struct nfs_pool_params *p, struct nfs_pool **out)
 		struct nfs_conn *conn = &pool->conns[i];
 
 		conn->pool = pool;
+		conn->addr = &pool->addrs[i % pool->naddrs];
+		conn->addr->nconn++;
 		conn->idx = i;
 		conn->fail_err = -EIO;
 		conn->auth_cur = -1;
@@ -965,9 +1085,7 @@ out_stop:
 	nfs_pool_destroy(pool);
 	return rc;
 out_free:
-	free(pool->spec);
-	free(pool->host);
-	free(pool);
+	pool_free(pool);
 	return rc;
 }
 
@@ -1002,9 +1120,33 @@ void nfs_pool_destroy(struct nfs_pool *pool)
 		conn_free_auths(conn);
 	}
 	pthread_mutex_destroy(&pool->err_lock);
-	free(pool->spec);
-	free(pool->host);
-	free(pool);
+	pool_free(pool);
+}
+
+unsigned int nfs_pool_addrs(struct nfs_pool *pool, struct be_addr_stat *out,
+			    unsigned int max)
+{
+	unsigned int i;
+
+	for (i = 0; i < pool->naddrs && i < max; i++) {
+		struct nfs_paddr *a = &pool->addrs[i];
+		struct be_addr_stat *o = &out[i];
+
+		memset(o, 0, sizeof(*o));
+		snprintf(o->addr, sizeof(o->addr), "%s", a->host);
+		o->port = a->port;
+		o->conns = a->nconn;
+		o->up = atomic_load(&a->nup);
+		o->down_since_ms = atomic_load(&a->down_ms);
+		o->calls = atomic_load(&a->calls);
+		o->bytes = atomic_load(&a->bytes);
+		o->resent = atomic_load(&a->resent);
+		pthread_mutex_lock(&pool->err_lock);
+		snprintf(o->last_error, sizeof(o->last_error), "%s",
+			 a->last_why);
+		pthread_mutex_unlock(&pool->err_lock);
+	}
+	return pool->naddrs;
 }
 
 /* ---- MOUNT at open time --------------------------------------------- */
@@ -1148,7 +1290,7 @@ static int mnt_try(struct mnt_state *st, const char *dir)
 	return st->mnt_stat == MNT3_OK ? 0 : -ENOENT;
 }
 
-int nfs_mount_export(const char *spec, const struct nfs_spec *url,
+int nfs_mount_export(const char *spec, const char *host, const char *path,
 		     unsigned int timeout_ms, unsigned char *fh,
 		     uint32_t *fh_len, size_t *covered, char *err,
 		     size_t errlen)
@@ -1162,10 +1304,10 @@ int nfs_mount_export(const char *spec, const struct nfs_spec *url,
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
-	rc = getaddrinfo(url->host, NULL, &hints, &ai);
+	rc = getaddrinfo(host, NULL, &hints, &ai);
 	if (rc != 0) {
 		snprintf(err, errlen, "%s: cannot resolve host %s: %s", spec,
-			 url->host, gai_strerror(rc));
+			 host, gai_strerror(rc));
 		return -EHOSTUNREACH;
 	}
 	freeaddrinfo(ai);
@@ -1177,7 +1319,7 @@ int nfs_mount_export(const char *spec, const struct nfs_spec *url,
 		snprintf(err, errlen, "%s: out of memory", spec);
 		return -ENOMEM;
 	}
-	if (rpc_connect_program_async(st.rpc, url->host, MOUNT_PROGRAM,
+	if (rpc_connect_program_async(st.rpc, host, MOUNT_PROGRAM,
 				      MOUNT_V3, mnt_cb_generic, &st) != 0) {
 		snprintf(st.msg, sizeof(st.msg), "%s", rpc_get_error(st.rpc));
 		rc = -EHOSTUNREACH;
@@ -1191,7 +1333,7 @@ int nfs_mount_export(const char *spec, const struct nfs_spec *url,
 	if (rpc_mount3_export_async(st.rpc, mnt_export_cb, &st) == 0 &&
 	    mnt_wait(&st) == 0) {
 		for (e = st.exports; e; e = e->ex_next) {
-			int len = nfs_export_covers(e->ex_dir, url->path);
+			int len = nfs_export_covers(e->ex_dir, path);
 
 			if (len > best)
 				best = len;
@@ -1202,7 +1344,7 @@ int nfs_mount_export(const char *spec, const struct nfs_spec *url,
 		goto out_unreachable;
 	}
 	if (best >= 0) {
-		dir = strndup(url->path, best ? (size_t)best : 1);
+		dir = strndup(path, best ? (size_t)best : 1);
 		if (!dir) {
 			rc = -ENOMEM;
 			goto out_destroy;
@@ -1221,12 +1363,12 @@ int nfs_mount_export(const char *spec, const struct nfs_spec *url,
 		dir = NULL;
 	}
 	/* Not in the list (or the list lied): MNT successive prefixes. */
-	for (n = nfs_path_components(url->path); n > 0; n--) {
-		size_t len = nfs_path_prefix_len(url->path, n);
+	for (n = nfs_path_components(path); n > 0; n--) {
+		size_t len = nfs_path_prefix_len(path, n);
 
 		if (best >= 0 && len == (size_t)best)
 			continue;
-		dir = strndup(url->path, len);
+		dir = strndup(path, len);
 		if (!dir) {
 			rc = -ENOMEM;
 			goto out_destroy;
@@ -1246,10 +1388,10 @@ int nfs_mount_export(const char *spec, const struct nfs_spec *url,
 	}
 	if (denied)
 		snprintf(err, errlen, "%s: export %s: access denied by %s (%s)",
-			 spec, url->path, url->host, nfs_mnt3_str(last_stat));
+			 spec, path, host, nfs_mnt3_str(last_stat));
 	else
 		snprintf(err, errlen, "%s: export %s not found on %s", spec,
-			 url->path, url->host);
+			 path, host);
 	rc = denied ? -EACCES : -ENOENT;
 	goto out_destroy;
 
@@ -1257,7 +1399,7 @@ out_found:
 	*fh_len = st.fh_len;
 	memcpy(fh, st.fh, st.fh_len);
 	log_msg(LOG_LVL_DEBUG, "nfs", "%s: mounted export %s of %s", spec, dir,
-		url->host);
+		host);
 	rc = 0;
 	goto out_destroy;
 
@@ -1265,10 +1407,10 @@ out_unreachable:
 	if (rc == -ETIMEDOUT)
 		snprintf(err, errlen,
 			 "%s: server %s not reachable: no answer within %u ms",
-			 spec, url->host, timeout_ms);
+			 spec, host, timeout_ms);
 	else
 		snprintf(err, errlen, "%s: server %s not reachable: %s", spec,
-			 url->host, st.msg[0] ? st.msg : strerror(-rc));
+			 host, st.msg[0] ? st.msg : strerror(-rc));
 	if (rc != -ETIMEDOUT)
 		rc = -EHOSTUNREACH;
 out_destroy:

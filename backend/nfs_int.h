@@ -42,21 +42,43 @@
 
 /* ---- nfs_url.c ---------------------------------------------------- */
 
-/* A parsed nfs://HOST[:PORT]/PATH. */
-struct nfs_spec {
+/* The most server addresses one backend spreads its connections over. */
+#define NFS_MAX_ADDRS 64
+#define NFS_MAX_ADDRS_S "64"
+
+/* One server address of a pool. */
+struct nfs_addr_spec {
 	char *host;	/* brackets of an IPv6 literal removed */
 	int port;	/* NFS port; 0: ask the server's portmapper */
+};
+
+/* A parsed nfs://HOST[:PORT][,HOST[:PORT]...]/PATH. */
+struct nfs_spec {
+	struct nfs_addr_spec *addrs;	/* in the order given, no repeats */
+	unsigned int naddrs;
+	const char *host;	/* addrs[0].host, for messages */
+	int port;		/* addrs[0].port */
 	char *path;	/* "/a/b": one slash between components, none at the end */
 };
 
 /*
- * Parse spec into url.  PATH is normalised (repeated and trailing slashes
- * dropped); "." and ".." components, a "?query" and an empty path are
- * refused.  On failure returns -EINVAL and writes one line into err,
- * "backend 'SPEC': PROBLEM"; url is then left empty.
+ * Parse spec into url.  Several addresses of one cluster (a VIP pool) are
+ * separated by commas.  PATH is normalised (repeated and trailing slashes
+ * dropped); "." and ".." components, a "?query", an empty path and an
+ * address listed twice are refused.  On failure returns -EINVAL and
+ * writes one line into err, "backend 'SPEC': PROBLEM"; url is then left
+ * empty.
  */
 int nfs_spec_parse(const char *spec, struct nfs_spec *url, char *err,
 		  size_t errlen);
+/*
+ * Add the addresses of a hosts file's text (-o hosts=FILE): one or more
+ * HOST[:PORT] per line, comma separated; blank lines and lines starting
+ * with '#' are skipped.  On failure returns -EINVAL with one line in err,
+ * "hosts file 'FILE', line N: PROBLEM".
+ */
+int nfs_spec_add_hosts(struct nfs_spec *url, const char *file,
+		       const char *text, char *err, size_t errlen);
 void nfs_spec_free(struct nfs_spec *url);
 
 /*
@@ -190,9 +212,13 @@ struct nfs_call {
 
 struct nfs_pool_params {
 	const char *spec;	/* for log lines */
-	const char *host;
-	int port;		/* 0: portmapper */
-	unsigned int nconnect;
+	/*
+	 * The server's addresses (one cluster's VIPs): connection i goes to
+	 * addrs[i % naddrs].  A port of 0: ask the portmapper.
+	 */
+	const struct nfs_addr_spec *addrs;
+	unsigned int naddrs;
+	unsigned int nconnect;	/* at least naddrs connections are made */
 	unsigned int connect_timeout_ms;
 	unsigned int stall_ms;		/* no reply this long: reconnect */
 	unsigned int retry_deadline_ms;
@@ -231,18 +257,21 @@ void nfs_pool_release(struct nfs_pool *pool, bool abort);
 uint64_t nfs_pool_outage_since(struct nfs_pool *pool);
 /* The last connection error text, "" if none; returns buf. */
 char *nfs_pool_last_error(struct nfs_pool *pool, char *buf, size_t len);
+/* Each address's state and counters into out[0..max); returns naddrs. */
+unsigned int nfs_pool_addrs(struct nfs_pool *pool, struct be_addr_stat *out,
+			    unsigned int max);
 
 uint64_t nfs_now_ms(void);
 
 /*
- * The MOUNT exchange, synchronous, on the calling thread, bounded by
- * timeout_ms.  Finds the longest prefix of url->path that the server
+ * The MOUNT exchange with host, synchronous, on the calling thread,
+ * bounded by timeout_ms.  Finds the longest prefix of path that the server
  * exports (its export list, else MNT on successive prefixes), MNTs it and
  * returns its root handle in fh/fh_len and in *covered the length of
- * url->path that the export covers (the rest is to be LOOKUPed).  On
+ * path that the export covers (the rest is to be LOOKUPed).  On
  * failure returns -errno and one line in err.
  */
-int nfs_mount_export(const char *spec, const struct nfs_spec *url,
+int nfs_mount_export(const char *spec, const char *host, const char *path,
 		     unsigned int timeout_ms, unsigned char *fh,
 		     uint32_t *fh_len, size_t *covered, char *err,
 		     size_t errlen);

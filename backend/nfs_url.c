@@ -19,13 +19,14 @@
 
 #define NFS_URL_SCHEME "nfs://"
 
-static int url_fail(char *err, size_t errlen, const char *spec,
+/* where: "backend 'SPEC'", or "hosts file 'F', line N". */
+static int url_fail(char *err, size_t errlen, const char *where,
 		    const char *what, const char *arg)
 {
 	if (arg)
-		snprintf(err, errlen, "backend '%s': %s '%s'", spec, what, arg);
+		snprintf(err, errlen, "%s: %s '%s'", where, what, arg);
 	else
-		snprintf(err, errlen, "backend '%s': %s", spec, what);
+		snprintf(err, errlen, "%s: %s", where, what);
 	return -EINVAL;
 }
 
@@ -34,36 +35,37 @@ static int host_char_ok(char c)
 	return isalnum((unsigned char)c) || c == '.' || c == '-' || c == '_';
 }
 
-/* Split "HOST[:PORT]" (len bytes at a) into url->host and url->port. */
-static int parse_authority(const char *spec, const char *a, size_t len,
+/* Split "HOST[:PORT]" (len bytes at a) and add it to url->addrs. */
+static int parse_authority(const char *where, const char *a, size_t len,
 			   struct nfs_spec *url, char *err, size_t errlen)
 {
 	const char *host = a, *port = NULL;
 	size_t hostlen, portlen = 0, i;
+	struct nfs_addr_spec *na;
 	char buf[16];
-	long v;
+	long v = 0;
 
 	if (len == 0)
-		return url_fail(err, errlen, spec, "missing host", NULL);
+		return url_fail(err, errlen, where, "missing host", NULL);
 	if (a[0] == '[') {
 		const char *close = memchr(a, ']', len);
 
 		if (!close)
-			return url_fail(err, errlen, spec,
+			return url_fail(err, errlen, where,
 					"missing ']' after IPv6 address", NULL);
 		host = a + 1;
 		hostlen = (size_t)(close - host);
 		if (hostlen == 0)
-			return url_fail(err, errlen, spec, "missing host",
+			return url_fail(err, errlen, where, "missing host",
 					NULL);
 		for (i = 0; i < hostlen; i++)
 			if (!isxdigit((unsigned char)host[i]) &&
 			    host[i] != ':' && host[i] != '.')
-				return url_fail(err, errlen, spec,
+				return url_fail(err, errlen, where,
 						"bad IPv6 address", NULL);
 		if ((size_t)(close + 1 - a) < len) {
 			if (close[1] != ':')
-				return url_fail(err, errlen, spec,
+				return url_fail(err, errlen, where,
 						"junk after IPv6 address",
 						NULL);
 			port = close + 2;
@@ -77,12 +79,12 @@ static int parse_authority(const char *spec, const char *a, size_t len,
 			port = colon + 1;
 			portlen = len - hostlen - 1;
 			if (memchr(port, ':', portlen))
-				return url_fail(err, errlen, spec,
+				return url_fail(err, errlen, where,
 						"bad host (an IPv6 address goes in brackets: nfs://[::1]/export)",
 						NULL);
 		}
 		if (hostlen == 0)
-			return url_fail(err, errlen, spec, "missing host",
+			return url_fail(err, errlen, where, "missing host",
 					NULL);
 		for (i = 0; i < hostlen; i++)
 			if (!host_char_ok(host[i])) {
@@ -90,7 +92,7 @@ static int parse_authority(const char *spec, const char *a, size_t len,
 
 				snprintf(h, sizeof(h), "%.*s", (int)hostlen,
 					 host);
-				return url_fail(err, errlen, spec, "bad host",
+				return url_fail(err, errlen, where, "bad host",
 						h);
 			}
 	}
@@ -98,31 +100,99 @@ static int parse_authority(const char *spec, const char *a, size_t len,
 		snprintf(buf, sizeof(buf), "%.*s",
 			 (int)(portlen < 15 ? portlen : 15), port);
 		if (portlen == 0 || portlen > 5)
-			return url_fail(err, errlen, spec, "bad port", buf);
+			return url_fail(err, errlen, where, "bad port", buf);
 		for (i = 0; i < portlen; i++)
 			if (!isdigit((unsigned char)port[i]))
-				return url_fail(err, errlen, spec, "bad port",
+				return url_fail(err, errlen, where, "bad port",
 						buf);
 		v = strtol(buf, NULL, 10);
 		if (v < 1 || v > 65535)
-			return url_fail(err, errlen, spec, "bad port", buf);
-		url->port = (int)v;
+			return url_fail(err, errlen, where, "bad port", buf);
 	}
-	url->host = strndup(host, hostlen);
-	if (!url->host)
+	for (i = 0; i < url->naddrs; i++)
+		if (strlen(url->addrs[i].host) == hostlen &&
+		    !strncmp(url->addrs[i].host, host, hostlen) &&
+		    url->addrs[i].port == (int)v) {
+			return url_fail(err, errlen, where,
+					"address listed twice",
+					url->addrs[i].host);
+		}
+	if (url->naddrs >= NFS_MAX_ADDRS)
+		return url_fail(err, errlen, where,
+				"more than " NFS_MAX_ADDRS_S " addresses", NULL);
+	na = realloc(url->addrs, (url->naddrs + 1) * sizeof(*na));
+	if (!na)
 		return -ENOMEM;
+	url->addrs = na;
+	na[url->naddrs].host = strndup(host, hostlen);
+	if (!na[url->naddrs].host)
+		return -ENOMEM;
+	na[url->naddrs].port = (int)v;
+	url->naddrs++;
+	url->host = na[0].host;
+	url->port = na[0].port;
+	return 0;
+}
+
+/* "a,b[:p],[::1]": each address of a pool, in order. */
+static int parse_authorities(const char *where, const char *a, size_t len,
+			     struct nfs_spec *url, char *err, size_t errlen)
+{
+	const char *end = a + len;
+	int rc;
+
+	for (;;) {
+		const char *comma = memchr(a, ',', (size_t)(end - a));
+		size_t n = comma ? (size_t)(comma - a) : (size_t)(end - a);
+
+		rc = parse_authority(where, a, n, url, err, errlen);
+		if (rc < 0 || !comma)
+			return rc;
+		a = comma + 1;
+	}
+}
+
+int nfs_spec_add_hosts(struct nfs_spec *url, const char *file,
+		       const char *text, char *err, size_t errlen)
+{
+	unsigned int line = 0;
+	char where[320];
+	int rc;
+
+	while (*text) {
+		size_t n = strcspn(text, "\n"), b = 0, e = n;
+
+		line++;
+		while (b < e && isspace((unsigned char)text[b]))
+			b++;
+		while (e > b && isspace((unsigned char)text[e - 1]))
+			e--;
+		if (b < e && text[b] != '#') {
+			snprintf(where, sizeof(where), "hosts file '%.200s', line %u",
+				 file, line);
+			rc = parse_authorities(where, text + b, e - b, url, err,
+					       errlen);
+			if (rc == -ENOMEM)
+				snprintf(err, errlen, "out of memory");
+			if (rc < 0)
+				return rc;
+		}
+		text += n;
+		if (*text)
+			text++;
+	}
 	return 0;
 }
 
 /* Copy p into url->path with one slash between components. */
-static int parse_path(const char *spec, const char *p, struct nfs_spec *url,
+static int parse_path(const char *where, const char *p, struct nfs_spec *url,
 		      char *err, size_t errlen)
 {
 	size_t len = strlen(p), o = 0;
 	char *out;
 
 	if (strchr(p, '?'))
-		return url_fail(err, errlen, spec,
+		return url_fail(err, errlen, where,
 				"URL options ('?...') are not supported",
 				NULL);
 	out = malloc(len + 2);
@@ -139,7 +209,7 @@ static int parse_path(const char *spec, const char *p, struct nfs_spec *url,
 		if ((n == 1 && p[0] == '.') ||
 		    (n == 2 && p[0] == '.' && p[1] == '.')) {
 			free(out);
-			return url_fail(err, errlen, spec,
+			return url_fail(err, errlen, where,
 					"'.' and '..' are not allowed in the path",
 					NULL);
 		}
@@ -151,7 +221,7 @@ static int parse_path(const char *spec, const char *p, struct nfs_spec *url,
 	out[o] = '\0';
 	if (o == 0) {
 		free(out);
-		return url_fail(err, errlen, spec, "missing export path",
+		return url_fail(err, errlen, where, "missing export path",
 				NULL);
 	}
 	url->path = out;
@@ -162,44 +232,49 @@ int nfs_spec_parse(const char *spec, struct nfs_spec *url, char *err,
 		  size_t errlen)
 {
 	const char *a, *slash;
+	char where[600];
 	int rc;
 
 	memset(url, 0, sizeof(*url));
+	snprintf(where, sizeof(where), "backend '%s'", spec);
 	if (strncmp(spec, NFS_URL_SCHEME, strlen(NFS_URL_SCHEME)) != 0)
-		return url_fail(err, errlen, spec, "not an nfs:// URL", NULL);
+		return url_fail(err, errlen, where, "not an nfs:// URL", NULL);
 	a = spec + strlen(NFS_URL_SCHEME);
 	slash = strchr(a, '/');
 	if (memchr(a, '@', slash ? (size_t)(slash - a) : strlen(a)))
-		return url_fail(err, errlen, spec,
+		return url_fail(err, errlen, where,
 				"user names in the URL are not supported",
 				NULL);
-	rc = parse_authority(spec, a, slash ? (size_t)(slash - a) : strlen(a),
-			     url, err, errlen);
+	rc = parse_authorities(where, a,
+			       slash ? (size_t)(slash - a) : strlen(a), url,
+			       err, errlen);
 	if (rc < 0)
 		goto out_free;
 	if (!slash) {
-		rc = url_fail(err, errlen, spec, "missing export path", NULL);
+		rc = url_fail(err, errlen, where, "missing export path", NULL);
 		goto out_free;
 	}
-	rc = parse_path(spec, slash, url, err, errlen);
+	rc = parse_path(where, slash, url, err, errlen);
 	if (rc < 0)
 		goto out_free;
 	return 0;
 
 out_free:
 	if (rc == -ENOMEM)
-		snprintf(err, errlen, "backend '%s': out of memory", spec);
+		snprintf(err, errlen, "%s: out of memory", where);
 	nfs_spec_free(url);
 	return rc;
 }
 
 void nfs_spec_free(struct nfs_spec *url)
 {
-	free(url->host);
+	unsigned int i;
+
+	for (i = 0; i < url->naddrs; i++)
+		free(url->addrs[i].host);
+	free(url->addrs);
 	free(url->path);
-	url->host = NULL;
-	url->path = NULL;
-	url->port = 0;
+	memset(url, 0, sizeof(*url));
 }
 
 unsigned int nfs_path_components(const char *path)

@@ -153,6 +153,64 @@ static void say_hist_prom(int fd, const char *name, const char *help,
 	    (unsigned long long)cum);
 }
 
+/*
+ * Each server address of each backend that has them (be_ops.addrs), in
+ * fmt (text, json or prometheus); label is the mountpoint's for
+ * prometheus.  The address is prefixed by its backend's index when the
+ * mount has several backends.
+ */
+static void say_addrs(struct ctl *ctl, int fd, const char *fmt,
+		      const char *label)
+{
+	struct be_addr_stat a[16];
+	const char *sep = "";
+	int k;
+
+	if (!strcmp(fmt, "json"))
+		say(fd, ", \"addresses\": [");
+	for (k = 0; k < ctl->s->nbe; k++) {
+		struct be *be = ctl->s->bes[k];
+		unsigned int n, i;
+
+		if (!be->ops->addrs)
+			continue;
+		n = be->ops->addrs(be, a, 16);
+		for (i = 0; i < n && i < 16; i++) {
+			char name[96];
+
+			snprintf(name, sizeof(name), "%.63s", a[i].addr);
+			if (ctl->s->nbe > 1)
+				snprintf(name, sizeof(name), "%d:%.63s", k,
+					 a[i].addr);
+			if (!strcmp(fmt, "json")) {
+				say(fd, "%s{\"address\": \"%s\", \"connections\": %u, \"up\": %u, \"requests\": %llu, \"bytes\": %llu, \"resent\": %llu}",
+				    sep, name, a[i].conns, a[i].up,
+				    (unsigned long long)a[i].calls,
+				    (unsigned long long)a[i].bytes,
+				    (unsigned long long)a[i].resent);
+				sep = ", ";
+			} else if (!strcmp(fmt, "prometheus")) {
+				say(fd, "stagefs_address_requests_total{mountpoint=\"%s\",address=\"%s\"} %llu\n"
+					"stagefs_address_bytes_total{mountpoint=\"%s\",address=\"%s\"} %llu\n"
+					"stagefs_address_resent_total{mountpoint=\"%s\",address=\"%s\"} %llu\n"
+					"stagefs_address_connections_up{mountpoint=\"%s\",address=\"%s\"} %u\n",
+				    label, name, (unsigned long long)a[i].calls,
+				    label, name, (unsigned long long)a[i].bytes,
+				    label, name,
+				    (unsigned long long)a[i].resent, label,
+				    name, a[i].up);
+			} else {
+				say(fd, "address_requests[%s] %llu\naddress_bytes[%s] %llu\naddress_resent[%s] %llu\n",
+				    name, (unsigned long long)a[i].calls, name,
+				    (unsigned long long)a[i].bytes, name,
+				    (unsigned long long)a[i].resent);
+			}
+		}
+	}
+	if (!strcmp(fmt, "json"))
+		say(fd, "]");
+}
+
 static void cmd_stats(struct ctl *ctl, int fd, const char *fmt)
 {
 	struct cache_stats st;
@@ -171,6 +229,7 @@ static void cmd_stats(struct ctl *ctl, int fd, const char *fmt)
 		    (unsigned long long)ctl->s->cfg.cache.dirty_max);
 		say_hist_json(fd, "backend_read_us_hist", st.be_read_us);
 		say_hist_json(fd, "backend_write_us_hist", st.be_write_us);
+		say_addrs(ctl, fd, fmt, NULL);
 		say(fd, "}\n");
 	} else if (!strcmp(fmt, "prometheus")) {
 		prom_label(ctl->s->cfg.mountpoint, label, sizeof(label));
@@ -193,6 +252,11 @@ static void cmd_stats(struct ctl *ctl, int fd, const char *fmt)
 		say_hist_prom(fd, "backend_write_seconds",
 			      "chunk uploads to the backend", label,
 			      st.be_write_us);
+		say(fd, "# HELP stagefs_address_requests_total requests a server address answered\n# TYPE stagefs_address_requests_total counter\n"
+			"# HELP stagefs_address_bytes_total data bytes through a server address\n# TYPE stagefs_address_bytes_total counter\n"
+			"# HELP stagefs_address_resent_total requests moved from a server address to another connection\n# TYPE stagefs_address_resent_total counter\n"
+			"# HELP stagefs_address_connections_up connections to a server address that are up\n# TYPE stagefs_address_connections_up gauge\n");
+		say_addrs(ctl, fd, fmt, label);
 	} else {
 #define X(f, kind, help) say(fd, "%-20s %llu\n", #f, (unsigned long long)st.f);
 		STAT_FIELDS(X)
@@ -201,8 +265,36 @@ static void cmd_stats(struct ctl *ctl, int fd, const char *fmt)
 			      st.be_read_us);
 		say_hist_text(fd, "backend_write_us", "chunk uploads",
 			      st.be_write_us);
+		say_addrs(ctl, fd, fmt, NULL);
 	}
 	(void)sep;
+}
+
+/* "address     HOST: up, 2 of 2 connections" per server address. */
+static void say_addr_states(int fd, struct be *be)
+{
+	struct be_addr_stat a[16];
+	unsigned int n, i;
+
+	if (!be->ops->addrs)
+		return;
+	n = be->ops->addrs(be, a, 16);
+	for (i = 0; i < n && i < 16; i++) {
+		if (a[i].up)
+			say(fd, "address     %s: up, %u of %u connections\n",
+			    a[i].addr, a[i].up, a[i].conns);
+		else if (a[i].down_since_ms)
+			say(fd, "address     %s: not answering for %.1f s (%s), %u connections retrying\n",
+			    a[i].addr,
+			    (double)(be_now_ms() - a[i].down_since_ms) / 1000,
+			    a[i].last_error[0] ? a[i].last_error : "no reply",
+			    a[i].conns);
+		else
+			say(fd, "address     %s: connecting, %u connections\n",
+			    a[i].addr, a[i].conns);
+	}
+	if (n > 16)
+		say(fd, "address     ... and %u more\n", n - 16);
 }
 
 static void cmd_status(struct ctl *ctl, int fd)
@@ -259,6 +351,7 @@ static void cmd_status(struct ctl *ctl, int fd)
 		if (since)
 			say(fd, "unreachable %s: no answer for %.1f s\n",
 			    be->spec, (double)(be_now_ms() - since) / 1000);
+		say_addr_states(fd, be);
 	}
 }
 

@@ -46,6 +46,7 @@ struct sfs_config {
 	char *default_permissions_s;
 	char *offline_s;
 	char *namespace_file;
+	char *hosts_file;	/* -o hosts=: more addresses of BACKEND */
 	char *ctl_socket;
 	unsigned int nconnect;
 	double attr_timeout, entry_timeout;

@@ -357,6 +357,7 @@ int main(int argc, char **argv)
 
 	params.nconnect = s.cfg.nconnect;
 	params.soft = s.cfg.soft;
+	params.hosts_file = s.cfg.hosts_file;
 	fd_budget(&s, &params);
 	rc = open_backends(&s, &params, &roots, err, sizeof(err));
 	if (rc == 0)

@@ -44,6 +44,7 @@ static const struct fuse_opt sfs_opts[] = {
 	OPT("cache_direct=%s", cache_direct_s, 0),
 	OPT("default_permissions=%s", default_permissions_s, 0),
 	OPT("namespace=%s", namespace_file, 0),
+	OPT("hosts=%s", hosts_file, 0),
 	OPT("ctl_socket=%s", ctl_socket, 0),
 	OPT("attr_timeout=%lf", attr_timeout, 0),
 	OPT("entry_timeout=%lf", entry_timeout, 0),
@@ -66,6 +67,7 @@ void opts_usage(const char *prog)
 	printf("usage: %s [-f] [-d] [-o opt[,opt...]] BACKEND MOUNTPOINT\n"
 	       "\n"
 	       "BACKEND  nfs://HOST[:PORT]/EXPORT[/SUBDIR]   NFSv3 through libnfs\n"
+	       "         nfs://VIP1,VIP2,.../EXPORT          one cluster at several addresses\n"
 	       "         /ABSOLUTE/DIR                      a local or kernel-mounted directory\n"
 	       "\n"
 	       "stagefs options (sizes take K, M, G, T):\n"
@@ -84,6 +86,7 @@ void opts_usage(const char *prog)
 	       "                            itself (FUSE passthrough, Linux 6.9+; default off)\n"
 	       "  -o cache_direct=on|off    O_DIRECT for chunk fills and block reads of the cache (default off)\n"
 	       "  -o default_permissions=on|off  the kernel checks modes before the backend does (default on)\n"
+	       "  -o hosts=FILE             more addresses of the nfs:// BACKEND's cluster, one per line\n"
 	       "  -o namespace=FILE         junctions of several backends in one tree\n"
 	       "  -o ctl_socket=PATH        control socket for stagefsctl (default /run/stagefs/<id>.sock)\n"
 	       "  -o attr_timeout=SECS      kernel attribute cache (default 1.0)\n"
@@ -241,6 +244,12 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 			cfg->backend ? "no mountpoint given" : "no backend given");
 		return -EINVAL;
 	}
+	if (cfg->hosts_file &&
+	    (cfg->namespace_file || strncmp(cfg->backend, "nfs://", 6) != 0)) {
+		fprintf(stderr, "stagefs: hosts=%s needs an nfs:// BACKEND and no namespace= (list a junction's addresses in its URL)\n",
+			cfg->hosts_file);
+		return -EINVAL;
+	}
 	if (cfg->nconnect < 1 || cfg->nconnect > 64) {
 		fprintf(stderr, "stagefs: bad value for nconnect: %u (expected 1 to 64)\n",
 			cfg->nconnect);
@@ -346,6 +355,7 @@ void opts_free(struct sfs_config *cfg)
 			  &cfg->fsync_s, &cfg->verify_s, &cfg->cache_direct_s,
 			  &cfg->passthrough_s, &cfg->default_permissions_s,
 			  &cfg->offline_s, &cfg->namespace_file,
+			  &cfg->hosts_file,
 			  &cfg->ctl_socket, &cfg->backend, &cfg->mountpoint };
 	size_t i;
 

@@ -96,6 +96,9 @@ static const struct bad_case bad[] = {
 	  "backend 'nfs://host/e/..': '.' and '..' are not allowed in the path" },
 	{ "NFS://host/e", "backend 'NFS://host/e': not an nfs:// URL" },
 	{ "/local/dir", "backend '/local/dir': not an nfs:// URL" },
+	{ "nfs://a,a/e", "backend 'nfs://a,a/e': address listed twice 'a'" },
+	{ "nfs://a,/e", "backend 'nfs://a,/e': missing host" },
+	{ "nfs://a,b c/e", "backend 'nfs://a,b c/e': bad host 'b c'" },
 };
 
 START_TEST(test_url_bad)
@@ -110,6 +113,60 @@ START_TEST(test_url_bad)
 	ck_assert_str_eq(err, c->err);
 	ck_assert_ptr_null(url.host);
 	ck_assert_ptr_null(url.path);
+}
+END_TEST
+
+/* A VIP pool: every address in order, each with its own port. */
+START_TEST(test_url_pool)
+{
+	struct nfs_spec url;
+	char err[256] = "";
+
+	ck_assert_int_eq(nfs_spec_parse("nfs://v1,v2:2050,[::1]:7/x/", &url,
+					 err, sizeof(err)), 0);
+	ck_assert_uint_eq(url.naddrs, 3);
+	ck_assert_str_eq(url.addrs[0].host, "v1");
+	ck_assert_int_eq(url.addrs[0].port, 0);
+	ck_assert_str_eq(url.addrs[1].host, "v2");
+	ck_assert_int_eq(url.addrs[1].port, 2050);
+	ck_assert_str_eq(url.addrs[2].host, "::1");
+	ck_assert_int_eq(url.addrs[2].port, 7);
+	ck_assert_str_eq(url.host, "v1");
+	ck_assert_str_eq(url.path, "/x");
+	/* the same host at another port is another address */
+	ck_assert_int_eq(nfs_spec_add_hosts(&url, "f", "v1:2049\n", err,
+					    sizeof(err)), 0);
+	ck_assert_uint_eq(url.naddrs, 4);
+	nfs_spec_free(&url);
+	ck_assert_uint_eq(url.naddrs, 0);
+	ck_assert_ptr_null(url.addrs);
+}
+END_TEST
+
+/* -o hosts=FILE: comments, blank lines, commas, the failing line named. */
+START_TEST(test_hosts_file)
+{
+	struct nfs_spec url;
+	char err[256] = "";
+
+	ck_assert_int_eq(nfs_spec_parse("nfs://v1/e", &url, err, sizeof(err)),
+			 0);
+	ck_assert_int_eq(nfs_spec_add_hosts(&url, "/etc/vips",
+					    "# pool\n\n  v2  \nv3,v4:20\r\n",
+					    err, sizeof(err)), 0);
+	ck_assert_uint_eq(url.naddrs, 4);
+	ck_assert_str_eq(url.addrs[1].host, "v2");
+	ck_assert_str_eq(url.addrs[3].host, "v4");
+	ck_assert_int_eq(url.addrs[3].port, 20);
+	ck_assert_int_eq(nfs_spec_add_hosts(&url, "/etc/vips",
+					    "v5\n#x\nv6:0\n", err,
+					    sizeof(err)), -EINVAL);
+	ck_assert_str_eq(err, "hosts file '/etc/vips', line 3: bad port '0'");
+	ck_assert_int_eq(nfs_spec_add_hosts(&url, "/etc/vips", "v2\n", err,
+					    sizeof(err)), -EINVAL);
+	ck_assert_str_eq(err,
+			 "hosts file '/etc/vips', line 1: address listed twice 'v2'");
+	nfs_spec_free(&url);
 }
 END_TEST
 
@@ -213,6 +270,8 @@ static Suite *nfs_url_suite(void)
 	tcase_add_loop_test(tc, test_url_bad, 0,
 			    (int)(sizeof(bad) / sizeof(bad[0])));
 	tcase_add_test(tc, test_url_err_truncated);
+	tcase_add_test(tc, test_url_pool);
+	tcase_add_test(tc, test_hosts_file);
 	tcase_add_test(tc, test_path_helpers);
 	suite_add_tcase(s, tc);
 
