@@ -431,6 +431,37 @@ static inline void be_node_put(struct be *be, struct be_node *n)
 		be->ops->node_free(be, n);
 }
 
+/*
+ * A namespace call sent again after its first reply was lost (resend.c):
+ * the second send may find the first one's work done and answer ENOENT
+ * or EEXIST.  be_resent_answer() looks up what the name holds now and
+ * returns 0 where it holds what the first send made (then *out, if
+ * given, gets a reference to it and *attr its attributes), else err.
+ */
+enum be_resent_op {
+	BE_RESENT_REMOVE,
+	BE_RESENT_RMDIR,
+	BE_RESENT_RENAME,	/* dir/name -> newdir/newname */
+	BE_RESENT_LINK,		/* fileid: the linked file's */
+	BE_RESENT_MKDIR,
+	BE_RESENT_CREATE,	/* exclusive, with verifier verf */
+};
+
+struct be_resent {
+	enum be_resent_op op;
+	struct be_node *dir;
+	const char *name;
+	struct be_node *newdir;	/* RENAME */
+	const char *newname;	/* RENAME */
+	uint64_t fileid;	/* LINK; RENAME's object if known, else 0 */
+	uint32_t verf[2];	/* CREATE: the atime and mtime seconds */
+};
+
+int be_resent_answer(struct be *be, const struct be_cred *cred,
+		     const struct be_resent *r, int err, struct be_node **out,
+		     struct be_attr *attr);
+const char *be_resent_op_name(enum be_resent_op op);
+
 /* Synchronous wrappers over the asynchronous data operations. */
 ssize_t be_pread(struct be *be, const struct be_cred *cred,
 		 struct be_node *node, void *buf, size_t len, uint64_t off);

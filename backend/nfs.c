@@ -48,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -87,6 +88,11 @@ struct nfs_be {
 	int have_verf;		/* protected by verf_lock */
 	uint64_t verf;		/* protected by verf_lock */
 	uint64_t verf_gen;	/* protected by verf_lock */
+
+	/* EXCLUSIVE create verifiers: a random word, then a counter */
+	uint32_t verf_salt;
+	atomic_uint verf_seq;
+	atomic_bool no_excl;	/* the server refused EXCLUSIVE */
 };
 
 static inline struct nfs_be *NB(struct be *be)
@@ -664,16 +670,9 @@ static int sync_run(struct nfs_be *nb, const struct be_cred *cred,
 		s->err = -ETIMEDOUT;
 		s->quiet = 1;
 	}
-	/* a retried REMOVE/RMDIR may find its own first attempt's work */
-	if (s->err == -ENOENT && s->call.tries > 1 &&
-	    (s->op == SOP_REMOVE || s->op == SOP_RMDIR)) {
-		log_msg(LOG_LVL_DEBUG, "nfs",
-			"%s: %s: NOENT after a retry, taken as done",
-			nb->be.spec, s->what);
-		s->err = 0;
-	}
 	if (s->err && s->stat >= 0) {
-		int quiet = s->quiet || err_is_quiet(s->op, s->err);
+		int quiet = s->quiet || err_is_quiet(s->op, s->err) ||
+			    (s->call.tries > 1 && s->err == -ENOENT);
 
 		log_msg(quiet ? LOG_LVL_DEBUG : LOG_LVL_WARN, "nfs",
 			"%s: %s: %s (%s)", nb->be.spec, s->what,
@@ -885,18 +884,64 @@ static int nfsbe_create(struct be *be, const struct be_cred *cred,
 			struct be_attr *attr)
 {
 	struct nfs_be *nb = NB(be);
+	struct be_node *node = NULL;
 	struct nfs_sync s;
+	uint32_t verf[2];
+	bool excl = exclusive && !atomic_load(&nb->no_excl);
 	int rc;
 
+again:
 	sync_init(&s, SOP_CREATE, name);
 	diropargs(&s.a.create.where, NN(dir), name);
-	s.a.create.how.mode = exclusive ? GUARDED : UNCHECKED;
-	/* obj_attributes and g_obj_attributes share the union */
-	sattr_mode(&s.a.create.how.createhow3_u.obj_attributes, mode);
+	if (excl) {
+		/*
+		 * EXCLUSIVE, as the NFS client makes an O_EXCL create: the
+		 * server keeps the verifier with the file, so a create sent
+		 * again after a lost reply finds its own file, not EEXIST.
+		 * Words below 2^31: servers keep them as times.
+		 */
+		verf[0] = nb->verf_salt;
+		verf[1] = (uint32_t)atomic_fetch_add(&nb->verf_seq, 1) &
+			  INT32_MAX;
+		s.a.create.how.mode = EXCLUSIVE;
+		memcpy(s.a.create.how.createhow3_u.verf, verf, sizeof(verf));
+	} else {
+		s.a.create.how.mode = exclusive ? GUARDED : UNCHECKED;
+		/* obj_attributes and g_obj_attributes share the union */
+		sattr_mode(&s.a.create.how.createhow3_u.obj_attributes, mode);
+	}
 	rc = sync_run(nb, cred, &s, 0);
-	if (rc == 0)
-		rc = sync_make_node(nb, cred, &s, NN(dir), name, out, attr);
+	if (excl && (rc == -EOPNOTSUPP || rc == -ENOTSUP)) {
+		/* not this server: GUARDED from now on */
+		log_msg(LOG_LVL_INFO, "nfs",
+			"%s: the server has no EXCLUSIVE create; O_EXCL creates go GUARDED",
+			nb->be.spec);
+		atomic_store(&nb->no_excl, true);
+		excl = false;
+		sync_free(&s);
+		goto again;
+	}
+	if (rc == -EEXIST && excl && s.call.tries > 1)
+		rc = be_resent_answer(be, cred, &(struct be_resent){
+			.op = BE_RESENT_CREATE, .dir = dir, .name = name,
+			.verf = { verf[0], verf[1] } }, rc, &node, attr);
+	else if (rc == 0)
+		rc = sync_make_node(nb, cred, &s, NN(dir), name, &node, attr);
 	sync_free(&s);
+	if (rc == 0 && excl) {
+		/* the verifier sits in atime and mtime; the mode is not set */
+		struct be_setattr sa = {
+			.valid = BE_SET_MODE | BE_SET_ATIME_NOW |
+				 BE_SET_MTIME_NOW,
+			.mode = mode,
+		};
+
+		rc = nfsbe_setattr(be, cred, node, &sa, attr);
+	}
+	if (rc == 0 && out)
+		*out = node;
+	else
+		be_node_put(be, node);
 	return rc;
 }
 
@@ -912,6 +957,13 @@ static int nfsbe_mkdir(struct be *be, const struct be_cred *cred,
 	diropargs(&s.a.mkdir.where, NN(dir), name);
 	sattr_mode(&s.a.mkdir.attributes, mode);
 	rc = sync_run(nb, cred, &s, 0);
+	if (rc < 0 && s.call.tries > 1) {
+		rc = be_resent_answer(be, cred, &(struct be_resent){
+			.op = BE_RESENT_MKDIR, .dir = dir, .name = name },
+			rc, out, attr);
+		sync_free(&s);
+		return rc;
+	}
 	if (rc == 0)
 		rc = sync_make_node(nb, cred, &s, NN(dir), name, out, attr);
 	sync_free(&s);
@@ -1014,6 +1066,13 @@ static int nfsbe_link(struct be *be, const struct be_cred *cred,
 	fh_of(&s.a.link.file, n);
 	diropargs(&s.a.link.link, NN(dir), name);
 	rc = sync_run(nb, cred, &s, 0);
+	if (rc < 0 && s.call.tries > 1) {
+		rc = be_resent_answer(be, cred, &(struct be_resent){
+			.op = BE_RESENT_LINK, .dir = dir, .name = name,
+			.fileid = node->fileid }, rc, NULL, attr);
+		sync_free(&s);
+		return rc;
+	}
 	if (rc == 0 && attr) {
 		if (!s.have_attr)
 			rc = nfsbe_getattr_fh(nb, cred, n->fh, n->fh_len, name, &s.attr,
@@ -1034,6 +1093,10 @@ static int nfsbe_unlink(struct be *be, const struct be_cred *cred,
 	sync_init(&s, SOP_REMOVE, name);
 	diropargs(&s.a.remove.object, NN(dir), name);
 	rc = sync_run(NB(be), cred, &s, 0);
+	if (rc < 0 && s.call.tries > 1)
+		rc = be_resent_answer(be, cred, &(struct be_resent){
+			.op = BE_RESENT_REMOVE, .dir = dir, .name = name },
+			rc, NULL, NULL);
 	sync_free(&s);
 	return rc;
 }
@@ -1047,6 +1110,10 @@ static int nfsbe_rmdir(struct be *be, const struct be_cred *cred,
 	sync_init(&s, SOP_RMDIR, name);
 	diropargs(&s.a.rmdir.object, NN(dir), name);
 	rc = sync_run(NB(be), cred, &s, 0);
+	if (rc < 0 && s.call.tries > 1)
+		rc = be_resent_answer(be, cred, &(struct be_resent){
+			.op = BE_RESENT_RMDIR, .dir = dir, .name = name },
+			rc, NULL, NULL);
 	sync_free(&s);
 	return rc;
 }
@@ -1080,6 +1147,11 @@ static int nfsbe_rename(struct be *be, const struct be_cred *cred,
 	diropargs(&s.a.rename.from, NN(olddir), oldname);
 	diropargs(&s.a.rename.to, NN(newdir), newname);
 	rc = sync_run(NB(be), cred, &s, 0);
+	if (rc < 0 && s.call.tries > 1)
+		rc = be_resent_answer(be, cred, &(struct be_resent){
+			.op = BE_RESENT_RENAME, .dir = olddir,
+			.name = oldname, .newdir = newdir,
+			.newname = newname }, rc, NULL, NULL);
 	sync_free(&s);
 	return rc;
 }
@@ -2087,6 +2159,10 @@ static int nfsbe_open(const char *spec, const struct be_params *params,
 	}
 	nb->be.ops = &nfsbe_ops;
 	pthread_mutex_init(&nb->verf_lock, NULL);
+	if (getrandom(&nb->verf_salt, sizeof(nb->verf_salt), 0) !=
+	    sizeof(nb->verf_salt))
+		nb->verf_salt = (uint32_t)getpid() ^ (uint32_t)nfs_now_ms();
+	nb->verf_salt &= INT32_MAX;
 	nb->be.spec = strdup(spec);
 	if (!nb->be.spec) {
 		snprintf(err, errlen, "%s: out of memory", spec);
