@@ -350,8 +350,9 @@ static int sync_issue(struct nfs_call *call, struct rpc_context *rpc,
 		/*
 		 * libnfs 4.0 encodes a call into 4 KiB, header and
 		 * credentials included (later versions add 512 bytes for
-		 * SYMLINK): a target of more than about 3,900 bytes does
-		 * not fit, and -2 is its "ZDR error: Failed to encode".
+		 * SYMLINK): a target of more than 3,700 to 3,960 bytes,
+		 * as the name and groups leave room, does not fit, and -2
+		 * is its "ZDR error: Failed to encode".
 		 * Nothing else in SYMLINK3args is long enough to overflow.
 		 */
 		int rc = rpc_nfs3_symlink_async(rpc, cb, &s->a.symlink, priv);

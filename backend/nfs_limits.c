@@ -16,7 +16,7 @@
  * s_time_min 0 and s_time_max U32_MAX, and the VFS's timestamp_truncate()
  * clamps a time outside them to the nearest end with 0 nanoseconds; a
  * time inside keeps its nanoseconds.  Sending the low 32 bits instead
- * would turn 2200 into 1975.
+ * would turn 2200 into 2063.
  */
 void nfs_time_clamp(int64_t sec, long nsec, uint32_t *sec3, uint32_t *nsec3)
 {

@@ -34,7 +34,7 @@ START_TEST(test_time_in_range_kept)
 }
 END_TEST
 
-/* 2200-01-01 is 7258118400: its low 32 bits would be 1975. */
+/* 2200-01-01 is 7258118400: its low 32 bits would be 2063. */
 START_TEST(test_time_after_2106_clamped)
 {
 	clamp(UINT32_MAX + 1LL, 0, UINT32_MAX, 0);
