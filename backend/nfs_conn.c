@@ -781,8 +781,12 @@ static void conn_issue(struct nfs_conn *conn, struct nfs_call *call,
 	free(t);
 	conn->ninflight--;
 	call->tkt = NULL;
-	call_fail(call, -EIO, "cannot queue the call: %s",
-		  rpc_get_error(conn->rpc));
+	if (rc == -ENAMETOOLONG)
+		call_fail(call, rc, "arguments too long to encode: %s",
+			  rpc_get_error(conn->rpc));
+	else
+		call_fail(call, -EIO, "cannot queue the call: %s",
+			  rpc_get_error(conn->rpc));
 }
 
 /*

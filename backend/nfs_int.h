@@ -13,6 +13,9 @@
  *               meaning of the calls it carries.
  *   nfs_verf.c  which unstable writes a COMMIT made stable (the write
  *               verifier bookkeeping).  Pure, linked alone by its test.
+ *   nfs_limits.c  what NFSv3 can hold (times, symlink targets), decided
+ *               as the Linux NFSv3 client does.  Pure, linked alone by
+ *               its test.
  *   nfs.c       the be_ops table: builds NFSv3 calls, splits data requests
  *               into rsize/wsize pieces, turns replies into be_attr.
  *
@@ -107,6 +110,25 @@ const char *nfs_stat3_str(int stat);
 /* MNT3ERR_* to a short text, for the open-time messages. */
 const char *nfs_mnt3_str(int stat);
 
+/* ---- nfs_limits.c ------------------------------------------------ */
+
+/*
+ * A time as NFSv3 can hold it (unsigned 32-bit seconds): before 1970
+ * becomes 1970-01-01T00:00:00, after 2106-02-07T06:28:15 becomes that,
+ * both with 0 nanoseconds, as the kernel client's VFS clamps them.
+ */
+void nfs_time_clamp(int64_t sec, long nsec, uint32_t *sec3, uint32_t *nsec3);
+
+/*
+ * The longest symlink target the kernel NFSv3 client sends
+ * (NFS3_MAXPATHLEN, which is PATH_MAX); a longer one fails there with
+ * ENAMETOOLONG before any call.  Through FUSE the VFS already stops at
+ * PATH_MAX - 1.
+ */
+#define NFS_SYMLINK_MAX 4096
+/* 0, or -ENAMETOOLONG for a target longer than NFS_SYMLINK_MAX. */
+int nfs_symlink_len_ok(size_t target_len);
+
 /* ---- nfs_verf.c -------------------------------------------------- */
 
 /* A byte range [start, end) of a file and the newest write in it. */
@@ -165,7 +187,11 @@ typedef void (*nfs_rpc_cb)(struct rpc_context *rpc, int status, void *data,
 
 /*
  * Issue the call's RPC on rpc: one rpc_nfs3_*_async(rpc, cb, args, priv).
- * Return what it returned (0 queued, <0 not queued).  Runs on the owner
+ * Return what it returned (0 queued, <0 not queued: the call fails with
+ * -EIO), or -ENAMETOOLONG if libnfs could not encode the arguments
+ * because they are too long for its call buffer (libnfs 4.0 has 4 KiB
+ * for the whole call): the call then fails with -ENAMETOOLONG, not
+ * retried.  libnfs's own values are -1 to -3.  Runs on the owner
  * thread, possibly several times for one call (retries after a
  * reconnect), so the arguments must stay valid until done.
  */

@@ -3,7 +3,8 @@
  * xattr.c - extended attributes, passed to the backend.
  *
  * The backend decides what it supports: the posix backend stores them in
- * the directory's file system, NFSv3 has none and answers EOPNOTSUPP.
+ * the directory's file system; NFSv3 has none: EOPNOTSUPP, and an empty
+ * list (docs/consistency.md, "What NFSv3 cannot hold").
  *
  * Each call carries the caller's credentials.
  *
