@@ -39,7 +39,7 @@ struct sfs_config {
 	/* from fuse_opt, see opts.c */
 	char *cache_dir;
 	char *cache_size_s, *cache_min_free_s, *chunk_size_s;
-	char *readahead_s, *dirty_max_s;
+	char *readahead_s, *kernel_readahead_s, *dirty_max_s;
 	char *writeback_s, *flush_on_close_s, *fsync_s, *verify_s;
 	char *cache_direct_s;
 	char *passthrough_s;
@@ -54,6 +54,7 @@ struct sfs_config {
 	int default_permissions;	/* the kernel checks modes (default) */
 	int soft;		/* fail requests after the retry deadline */
 	double outage_wait;	/* seconds before the cache answers alone */
+	uint64_t kernel_readahead;	/* bytes; the mount bdi's read_ahead_kb, 0: leave */
 	int offline_serve;	/* offline=serve: stale opens allowed */
 	/* parsed */
 	enum sfs_pt_mode { SFS_PT_AUTO, SFS_PT_ON, SFS_PT_OFF } passthrough;

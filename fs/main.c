@@ -41,7 +41,11 @@ static void sfs_init(void *userdata, struct fuse_conn_info *conn)
 
 	if (conn->max_write < MAX_WRITE)
 		conn->max_write = MAX_WRITE;
-	conn->max_readahead = MAX_WRITE;
+	/* The kernel keeps the smaller of this and the bdi's read_ahead_kb,
+	 * which set_kernel_readahead() raised before INIT. */
+	conn->max_readahead = s->cfg.kernel_readahead > MAX_WRITE ?
+				      (unsigned int)s->cfg.kernel_readahead :
+				      MAX_WRITE;
 	/* O_TRUNC comes as a SETATTR before the open, through the cache's
 	 * truncate, instead of a flag sfs_open would have to act on. */
 	conn->want &= ~(unsigned int)FUSE_CAP_ATOMIC_O_TRUNC;
@@ -213,6 +217,77 @@ static void raise_nofile(void)
  * descriptors and half for the backends' nodes, each capped.  At 1024:
  * 384 and 384.
  */
+/*
+ * The kernel's read-ahead window for the mount (its bdi's read_ahead_kb).
+ * A FUSE mount starts at the system default, 128 KiB, and the INIT reply
+ * can only lower it; a sequential reader then sends the daemon one READ
+ * of 128 KiB at a time.  A wider window lets the kernel send READs of up
+ * to max_pages (1 MiB) ahead of the reader.  Needs root (sysfs); a
+ * failure is logged and the mount goes on.
+ */
+static void set_kernel_readahead(struct sfs *s)
+{
+	char line[4096], want[PATH_MAX * 4 + 1], path[96];
+	const char *mp = s->cfg.mountpoint;
+	unsigned int maj = 0, min = 0;
+	size_t j = 0;
+	bool found = false;
+	FILE *f;
+	int fd;
+
+	if (!s->cfg.kernel_readahead)
+		return;
+	/* mountinfo spells space, tab, newline and backslash in octal */
+	for (; *mp && j + 5 < sizeof(want); mp++) {
+		if (strchr(" \t\n\\", *mp))
+			j += (size_t)sprintf(want + j, "\\%03o",
+					     (unsigned char)*mp);
+		else
+			want[j++] = *mp;
+	}
+	want[j] = '\0';
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned int a, b;
+		char point[sizeof(line)];
+		const char *dash = strstr(line, " - ");
+
+		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &a, &b, point) ==
+			    3 &&
+		    !strcmp(point, want) && dash &&
+		    !strncmp(dash + 3, "fuse", 4)) {
+			maj = a;
+			min = b;
+			found = true;	/* the last one is ours */
+		}
+	}
+	fclose(f);
+	if (!found)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj,
+		 min);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		char v[32];
+		int n = snprintf(v, sizeof(v), "%llu",
+				 (unsigned long long)(s->cfg.kernel_readahead >>
+						      10));
+
+		if (write(fd, v, (size_t)n) == n) {
+			close(fd);
+			log_msg(LOG_LVL_DEBUG, "main",
+				"kernel read-ahead of the mount: %s KiB", v);
+			return;
+		}
+		close(fd);
+	}
+	log_msg(LOG_LVL_INFO, "main",
+		"cannot set the kernel read-ahead of the mount (%s: %s): sequential reads arrive in 128 KiB pieces",
+		path, strerror(errno));
+}
+
 static void fd_budget(struct sfs *s, struct be_params *params)
 {
 	struct rlimit rl;
@@ -401,6 +476,7 @@ int main(int argc, char **argv)
 		goto out_signals;
 	}
 
+	set_kernel_readahead(&s);
 	log_msg(LOG_LVL_INFO, "main", "mounted %s on %s (cache %s)",
 		s.cfg.backend, s.cfg.mountpoint, s.cfg.cache.dir);
 	log_msg(LOG_LVL_INFO, "main",

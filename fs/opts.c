@@ -34,6 +34,7 @@ static const struct fuse_opt sfs_opts[] = {
 	OPT("cache_min_free=%s", cache_min_free_s, 0),
 	OPT("chunk_size=%s", chunk_size_s, 0),
 	OPT("readahead=%s", readahead_s, 0),
+	OPT("kernel_readahead=%s", kernel_readahead_s, 0),
 	OPT("dirty_max=%s", dirty_max_s, 0),
 	OPT("nconnect=%u", nconnect, 0),
 	OPT("writeback=%s", writeback_s, 0),
@@ -76,6 +77,8 @@ void opts_usage(const char *prog)
 	       "  -o cache_min_free=SIZE    ... or when the cache fs has less free (default 5%%)\n"
 	       "  -o chunk_size=SIZE        unit of caching and fetching, power of 2 (default 4M)\n"
 	       "  -o readahead=SIZE         prefetch window of a sequential reader (default 64M)\n"
+	       "  -o kernel_readahead=SIZE  the kernel's read-ahead for the mount, 0: leave it\n"
+	       "                            (default 4M; the system's is 128K)\n"
 	       "  -o nconnect=N             backend connections and upload threads (default 4)\n"
 	       "  -o writeback=on|off       write-back caching (default on)\n"
 	       "  -o flush_on_close=sync|async  close waits for the upload (default sync)\n"
@@ -267,6 +270,7 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 	}
 	cc->chunk_size = 4ULL << 20;
 	cc->readahead = 64ULL << 20;
+	cfg->kernel_readahead = 4ULL << 20;
 	cc->writeback = 1;
 	cc->verify = 1;
 	cc->flushers = cfg->nconnect;
@@ -274,8 +278,16 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 	    size_opt("cache_min_free", cfg->cache_min_free_s, &cc->min_free) ||
 	    size_opt("chunk_size", cfg->chunk_size_s, &cc->chunk_size) ||
 	    size_opt("readahead", cfg->readahead_s, &cc->readahead) ||
+	    size_opt("kernel_readahead", cfg->kernel_readahead_s,
+		     &cfg->kernel_readahead) ||
 	    size_opt("dirty_max", cfg->dirty_max_s, &cc->dirty_max))
 		return -EINVAL;
+	if (cfg->kernel_readahead > (1ULL << 30)) {
+		fprintf(stderr,
+			"stagefs: bad value for kernel_readahead: '%s' (expected 0 to 1G)\n",
+			cfg->kernel_readahead_s);
+		return -EINVAL;
+	}
 	if (cc->chunk_size < (256 << 10) || cc->chunk_size > (256 << 20) ||
 	    (cc->chunk_size & (cc->chunk_size - 1))) {
 		fprintf(stderr,
@@ -350,7 +362,8 @@ void opts_free(struct sfs_config *cfg)
 {
 	char **strs[] = { &cfg->cache_dir, &cfg->cache_size_s,
 			  &cfg->cache_min_free_s, &cfg->chunk_size_s,
-			  &cfg->readahead_s, &cfg->dirty_max_s,
+			  &cfg->readahead_s, &cfg->kernel_readahead_s,
+			  &cfg->dirty_max_s,
 			  &cfg->writeback_s, &cfg->flush_on_close_s,
 			  &cfg->fsync_s, &cfg->verify_s, &cfg->cache_direct_s,
 			  &cfg->passthrough_s, &cfg->default_permissions_s,
