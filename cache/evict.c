@@ -150,24 +150,42 @@ static uint64_t evict_one(struct cache *c, struct victim *v)
 	return popcount64(drop) * c->block_size;
 }
 
+/* The longest a batch goes on removing cold files (see cold_evict()). */
+#define EVICT_COLD_US 50000
+
+static void batch_done(struct cache *c, uint64_t t0)
+{
+	uint64_t d = now_us() - t0, max = atomic_load(&c->evict_batch_us_max);
+
+	atomic_fetch_add(&c->evict_batches, 1);
+	atomic_store(&c->evict_batch_us_last, d);
+	while (d > max &&
+	       !atomic_compare_exchange_weak(&c->evict_batch_us_max, &max, d))
+		;
+}
+
 void cache_evict_maybe(struct cache *c)
 {
 	struct victim *v = NULL;
-	uint64_t over, freed = 0;
+	uint64_t over, freed = 0, t0;
 	size_t n, i;
 
 	over = overage(c);
 	if (!over || pthread_mutex_trylock(&c->evict_lock))
 		return;
+	t0 = now_us();
 	over += EVICT_BATCH_CHUNKS * c->cfg->chunk_size;
 	/* Files cached by an earlier run and not opened since are the
-	 * least recently used of all (scan.c). */
-	freed = cold_evict(c, over);
-	if (freed < over) {
+	 * least recently used of all (scan.c).  A batch that ran out of
+	 * time leaves the rest to the next: chunks in memory go only
+	 * once no cold file is left. */
+	freed = cold_evict(c, over, t0 + EVICT_COLD_US);
+	if (freed < over && !cold_count(c)) {
 		n = collect(c, &v);
 		for (i = 0; i < n && freed < over; i++)
 			freed += evict_one(c, &v[i]);
 		free(v);
 	}
+	batch_done(c, t0);
 	pthread_mutex_unlock(&c->evict_lock);
 }
