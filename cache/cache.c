@@ -653,6 +653,14 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
 	st->passthrough_bytes_written = atomic_load(&c->pt_bytes_written);
 	st->bytes_scrubbed = atomic_load(&c->bytes_scrubbed);
 	st->stale_opens = atomic_load(&c->stale_opens);
+	st->cold_files = cold_count(c);
+	st->cold_files_evicted = atomic_load(&c->cold_evicted);
+	st->scan_done = atomic_load(&c->scan_done);
+	st->scan_files = atomic_load(&c->scan_files);
+	st->scan_ms = atomic_load(&c->scan_us) / 1000;
+	st->evict_batches = atomic_load(&c->evict_batches);
+	st->evict_batch_us_last = atomic_load(&c->evict_batch_us_last);
+	st->evict_batch_us_max = atomic_load(&c->evict_batch_us_max);
 	for (b = 0; b < CACHE_HIST_BUCKETS; b++) {
 		st->be_read_us[b] = atomic_load(&c->be_read_us[b]);
 		st->be_write_us[b] = atomic_load(&c->be_write_us[b]);
@@ -1263,6 +1271,8 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 		goto out_free;	/* the process exits on this error */
 	}
 	c->scanner_started = pthread_create(&c->scanner, NULL, scan_main, c) == 0;
+	if (!c->scanner_started)
+		atomic_store(&c->scan_done, 1);
 	c->pt_started = pthread_create(&c->pt_thread, NULL, pt_main, c) == 0;
 	*out = c;
 	return 0;

@@ -104,6 +104,16 @@ struct cache_stats {
 	uint64_t bytes_scrubbed;	/* file bytes checked by a scrub */
 	uint64_t stale_opens;	/* opens served the cached copy while the
 				 * backend did not answer (offline=serve) */
+	uint64_t cold_files;	/* gauge: files cached by an earlier run, not
+				 * opened since (counted by the scan) */
+	uint64_t cold_files_evicted;	/* of them, removed by eviction */
+	uint64_t scan_done;	/* gauge: 1 once the start-up scan has
+				 * counted every file of the cache dir */
+	uint64_t scan_files;	/* gauge: files it has counted so far */
+	uint64_t scan_ms;	/* gauge: how long it took (0 until done) */
+	uint64_t evict_batches;	/* eviction batches run */
+	uint64_t evict_batch_us_last;	/* gauge: the last batch's time */
+	uint64_t evict_batch_us_max;	/* gauge: the longest batch's time */
 	uint64_t be_read_us[CACHE_HIST_BUCKETS];	/* chunk fetches */
 	uint64_t be_write_us[CACHE_HIST_BUCKETS];	/* chunk uploads */
 };

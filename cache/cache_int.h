@@ -249,10 +249,16 @@ struct cache {
 	bool pt_started;
 
 	pthread_mutex_t cold_lock;
-	struct cold_file **cold;	/* scan.c; protected by cold_lock */
-	size_t ncold;
+	struct cold_list *cold;	/* scan.c; protected by cold_lock */
+	size_t ncold;		/* files on it; protected by cold_lock */
 	pthread_t scanner;
 	bool scanner_started;
+	/* scan.c: files the scan has counted so far, 1 once it is done,
+	 * and how long it took */
+	atomic_uint_fast64_t scan_files, scan_done, scan_us;
+	/* evict.c: batches run, the last one's and the longest one's time */
+	atomic_uint_fast64_t evict_batches, evict_batch_us_last;
+	atomic_uint_fast64_t evict_batch_us_max;
 
 	/* counters, see struct cache_stats */
 	atomic_uint_fast64_t bytes_read_cache, bytes_read_backend;
@@ -260,6 +266,7 @@ struct cache {
 	atomic_uint_fast64_t bytes_written, bytes_flushed;
 	atomic_uint_fast64_t dirty_bytes, used_bytes;
 	atomic_uint_fast64_t chunks_evicted, checksum_errors;
+	atomic_uint_fast64_t cold_evicted;	/* cold files removed */
 	atomic_uint_fast64_t flush_errors, flush_retries;
 	atomic_uint_fast64_t flush_rewrites;
 	atomic_uint_fast64_t prefetch_chunks, queued_chunks;
@@ -487,11 +494,16 @@ static inline int data_fd(const struct cache_file *f, const void *buf,
 }
 
 /* scan.c */
-struct cold_file;
+struct cold_list;
 void *scan_main(void *arg);
 void cold_forget(struct cache *c, unsigned int spec_hash, uint64_t fileid,
 		 uint64_t hkey);
-uint64_t cold_evict(struct cache *c, uint64_t want);
+/* Remove cold files, oldest first, until want bytes are freed, the list
+ * is empty or now_us() passes deadline_us (0: no deadline).  Returns the
+ * bytes freed. */
+uint64_t cold_evict(struct cache *c, uint64_t want, uint64_t deadline_us);
+/* Files on the cold list (a racy read is fine for a decision). */
+size_t cold_count(struct cache *c);
 void cold_free(struct cache *c);
 unsigned int spec_hash_of(struct be *be);
 /* cache.c: c->table_lock held */

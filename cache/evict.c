@@ -150,24 +150,54 @@ static uint64_t evict_one(struct cache *c, struct victim *v)
 	return popcount64(drop) * c->block_size;
 }
 
+/* The longest a batch goes on removing cold files (see cold_evict()). */
+#define EVICT_COLD_US 50000
+/* A batch longer than this is logged, with where its time went. */
+#define EVICT_SLOW_US 100000
+
 void cache_evict_maybe(struct cache *c)
 {
 	struct victim *v = NULL;
-	uint64_t over, freed = 0;
-	size_t n, i;
+	uint64_t over, freed = 0, t0, t_cold, t_collect = 0, d, max;
+	uint64_t cold_freed, nchunks = 0;
+	size_t n = 0, i;
 
 	over = overage(c);
 	if (!over || pthread_mutex_trylock(&c->evict_lock))
 		return;
+	t0 = now_us();
 	over += EVICT_BATCH_CHUNKS * c->cfg->chunk_size;
 	/* Files cached by an earlier run and not opened since are the
-	 * least recently used of all (scan.c). */
-	freed = cold_evict(c, over);
-	if (freed < over) {
+	 * least recently used of all (scan.c).  A batch that ran out of
+	 * time leaves the rest to the next: chunks in memory go only
+	 * once no cold file is left. */
+	freed = cold_freed = cold_evict(c, over, t0 + EVICT_COLD_US);
+	t_cold = now_us();
+	if (freed < over && !cold_count(c)) {
 		n = collect(c, &v);
-		for (i = 0; i < n && freed < over; i++)
-			freed += evict_one(c, &v[i]);
+		t_collect = now_us();
+		for (i = 0; i < n && freed < over; i++) {
+			uint64_t b = evict_one(c, &v[i]);
+
+			freed += b;
+			nchunks += b != 0;
+		}
 		free(v);
 	}
+	d = now_us() - t0;
+	max = atomic_load(&c->evict_batch_us_max);
+	atomic_fetch_add(&c->evict_batches, 1);
+	atomic_store(&c->evict_batch_us_last, d);
+	while (d > max &&
+	       !atomic_compare_exchange_weak(&c->evict_batch_us_max, &max, d))
+		;
 	pthread_mutex_unlock(&c->evict_lock);
+	if (d > EVICT_SLOW_US)
+		log_msg(LOG_LVL_INFO, "evict",
+			"a batch took %.1f ms: cold files %.1f ms (%llu bytes); %zu chunks in memory looked at in %.1f ms, %llu evicted in %.1f ms",
+			d / 1e3, (t_cold - t0) / 1e3,
+			(unsigned long long)cold_freed, n,
+			t_collect ? (t_collect - t_cold) / 1e3 : 0.0,
+			(unsigned long long)nchunks,
+			t_collect ? (t0 + d - t_collect) / 1e3 : 0.0);
 }

@@ -77,7 +77,15 @@ static void say(int fd, const char *fmt, ...)
 	X(passthrough_opens, counter, "opens the kernel serves from the cache file itself") \
 	X(passthrough_bytes_written, counter, "dirty bytes found in cache files written through passthrough") \
 	X(bytes_scrubbed, counter, "cached bytes read back and checked by stagefsctl scrub") \
-	X(stale_opens, counter, "opens served the cached copy while the backend did not answer (offline=serve)")
+	X(stale_opens, counter, "opens served the cached copy while the backend did not answer (offline=serve)") \
+	X(cold_files, gauge, "files cached by an earlier run and not opened since") \
+	X(cold_files_evicted, counter, "files cached by an earlier run removed by eviction") \
+	X(scan_done, gauge, "1 once the start-up scan has counted every file of the cache dir") \
+	X(scan_files, gauge, "files the start-up scan has counted") \
+	X(scan_ms, gauge, "how long the start-up scan took, ms (0 until it is done)") \
+	X(evict_batches, counter, "eviction batches run")                   \
+	X(evict_batch_us_last, gauge, "how long the last eviction batch took, us") \
+	X(evict_batch_us_max, gauge, "how long the longest eviction batch took, us")
 
 /* A histogram as JSON: [n0, n1, ...], bucket i = [2^i, 2^(i+1)) us. */
 static void say_hist_json(int fd, const char *name, const uint64_t *h)

@@ -2112,6 +2112,136 @@ START_TEST(bug_restart_evicts_hot_before_cold)
 }
 END_TEST
 
+static bool scan_done(void *arg)
+{
+	return stats().scan_done == 1;
+}
+
+/* The data file of a cached backend node, by the cache's own name. */
+static void cold_data_name(const struct be_node *n, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/data/%08x-%016llx-%016llx", X.dir,
+		 spec_hash_of(X.be), (unsigned long long)n->fileid,
+		 (unsigned long long)n->hkey);
+}
+
+/*
+ * Issue 14: a cache dir of many small files left by an earlier run.  The
+ * scan counts every one (scan_done, scan_files, cold_files), a file opened
+ * again leaves the cold list, and eviction removes the others strictly
+ * oldest first by their data file's mtime, whatever order the scan found
+ * them in -- batch after batch, as a cache of millions of files needs
+ * (a batch stops on a time limit; the loop below does what the next
+ * reads would do).
+ */
+START_TEST(test_cold_files_oldest_first)
+{
+	enum { N = 1500, KEEP = 400 };
+	struct be_node **nodes = calloc(N, sizeof(*nodes));
+	unsigned char *data = pattern_new(BS, 50);
+	struct cache_file *f;
+	struct cache_stats st;
+	uint64_t per, want, evicted;
+	char name[256];
+	int i, tries, opened = 7, gone = 0;
+
+	ck_assert_ptr_nonnull(nodes);
+	X.cfg.size = 0;		/* no limit while the set is made */
+	fx_open();
+	for (i = 0; i < N; i++) {
+		struct be_attr a;
+		unsigned char got[64];
+
+		snprintf(name, sizeof(name), "cold%04d", i);
+		ck_assert_int_eq(mem_be_put_file(X.be, name, data, BS,
+						 &nodes[i], &a), 0);
+		ck_assert_int_ge(cache_file_get(X.c, 0, nodes[i], &a, &f), 0);
+		ck_assert_int_eq(cache_read(f, NULL, got, sizeof(got), 0),
+				 (ssize_t)sizeof(got));
+		cache_file_put(f);
+	}
+	ck_assert_int_eq(fx_close(), 0);
+	/* Ages unrelated to the order the files were made (or listed):
+	 * file i is (i * 7919) % N seconds old, so (i * 7919) % N = 0 is
+	 * the newest. */
+	for (i = 0; i < N; i++) {
+		struct timespec ts[2] = { { 0, UTIME_OMIT },
+					  { 1000000000 - (i * 7919L) % N, 0 } };
+
+		cold_data_name(nodes[i], name, sizeof(name));
+		ck_assert_int_eq(utimensat(AT_FDCWD, name, ts, 0), 0);
+	}
+
+	fx_open();
+	ck_assert_msg(wait_for(scan_done, NULL, 20000), "scan not done");
+	st = stats();
+	ck_assert_uint_eq(st.scan_files, N);
+	ck_assert_uint_eq(st.cold_files, N);
+	ck_assert_uint_eq(st.files, 0);
+	per = st.cache_used_bytes / N;
+	ck_assert_uint_eq(st.cache_used_bytes, per * N);
+	ck_assert_uint_gt(per, 0);
+	/* The oldest of all is opened again: it is no longer cold, and its
+	 * bytes are counted as its chunks load. */
+	for (i = 0; i < N; i++)
+		if ((i * 7919L) % N == N - 1)
+			opened = i;
+	f = fx_reopen(nodes[opened]);
+	ck_assert_uint_eq(stats().cold_files, N - 1);
+	ck_assert_uint_eq(stats().cache_used_bytes, per * (N - 1));
+
+	/* Keep KEEP cold files' worth: the rest goes, oldest first. */
+	X.cfg.size = per * KEEP;
+	for (tries = 0; tries < 10000 &&
+	     stats().cache_used_bytes > X.cfg.size; tries++)
+		cache_evict_maybe(X.c);
+	st = stats();
+	ck_assert_uint_le(st.cache_used_bytes, X.cfg.size);
+	ck_assert_uint_ge(st.evict_batches, 1);
+	ck_assert_uint_ge(st.evict_batch_us_max, st.evict_batch_us_last);
+	evicted = st.cold_files_evicted;
+	want = (N - 1) - KEEP;
+	ck_assert_msg(evicted >= want && evicted <= N - 1,
+		      "%llu cold files evicted, want at least %llu",
+		      (unsigned long long)evicted, (unsigned long long)want);
+	ck_assert_uint_eq(st.cold_files, N - 1 - evicted);
+	ck_assert_uint_eq(st.cache_used_bytes, per * (N - 1 - evicted));
+	for (i = 0; i < N; i++) {
+		/* age rank: 0 the oldest */
+		long rank = N - 1 - (i * 7919L) % N;
+		bool exists;
+
+		cold_data_name(nodes[i], name, sizeof(name));
+		exists = access(name, F_OK) == 0;
+		if (i == opened) {
+			ck_assert_msg(exists, "the file opened again was evicted");
+			continue;
+		}
+		/* rank 0 is the opened one: cold ranks start at 1 */
+		ck_assert_msg(exists == (rank > (long)evicted),
+			      "file of age rank %ld (of %d): %s, with %llu evicted",
+			      rank, N, exists ? "kept" : "evicted",
+			      (unsigned long long)evicted);
+		gone += !exists;
+	}
+	ck_assert_int_eq(gone, (int)evicted);
+	/* The opened file reads from its cache file, as before. */
+	{
+		unsigned long reads = mem_be_calls(X.be, MEM_OP_READ);
+		unsigned char *got = malloc(BS);
+
+		ck_assert_int_eq(cache_read(f, NULL, got, BS, 0), (ssize_t)BS);
+		assert_same(got, data, BS, "the file opened again");
+		ck_assert_uint_eq(mem_be_calls(X.be, MEM_OP_READ), reads);
+		free(got);
+	}
+	for (i = 0; i < N; i++)
+		be_node_put(X.be, nodes[i]);
+	free(nodes);
+	free(data);
+}
+END_TEST
+
 /*
  * BUG (cache/cache.c, cache_close(): pthread_key_delete(c->ring_key)
  * does not run the key's destructor): the io_uring of every thread still
@@ -2589,6 +2719,7 @@ static Suite *cache_suite(void)
 		T(test_scrub_during_writes),
 		T(test_evict_lru_order),
 		T(test_evict_never_dirty),
+		T(test_cold_files_oldest_first),
 		T(test_backpressure),
 		T(test_flush_retries_counted),
 		T(test_flush_permanent_error_reported),
