@@ -1234,18 +1234,26 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 	if (rc < 0)
 		goto out_free;
 	cache_node_id_load(c);
-	if (cfg->direct) {
+	c->direct = cfg->direct;
+	if (cfg->direct != CACHE_DIRECT_OFF) {
 		int fd = openat(c->dir_fd, "lock", O_RDONLY | O_DIRECT |
 						   O_CLOEXEC);
 
-		if (fd < 0) {
+		if (fd < 0 && cfg->direct == CACHE_DIRECT_ON) {
 			rc = -errno;
 			snprintf(err, errlen,
 				 "cache_direct=on: the file system of cache dir %s refuses O_DIRECT: %s",
 				 cfg->dir, strerror(-rc));
 			goto out_free;
 		}
-		close(fd);
+		if (fd < 0) {
+			log_msg(LOG_LVL_INFO, "cache",
+				"cache dir %s: no O_DIRECT (%s): chunk fills go through the page cache",
+				cfg->dir, strerror(errno));
+			c->direct = CACHE_DIRECT_OFF;
+		} else {
+			close(fd);
+		}
 	}
 	/* Cached data is other users' data: only root may look (0700). */
 	if (fchmodat(AT_FDCWD, cfg->dir, 0700, 0) < 0)

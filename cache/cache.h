@@ -54,6 +54,19 @@ enum cache_fsync_mode {
 };
 
 /* Filled by fs/opts.c; the cache keeps a const pointer to it. */
+/* Which whole-block transfers of the cache files use O_DIRECT. */
+enum cache_direct_mode {
+	CACHE_DIRECT_OFF,
+	/*
+	 * Chunk fills only (bytes fetched from the backend): no copy into
+	 * the page cache on the cold path; a file system without O_DIRECT
+	 * falls back to buffered writes.
+	 */
+	CACHE_DIRECT_FILLS,
+	/* Fills, flusher read-backs and checked reads; refused without it. */
+	CACHE_DIRECT_ON,
+};
+
 struct cache_config {
 	const char *dir;
 	uint64_t size;		/* evict clean chunks above this */
@@ -66,7 +79,7 @@ struct cache_config {
 	enum cache_close_mode close_mode;
 	enum cache_fsync_mode fsync_mode;
 	int verify;		/* check block checksums on every read */
-	int direct;		/* O_DIRECT for whole-block cache-file I/O */
+	enum cache_direct_mode direct;	/* O_DIRECT for cache-file I/O */
 	unsigned int max_fds;	/* cache-file descriptors kept open; 0: a
 				 * quarter of RLIMIT_NOFILE */
 };

@@ -206,6 +206,9 @@ struct cache {
 	uint64_t node_id;	/* nodeid.c; set once in cache_open() */
 	pthread_key_t ring_key;	/* this thread's ring_engine */
 	struct fdlru *fdlru;	/* the cache files' open descriptors */
+	/* cfg->direct in force: FILLS falls back to OFF where the cache
+	 * file system refuses O_DIRECT */
+	enum cache_direct_mode direct;
 
 	pthread_mutex_t table_lock;
 	struct cache_file **table;	/* hash on (be_idx, fileid) */
@@ -484,6 +487,18 @@ static inline int file_fd(const struct cache_file *f, enum file_fd_slot s)
  * coherent.
  */
 static inline int data_fd(const struct cache_file *f, const void *buf,
+			  uint64_t off, size_t len)
+{
+	int dfd = file_fd(f, FILE_FD_SLOT_DIRECT);
+
+	if (f->c->direct == CACHE_DIRECT_ON && dfd >= 0 &&
+	    !(((uintptr_t)buf | off | len) & 4095))
+		return dfd;
+	return file_fd(f, FILE_FD_SLOT_DATA);
+}
+
+/* The same for a chunk fill: O_DIRECT with cache_direct=fills too. */
+static inline int fill_fd(const struct cache_file *f, const void *buf,
 			  uint64_t off, size_t len)
 {
 	int dfd = file_fd(f, FILE_FD_SLOT_DIRECT);

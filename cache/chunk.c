@@ -318,7 +318,7 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 	if (rc < 0)
 		goto out_lock;
 	for (b = 0; b < (unsigned int)nops; b++)
-		ops[b].fd = data_fd(f, ops[b].buf, ops[b].off, ops[b].len);
+		ops[b].fd = fill_fd(f, ops[b].buf, ops[b].off, ops[b].len);
 	rc = ring_run(cache_ring(c), ops, nops);
 	file_fds_put(f);
 out_lock:
@@ -499,7 +499,7 @@ again:
 		 * request is block aligned (and dst is, for O_DIRECT), through
 		 * the thread's buffer if not. */
 		if (off == lo && len == hi - lo &&
-		    (!c->cfg->direct || !((uintptr_t)dst & 4095)))
+		    (c->direct != CACHE_DIRECT_ON || !((uintptr_t)dst & 4095)))
 			buf = dst;
 		else	/* as large as this read: workers stay small */
 			buf = ring_buf(cache_ring(c), hi - lo);

@@ -75,7 +75,7 @@ int file_fds_get(struct cache_file *f, unsigned int what)
 
 	if (what & FILE_FD_DATA) {
 		mask |= 1u << FILE_FD_SLOT_DATA;
-		if (f->c->cfg->direct)
+		if (f->c->direct != CACHE_DIRECT_OFF)
 			mask |= 1u << FILE_FD_SLOT_DIRECT;
 	}
 	if (what & FILE_FD_INDEX)

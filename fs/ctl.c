@@ -323,14 +323,17 @@ static void cmd_status(struct ctl *ctl, int fd)
 	if (atomic_load(&ctl->s->ended))
 		say(fd, "state       unmounted: uploading what is dirty, then exiting (gives up after 60 s without progress)\n");
 	say(fd, "cache_dir   %s\n", cc->dir);
-	say(fd, "options     cache_size=%llu chunk_size=%llu readahead=%llu dirty_max=%llu nconnect=%u writeback=%s flush_on_close=%s fsync=%s verify=%s\n",
+	say(fd, "options     cache_size=%llu chunk_size=%llu readahead=%llu dirty_max=%llu nconnect=%u writeback=%s flush_on_close=%s fsync=%s verify=%s cache_direct=%s kernel_readahead=%llu\n",
 	    (unsigned long long)cc->size, (unsigned long long)cc->chunk_size,
 	    (unsigned long long)cc->readahead,
 	    (unsigned long long)cc->dirty_max, cfg->nconnect,
 	    cc->writeback ? "on" : "off",
 	    cc->close_mode == CACHE_CLOSE_SYNC ? "sync" : "async",
 	    cc->fsync_mode == CACHE_FSYNC_BACKEND ? "backend" : "local",
-	    cc->verify ? "on" : "off");
+	    cc->verify ? "on" : "off",
+	    cc->direct == CACHE_DIRECT_ON ? "on" :
+	    cc->direct == CACHE_DIRECT_FILLS ? "fills" : "off",
+	    (unsigned long long)cfg->kernel_readahead);
 	say(fd, "o_direct    %s\n",
 	    ctl->s->pt.dio_mmap ? "uncached, and may be mmap()ed" :
 				  "uncached; mmap() of such an open fails with ENODEV (the kernel lacks FUSE_DIRECT_IO_ALLOW_MMAP, Linux 6.6+)");

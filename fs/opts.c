@@ -87,7 +87,8 @@ void opts_usage(const char *prog)
 	       "  -o verify=on|off          check checksums on every cache read (default on)\n"
 	       "  -o passthrough=auto|on|off  the kernel reads and writes cached files\n"
 	       "                            itself (FUSE passthrough, Linux 6.9+; default off)\n"
-	       "  -o cache_direct=on|off    O_DIRECT for chunk fills and block reads of the cache (default off)\n"
+	       "  -o cache_direct=fills|on|off  O_DIRECT for chunk fills (fills, the default),\n"
+	       "                            also for block reads of the cache (on), or none\n"
 	       "  -o default_permissions=on|off  the kernel checks modes before the backend does (default on)\n"
 	       "  -o hosts=FILE             more addresses of the nfs:// BACKEND's cluster, one per line\n"
 	       "  -o namespace=FILE         junctions of several backends in one tree\n"
@@ -297,12 +298,22 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 	}
 	if (choice_opt("writeback", cfg->writeback_s, "off", "on", &cc->writeback) ||
 	    choice_opt("verify", cfg->verify_s, "off", "on", &cc->verify) ||
-	    choice_opt("cache_direct", cfg->cache_direct_s, "off", "on",
-		       &cc->direct) ||
 	    choice_opt("flush_on_close", cfg->flush_on_close_s, "sync", "async",
 		       &v))
 		return -EINVAL;
 	cc->close_mode = v ? CACHE_CLOSE_ASYNC : CACHE_CLOSE_SYNC;
+	cc->direct = CACHE_DIRECT_FILLS;
+	if (cfg->cache_direct_s) {
+		if (!strcmp(cfg->cache_direct_s, "off")) {
+			cc->direct = CACHE_DIRECT_OFF;
+		} else if (!strcmp(cfg->cache_direct_s, "on")) {
+			cc->direct = CACHE_DIRECT_ON;
+		} else if (strcmp(cfg->cache_direct_s, "fills")) {
+			fprintf(stderr, "stagefs: bad value for cache_direct: '%s' (expected fills, on or off)\n",
+				cfg->cache_direct_s);
+			return -EINVAL;
+		}
+	}
 	v = 0;
 	if (choice_opt("fsync", cfg->fsync_s, "backend", "local", &v))
 		return -EINVAL;

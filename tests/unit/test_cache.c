@@ -2364,10 +2364,11 @@ END_TEST
 
 /*
  * cache_direct=on: fills, read-backs and checked reads use O_DIRECT, the
- * rest the buffered descriptor; data of unaligned sizes and offsets comes
- * back right, reaches the backend, and the checksums hold.
+ * rest the buffered descriptor; cache_direct=fills (the default): only
+ * fills.  Data of unaligned sizes and offsets comes back right, reaches
+ * the backend, and the checksums hold.
  */
-START_TEST(test_direct_io)
+static void direct_io(enum cache_direct_mode mode)
 {
 	size_t len = 2 * CS + 12345, blen = CS + 4097;
 	unsigned char *want = pattern_new(len, 34), *got = malloc(len);
@@ -2375,7 +2376,7 @@ START_TEST(test_direct_io)
 	struct cache_file *f, *g;
 	struct be_node *n;
 
-	X.cfg.direct = 1;
+	X.cfg.direct = mode;
 	fx_open();
 	f = fx_file("w", NULL, 0, &n);
 	ck_assert_int_eq(file_fds_get(f, FILE_FD_DATA), 0);
@@ -2395,6 +2396,17 @@ START_TEST(test_direct_io)
 	free(want);
 	free(back);
 	free(got);
+}
+
+START_TEST(test_direct_io)
+{
+	direct_io(CACHE_DIRECT_ON);
+}
+END_TEST
+
+START_TEST(test_direct_fills)
+{
+	direct_io(CACHE_DIRECT_FILLS);
 }
 END_TEST
 
@@ -2736,6 +2748,7 @@ static Suite *cache_suite(void)
 		T(test_read_pin_not_with_verify),
 		T(test_read_pin_after_fetch),
 		T(test_direct_io),
+		T(test_direct_fills),
 		T(test_readers_share_fetch),
 		T(test_fd_limit),
 		T(test_pt_zero_growth_gives_size),
