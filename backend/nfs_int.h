@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * nfs_int.h - private to the NFSv3 backend (nfs.c, nfs_conn.c, nfs_url.c)
- * and its unit test.
+ * nfs_int.h - private to the NFSv3 backend (nfs*.c) and its unit tests.
  *
- * Four parts:
- *   nfs_url.c   parsing nfs://HOST[:PORT]/PATH and mapping NFS3ERR_* to
- *               -errno.  Pure functions, no libnfs calls, so the unit test
- *               links this file alone.
+ * Its parts:
+ *   nfs_url.c   parsing nfs://HOST[:PORT][,HOST...]/PATH (a VIP pool)
+ *               and the hosts= file, and mapping NFS3ERR_* to -errno.
+ *               Pure functions, no libnfs calls, so the unit test links
+ *               this file alone.
  *   nfs_conn.c  the connection pool: nconnect libnfs RPC contexts, each a
  *               TCP connection owned by one thread, plus the one-shot
  *               MOUNT exchange at open time.  It knows nothing about the
@@ -16,8 +16,10 @@
  *   nfs_limits.c  what NFSv3 can hold (times, symlink targets), decided
  *               as the Linux NFSv3 client does.  Pure, linked alone by
  *               its test.
- *   nfs.c       the be_ops table: builds NFSv3 calls, splits data requests
- *               into rsize/wsize pieces, turns replies into be_attr.
+ *   nfs.c       open (MOUNT at every address), the namespace calls and
+ *               the be_ops table; turns replies into be_attr.
+ *   nfs_data.c  READ and WRITE split into rsize/wsize pieces, COMMIT, and
+ *               the write verifier (nfs_be.h: the objects both share).
  *
  * Credentials: each connection keeps a small cache of AUTH_SYS
  * credentials, and before it builds a call's RPC it installs the call's
