@@ -121,6 +121,9 @@ struct sfs {
 	struct fuse_session *se;
 
 	pthread_mutex_t ino_lock;
+	/* Inodes with nopen > 0; protected by ino_lock.  While it is 0, an
+	 * unlink needs no LOOKUP to learn whether to hide its file. */
+	unsigned int open_inodes;
 	struct sfs_inode **itable;
 	size_t itable_size;
 	struct sfs_inode *root;
