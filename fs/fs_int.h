@@ -45,6 +45,7 @@ struct sfs_config {
 	char *passthrough_s;
 	char *default_permissions_s;
 	char *offline_s;
+	char *readdirplus_s;
 	char *namespace_file;
 	char *ctl_socket;
 	unsigned int nconnect;
@@ -54,6 +55,7 @@ struct sfs_config {
 	int soft;		/* fail requests after the retry deadline */
 	double outage_wait;	/* seconds before the cache answers alone */
 	int offline_serve;	/* offline=serve: stale opens allowed */
+	int readdirplus;	/* listings carry attributes (READDIRPLUS) */
 	/* parsed */
 	enum sfs_pt_mode { SFS_PT_AUTO, SFS_PT_ON, SFS_PT_OFF } passthrough;
 	char *backend;
