@@ -32,6 +32,13 @@ uint64_t be_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+const char *const be_call_names[BE_CALL_NR] = {
+	[BE_CALL_LOOKUP] = "lookup",	[BE_CALL_GETATTR] = "getattr",
+	[BE_CALL_SETATTR] = "setattr",	[BE_CALL_READDIR] = "readdir",
+	[BE_CALL_ACCESS] = "access",	[BE_CALL_CREATE] = "create",
+	[BE_CALL_REMOVE] = "remove",	[BE_CALL_RENAME] = "rename",
+};
+
 static const struct be_factory *const factories[] = {
 #ifdef STAGEFS_HAVE_NFS
 	&be_nfs_factory,

@@ -387,13 +387,41 @@ unsigned int be_wait_get(void);
 /* The clock of unreachable_since(). */
 uint64_t be_now_ms(void);
 
+/*
+ * Namespace calls a backend made, by kind (stagefsctl stats: be_lookup,
+ * ...).  The NFS backend counts RPCs, once per call however often it is
+ * resent (a listing is one READDIRPLUS per directory page); the posix
+ * backend counts be_ops calls (its readdir also stats every entry).
+ */
+enum be_call {
+	BE_CALL_LOOKUP,
+	BE_CALL_GETATTR,
+	BE_CALL_SETATTR,
+	BE_CALL_READDIR,	/* NFS: READDIRPLUS rounds */
+	BE_CALL_ACCESS,
+	BE_CALL_CREATE,		/* create, mkdir, mknod, symlink, link */
+	BE_CALL_REMOVE,		/* unlink, rmdir */
+	BE_CALL_RENAME,
+	BE_CALL_NR
+};
+
+/* "lookup", "getattr", ...: the names of enum be_call. */
+extern const char *const be_call_names[BE_CALL_NR];
+
 /* Every backend object starts with this. */
 struct be {
 	const struct be_ops *ops;
 	char *spec;		/* the BACKEND string it was opened with */
 	/* Requests the backend sent again (reconnects, server busy). */
 	atomic_uint_fast64_t retries;
+	/* Calls made, by enum be_call: statistics only. */
+	atomic_uint_fast64_t calls[BE_CALL_NR];
 };
+
+static inline void be_count(struct be *be, enum be_call c)
+{
+	atomic_fetch_add_explicit(&be->calls[c], 1, memory_order_relaxed);
+}
 
 /* Tunables a backend may use; zero means "the backend's default". */
 struct be_params {

@@ -569,12 +569,45 @@ static int err_is_quiet(enum nfs_sop op, int err)
 }
 
 /* Run s to its end; logs an NFS error once.  Returns s->err. */
+/* The statistics kind of a namespace RPC (be_count), or -1. */
+static int sop_call(enum nfs_sop op)
+{
+	switch (op) {
+	case SOP_LOOKUP:
+		return BE_CALL_LOOKUP;
+	case SOP_GETATTR:
+		return BE_CALL_GETATTR;
+	case SOP_SETATTR:
+		return BE_CALL_SETATTR;
+	case SOP_READDIRPLUS:
+		return BE_CALL_READDIR;
+	case SOP_ACCESS:
+		return BE_CALL_ACCESS;
+	case SOP_CREATE:
+	case SOP_MKDIR:
+	case SOP_MKNOD:
+	case SOP_SYMLINK:
+	case SOP_LINK:
+		return BE_CALL_CREATE;
+	case SOP_REMOVE:
+	case SOP_RMDIR:
+		return BE_CALL_REMOVE;
+	case SOP_RENAME:
+		return BE_CALL_RENAME;
+	default:
+		return -1;
+	}
+}
+
 static int sync_run(struct nfs_be *nb, const struct be_cred *cred,
 		    struct nfs_sync *s, uint64_t deadline_ms)
 {
 	unsigned int wait = be_wait_get();
 	uint64_t until = 0;
+	int kind = sop_call(s->op);
 
+	if (kind >= 0)
+		be_count(&nb->be, (enum be_call)kind);
 	if (wait && !deadline_ms)
 		deadline_ms = until = nfs_now_ms() + wait;
 	s->call.cred = cred;

@@ -1049,6 +1049,7 @@ static int posix_lookup(struct be *be, const struct be_cred *cred,
 {
 	int ids = ids_enter(be, cred), rc;
 
+	be_count(be, BE_CALL_LOOKUP);
 	if (ids < 0)
 		return ids;
 	rc = px_lookup(be, dir, name, out, attr);
@@ -1061,6 +1062,7 @@ static int posix_getattr(struct be *be, const struct be_cred *cred,
 {
 	int ids = ids_enter(be, cred), rc;
 
+	be_count(be, BE_CALL_GETATTR);
 	if (ids < 0)
 		return ids;
 	rc = px_getattr(be, n, attr);
@@ -1074,6 +1076,7 @@ static int posix_setattr(struct be *be, const struct be_cred *cred,
 {
 	int ids = ids_enter(be, cred), rc;
 
+	be_count(be, BE_CALL_SETATTR);
 	if (ids < 0)
 		return ids;
 	rc = px_setattr(be, n, ids, sa, attr);
@@ -1088,6 +1091,7 @@ static int posix_create(struct be *be, const struct be_cred *cred,
 {
 	int ids = ids_enter(be, cred), rc;
 
+	be_count(be, BE_CALL_CREATE);
 	if (ids < 0)
 		return ids;
 	rc = px_create(be, dir, name, mode, exclusive, out, attr);
@@ -1101,6 +1105,7 @@ static int posix_mkdir(struct be *be, const struct be_cred *cred,
 {
 	int ids = ids_enter(be, cred), rc;
 
+	be_count(be, BE_CALL_CREATE);
 	if (ids < 0)
 		return ids;
 	rc = px_mkdir(be, dir, name, mode, out, attr);
@@ -1115,6 +1120,7 @@ static int posix_mknod(struct be *be, const struct be_cred *cred,
 {
 	int ids = ids_enter(be, cred), rc;
 
+	be_count(be, BE_CALL_CREATE);
 	if (ids < 0)
 		return ids;
 	rc = px_mknod(be, dir, name, mode, rdev, out, attr);
@@ -1129,6 +1135,7 @@ static int posix_symlink(struct be *be, const struct be_cred *cred,
 {
 	int ids = ids_enter(be, cred), rc;
 
+	be_count(be, BE_CALL_CREATE);
 	if (ids < 0)
 		return ids;
 	rc = px_symlink(be, dir, name, target, out, attr);
@@ -1154,6 +1161,7 @@ static int posix_link(struct be *be, const struct be_cred *cred,
 {
 	int ids = ids_enter(be, cred), rc;
 
+	be_count(be, BE_CALL_CREATE);
 	if (ids < 0)
 		return ids;
 	rc = px_link(be, n, dir, name, attr);
@@ -1166,6 +1174,7 @@ static int posix_unlink(struct be *be, const struct be_cred *cred,
 {
 	int ids = ids_enter(be, cred), rc;
 
+	be_count(be, BE_CALL_REMOVE);
 	if (ids < 0)
 		return ids;
 	rc = px_unlink(be, dir, name);
@@ -1178,6 +1187,7 @@ static int posix_rmdir(struct be *be, const struct be_cred *cred,
 {
 	int ids = ids_enter(be, cred), rc;
 
+	be_count(be, BE_CALL_REMOVE);
 	if (ids < 0)
 		return ids;
 	rc = px_rmdir(be, dir, name);
@@ -1192,6 +1202,7 @@ static int posix_rename(struct be *be, const struct be_cred *cred,
 {
 	int ids = ids_enter(be, cred), rc;
 
+	be_count(be, BE_CALL_RENAME);
 	if (ids < 0)
 		return ids;
 	rc = px_rename(be, olddir, oldname, newdir, newname, flags);
@@ -1205,6 +1216,7 @@ static int posix_readdir(struct be *be, const struct be_cred *cred,
 {
 	int ids = ids_enter(be, cred), rc;
 
+	be_count(be, BE_CALL_READDIR);
 	if (ids < 0)
 		return ids;
 	rc = px_readdir(be, dir, fn, arg);
@@ -1292,6 +1304,7 @@ static int posix_access(struct be *be, const struct be_cred *cred,
 {
 	int ids = ids_enter(be, cred), rc;
 
+	be_count(be, BE_CALL_ACCESS);
 	if (ids < 0)
 		return ids;
 	rc = px_access(be, n, mask, attr);

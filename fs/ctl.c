@@ -87,6 +87,19 @@ static void say(int fd, const char *fmt, ...)
 	X(evict_batch_us_last, gauge, "how long the last eviction batch took, us") \
 	X(evict_batch_us_max, gauge, "how long the longest eviction batch took, us")
 
+/* Namespace calls to the backends, by kind, summed over the junctions. */
+static void be_calls(const struct sfs *s, uint64_t out[BE_CALL_NR])
+{
+	int i, k;
+
+	for (k = 0; k < BE_CALL_NR; k++)
+		out[k] = 0;
+	for (i = 0; i < s->nbe; i++)
+		for (k = 0; k < BE_CALL_NR; k++)
+			out[k] += atomic_load_explicit(&s->bes[i]->calls[k],
+						       memory_order_relaxed);
+}
+
 /* A histogram as JSON: [n0, n1, ...], bucket i = [2^i, 2^(i+1)) us. */
 static void say_hist_json(int fd, const char *name, const uint64_t *h)
 {
@@ -225,7 +238,11 @@ static void cmd_stats(struct ctl *ctl, int fd, const char *fmt)
 	char label[1024];
 	const char *sep = "";
 
+	uint64_t calls[BE_CALL_NR];
+	int k;
+
 	cache_get_stats(ctl->s->cache, &st);
+	be_calls(ctl->s, calls);
 	say(fd, "ok\n");
 	if (!strcmp(fmt, "json")) {
 		say(fd, "{");
@@ -235,6 +252,9 @@ static void cmd_stats(struct ctl *ctl, int fd, const char *fmt)
 		say(fd, ", \"cache_size\": %llu, \"dirty_max\": %llu",
 		    (unsigned long long)ctl->s->cfg.cache.size,
 		    (unsigned long long)ctl->s->cfg.cache.dirty_max);
+		for (k = 0; k < BE_CALL_NR; k++)
+			say(fd, ", \"be_%s\": %llu", be_call_names[k],
+			    (unsigned long long)calls[k]);
 		say_hist_json(fd, "backend_read_us_hist", st.be_read_us);
 		say_hist_json(fd, "backend_write_us_hist", st.be_write_us);
 		say_addrs(ctl, fd, fmt, NULL);
@@ -254,6 +274,11 @@ static void cmd_stats(struct ctl *ctl, int fd, const char *fmt)
 		    label, (unsigned long long)ctl->s->cfg.cache.size);
 		say(fd, "# HELP stagefs_dirty_max_bytes dirty_max option\n# TYPE stagefs_dirty_max_bytes gauge\nstagefs_dirty_max_bytes{mountpoint=\"%s\"} %llu\n",
 		    label, (unsigned long long)ctl->s->cfg.cache.dirty_max);
+		say(fd, "# HELP stagefs_backend_calls_total namespace calls to the backend (NFS: RPCs)\n# TYPE stagefs_backend_calls_total counter\n");
+		for (k = 0; k < BE_CALL_NR; k++)
+			say(fd, "stagefs_backend_calls_total{mountpoint=\"%s\",op=\"%s\"} %llu\n",
+			    label, be_call_names[k],
+			    (unsigned long long)calls[k]);
 		say_hist_prom(fd, "backend_read_seconds",
 			      "chunk fetches from the backend", label,
 			      st.be_read_us);
@@ -269,6 +294,9 @@ static void cmd_stats(struct ctl *ctl, int fd, const char *fmt)
 #define X(f, kind, help) say(fd, "%-20s %llu\n", #f, (unsigned long long)st.f);
 		STAT_FIELDS(X)
 #undef X
+		for (k = 0; k < BE_CALL_NR; k++)
+			say(fd, "be_%-17s %llu\n", be_call_names[k],
+			    (unsigned long long)calls[k]);
 		say_hist_text(fd, "backend_read_us", "chunk fetches",
 			      st.be_read_us);
 		say_hist_text(fd, "backend_write_us", "chunk uploads",

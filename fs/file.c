@@ -28,7 +28,8 @@
 void inode_open(struct sfs *s, struct sfs_inode *ino)
 {
 	pthread_mutex_lock(&s->ino_lock);
-	ino->nopen++;
+	if (ino->nopen++ == 0)
+		s->open_inodes++;
 	pthread_mutex_unlock(&s->ino_lock);
 }
 
@@ -45,7 +46,9 @@ void inode_release(struct sfs *s, struct sfs_inode *ino)
 	char *name = NULL;
 
 	pthread_mutex_lock(&s->ino_lock);
-	if (--ino->nopen == 0 && ino->silly_name && ino->silly_dir) {
+	if (--ino->nopen == 0)
+		s->open_inodes--;
+	if (ino->nopen == 0 && ino->silly_name && ino->silly_dir) {
 		dir = ino->silly_dir;
 		name = ino->silly_name;
 		cred = ino->silly_cred;

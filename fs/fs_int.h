@@ -45,6 +45,7 @@ struct sfs_config {
 	char *passthrough_s;
 	char *default_permissions_s;
 	char *offline_s;
+	char *readdirplus_s;
 	char *namespace_file;
 	char *hosts_file;	/* -o hosts=: more addresses of BACKEND */
 	char *ctl_socket;
@@ -56,6 +57,7 @@ struct sfs_config {
 	double outage_wait;	/* seconds before the cache answers alone */
 	uint64_t kernel_readahead;	/* bytes; the mount bdi's read_ahead_kb, 0: leave */
 	int offline_serve;	/* offline=serve: stale opens allowed */
+	int readdirplus;	/* listings carry attributes (READDIRPLUS) */
 	/* parsed */
 	enum sfs_pt_mode { SFS_PT_AUTO, SFS_PT_ON, SFS_PT_OFF } passthrough;
 	char *backend;
@@ -123,6 +125,9 @@ struct sfs {
 	struct fuse_session *se;
 
 	pthread_mutex_t ino_lock;
+	/* Inodes with nopen > 0; protected by ino_lock.  While it is 0, an
+	 * unlink needs no LOOKUP to learn whether to hide its file. */
+	unsigned int open_inodes;
 	struct sfs_inode **itable;
 	size_t itable_size;
 	struct sfs_inode *root;

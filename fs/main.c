@@ -52,6 +52,11 @@ static void sfs_init(void *userdata, struct fuse_conn_info *conn)
 	/* Locks are the kernel's, local to this node (no lock ops here). */
 	conn->want &= ~(unsigned int)FUSE_CAP_POSIX_LOCKS;
 	conn->want &= ~(unsigned int)FUSE_CAP_FLOCK_LOCKS;
+	/* readdirplus=off: plain listings; a find then costs no lookup
+	 * per entry, an ls -l one LOOKUP per entry instead. */
+	if (!s->cfg.readdirplus)
+		conn->want &= ~(unsigned int)(FUSE_CAP_READDIRPLUS |
+					      FUSE_CAP_READDIRPLUS_AUTO);
 	/* Cache hits go back by splice from the cache file (fs/file.c). */
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;

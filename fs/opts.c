@@ -53,6 +53,7 @@ static const struct fuse_opt sfs_opts[] = {
 	OPT("soft", soft, 1),
 	OPT("outage_wait=%lf", outage_wait, 0),
 	OPT("offline=%s", offline_s, 0),
+	OPT("readdirplus=%s", readdirplus_s, 0),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -95,6 +96,8 @@ void opts_usage(const char *prog)
 	       "  -o ctl_socket=PATH        control socket for stagefsctl (default /run/stagefs/<id>.sock)\n"
 	       "  -o attr_timeout=SECS      kernel attribute cache (default 1.0)\n"
 	       "  -o entry_timeout=SECS     kernel name cache (default 1.0)\n"
+	       "  -o readdirplus=on|off     listings carry each entry's attributes, so that\n"
+	       "                            ls -l asks nothing per entry (default on)\n"
 	       "  -o hard|soft              an unreachable server: wait for it (hard, the default)\n"
 	       "                            or fail requests after 60 s (soft), as NFS mounts do\n"
 	       "  -o outage_wait=SECS       answer from the cache what it can after this long\n"
@@ -334,6 +337,10 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 	cfg->offline_serve = 1;
 	if (choice_opt("offline", cfg->offline_s, "wait", "serve",
 		       &cfg->offline_serve))
+		return -EINVAL;
+	cfg->readdirplus = 1;
+	if (choice_opt("readdirplus", cfg->readdirplus_s, "off", "on",
+		       &cfg->readdirplus))
 		return -EINVAL;
 	cfg->default_permissions = 1;
 	if (choice_opt("default_permissions", cfg->default_permissions_s,
