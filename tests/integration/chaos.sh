@@ -296,7 +296,7 @@ for m in ms:
 print(f"chaos summary: seed {seed}, {secs} s of faults, {rounds} rounds")
 print(f"  faults: ganesha restart {fn}, kill -9 {fk}, cache full {ff}, "
       f"server-side rm -rf {S('server_deletes')}, evict of open files {S('evicts_ok')} ok / {S('evicts_err')} refused")
-print(f"  ops {S('ops')}, acknowledged {S('acks')} ({S('bytes_acked')} bytes), "
+print(f"  ops {S('ops')}, acknowledgements {S('acks')} (sum of the file sizes at each: {S('bytes_acked')} bytes), "
       f"reads verified: own {S('reads_ok')}, other node {S('xreads_ok')} ({S('xreads_err')} failed during faults, "
       f"{S('xreads_stale_outage')} stale on A during an outage)")
 print(f"  closes after the server deleted the file: {S('orphan_closes_ok')} returned 0, {S('orphan_closes_err')} an error")
