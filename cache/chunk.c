@@ -729,6 +729,60 @@ static bool write_splits_range(struct cache_file *f, const struct chunk *ch,
 }
 
 /*
+ * A write to the cache file failed part way (a full cache file system
+ * stops it after some bytes, and the engine reports only the error): the
+ * blocks first..last of the chunk at start may hold some of the new
+ * bytes.  Take their sums from the file; returns the blocks it could.
+ */
+static uint64_t resum_range(struct cache_file *f, uint64_t start,
+			    unsigned int first, unsigned int last, char **tmp,
+			    uint64_t *sums)
+{
+	uint64_t bs = f->c->block_size, ok = 0;
+	unsigned int i;
+
+	if (!*tmp && !(*tmp = aligned_alloc(4096, bs)))
+		return 0;
+	for (i = first; i <= last; i++)
+		if (block_sum_from_file(f, start + i * bs, *tmp, &sums[i]) == 0)
+			ok |= 1ULL << i;
+	return ok;
+}
+
+/*
+ * After resum_range(); f->lock held.  A dirty block keeps its dirty
+ * range (the write failed: its bytes are unspecified, POSIX says) and
+ * takes the sum of what the file holds, so that it can still be
+ * uploaded; a clean block may differ from the backend now: it is not
+ * present any more and is fetched again when read.
+ */
+static void write_failed(struct cache_file *f, struct chunk *ch, uint64_t idx,
+			 unsigned int first, unsigned int last,
+			 const uint64_t *sums, uint64_t ok)
+{
+	uint64_t stale = 0;
+	unsigned int i;
+
+	for (i = first; i <= last; i++) {
+		uint64_t bit = 1ULL << i;
+
+		if (ch->dirty & bit) {
+			if (ok & bit)
+				ch->sums[i] = sums[i];
+		} else if (ch->present & bit) {
+			stale |= bit;
+		}
+	}
+	if (stale) {
+		ch->present &= ~stale;
+		ch->mine &= ~stale;
+		atomic_fetch_sub(&f->c->used_bytes,
+				 popcount64(stale) * f->c->block_size);
+	}
+	index_store_chunk(f, idx);
+}
+
+/*
  * Write [off, off+len), which lies within chunk idx, for the writer wc
  * (interned); f->wlock held.  Each block keeps one dirty byte range, as
  * the NFS client keeps one per page: a write that would leave a gap
@@ -744,11 +798,12 @@ static int write_in_chunk(struct cache_file *f, uint64_t idx, const char *src,
 	uint64_t start = chunk_start(c, idx), bs = c->block_size;
 	uint64_t a = off - start, b = a + len;
 	uint64_t mask = range_blocks(c, a, b), partial = 0, beyond, grown = 0;
-	uint64_t sums[CACHE_BLOCKS], olddirty, newsize;
+	uint64_t sums[CACHE_BLOCKS], olddirty, newsize, resummed = 0;
 	unsigned int first = (unsigned int)(a / bs);
 	unsigned int last = (unsigned int)((b - 1) / bs), i;
 	struct chunk *ch;
 	char *tmp = NULL;
+	bool written = false;
 	ssize_t n;
 	int rc;
 
@@ -793,6 +848,7 @@ again:
 	n = ring_pwrite(cache_ring(c), file_fd(f, FILE_FD_SLOT_DATA), src, len,
 			off);
 	file_fds_put(f);
+	written = true;
 	if (n < 0) {
 		rc = (int)n;
 		goto out_reader;
@@ -815,10 +871,14 @@ again:
 	}
 	rc = 0;
 out_reader:
+	if (rc < 0 && written)
+		resummed = resum_range(f, start, first, last, &tmp, sums);
 	pthread_mutex_lock(&f->lock);
 	io_done(f, ch);
 	ch->wmask = 0;
 	if (rc < 0) {
+		if (written)
+			write_failed(f, ch, idx, first, last, sums, resummed);
 		write_done(f, ch);
 		goto out_unlock;
 	}

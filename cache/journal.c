@@ -7,7 +7,8 @@
  * daemon killed with SIGKILL never leaves a record half in the page
  * cache; a node crash can tear the last record, which replay cuts off.  A
  * bad record with valid data after it is corruption, and replay refuses
- * to guess.
+ * to guess.  So a write cut short (a full file system) is cut off again
+ * at once, before any other record follows it.
  *
  * Thread safety: the caller serialises all calls (cache->journal_lock).
  */
@@ -41,6 +42,7 @@ struct journal {
 	char *path;
 	int fd;
 	uint64_t size;
+	bool torn;	/* a short write is still past size: cut it first */
 };
 
 int journal_open(const char *path, struct journal **out, char *err,
@@ -88,7 +90,7 @@ static uint32_t rec_sum(const struct jrec_hdr *h, const void *payload,
 
 static int write_rec(int fd, enum jrec_type type, const char *spec,
 		     uint64_t fileid, uint64_t chunk, const void *handle,
-		     size_t handle_len, uint64_t *size)
+		     size_t handle_len, uint64_t *size, bool *torn)
 {
 	size_t spec_len = strlen(spec);
 	char buf[sizeof(struct jrec_hdr) + JSPEC_MAX + BE_HANDLE_MAX];
@@ -102,7 +104,13 @@ static int write_rec(int fd, enum jrec_type type, const char *spec,
 	};
 	size_t len;
 	ssize_t n;
+	int rc;
 
+	if (*torn) {
+		if (ftruncate(fd, (off_t)*size) < 0)
+			return -errno;
+		*torn = false;
+	}
 	if (spec_len > JSPEC_MAX || handle_len > BE_HANDLE_MAX)
 		return -ENAMETOOLONG;
 	memcpy(buf + sizeof(h), spec, spec_len);
@@ -112,12 +120,16 @@ static int write_rec(int fd, enum jrec_type type, const char *spec,
 	memcpy(buf, &h, sizeof(h));
 	len = sizeof(h) + spec_len + handle_len;
 	n = write(fd, buf, len);
-	if (n < 0)
-		return -errno;
-	if ((size_t)n != len)
-		return -EIO;
-	*size += len;
-	return 0;
+	if (n >= 0 && (size_t)n == len) {
+		*size += len;
+		return 0;
+	}
+	/* Part of the record may be in the file (write(2) stores what
+	 * fits): it must not stay between two records. */
+	rc = n < 0 ? -errno : -ENOSPC;
+	if (n != 0 && ftruncate(fd, (off_t)*size) < 0)
+		*torn = true;
+	return rc;
 }
 
 int journal_append(struct journal *j, enum jrec_type type, const char *spec,
@@ -125,7 +137,7 @@ int journal_append(struct journal *j, enum jrec_type type, const char *spec,
 		   size_t handle_len)
 {
 	return write_rec(j->fd, type, spec, fileid, chunk, handle, handle_len,
-			 &j->size);
+			 &j->size, &j->torn);
 }
 
 /* Is there a whole, valid record at buf[off]?  Its length, or 0. */
@@ -264,6 +276,7 @@ int journal_rewrite(struct journal *j,
 	close(j->fd);
 	j->fd = nj.fd;
 	j->size = nj.size;
+	j->torn = nj.torn;
 	return 0;
 }
 

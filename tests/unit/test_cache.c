@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -2005,6 +2006,65 @@ START_TEST(bug_write_during_upload_false_checksum_error)
 }
 END_TEST
 
+/*
+ * BUG (cache/chunk.c, write_in_chunk()): a write to the cache file that
+ * stops part way (the cache file system fills up: the kernel writes what
+ * fits, the engine's next try gets ENOSPC and reports only that) left the
+ * new bytes in the file and the old sums in the chunk.  The application
+ * got the error, but the dirty block then failed its checksum at every
+ * upload: it never went out, and an unmount waited 60 s for it before it
+ * gave up (tests/integration/chaos.sh, a full cache fs on the async node).
+ * Here RLIMIT_FSIZE stops the write part way.
+ */
+START_TEST(bug_partial_cache_write_corrupts_dirty_block)
+{
+	uint64_t off = CS - 2 * BS;	/* the last two blocks of chunk 0 */
+	unsigned char *want = pattern_new(2 * BS, 3), *patch = pattern_new(BS, 9);
+	unsigned char *got = malloc(2 * BS);
+	struct rlimit old, rl;
+	struct cache_file *f;
+	struct be_node *n;
+	struct cache_stats st;
+	ssize_t rc;
+
+	fx_open();
+	f = fx_file("rw", NULL, 0, &n);
+	/* Both blocks stay dirty: no upload before the failed write. */
+	mem_be_gate(X.be, MEM_OP_WRITE, 1);
+	ck_assert_int_eq(cache_write(f, NULL, want, 2 * BS, off), (ssize_t)(2 * BS));
+	signal(SIGXFSZ, SIG_IGN);
+	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+	rl = old;
+	rl.rlim_cur = off + BS + 100;	/* the write below stops there */
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	rc = cache_write(f, NULL, patch, BS, off + BS / 2);
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+	ck_assert_msg(rc < 0, "the write past RLIMIT_FSIZE returned %zd", rc);
+	mem_be_gate(X.be, MEM_OP_WRITE, 0);
+
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	st = stats();
+	ck_assert_msg(st.checksum_errors == 0,
+		      "%llu checksum errors after a cache write that failed part way",
+		      (unsigned long long)st.checksum_errors);
+	/* What the cache shows is what the backend got; outside the failed
+	 * write's range, the bytes written before it. */
+	ck_assert_int_eq(cache_read(f, NULL, got, 2 * BS, off), (ssize_t)(2 * BS));
+	assert_same(got, want, BS / 2, "before the failed write");
+	assert_same(got + BS / 2 + BS, want + BS / 2 + BS, BS / 2,
+		    "after the failed write");
+	memcpy(want, got, 2 * BS);
+	free(got);
+	got = calloc(1, CS);
+	ck_assert_ptr_nonnull(got);
+	memcpy(got + off, want, 2 * BS);
+	assert_backend_has(n, got, CS, "backend");
+	free(got);
+	free(want);
+	free(patch);
+}
+END_TEST
+
 struct hammer {
 	struct cache_file *f;
 	atomic_int stop;
@@ -2761,6 +2821,7 @@ static Suite *cache_suite(void)
 		B(bug_estale_race_dirty_chunks_underflow),
 		B(bug_write_after_gone_hangs_flush),
 		B(bug_write_during_upload_false_checksum_error),
+		B(bug_partial_cache_write_corrupts_dirty_block),
 		B(bug_read_during_write_eio),
 		B(bug_restart_evicts_hot_before_cold),
 		B(bug_cache_close_leaks_ring),

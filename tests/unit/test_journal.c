@@ -11,9 +11,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -549,6 +551,51 @@ START_TEST(test_callback_error_stops_replay)
 }
 END_TEST
 
+/*
+ * BUG (cache/journal.c, write_rec()): a record write cut short (the cache
+ * file system is full: write(2) stores what fits) returned an error but
+ * left the part in the file, and the next records went after it.  After a
+ * kill -9 the start refused the journal ("record N is corrupt and valid
+ * records follow"): the node's dirty data could not come back without a
+ * hand (tests/integration/chaos.sh, a full cache fs, then kill -9).
+ * RLIMIT_FSIZE cuts the write short here.
+ */
+START_TEST(bug_short_append_corrupts_journal)
+{
+	struct rlimit old, rl;
+	struct seen s;
+	struct rec r;
+	uint64_t before;
+	int rc, i;
+
+	jopen();
+	append_std(0, 4, NULL);
+	before = journal_size(J);
+	signal(SIGXFSZ, SIG_IGN);
+	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+	rl = old;
+	rl.rlim_cur = before + 10;	/* 10 bytes of the next record fit */
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	std_rec(4, &r);
+	rc = journal_append(J, r.type, r.spec, r.fileid, r.chunk, r.handle,
+			    r.handle_len);
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+	ck_assert_int_lt(rc, 0);
+	ck_assert_uint_eq(journal_size(J), before);
+	ck_assert_int_eq(file_size(), (off_t)before);
+	append_std(5, 2, NULL);
+	jopen();	/* as the next start does */
+	rc = jreplay(&s);
+	ck_assert_msg(rc == 0, "replay after a short append: %d (%s)", rc, err);
+	ck_assert_int_eq(s.n, 6);
+	for (i = 0; i < 6; i++) {
+		std_rec(i < 4 ? i : i + 1, &r);	/* record 4 failed */
+		ck_assert_uint_eq(s.r[i].fileid, r.fileid);
+		ck_assert_uint_eq(s.r[i].chunk, r.chunk);
+	}
+}
+END_TEST
+
 static Suite *journal_suite(void)
 {
 	Suite *s = suite_create("journal");
@@ -575,6 +622,7 @@ static Suite *journal_suite(void)
 	tcase_add_test(bugs, bug_corrupt_middle_length_cuts_valid_records);
 	tcase_add_test(bugs, bug_zero_filled_tail_refused);
 	tcase_add_test(bugs, bug_garbage_tail_refused);
+	tcase_add_test(bugs, bug_short_append_corrupts_journal);
 	suite_add_tcase(s, bugs);
 	return s;
 }
