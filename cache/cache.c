@@ -647,6 +647,7 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
 	st->flush_rewrites = atomic_load(&c->flush_rewrites);
 	st->prefetch_chunks = atomic_load(&c->prefetch_chunks);
 	st->reads_from_fetch = atomic_load(&c->reads_from_fetch);
+	st->reads_kept = atomic_load(&c->reads_kept);
 	st->flush_queue = atomic_load(&c->queued_chunks);
 	st->flushes_before_write = atomic_load(&c->flushes_before_write);
 	st->passthrough_opens = atomic_load(&c->pt_opens);
@@ -1266,6 +1267,11 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 	rc = journal_open(path, &c->journal, err, errlen);
 	if (rc < 0)
 		goto out_free;
+	rc = rbuf_pool_init(c);
+	if (rc < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto out_free;
+	}
 	rc = replay(c, err, errlen);
 	if (rc < 0)
 		goto out_free;
@@ -1286,6 +1292,7 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 	return 0;
 out_free:
 	cache_fds_destroy(c);
+	rbuf_pool_free(c);
 	journal_close(c->journal);
 	if (c->lock_fd >= 0)
 		close(c->lock_fd);
@@ -1365,6 +1372,7 @@ int cache_close(struct cache *c)
 		}
 	}
 	cache_fds_destroy(c);
+	rbuf_pool_free(c);	/* no chunk points at them any more */
 	free(c->table);
 	close(c->lock_fd);
 	close(c->dir_fd);

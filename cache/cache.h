@@ -106,6 +106,7 @@ struct cache_stats {
 	uint64_t flush_rewrites;		/* chunks sent again: server lost them */
 	uint64_t prefetch_chunks;
 	uint64_t reads_from_fetch;	/* reads copied from a fetch in flight */
+	uint64_t reads_kept;	/* reads copied from a finished fetch's buffer */
 	uint64_t flush_queue;		/* gauge: chunks waiting to upload */
 	uint64_t files;			/* gauge: files in the table */
 	uint64_t flushes_before_write;	/* writes that had to upload a

@@ -124,6 +124,14 @@ struct chunk {
 				 * it writes them to the cache file */
 	uint64_t fbuf_mask;	/* the blocks of fbuf that came from it */
 	unsigned int fbuf_users;	/* readers copying from fbuf */
+	/*
+	 * The buffer the last fetch filled, kept for readers (rbuf.c): valid
+	 * for the blocks of rb_mask while rb still holds generation rb_seq,
+	 * no write came (dirty_seq == rb_dseq) and no truncate (the file's
+	 * trunc_seq == rb_tseq).
+	 */
+	struct rbuf *rb;
+	uint64_t rb_seq, rb_mask, rb_dseq, rb_tseq;
 	uint64_t lru_stamp;	/* last access, for eviction */
 	uint64_t last_write_us;	/* now_us() of the last write */
 	/* Whose the dirty ranges are: they go out with it (cred.c); one
@@ -206,6 +214,7 @@ struct cache {
 	uint64_t node_id;	/* nodeid.c; set once in cache_open() */
 	pthread_key_t ring_key;	/* this thread's ring_engine */
 	struct fdlru *fdlru;	/* the cache files' open descriptors */
+	struct rbuf_pool *rbufs;	/* rbuf.c */
 	/* cfg->direct in force: FILLS falls back to OFF where the cache
 	 * file system refuses O_DIRECT */
 	enum cache_direct_mode direct;
@@ -274,6 +283,7 @@ struct cache {
 	atomic_uint_fast64_t flush_rewrites;
 	atomic_uint_fast64_t prefetch_chunks, queued_chunks;
 	atomic_uint_fast64_t reads_from_fetch;
+	atomic_uint_fast64_t reads_kept;	/* rbuf.c: after the fetch */
 	atomic_uint_fast64_t flushes_before_write;
 	atomic_uint_fast64_t pt_opens, pt_bytes_written;
 	atomic_uint_fast64_t bytes_scrubbed;
@@ -399,6 +409,8 @@ void cache_queue_prefetch(struct cache_file *f, uint64_t chunk,
 struct chunk *file_chunk(struct cache_file *f, uint64_t idx, bool create);
 /* Every block of the file, up to its size, is present; f->lock held. */
 bool file_whole(struct cache_file *f);
+/* Forget the kept fetch buffers of f's chunks (rbuf.c); f->lock held. */
+void file_drop_kept(struct cache_file *f);
 int file_fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 		     const struct be_cred *cred);
 void file_drop_clean(struct cache_file *f, uint64_t from_chunk);
@@ -507,6 +519,22 @@ static inline int fill_fd(const struct cache_file *f, const void *buf,
 		return dfd;
 	return file_fd(f, FILE_FD_SLOT_DATA);
 }
+
+/* rbuf.c: fetch buffers kept for the readers after the fetch */
+#define RBUF_MIN 4
+#define RBUF_MAX 64
+struct rbuf;
+int rbuf_pool_init(struct cache *c);
+void rbuf_pool_free(struct cache *c);
+/* A buffer for a fetch (its old contents go stale), or NULL: none free. */
+struct rbuf *rbuf_take(struct cache *c);
+/* The fetch is over: the buffer may be taken again (oldest first). */
+void rbuf_done(struct cache *c, struct rbuf *r);
+char *rbuf_data(struct rbuf *r);
+uint64_t rbuf_seq(struct rbuf *r);
+/* Hold r for a copy if it still holds generation seq; then unpin. */
+bool rbuf_pin(struct rbuf *r, uint64_t seq);
+void rbuf_unpin(struct rbuf *r);
 
 /* scan.c */
 struct cold_list;

@@ -229,6 +229,7 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 	uint64_t sums[CACHE_BLOCKS];
 	struct ring_op ops[CACHE_BLOCKS];
 	int nops = 0, rc = 0;
+	struct rbuf *rb;
 	unsigned int b;
 	uint64_t t0;
 	ssize_t n;
@@ -240,7 +241,9 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 	f->inflight++;
 	pthread_mutex_unlock(&f->lock);
 
-	buf = ring_buf(cache_ring(c), c->cfg->chunk_size);
+	/* a buffer kept for the readers after us, else the thread's own */
+	rb = rbuf_take(c);
+	buf = rb ? rbuf_data(rb) : ring_buf(cache_ring(c), c->cfg->chunk_size);
 	if (!buf) {
 		rc = -ENOMEM;
 		goto out_lock;
@@ -342,6 +345,13 @@ out_lock:
 		atomic_fetch_add(&c->used_bytes,
 				 popcount64(got) * c->block_size);
 		index_store_chunk(f, idx);
+		if (rb && got) {
+			ch->rb = rb;
+			ch->rb_seq = rbuf_seq(rb);
+			ch->rb_mask = got;
+			ch->rb_dseq = ch->dirty_seq;
+			ch->rb_tseq = f->trunc_seq;
+		}
 	} else if (rc < 0) {
 		log_msg(LOG_LVL_WARN, "cache",
 			"fetch of file %llx chunk %llu failed: %s",
@@ -350,7 +360,44 @@ out_lock:
 	}
 	ch->lru_stamp = atomic_fetch_add(&c->lru_clock, 1);
 	pthread_cond_broadcast(&f->cond);
+	rbuf_done(c, rb);
 	return rc;
+}
+
+/*
+ * Copy [off, off + len) of chunk idx (blocks mask) from the buffer its
+ * last fetch filled, if it still holds them unchanged (see struct chunk).
+ * f->lock held (dropped for the copy).  Returns true if it did.
+ */
+static bool copy_from_kept(struct cache_file *f, struct chunk *ch,
+			   uint64_t idx, uint64_t mask, char *dst,
+			   uint64_t off, size_t len)
+{
+	struct rbuf *rb = ch->rb;
+
+	if (!rb || f->pt_writers || ch->rb_dseq != ch->dirty_seq ||
+	    ch->rb_tseq != f->trunc_seq || (mask & ~ch->rb_mask) ||
+	    (mask & ~ch->present))
+		return false;
+	if (!rbuf_pin(rb, ch->rb_seq)) {
+		ch->rb = NULL;	/* taken by another fetch */
+		return false;
+	}
+	pthread_mutex_unlock(&f->lock);
+	memcpy(dst, rbuf_data(rb) + (off - chunk_start(f->c, idx)), len);
+	rbuf_unpin(rb);
+	pthread_mutex_lock(&f->lock);
+	atomic_fetch_add(&f->c->reads_kept, 1);
+	return true;
+}
+
+void file_drop_kept(struct cache_file *f)
+{
+	uint64_t i;
+
+	for (i = 0; i < f->nchunks; i++)
+		if (f->chunks[i])
+			f->chunks[i]->rb = NULL;
 }
 
 int file_fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
@@ -484,6 +531,10 @@ again:
 	if (ch->writers) {
 		pthread_cond_wait(&f->cond, &f->lock);
 		goto again;
+	}
+	if (copy_from_kept(f, ch, idx, mask, dst, off, len)) {
+		rc = 0;
+		goto out_unlock;
 	}
 	seq = ch->dirty_seq;
 	ch->readers++;

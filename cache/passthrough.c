@@ -119,6 +119,9 @@ int cache_file_pt_begin(struct cache_file *f, const struct be_cred *cred,
 	if (write)
 		f->pt_cred = cache_cred(c, cred);
 	if (write && f->pt_writers++ == 0) {
+		/* the kernel writes the data file now: kept fetch buffers
+		 * would read older bytes */
+		file_drop_kept(f);
 		f->pt_owned = f->size == 0 && !f->dirty_chunks;
 		f->pt_unsynced = true;
 		f->pt_scanned = 0;

@@ -71,6 +71,7 @@ static void say(int fd, const char *fmt, ...)
 	X(flush_rewrites, counter, "chunks written again because the server lost unstable writes (it restarted)") \
 	X(prefetch_chunks, counter, "chunks fetched ahead of readers")     \
 	X(reads_from_fetch, counter, "reads served from a fetch still writing the cache") \
+	X(reads_kept, counter, "reads served from the buffer of a finished fetch (not read back from the cache file)") \
 	X(flush_queue, gauge, "chunks waiting for upload")                 \
 	X(files, gauge, "files in the cache table")                         \
 	X(flushes_before_write, counter, "writes that uploaded a disjoint dirty range of their block first") \

@@ -823,6 +823,10 @@ START_TEST(test_checksum_clean_block_refetched)
 	f = fx_file("k", want, len, NULL);
 	assert_cache_has(f, want, len, "before");
 	ck_assert_uint_eq(stats().checksum_errors, 0);
+	/* reads right after the fetch come from its buffer, not the disk */
+	pthread_mutex_lock(&f->lock);
+	file_drop_kept(f);
+	pthread_mutex_unlock(&f->lock);
 
 	corrupt(CS + 5000, 16);
 	reads = mem_be_calls(X.be, MEM_OP_READ);
@@ -2471,6 +2475,50 @@ START_TEST(test_direct_fills)
 END_TEST
 
 /*
+ * A read after a fetch is served from the buffer the fetch filled
+ * (reads_kept), not read back from the cache file; a write to the chunk,
+ * a truncate and a later fetch of other chunks (which take the pool's
+ * buffers) each make it read the cache file again, and every byte read
+ * is right.
+ */
+START_TEST(test_reads_kept)
+{
+	size_t len = 3 * CS + 4321;
+	unsigned char *data = pattern_new(len, 37), *got = malloc(len);
+	unsigned char patch[100];
+	struct cache_file *f;
+	struct be_attr a;
+	uint64_t kept;
+
+	X.cfg.direct = CACHE_DIRECT_FILLS;
+	fx_open();
+	f = fx_file("kept", data, len, NULL);
+	ck_assert_uint_eq(read_all(f, NULL, got, len, 0, 65536), len);
+	assert_same(got, data, len, "first read (fetches)");
+	kept = stats().reads_kept;
+	ck_assert_uint_eq(read_all(f, NULL, got, len, 0, 65536), len);
+	assert_same(got, data, len, "second read");
+	ck_assert_uint_gt(stats().reads_kept, kept);
+
+	/* a write to chunk 1: its kept buffer is stale, the rest not */
+	memset(patch, 0xa5, sizeof(patch));
+	write_all(f, patch, sizeof(patch), CS + 10, sizeof(patch));
+	memcpy(data + CS + 10, patch, sizeof(patch));
+	ck_assert_uint_eq(read_all(f, NULL, got, len, 0, 4096), len);
+	assert_same(got, data, len, "read after a write");
+	/* a truncate into chunk 2, then a size past it again */
+	ck_assert_int_eq(cache_file_truncate(f, NULL, 2 * CS + 7, &a), 0);
+	ck_assert_int_eq(cache_file_truncate(f, NULL, len, &a), 0);
+	memset(data + 2 * CS + 7, 0, len - (2 * CS + 7));
+	ck_assert_uint_eq(read_all(f, NULL, got, len, 0, 8192), len);
+	assert_same(got, data, len, "read after truncates");
+	ck_assert_uint_eq(stats().checksum_errors, 0);
+	free(data);
+	free(got);
+}
+END_TEST
+
+/*
  * The flusher's GETATTR after a flush (refresh_gen) answered with the
  * attributes from before a truncate of this node's that ran meanwhile,
  * and put that stale generation over the truncate's own.  The next
@@ -2809,6 +2857,7 @@ static Suite *cache_suite(void)
 		T(test_read_pin_after_fetch),
 		T(test_direct_io),
 		T(test_direct_fills),
+		T(test_reads_kept),
 		T(test_readers_share_fetch),
 		T(test_fd_limit),
 		T(test_pt_zero_growth_gives_size),
