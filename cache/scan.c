@@ -296,13 +296,14 @@ void *scan_main(void *arg)
 	}
 	closedir(dp);
 	close(data_fd);
-	atomic_store(&c->scan_us, now_us() - t0);
-	atomic_store(&c->scan_done, 1);
 	log_msg(files ? LOG_LVL_INFO : LOG_LVL_DEBUG, "scan",
 		"%llu files (%llu bytes) cached by earlier runs are counted and may be evicted (%.1f s)",
 		(unsigned long long)files, (unsigned long long)bytes,
 		(double)(now_us() - t0) / 1e6);
 	cache_evict_maybe(c);
+	/* last: once scan_done is seen, this thread touches nothing more */
+	atomic_store(&c->scan_us, now_us() - t0);
+	atomic_store(&c->scan_done, 1);
 	return NULL;
 }
 

@@ -386,6 +386,7 @@ void opts_free(struct sfs_config *cfg)
 			  &cfg->fsync_s, &cfg->verify_s, &cfg->cache_direct_s,
 			  &cfg->passthrough_s, &cfg->default_permissions_s,
 			  &cfg->offline_s, &cfg->namespace_file,
+			  &cfg->readdirplus_s,
 			  &cfg->hosts_file,
 			  &cfg->ctl_socket, &cfg->backend, &cfg->mountpoint };
 	size_t i;
