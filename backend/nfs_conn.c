@@ -858,27 +858,24 @@ static void conn_timers(struct nfs_conn *conn, uint64_t now)
 			 "no answer within %u ms", pool->p.connect_timeout_ms);
 		conn->broken = 1;
 	}
-	if (conn->rpc && conn->connected && conn->tkts &&
-	    now - conn->progress_ms >= CONN_SLOW_MS)
-		atomic_store(&conn->slow, 1);
-	if (conn->rpc && conn->connected && conn->tkts &&
-	    !conn->broken && addr_silent(conn, now)) {
-		atomic_store(&conn->addr->silent, 1);
-		snprintf(conn->why, sizeof(conn->why),
-			 "no reply for %u ms with %u calls in flight, while other addresses answer",
-			 (unsigned int)(now - conn->progress_ms),
-			 conn->ninflight);
-		conn->fail_err = -ETIMEDOUT;
-		conn->broken = 1;
-	}
-	if (conn->rpc && conn->connected && conn->tkts &&
-	    !conn->broken && now - conn->progress_ms >= pool->p.stall_ms) {
-		snprintf(conn->why, sizeof(conn->why),
-			 "no reply for %u ms with %u calls in flight",
-			 (unsigned int)(now - conn->progress_ms),
-			 conn->ninflight);
-		conn->fail_err = -ETIMEDOUT;
-		conn->broken = 1;
+	if (conn->rpc && conn->connected && conn->tkts && !conn->broken) {
+		/* a silent address is left at once, any connection after
+		 * stall_ms without a reply */
+		bool silent = addr_silent(conn, now);
+
+		if (now - conn->progress_ms >= CONN_SLOW_MS)
+			atomic_store(&conn->slow, 1);
+		if (silent)
+			atomic_store(&conn->addr->silent, 1);
+		if (silent || now - conn->progress_ms >= pool->p.stall_ms) {
+			snprintf(conn->why, sizeof(conn->why),
+				 "no reply for %u ms with %u calls in flight%s",
+				 (unsigned int)(now - conn->progress_ms),
+				 conn->ninflight,
+				 silent ? ", while other addresses answer" : "");
+			conn->fail_err = -ETIMEDOUT;
+			conn->broken = 1;
+		}
 	}
 }
 
