@@ -256,6 +256,9 @@ static int silly_dir(struct sfs *s, struct sfs_inode *dir,
 	return rc;
 }
 
+/* RENAMEs into the hidden directory before an unlink gives up */
+#define SILLY_TRIES 3
+
 /*
  * The last name of a file that is still open goes away: keep the file
  * under a hidden name until the last close, so that it stays readable and
@@ -322,11 +325,13 @@ static int silly_rename(struct sfs *s, const struct be_cred *cred,
 	pthread_mutex_unlock(&s->ino_lock);
 	free(rm_cred);
 	/*
-	 * ganesha answered this RENAME with NFS3ERR_STALE once in a long
-	 * random run (cause not known): try once more, as the kernel
-	 * retries a path operation once on ESTALE.
+	 * The hidden directory goes when its last file is removed (a last
+	 * close here or on another node: silly_remove()), and that can
+	 * happen between silly_dir() and the RENAME into it, which then
+	 * fails with ENOENT (posix) or ESTALE (NFS).  Make it again and
+	 * retry: a failure that stays is reported.
 	 */
-	for (tries = 0; rc == 1 && tries < 2; tries++) {
+	for (tries = 0; rc == 1 && tries < SILLY_TRIES; tries++) {
 		int err = silly_dir(s, dir, &hdir);
 
 		if (err == 0)
@@ -337,7 +342,8 @@ static int silly_rename(struct sfs *s, const struct be_cred *cred,
 		if (hdir)
 			be_node_put(be, hdir);
 		hdir = NULL;
-		if (err != -ESTALE || tries == 1)
+		if ((err != -ESTALE && err != -ENOENT) ||
+		    tries == SILLY_TRIES - 1)
 			rc = err;
 	}
 	pthread_mutex_lock(&s->ino_lock);

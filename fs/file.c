@@ -85,6 +85,16 @@ static void sfs_getattr(fuse_req_t req, fuse_ino_t ino,
 	else if (rc == -ETIMEDOUT)
 		rc = ino_be(s, in)->ops->getattr(ino_be(s, in), &cred,
 						 in->node, &a);
+	/*
+	 * A directory removed while open (an fstat on its descriptor):
+	 * NFS keeps no silly name for directories, so its handle is stale.
+	 * A local file system answers with nlink 0; so do we, from the
+	 * last attributes seen.
+	 */
+	if (rc == -ESTALE && offline_attr(s, in, &a) && S_ISDIR(a.mode)) {
+		a.nlink = 0;
+		rc = 0;
+	}
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else

@@ -517,6 +517,31 @@ try:
 finally:
     os.close(fd)' "$u")" "rmdir of a dir whose file is unlinked but open"
 	rmdir "$u/sub" 2>/dev/null || true
+	# Threads that each unlink an open file and close it: the last
+	# close of one removes the emptied hidden directory while another
+	# is renaming its file into it.  Every unlink must succeed.
+	eq OK "$(py '
+import threading
+errs = []
+def work(k):
+    for i in range(400):
+        p = "%s/r%d-%d" % (a[0], k, i)
+        fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.unlink(p)
+        except OSError as e:
+            errs.append("%s: %s" % (p, e.strerror))
+        os.close(fd)
+ts = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+[t.start() for t in ts]; [t.join() for t in ts]
+assert not errs, "%d unlinks of open files failed: %s" % (len(errs), errs[:3])' "$u")" "unlinks of open files racing with last closes"
+	# A directory removed while open: fstat of its descriptor answers,
+	# with st_nlink 0, as on a local file system.
+	eq OK "$(py '
+os.mkdir(a[0] + "/od"); fd = os.open(a[0] + "/od", os.O_RDONLY)
+os.rmdir(a[0] + "/od")
+st = os.fstat(fd); os.close(fd)
+assert st.st_nlink == 0, "st_nlink %d" % st.st_nlink' "$u")" "fstat of a removed open directory"
 	sleep 0.5
 	flush
 	eq "" "$(ls -A "$BACKEND_DIR/uo")" "backend dir after close (no hidden file left)"
