@@ -309,6 +309,8 @@ static void sfs_open(fuse_req_t req, fuse_ino_t ino,
 	if (rc == 0 && !S_ISREG(a.mode))
 		rc = -EINVAL;
 	if (rc == 0)
+		rc = offline_name_check(s, &cred, in);
+	if (rc == 0)
 		rc = open_handle(s, &cred, in, &a, fi);
 out:
 	if (rc < 0)

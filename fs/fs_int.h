@@ -100,6 +100,8 @@ struct sfs_inode {
 	uint64_t dn_dir;
 	char *dn_name;
 	struct sfs_inode *dn_next;
+	/* handed out by offline_lookup(): an open checks the name again */
+	bool offline_named;
 };
 
 /* Passthrough state of the session (passthrough.c). */
@@ -272,6 +274,11 @@ void offline_unname(struct sfs *s, struct sfs_inode *dir, const char *name);
 struct be_node *offline_forget_locked(struct sfs *s, struct sfs_inode *ino);
 /* The inode name last led to in dir, with a lookup count taken and its
  * last attributes in a; NULL if none is known. */
+/* At an open that reached the backend: does the name offline_lookup()
+ * answered with still lead to ino?  0 or -ESTALE (the kernel looks up
+ * again). */
+int offline_name_check(struct sfs *s, const struct be_cred *cred,
+		       struct sfs_inode *ino);
 struct sfs_inode *offline_lookup(struct sfs *s, struct sfs_inode *dir,
 				 const char *name, struct be_attr *a);
 /* Let every backend stop waiting for its server (be_ops.release). */

@@ -13,7 +13,8 @@
  *   - lookup answers the inode that name last led to in that directory,
  *     as this node saw it (names are forgotten at unlink, rmdir and
  *     rename through this mount), also after the kernel forgot the inode
- *     (a ghost keeps its backend node: struct ghost);
+ *     (a ghost keeps its backend node: struct ghost); an open of it that
+ *     reaches the backend checks the name again (offline_name_check());
  *   - open, with offline=serve, hands out the cached copy of a file whole
  *     in the cache (cache_file_get_offline(): counted as stale_opens and
  *     logged); offline=wait, or a file not whole, asks again;
@@ -177,6 +178,7 @@ void offline_name(struct sfs *s, struct sfs_inode *dir, const char *name,
 	if (!s->dtable || dir->be_idx < 0 || ino->be_idx != dir->be_idx)
 		return;
 	pthread_mutex_lock(&s->ino_lock);
+	ino->offline_named = false;
 	if (ino->dn_name && ino->dn_dir == dir->fileid &&
 	    !strcmp(ino->dn_name, name)) {
 		pthread_mutex_unlock(&s->ino_lock);
@@ -263,6 +265,7 @@ struct sfs_inode *offline_lookup(struct sfs *s, struct sfs_inode *dir,
 	ino = find_locked(s, dir, name);
 	if (ino && ino->have_last && ino->nlookup) {
 		ino->nlookup++;
+		ino->offline_named = true;
 		*a = ino->last;
 	} else {
 		ino = NULL;
@@ -281,8 +284,58 @@ struct sfs_inode *offline_lookup(struct sfs *s, struct sfs_inode *dir,
 	if (ino) {
 		offline_attr_save(s, ino, a);
 		offline_name(s, dir, name, ino);
+		pthread_mutex_lock(&s->ino_lock);
+		ino->offline_named = true;
+		pthread_mutex_unlock(&s->ino_lock);
 	}
 	return ino;
+}
+
+/*
+ * The file a lookup answered from its last name during an outage may no
+ * longer be the one at that name: another node may have renamed it away
+ * and made a new file there meanwhile.  An open that reaches the backend
+ * checks the name again (the lookup waits for the server): 0 if it still
+ * leads to ino, or ino was not handed out that way; -ESTALE if not, and
+ * the kernel walks the path once more with LOOKUP_REVAL, which asks us
+ * for the name again (do_filp_open() retries an open once on ESTALE).
+ */
+int offline_name_check(struct sfs *s, const struct be_cred *cred,
+		       struct sfs_inode *ino)
+{
+	struct be *be = ino_be(s, ino);
+	struct sfs_inode *dir = NULL;
+	struct be_node *node;
+	char *name = NULL;
+	uint64_t dfid;
+	bool named;
+	int rc;
+
+	pthread_mutex_lock(&s->ino_lock);
+	named = ino->offline_named;
+	ino->offline_named = false;
+	dfid = ino->dn_dir;
+	if (named && ino->dn_name)
+		name = strdup(ino->dn_name);
+	pthread_mutex_unlock(&s->ino_lock);
+	if (!named)
+		return 0;
+	if (name)
+		dir = inode_find(s, ino->be_idx, dfid, NULL);
+	if (!dir) {
+		free(name);
+		return -ESTALE;
+	}
+	rc = be->ops->lookup(be, cred, dir->node, name, &node, NULL);
+	inode_forget(s, dir, 1);
+	free(name);
+	if (rc == -ENOENT)
+		return -ESTALE;
+	if (rc < 0)
+		return rc;
+	rc = be_node_same(node, ino->node) ? 0 : -ESTALE;
+	be_node_put(be, node);
+	return rc;
 }
 
 void offline_destroy(struct sfs *s)

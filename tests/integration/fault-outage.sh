@@ -181,6 +181,14 @@ r_sum=$(xxh "$BACKEND_DIR/R")
 u_sum=$(xxh "$BACKEND_DIR/U")
 [[ $(xxh "$mnt/R") == "$r_sum" ]] || fail "R: first read differs"
 touch "$mnt/W"
+# Node B, offline=wait, knows the name N; during the outage another node
+# (here: the export directory itself) moves that file away and makes a
+# new N.  B's open of N, started during the outage, must read the new N
+# once the server is back, not the file the name led to before.
+mntb=$TEST_TMP/mnt.b
+mount_stagefs "$BACKEND" "$mntb" "$TEST_TMP/cache.b" offline=wait
+echo "N before the outage" >"$BACKEND_DIR/N"
+[[ $(cat "$mntb/N") == "N before the outage" ]] || fail "B: first read of N differs"
 
 # The stream: writer and reader threads, one line per event with a time.
 python3 - "$mnt" "$TEST_TMP/src" "$BACKEND_DIR/R" "$TEST_TMP/stop" "$rate_mib" >"$TEST_TMP/stream.out" 2>&1 <<'PY' &
@@ -257,6 +265,11 @@ oc=$!
 (xxh "$mnt/U" >"$TEST_TMP/read_uncached.out" 2>&1; echo "rc=$?" >>"$TEST_TMP/read_uncached.out") &
 ru=$!
 at_exit "kill $oc $ru 2>/dev/null || true"
+mv "$BACKEND_DIR/N" "$BACKEND_DIR/N.moved"
+echo "N made during the outage" >"$BACKEND_DIR/N"
+(cat "$mntb/N" >"$TEST_TMP/read_renamed.out" 2>&1; echo "rc=$?" >>"$TEST_TMP/read_renamed.out") &
+rn_pid=$!
+at_exit "kill $rn_pid 2>/dev/null || true"
 sleep $((secs - 3))
 t_up=$(date +%s.%N)
 dirty_out=$(ctr "$mnt" dirty_bytes)
@@ -296,6 +309,12 @@ grep -q "^$r_sum" "$TEST_TMP/open_cached.out" && grep -q 'rc=0' "$TEST_TMP/open_
 	|| fail "open+read of a cached file during the outage: $(cat "$TEST_TMP/open_cached.out")"
 grep -q "^$u_sum" "$TEST_TMP/read_uncached.out" && grep -q 'rc=0' "$TEST_TMP/read_uncached.out" \
 	|| fail "read of an uncached file during the outage: $(cat "$TEST_TMP/read_uncached.out")"
+wait_secs 90 bash -c "! kill -0 $rn_pid 2>/dev/null" \
+	|| fail "B: the open of N started during the outage still hangs 90 s after the server came back"
+[[ $(cat "$TEST_TMP/read_renamed.out") == $'N made during the outage\nrc=0' ]] \
+	|| fail "B (offline=wait): the open of N started during the outage read '$(cat "$TEST_TMP/read_renamed.out")', not the N made during the outage"
+info "B (offline=wait): an open of a name changed during the outage reads the new file"
+unmount_stagefs "$mntb" || fail "B: daemon exit status $?"
 
 # Stop the stream; the close (flush_on_close=sync) uploads the rest.
 sleep 2
