@@ -415,23 +415,43 @@ int cache_file_pt_sync_writers(struct cache_file *f)
 void cache_file_pt_end(struct cache_file *f, bool write)
 {
 	bool last;
+	int rc;
 
 	pthread_mutex_lock(&f->lock);
+	last = write && f->pt_writers == 1;
+	if (!last) {
+		f->pt_users--;
+		if (write)
+			f->pt_writers--;
+	}
+	pthread_mutex_unlock(&f->lock);
+	if (!last) {
+		file_fds_put(f);	/* cache_file_pt_begin()'s */
+		return;
+	}
+	/*
+	 * What the kernel wrote since the last FLUSH (an async close's
+	 * writes, mmap).  The last writer stays counted until its bytes
+	 * are hashed: an open racing with this release (the kernel's next
+	 * open of the file, made passthrough) would otherwise see no
+	 * writer, take the unhashed blocks for absent ones and fetch the
+	 * backend's older bytes over them (the two-mount difftest lost
+	 * whole writes so).
+	 */
+	rc = cache_file_pt_sync(f);
+	pthread_mutex_lock(&f->lock);
 	f->pt_users--;
-	last = write && --f->pt_writers == 0;
+	last = --f->pt_writers == 0;
+	if (last && rc == 0) {
+		f->pt_owned = false;
+		f->pt_unsynced = false;
+		cache_journal(f->c, JREC_PTCLOSE, f, 0);
+	}
 	pthread_mutex_unlock(&f->lock);
 	file_fds_put(f);	/* cache_file_pt_begin()'s */
 	if (!last)
-		return;
-	/* What the kernel wrote since the last FLUSH (mmap, for one). */
-	if (cache_file_pt_sync(f) == 0) {
-		pthread_mutex_lock(&f->lock);
-		if (!f->pt_writers) {
-			f->pt_owned = false;
-			f->pt_unsynced = false;
-			cache_journal(f->c, JREC_PTCLOSE, f, 0);
-		}
-		pthread_mutex_unlock(&f->lock);
+		return;	/* a writer that came meanwhile hashes at its end */
+	if (rc == 0) {
 		/*
 		 * Its uploads may all be done (a FLUSH waits for them): their
 		 * flusher could not settle the generation while the kernel
