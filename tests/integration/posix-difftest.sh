@@ -27,9 +27,10 @@
 #                     minute each)
 #   DIFFTEST_TWO_OPS  ops per two-mount run (default 6000: the two runs
 #                     take about a minute together on 2 cores)
-#   DIFFTEST_RUNS     the runs (default "posix nfs posix+direct nfs2
-#                     nfs2+async"; the single-mount ones follow
-#                     STAGEFS_TEST_BACKENDS)
+#   DIFFTEST_RUNS     the runs (default "posix nfs posix+direct nfs+pt
+#                     nfs2 nfs2+async"; the single-mount ones follow
+#                     STAGEFS_TEST_BACKENDS; +pt mounts with
+#                     passthrough=auto; nfs2+pt and nfs2+async+pt exist)
 #   DIFFTEST_SEED     the seed (default: a new one each run, printed)
 #   DIFFTEST_ARGS     more difftest arguments for every run, to shrink a
 #                     failure: e.g. "-O 12,40-44 -v"
@@ -66,6 +67,12 @@ runs=$(backends)
 if [[ " $runs " == *" nfs "* && -n "${STAGEFS_TEST_NFS_SQUASH_URL:-}" ]]; then
 	runs="$runs nfs+squash"
 fi
+# The passthrough path (issue 12), where the kernel offers it (auto: the
+# daemon's own path elsewhere), on one mount.  Two nodes on passthrough
+# (nfs2+async+pt, by name only) still lose bytes in shared files: a
+# write open made passthrough on a non-empty file uploads its changed
+# blocks whole, over the other node's bytes in them (seed 3671362369).
+[[ " $runs " == *" nfs "* ]] && runs="$runs nfs+pt"
 runs="${DIFFTEST_RUNS:-$runs nfs2 nfs2+async}"
 info "seed $seed, $ops ops per single-mount run, $two_ops per two-mount run;" \
 	"runs: $runs (DIFFTEST_SEED=$seed DIFFTEST_OPS=$ops DIFFTEST_TWO_OPS=$two_ops" \
@@ -75,17 +82,18 @@ info "seed $seed, $ops ops per single-mount run, $two_ops per two-mount run;" \
 # nfs2+async: async and a flush before each checkpoint).  Returns 1 on a
 # difference.
 two_mounts() {
-	local run=$1 mode=sync ma mb ref args=() rc=0
-	[[ $run == *+async ]] && mode=async
+	local run=$1 mode=sync ma mb ref args=() opts=() rc=0
+	[[ $run == *+async* ]] && mode=async
+	[[ $run == *+pt ]] && opts=(passthrough=auto)
 	need_nfs
 	make_backend nfs
 	ma=$TEST_TMP/mnt.$run.A
 	mb=$TEST_TMP/mnt.$run.B
 	ref=$TEST_TMP/ref.$run
 	mkdir "$ref"
-	mount_stagefs "$BACKEND" "$ma" "$TEST_TMP/cache.$run.A" flush_on_close=$mode
+	mount_stagefs "$BACKEND" "$ma" "$TEST_TMP/cache.$run.A" flush_on_close=$mode "${opts[@]}"
 	mount_stagefs "$BACKEND" "$mb" "$TEST_TMP/cache.$run.B" flush_on_close=$mode \
-		entry_timeout=0 attr_timeout=0
+		entry_timeout=0 attr_timeout=0 "${opts[@]}"
 	chmod "$(stat -c %a "$ma")" "$ref"
 	args=(-s "$seed" -n "$two_ops" -c 500 -M "$mb" -E "$BACKEND_DIR")
 	[[ $mode == async ]] && args+=(-F "$STAGEFSCTL_BIN")
@@ -122,6 +130,7 @@ for run in $runs; do
 	kind=${run%%+*}
 	opts=()
 	[[ $run == *+direct ]] && opts=(cache_direct=on verify=off)
+	[[ $run == *+pt ]] && opts=(passthrough=auto)
 	[[ -z "${DIFFTEST_MOUNT_OPTS:-}" ]] || opts+=("$DIFFTEST_MOUNT_OPTS")
 	[[ $kind == nfs ]] && need_nfs
 	runas=()
