@@ -117,6 +117,26 @@ static int block_sum_from_file(struct cache_file *f, uint64_t off, void *tmp,
 	return 0;
 }
 
+/* The sums of blocks mask of the chunk at start, as the data file holds
+ * them, into sums; returns the blocks it could read. */
+static uint64_t resum_blocks(struct cache_file *f, uint64_t start,
+			     uint64_t mask, uint64_t *sums)
+{
+	uint64_t bs = f->c->block_size, ok = 0;
+	void *tmp;
+
+	if (!mask || !(tmp = aligned_alloc(4096, bs)))
+		return 0;
+	for (; mask; mask &= mask - 1) {
+		unsigned int b = (unsigned int)__builtin_ctzll(mask);
+
+		if (block_sum_from_file(f, start + b * bs, tmp, &sums[b]) == 0)
+			ok |= 1ULL << b;
+	}
+	free(tmp);
+	return ok;
+}
+
 /* Which blocks of a chunk [a, b) (offsets in the chunk) touches. */
 static uint64_t range_blocks(struct cache *c, uint64_t a, uint64_t b)
 {
@@ -223,7 +243,7 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 	struct chunk *ch = f->chunks[idx];
 	uint64_t start = chunk_start(c, idx), trunc_seq = f->trunc_seq;
 	uint64_t want = backend_blocks(f, idx) & ~ch->present & ~ch->wmask;
-	uint64_t got = 0, dirty0 = want & ch->dirty, missed = 0;
+	uint64_t got = 0, dirty0 = want & ch->dirty, missed = 0, resummed = 0;
 	uint64_t len = min_u64(c->cfg->chunk_size,
 			       f->be_size > start ? f->be_size - start : 0);
 	uint64_t sums[CACHE_BLOCKS];
@@ -324,6 +344,14 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 		ops[b].fd = fill_fd(f, ops[b].buf, ops[b].off, ops[b].len);
 	rc = ring_run(cache_ring(c), ops, nops);
 	file_fds_put(f);
+	/*
+	 * A fill that failed part way (a full cache file system) may have
+	 * written some merged blocks: a dirty one then holds the backend's
+	 * bytes around this node's range, and its sum must say so, or the
+	 * flusher calls it corrupt for ever (chaos seed 3132465359).
+	 */
+	if (rc < 0)
+		resummed = resum_blocks(f, start, want & dirty0, sums);
 out_lock:
 	pthread_mutex_lock(&f->lock);
 	while (ch->fbuf_users)	/* buf is this thread's: wait for them */
@@ -353,6 +381,14 @@ out_lock:
 			ch->rb_tseq = f->trunc_seq;
 		}
 	} else if (rc < 0) {
+		resummed &= ch->dirty;
+		for (b = 0; b < CACHE_BLOCKS; b++)
+			if (resummed & (1ULL << b))
+				ch->sums[b] = sums[b];
+		if (resummed) {
+			ch->dirty_seq++;
+			index_store_chunk(f, idx);
+		}
 		log_msg(LOG_LVL_WARN, "cache",
 			"fetch of file %llx chunk %llu failed: %s",
 			(unsigned long long)f->fileid,
@@ -780,28 +816,7 @@ static bool write_splits_range(struct cache_file *f, const struct chunk *ch,
 }
 
 /*
- * A write to the cache file failed part way (a full cache file system
- * stops it after some bytes, and the engine reports only the error): the
- * blocks first..last of the chunk at start may hold some of the new
- * bytes.  Take their sums from the file; returns the blocks it could.
- */
-static uint64_t resum_range(struct cache_file *f, uint64_t start,
-			    unsigned int first, unsigned int last, char **tmp,
-			    uint64_t *sums)
-{
-	uint64_t bs = f->c->block_size, ok = 0;
-	unsigned int i;
-
-	if (!*tmp && !(*tmp = aligned_alloc(4096, bs)))
-		return 0;
-	for (i = first; i <= last; i++)
-		if (block_sum_from_file(f, start + i * bs, *tmp, &sums[i]) == 0)
-			ok |= 1ULL << i;
-	return ok;
-}
-
-/*
- * After resum_range(); f->lock held.  A dirty block keeps its dirty
+ * After resum_blocks(); f->lock held.  A dirty block keeps its dirty
  * range (the write failed: its bytes are unspecified, POSIX says) and
  * takes the sum of what the file holds, so that it can still be
  * uploaded; a clean block may differ from the backend now: it is not
@@ -923,7 +938,11 @@ again:
 	rc = 0;
 out_reader:
 	if (rc < 0 && written)
-		resummed = resum_range(f, start, first, last, &tmp, sums);
+		/* A failed write may have stored some of its bytes (a
+		 * full cache file system stops it part way, and the engine
+		 * reports only the error): take the sums from the file. */
+		resummed = resum_blocks(f, start, block_mask(first, last),
+					sums);
 	pthread_mutex_lock(&f->lock);
 	io_done(f, ch);
 	ch->wmask = 0;

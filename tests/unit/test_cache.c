@@ -2069,6 +2069,52 @@ START_TEST(bug_partial_cache_write_corrupts_dirty_block)
 }
 END_TEST
 
+/*
+ * The same for a fill: a read fetched a chunk whose block held one dirty
+ * byte, and the fill's write of the merged block (the backend's bytes
+ * around this node's byte) stopped part way, on a full cache file system.
+ * The block's sum was still that of the byte alone: the upload called
+ * the block corrupt at every try and the unmount waited 60 s for it
+ * (chaos.sh, seed 3132465359).  Here RLIMIT_FSIZE stops the fill.
+ */
+START_TEST(bug_partial_fill_corrupts_dirty_block)
+{
+	uint64_t off = CS - 2 * BS;	/* a block near the end of chunk 0 */
+	unsigned char *back = pattern_new(CS, 11), *got = malloc(BS);
+	struct rlimit old, rl;
+	struct cache_file *f;
+	struct be_node *n;
+	struct cache_stats st;
+	ssize_t rc;
+
+	fx_open();
+	f = fx_file("fill", back, CS, &n);
+	mem_be_gate(X.be, MEM_OP_WRITE, 1);	/* the byte stays dirty */
+	ck_assert_int_eq(cache_write(f, NULL, "Z", 1, off), 1);
+	signal(SIGXFSZ, SIG_IGN);
+	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+	rl = old;
+	rl.rlim_cur = off + BS / 2;	/* the fill below stops there */
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	rc = cache_read(f, NULL, got, BS, off);
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+	ck_assert_msg(rc < 0, "the read whose fill passed RLIMIT_FSIZE returned %zd", rc);
+	mem_be_gate(X.be, MEM_OP_WRITE, 0);
+
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	st = stats();
+	ck_assert_msg(st.checksum_errors == 0,
+		      "%llu checksum errors after a fill that failed part way",
+		      (unsigned long long)st.checksum_errors);
+	back[off] = 'Z';
+	assert_backend_has(n, back, CS, "backend");
+	ck_assert_int_eq(cache_read(f, NULL, got, BS, off), (ssize_t)BS);
+	assert_same(got, back + off, BS, "read after the failed fill");
+	free(got);
+	free(back);
+}
+END_TEST
+
 struct hammer {
 	struct cache_file *f;
 	atomic_int stop;
@@ -2871,6 +2917,7 @@ static Suite *cache_suite(void)
 		B(bug_write_after_gone_hangs_flush),
 		B(bug_write_during_upload_false_checksum_error),
 		B(bug_partial_cache_write_corrupts_dirty_block),
+		B(bug_partial_fill_corrupts_dirty_block),
 		B(bug_read_during_write_eio),
 		B(bug_restart_evicts_hot_before_cold),
 		B(bug_cache_close_leaks_ring),
