@@ -2010,6 +2010,18 @@ START_TEST(bug_write_during_upload_false_checksum_error)
 }
 END_TEST
 
+/* Writes of this process stop at cur bytes (old: the limit to put back). */
+static void fsize_limit(struct rlimit *old, rlim_t cur)
+{
+	struct rlimit rl;
+
+	signal(SIGXFSZ, SIG_IGN);
+	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, old), 0);
+	rl = *old;
+	rl.rlim_cur = cur;
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
 /*
  * BUG (cache/chunk.c, write_in_chunk()): a write to the cache file that
  * stops part way (the cache file system fills up: the kernel writes what
@@ -2025,7 +2037,7 @@ START_TEST(bug_partial_cache_write_corrupts_dirty_block)
 	uint64_t off = CS - 2 * BS;	/* the last two blocks of chunk 0 */
 	unsigned char *want = pattern_new(2 * BS, 3), *patch = pattern_new(BS, 9);
 	unsigned char *got = malloc(2 * BS);
-	struct rlimit old, rl;
+	struct rlimit old;
 	struct cache_file *f;
 	struct be_node *n;
 	struct cache_stats st;
@@ -2036,11 +2048,7 @@ START_TEST(bug_partial_cache_write_corrupts_dirty_block)
 	/* Both blocks stay dirty: no upload before the failed write. */
 	mem_be_gate(X.be, MEM_OP_WRITE, 1);
 	ck_assert_int_eq(cache_write(f, NULL, want, 2 * BS, off), (ssize_t)(2 * BS));
-	signal(SIGXFSZ, SIG_IGN);
-	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
-	rl = old;
-	rl.rlim_cur = off + BS + 100;	/* the write below stops there */
-	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	fsize_limit(&old, off + BS + 100);	/* the write below stops there */
 	rc = cache_write(f, NULL, patch, BS, off + BS / 2);
 	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
 	ck_assert_msg(rc < 0, "the write past RLIMIT_FSIZE returned %zd", rc);
@@ -2081,7 +2089,7 @@ START_TEST(bug_partial_fill_corrupts_dirty_block)
 {
 	uint64_t off = CS - 2 * BS;	/* a block near the end of chunk 0 */
 	unsigned char *back = pattern_new(CS, 11), *got = malloc(BS);
-	struct rlimit old, rl;
+	struct rlimit old;
 	struct cache_file *f;
 	struct be_node *n;
 	struct cache_stats st;
@@ -2091,11 +2099,7 @@ START_TEST(bug_partial_fill_corrupts_dirty_block)
 	f = fx_file("fill", back, CS, &n);
 	mem_be_gate(X.be, MEM_OP_WRITE, 1);	/* the byte stays dirty */
 	ck_assert_int_eq(cache_write(f, NULL, "Z", 1, off), 1);
-	signal(SIGXFSZ, SIG_IGN);
-	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
-	rl = old;
-	rl.rlim_cur = off + BS / 2;	/* the fill below stops there */
-	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	fsize_limit(&old, off + BS / 2);	/* the fill below stops there */
 	rc = cache_read(f, NULL, got, BS, off);
 	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
 	ck_assert_msg(rc < 0, "the read whose fill passed RLIMIT_FSIZE returned %zd", rc);
