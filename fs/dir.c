@@ -533,6 +533,9 @@ static void sfs_opendir(fuse_req_t req, fuse_ino_t ino,
 	}
 	fi->fh = (uintptr_t)d;
 	fi->cache_readdir = 0;
+	pthread_mutex_lock(&s->ino_lock);
+	in->nopendir++;
+	pthread_mutex_unlock(&s->ino_lock);
 	fuse_reply_open(req, fi);
 }
 
@@ -631,9 +634,12 @@ static void sfs_releasedir(fuse_req_t req, fuse_ino_t ino,
 			   struct fuse_file_info *fi)
 {
 	struct sfs *s = req_sfs(req);
+	struct sfs_inode *in = inode_get(s, ino);
 
-	dir_free(s, inode_get(s, ino)->be_idx,
-		 (struct dir_handle *)(uintptr_t)fi->fh);
+	pthread_mutex_lock(&s->ino_lock);
+	in->nopendir--;
+	pthread_mutex_unlock(&s->ino_lock);
+	dir_free(s, in->be_idx, (struct dir_handle *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 

@@ -66,6 +66,16 @@ static struct sfs_fh *fh_of(struct fuse_file_info *fi)
 	return (struct sfs_fh *)(uintptr_t)fi->fh;
 }
 
+static bool dir_open(struct sfs *s, struct sfs_inode *in)
+{
+	bool open;
+
+	pthread_mutex_lock(&s->ino_lock);
+	open = in->nopendir > 0;
+	pthread_mutex_unlock(&s->ino_lock);
+	return open;
+}
+
 static void sfs_getattr(fuse_req_t req, fuse_ino_t ino,
 			struct fuse_file_info *fi)
 {
@@ -86,12 +96,14 @@ static void sfs_getattr(fuse_req_t req, fuse_ino_t ino,
 		rc = ino_be(s, in)->ops->getattr(ino_be(s, in), &cred,
 						 in->node, &a);
 	/*
-	 * A directory removed while open (an fstat on its descriptor):
-	 * NFS keeps no silly name for directories, so its handle is stale.
-	 * A local file system answers with nlink 0; so do we, from the
-	 * last attributes seen.
+	 * A directory removed while open here (an fstat on its
+	 * descriptor): NFS keeps no silly name for directories, so its
+	 * handle is stale.  A local file system answers with nlink 0; so
+	 * do we, from the last attributes seen.  Not open here: ESTALE,
+	 * and the kernel looks a path up again (a stat then gets ENOENT).
 	 */
-	if (rc == -ESTALE && offline_attr(s, in, &a) && S_ISDIR(a.mode)) {
+	if (rc == -ESTALE && dir_open(s, in) && offline_attr(s, in, &a) &&
+	    S_ISDIR(a.mode)) {
 		a.nlink = 0;
 		rc = 0;
 	}

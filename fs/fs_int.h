@@ -82,6 +82,7 @@ struct sfs_inode {
 	struct be_node *node;	/* reference held */
 	uint64_t nlookup;	/* protected by sfs->ino_lock */
 	unsigned int nopen;	/* open handles; protected by sfs->ino_lock */
+	unsigned int nopendir;	/* open directory handles; the same */
 	/* Unlinked while open: the hidden name it lives under until the
 	 * last close (as the NFS client's silly rename does), and who
 	 * removes it then; under ino_lock */
