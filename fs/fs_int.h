@@ -275,13 +275,13 @@ void offline_unname(struct sfs *s, struct sfs_inode *dir, const char *name);
 struct be_node *offline_forget_locked(struct sfs *s, struct sfs_inode *ino);
 /* The inode name last led to in dir, with a lookup count taken and its
  * last attributes in a; NULL if none is known. */
+struct sfs_inode *offline_lookup(struct sfs *s, struct sfs_inode *dir,
+				 const char *name, struct be_attr *a);
 /* At an open that reached the backend: does the name offline_lookup()
  * answered with still lead to ino?  0 or -ESTALE (the kernel looks up
  * again). */
 int offline_name_check(struct sfs *s, const struct be_cred *cred,
 		       struct sfs_inode *ino);
-struct sfs_inode *offline_lookup(struct sfs *s, struct sfs_inode *dir,
-				 const char *name, struct be_attr *a);
 /* Let every backend stop waiting for its server (be_ops.release). */
 void offline_release(struct sfs *s, bool abort);
 /* The thread that releases hard backends once the session has ended. */
