@@ -2497,6 +2497,9 @@ START_TEST(test_evict_writer_does_not_wait_for_unlink)
 
 	per = cold_set(N, nodes);
 	w.f = fx_file("writer", NULL, 0, NULL);
+	/* No upload ends, so no flusher runs a batch: the writer's is the
+	 * only one. */
+	mem_be_gate(X.be, MEM_OP_WRITE, 1);
 	ugate_set(true);
 	X.cfg.size = per * N / 2;	/* half the cold files must go */
 	ck_assert_int_eq(pthread_create(&w.t, NULL, bg_write_main, &w), 0);
@@ -2518,6 +2521,7 @@ START_TEST(test_evict_writer_does_not_wait_for_unlink)
 	ck_assert(cold_exists(nodes[0]));
 
 	ugate_set(false);
+	mem_be_gate(X.be, MEM_OP_WRITE, 0);
 	ck_assert_msg(wait_for(none_removing, NULL, 20000),
 		      "the remover did not finish");
 	st = stats();
