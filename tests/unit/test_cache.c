@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -2541,6 +2542,46 @@ START_TEST(test_evict_writer_does_not_wait_for_unlink)
 END_TEST
 
 /*
+ * The one case where a writer does wait for the remover: the cache fs is
+ * truly short of room (less free than half of cache_min_free), and what
+ * was picked is still being removed.  Once the removal ends, it goes on.
+ */
+START_TEST(test_evict_writer_waits_when_no_room)
+{
+	enum { N = 16 };
+	struct be_node *nodes[N];
+	struct bg_call w = { 0 };
+	struct statvfs sv;
+	int i;
+
+	cold_set(N, nodes);
+	w.f = fx_file("writer", NULL, 0, NULL);
+	mem_be_gate(X.be, MEM_OP_WRITE, 1);
+	ugate_set(true);
+	ck_assert_int_eq(statvfs(X.dir, &sv), 0);
+	/* The cache fs has less than half of this free. */
+	X.cfg.min_free = 4 * (uint64_t)sv.f_bavail * sv.f_frsize + (1ULL << 30);
+	ck_assert_int_eq(pthread_create(&w.t, NULL, bg_write_main, &w), 0);
+	ck_assert(wait_for(ugate_holds, NULL, 10000));
+	sleep_ms(200);
+	ck_assert_msg(!bg_done(&w),
+		      "a write with the cache fs out of room did not wait for the remover");
+	ck_assert_uint_gt(stats().evict_freeing_bytes, 0);
+	ugate_set(false);
+	ck_assert_msg(wait_for(bg_done, &w, 20000),
+		      "the write did not go on once the remover was done");
+	pthread_join(w.t, NULL);
+	ck_assert_int_eq(w.rc, (int)CS);
+	ck_assert_uint_eq(stats().evict_freeing_bytes, 0);
+	ck_assert_uint_eq(stats().cold_files_evicted, N);
+	X.cfg.min_free = 0;
+	mem_be_gate(X.be, MEM_OP_WRITE, 0);
+	for (i = 0; i < N; i++)
+		be_node_put(X.be, nodes[i]);
+}
+END_TEST
+
+/*
  * The race the remover brings: an open of a cold file that eviction has
  * picked.  Not yet taken by the remover, the open takes it back: its
  * cached data is read without a fetch, and it is not removed.  Being
@@ -3210,6 +3251,7 @@ static Suite *cache_suite(void)
 		T(test_evict_never_dirty),
 		T(test_cold_files_oldest_first),
 		T(test_evict_writer_does_not_wait_for_unlink),
+		T(test_evict_writer_waits_when_no_room),
 		T(test_evict_open_during_removal),
 		T(test_evict_crash_mid_removal),
 		T(test_backpressure),
