@@ -397,9 +397,11 @@ int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
 	struct be_gen gen = be_attr_gen(attr);
 	struct cache_file *f;
 	bool synced = false;
+	int64_t busy;
 	uint64_t i;
 	int rc;
 
+again:
 	pthread_mutex_lock(&c->table_lock);
 	f = table_find(c, be_idx, node->fileid, node->hkey);
 	if (f) {
@@ -433,12 +435,20 @@ int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
 		*out = f;
 		return 0;
 	}
+	/* A cold file being removed (reap.c) is waited for, without
+	 * table_lock, and then cached afresh: never opened half removed. */
+	busy = cold_forget(c, spec_hash_of(c->bes[be_idx]), node->fileid,
+			   node->hkey);
+	if (busy >= 0) {
+		pthread_mutex_unlock(&c->table_lock);
+		cold_wait_removed(c, busy);
+		goto again;
+	}
 	f = file_new(c, be_idx, node);
 	if (!f) {
 		pthread_mutex_unlock(&c->table_lock);
 		return -ENOMEM;
 	}
-	cold_forget(c, spec_hash_of(c->bes[be_idx]), f->fileid, f->hkey);
 	rc = index_open(f, true);
 	if (rc < 0) {
 		pthread_mutex_unlock(&c->table_lock);
@@ -662,6 +672,8 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
 	st->evict_batches = atomic_load(&c->evict_batches);
 	st->evict_batch_us_last = atomic_load(&c->evict_batch_us_last);
 	st->evict_batch_us_max = atomic_load(&c->evict_batch_us_max);
+	st->evict_freeing_bytes = atomic_load(&c->freeing_bytes);
+	st->cold_files_removing = cold_reaping(c);
 	for (b = 0; b < CACHE_HIST_BUCKETS; b++) {
 		st->be_read_us[b] = atomic_load(&c->be_read_us[b]);
 		st->be_write_us[b] = atomic_load(&c->be_write_us[b]);
@@ -1211,6 +1223,8 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 	pthread_mutex_init(&c->cred_lock, NULL);
 	pthread_mutex_init(&c->evict_lock, NULL);
 	pthread_mutex_init(&c->cold_lock, NULL);
+	pthread_cond_init(&c->reap_cond, NULL);
+	pthread_cond_init(&c->reaped_cond, NULL);
 	pthread_mutex_init(&c->pt_lock, NULL);
 
 	if (cache_fds_init(c) < 0) {
@@ -1261,7 +1275,12 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 		log_msg(LOG_LVL_WARN, "cache", "cache dir %s: chmod 0700: %s",
 			cfg->dir, strerror(errno));
 	if ((rc = make_subdir(c, "data", err, errlen)) < 0 ||
-	    (rc = make_subdir(c, "index", err, errlen)) < 0)
+	    (rc = make_subdir(c, "index", err, errlen)) < 0 ||
+	    (rc = make_subdir(c, "trash", err, errlen)) < 0)
+		goto out_free;
+	/* Evictions a crash interrupted, before anything can open them. */
+	rc = reap_trash(c, err, errlen);
+	if (rc < 0)
 		goto out_free;
 	snprintf(path, sizeof(path), "%s/journal", cfg->dir);
 	rc = journal_open(path, &c->journal, err, errlen);
@@ -1284,7 +1303,11 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 		rc = -EAGAIN;
 		goto out_free;	/* the process exits on this error */
 	}
-	c->scanner_started = pthread_create(&c->scanner, NULL, scan_main, c) == 0;
+	/* No remover, no cold list: without the scan, earlier runs' files
+	 * are neither counted nor evicted (as if the scan had failed). */
+	c->reaper_started = pthread_create(&c->reaper, NULL, reap_main, c) == 0;
+	c->scanner_started = c->reaper_started &&
+			     pthread_create(&c->scanner, NULL, scan_main, c) == 0;
 	if (!c->scanner_started)
 		atomic_store(&c->scan_done, 1);
 	c->pt_started = pthread_create(&c->pt_thread, NULL, pt_main, c) == 0;
@@ -1347,6 +1370,9 @@ int cache_close(struct cache *c)
 	join_all(c->prefetchers, c->nprefetchers);
 	if (c->scanner_started)
 		pthread_join(c->scanner, NULL);
+	cold_reap_stop(c);	/* it ends the removal under way */
+	if (c->reaper_started)
+		pthread_join(c->reaper, NULL);
 	if (c->pt_started)
 		pthread_join(c->pt_thread, NULL);
 	while (c->npt)	/* writers the kernel never released */

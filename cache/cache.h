@@ -128,6 +128,10 @@ struct cache_stats {
 	uint64_t evict_batches;	/* eviction batches run */
 	uint64_t evict_batch_us_last;	/* gauge: the last batch's time */
 	uint64_t evict_batch_us_max;	/* gauge: the longest batch's time */
+	uint64_t evict_freeing_bytes;	/* gauge: bytes of cold files picked
+					 * by eviction, not yet removed (the
+					 * remover thread's backlog) */
+	uint64_t cold_files_removing;	/* gauge: those files */
 	uint64_t be_read_us[CACHE_HIST_BUCKETS];	/* chunk fetches */
 	uint64_t be_write_us[CACHE_HIST_BUCKETS];	/* chunk uploads */
 };

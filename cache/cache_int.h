@@ -263,6 +263,14 @@ struct cache {
 	pthread_mutex_t cold_lock;
 	struct cold_list *cold;	/* scan.c; protected by cold_lock */
 	size_t ncold;		/* files on it; protected by cold_lock */
+	size_t nreap;		/* picked, not yet removed; cold_lock */
+	pthread_cond_t reap_cond;	/* work for the remover (cold_lock) */
+	pthread_cond_t reaped_cond;	/* a removal ended (cold_lock) */
+	/* bytes of the picked files not yet removed: still in used_bytes,
+	 * but already being freed (evict.c does not pick them again) */
+	atomic_uint_fast64_t freeing_bytes;
+	pthread_t reaper;	/* reap.c */
+	bool reaper_started;
 	pthread_t scanner;
 	bool scanner_started;
 	/* scan.c: files the scan has counted so far, 1 once it is done,
@@ -539,14 +547,39 @@ void rbuf_unpin(struct rbuf *r);
 /* scan.c */
 struct cold_list;
 void *scan_main(void *arg);
-void cold_forget(struct cache *c, unsigned int spec_hash, uint64_t fileid,
-		 uint64_t hkey);
-/* Remove cold files, oldest first, until want bytes are freed, the list
- * is empty or now_us() passes deadline_us (0: no deadline).  Returns the
- * bytes freed. */
+/* A file of the table is about to be opened: it is no longer cold.
+ * Returns -1, or the entry number of the file if the remover is
+ * removing it right now: then the caller drops table_lock, waits with
+ * cold_wait_removed() and starts over (the file is then gone, and is
+ * cached afresh).  c->table_lock held. */
+int64_t cold_forget(struct cache *c, unsigned int spec_hash, uint64_t fileid,
+		    uint64_t hkey);
+void cold_wait_removed(struct cache *c, int64_t ent);
+/* Pick cold files, oldest first, for the remover until want bytes are on
+ * their way, the list is empty or now_us() passes deadline_us (0: no
+ * deadline).  Makes no system call.  Returns the bytes picked. */
 uint64_t cold_evict(struct cache *c, uint64_t want, uint64_t deadline_us);
 /* Files on the cold list (a racy read is fine for a decision). */
 size_t cold_count(struct cache *c);
+/* Files picked and not yet removed (queued or being removed). */
+size_t cold_reaping(struct cache *c);
+
+/* A picked cold file, as the remover gets it. */
+struct cold_victim {
+	uint32_t ent;		/* its entry in the cold list */
+	uint32_t spec_hash;
+	uint64_t fileid, hkey, bytes;
+};
+/* The remover's next file, now REMOVING (waits for one); false once
+ * c->stopping is set.  Files still queued then stay as they are: cold
+ * files, listed again by the next start's scan. */
+bool cold_reap_take(struct cache *c, struct cold_victim *out);
+/* Its files are gone (removed), or were kept (not removed: still counted
+ * in used_bytes); wakes cold_wait_removed(). */
+void cold_reap_done(struct cache *c, const struct cold_victim *v,
+		    bool removed);
+/* c->stopping is set: wake the remover. */
+void cold_reap_stop(struct cache *c);
 void cold_free(struct cache *c);
 unsigned int spec_hash_of(struct be *be);
 /* cache.c: c->table_lock held */
@@ -563,6 +596,11 @@ void *prefetcher_main(void *arg);
 /* passthrough.c */
 void *pt_main(void *arg);
 int cache_file_pt_replay(struct cache_file *f, bool owned);
+
+/* reap.c: the remover thread of picked cold files, and the start-up
+ * removal of those a crash left half removed (in trash/) */
+void *reap_main(void *arg);
+int reap_trash(struct cache *c, char *err, size_t errlen);
 
 /* evict.c */
 void cache_evict_maybe(struct cache *c);

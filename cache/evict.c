@@ -9,7 +9,17 @@
  * the cache never holds more than cache_size plus the data written or
  * fetched while one batch is being evicted.  Dirty data is never evicted.
  *
- * Thread safety: takes c->table_lock, then each f->lock in turn.
+ * Cold files (cached by an earlier run) go first, whole: a batch only
+ * picks them (scan.c), and the remover thread unlinks them (reap.c).
+ * Their bytes count as used until they are gone, but as being freed
+ * (freeing_bytes) from the pick on, so a batch picks only for the usage
+ * that is not already on its way out; meanwhile the cache may hold more
+ * than cache_size by what the remover has still to remove.  A reader or
+ * writer waits for the remover only when the cache fs is truly short of
+ * room (evict_wait_room()).
+ *
+ * Thread safety: takes c->table_lock, then each f->lock in turn; the
+ * cold list's c->cold_lock (scan.c) on its own.
  */
 #include "cache_int.h"
 
@@ -62,10 +72,14 @@ static uint64_t cache_fs_avail(struct cache *c, uint64_t used)
 	return base > used ? base - used : 0;
 }
 
-/* How many bytes over the limits the cache is now (0: within them). */
+/* How many bytes over the limits the cache is now, not counting what
+ * the remover is freeing (0: within them). */
 static uint64_t overage(struct cache *c)
 {
 	uint64_t used = atomic_load(&c->used_bytes), over = 0;
+	uint64_t freeing = atomic_load(&c->freeing_bytes);
+
+	used = used > freeing ? used - freeing : 0;
 
 	if (c->cfg->size && used > c->cfg->size)
 		over = used - c->cfg->size;
@@ -150,10 +164,44 @@ static uint64_t evict_one(struct cache *c, struct victim *v)
 	return popcount64(drop) * c->block_size;
 }
 
-/* The longest a batch goes on removing cold files (see cold_evict()). */
-#define EVICT_COLD_US 50000
+/* The longest a batch goes on picking cold files (see cold_evict()). */
+#define EVICT_COLD_US 20000
 /* A batch longer than this is logged, with where its time went. */
 #define EVICT_SLOW_US 100000
+
+/*
+ * The cache fs is truly short of room when it has less free than this:
+ * half of cache_min_free, and at least one batch.  Only then does a
+ * reader or writer wait for the remover.
+ */
+static uint64_t room_floor(struct cache *c)
+{
+	uint64_t batch = EVICT_BATCH_CHUNKS * c->cfg->chunk_size;
+
+	return c->cfg->min_free / 2 > batch ? c->cfg->min_free / 2 : batch;
+}
+
+/* While picked cold files are being removed and the cache fs is short of
+ * room, wait for the remover (it frees what was picked for this). */
+static void evict_wait_room(struct cache *c)
+{
+	while (atomic_load(&c->freeing_bytes) && !atomic_load(&c->stopping) &&
+	       cache_fs_avail(c, atomic_load(&c->used_bytes)) < room_floor(c)) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000 * 1000;	/* re-sample statvfs */
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_mutex_lock(&c->cold_lock);
+		if (atomic_load(&c->freeing_bytes))
+			pthread_cond_timedwait(&c->reaped_cond, &c->cold_lock,
+					       &ts);
+		pthread_mutex_unlock(&c->cold_lock);
+	}
+}
 
 void cache_evict_maybe(struct cache *c)
 {
@@ -163,14 +211,17 @@ void cache_evict_maybe(struct cache *c)
 	size_t n = 0, i;
 
 	over = overage(c);
-	if (!over || pthread_mutex_trylock(&c->evict_lock))
+	if (!over || pthread_mutex_trylock(&c->evict_lock)) {
+		evict_wait_room(c);
 		return;
+	}
 	t0 = now_us();
 	over += EVICT_BATCH_CHUNKS * c->cfg->chunk_size;
 	/* Files cached by an earlier run and not opened since are the
-	 * least recently used of all (scan.c).  A batch that ran out of
-	 * time leaves the rest to the next: chunks in memory go only
-	 * once no cold file is left. */
+	 * least recently used of all (scan.c).  They are picked here and
+	 * removed by the remover thread.  A batch that ran out of time
+	 * leaves the rest to the next: chunks in memory go only once no
+	 * cold file is left. */
 	freed = cold_freed = cold_evict(c, over, t0 + EVICT_COLD_US);
 	t_cold = now_us();
 	if (freed < over && !cold_count(c)) {
@@ -194,10 +245,11 @@ void cache_evict_maybe(struct cache *c)
 	pthread_mutex_unlock(&c->evict_lock);
 	if (d > EVICT_SLOW_US)
 		log_msg(LOG_LVL_INFO, "evict",
-			"a batch took %.1f ms: cold files %.1f ms (%llu bytes); %zu chunks in memory looked at in %.1f ms, %llu evicted in %.1f ms",
+			"a batch took %.1f ms: cold files picked in %.1f ms (%llu bytes); %zu chunks in memory looked at in %.1f ms, %llu evicted in %.1f ms",
 			d / 1e3, (t_cold - t0) / 1e3,
 			(unsigned long long)cold_freed, n,
 			t_collect ? (t_collect - t_cold) / 1e3 : 0.0,
 			(unsigned long long)nchunks,
 			t_collect ? (t0 + d - t_collect) / 1e3 : 0.0);
+	evict_wait_room(c);
 }

@@ -6,9 +6,10 @@
  * background thread lists index/ and, for every file not in the table
  * (so clean: replay loaded every file with dirty data), counts its data
  * file's allocated bytes into cache_used_bytes and puts it on the cold
- * list.  When the evictor runs out of chunks in memory, it removes cold
- * files whole, oldest first.  A cold file that is opened again leaves the
- * list: its chunks are then counted as they are loaded.
+ * list.  When the evictor runs out of chunks in memory, it picks cold
+ * files whole, oldest first, and hands them to the remover thread
+ * (reap.c), which unlinks them.  A cold file that is opened again leaves
+ * the list: its chunks are then counted as they are loaded.
  *
  * A node's cache holds millions of such files (issue 14), so the list is
  * built for that: a compact entry per file (struct cold_ent, 40 bytes) in
@@ -16,9 +17,18 @@
  * (the oldest is found in O(log n), not by a walk of every file), and an
  * open-addressing hash of entry numbers by (spec hash, fileid, handle
  * hash) for cold_forget().  An entry that leaves the list (opened, or
- * evicted) is marked gone and stays where it is until cache_close(): its
- * heap position is dropped lazily when it reaches the top.  About 56
- * bytes a file in all (docs/performance.md, "Cache at scale").
+ * evicted) stays where it is until cache_close(): its heap position is
+ * dropped lazily when it reaches the top.  About 56 bytes a file in all
+ * (docs/performance.md, "Cache at scale").
+ *
+ * An entry's life: LISTED (on the list, counted in ncold) -> QUEUED
+ * (picked by the evictor, on the removal queue; its bytes are still in
+ * used_bytes and also in freeing_bytes) -> REMOVING (the remover is
+ * unlinking its files) -> GONE.  An open of a QUEUED file takes it back
+ * (GONE, and the remover skips it); an open of a REMOVING file waits for
+ * the removal and then starts the file afresh (cache_file_get()).  So no
+ * open reads a file being removed, and the evictor -- a reader's or a
+ * writer's thread -- makes no system call for a cold file.
  *
  * Thread safety: the cold list is under c->cold_lock, taken after
  * table_lock when both are needed.  Only the scanner thread adds.
@@ -44,7 +54,14 @@ struct cold_ent {
 	uint64_t bytes;
 	int64_t mtime;
 	uint32_t spec_hash;
-	uint32_t gone;		/* opened since, or evicted: not counted */
+	uint32_t state;		/* enum cold_state */
+};
+
+enum cold_state {
+	COLD_LISTED,		/* on the list (the heap), counted in ncold */
+	COLD_QUEUED,		/* picked: waits for the remover */
+	COLD_REMOVING,		/* the remover is unlinking it */
+	COLD_GONE,		/* opened since, or removed: not counted */
 };
 
 struct cold_list {
@@ -55,6 +72,9 @@ struct cold_list {
 	uint32_t nheap, heap_cap;
 	uint32_t *hash;			/* entry number + 1; 0: empty */
 	uint32_t hash_cap;		/* a power of 2, at least 2 n */
+	/* The removal queue: entry numbers, oldest first, [rq_head, rq_tail) */
+	uint32_t *rq;
+	uint32_t rq_head, rq_tail, rq_cap;
 };
 
 static struct cold_ent *ent(struct cold_list *l, uint32_t i)
@@ -161,51 +181,108 @@ static void heap_pop(struct cold_list *l)
 		l->heap[k] = last;
 }
 
-/* The oldest file still on the list, taken off it; false if none.
- * c->cold_lock held. */
-static bool cold_pop(struct cache *c, struct cold_ent *out)
+/* The entry of a key in any state, or -1.  c->cold_lock held. */
+static int64_t hash_find(struct cold_list *l, unsigned int spec_hash,
+			 uint64_t fileid, uint64_t hkey, bool any)
 {
-	struct cold_list *l = c->cold;
-
-	while (l && l->nheap) {
-		struct cold_ent *e = ent(l, l->heap[0]);
-
-		heap_pop(l);
-		if (e->gone)
-			continue;
-		e->gone = 1;
-		c->ncold--;
-		*out = *e;
-		return true;
-	}
-	return false;
-}
-
-/* A file of the table is about to be opened: it is no longer cold. */
-void cold_forget(struct cache *c, unsigned int spec_hash, uint64_t fileid,
-		 uint64_t hkey)
-{
-	struct cold_list *l;
 	uint32_t m, p;
 
-	pthread_mutex_lock(&c->cold_lock);
-	l = c->cold;
 	if (!l || !l->n)
-		goto out;
+		return -1;
 	m = l->hash_cap - 1;
 	for (p = key_hash(spec_hash, fileid, hkey) & m; l->hash[p];
 	     p = (p + 1) & m) {
 		struct cold_ent *e = ent(l, l->hash[p] - 1);
 
 		if (e->fileid == fileid && e->hkey == hkey &&
-		    e->spec_hash == spec_hash && !e->gone) {
-			e->gone = 1;
-			atomic_fetch_sub(&c->used_bytes, e->bytes);
-			c->ncold--;
-			break;
-		}
+		    e->spec_hash == spec_hash &&
+		    (any || e->state != COLD_GONE))
+			return l->hash[p] - 1;
 	}
+	return -1;
+}
+
+/* The oldest file still on the list, taken off it and put on the removal
+ * queue; its bytes, or 0 if the list is empty.  c->cold_lock held. */
+static uint64_t cold_pick(struct cache *c)
+{
+	struct cold_list *l = c->cold;
+
+	while (l && l->nheap) {
+		uint32_t i = l->heap[0];
+		struct cold_ent *e = ent(l, i);
+
+		heap_pop(l);
+		if (e->state != COLD_LISTED)
+			continue;
+		if (l->rq_tail == l->rq_cap) {
+			if (l->rq_head) {	/* slide down: room at the end */
+				memmove(l->rq, l->rq + l->rq_head,
+					(l->rq_tail - l->rq_head) *
+						sizeof(*l->rq));
+				l->rq_tail -= l->rq_head;
+				l->rq_head = 0;
+			} else {
+				uint32_t cap = l->rq_cap ? 2 * l->rq_cap : 4096;
+				uint32_t *nq = realloc(l->rq,
+						       cap * sizeof(*nq));
+
+				if (!nq) {	/* stays on the list */
+					heap_push(l, i);
+					return 0;
+				}
+				l->rq = nq;
+				l->rq_cap = cap;
+			}
+		}
+		l->rq[l->rq_tail++] = i;
+		e->state = COLD_QUEUED;
+		c->ncold--;
+		c->nreap++;
+		/* at least 1: a file of no blocks is still worth a pick */
+		atomic_fetch_add(&c->freeing_bytes, e->bytes);
+		return e->bytes ? e->bytes : 1;
+	}
+	return 0;
+}
+
+int64_t cold_forget(struct cache *c, unsigned int spec_hash, uint64_t fileid,
+		    uint64_t hkey)
+{
+	struct cold_ent *e;
+	int64_t i, busy = -1;
+
+	pthread_mutex_lock(&c->cold_lock);
+	i = hash_find(c->cold, spec_hash, fileid, hkey, false);
+	if (i < 0)
+		goto out;
+	e = ent(c->cold, (uint32_t)i);
+	switch (e->state) {
+	case COLD_LISTED:
+		c->ncold--;
+		break;
+	case COLD_QUEUED:	/* taken back: the remover skips it */
+		c->nreap--;
+		atomic_fetch_sub(&c->freeing_bytes, e->bytes);
+		break;
+	case COLD_REMOVING:
+		busy = i;
+		goto out;
+	default:
+		goto out;
+	}
+	e->state = COLD_GONE;
+	atomic_fetch_sub(&c->used_bytes, e->bytes);
 out:
+	pthread_mutex_unlock(&c->cold_lock);
+	return busy;
+}
+
+void cold_wait_removed(struct cache *c, int64_t i)
+{
+	pthread_mutex_lock(&c->cold_lock);
+	while (ent(c->cold, (uint32_t)i)->state == COLD_REMOVING)
+		pthread_cond_wait(&c->reaped_cond, &c->cold_lock);
 	pthread_mutex_unlock(&c->cold_lock);
 }
 
@@ -234,6 +311,10 @@ static bool cold_add(struct cache *c, const struct cold_ent *ne)
 		goto out;
 	pthread_mutex_lock(&c->cold_lock);
 	l = c->cold;
+	/* Listed already: a name read before the remover took the file
+	 * away (its data file was still there for the fstatat). */
+	if (hash_find(l, ne->spec_hash, ne->fileid, ne->hkey, true) >= 0)
+		goto out_cold;
 	if (!l)
 		l = c->cold = calloc(1, sizeof(*l));
 	ok = l && l->n < UINT32_MAX - 1 && cold_reserve(l);
@@ -245,6 +326,7 @@ static bool cold_add(struct cache *c, const struct cold_ent *ne)
 		c->ncold++;
 		atomic_fetch_add(&c->used_bytes, ne->bytes);
 	}
+out_cold:
 	pthread_mutex_unlock(&c->cold_lock);
 out:
 	pthread_mutex_unlock(&c->table_lock);
@@ -307,55 +389,102 @@ void *scan_main(void *arg)
 	return NULL;
 }
 
+/* Picks a batch takes with cold_lock held at a time: an open or the
+ * remover waits for no more than this many. */
+#define COLD_PICK_SLICE 256
+
 /*
- * Remove the oldest cold files until at least want bytes are freed, or
- * until the batch has run for deadline_us (now_us() clock; 0: none):
- * a file costs two unlinks whatever its size, and a cache of millions
- * of small files would otherwise hold the reader or writer that
- * evicts for seconds.  The next read or write goes on where this
- * stopped.  table_lock is held for each file's removal, so that a
- * cache_file_get() of the same file cannot open the files being
- * unlinked.
+ * Pick the oldest cold files for removal until at least want bytes are
+ * on their way, or until now_us() passes deadline_us (0: none).  No
+ * system call: the remover thread (reap.c) unlinks them.  The next read
+ * or write goes on where this stopped.
  */
 uint64_t cold_evict(struct cache *c, uint64_t want, uint64_t deadline_us)
 {
-	uint64_t freed = 0;
+	uint64_t picked = 0, got = 1;
+	unsigned int k;
 
-	while (freed < want && (!deadline_us || now_us() < deadline_us)) {
-		struct cold_ent cf;
-		char name[80];
-		bool got;
-
-		pthread_mutex_lock(&c->table_lock);
+	while (got && picked < want &&
+	       (!deadline_us || now_us() < deadline_us)) {
 		pthread_mutex_lock(&c->cold_lock);
-		got = cold_pop(c, &cf);
-		pthread_mutex_unlock(&c->cold_lock);
-		if (!got) {
-			pthread_mutex_unlock(&c->table_lock);
-			break;
+		for (k = 0; k < COLD_PICK_SLICE && picked < want; k++) {
+			got = cold_pick(c);
+			if (!got)
+				break;
+			picked += got;
 		}
-		snprintf(name, sizeof(name), "index/%08x-%016" PRIx64 "-%016" PRIx64,
-			 cf.spec_hash, cf.fileid, cf.hkey);
-		/* Journal records replay could not act on may be this
-		 * file's: keep it (still counted), off the list.  Without
-		 * them, replay loaded every file with dirty data. */
-		if (c->keep_journal && index_name_dirty(c, name)) {
-			pthread_mutex_unlock(&c->table_lock);
+		if (picked)
+			pthread_cond_signal(&c->reap_cond);
+		pthread_mutex_unlock(&c->cold_lock);
+	}
+	return picked;
+}
+
+bool cold_reap_take(struct cache *c, struct cold_victim *out)
+{
+	struct cold_list *l;
+	bool got = false;
+
+	pthread_mutex_lock(&c->cold_lock);
+	while (!got && !atomic_load(&c->stopping)) {
+		struct cold_ent *e;
+		uint32_t i;
+
+		l = c->cold;
+		if (!l || l->rq_head == l->rq_tail) {
+			pthread_cond_wait(&c->reap_cond, &c->cold_lock);
 			continue;
 		}
-		unlinkat(c->dir_fd, name, 0);
-		snprintf(name, sizeof(name), "data/%08x-%016" PRIx64 "-%016" PRIx64,
-			 cf.spec_hash, cf.fileid, cf.hkey);
-		unlinkat(c->dir_fd, name, 0);
-		pthread_mutex_unlock(&c->table_lock);
-		atomic_fetch_sub(&c->used_bytes, cf.bytes);
+		i = l->rq[l->rq_head++];
+		if (l->rq_head == l->rq_tail)
+			l->rq_head = l->rq_tail = 0;
+		e = ent(l, i);
+		if (e->state != COLD_QUEUED)
+			continue;	/* opened meanwhile */
+		e->state = COLD_REMOVING;
+		*out = (struct cold_victim){ .ent = i, .spec_hash = e->spec_hash,
+					     .fileid = e->fileid,
+					     .hkey = e->hkey,
+					     .bytes = e->bytes };
+		got = true;
+	}
+	pthread_mutex_unlock(&c->cold_lock);
+	return got;
+}
+
+void cold_reap_done(struct cache *c, const struct cold_victim *v,
+		    bool removed)
+{
+	pthread_mutex_lock(&c->cold_lock);
+	ent(c->cold, v->ent)->state = COLD_GONE;
+	c->nreap--;
+	atomic_fetch_sub(&c->freeing_bytes, v->bytes);
+	if (removed) {
+		atomic_fetch_sub(&c->used_bytes, v->bytes);
 		atomic_fetch_add(&c->chunks_evicted,
-				 (cf.bytes + c->cfg->chunk_size - 1) /
+				 (v->bytes + c->cfg->chunk_size - 1) /
 					 c->cfg->chunk_size);
 		atomic_fetch_add(&c->cold_evicted, 1);
-		freed += cf.bytes;
 	}
-	return freed;
+	pthread_cond_broadcast(&c->reaped_cond);
+	pthread_mutex_unlock(&c->cold_lock);
+}
+
+void cold_reap_stop(struct cache *c)
+{
+	pthread_mutex_lock(&c->cold_lock);
+	pthread_cond_broadcast(&c->reap_cond);
+	pthread_mutex_unlock(&c->cold_lock);
+}
+
+size_t cold_reaping(struct cache *c)
+{
+	size_t n;
+
+	pthread_mutex_lock(&c->cold_lock);
+	n = c->nreap;
+	pthread_mutex_unlock(&c->cold_lock);
+	return n;
 }
 
 size_t cold_count(struct cache *c)
@@ -380,6 +509,7 @@ void cold_free(struct cache *c)
 	free(l->blocks);
 	free(l->heap);
 	free(l->hash);
+	free(l->rq);
 	free(l);
 	c->cold = NULL;
 }

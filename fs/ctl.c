@@ -86,7 +86,9 @@ static void say(int fd, const char *fmt, ...)
 	X(scan_ms, gauge, "how long the start-up scan took, ms (0 until it is done)") \
 	X(evict_batches, counter, "eviction batches run")                   \
 	X(evict_batch_us_last, gauge, "how long the last eviction batch took, us") \
-	X(evict_batch_us_max, gauge, "how long the longest eviction batch took, us")
+	X(evict_batch_us_max, gauge, "how long the longest eviction batch took, us") \
+	X(evict_freeing_bytes, gauge, "bytes of cold files eviction picked that the remover has not removed yet") \
+	X(cold_files_removing, gauge, "cold files eviction picked that the remover has not removed yet")
 
 /* Namespace calls to the backends, by kind, summed over the junctions. */
 static void be_calls(const struct sfs *s, uint64_t out[BE_CALL_NR])

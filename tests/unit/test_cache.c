@@ -31,6 +31,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +59,54 @@ static struct {
 	struct be_node *nodes[MAX_TRACK];
 	int nnodes;
 } X;
+
+/*
+ * A gate on unlinkat(2), the cache's way of removing files: while it is
+ * closed, every call waits at it (a cache fs whose journal is busy, made
+ * as slow as a test needs).  This definition takes the place of libc's
+ * for the whole test program, the cache's code included.
+ */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool closed;
+	int held;		/* calls waiting at the gate now */
+	char last[256];		/* the path of the last call held */
+} ugate = { .lock = PTHREAD_MUTEX_INITIALIZER,
+	     .cond = PTHREAD_COND_INITIALIZER };
+
+int unlinkat(int dirfd, const char *path, int flags)
+{
+	pthread_mutex_lock(&ugate.lock);
+	if (ugate.closed) {
+		ugate.held++;
+		snprintf(ugate.last, sizeof(ugate.last), "%s", path);
+		while (ugate.closed)
+			pthread_cond_wait(&ugate.cond, &ugate.lock);
+		ugate.held--;
+	}
+	pthread_mutex_unlock(&ugate.lock);
+	return (int)syscall(SYS_unlinkat, dirfd, path, flags);
+}
+
+static void ugate_set(bool closed)
+{
+	pthread_mutex_lock(&ugate.lock);
+	ugate.closed = closed;
+	pthread_cond_broadcast(&ugate.cond);
+	pthread_mutex_unlock(&ugate.lock);
+}
+
+/* Is a call held at the gate for a path that contains arg (NULL: any)? */
+static bool ugate_holds(void *arg)
+{
+	bool yes;
+
+	pthread_mutex_lock(&ugate.lock);
+	yes = ugate.held > 0 && (!arg || strstr(ugate.last, arg));
+	pthread_mutex_unlock(&ugate.lock);
+	return yes;
+}
 
 /* ---- fixture ----------------------------------------------------------- */
 
@@ -130,6 +180,7 @@ static int fx_close(void)
 
 static void fx_teardown(void)
 {
+	ugate_set(false);
 	if (X.be)
 		fx_heal();
 	fx_close();
@@ -2231,6 +2282,13 @@ static bool scan_done(void *arg)
 	return stats().scan_done == 1;
 }
 
+static bool none_removing(void *arg)
+{
+	struct cache_stats st = stats();
+
+	return st.cold_files_removing == 0 && st.evict_freeing_bytes == 0;
+}
+
 /* The data file of a cached backend node, by the cache's own name. */
 static void cold_data_name(const struct be_node *n, char *buf, size_t len)
 {
@@ -2307,8 +2365,11 @@ START_TEST(test_cold_files_oldest_first)
 	/* Keep KEEP cold files' worth: the rest goes, oldest first. */
 	X.cfg.size = per * KEEP;
 	for (tries = 0; tries < 10000 &&
-	     stats().cache_used_bytes > X.cfg.size; tries++)
+	     stats().cache_used_bytes > X.cfg.size; tries++) {
 		cache_evict_maybe(X.c);
+		/* the remover unlinks what the batch picked */
+		ck_assert(wait_for(none_removing, NULL, 20000));
+	}
 	st = stats();
 	ck_assert_uint_le(st.cache_used_bytes, X.cfg.size);
 	ck_assert_uint_ge(st.evict_batches, 1);
@@ -2353,6 +2414,355 @@ START_TEST(test_cold_files_oldest_first)
 		be_node_put(X.be, nodes[i]);
 	free(nodes);
 	free(data);
+}
+END_TEST
+
+/*
+ * A set of n cold files of one block each, file i holding pattern 70 + i:
+ * cached, the cache closed, their data files aged so that file 0 is the
+ * oldest and file n - 1 the newest, the cache opened again and scanned.
+ * Returns the bytes each counts for.
+ */
+static uint64_t cold_set(int n, struct be_node **nodes)
+{
+	unsigned char *data = malloc(BS);
+	struct cache_file *f;
+	char name[256];
+	uint64_t used;
+	int i;
+
+	ck_assert_ptr_nonnull(data);
+	X.cfg.size = 0;		/* no limit while the set is made */
+	fx_open();
+	for (i = 0; i < n; i++) {
+		struct be_attr a;
+
+		pattern(data, BS, 0, 70 + i);
+		snprintf(name, sizeof(name), "set%04d", i);
+		ck_assert_int_eq(mem_be_put_file(X.be, name, data, BS,
+						 &nodes[i], &a), 0);
+		ck_assert_int_ge(cache_file_get(X.c, 0, nodes[i], &a, &f), 0);
+		ck_assert_int_eq(cache_read(f, NULL, data, 64, 0), 64);
+		cache_file_put(f);
+	}
+	ck_assert_int_eq(fx_close(), 0);
+	for (i = 0; i < n; i++) {
+		struct timespec ts[2] = { { 0, UTIME_OMIT },
+					  { 1000000000L + i, 0 } };
+
+		cold_data_name(nodes[i], name, sizeof(name));
+		ck_assert_int_eq(utimensat(AT_FDCWD, name, ts, 0), 0);
+	}
+	free(data);
+	fx_open();
+	ck_assert_msg(wait_for(scan_done, NULL, 20000), "scan not done");
+	used = stats().cache_used_bytes;
+	ck_assert_uint_eq(stats().cold_files, (uint64_t)n);
+	ck_assert_uint_eq(used % (uint64_t)n, 0);
+	ck_assert_uint_gt(used, 0);
+	return used / (uint64_t)n;
+}
+
+static bool cold_exists(const struct be_node *n)
+{
+	char name[256];
+
+	cold_data_name(n, name, sizeof(name));
+	return access(name, F_OK) == 0;
+}
+
+/* Entries of the cache dir's trash/ (-1: it is not there). */
+static int trash_entries(void)
+{
+	char path[256];
+	struct dirent *e;
+	int n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/trash", X.dir);
+	d = opendir(path);
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+struct bg_call {
+	pthread_t t;
+	struct cache_file *f;	/* write: into it; open: the result */
+	struct be_node *node;	/* open: of this node */
+	int rc;
+	atomic_bool done;
+};
+
+static void *bg_write_main(void *arg)
+{
+	struct bg_call *b = arg;
+	unsigned char *buf = pattern_new(CS, 80);
+
+	b->rc = (int)cache_write(b->f, NULL, buf, CS, 0);
+	free(buf);
+	atomic_store(&b->done, true);
+	return NULL;
+}
+
+static void *bg_open_main(void *arg)
+{
+	struct bg_call *b = arg;
+	struct be_attr a;
+
+	b->rc = X.be->ops->getattr(X.be, NULL, b->node, &a);
+	if (b->rc == 0)
+		b->rc = cache_file_get(X.c, 0, b->node, &a, &b->f);
+	atomic_store(&b->done, true);
+	return NULL;
+}
+
+static bool bg_done(void *arg)
+{
+	return atomic_load(&((struct bg_call *)arg)->done);
+}
+
+/*
+ * Issue 14: an unlink of a cold file can wait for a busy cache fs (ext4's
+ * journal: 144 ms for one batch at a million files).  It ran in the
+ * thread of the write that found the cache over its limit, with
+ * table_lock held, so that write waited for it.  Now the write only picks
+ * the files and a remover thread unlinks them: with every unlink held at
+ * a gate, the write past the limit returns, the remover is the one held,
+ * and the picked bytes count as being freed, not as freed, until the
+ * gate opens.
+ */
+START_TEST(test_evict_writer_does_not_wait_for_unlink)
+{
+	enum { N = 32 };
+	struct be_node *nodes[N];
+	struct bg_call w = { 0 };
+	char data_dir[] = "data/";
+	struct cache_stats st;
+	uint64_t per;
+	bool returned;
+	int i;
+
+	per = cold_set(N, nodes);
+	w.f = fx_file("writer", NULL, 0, NULL);
+	/* No upload ends, so no flusher runs a batch: the writer's is the
+	 * only one. */
+	mem_be_gate(X.be, MEM_OP_WRITE, 1);
+	ugate_set(true);
+	X.cfg.size = per * N / 2;	/* half the cold files must go */
+	ck_assert_int_eq(pthread_create(&w.t, NULL, bg_write_main, &w), 0);
+	returned = wait_for(bg_done, &w, 10000);
+	if (!returned)
+		ugate_set(false);	/* let it finish, then fail */
+	ck_assert_msg(returned,
+		      "a write past the limit waited for the unlink of a cold file");
+	pthread_join(w.t, NULL);
+	ck_assert_int_eq(w.rc, (int)CS);
+	ck_assert_msg(wait_for(ugate_holds, data_dir, 10000),
+		      "no removal of a cold file is under way");
+	st = stats();
+	ck_assert_uint_ge(st.evict_batches, 1);
+	ck_assert_uint_gt(st.cold_files_removing, 0);
+	ck_assert_uint_ge(st.evict_freeing_bytes, per * N / 2);
+	ck_assert_uint_eq(st.cold_files_evicted, 0);
+	ck_assert_uint_ge(st.cache_used_bytes, per * N);
+	ck_assert(cold_exists(nodes[0]));
+
+	ugate_set(false);
+	mem_be_gate(X.be, MEM_OP_WRITE, 0);
+	ck_assert_msg(wait_for(none_removing, NULL, 20000),
+		      "the remover did not finish");
+	st = stats();
+	ck_assert_uint_ge(st.cold_files_evicted, N / 2);
+	ck_assert_uint_eq(st.cold_files, N - st.cold_files_evicted);
+	ck_assert_uint_le(st.cache_used_bytes, X.cfg.size + CS);
+	for (i = 0; i < N; i++)	/* oldest first */
+		ck_assert_msg(cold_exists(nodes[i]) ==
+				      (i >= (int)st.cold_files_evicted),
+			      "cold file %d of %d: %s, with %llu evicted", i, N,
+			      cold_exists(nodes[i]) ? "kept" : "removed",
+			      (unsigned long long)st.cold_files_evicted);
+	ck_assert_int_eq(trash_entries(), 0);
+	for (i = 0; i < N; i++)
+		be_node_put(X.be, nodes[i]);
+}
+END_TEST
+
+/*
+ * The one case where a writer does wait for the remover: the cache fs is
+ * truly short of room (less free than half of cache_min_free), and what
+ * was picked is still being removed.  Once the removal ends, it goes on.
+ */
+START_TEST(test_evict_writer_waits_when_no_room)
+{
+	enum { N = 16 };
+	struct be_node *nodes[N];
+	struct bg_call w = { 0 };
+	struct statvfs sv;
+	int i;
+
+	cold_set(N, nodes);
+	w.f = fx_file("writer", NULL, 0, NULL);
+	mem_be_gate(X.be, MEM_OP_WRITE, 1);
+	ugate_set(true);
+	ck_assert_int_eq(statvfs(X.dir, &sv), 0);
+	/* The cache fs has less than half of this free. */
+	X.cfg.min_free = 4 * (uint64_t)sv.f_bavail * sv.f_frsize + (1ULL << 30);
+	ck_assert_int_eq(pthread_create(&w.t, NULL, bg_write_main, &w), 0);
+	ck_assert(wait_for(ugate_holds, NULL, 10000));
+	sleep_ms(200);
+	ck_assert_msg(!bg_done(&w),
+		      "a write with the cache fs out of room did not wait for the remover");
+	ck_assert_uint_gt(stats().evict_freeing_bytes, 0);
+	ugate_set(false);
+	ck_assert_msg(wait_for(bg_done, &w, 20000),
+		      "the write did not go on once the remover was done");
+	pthread_join(w.t, NULL);
+	ck_assert_int_eq(w.rc, (int)CS);
+	ck_assert_uint_eq(stats().evict_freeing_bytes, 0);
+	ck_assert_uint_eq(stats().cold_files_evicted, N);
+	X.cfg.min_free = 0;
+	mem_be_gate(X.be, MEM_OP_WRITE, 0);
+	for (i = 0; i < N; i++)
+		be_node_put(X.be, nodes[i]);
+}
+END_TEST
+
+/*
+ * The race the remover brings: an open of a cold file that eviction has
+ * picked.  Not yet taken by the remover, the open takes it back: its
+ * cached data is read without a fetch, and it is not removed.  Being
+ * removed (held at the gate), the open waits for the removal and caches
+ * the file afresh: its data is fetched again, never read from files
+ * being unlinked.
+ */
+START_TEST(test_evict_open_during_removal)
+{
+	enum { N = 8 };
+	struct be_node *nodes[N];
+	struct bg_call o = { 0 };
+	unsigned char *want = malloc(BS), *got = malloc(BS);
+	struct cache_file *f;
+	unsigned long reads;
+	char name[256];
+	uint64_t per;
+	int i;
+
+	ck_assert_ptr_nonnull(want);
+	ck_assert_ptr_nonnull(got);
+	per = cold_set(N, nodes);
+	ugate_set(true);
+	X.cfg.size = per;	/* all but one must go: every one is picked */
+	cache_evict_maybe(X.c);
+	cold_data_name(nodes[0], name, sizeof(name));
+	ck_assert_msg(wait_for(ugate_holds, strrchr(name, '/') + 1, 10000),
+		      "the oldest file's removal is not under way");
+	ck_assert_uint_eq(stats().cold_files, 0);
+
+	/* File 1 is picked, not taken yet: the open takes it back. */
+	reads = mem_be_calls(X.be, MEM_OP_READ);
+	f = fx_reopen(nodes[1]);
+	pattern(want, BS, 0, 71);
+	ck_assert_int_eq(cache_read(f, NULL, got, BS, 0), (ssize_t)BS);
+	assert_same(got, want, BS, "a picked file opened again");
+	ck_assert_uint_eq(mem_be_calls(X.be, MEM_OP_READ), reads);
+
+	/* File 0 is being removed: its open waits for that. */
+	o.node = nodes[0];
+	ck_assert_int_eq(pthread_create(&o.t, NULL, bg_open_main, &o), 0);
+	sleep_ms(200);
+	ck_assert_msg(!bg_done(&o),
+		      "an open of a file being removed did not wait for it");
+	X.cfg.size = 0;	/* from here on, no eviction of what is read */
+	ugate_set(false);
+	pthread_join(o.t, NULL);
+	ck_assert_int_eq(o.rc, 0);
+	track_file(o.f);
+	pattern(want, BS, 0, 70);
+	ck_assert_int_eq(cache_read(o.f, NULL, got, BS, 0), (ssize_t)BS);
+	assert_same(got, want, BS, "a file opened while it was removed");
+	ck_assert_uint_gt(mem_be_calls(X.be, MEM_OP_READ), reads);
+
+	ck_assert(wait_for(none_removing, NULL, 20000));
+	ck_assert_uint_eq(stats().cold_files_evicted, N - 1);
+	ck_assert(cold_exists(nodes[0]));	/* cached again */
+	ck_assert(cold_exists(nodes[1]));	/* taken back */
+	for (i = 2; i < N; i++)
+		ck_assert_msg(!cold_exists(nodes[i]), "file %d kept", i);
+	ck_assert_int_eq(trash_entries(), 0);
+	/* ... and what is cached is right, now from the cache file */
+	reads = mem_be_calls(X.be, MEM_OP_READ);
+	ck_assert_int_eq(cache_read(o.f, NULL, got, BS, 0), (ssize_t)BS);
+	assert_same(got, want, BS, "the file cached again");
+	ck_assert_uint_eq(mem_be_calls(X.be, MEM_OP_READ), reads);
+	for (i = 0; i < N; i++)
+		be_node_put(X.be, nodes[i]);
+	free(want);
+	free(got);
+}
+END_TEST
+
+/*
+ * kill -9 in the middle of a removal: the index is in trash/, the data
+ * file still in data/.  The next start removes both before it serves,
+ * the scan does not count the file, and an open fetches it again.
+ */
+START_TEST(test_evict_crash_mid_removal)
+{
+	enum { N = 8 };
+	struct be_node *nodes[N];
+	unsigned char *want = malloc(BS), *got = malloc(BS);
+	struct cache_file *f;
+	unsigned long reads;
+	char name[256];
+	int i, status;
+	pid_t pid;
+
+	ck_assert_ptr_nonnull(want);
+	ck_assert_ptr_nonnull(got);
+	cold_set(N, nodes);
+	ck_assert_int_eq(fx_close(), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* The crashing run: the oldest file's removal is held at
+		 * the gate, and the process dies there. */
+		fx_open();
+		ck_assert(wait_for(scan_done, NULL, 20000));
+		ugate_set(true);
+		X.cfg.size = 1;
+		cache_evict_maybe(X.c);
+		cold_data_name(nodes[0], name, sizeof(name));
+		if (wait_for(ugate_holds, strrchr(name, '/') + 1, 10000))
+			kill(getpid(), SIGKILL);	/* kill -9 */
+		_exit(3);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+		      "the crashing run did not get to the removal (status %d)",
+		      status);
+	ck_assert_int_eq(trash_entries(), 1);
+	ck_assert(cold_exists(nodes[0]));	/* half removed */
+
+	fx_open();
+	ck_assert_int_eq(trash_entries(), 0);
+	ck_assert(!cold_exists(nodes[0]));
+	ck_assert(wait_for(scan_done, NULL, 20000));
+	ck_assert_uint_eq(stats().scan_files, N - 1);
+	ck_assert_uint_eq(stats().cold_files, N - 1);
+	reads = mem_be_calls(X.be, MEM_OP_READ);
+	f = fx_reopen(nodes[0]);
+	pattern(want, BS, 0, 70);
+	ck_assert_int_eq(cache_read(f, NULL, got, BS, 0), (ssize_t)BS);
+	assert_same(got, want, BS, "the file whose removal was cut short");
+	ck_assert_uint_gt(mem_be_calls(X.be, MEM_OP_READ), reads);
+	for (i = 0; i < N; i++)
+		be_node_put(X.be, nodes[i]);
+	free(want);
+	free(got);
 }
 END_TEST
 
@@ -2890,6 +3300,10 @@ static Suite *cache_suite(void)
 		T(test_evict_lru_order),
 		T(test_evict_never_dirty),
 		T(test_cold_files_oldest_first),
+		T(test_evict_writer_does_not_wait_for_unlink),
+		T(test_evict_writer_waits_when_no_room),
+		T(test_evict_open_during_removal),
+		T(test_evict_crash_mid_removal),
 		T(test_backpressure),
 		T(test_flush_retries_counted),
 		T(test_flush_permanent_error_reported),
