@@ -451,6 +451,7 @@ static void sfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 struct dir_entry {
 	char *name;
 	uint64_t fileid;	/* 0 for "." and ".." */
+	uint32_t type;		/* S_IFMT bits, 0: not known (or attr's) */
 	struct be_attr attr;
 	bool has_attr;
 	struct be_node *node;	/* from the backend, or NULL */
@@ -461,10 +462,11 @@ struct dir_handle {
 	size_t n, cap;
 };
 
-static int dir_collect(void *arg, const char *name, uint64_t fileid,
-		       const struct be_attr *attr, struct be_node *node)
+/* Add an entry to d's snapshot (type: S_IFMT bits, 0 if not known). */
+static int dir_add(struct dir_handle *d, const char *name, uint64_t fileid,
+		   uint32_t type, const struct be_attr *attr,
+		   struct be_node *node)
 {
-	struct dir_handle *d = arg;
 	struct dir_entry *e;
 
 	if (!strncmp(name, SILLY_DIR, sizeof(SILLY_DIR) - 1))
@@ -484,6 +486,7 @@ static int dir_collect(void *arg, const char *name, uint64_t fileid,
 	if (!e->name)
 		return -ENOMEM;
 	e->fileid = fileid;
+	e->type = type;
 	if (attr) {
 		e->attr = *attr;
 		e->has_attr = true;
@@ -491,6 +494,21 @@ static int dir_collect(void *arg, const char *name, uint64_t fileid,
 	e->node = node ? be_node_get(node) : NULL;
 	d->n++;
 	return 0;
+}
+
+/* be_ops.readdir's callback. */
+static int dir_collect(void *arg, const char *name, uint64_t fileid,
+		       const struct be_attr *attr, struct be_node *node)
+{
+	return dir_add(arg, name, fileid, attr ? attr->mode & S_IFMT : 0,
+		       attr, node);
+}
+
+/* be_ops.readdir_names's callback: a name for a plain listing. */
+static int dir_collect_name(void *arg, const char *name, uint64_t fileid,
+			    uint32_t type)
+{
+	return dir_add(arg, name, fileid, type, NULL, NULL);
 }
 
 static void dir_free(struct sfs *s, int be_idx, struct dir_handle *d)
@@ -520,10 +538,19 @@ static void sfs_opendir(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	/* "." and ".." first, as a native file system lists them. */
-	rc = dir_collect(d, ".", 0, NULL, NULL);
+	rc = dir_add(d, ".", 0, S_IFDIR, NULL, NULL);
 	if (rc == 0)
-		rc = dir_collect(d, "..", 0, NULL, NULL);
-	if (rc == 0)
+		rc = dir_add(d, "..", 0, S_IFDIR, NULL, NULL);
+	/*
+	 * Without READDIRPLUS (readdirplus=off, or auto on posix) a listing
+	 * needs names and types only: no stat per entry where the backend
+	 * can leave it out.
+	 */
+	if (rc == 0 && !s->plus && ino_be(s, in)->ops->readdir_names)
+		rc = ino_be(s, in)->ops->readdir_names(ino_be(s, in), &cred,
+						       in->node,
+						       dir_collect_name, d);
+	else if (rc == 0)
 		rc = ino_be(s, in)->ops->readdir(ino_be(s, in), &cred, in->node,
 						 dir_collect, d);
 	if (rc < 0) {
@@ -558,7 +585,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 		size_t len;
 
 		memset(&e, 0, sizeof(e));
-		e.attr.st_mode = de->has_attr ? de->attr.mode & S_IFMT :
+		e.attr.st_mode = de->type ? de->type :
 				 de->fileid ? 0 : S_IFDIR;
 		e.attr.st_ino = de->fileid;
 		if (plus && de->has_attr) {

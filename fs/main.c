@@ -54,7 +54,7 @@ static void sfs_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned int)FUSE_CAP_FLOCK_LOCKS;
 	/* readdirplus=off: plain listings; a find then costs no lookup
 	 * per entry, an ls -l one LOOKUP per entry instead. */
-	if (!s->cfg.readdirplus)
+	if (!s->plus)
 		conn->want &= ~(unsigned int)(FUSE_CAP_READDIRPLUS |
 					      FUSE_CAP_READDIRPLUS_AUTO);
 	/* Cache hits go back by splice from the cache file (fs/file.c). */
@@ -356,6 +356,27 @@ static int open_backends(struct sfs *s, const struct be_params *params,
 	return 0;
 }
 
+/*
+ * readdirplus=auto: plain listings where every backend lists names
+ * cheaper than entries (be_ops.readdir_names: posix), so that a find
+ * asks nothing per entry, and an ls -l one local LOOKUP per entry, as
+ * over a bind mount; READDIRPLUS as soon as one backend's lookup is a
+ * round trip to a server (nfs), where its listing brings the attributes
+ * anyway and spares ls -l a LOOKUP per entry (docs/performance.md,
+ * "meta on posix").
+ */
+static bool want_plus(const struct sfs *s)
+{
+	int k;
+
+	if (s->cfg.readdirplus != SFS_RDP_AUTO)
+		return s->cfg.readdirplus == SFS_RDP_ON;
+	for (k = 0; k < s->nbe; k++)
+		if (!s->bes[k]->ops->readdir_names)
+			return true;
+	return false;
+}
+
 static void close_backends(struct sfs *s, struct be_node **roots)
 {
 	int k;
@@ -442,6 +463,8 @@ int main(int argc, char **argv)
 	rc = open_backends(&s, &params, &roots, err, sizeof(err));
 	if (rc == 0)
 		rc = cred_check_backends(&s, err, sizeof(err));
+	if (rc == 0)
+		s.plus = want_plus(&s);
 	if (rc < 0) {
 		fprintf(stderr, "stagefs: %s\n", err);
 		goto out_be;
