@@ -460,7 +460,20 @@ struct dir_entry {
 struct dir_handle {
 	struct dir_entry *ents;
 	size_t n, cap;
+	bool names;		/* listed by readdir_names: no attributes */
 };
+
+/*
+ * readdirplus=auto on posix: a READDIRPLUS reply holds at most a page, as
+ * the kernel asked before it took the reader's buffer size (6.x: up to
+ * 1 MiB, a whole directory, since stagefs answers st_blksize 1 MiB and
+ * glibc sizes its getdents buffer by it).  The kernel's auto mode then
+ * does what it was made for: the next page is READDIRPLUS again only if
+ * the caller looked at the entries of this one (an ls -l), else a plain
+ * READDIR (a find), and a find asks for about one page of lookups per
+ * directory instead of one per entry.
+ */
+#define PLUS_AUTO_PAGE 4096
 
 /* Add an entry to d's snapshot (type: S_IFMT bits, 0 if not known). */
 static int dir_add(struct dir_handle *d, const char *name, uint64_t fileid,
@@ -542,11 +555,15 @@ static void sfs_opendir(fuse_req_t req, fuse_ino_t ino,
 	if (rc == 0)
 		rc = dir_add(d, "..", 0, S_IFDIR, NULL, NULL);
 	/*
-	 * Without READDIRPLUS (readdirplus=off, or auto on posix) a listing
-	 * needs names and types only: no stat per entry where the backend
-	 * can leave it out.
+	 * Without READDIRPLUS (readdirplus=off) a listing needs names and
+	 * types only: no stat per entry where the backend can leave it out.
+	 * With readdirplus=auto on posix too: the entries of a READDIRPLUS
+	 * page are looked up when it is answered (do_readdir), and most
+	 * pages of a find are plain.
 	 */
-	if (rc == 0 && !s->plus && ino_be(s, in)->ops->readdir_names)
+	d->names = (!s->plus || s->plus_auto) &&
+		   ino_be(s, in)->ops->readdir_names;
+	if (rc == 0 && d->names)
 		rc = ino_be(s, in)->ops->readdir_names(ino_be(s, in), &cred,
 						       in->node,
 						       dir_collect_name, d);
@@ -569,12 +586,16 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *in = inode_get(s, ino);
 	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
-	char *buf = malloc(size), *p = buf;
+	char *buf, *p;
 	struct be_cred cred;
 	bool have_cred = false;
-	size_t rem = size;
+	size_t rem;
 	size_t i;
 
+	if (plus && s->plus_auto && size > PLUS_AUTO_PAGE)
+		size = PLUS_AUTO_PAGE;
+	buf = p = malloc(size);
+	rem = size;
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -588,7 +609,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 		e.attr.st_mode = de->type ? de->type :
 				 de->fileid ? 0 : S_IFDIR;
 		e.attr.st_ino = de->fileid;
-		if (plus && de->has_attr) {
+		/* a names listing: looked up now, but not "." and ".." */
+		if (plus && (de->has_attr || (d->names && de->fileid))) {
 			struct be_node *node = de->node;
 			struct be_attr attr = de->attr;
 			int rc = 0;

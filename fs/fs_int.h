@@ -124,8 +124,11 @@ struct sfs {
 	struct be **bes;
 	int nbe;
 	/* The kernel is asked for READDIRPLUS: cfg.readdirplus, with auto
-	 * decided once the backends are open (main.c); read-only after. */
-	bool plus;
+	 * decided once the backends are open (main.c); read-only after.
+	 * plus_auto: auto where every backend lists names cheaper (posix):
+	 * the kernel's auto mode, listings by names, READDIRPLUS replies of
+	 * one page (fs/dir.c). */
+	bool plus, plus_auto;
 	struct cache *cache;
 	struct fuse_session *se;
 

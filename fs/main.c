@@ -57,6 +57,9 @@ static void sfs_init(void *userdata, struct fuse_conn_info *conn)
 	if (!s->plus)
 		conn->want &= ~(unsigned int)(FUSE_CAP_READDIRPLUS |
 					      FUSE_CAP_READDIRPLUS_AUTO);
+	/* readdirplus=auto on posix: the kernel picks per page (fs/dir.c) */
+	if (s->plus_auto && (conn->capable & FUSE_CAP_READDIRPLUS_AUTO))
+		conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
 	/* Cache hits go back by splice from the cache file (fs/file.c). */
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
@@ -357,24 +360,24 @@ static int open_backends(struct sfs *s, const struct be_params *params,
 }
 
 /*
- * readdirplus=auto: plain listings where every backend lists names
- * cheaper than entries (be_ops.readdir_names: posix), so that a find
- * asks nothing per entry, and an ls -l one local LOOKUP per entry, as
- * over a bind mount; READDIRPLUS as soon as one backend's lookup is a
- * round trip to a server (nfs), where its listing brings the attributes
- * anyway and spares ls -l a LOOKUP per entry (docs/performance.md,
- * "meta on posix").
+ * readdirplus: s->plus and s->plus_auto from the option.  auto is on
+ * where one backend's lookup is a round trip to a server (nfs): its
+ * listing brings the attributes anyway and spares ls -l a LOOKUP per
+ * entry.  Where every backend lists names cheaper than entries
+ * (be_ops.readdir_names: posix), it is the kernel's auto mode with
+ * one-page READDIRPLUS replies (fs/dir.c): an ls -l that stats what it
+ * lists gets READDIRPLUS pages, a find plain ones after the first
+ * (docs/performance.md, "meta on posix").
  */
-static bool want_plus(const struct sfs *s)
+static void want_plus(struct sfs *s)
 {
 	int k;
 
-	if (s->cfg.readdirplus != SFS_RDP_AUTO)
-		return s->cfg.readdirplus == SFS_RDP_ON;
+	s->plus = s->cfg.readdirplus != SFS_RDP_OFF;
+	s->plus_auto = s->cfg.readdirplus == SFS_RDP_AUTO;
 	for (k = 0; k < s->nbe; k++)
 		if (!s->bes[k]->ops->readdir_names)
-			return true;
-	return false;
+			s->plus_auto = false;
 }
 
 static void close_backends(struct sfs *s, struct be_node **roots)
@@ -464,7 +467,7 @@ int main(int argc, char **argv)
 	if (rc == 0)
 		rc = cred_check_backends(&s, err, sizeof(err));
 	if (rc == 0)
-		s.plus = want_plus(&s);
+		want_plus(&s);
 	if (rc < 0) {
 		fprintf(stderr, "stagefs: %s\n", err);
 		goto out_be;
