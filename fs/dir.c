@@ -615,6 +615,11 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 			struct be_attr attr = de->attr;
 			int rc = 0;
 
+			/* No lookup for an entry this reply has no room for
+			 * (buf NULL: its size only). */
+			if (fuse_add_direntry_plus(req, NULL, 0, de->name, NULL,
+						   0) > rem)
+				break;
 			if (!node && !have_cred) {
 				req_cred(req, &cred);	/* reads /proc */
 				have_cred = true;

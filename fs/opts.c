@@ -340,11 +340,16 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 		       &cfg->offline_serve))
 		return -EINVAL;
 	cfg->readdirplus = SFS_RDP_AUTO;
-	if (cfg->readdirplus_s && strcmp(cfg->readdirplus_s, "auto")) {
-		if (choice_opt("readdirplus", cfg->readdirplus_s, "off", "on",
-			       &v))
+	if (cfg->readdirplus_s) {
+		if (!strcmp(cfg->readdirplus_s, "on")) {
+			cfg->readdirplus = SFS_RDP_ON;
+		} else if (!strcmp(cfg->readdirplus_s, "off")) {
+			cfg->readdirplus = SFS_RDP_OFF;
+		} else if (strcmp(cfg->readdirplus_s, "auto")) {
+			fprintf(stderr, "stagefs: bad value for readdirplus: '%s' (expected on, off or auto)\n",
+				cfg->readdirplus_s);
 			return -EINVAL;
-		cfg->readdirplus = v ? SFS_RDP_ON : SFS_RDP_OFF;
+		}
 	}
 	cfg->default_permissions = 1;
 	if (choice_opt("default_permissions", cfg->default_permissions_s,
