@@ -465,13 +465,13 @@ struct dir_handle {
 
 /*
  * readdirplus=auto on posix: a READDIRPLUS reply holds at most a page, as
- * the kernel asked before it took the reader's buffer size (6.x: up to
- * 1 MiB, a whole directory, since stagefs answers st_blksize 1 MiB and
- * glibc sizes its getdents buffer by it).  The kernel's auto mode then
- * does what it was made for: the next page is READDIRPLUS again only if
- * the caller looked at the entries of this one (an ls -l), else a plain
- * READDIR (a find), and a find asks for about one page of lookups per
- * directory instead of one per entry.
+ * the kernel asked before it took the reader's buffer size (seen on 6.18:
+ * up to 1 MiB, a whole directory of 1,000 entries, since stagefs answers
+ * st_blksize 1 MiB and glibc sizes its getdents buffer by it).  The
+ * kernel's auto mode then does what it was made for: the next page is
+ * READDIRPLUS again only if the caller looked at the entries of this one
+ * (an ls -l), else a plain READDIR (a find), and a find asks for about
+ * one page of lookups per directory instead of one per entry.
  */
 #define PLUS_AUTO_PAGE 4096
 
