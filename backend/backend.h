@@ -198,6 +198,14 @@ struct be_setattr {
 typedef int (*be_dirent_fn)(void *arg, const char *name, uint64_t fileid,
 			    const struct be_attr *attr, struct be_node *node);
 
+/*
+ * readdir_names callback, once per entry ("." and ".." are not reported):
+ * the name, its fileid, and type, its S_IFMT bits (0: not known).  Return
+ * as be_dirent_fn.
+ */
+typedef int (*be_dirname_fn)(void *arg, const char *name, uint64_t fileid,
+			     uint32_t type);
+
 /* A byte range of a file: [off, off + len). */
 struct be_range {
 	uint64_t off;
@@ -372,6 +380,19 @@ struct be_ops {
 	 */
 	unsigned int (*addrs)(struct be *be, struct be_addr_stat *out,
 			      unsigned int max);
+
+	/*
+	 * A listing of names, fileids and types only, for a plain READDIR
+	 * (optional).  A backend has it when such a listing costs less than
+	 * readdir's and a lookup is a local call, not a round trip to a
+	 * server (posix: getdents without a stat per entry): fs/ then answers
+	 * plain listings for readdirplus=auto, and a find asks nothing per
+	 * entry.  NFS has none: its READDIRPLUS brings the attributes in the
+	 * same round trip, and saves a LOOKUP RPC per entry for ls -l.
+	 */
+	int (*readdir_names)(struct be *be, const struct be_cred *cred,
+			     struct be_node *dir, be_dirname_fn fn,
+			     void *arg);
 };
 
 /*

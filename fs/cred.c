@@ -18,11 +18,60 @@
 #include "fs_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/*
+ * The supplementary groups of thread pid (the kernel's pid of a request
+ * is its thread's), from the "Groups:" line of /proc/PID/task/PID/status,
+ * at most max of them; returns how many, or -errno.  One open and one
+ * read: libfuse's fuse_req_getgroups() reads into 1 KiB first, and a
+ * status is larger (1.4 KiB on 6.x), so it opened, rendered and read every
+ * status twice, on every request (a fifth of the daemon's CPU in a stat
+ * of many files on the posix backend, docs/performance.md).
+ */
+static int proc_groups(pid_t pid, gid_t *list, int max)
+{
+	char path[64], buf[8192], *p, *end;
+	ssize_t len;
+	int fd, n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid,
+		 (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	len = read(fd, buf, sizeof(buf) - 1);
+	if (len < 0)
+		n = -errno;
+	close(fd);
+	if (n < 0)
+		return n;
+	buf[len] = '\0';
+	p = strstr(buf, "\nGroups:");
+	/* the line must be whole: a status past 8 KiB is not read on */
+	if (!p || !strchr(p + 1, '\n'))
+		return -EIO;
+	p += strlen("\nGroups:");
+	for (;;) {
+		unsigned long g;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p < '0' || *p > '9')
+			break;
+		g = strtoul(p, &end, 10);
+		if (n < max)
+			list[n] = (gid_t)g;
+		n++;
+		p = end;
+	}
+	return n;
+}
 
 void req_cred(fuse_req_t req, struct be_cred *cred)
 {
@@ -37,8 +86,11 @@ void req_cred(fuse_req_t req, struct be_cred *cred)
 	 * read the groups of.  Past BE_CRED_NGROUPS the rest of the list is
 	 * dropped, as AUTH_SYS and the kernel NFS client drop it.
 	 */
-	if (ctx->pid > 0)
-		n = fuse_req_getgroups(req, BE_CRED_NGROUPS, groups);
+	if (ctx->pid > 0) {
+		n = proc_groups(ctx->pid, groups, BE_CRED_NGROUPS);
+		if (n == -EIO)	/* a status we could not parse */
+			n = fuse_req_getgroups(req, BE_CRED_NGROUPS, groups);
+	}
 	if (n < 0)
 		n = 0;	/* no /proc: uid and gid only */
 	if (n > BE_CRED_NGROUPS)

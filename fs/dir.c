@@ -451,6 +451,7 @@ static void sfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 struct dir_entry {
 	char *name;
 	uint64_t fileid;	/* 0 for "." and ".." */
+	uint32_t type;		/* S_IFMT bits, 0: not known (or attr's) */
 	struct be_attr attr;
 	bool has_attr;
 	struct be_node *node;	/* from the backend, or NULL */
@@ -459,12 +460,26 @@ struct dir_entry {
 struct dir_handle {
 	struct dir_entry *ents;
 	size_t n, cap;
+	bool names;		/* listed by readdir_names: no attributes */
 };
 
-static int dir_collect(void *arg, const char *name, uint64_t fileid,
-		       const struct be_attr *attr, struct be_node *node)
+/*
+ * readdirplus=auto on posix: a READDIRPLUS reply holds at most a page, as
+ * the kernel asked before it took the reader's buffer size (seen on 6.18:
+ * up to 1 MiB, a whole directory of 1,000 entries, since stagefs answers
+ * st_blksize 1 MiB and glibc sizes its getdents buffer by it).  The
+ * kernel's auto mode then does what it was made for: the next page is
+ * READDIRPLUS again only if the caller looked at the entries of this one
+ * (an ls -l), else a plain READDIR (a find), and a find asks for about
+ * one page of lookups per directory instead of one per entry.
+ */
+#define PLUS_AUTO_PAGE 4096
+
+/* Add an entry to d's snapshot (type: S_IFMT bits, 0 if not known). */
+static int dir_add(struct dir_handle *d, const char *name, uint64_t fileid,
+		   uint32_t type, const struct be_attr *attr,
+		   struct be_node *node)
 {
-	struct dir_handle *d = arg;
 	struct dir_entry *e;
 
 	if (!strncmp(name, SILLY_DIR, sizeof(SILLY_DIR) - 1))
@@ -484,6 +499,7 @@ static int dir_collect(void *arg, const char *name, uint64_t fileid,
 	if (!e->name)
 		return -ENOMEM;
 	e->fileid = fileid;
+	e->type = type;
 	if (attr) {
 		e->attr = *attr;
 		e->has_attr = true;
@@ -491,6 +507,21 @@ static int dir_collect(void *arg, const char *name, uint64_t fileid,
 	e->node = node ? be_node_get(node) : NULL;
 	d->n++;
 	return 0;
+}
+
+/* be_ops.readdir's callback. */
+static int dir_collect(void *arg, const char *name, uint64_t fileid,
+		       const struct be_attr *attr, struct be_node *node)
+{
+	return dir_add(arg, name, fileid, attr ? attr->mode & S_IFMT : 0,
+		       attr, node);
+}
+
+/* be_ops.readdir_names's callback: a name for a plain listing. */
+static int dir_collect_name(void *arg, const char *name, uint64_t fileid,
+			    uint32_t type)
+{
+	return dir_add(arg, name, fileid, type, NULL, NULL);
 }
 
 static void dir_free(struct sfs *s, int be_idx, struct dir_handle *d)
@@ -520,10 +551,23 @@ static void sfs_opendir(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	/* "." and ".." first, as a native file system lists them. */
-	rc = dir_collect(d, ".", 0, NULL, NULL);
+	rc = dir_add(d, ".", 0, S_IFDIR, NULL, NULL);
 	if (rc == 0)
-		rc = dir_collect(d, "..", 0, NULL, NULL);
-	if (rc == 0)
+		rc = dir_add(d, "..", 0, S_IFDIR, NULL, NULL);
+	/*
+	 * Without READDIRPLUS (readdirplus=off) a listing needs names and
+	 * types only: no stat per entry where the backend can leave it out.
+	 * With readdirplus=auto on posix too: the entries of a READDIRPLUS
+	 * page are looked up when it is answered (do_readdir), and most
+	 * pages of a find are plain.
+	 */
+	d->names = (!s->plus || s->plus_auto) &&
+		   ino_be(s, in)->ops->readdir_names;
+	if (rc == 0 && d->names)
+		rc = ino_be(s, in)->ops->readdir_names(ino_be(s, in), &cred,
+						       in->node,
+						       dir_collect_name, d);
+	else if (rc == 0)
 		rc = ino_be(s, in)->ops->readdir(ino_be(s, in), &cred, in->node,
 						 dir_collect, d);
 	if (rc < 0) {
@@ -545,12 +589,16 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *in = inode_get(s, ino);
 	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
-	char *buf = malloc(size), *p = buf;
+	char *buf, *p;
 	struct be_cred cred;
 	bool have_cred = false;
-	size_t rem = size;
+	size_t rem;
 	size_t i;
 
+	if (plus && s->plus_auto && size > PLUS_AUTO_PAGE)
+		size = PLUS_AUTO_PAGE;
+	buf = p = malloc(size);
+	rem = size;
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -561,14 +609,20 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 		size_t len;
 
 		memset(&e, 0, sizeof(e));
-		e.attr.st_mode = de->has_attr ? de->attr.mode & S_IFMT :
+		e.attr.st_mode = de->type ? de->type :
 				 de->fileid ? 0 : S_IFDIR;
 		e.attr.st_ino = de->fileid;
-		if (plus && de->has_attr) {
+		/* a names listing: looked up now, but not "." and ".." */
+		if (plus && (de->has_attr || (d->names && de->fileid))) {
 			struct be_node *node = de->node;
 			struct be_attr attr = de->attr;
 			int rc = 0;
 
+			/* No lookup for an entry this reply has no room for
+			 * (buf NULL: its size only). */
+			if (fuse_add_direntry_plus(req, NULL, 0, de->name, NULL,
+						   0) > rem)
+				break;
 			if (!node && !have_cred) {
 				req_cred(req, &cred);	/* reads /proc */
 				have_cred = true;

@@ -57,7 +57,9 @@ struct sfs_config {
 	double outage_wait;	/* seconds before the cache answers alone */
 	uint64_t kernel_readahead;	/* bytes; the mount bdi's read_ahead_kb, 0: leave */
 	int offline_serve;	/* offline=serve: stale opens allowed */
-	int readdirplus;	/* listings carry attributes (READDIRPLUS) */
+	/* listings carry attributes (READDIRPLUS): on, off, or auto (off
+	 * where every backend lists names cheaper: sfs.plus) */
+	enum sfs_rdp { SFS_RDP_AUTO, SFS_RDP_ON, SFS_RDP_OFF } readdirplus;
 	/* parsed */
 	enum sfs_pt_mode { SFS_PT_AUTO, SFS_PT_ON, SFS_PT_OFF } passthrough;
 	char *backend;
@@ -124,6 +126,12 @@ struct sfs {
 	struct sfs_config cfg;
 	struct be **bes;
 	int nbe;
+	/* The kernel is asked for READDIRPLUS: cfg.readdirplus, with auto
+	 * decided once the backends are open (main.c); read-only after.
+	 * plus_auto: auto where every backend lists names cheaper (posix):
+	 * the kernel's auto mode, listings by names, READDIRPLUS replies of
+	 * one page (fs/dir.c). */
+	bool plus, plus_auto;
 	struct cache *cache;
 	struct fuse_session *se;
 

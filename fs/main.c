@@ -54,9 +54,12 @@ static void sfs_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned int)FUSE_CAP_FLOCK_LOCKS;
 	/* readdirplus=off: plain listings; a find then costs no lookup
 	 * per entry, an ls -l one LOOKUP per entry instead. */
-	if (!s->cfg.readdirplus)
+	if (!s->plus)
 		conn->want &= ~(unsigned int)(FUSE_CAP_READDIRPLUS |
 					      FUSE_CAP_READDIRPLUS_AUTO);
+	/* readdirplus=auto on posix: the kernel picks per page (fs/dir.c) */
+	if (s->plus_auto && (conn->capable & FUSE_CAP_READDIRPLUS_AUTO))
+		conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
 	/* Cache hits go back by splice from the cache file (fs/file.c). */
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
@@ -356,6 +359,27 @@ static int open_backends(struct sfs *s, const struct be_params *params,
 	return 0;
 }
 
+/*
+ * readdirplus: s->plus and s->plus_auto from the option.  auto is on
+ * where one backend's lookup is a round trip to a server (nfs): its
+ * listing brings the attributes anyway and spares ls -l a LOOKUP per
+ * entry.  Where every backend lists names cheaper than entries
+ * (be_ops.readdir_names: posix), it is the kernel's auto mode with
+ * one-page READDIRPLUS replies (fs/dir.c): an ls -l that stats what it
+ * lists gets READDIRPLUS pages, a find plain ones after the first
+ * (docs/performance.md, "meta on posix").
+ */
+static void want_plus(struct sfs *s)
+{
+	int k;
+
+	s->plus = s->cfg.readdirplus != SFS_RDP_OFF;
+	s->plus_auto = s->cfg.readdirplus == SFS_RDP_AUTO;
+	for (k = 0; k < s->nbe; k++)
+		if (!s->bes[k]->ops->readdir_names)
+			s->plus_auto = false;
+}
+
 static void close_backends(struct sfs *s, struct be_node **roots)
 {
 	int k;
@@ -442,6 +466,8 @@ int main(int argc, char **argv)
 	rc = open_backends(&s, &params, &roots, err, sizeof(err));
 	if (rc == 0)
 		rc = cred_check_backends(&s, err, sizeof(err));
+	if (rc == 0)
+		want_plus(&s);
 	if (rc < 0) {
 		fprintf(stderr, "stagefs: %s\n", err);
 		goto out_be;

@@ -96,8 +96,9 @@ void opts_usage(const char *prog)
 	       "  -o ctl_socket=PATH        control socket for stagefsctl (default /run/stagefs/<id>.sock)\n"
 	       "  -o attr_timeout=SECS      kernel attribute cache (default 1.0)\n"
 	       "  -o entry_timeout=SECS     kernel name cache (default 1.0)\n"
-	       "  -o readdirplus=on|off     listings carry each entry's attributes, so that\n"
-	       "                            ls -l asks nothing per entry (default on)\n"
+	       "  -o readdirplus=on|off|auto  listings carry each entry's attributes, so that\n"
+	       "                            ls -l asks nothing per entry; auto (the default):\n"
+	       "                            on, but off where every backend is posix\n"
 	       "  -o hard|soft              an unreachable server: wait for it (hard, the default)\n"
 	       "                            or fail requests after 60 s (soft), as NFS mounts do\n"
 	       "  -o outage_wait=SECS       answer from the cache what it can after this long\n"
@@ -338,10 +339,18 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 	if (choice_opt("offline", cfg->offline_s, "wait", "serve",
 		       &cfg->offline_serve))
 		return -EINVAL;
-	cfg->readdirplus = 1;
-	if (choice_opt("readdirplus", cfg->readdirplus_s, "off", "on",
-		       &cfg->readdirplus))
-		return -EINVAL;
+	cfg->readdirplus = SFS_RDP_AUTO;
+	if (cfg->readdirplus_s) {
+		if (!strcmp(cfg->readdirplus_s, "on")) {
+			cfg->readdirplus = SFS_RDP_ON;
+		} else if (!strcmp(cfg->readdirplus_s, "off")) {
+			cfg->readdirplus = SFS_RDP_OFF;
+		} else if (strcmp(cfg->readdirplus_s, "auto")) {
+			fprintf(stderr, "stagefs: bad value for readdirplus: '%s' (expected on, off or auto)\n",
+				cfg->readdirplus_s);
+			return -EINVAL;
+		}
+	}
 	cfg->default_permissions = 1;
 	if (choice_opt("default_permissions", cfg->default_permissions_s,
 		       "off", "on", &cfg->default_permissions))

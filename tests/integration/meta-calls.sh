@@ -13,6 +13,8 @@
 #    least one READDIRPLUS per directory but not one per entry (a page
 #    holds hundreds); the same for ls -lR on another fresh mount, whose
 #    lstat of every entry is answered by the kernel from the listing;
+#  - posix, readdirplus=auto (the default): find looks up about one
+#    page of entries per directory, not every entry;
 #  - with readdirplus=off, find makes no LOOKUP per entry on either
 #    backend (on posix, with it on, every entry is looked up);
 #  - posix: an unlink of each file, after a stat of each, makes
@@ -67,6 +69,13 @@ PY
 		((DG <= 4)) || fail "nfs: find made $DG GETATTRs (a GETATTR per entry?)"
 		((DR >= NDIRS + 1 && DR <= 4 * (NDIRS + 1))) ||
 			fail "nfs: find made $DR READDIRPLUS calls for $((NDIRS + 1)) directories"
+	else
+		# readdirplus=auto on posix: one READDIRPLUS page (about 25
+		# entries) looked up per directory, the rest listed plain.
+		((DL <= TOTAL / 4)) ||
+			fail "posix: find made $DL LOOKUPs for $TOTAL files (a LOOKUP per entry?)"
+		((DR == NDIRS + 1)) ||
+			fail "posix: find made $DR listings of $((NDIRS + 1)) directories"
 	fi
 	unmount_stagefs "$mnt"
 

@@ -318,6 +318,22 @@ START_TEST(test_opts_bad_choice)
 }
 END_TEST
 
+/* readdirplus: auto (the default), on, off; nothing else. */
+START_TEST(test_opts_readdirplus)
+{
+	ck_assert_int_eq(parse_o(NULL), 0);
+	ck_assert_int_eq(cfg.readdirplus, SFS_RDP_AUTO);
+	ck_assert_int_eq(parse_o("readdirplus=on"), 0);
+	ck_assert_int_eq(cfg.readdirplus, SFS_RDP_ON);
+	ck_assert_int_eq(parse_o("readdirplus=off"), 0);
+	ck_assert_int_eq(cfg.readdirplus, SFS_RDP_OFF);
+	ck_assert_int_eq(parse_o("readdirplus=auto"), 0);
+	ck_assert_int_eq(cfg.readdirplus, SFS_RDP_AUTO);
+	expect_refused("readdirplus=maybe", "readdirplus");
+	expect_refused("readdirplus=", "readdirplus");
+}
+END_TEST
+
 START_TEST(test_opts_bad_sizes)
 {
 	expect_refused("cache_size=12Q", "cache_size");
@@ -412,6 +428,7 @@ static Suite *opts_suite(void)
 	tcase_add_test(tc, test_opts_dirty_max_floor);
 	tcase_add_test(tc, test_opts_bad_chunk_size);
 	tcase_add_test(tc, test_opts_bad_choice);
+	tcase_add_test(tc, test_opts_readdirplus);
 	tcase_add_test(tc, test_opts_bad_sizes);
 	tcase_add_test(tc, test_opts_missing_args);
 	tcase_add_test(tc, test_opts_bad_numbers);
