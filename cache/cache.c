@@ -129,13 +129,19 @@ static void file_free(struct cache_file *f)
 {
 	uint64_t i;
 
-	for (i = 0; i < f->nchunks; i++)
+	for (i = 0; i < f->nchunks; i++) {
+		if (f->chunks[i])
+			free(f->chunks[i]->pt_runs);
 		free(f->chunks[i]);
+	}
 	free(f->chunks);
+	if (f->pt_pre_fd >= 0)
+		close(f->pt_pre_fd);
 	index_close(f);
 	be_node_put(file_be(f), f->node);
 	pthread_mutex_destroy(&f->lock);
 	pthread_mutex_destroy(&f->wlock);
+	pthread_mutex_destroy(&f->rehash_lock);
 	pthread_cond_destroy(&f->cond);
 	free(f);
 }
@@ -263,9 +269,11 @@ static struct cache_file *file_new(struct cache *c, int be_idx,
 	f->hkey = node->hkey;
 	f->node = be_node_get(node);
 	atomic_init(&f->refs, 1);	/* the table's */
+	f->pt_pre_fd = -1;
 	fdlru_ent_init(&f->fds);
 	pthread_mutex_init(&f->wlock, NULL);
 	pthread_mutex_init(&f->lock, NULL);
+	pthread_mutex_init(&f->rehash_lock, NULL);
 	pthread_cond_init(&f->cond, NULL);
 	return f;
 }
@@ -283,6 +291,7 @@ static void file_reset(struct cache_file *f, const struct be_attr *attr)
 		atomic_fetch_sub(&c->used_bytes,
 				 popcount64(f->chunks[i]->present) *
 					 c->block_size);
+		free(f->chunks[i]->pt_runs);
 		free(f->chunks[i]);
 		f->chunks[i] = NULL;
 	}
@@ -346,7 +355,8 @@ static void file_revalidate(struct cache_file *f, const struct be_attr *attr,
 	if (!f->dirty_chunks || attr->size > f->size)
 		f->size = attr->size;
 	index_store_header(f);
-	/* Passthrough readers read the data file: fetch it anew, in place. */
+	/* Passthrough readers read the data file: fetch it anew, in place
+	 * (and into a writer's pre-image, fetch_chunk()). */
 	if (f->pt_users && file_fetch_all(f, f->pt_cred, synced) < 0)
 		log_msg(LOG_LVL_WARN, "cache",
 			"file %llx changed on the backend and cannot be fetched again for its passthrough readers",

@@ -371,8 +371,9 @@ int cache_scrub_all(struct cache *c, struct cache_scrub *s);
  * cache_file_pt_sync(): find what the kernel wrote (a rehash of the data
  * file against the index), mark it dirty, to the byte, and queue it.  At
  * FLUSH, fsync and release of a writer; then flush as for any write.
- * cache_file_pt_flush(): what a passthrough writer's FLUSH (fsync false) or
- * fsync needs: the rehash only where the data must reach the backend now
+ * cache_file_pt_flush(): what a passthrough writer's FLUSH (fsync false),
+ * or an fsync through any passthrough open, needs: the rehash where the
+ * file has passthrough writers and the data must reach the backend now
  * (flush_on_close=sync, fsync=backend); otherwise the release hashes it.
  * cache_file_pt_sync_writers(): the same if a passthrough writer has the
  * file open, else nothing (before a SETATTR by path or by another handle).

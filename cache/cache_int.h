@@ -98,6 +98,11 @@ void journal_close(struct journal *j);
  * range.  An upload sends exactly the dirty ranges, never cached bytes
  * this node did not write (another node may be writing them).
  */
+/* A run of bytes of block b of a chunk to upload: [lo, hi). */
+struct pt_run {
+	uint32_t b, lo, hi;
+};
+
 struct chunk {
 	uint64_t present;	/* block mask */
 	uint64_t dirty;		/* block mask: dlo/dhi are valid */
@@ -109,6 +114,17 @@ struct chunk {
 	uint64_t zskip;		/* dirty blocks written by a passthrough writer
 				 * onto zeros: their upload leaves out the zero
 				 * runs inside the range (not persisted) */
+	/* Dirty blocks whose upload is a set of byte runs, not the whole
+	 * [dlo, dhi): a passthrough writer changed parts of them with other
+	 * bytes between (another node's, maybe).  Sorted by block, then
+	 * offset; valid for the blocks of pt_runs_mask & dirty; not
+	 * persisted (a replay sends the whole range). */
+	uint64_t pt_runs_mask;
+	struct pt_run *pt_runs;
+	uint32_t pt_nruns;
+	uint64_t pt_stale;	/* blocks the passthrough writers changed
+				 * whose pre-image no longer holds what went
+				 * out: a further change goes out whole */
 	uint32_t dlo[CACHE_BLOCKS];	/* the dirty byte range of a block */
 	uint32_t dhi[CACHE_BLOCKS];	/* [dlo, dhi), offsets in the block */
 	uint64_t dirty_seq;	/* bumped by every write to the chunk */
@@ -189,6 +205,11 @@ struct cache_file {
 				 * open: every byte in it is this node's */
 	uint64_t pt_scanned;	/* chunks below this rehashed in the
 				 * background (pt_main) */
+	int pt_pre_fd;		/* the pre-image of the passthrough writers'
+				 * bytes, which the rehash diffs against
+				 * (passthrough.c), or -1: changed blocks go
+				 * out whole */
+	pthread_mutex_t rehash_lock;	/* one rehash of the file at a time */
 	bool in_table;
 
 	struct cache_file *hnext;	/* protected by c->table_lock */
@@ -445,6 +466,14 @@ void file_refresh_gen(struct cache_file *f);
  * to its end), taking what a passthrough writer put there as dirty; f->lock
  * not held.  0 or -errno. */
 int file_pt_rehash(struct cache_file *f, uint64_t from, uint64_t to);
+void file_pt_all_stale(struct cache_file *f);
+/* The runs of the blocks of mask go (their whole range is sent). */
+void chunk_runs_drop(struct chunk *ch, uint64_t mask);
+/* The runs of block b, pointed at by *out; how many (0: none). */
+uint32_t chunk_runs_of(const struct chunk *ch, unsigned int b,
+		       const struct pt_run **out);
+/* chunk.c's truncate: the pre-image past size goes; f->lock held */
+void file_pt_pre_truncate(struct cache_file *f, uint64_t size);
 
 /* index.c: persistence of the per-file chunk table */
 int index_open(struct cache_file *f, bool may_reset);

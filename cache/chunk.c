@@ -229,6 +229,22 @@ static int overlay_dirty(struct cache_file *f, struct chunk *ch, uint64_t idx,
 }
 
 /*
+ * The bytes a fetch wrote into the data file of a file with passthrough
+ * writers go into their pre-image too: they are the backend's
+ * (passthrough.c).  False if one write failed.
+ */
+static bool pre_mirror(int fd, const struct ring_op *ops, int nops)
+{
+	int i;
+
+	for (i = 0; i < nops; i++)
+		if (pwrite(fd, ops[i].buf, ops[i].len, (off_t)ops[i].off) !=
+		    (ssize_t)ops[i].len)
+			return false;
+	return true;
+}
+
+/*
  * Fetch the blocks of chunk idx that hold backend data and are not
  * present (merged with the dirty range of any of them), except those a write in flight is filling.  Called with
  * f->lock held and !ch->fetching; drops the lock for the I/O and returns
@@ -248,7 +264,8 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 			       f->be_size > start ? f->be_size - start : 0);
 	uint64_t sums[CACHE_BLOCKS];
 	struct ring_op ops[CACHE_BLOCKS];
-	int nops = 0, rc = 0;
+	int nops = 0, rc = 0, pre = -1;
+	bool pre_ok = false;
 	struct rbuf *rb;
 	unsigned int b;
 	uint64_t t0;
@@ -311,6 +328,8 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 	pthread_mutex_lock(&f->lock);
 	ch->fbuf = buf;
 	ch->fbuf_mask = want;
+	if (f->pt_writers && f->pt_pre_fd >= 0)
+		pre = fcntl(f->pt_pre_fd, F_DUPFD_CLOEXEC, 0);
 	pthread_cond_broadcast(&f->cond);
 	if (fc)
 		copy_from_fetch(f, idx, fc);
@@ -344,6 +363,8 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 		ops[b].fd = fill_fd(f, ops[b].buf, ops[b].off, ops[b].len);
 	rc = ring_run(cache_ring(c), ops, nops);
 	file_fds_put(f);
+	if (pre >= 0)
+		pre_ok = rc == 0 && pre_mirror(pre, ops, nops);
 	/*
 	 * A fill that failed part way (a full cache file system) may have
 	 * written some merged blocks: a dirty one then holds the backend's
@@ -369,6 +390,10 @@ out_lock:
 		for (b = 0; b < CACHE_BLOCKS; b++)
 			if (got & (1ULL << b))
 				ch->sums[b] = sums[b];
+		if (pre >= 0 && pre_ok)
+			ch->pt_stale &= ~got;
+		else if (pre >= 0)
+			ch->pt_stale |= got;
 		ch->present |= got;
 		atomic_fetch_add(&c->used_bytes,
 				 popcount64(got) * c->block_size);
@@ -397,6 +422,8 @@ out_lock:
 	ch->lru_stamp = atomic_fetch_add(&c->lru_clock, 1);
 	pthread_cond_broadcast(&f->cond);
 	rbuf_done(c, rb);
+	if (pre >= 0)
+		close(pre);
 	return rc;
 }
 
@@ -971,6 +998,7 @@ out_reader:
 		}
 		ch->dirty |= bit;
 		ch->zskip &= ~bit;	/* the daemon saw these bytes written */
+		chunk_runs_drop(ch, bit);
 		ch->dlo[i] = lo;
 		ch->dhi[i] = hi;
 		ch->sums[i] = sums[i];
@@ -1190,6 +1218,8 @@ int cache_file_truncate(struct cache_file *f, const struct be_cred *cred,
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&f->wlock);
+	/* no rehash between the cut of the pre-image and its blocks' */
+	pthread_mutex_lock(&f->rehash_lock);
 	pthread_mutex_lock(&f->lock);
 	f->trunc_seq++;
 	while (f->inflight)
@@ -1197,6 +1227,7 @@ int cache_file_truncate(struct cache_file *f, const struct be_cred *cred,
 	rc = file_fds_get(f, FILE_FD_DATA);
 	if (rc < 0) {
 		pthread_mutex_unlock(&f->lock);
+		pthread_mutex_unlock(&f->rehash_lock);
 		goto out;
 	}
 	/* Everything wholly past the new end goes, dirty or not. */
@@ -1217,6 +1248,8 @@ int cache_file_truncate(struct cache_file *f, const struct be_cred *cred,
 		ch->dirty &= keep;
 		ch->present &= keep;
 		ch->mine &= keep;
+		ch->pt_stale &= keep;
+		chunk_runs_drop(ch, ~keep);
 		/* The block holding the new end: its range and sum change. */
 		if (size % bs && size / cs == idx) {
 			unsigned int b = (unsigned int)((size % cs) / bs);
@@ -1225,6 +1258,7 @@ int cache_file_truncate(struct cache_file *f, const struct be_cred *cred,
 
 			if ((ch->dirty & bit) && ch->dhi[b] > end)
 				ch->dhi[b] = end;
+			chunk_runs_drop(ch, bit);
 			if ((ch->dirty & bit) && ch->dhi[b] <= ch->dlo[b])
 				ch->dirty &= ~bit;
 			ch->mine &= ~bit;
@@ -1251,6 +1285,8 @@ int cache_file_truncate(struct cache_file *f, const struct be_cred *cred,
 	rc = ftruncate(file_fd(f, FILE_FD_SLOT_DATA), (off_t)size) < 0 ?
 		     -errno : 0;
 	file_fds_put(f);
+	file_pt_pre_truncate(f, size);
+	pthread_mutex_unlock(&f->rehash_lock);
 	if (rc < 0) {
 		pthread_mutex_unlock(&f->lock);
 		goto out;

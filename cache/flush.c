@@ -210,6 +210,9 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 	struct be *be = file_be(f);
 	uint64_t bs = c->block_size, start = chunk_start(c, idx);
 	uint64_t sums[CACHE_BLOCKS], mask, seq, size, sent = 0, m, zskip;
+	uint64_t runs_mask;
+	struct pt_run *runs = NULL;
+	uint32_t nruns = 0, r;
 	uint32_t lo[CACHE_BLOCKS], hi[CACHE_BLOCKS];
 	struct seg_writer w;
 	struct chunk *ch;
@@ -254,6 +257,17 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 	memcpy(lo, ch->dlo, sizeof(lo));
 	memcpy(hi, ch->dhi, sizeof(hi));
 	zskip = ch->zskip;
+	/* The blocks sent as runs (passthrough.c): their runs, as now. */
+	runs_mask = ch->pt_runs_mask & mask;
+	if (runs_mask) {
+		runs = malloc(ch->pt_nruns * sizeof(*runs));
+		if (runs) {
+			memcpy(runs, ch->pt_runs, ch->pt_nruns * sizeof(*runs));
+			nruns = ch->pt_nruns;
+		} else {
+			runs_mask = 0;	/* the whole ranges: more, not less */
+		}
+	}
 	ch->flushing = true;
 	ch->readers++;
 	f->inflight++;
@@ -264,13 +278,15 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 	for (m = mask; m; m &= m - 1) {
 		b = (unsigned int)__builtin_ctzll(m);
 		if (range_whole(c, idx, b, lo[b], hi[b], size) &&
-		    !(zskip & (1ULL << b)))
+		    !((zskip | runs_mask) & (1ULL << b)))
 			up->whole |= 1ULL << b;
 	}
 	pthread_mutex_unlock(&f->lock);
 	rc = file_fds_get(f, FILE_FD_DATA);
-	if (rc < 0)
+	if (rc < 0) {
+		free(runs);
 		return rc;	/* flush_finish() leaves it dirty */
+	}
 
 	/* Read and check the dirty blocks, run by run. */
 	for (b = 0; b < CACHE_BLOCKS && rc == 0; b = e) {
@@ -327,11 +343,21 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 		t = start + b * bs + hi[b];
 		if (t > size)
 			t = size;
-		if (zskip & (1ULL << b))
+		if (zskip & (1ULL << b)) {
 			seg_add_nonzero(&w, s, t, size);
-		else
+		} else if (runs_mask & (1ULL << b)) {
+			for (r = 0; r < nruns; r++) {
+				uint64_t rs = start + b * bs + runs[r].lo;
+				uint64_t rt = start + b * bs + runs[r].hi;
+
+				if (runs[r].b == b)
+					seg_add(&w, rs, rt < t ? rt : t);
+			}
+		} else {
 			seg_add(&w, s, t);
+		}
 	}
+	free(runs);
 	if (rc == 0)
 		seg_flush(&w);
 	if (rc == 0)
@@ -370,6 +396,7 @@ static int flush_finish(struct cache_file *f, struct upload *up, int rc)
 					 dirty_len(ch, cleaned));
 			ch->dirty &= ~mask;
 			ch->zskip &= ~mask;
+			chunk_runs_drop(ch, mask);
 			/*
 			 * A block this node wrote only in part may hold
 			 * cached bytes that other nodes have changed since:

@@ -6,13 +6,24 @@
  *
  * A read open is passthrough when every block of the file is present: the
  * data file then holds the newest bytes.  A write open is passthrough when
- * the file is empty (a create, an O_TRUNC): against that pre-image of
- * zeros, the bytes this node changed are its non-zero bytes, and only
- * those go out (zero runs of ZSKIP_MIN bytes or more inside a block's
- * range are left out of the upload, see flush.c).  A write open that the kernel
- * forces into passthrough mode on a non-empty file (another passthrough
- * open of the inode is there already) does not know its pre-image: its
- * changed blocks go out whole (docs/consistency.md).
+ * the file is empty (a create, an O_TRUNC), or when the kernel forces it
+ * into passthrough mode (another passthrough open of the inode is there
+ * already).
+ *
+ * Only the bytes this node changed go out, so that two nodes can write
+ * disjoint parts of one file.  The rehash finds them against a pre-image:
+ * an unnamed file in the cache dir (O_TMPFILE) that holds, per block, the
+ * bytes the backend has as far as this node knows.  For a file empty at
+ * the first write open it starts empty (zeros); for a forced open it is a
+ * copy of the data file, made before the open is answered (up to
+ * PT_PRE_MAX).  A changed block's range is the span of the bytes that
+ * differ from it; where the pre-image is zeros, zero runs of ZSKIP_MIN
+ * bytes or more inside the range are left out of the upload (flush.c).
+ * After the rehash a block sent as a range is written into the pre-image;
+ * one sent whole is only marked stale (ch->pt_stale: a dense stream costs
+ * no second write), and its next change goes out whole, as does every
+ * change of a block whose before bytes are not known (no pre-image,
+ * another node's bytes fetched in place, a replay after a crash).
  *
  * The rehash runs at FLUSH, fsync and the last release, and, for a long
  * writer, in the background on the chunks the file has grown past
@@ -29,14 +40,20 @@
 #include "cache_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 /* A long passthrough writer's new chunks are rehashed this often. */
 #define PT_SCAN_MS 200
+/* A forced write open of a larger file makes no pre-image (a copy of
+ * the file, made while the open waits): its changed blocks go out whole. */
+#define PT_PRE_MAX (256ULL << 20)
 
 int cache_file_pt_can(struct cache_file *f, bool write)
 {
@@ -89,6 +106,99 @@ static void pt_list_del(struct cache_file *f)
 	pthread_mutex_unlock(&c->pt_lock);
 }
 
+/* Every block's pre-image is stale (another node's bytes were fetched
+ * into the data file in place); f->lock held. */
+void file_pt_all_stale(struct cache_file *f)
+{
+	uint64_t i;
+
+	for (i = 0; i < f->nchunks; i++)
+		if (f->chunks[i])
+			f->chunks[i]->pt_stale = ~0ULL;
+}
+
+void file_pt_pre_truncate(struct cache_file *f, uint64_t size)
+{
+	struct stat st;
+
+	if (f->pt_pre_fd >= 0 && fstat(f->pt_pre_fd, &st) == 0 &&
+	    (uint64_t)st.st_size > size &&
+	    ftruncate(f->pt_pre_fd, (off_t)size) < 0)
+		file_pt_all_stale(f);
+}
+
+/* Copy src's data ranges [0, size) into dst; 0 or -errno. */
+static int copy_data(int src, int dst, uint64_t size)
+{
+	off_t off = 0, d, e;
+
+	if (ioctl(dst, FICLONE, src) == 0)	/* a reflink, where there are */
+		return ftruncate(dst, (off_t)size) < 0 ? -errno : 0;
+	while ((uint64_t)off < size) {
+		loff_t in, out;
+
+		d = lseek(src, off, SEEK_DATA);
+		if (d < 0 && errno == ENXIO)
+			break;	/* a hole to the end */
+		if (d < 0 || (e = lseek(src, d, SEEK_HOLE)) < 0)
+			return -errno;
+		if ((uint64_t)e > size)
+			e = (off_t)size;
+		in = out = d;
+		while (in < e) {
+			ssize_t n = copy_file_range(src, &in, dst, &out,
+						    (size_t)(e - in), 0);
+
+			if (n <= 0)
+				return n < 0 ? -errno : -EIO;
+		}
+		off = e;
+	}
+	return ftruncate(dst, (off_t)size) < 0 ? -errno : 0;
+}
+
+/*
+ * The first writer of a passthrough session: make its pre-image (see the
+ * top), empty for an owned file, else a copy of the data file.  None if
+ * an earlier writer's bytes were never hashed (the copy would take them
+ * for the backend's), or the file is over PT_PRE_MAX, or on any error.
+ * f->lock held, the data file taken.
+ */
+static void pt_pre_make(struct cache_file *f, bool unhashed)
+{
+	struct cache *c = f->c;
+	int fd, rc = 0;
+	uint64_t i;
+
+	if (f->pt_pre_fd >= 0) {	/* a session that failed its end */
+		close(f->pt_pre_fd);
+		f->pt_pre_fd = -1;
+	}
+	file_pt_all_stale(f);
+	if (!f->pt_owned && (unhashed || f->size > PT_PRE_MAX))
+		return;
+	fd = openat(c->dir_fd, "data", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (!f->pt_owned)
+		rc = copy_data(file_fd(f, FILE_FD_SLOT_DATA), fd, f->size);
+	if (rc < 0) {
+		close(fd);
+		goto out;
+	}
+	f->pt_pre_fd = fd;
+	for (i = 0; i < f->nchunks; i++)
+		if (f->chunks[i])
+			f->chunks[i]->pt_stale = 0;
+out:
+	if (rc < 0)
+		log_msg(LOG_LVL_WARN, "passthrough",
+			"file %llx: no pre-image (%s): its changed blocks go out whole",
+			(unsigned long long)f->fileid, strerror(-rc));
+}
+
 int cache_file_pt_begin(struct cache_file *f, const struct be_cred *cred,
 			bool write, bool must, int *fd)
 {
@@ -123,10 +233,14 @@ int cache_file_pt_begin(struct cache_file *f, const struct be_cred *cred,
 		 * would read older bytes */
 		file_drop_kept(f);
 		f->pt_owned = f->size == 0 && !f->dirty_chunks;
+		pt_pre_make(f, f->pt_unsynced);
 		f->pt_unsynced = true;
 		f->pt_scanned = 0;
 		rc = cache_journal(c, JREC_PTOPEN, f, f->pt_owned);
 		if (rc < 0) {
+			if (f->pt_pre_fd >= 0)
+				close(f->pt_pre_fd);
+			f->pt_pre_fd = -1;
 			f->pt_writers--;
 			f->pt_users--;
 			f->pt_unsynced = false;
@@ -144,51 +258,252 @@ out:
 	return rc;
 }
 
+/* Runs one rehash finds in a block, and a block keeps, at most. */
+#define PT_RUNS_MAX 16
+#define PT_RUNS_KEEP 64
+
+void chunk_runs_drop(struct chunk *ch, uint64_t mask)
+{
+	uint32_t i, n = 0;
+
+	if (!(ch->pt_runs_mask & mask))
+		return;
+	for (i = 0; i < ch->pt_nruns; i++)
+		if (!(mask & (1ULL << ch->pt_runs[i].b)))
+			ch->pt_runs[n++] = ch->pt_runs[i];
+	ch->pt_nruns = n;
+	ch->pt_runs_mask &= ~mask;
+	if (!n) {
+		free(ch->pt_runs);
+		ch->pt_runs = NULL;
+	}
+}
+
+uint32_t chunk_runs_of(const struct chunk *ch, unsigned int b,
+		       const struct pt_run **out)
+{
+	uint32_t i = 0, n = 0;
+
+	if (!(ch->pt_runs_mask & ch->dirty & (1ULL << b)))
+		return 0;
+	while (i < ch->pt_nruns && ch->pt_runs[i].b < b)
+		i++;
+	*out = ch->pt_runs + i;
+	while (i + n < ch->pt_nruns && ch->pt_runs[i + n].b == b)
+		n++;
+	return n;
+}
+
+/*
+ * Block b's runs become r[0..n) (sorted or not, overlapping or not):
+ * sorted, and joined where they touch or the bytes between are fewer
+ * than ZSKIP_MIN.  A single run, or more than PT_RUNS_KEEP, or no memory:
+ * no runs, and the block's whole range goes.  f->lock held.
+ */
+static void chunk_runs_set(struct chunk *ch, unsigned int b,
+			   struct pt_run *r, uint32_t n)
+{
+	struct pt_run *nr;
+	uint32_t i, j, m = 0, at;
+
+	for (i = 1; i < n; i++) {	/* insertion sort: n is small */
+		struct pt_run t = r[i];
+
+		for (j = i; j > 0 && r[j - 1].lo > t.lo; j--)
+			r[j] = r[j - 1];
+		r[j] = t;
+	}
+	for (i = 0; i < n; i++) {
+		if (m && r[i].lo < r[m - 1].hi + ZSKIP_MIN) {
+			if (r[i].hi > r[m - 1].hi)
+				r[m - 1].hi = r[i].hi;
+			continue;
+		}
+		r[m] = r[i];
+		r[m++].b = b;
+	}
+	chunk_runs_drop(ch, 1ULL << b);
+	if (m <= 1 || m > PT_RUNS_KEEP)
+		return;
+	nr = realloc(ch->pt_runs, (ch->pt_nruns + m) * sizeof(*nr));
+	if (!nr)
+		return;
+	ch->pt_runs = nr;
+	for (at = 0; at < ch->pt_nruns && nr[at].b < b; at++)
+		;
+	memmove(nr + at + m, nr + at, (ch->pt_nruns - at) * sizeof(*nr));
+	memcpy(nr + at, r, m * sizeof(*nr));
+	ch->pt_nruns += m;
+	ch->pt_runs_mask |= 1ULL << b;
+}
+
+/*
+ * A rehash found block b changed: [lo, hi), or the n runs r (n > 1), or
+ * zskip.  Before the dirty range takes the new one in: its runs are the
+ * union of the new ones and what is still to go of the old (its runs,
+ * or its whole range).  f->lock held.
+ */
+static void pt_runs_update(struct chunk *ch, unsigned int b, bool zskip,
+			   uint32_t lo, uint32_t hi, const struct pt_run *r,
+			   uint32_t n)
+{
+	uint64_t bit = 1ULL << b;
+	const struct pt_run *old = NULL;
+	uint32_t nold = 0;
+	struct pt_run *all;
+
+	if (!(ch->dirty & bit))
+		chunk_runs_drop(ch, bit);	/* left from an older round */
+	if (zskip || (!n && !(ch->pt_runs_mask & ch->dirty & bit))) {
+		chunk_runs_drop(ch, bit);	/* the (joined) range says it */
+		return;
+	}
+	if (ch->dirty & bit)
+		nold = chunk_runs_of(ch, b, &old);
+	all = malloc((n + (nold ? nold : 1) + 1) * sizeof(*all));
+	if (!all) {
+		chunk_runs_drop(ch, bit);
+		return;
+	}
+	if (n)
+		memcpy(all, r, n * sizeof(*all));
+	else
+		all[n++] = (struct pt_run){ b, lo, hi };
+	if (nold) {
+		memcpy(all + n, old, nold * sizeof(*all));
+		n += nold;
+	} else if (ch->dirty & bit) {
+		all[n++] = (struct pt_run){ b, ch->dlo[b], ch->dhi[b] };
+	}
+	chunk_runs_set(ch, b, all, n);
+	free(all);
+}
+
+/*
+ * The runs of [a, b) of a block where its bytes differ from pre: split
+ * where ZSKIP_MIN or more equal bytes lie between, at most PT_RUNS_MAX
+ * (the last then reaches b).  blk[a] and blk[b - 1] differ.
+ */
+static uint32_t diff_runs(const char *blk, const char *pre, uint64_t a,
+			  uint64_t b, struct pt_run *runs)
+{
+	uint64_t x = a, s = a, y;
+	uint32_t k = 0;
+
+	while (x < b) {
+		if (blk[x] != pre[x]) {
+			x++;
+			continue;
+		}
+		for (y = x; y < b && blk[y] == pre[y]; y++)
+			;
+		if (y - x >= ZSKIP_MIN && k < PT_RUNS_MAX - 1) {
+			runs[k++] = (struct pt_run){ 0, (uint32_t)s,
+						     (uint32_t)x };
+			s = y;
+		}
+		x = y;
+	}
+	runs[k++] = (struct pt_run){ 0, (uint32_t)s, (uint32_t)b };
+	return k;
+}
+
 /*
  * The dirty range of a changed block of n bytes (up to the file's end),
- * whose bytes are blk.  In a file that was empty when its passthrough
- * writer opened it (owned), the pre-image is zeros: if the block has a
- * zero run of ZSKIP_MIN bytes, the range is the span of its non-zero
- * bytes and the upload leaves out such runs inside it (returns true: the
- * block is zskip), so that bytes another node writes between this node's
- * are not overwritten.  A block at the file's end keeps its last byte,
- * so that the upload gives the file its size.  Otherwise, and for a
- * block that turned all zeros, the whole block (returns false).
+ * whose bytes are blk, against its pre-image pre (NULL with pre_zero:
+ * zeros; NULL without: not known).  The range is the span of the bytes
+ * that differ, and *nruns (runs[]) the runs of them that go out when
+ * more than one (other bytes lie between).  Where the pre-image is zeros
+ * and the block has a zero run of ZSKIP_MIN bytes, the range is the span
+ * of its non-zero bytes and the upload leaves out such runs inside it
+ * (returns true: the block is zskip), so that bytes another node writes
+ * between this node's are not overwritten.  eof: the block is the last of
+ * a file longer than the backend's, and keeps its last byte, so that the
+ * upload gives the file its size.  The whole block where the pre-image is
+ * not known, or where no byte differs from it.
  */
-static bool changed_range(const char *blk, uint64_t n, bool owned,
-			  bool eof, uint32_t *lo, uint32_t *hi)
+static bool changed_range(const char *blk, const char *pre, bool pre_zero,
+			  uint64_t n, bool eof, uint32_t *lo, uint32_t *hi,
+			  struct pt_run *runs, uint32_t *nruns)
 {
 	uint64_t a = 0, b = n, x, run = 0;
+	bool zs = false;
 
 	*lo = 0;
 	*hi = (uint32_t)n;
-	if (!owned)
+	*nruns = 0;
+	if (pre && !pre[0] && !memcmp(pre, pre + 1, n - 1))
+		pre_zero = true;
+	if (pre_zero) {
+		for (x = 0; x < n && run < ZSKIP_MIN; x++)
+			run = blk[x] ? 0 : run + 1;
+		zs = run >= ZSKIP_MIN;
+		if (!zs)
+			return false;	/* no zero run to leave out: all */
+		while (a < b && !blk[a])
+			a++;
+		while (b > a && !blk[b - 1])
+			b--;
+	} else if (pre) {
+		while (a < b && blk[a] == pre[a])
+			a++;
+		while (b > a && blk[b - 1] == pre[b - 1])
+			b--;
+		if (a < b)
+			*nruns = diff_runs(blk, pre, a, b, runs);
+	} else {
 		return false;
-	for (x = 0; x < n && run < ZSKIP_MIN; x++)
-		run = blk[x] ? 0 : run + 1;
-	if (run < ZSKIP_MIN)
-		return false;	/* no zero run to leave out: all of it */
-	while (a < b && !blk[a])
-		a++;
-	while (b > a && !blk[b - 1])
-		b--;
+	}
 	if (eof)
 		b = n;
-	if (a < b) {
-		*lo = (uint32_t)a;
-		*hi = (uint32_t)b;
+	if (a >= b) {
+		*nruns = 0;
+		return false;	/* the same bytes: all of it */
 	}
-	return true;
+	if (*nruns)
+		runs[*nruns - 1].hi = (uint32_t)b;
+	if (*nruns == 1)
+		*nruns = 0;
+	*lo = (uint32_t)a;
+	*hi = (uint32_t)b;
+	return zs;
+}
+
+/* The pre-image as one rehash uses it (file_pt_rehash()). */
+struct pt_pre {
+	int fd;			/* a dup of f->pt_pre_fd, or -1 */
+	uint64_t len;		/* its size: zeros past it */
+	char *buf;		/* room for a chunk of it */
+	struct pt_run *runs;	/* room for PT_RUNS_MAX runs per block */
+	bool owned;		/* f->pt_owned: without a pre-image, the
+				 * blocks never hashed were zeros */
+};
+
+/* The pre-image's bytes of chunk [start, start + len) into pre->buf,
+ * zeros past its end; 0 or -errno. */
+static int pre_read(struct pt_pre *pre, uint64_t start, uint64_t len,
+		    uint64_t room)
+{
+	ssize_t n = 0;
+
+	if (start < pre->len)
+		n = pread(pre->fd, pre->buf,
+			  len < pre->len - start ? len : pre->len - start,
+			  (off_t)start);
+	if (n < 0)
+		return -errno;
+	memset(pre->buf + n, 0, room - (size_t)n);
+	return 0;
 }
 
 /*
  * Hash chunk idx of the data file again (size: the data file's size now)
  * and turn every block whose bytes changed into dirty ranges, queued for
- * upload.  buf: room for the chunk's blocks up to size.  Returns the dirty bytes it added, or
- * -errno.
+ * upload.  buf: room for the chunk's blocks up to size.  Returns the
+ * dirty bytes it added, or -errno.  f->rehash_lock held.
  */
 static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
-			    char *buf, bool owned)
+			    char *buf, struct pt_pre *pre)
 {
 	struct cache *c = f->c;
 	uint64_t bs = c->block_size, start = chunk_start(c, idx);
@@ -197,8 +512,10 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 	uint64_t known = 0, sums[CACHE_BLOCKS], changed = 0, grown = 0;
 	uint64_t olddirty, be_size, forced = 0;
 	uint32_t lo[CACHE_BLOCKS], hi[CACHE_BLOCKS];
-	uint64_t zs = 0;
+	uint64_t zs = 0, stale, ranged = 0;
+	uint32_t nruns[CACHE_BLOCKS] = { 0 };
 	bool end_dirty = false;	/* a dirty range reaches the file's end */
+	bool pre_in = false;	/* pre->buf holds this chunk */
 	struct chunk *ch;
 	unsigned int b, nb = (unsigned int)((len + bs - 1) / bs);
 	ssize_t n;
@@ -211,6 +528,7 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 		return -ENOMEM;
 	}
 	known = ch->present | ch->dirty;
+	stale = ch->pt_stale;
 	memcpy(sums, ch->sums, sizeof(sums));
 	be_size = f->be_size;
 	if (size > start && size - start <= c->cfg->chunk_size) {
@@ -256,9 +574,33 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 		}
 		sums[b] = s;
 		changed |= 1ULL << b;
-		if (changed_range(buf + b * bs, in_file < bs ? in_file : bs,
-				  owned, in_file <= bs, &lo[b], &hi[b]))
+		if (pre->fd >= 0 && !(stale & (1ULL << b)) &&
+		    start + b * bs < pre->len && !pre_in) {
+			rc = pre_read(pre, start, len, nb * bs);
+			if (rc < 0)
+				goto out;
+			pre_in = true;
+		}
+		if (changed_range(buf + b * bs,
+				  pre_in && !(stale & (1ULL << b)) ?
+					  pre->buf + b * bs : NULL,
+				  !(stale & (1ULL << b)) &&
+					  (pre->fd >= 0 ?
+						   start + b * bs >= pre->len :
+						   pre->owned &&
+							   !(known & (1ULL << b))),
+				  in_file < bs ? in_file : bs,
+				  in_file <= bs && size > be_size, &lo[b], &hi[b],
+				  pre->runs ? pre->runs + b * PT_RUNS_MAX : NULL,
+				  &nruns[b]))
 			zs |= 1ULL << b;
+		/* Its bytes go into the pre-image unless it is a block of
+		 * a dense stream: sent whole, past the pre-image's end, not
+		 * the last. */
+		if (pre->fd >= 0 &&
+		    (zs & (1ULL << b) || lo[b] > 0 || in_file <= bs ||
+		     hi[b] < bs || start + b * bs < pre->len))
+			ranged |= 1ULL << b;
 	}
 out:
 	pthread_mutex_lock(&f->lock);
@@ -285,6 +627,9 @@ out:
 			changed &= ~bit;
 			continue;
 		}
+		pt_runs_update(ch, b, zs & bit, lo[b], hi[b],
+			       nruns[b] ? pre->runs + b * PT_RUNS_MAX : NULL,
+			       nruns[b]);
 		if (ch->dirty & bit) {
 			lo[b] = lo[b] < ch->dlo[b] ? lo[b] : ch->dlo[b];
 			hi[b] = hi[b] > ch->dhi[b] ? hi[b] : ch->dhi[b];
@@ -303,8 +648,13 @@ out:
 		}
 		if (!(zs & bit) && range_whole(c, idx, b, lo[b], hi[b], size))
 			ch->mine |= bit;
+		if (ranged & bit)
+			ch->pt_stale &= ~bit;
+		else
+			ch->pt_stale |= bit;
 		grown += dirty_len(ch, bit) - before;
 	}
+	ranged &= changed;
 	if (!changed) {
 		pthread_mutex_unlock(&f->lock);
 		return 0;
@@ -320,6 +670,20 @@ out:
 		ch->journaled = true;
 	cache_queue_flush(f, idx);
 	pthread_mutex_unlock(&f->lock);
+	/* What goes out of a block sent as a range is all of its bytes now:
+	 * the next rehash diffs against them (rehash_lock orders it). */
+	for (b = 0; b < nb; b++) {
+		uint64_t in_file = size - (start + b * bs);
+		size_t m = in_file < bs ? (size_t)in_file : bs;
+
+		if ((ranged & (1ULL << b)) &&
+		    pwrite(pre->fd, buf + b * bs, m,
+			   (off_t)(start + b * bs)) != (ssize_t)m) {
+			pthread_mutex_lock(&f->lock);
+			ch->pt_stale |= 1ULL << b;
+			pthread_mutex_unlock(&f->lock);
+		}
+	}
 	return (int64_t)grown;
 }
 
@@ -330,12 +694,13 @@ out:
 int file_pt_rehash(struct cache_file *f, uint64_t from, uint64_t to)
 {
 	struct cache *c = f->c;
-	uint64_t size, idx, cs = c->cfg->chunk_size;
+	uint64_t size, idx, cs = c->cfg->chunk_size, room;
+	struct pt_pre pre = { .fd = -1 };
 	struct stat st;
-	bool owned;
 	char *buf;
 	int64_t r = 0;
 
+	pthread_mutex_lock(&f->rehash_lock);
 	pthread_mutex_lock(&f->lock);
 	r = file_fds_get(f, FILE_FD_DATA);
 	if (r == 0) {
@@ -344,6 +709,7 @@ int file_pt_rehash(struct cache_file *f, uint64_t from, uint64_t to)
 	}
 	if (r < 0) {
 		pthread_mutex_unlock(&f->lock);
+		pthread_mutex_unlock(&f->rehash_lock);
 		return (int)r;
 	}
 	size = (uint64_t)st.st_size;
@@ -352,21 +718,42 @@ int file_pt_rehash(struct cache_file *f, uint64_t from, uint64_t to)
 		clock_gettime(CLOCK_REALTIME, &f->mtime);
 		index_store_header(f);
 	}
-	owned = f->pt_owned;
+	pre.owned = f->pt_owned;
+	/* a dup: the last writer's end may close the pre-image meanwhile */
+	if (f->pt_pre_fd >= 0)
+		pre.fd = fcntl(f->pt_pre_fd, F_DUPFD_CLOEXEC, 0);
 	pthread_mutex_unlock(&f->lock);
 	if (to > (size + cs - 1) / cs)
 		to = (size + cs - 1) / cs;
 	if (from >= to)
-		return 0;
+		goto out;
+	if (pre.fd >= 0 && fstat(pre.fd, &st) == 0) {
+		pre.len = (uint64_t)st.st_size;
+	} else if (pre.fd >= 0) {
+		close(pre.fd);	/* changed blocks go out whole */
+		pre.fd = -1;
+	}
 	/* As large as the data, up to a chunk: a small file costs little. */
-	buf = aligned_alloc(4096, size - from * cs < cs ?
-				  (size - from * cs + c->block_size - 1) /
-					  c->block_size * c->block_size : cs);
-	if (!buf)
-		return -ENOMEM;
+	room = size - from * cs < cs ? (size - from * cs + c->block_size - 1) /
+					       c->block_size * c->block_size :
+				       cs;
+	buf = aligned_alloc(4096, room);
+	if (pre.fd >= 0) {
+		pre.buf = aligned_alloc(4096, room);
+		pre.runs = malloc(CACHE_BLOCKS * PT_RUNS_MAX *
+				  sizeof(*pre.runs));
+	}
+	if (!buf || (pre.fd >= 0 && (!pre.buf || !pre.runs)))
+		r = -ENOMEM;
 	for (idx = from; idx < to && r >= 0; idx++)
-		r = rehash_chunk(f, idx, size, buf, owned);
+		r = rehash_chunk(f, idx, size, buf, &pre);
 	free(buf);
+	free(pre.buf);
+	free(pre.runs);
+out:
+	if (pre.fd >= 0)
+		close(pre.fd);
+	pthread_mutex_unlock(&f->rehash_lock);
 	/* The daemon sees no reads or writes of passthrough files: it
 	 * keeps the cache in bounds here and after uploads. */
 	cache_evict_maybe(c);
@@ -399,7 +786,7 @@ int cache_file_pt_flush(struct cache_file *f, bool fsync)
 	if (fsync ? cfg->fsync_mode != CACHE_FSYNC_BACKEND :
 		    cfg->close_mode != CACHE_CLOSE_SYNC)
 		return 0;
-	return cache_file_pt_sync(f);
+	return cache_file_pt_sync_writers(f);
 }
 
 int cache_file_pt_sync_writers(struct cache_file *f)
@@ -442,6 +829,10 @@ void cache_file_pt_end(struct cache_file *f, bool write)
 	pthread_mutex_lock(&f->lock);
 	f->pt_users--;
 	last = --f->pt_writers == 0;
+	if (last && f->pt_pre_fd >= 0) {
+		close(f->pt_pre_fd);
+		f->pt_pre_fd = -1;
+	}
 	if (last && rc == 0) {
 		f->pt_owned = false;
 		f->pt_unsynced = false;

@@ -518,7 +518,9 @@ static void sfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	struct sfs_fh *fh = fh_of(fi);
 	int rc = 0;
 
-	if (fh->pt_write)
+	/* An fsync through any descriptor syncs the file: what the kernel
+	 * wrote through the passthrough writers' is found first. */
+	if (fh->pt)
 		rc = cache_file_pt_flush(fh->cf, true);
 	if (rc == 0)
 		rc = cache_file_fsync(fh->cf);

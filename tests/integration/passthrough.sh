@@ -15,6 +15,8 @@
 #  6. eviction under pressure never punches a file a passthrough reader
 #     has open;
 #  7. two nodes: a passthrough writer on A, a reader on B;
+#  9. only what this node changed goes out, to the byte (after 7, on its
+#     two mounts);
 #  8. passthrough=off: every byte through the daemon again;
 #     passthrough=bogus: one line, exit 1, nothing mounted.
 . "$(dirname "$0")/cache-lib.sh"
@@ -179,9 +181,55 @@ same_file "$TEST_TMP/v1" "$B/two"
 head -c $((5 << 20)) /dev/urandom >"$TEST_TMP/v2"
 cp "$TEST_TMP/v2" "$B/two"
 same_file "$TEST_TMP/v2" "$A/two"
+info "7: passthrough writers and readers on two nodes hand files over at close and open"
+
+# 9. only the bytes this node changed go out, to the byte: zeros written
+#    over bytes already uploaded; a writer the kernel forces into
+#    passthrough (a reader has the file open) that changes two parts of
+#    a block with B's bytes between; and an fsync through the reader's
+#    descriptor, which must upload the writer's bytes (fsync=backend)
+python3 - "$A/zero" "$BACKEND_DIR/zero" <<'PY' || fail "9: zeros written over uploaded bytes did not reach the export"
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+os.write(fd, b"A" * 65536)
+os.fsync(fd)
+os.pwrite(fd, bytes(4096), 1000)
+os.fsync(fd)
+os.close(fd)
+want = b"A" * 1000 + bytes(4096) + b"A" * (65536 - 5096)
+sys.exit(0 if open(sys.argv[2], "rb").read() == want else 1)
+PY
+python3 -c 'import sys; open(sys.argv[1], "wb").write(b"x" * 65536)' "$A/runs"
+o0=$(ctr "$A" passthrough_opens)
+python3 - "$A/runs" "$B/runs" "$BACKEND_DIR/runs" <<'PY' || fail "9: the forced writer's two runs (or B's bytes between them) are wrong on the export"
+import os, sys
+a, b, exp = sys.argv[1:4]
+r = os.open(a, os.O_RDONLY)
+w = os.open(a, os.O_RDWR)
+fb = os.open(b, os.O_WRONLY)
+os.pwrite(fb, b"B" * 100, 1000)
+os.fsync(fb)
+os.close(fb)
+os.pwrite(w, b"a" * 100, 0)
+os.pwrite(w, b"a" * 100, 5000)
+os.fsync(r)             # the reader's descriptor: the file is synced
+got = open(exp, "rb").read()
+os.close(w)
+os.close(r)
+want = bytearray(b"x" * 65536)
+want[0:100] = b"a" * 100
+want[1000:1100] = b"B" * 100
+want[5000:5100] = b"a" * 100
+if got != bytes(want):
+    bad = [i for i in range(len(want)) if i >= len(got) or got[i] != want[i]]
+    print("differs at", bad[:3], "...", len(bad), "bytes", file=sys.stderr)
+    sys.exit(1)
+PY
+[[ $(ctr "$A" passthrough_opens) -ge $((o0 + 2)) ]] \
+	|| fail "9: the reader and the writer were not passthrough (passthrough_opens $o0 -> $(ctr "$A" passthrough_opens))"
+info "9: zeros over uploaded bytes, two runs of a forced writer around B's bytes, fsync through a reader: to the byte"
 unmount_stagefs "$A" || fail "A: daemon exit status $?"
 unmount_stagefs "$B" || fail "B: daemon exit status $?"
-info "7: passthrough writers and readers on two nodes hand files over at close and open"
 
 # 8. passthrough=off, and a bad value
 mount_stagefs "$BACKEND" "$A" "$TEST_TMP/cache8" passthrough=off
