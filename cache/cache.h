@@ -357,8 +357,9 @@ int cache_scrub_all(struct cache *c, struct cache_scrub *s);
  *
  * cache_file_pt_can(): may an open be passthrough?  For reading: every
  * byte of the file is present.  For writing: the file is empty (a create
- * or O_TRUNC), so that every byte the kernel writes is this node's.
- * Returns 1 or 0.
+ * or O_TRUNC), so that every byte the kernel writes is this node's, and
+ * the cache fs has room for a writer that cannot be made to wait
+ * (cache_pt_room()).  Returns 1 or 0.
  *
  * cache_file_pt_begin(): a passthrough open starts; *fd is the data file
  * (the caller registers it with the kernel before it answers the open,

@@ -633,5 +633,6 @@ int reap_trash(struct cache *c, char *err, size_t errlen);
 
 /* evict.c */
 void cache_evict_maybe(struct cache *c);
+bool cache_pt_room(struct cache *c);
 
 #endif /* STAGEFS_CACHE_INT_H */

@@ -72,6 +72,23 @@ static uint64_t cache_fs_avail(struct cache *c, uint64_t used)
 	return base > used ? base - used : 0;
 }
 
+/*
+ * Room for a new passthrough writer (passthrough.c): the kernel writes
+ * its data file without asking, and cannot be made to wait, so a write
+ * open goes passthrough only while the cache fs has twice cache_min_free
+ * free (eviction keeps clean data out of the second half) and dirty data
+ * is under half of dirty_max.  A writer opened then that outgrows what is
+ * free while uploads cannot drain (the server down) gets ENOSPC
+ * (docs/tuning.md).
+ */
+bool cache_pt_room(struct cache *c)
+{
+	uint64_t used = atomic_load(&c->used_bytes);
+
+	return atomic_load(&c->dirty_bytes) < c->cfg->dirty_max / 2 &&
+	       cache_fs_avail(c, used) >= 2 * c->cfg->min_free;
+}
+
 /* How many bytes over the limits the cache is now, not counting what
  * the remover is freeing (0: within them). */
 static uint64_t overage(struct cache *c)

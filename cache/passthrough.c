@@ -61,8 +61,9 @@ int cache_file_pt_can(struct cache_file *f, bool write)
 
 	pthread_mutex_lock(&f->lock);
 	if (write)
-		ok = (f->size == 0 && !f->dirty_chunks) ||
-		     (f->pt_writers && f->pt_owned);
+		ok = ((f->size == 0 && !f->dirty_chunks) ||
+		      (f->pt_writers && f->pt_owned)) &&
+		     cache_pt_room(f->c);
 	else
 		ok = !f->gone && file_whole(f);
 	pthread_mutex_unlock(&f->lock);

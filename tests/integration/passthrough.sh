@@ -18,7 +18,8 @@
 #  9. only what this node changed goes out, to the byte (after 7, on its
 #     two mounts);
 #  8. passthrough=off: every byte through the daemon again;
-#     passthrough=bogus: one line, exit 1, nothing mounted.
+#     passthrough=bogus: one line, exit 1, nothing mounted;
+# 10. no room for a passthrough writer: the daemon's path.
 . "$(dirname "$0")/cache-lib.sh"
 need_root
 need_nfs
@@ -237,6 +238,16 @@ head -c $((4 << 20)) "$TEST_TMP/src" >"$A/off"
 [[ $(ctr "$A" bytes_written) -eq $((4 << 20)) && $(ctr "$A" passthrough_opens) -eq 0 ]] \
 	|| fail "8: passthrough=off: bytes_written $(ctr "$A" bytes_written), passthrough_opens $(ctr "$A" passthrough_opens)"
 unmount_stagefs "$A" || fail "A: daemon exit status $?"
+# 10. no room for a writer the kernel cannot make wait: a new file on a
+#     cache fs with less than twice cache_min_free free goes through the
+#     daemon (which waits for uploads when full), its read stays passthrough
+avail=$(df -B1 --output=avail "$TEST_TMP" | tail -n1)
+mount_stagefs "$BACKEND" "$A" "$TEST_TMP/cache10" passthrough=on cache_min_free=$((avail / 2 + (256 << 20)))
+head -c $((4 << 20)) "$TEST_TMP/src" >"$A/noroom"
+[[ $(ctr "$A" bytes_written) -eq $((4 << 20)) && $(ctr "$A" passthrough_opens) -eq 0 ]] \
+	|| fail "10: no room: bytes_written $(ctr "$A" bytes_written), passthrough_opens $(ctr "$A" passthrough_opens)"
+unmount_stagefs "$A" || fail "A: daemon exit status $?"
+info "10: with no room to spare, a new file is written through the daemon"
 mount_should_fail "$BACKEND" "$A" "$TEST_TMP/cache8" passthrough=bogus
 [[ $MOUNT_ERR == *"bad value for passthrough"* && $(grep -c . <<<"$MOUNT_ERR") -eq 1 ]] \
 	|| fail "8: passthrough=bogus said: $MOUNT_ERR"
