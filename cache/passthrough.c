@@ -296,10 +296,37 @@ uint32_t chunk_runs_of(const struct chunk *ch, unsigned int b,
 }
 
 /*
+ * Join sorted runs r[0..n) that overlap, touch, or have fewer than gap
+ * bytes between; while more than max are left, join across twice the
+ * gap (1, 2, 4, ... bytes: a rewrite of random bytes matches its old
+ * ones here and there, and a run per match is not worth a WRITE).
+ * Returns how many are left.
+ */
+static uint32_t runs_join(struct pt_run *r, uint32_t n, uint32_t gap,
+			  uint32_t max)
+{
+	uint32_t i, m;
+
+	for (;;) {
+		for (i = 0, m = 0; i < n; i++) {
+			if (m && r[i].lo < r[m - 1].hi + gap) {
+				if (r[i].hi > r[m - 1].hi)
+					r[m - 1].hi = r[i].hi;
+				continue;
+			}
+			r[m++] = r[i];
+		}
+		if (m <= max)
+			return m;
+		n = m;
+		gap = gap ? 2 * gap : 1;
+	}
+}
+
+/*
  * Block b's runs become r[0..n) (sorted or not, overlapping or not):
- * sorted, and joined where they touch or the bytes between are fewer
- * than ZSKIP_MIN.  A single run, or more than PT_RUNS_KEEP, or no memory:
- * no runs, and the block's whole range goes.  f->lock held.
+ * sorted and joined (runs_join(), at most PT_RUNS_KEEP).  A single run,
+ * or no memory: no runs, and the block's whole range goes.  f->lock held.
  */
 static void chunk_runs_set(struct chunk *ch, unsigned int b,
 			   struct pt_run *r, uint32_t n)
@@ -314,17 +341,11 @@ static void chunk_runs_set(struct chunk *ch, unsigned int b,
 			r[j] = r[j - 1];
 		r[j] = t;
 	}
-	for (i = 0; i < n; i++) {
-		if (m && r[i].lo < r[m - 1].hi + ZSKIP_MIN) {
-			if (r[i].hi > r[m - 1].hi)
-				r[m - 1].hi = r[i].hi;
-			continue;
-		}
-		r[m] = r[i];
-		r[m++].b = b;
-	}
+	m = runs_join(r, n, 0, PT_RUNS_KEEP);
+	for (i = 0; i < m; i++)
+		r[i].b = b;
 	chunk_runs_drop(ch, 1ULL << b);
-	if (m <= 1 || m > PT_RUNS_KEEP)
+	if (m <= 1)
 		return;
 	nr = realloc(ch->pt_runs, (ch->pt_nruns + m) * sizeof(*nr));
 	if (!nr)
@@ -381,31 +402,28 @@ static void pt_runs_update(struct chunk *ch, unsigned int b, bool zskip,
 }
 
 /*
- * The runs of [a, b) of a block where its bytes differ from pre: split
- * where ZSKIP_MIN or more equal bytes lie between, at most PT_RUNS_MAX
- * (the last then reaches b).  blk[a] and blk[b - 1] differ.
+ * The runs of [a, b) of a block where its bytes differ from pre, joined
+ * to at most PT_RUNS_MAX (runs_join()): another node's single byte
+ * between two of this node's runs is left alone, as the kernel's NFS
+ * client leaves it.  blk[a] and blk[b - 1] differ.  runs: room for
+ * PT_RUNS_MAX; scratch: for (b - a + 1) / 2 + 1.
  */
 static uint32_t diff_runs(const char *blk, const char *pre, uint64_t a,
-			  uint64_t b, struct pt_run *runs)
+			  uint64_t b, struct pt_run *runs, struct pt_run *scratch)
 {
-	uint64_t x = a, s = a, y;
+	uint64_t x = a, y;
 	uint32_t k = 0;
 
 	while (x < b) {
-		if (blk[x] != pre[x]) {
-			x++;
-			continue;
-		}
-		for (y = x; y < b && blk[y] == pre[y]; y++)
+		for (y = x; y < b && blk[y] != pre[y]; y++)
 			;
-		if (y - x >= ZSKIP_MIN && k < PT_RUNS_MAX - 1) {
-			runs[k++] = (struct pt_run){ 0, (uint32_t)s,
-						     (uint32_t)x };
-			s = y;
-		}
+		scratch[k++] = (struct pt_run){ 0, (uint32_t)x, (uint32_t)y };
+		while (y < b && blk[y] == pre[y])
+			y++;
 		x = y;
 	}
-	runs[k++] = (struct pt_run){ 0, (uint32_t)s, (uint32_t)b };
+	k = runs_join(scratch, k, 0, PT_RUNS_MAX);
+	memcpy(runs, scratch, k * sizeof(*runs));
 	return k;
 }
 
@@ -425,7 +443,8 @@ static uint32_t diff_runs(const char *blk, const char *pre, uint64_t a,
  */
 static bool changed_range(const char *blk, const char *pre, bool pre_zero,
 			  uint64_t n, bool eof, uint32_t *lo, uint32_t *hi,
-			  struct pt_run *runs, uint32_t *nruns)
+			  struct pt_run *runs, struct pt_run *scratch,
+			  uint32_t *nruns)
 {
 	uint64_t a = 0, b = n, x, run = 0;
 	bool zs = false;
@@ -451,7 +470,7 @@ static bool changed_range(const char *blk, const char *pre, bool pre_zero,
 		while (b > a && blk[b - 1] == pre[b - 1])
 			b--;
 		if (a < b)
-			*nruns = diff_runs(blk, pre, a, b, runs);
+			*nruns = diff_runs(blk, pre, a, b, runs, scratch);
 	} else {
 		return false;
 	}
@@ -476,6 +495,7 @@ struct pt_pre {
 	uint64_t len;		/* its size: zeros past it */
 	char *buf;		/* room for a chunk of it */
 	struct pt_run *runs;	/* room for PT_RUNS_MAX runs per block */
+	struct pt_run *scratch;	/* for diff_runs() */
 	bool owned;		/* f->pt_owned: without a pre-image, the
 				 * blocks never hashed were zeros */
 };
@@ -593,7 +613,7 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 				  in_file < bs ? in_file : bs,
 				  in_file <= bs && size > be_size, &lo[b], &hi[b],
 				  pre->runs ? pre->runs + b * PT_RUNS_MAX : NULL,
-				  &nruns[b]))
+				  pre->scratch, &nruns[b]))
 			zs |= 1ULL << b;
 		/* Its bytes go into the pre-image unless it is a block of
 		 * a dense stream: sent whole, past the pre-image's end, not
@@ -649,6 +669,7 @@ out:
 		}
 		if (!(zs & bit) && range_whole(c, idx, b, lo[b], hi[b], size))
 			ch->mine |= bit;
+
 		if (ranged & bit)
 			ch->pt_stale &= ~bit;
 		else
@@ -743,14 +764,17 @@ int file_pt_rehash(struct cache_file *f, uint64_t from, uint64_t to)
 		pre.buf = aligned_alloc(4096, room);
 		pre.runs = malloc(CACHE_BLOCKS * PT_RUNS_MAX *
 				  sizeof(*pre.runs));
+		pre.scratch = malloc((c->block_size / 2 + 1) *
+				     sizeof(*pre.scratch));
 	}
-	if (!buf || (pre.fd >= 0 && (!pre.buf || !pre.runs)))
+	if (!buf || (pre.fd >= 0 && (!pre.buf || !pre.runs || !pre.scratch)))
 		r = -ENOMEM;
 	for (idx = from; idx < to && r >= 0; idx++)
 		r = rehash_chunk(f, idx, size, buf, &pre);
 	free(buf);
 	free(pre.buf);
 	free(pre.runs);
+	free(pre.scratch);
 out:
 	if (pre.fd >= 0)
 		close(pre.fd);
