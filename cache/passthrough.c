@@ -16,14 +16,16 @@
  * bytes the backend has as far as this node knows.  For a file empty at
  * the first write open it starts empty (zeros); for a forced open it is a
  * copy of the data file, made before the open is answered (up to
- * PT_PRE_MAX).  A changed block's range is the span of the bytes that
- * differ from it; where the pre-image is zeros, zero runs of ZSKIP_MIN
- * bytes or more inside the range are left out of the upload (flush.c).
- * After the rehash a block sent as a range is written into the pre-image;
- * one sent whole is only marked stale (ch->pt_stale: a dense stream costs
- * no second write), and its next change goes out whole, as does every
- * change of a block whose before bytes are not known (no pre-image,
- * another node's bytes fetched in place, a replay after a crash).
+ * PT_PRE_MAX).  A changed block's dirty range is the span of the bytes
+ * that differ from it, and where unchanged bytes lie between, the upload
+ * sends only the runs that differ (ch->pt_runs); where the pre-image is
+ * zeros, zero runs of ZSKIP_MIN bytes or more inside the range are left
+ * out instead (zskip, flush.c).  After the rehash a block sent as a range
+ * is written into the pre-image, and bytes a refresh fetches in place go
+ * into it too (fetch_chunk()); a block sent whole is only marked stale
+ * (ch->pt_stale: a dense stream costs no second write), and its next
+ * change goes out whole, as does every change of a block whose before
+ * bytes are not known (no pre-image, a replay after a crash).
  *
  * The rehash runs at FLUSH, fsync and the last release, and, for a long
  * writer, in the background on the chunks the file has grown past
@@ -107,8 +109,8 @@ static void pt_list_del(struct cache_file *f)
 	pthread_mutex_unlock(&c->pt_lock);
 }
 
-/* Every block's pre-image is stale (another node's bytes were fetched
- * into the data file in place); f->lock held. */
+/* Every block's pre-image is stale (none is made yet, or it could not be
+ * cut); f->lock held. */
 void file_pt_all_stale(struct cache_file *f)
 {
 	uint64_t i;
