@@ -703,6 +703,7 @@ int cache_flush_all(struct cache *c)
 
 	/* Make sure every dirty chunk is on its way, and now. */
 	atomic_fetch_add(&c->flush_all_waiters, 1);
+	pt_sync_all(c);
 	pthread_mutex_lock(&c->table_lock);
 	for (b = 0; b < TABLE_SIZE; b++) {
 		struct cache_file *f;

@@ -624,6 +624,9 @@ void *prefetcher_main(void *arg);
 
 /* passthrough.c */
 void *pt_main(void *arg);
+/* What every passthrough writer wrote, hashed and queued (a flush of
+ * everything: an asynchronous close's release may not have come yet). */
+void pt_sync_all(struct cache *c);
 int cache_file_pt_replay(struct cache_file *f, bool owned);
 
 /* reap.c: the remover thread of picked cold files, and the start-up

@@ -898,6 +898,28 @@ int cache_file_pt_replay(struct cache_file *f, bool owned)
 	return rc;
 }
 
+void pt_sync_all(struct cache *c)
+{
+	struct cache_file **v;
+	size_t i, n;
+
+	pthread_mutex_lock(&c->pt_lock);
+	n = c->npt;
+	v = malloc((n ? n : 1) * sizeof(*v));
+	for (i = 0; v && i < n; i++) {
+		v[i] = c->pt[i];
+		cache_file_ref(v[i]);
+	}
+	pthread_mutex_unlock(&c->pt_lock);
+	if (!v)
+		return;	/* the releases hash them */
+	for (i = 0; i < n; i++) {
+		cache_file_pt_sync_writers(v[i]);
+		cache_file_put(v[i]);
+	}
+	free(v);
+}
+
 /*
  * A long passthrough writer must not wait for its close: the chunks its
  * file has grown past are rehashed and uploaded while it writes.  A chunk
