@@ -756,6 +756,27 @@ static int px_rename(struct be *be, struct be_node *olddir,
 	return rc;
 }
 
+/* A listing of dir, opened anew (its own offset); 0 or -errno. */
+static int px_opendir(struct be_node *dir, DIR **out)
+{
+	int fd = path_get(dir), rc;
+
+	if (fd < 0)
+		return posix_err("opendir", NULL, -fd);
+	rc = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	path_put(dir);
+	if (rc < 0)
+		return posix_err("opendir", NULL, errno);
+	*out = fdopendir(rc);
+	if (!*out) {
+		int err = posix_err("opendir", NULL, errno);
+
+		close(rc);
+		return err;
+	}
+	return 0;
+}
+
 static int px_readdir(struct be *be, struct be_node *dir, be_dirent_fn fn,
 			 void *arg)
 {
@@ -765,21 +786,10 @@ static int px_readdir(struct be *be, struct be_node *dir, be_dirent_fn fn,
 	DIR *dp;
 	int fd, rc = 0;
 
-	fd = path_get(dir);
-	if (fd < 0)
-		return posix_err("opendir", NULL, -fd);
-	rc = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	path_put(dir);
+	rc = px_opendir(dir, &dp);
 	if (rc < 0)
-		return posix_err("opendir", NULL, errno);
-	fd = rc;
-	rc = 0;
-	dp = fdopendir(fd);
-	if (!dp) {
-		rc = posix_err("opendir", NULL, errno);
-		close(fd);
 		return rc;
-	}
+	fd = dirfd(dp);
 	while ((errno = 0, de = readdir(dp)) != NULL) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
@@ -808,21 +818,10 @@ static int px_readdir_names(struct be_node *dir, be_dirname_fn fn,
 	DIR *dp;
 	int fd, rc;
 
-	fd = path_get(dir);
-	if (fd < 0)
-		return posix_err("opendir", NULL, -fd);
-	rc = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	path_put(dir);
+	rc = px_opendir(dir, &dp);
 	if (rc < 0)
-		return posix_err("opendir", NULL, errno);
-	fd = rc;
-	rc = 0;
-	dp = fdopendir(fd);
-	if (!dp) {
-		rc = posix_err("opendir", NULL, errno);
-		close(fd);
 		return rc;
-	}
+	fd = dirfd(dp);
 	while ((errno = 0, de = readdir(dp)) != NULL) {
 		uint32_t type = DTTOIF(de->d_type);
 
