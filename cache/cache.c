@@ -1107,6 +1107,17 @@ static int emit_dirty(void *arg, struct journal *nj)
 	return rc;
 }
 
+/* Has the journal dirty data (or a passthrough writer) of fileid? */
+static bool journal_names(void *arg, uint64_t fileid)
+{
+	const struct rfile *rf;
+
+	for (rf = ((struct replay *)arg)->files; rf; rf = rf->next)
+		if (rf->fileid == fileid && (rf->nchunks || rf->pt))
+			return true;
+	return false;
+}
+
 static int replay(struct cache *c, char *err, size_t errlen)
 {
 	struct replay r = { .c = c };
@@ -1119,6 +1130,9 @@ static int replay(struct cache *c, char *err, size_t errlen)
 		snprintf(err, errlen,
 			 "cache dir %s: journal names chunk %llu, beyond any file this cache holds; refusing to guess which dirty data is safe (move the cache dir aside to start empty)",
 			 c->cfg->dir, (unsigned long long)r.bad_chunk);
+	/* before any data file is used: ptmark.c */
+	if (rc == 0)
+		rc = pt_marks_settle(c, journal_names, &r, err, errlen);
 	for (rf = r.files; rf && rc == 0; rf = rf->next) {
 		if (!rf->nchunks && !rf->pt)
 			continue;
@@ -1287,7 +1301,8 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 			cfg->dir, strerror(errno));
 	if ((rc = make_subdir(c, "data", err, errlen)) < 0 ||
 	    (rc = make_subdir(c, "index", err, errlen)) < 0 ||
-	    (rc = make_subdir(c, "trash", err, errlen)) < 0)
+	    (rc = make_subdir(c, "trash", err, errlen)) < 0 ||
+	    (rc = make_subdir(c, "pt", err, errlen)) < 0)
 		goto out_free;
 	/* Evictions a crash interrupted, before anything can open them. */
 	rc = reap_trash(c, err, errlen);

@@ -628,6 +628,18 @@ void *pt_main(void *arg);
  * everything: an asynchronous close's release may not have come yet). */
 void pt_sync_all(struct cache *c);
 int cache_file_pt_replay(struct cache_file *f, bool owned);
+/* Copy src's data ranges [0, size) into dst (a reflink where the fs
+ * has them); 0 or -errno. */
+int cache_copy_data(int src, int dst, uint64_t size);
+
+/* ptmark.c: a file with passthrough opens is marked (pt/NAME), so that
+ * a restart after a crash never uses its data file in place; f->lock
+ * held.  pt_marks_settle() runs at start, after the journal is read:
+ * dirty(arg, fileid) says whether the journal has dirty data of it. */
+int pt_mark(struct cache_file *f);
+void pt_unmark(struct cache_file *f);
+int pt_marks_settle(struct cache *c, bool (*dirty)(void *, uint64_t),
+		    void *arg, char *err, size_t errlen);
 
 /* reap.c: the remover thread of picked cold files, and the start-up
  * removal of those a crash left half removed (in trash/) */

@@ -130,8 +130,8 @@ void file_pt_pre_truncate(struct cache_file *f, uint64_t size)
 		file_pt_all_stale(f);
 }
 
-/* Copy src's data ranges [0, size) into dst; 0 or -errno. */
-static int copy_data(int src, int dst, uint64_t size)
+/* cache_int.h */
+int cache_copy_data(int src, int dst, uint64_t size)
 {
 	off_t off = 0, d, e;
 
@@ -186,7 +186,7 @@ static void pt_pre_make(struct cache_file *f, bool unhashed)
 		goto out;
 	}
 	if (!f->pt_owned)
-		rc = copy_data(file_fd(f, FILE_FD_SLOT_DATA), fd, f->size);
+		rc = cache_copy_data(file_fd(f, FILE_FD_SLOT_DATA), fd, f->size);
 	if (rc < 0) {
 		close(fd);
 		goto out;
@@ -228,6 +228,11 @@ int cache_file_pt_begin(struct cache_file *f, const struct be_cred *cred,
 		rc = file_fds_get(f, FILE_FD_DATA);
 	if (rc < 0)
 		goto out;
+	/* before the kernel holds the data file: ptmark.c */
+	if (f->pt_users == 0 && (rc = pt_mark(f)) < 0) {
+		file_fds_put(f);
+		goto out;
+	}
 	f->pt_users++;
 	if (write)
 		f->pt_cred = cache_cred(c, cred);
@@ -245,7 +250,8 @@ int cache_file_pt_begin(struct cache_file *f, const struct be_cred *cred,
 				close(f->pt_pre_fd);
 			f->pt_pre_fd = -1;
 			f->pt_writers--;
-			f->pt_users--;
+			if (--f->pt_users == 0)
+				pt_unmark(f);
 			f->pt_unsynced = false;
 			file_fds_put(f);
 			goto out;
@@ -834,7 +840,8 @@ void cache_file_pt_end(struct cache_file *f, bool write)
 	pthread_mutex_lock(&f->lock);
 	last = write && f->pt_writers == 1;
 	if (!last) {
-		f->pt_users--;
+		if (--f->pt_users == 0)
+			pt_unmark(f);
 		if (write)
 			f->pt_writers--;
 	}
@@ -854,7 +861,8 @@ void cache_file_pt_end(struct cache_file *f, bool write)
 	 */
 	rc = cache_file_pt_sync(f);
 	pthread_mutex_lock(&f->lock);
-	f->pt_users--;
+	if (--f->pt_users == 0)
+		pt_unmark(f);
 	last = --f->pt_writers == 0;
 	if (last && f->pt_pre_fd >= 0) {
 		close(f->pt_pre_fd);

@@ -19,7 +19,8 @@
 #     two mounts);
 #  8. passthrough=off: every byte through the daemon again;
 #     passthrough=bogus: one line, exit 1, nothing mounted;
-# 10. no room for a passthrough writer: the daemon's path.
+# 10. no room for a passthrough writer: the daemon's path;
+# 11. passthrough descriptors that outlive a kill -9 of the daemon.
 . "$(dirname "$0")/cache-lib.sh"
 need_root
 need_nfs
@@ -231,6 +232,70 @@ PY
 info "9: zeros over uploaded bytes, two runs of a forced writer around B's bytes, fsync through a reader: to the byte"
 unmount_stagefs "$A" || fail "A: daemon exit status $?"
 unmount_stagefs "$B" || fail "B: daemon exit status $?"
+
+# 11. descriptors opened through passthrough outlive a kill -9 of the
+#     daemon (the kernel holds their backing files): the restarted daemon
+#     never uses those data files in place.  A reader's descriptor still
+#     reads the bytes it read before while the new daemon serves the
+#     export's newer ones; a write through the dead daemon's writer
+#     descriptor (nothing can acknowledge it) stays out of the new daemon's
+#     file, and what that writer fsynced reaches the export.
+mount_stagefs "$BACKEND" "$A" "$TEST_TMP/cache11" passthrough=on fsync=local
+head -c $((8 << 20)) /dev/urandom >"$TEST_TMP/v11a"
+head -c $((8 << 20)) /dev/urandom >"$TEST_TMP/v11b"
+head -c $((3 << 20)) /dev/urandom >"$TEST_TMP/w11"
+cp "$TEST_TMP/v11a" "$A/r11"
+sfs_flush "$A"
+python3 - "$A" "$TEST_TMP" >"$TEST_TMP/o11.out" 2>&1 <<'PY' &
+import hashlib, os, sys, time
+mnt, tmp = sys.argv[1:3]
+def wait(name):
+    while not os.path.exists(tmp + "/" + name):
+        time.sleep(0.05)
+r = os.open(mnt + "/r11", os.O_RDONLY)
+w = os.open(mnt + "/w11", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+os.pread(r, 1 << 20, 0)
+print("READY", flush=True)
+wait("go11a")
+os.write(w, open(tmp + "/w11", "rb").read())
+os.fsync(w)
+print("FSYNCED", flush=True)
+wait("go11b")
+h, off = hashlib.sha256(), 0
+while True:
+    b = os.pread(r, 1 << 20, off)
+    if not b:
+        break
+    h.update(b)
+    off += len(b)
+print("R", h.hexdigest(), flush=True)
+os.pwrite(w, b"X" * 4096, 0)
+print("DONE", flush=True)
+PY
+opid=$!
+at_exit "kill $opid 2>/dev/null || true"
+wait_secs 30 grep -q READY "$TEST_TMP/o11.out" || fail "11: the opener did not start: $(cat "$TEST_TMP/o11.out")"
+[[ $(ctr "$A" passthrough_opens) -ge 2 ]] || fail "11: the opens are not passthrough ($(ctr "$A" passthrough_opens))"
+freeze_nfs
+touch "$TEST_TMP/go11a"
+wait_secs 30 grep -q FSYNCED "$TEST_TMP/o11.out" || fail "11: fsync=local did not return with the server frozen"
+crash_stagefs "$A"
+thaw_nfs
+cp "$TEST_TMP/v11b" "$BACKEND_DIR/r11"
+mount_stagefs "$BACKEND" "$A" "$TEST_TMP/cache11" passthrough=on
+grep -q "open through passthrough when the daemon stopped" "$(stagefs_log "$A")" \
+	|| fail "11: the restart did not settle the files open through passthrough"
+same_file "$TEST_TMP/v11b" "$A/r11"
+touch "$TEST_TMP/go11b"
+wait "$opid" || fail "11: the old descriptors failed: $(cat "$TEST_TMP/o11.out")"
+[[ $(sed -n 's/^R //p' "$TEST_TMP/o11.out") == $(sha256sum <"$TEST_TMP/v11a" | cut -d' ' -f1) ]] \
+	|| fail "11: the old reader's descriptor no longer reads the bytes it read before the crash"
+same_file "$TEST_TMP/w11" "$A/w11"
+sfs_flush "$A" 120
+same_file "$TEST_TMP/w11" "$BACKEND_DIR/w11"
+same_file "$TEST_TMP/v11b" "$A/r11"
+unmount_stagefs "$A" || fail "A: daemon exit status $?"
+info "11: descriptors of a killed daemon keep their old data files; the new daemon's files stay its own"
 
 # 8. passthrough=off, and a bad value
 mount_stagefs "$BACKEND" "$A" "$TEST_TMP/cache8" passthrough=off
