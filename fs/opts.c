@@ -87,7 +87,7 @@ void opts_usage(const char *prog)
 	       "  -o dirty_max=SIZE         writers wait above this much dirty data (default cache_size/2)\n"
 	       "  -o verify=on|off          check checksums on every cache read (default on)\n"
 	       "  -o passthrough=auto|on|off  the kernel reads and writes cached files\n"
-	       "                            itself (FUSE passthrough, Linux 6.9+; default off)\n"
+	       "                            itself (FUSE passthrough, Linux 6.9+; default auto)\n"
 	       "  -o cache_direct=fills|on|off  O_DIRECT for chunk fills (fills, the default),\n"
 	       "                            also for block reads of the cache (on), or none\n"
 	       "  -o default_permissions=on|off  the kernel checks modes before the backend does (default on)\n"
@@ -322,13 +322,11 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 	if (choice_opt("fsync", cfg->fsync_s, "backend", "local", &v))
 		return -EINVAL;
 	cc->fsync_mode = v ? CACHE_FSYNC_LOCAL : CACHE_FSYNC_BACKEND;
-	/* Off unless asked for: a descriptor opened with passthrough goes on
-	 * reading and writing the cache file after a daemon crash, under the
-	 * next daemon (docs/tuning.md). */
-	if (!cfg->passthrough_s || !strcmp(cfg->passthrough_s, "off")) {
-		cfg->passthrough = SFS_PT_OFF;
-	} else if (!strcmp(cfg->passthrough_s, "auto")) {
+	/* auto: where the kernel offers it (docs/tuning.md) */
+	if (!cfg->passthrough_s || !strcmp(cfg->passthrough_s, "auto")) {
 		cfg->passthrough = SFS_PT_AUTO;
+	} else if (!strcmp(cfg->passthrough_s, "off")) {
+		cfg->passthrough = SFS_PT_OFF;
 	} else if (!strcmp(cfg->passthrough_s, "on")) {
 		cfg->passthrough = SFS_PT_ON;
 	} else {

@@ -27,12 +27,11 @@
 #                     minute each)
 #   DIFFTEST_TWO_OPS  ops per two-mount run (default 6000: the two runs
 #                     take about a minute together on 2 cores)
-#   DIFFTEST_RUNS     the runs (default "posix nfs posix+direct nfs+pt
+#   DIFFTEST_RUNS     the runs (default "posix nfs posix+direct nfs+nopt
 #                     nfs2 nfs2+async"; the single-mount ones follow
-#                     STAGEFS_TEST_BACKENDS; +pt mounts with
-#                     passthrough=auto, +nopt with passthrough=off, the
-#                     two-mount runs too unless +pt: nfs2+pt and
-#                     nfs2+async+pt exist)
+#                     STAGEFS_TEST_BACKENDS; +nopt mounts with
+#                     passthrough=off, the two-mount runs too unless +pt:
+#                     nfs2+pt and nfs2+async+pt exist)
 #   DIFFTEST_SEED     the seed (default: a new one each run, printed)
 #   DIFFTEST_ARGS     more difftest arguments for every run, to shrink a
 #                     failure: e.g. "-O 12,40-44 -v"
@@ -69,13 +68,13 @@ runs=$(backends)
 if [[ " $runs " == *" nfs "* && -n "${STAGEFS_TEST_NFS_SQUASH_URL:-}" ]]; then
 	runs="$runs nfs+squash"
 fi
-# The passthrough path (issue 12), where the kernel offers it (auto: the
-# daemon's own path elsewhere), on one mount (nfs+pt); +nopt forces the
-# daemon's path whatever the default.  The two-mount runs are passthrough=off:
+# The default (passthrough=auto) is the passthrough path where the kernel
+# offers it (issue 12); nfs+nopt runs the daemon's own path, which every
+# kernel older than 6.9 takes.  The two-mount runs are passthrough=off:
 # their single-byte ranges of one file interleaved between two nodes are
 # what only the daemon's path keeps exact (a passthrough writer's runs are
 # found by content, docs/consistency.md; nfs2+pt and nfs2+async+pt by name).
-[[ " $runs " == *" nfs "* ]] && runs="$runs nfs+pt"
+[[ " $runs " == *" nfs "* ]] && runs="$runs nfs+nopt"
 runs="${DIFFTEST_RUNS:-$runs nfs2 nfs2+async}"
 info "seed $seed, $ops ops per single-mount run, $two_ops per two-mount run;" \
 	"runs: $runs (DIFFTEST_SEED=$seed DIFFTEST_OPS=$ops DIFFTEST_TWO_OPS=$two_ops" \

@@ -269,7 +269,7 @@ START_TEST(test_opts_defaults)
 				  cfg.cache.size / 2 :
 				  2 * cfg.cache.chunk_size);
 	ck_assert_int_eq(cfg.foreground, 0);
-	ck_assert_int_eq(cfg.passthrough, SFS_PT_OFF);
+	ck_assert_int_eq(cfg.passthrough, SFS_PT_AUTO);
 
 	/* -f, and on=1/off=0 spelled the other way round. */
 	rc = parse("-f", "/srv/export", "/mnt/x", "-o", cdir_opt, "-o",
