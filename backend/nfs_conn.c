@@ -906,6 +906,7 @@ static void *conn_main(void *arg)
 	uint64_t now;
 	int stop, rc;
 
+	pthread_setname_np(pthread_self(), "sfs-nfs");
 	for (;;) {
 		pthread_mutex_lock(&conn->lock);
 		sub = conn->sub_head;

@@ -657,6 +657,7 @@ void *flusher_main(void *arg)
 	/* The thread's registered buffer: read-backs are fixed reads. */
 	char *buf = ring_buf(cache_ring(c), c->cfg->chunk_size);
 
+	pthread_setname_np(pthread_self(), "sfs-flush");
 	if (!buf) {
 		log_msg(LOG_LVL_ERR, "flush", "out of memory for a flusher");
 		return NULL;
@@ -722,6 +723,7 @@ void *prefetcher_main(void *arg)
 	struct cache *c = arg;
 	struct flush_item *it;
 
+	pthread_setname_np(pthread_self(), "sfs-prefetch");
 	while ((it = pop(&c->prefetch_lock, &c->prefetch_cond, &c->phead,
 			 &c->ptail, &c->stopping))) {
 		struct cache_file *f = it->f;

@@ -938,6 +938,7 @@ void *pt_main(void *arg)
 	struct cache *c = arg;
 	struct timespec ts = { 0, PT_SCAN_MS * 1000000L };
 
+	pthread_setname_np(pthread_self(), "sfs-ptscan");
 	while (!atomic_load(&c->stopping)) {
 		struct cache_file *f = NULL;
 		size_t i;

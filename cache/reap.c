@@ -78,6 +78,7 @@ void *reap_main(void *arg)
 	struct cache *c = arg;
 	struct cold_victim v;
 
+	pthread_setname_np(pthread_self(), "sfs-reap");
 	while (cold_reap_take(c, &v))
 		cold_reap_done(c, &v, reap_one(c, &v));
 	return NULL;

@@ -341,6 +341,7 @@ void *scan_main(void *arg)
 	DIR *dp;
 	int fd, data_fd;
 
+	pthread_setname_np(pthread_self(), "sfs-scan");
 	fd = openat(c->dir_fd, "index", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	data_fd = openat(c->dir_fd, "data", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || data_fd < 0 || !(dp = fdopendir(fd))) {

@@ -512,6 +512,7 @@ static void *conn_main(void *arg)
 	size_t len = 0;
 	ssize_t n;
 
+	pthread_setname_np(pthread_self(), "sfs-ctlconn");
 	/* One line, however the client's writes split it. */
 	while (len < sizeof(line) - 1 && !memchr(line, '\n', len)) {
 		n = read(c->fd, line + len, sizeof(line) - 1 - len);
@@ -563,6 +564,7 @@ static void *ctl_main(void *arg)
 {
 	struct ctl *ctl = arg;
 
+	pthread_setname_np(pthread_self(), "sfs-ctl");
 	for (;;) {
 		struct pollfd pfd[2] = { { .fd = ctl->lfd, .events = POLLIN },
 					 { .fd = ctl->stop_pipe[0],

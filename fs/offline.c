@@ -363,6 +363,7 @@ static void *watch_main(void *arg)
 	struct sfs *s = arg;
 	struct timespec t = { 0, 100 * 1000 * 1000 };
 
+	pthread_setname_np(pthread_self(), "sfs-watch");
 	while (!atomic_load(&s->watch_stop) && !fuse_session_exited(s->se))
 		nanosleep(&t, NULL);
 	atomic_store(&s->ended, true);
