@@ -270,6 +270,7 @@ static struct cache_file *file_new(struct cache *c, int be_idx,
 	f->node = be_node_get(node);
 	atomic_init(&f->refs, 1);	/* the table's */
 	f->pt_pre_fd = -1;
+	f->pt_slot = -1;
 	fdlru_ent_init(&f->fds);
 	pthread_mutex_init(&f->wlock, NULL);
 	pthread_mutex_init(&f->lock, NULL);
@@ -1251,6 +1252,8 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 	pthread_cond_init(&c->reap_cond, NULL);
 	pthread_cond_init(&c->reaped_cond, NULL);
 	pthread_mutex_init(&c->pt_lock, NULL);
+	pthread_mutex_init(&c->ptmark_lock, NULL);
+	c->ptmark_fd = -1;
 
 	if (cache_fds_init(c) < 0) {
 		snprintf(err, errlen, "out of memory");
@@ -1301,8 +1304,7 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 			cfg->dir, strerror(errno));
 	if ((rc = make_subdir(c, "data", err, errlen)) < 0 ||
 	    (rc = make_subdir(c, "index", err, errlen)) < 0 ||
-	    (rc = make_subdir(c, "trash", err, errlen)) < 0 ||
-	    (rc = make_subdir(c, "pt", err, errlen)) < 0)
+	    (rc = make_subdir(c, "trash", err, errlen)) < 0)
 		goto out_free;
 	/* Evictions a crash interrupted, before anything can open them. */
 	rc = reap_trash(c, err, errlen);
@@ -1342,6 +1344,7 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 out_free:
 	cache_fds_destroy(c);
 	rbuf_pool_free(c);
+	pt_marks_close(c);
 	journal_close(c->journal);
 	if (c->lock_fd >= 0)
 		close(c->lock_fd);
@@ -1404,6 +1407,7 @@ int cache_close(struct cache *c)
 	while (c->npt)	/* writers the kernel never released */
 		cache_file_put(c->pt[--c->npt]);
 	free(c->pt);
+	pt_marks_close(c);	/* the records of opens never released stay */
 	cold_free(c);
 
 	pthread_mutex_lock(&c->journal_lock);

@@ -205,6 +205,7 @@ struct cache_file {
 				 * open: every byte in it is this node's */
 	uint64_t pt_scanned;	/* chunks below this rehashed in the
 				 * background (pt_main) */
+	int pt_slot;		/* its record in pt-open (ptmark.c), or -1 */
 	int pt_pre_fd;		/* the pre-image of the passthrough writers'
 				 * bytes, which the rehash diffs against
 				 * (passthrough.c), or -1: changed blocks go
@@ -280,6 +281,12 @@ struct cache {
 	size_t npt, pt_cap;
 	pthread_t pt_thread;
 	bool pt_started;
+	/* ptmark.c: the pt-open file, its free records; ptmark_lock (a
+	 * leaf) protects them */
+	pthread_mutex_t ptmark_lock;
+	int ptmark_fd;
+	uint32_t *ptmark_free;
+	size_t ptmark_nfree, ptmark_cap, ptmark_n;
 
 	pthread_mutex_t cold_lock;
 	struct cold_list *cold;	/* scan.c; protected by cold_lock */
@@ -632,14 +639,16 @@ int cache_file_pt_replay(struct cache_file *f, bool owned);
  * has them); 0 or -errno. */
 int cache_copy_data(int src, int dst, uint64_t size);
 
-/* ptmark.c: a file with passthrough opens is marked (pt/NAME), so that
- * a restart after a crash never uses its data file in place; f->lock
- * held.  pt_marks_settle() runs at start, after the journal is read:
- * dirty(arg, fileid) says whether the journal has dirty data of it. */
+/* ptmark.c: a file with passthrough opens is marked (a record in the
+ * cache dir's pt-open), so that a restart after a crash never uses its
+ * data file in place; f->lock held.  pt_marks_settle() runs at start,
+ * after the journal is read (dirty(arg, fileid): has the journal dirty
+ * data of it?) and opens pt-open; pt_marks_close() at the end. */
 int pt_mark(struct cache_file *f);
 void pt_unmark(struct cache_file *f);
 int pt_marks_settle(struct cache *c, bool (*dirty)(void *, uint64_t),
 		    void *arg, char *err, size_t errlen);
+void pt_marks_close(struct cache *c);
 
 /* reap.c: the remover thread of picked cold files, and the start-up
  * removal of those a crash left half removed (in trash/) */

@@ -12,12 +12,14 @@
  * descriptor's later writes, which no fsync can acknowledge any more, for
  * bytes of its own.
  *
- * So a file with passthrough opens has a marker, pt/NAME (NAME as in
- * data/NAME), made before the first such open is answered and removed
- * after the last one's release.  A marker needs no fsync: a process crash
- * keeps it, and a node crash ends every descriptor with it.  At start,
- * after the journal is read and before any cached file is loaded, each
- * marker left behind is settled:
+ * So a file with passthrough opens is marked: a record in pt-open, a
+ * file in the cache dir, written before the first such open is answered
+ * and zeroed after the last one's release.  A record is one pwrite of
+ * PTMARK_REC bytes (the data file's name) into the page cache, about a
+ * microsecond: every open-read-close of a small cached file pays it.  It
+ * needs no fsync: a process crash keeps it, and a node crash ends every
+ * descriptor with it.  At start, after the journal is read and before
+ * any cached file is loaded, each record left behind is settled:
  *   - a file with dirty data (its index says so, or the journal names
  *     it) gets a fresh data file: a copy of the old one (a reflink where
  *     the cache fs has them), made durable and renamed over it;
@@ -27,45 +29,97 @@
  * Either way the old descriptors keep the old inode to themselves: they
  * read what they read before the crash and their own later writes.
  *
- * Thread safety: pt_mark() and pt_unmark() run under f->lock; the start-up
- * settling runs before any other thread.
+ * Thread safety: pt_mark() and pt_unmark() run under f->lock and take
+ * c->ptmark_lock (a leaf) for the free records; the start-up settling
+ * runs before any other thread.
  */
 #include "cache_int.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define PTMARK_REC 64	/* a data file's name, zero-padded */
+
+static int slot_get(struct cache *c)
+{
+	int slot = -1;
+
+	pthread_mutex_lock(&c->ptmark_lock);
+	if (c->ptmark_nfree)
+		slot = (int)c->ptmark_free[--c->ptmark_nfree];
+	else if (c->ptmark_n < INT_MAX)
+		slot = (int)c->ptmark_n++;
+	pthread_mutex_unlock(&c->ptmark_lock);
+	return slot;
+}
+
+static void slot_put(struct cache *c, int slot)
+{
+	pthread_mutex_lock(&c->ptmark_lock);
+	if (c->ptmark_nfree == c->ptmark_cap) {
+		size_t ncap = c->ptmark_cap ? 2 * c->ptmark_cap : 64;
+		uint32_t *n = realloc(c->ptmark_free, ncap * sizeof(*n));
+
+		if (!n) {	/* the record is not used again */
+			pthread_mutex_unlock(&c->ptmark_lock);
+			return;
+		}
+		c->ptmark_free = n;
+		c->ptmark_cap = ncap;
+	}
+	c->ptmark_free[c->ptmark_nfree++] = (uint32_t)slot;
+	pthread_mutex_unlock(&c->ptmark_lock);
+}
+
 int pt_mark(struct cache_file *f)
 {
-	char name[128];
+	struct cache *c = f->c;
+	char name[128], rec[PTMARK_REC] = { 0 };
+	int slot = slot_get(c), rc;
 
-	index_file_name(f, "pt", name, sizeof(name));
-	if (mknodat(f->c->dir_fd, name, S_IFREG | 0600, 0) < 0 &&
-	    errno != EEXIST) {
-		int rc = -errno;
-
-		log_msg(LOG_LVL_WARN, "passthrough",
-			"cannot make %s/%s (%s): the open goes through the daemon",
-			f->c->cfg->dir, name, strerror(-rc));
-		return rc;
+	if (slot < 0)
+		return -ENOMEM;
+	index_file_name(f, "data", name, sizeof(name));
+	memcpy(rec, name + 5, strnlen(name + 5, sizeof(rec) - 1));
+	if (pwrite(c->ptmark_fd, rec, sizeof(rec),
+		   (off_t)slot * PTMARK_REC) == (ssize_t)sizeof(rec)) {
+		f->pt_slot = slot;
+		return 0;
 	}
-	return 0;
+	rc = errno ? -errno : -ENOSPC;
+	log_msg(LOG_LVL_WARN, "passthrough",
+		"cannot write %s/pt-open (%s): the open goes through the daemon",
+		c->cfg->dir, strerror(-rc));
+	slot_put(c, slot);
+	return rc;
 }
 
 void pt_unmark(struct cache_file *f)
 {
-	char name[128];
+	static const char zero[PTMARK_REC];
+	struct cache *c = f->c;
+	int slot = f->pt_slot;
 
-	index_file_name(f, "pt", name, sizeof(name));
-	if (unlinkat(f->c->dir_fd, name, 0) < 0 && errno != ENOENT)
-		log_msg(LOG_LVL_WARN, "passthrough", "cannot remove %s/%s: %s",
-			f->c->cfg->dir, name, strerror(errno));
+	if (slot < 0)
+		return;
+	f->pt_slot = -1;
+	if (pwrite(c->ptmark_fd, zero, sizeof(zero),
+		   (off_t)slot * PTMARK_REC) != (ssize_t)sizeof(zero)) {
+		/* The record stays (and its slot unused): a start after a
+		 * crash settles this file needlessly, and that is all. */
+		log_msg(LOG_LVL_WARN, "passthrough",
+			"cannot clear a record of %s/pt-open: %s", c->cfg->dir,
+			strerror(errno));
+		return;
+	}
+	slot_put(c, slot);
 }
 
 static int sync_dir(struct cache *c, const char *dir)
@@ -80,7 +134,11 @@ static int sync_dir(struct cache *c, const char *dir)
 	return rc;
 }
 
-/* A fresh inode for data/NAME, with the same bytes; 0 or -errno. */
+/*
+ * A fresh inode for data/NAME, with the same bytes; 0 or -errno.  The
+ * copy is linked as trash/NAME.copy first: a crash before the rename
+ * leaves it there, and reap_trash() removes it at the next start.
+ */
 static int pt_detach(struct cache *c, const char *name)
 {
 	char dname[300], tname[300], proc[64];
@@ -88,7 +146,7 @@ static int pt_detach(struct cache *c, const char *name)
 	struct stat st;
 
 	snprintf(dname, sizeof(dname), "data/%s", name);
-	snprintf(tname, sizeof(tname), "pt/%s.copy", name);
+	snprintf(tname, sizeof(tname), "trash/%s.copy", name);
 	src = openat(c->dir_fd, dname, O_RDONLY | O_CLOEXEC);
 	if (src < 0)
 		return errno == ENOENT ? 0 : -errno;
@@ -101,7 +159,6 @@ static int pt_detach(struct cache *c, const char *name)
 	if (rc == 0 && fdatasync(dst) < 0)
 		rc = -errno;
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dst);
-	unlinkat(c->dir_fd, tname, 0);	/* an earlier start's, cut short */
 	if (rc == 0 && linkat(AT_FDCWD, proc, c->dir_fd, tname,
 			      AT_SYMLINK_FOLLOW) < 0)
 		rc = -errno;
@@ -136,57 +193,80 @@ static void pt_drop(struct cache *c, const char *name)
 		unlinkat(c->dir_fd, tname, 0);
 }
 
+/* One record left by an earlier run; 0 or -errno (err set). */
+static int settle_one(struct cache *c, const char *name,
+		      bool (*dirty)(void *, uint64_t), void *arg,
+		      uint64_t *ncopied, uint64_t *ndropped, char *err,
+		      size_t errlen)
+{
+	char iname[300];
+	unsigned int spec;
+	uint64_t fileid, hkey;
+	int rc;
+
+	if (sscanf(name, "%8x-%16" SCNx64 "-%16" SCNx64, &spec, &fileid,
+		   &hkey) != 3 || strchr(name, '/') || strchr(name, '.'))
+		return 0;	/* not a name this cache makes */
+	snprintf(iname, sizeof(iname), "index/%s", name);
+	if (!dirty(arg, fileid) && !index_name_dirty(c, iname)) {
+		pt_drop(c, name);
+		(*ndropped)++;
+		return 0;
+	}
+	rc = pt_detach(c, name);
+	if (rc < 0)
+		snprintf(err, errlen,
+			 "cache dir %s: data/%s has dirty data and was open through passthrough when the daemon stopped; cannot copy it to a fresh file (%s)",
+			 c->cfg->dir, name, strerror(-rc));
+	else
+		(*ncopied)++;
+	return rc;
+}
+
 int pt_marks_settle(struct cache *c, bool (*dirty)(void *, uint64_t),
 		    void *arg, char *err, size_t errlen)
 {
 	uint64_t ncopied = 0, ndropped = 0;
-	struct dirent *de;
-	DIR *dp;
-	int fd, rc = 0;
+	char rec[PTMARK_REC + 1] = { 0 };
+	off_t off = 0;
+	int rc = 0;
 
-	fd = openat(c->dir_fd, "pt", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || !(dp = fdopendir(fd))) {
+	c->ptmark_fd = openat(c->dir_fd, "pt-open",
+			      O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (c->ptmark_fd < 0) {
 		rc = -errno;
-		snprintf(err, errlen, "cache dir %s: cannot list pt/: %s",
+		snprintf(err, errlen, "cache dir %s: cannot open pt-open: %s",
 			 c->cfg->dir, strerror(-rc));
-		if (fd >= 0)
-			close(fd);
 		return rc;
 	}
-	while ((de = readdir(dp)) && rc == 0) {
-		char iname[300], pname[300];
-		unsigned int spec;
-		uint64_t fileid, hkey;
-
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(pname, sizeof(pname), "pt/%s", de->d_name);
-		if (sscanf(de->d_name, "%8x-%16" SCNx64 "-%16" SCNx64, &spec,
-			   &fileid, &hkey) != 3 || strchr(de->d_name, '.')) {
-			unlinkat(c->dir_fd, pname, 0);	/* a .copy */
-			continue;
-		}
-		snprintf(iname, sizeof(iname), "index/%s", de->d_name);
-		if (dirty(arg, fileid) || index_name_dirty(c, iname)) {
-			rc = pt_detach(c, de->d_name);
-			if (rc < 0) {
-				snprintf(err, errlen,
-					 "cache dir %s: data/%s has dirty data and was open through passthrough when the daemon stopped; cannot copy it to a fresh file (%s)",
-					 c->cfg->dir, de->d_name,
-					 strerror(-rc));
-				break;
-			}
-			ncopied++;
-		} else {
-			pt_drop(c, de->d_name);
-			ndropped++;
-		}
-		unlinkat(c->dir_fd, pname, 0);
+	while (rc == 0 && pread(c->ptmark_fd, rec, PTMARK_REC, off) ==
+				  PTMARK_REC) {
+		off += PTMARK_REC;
+		if (rec[0])
+			rc = settle_one(c, rec, dirty, arg, &ncopied,
+					&ndropped, err, errlen);
 	}
-	closedir(dp);
+	if (rc < 0)
+		return rc;	/* the records stay for the next start */
+	if (ftruncate(c->ptmark_fd, 0) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cache dir %s: cannot empty pt-open: %s",
+			 c->cfg->dir, strerror(-rc));
+		return rc;
+	}
 	if (ncopied + ndropped)
 		log_msg(LOG_LVL_INFO, "passthrough",
 			"%" PRIu64 " file(s) were open through passthrough when the daemon stopped: %" PRIu64 " with dirty data got a fresh data file, %" PRIu64 " clean ones left the cache; old descriptors keep the old files",
 			ncopied + ndropped, ncopied, ndropped);
-	return rc;
+	return 0;
+}
+
+void pt_marks_close(struct cache *c)
+{
+	if (c->ptmark_fd >= 0)
+		close(c->ptmark_fd);
+	c->ptmark_fd = -1;
+	free(c->ptmark_free);
+	c->ptmark_free = NULL;
+	c->ptmark_nfree = c->ptmark_cap = c->ptmark_n = 0;
 }
