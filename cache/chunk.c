@@ -184,6 +184,19 @@ static bool copy_from_fetch(struct cache_file *f, uint64_t idx,
 	return true;
 }
 
+/* The data file's bytes [lo, hi) of block b of chunk idx into buf; the
+ * data file taken.  0 or -errno. */
+static int overlay_range(struct cache_file *f, uint64_t idx, char *buf,
+			 unsigned int b, uint32_t lo, uint32_t hi)
+{
+	struct cache *c = f->c;
+	uint64_t o = b * c->block_size + lo;
+	ssize_t n = ring_pread(cache_ring(c), file_fd(f, FILE_FD_SLOT_DATA),
+			       buf + o, hi - lo, chunk_start(c, idx) + o);
+
+	return n < 0 ? (int)n : 0;
+}
+
 /*
  * Copy the dirty ranges of the blocks in want from the cache file over
  * the fetched bytes in buf (the whole chunk).  No writer runs while
@@ -196,35 +209,50 @@ static int overlay_dirty(struct cache_file *f, struct chunk *ch, uint64_t idx,
 			 uint64_t want, uint64_t dirty0, char *buf,
 			 uint64_t *missed)
 {
-	struct cache *c = f->c;
-	uint32_t lo[CACHE_BLOCKS], hi[CACHE_BLOCKS];
-	uint64_t m;
-	int rc;
+	uint32_t lo[CACHE_BLOCKS], hi[CACHE_BLOCKS], nruns = 0, i;
+	struct pt_run *runs = NULL;
+	uint64_t m, rmask = 0;
+	int rc = 0;
 
 	pthread_mutex_lock(&f->lock);
 	m = want & ch->dirty;
 	*missed = dirty0 & ~m;
 	memcpy(lo, ch->dlo, sizeof(lo));
 	memcpy(hi, ch->dhi, sizeof(hi));
-	pthread_mutex_unlock(&f->lock);
-	if (!m)
-		return 0;
-	rc = file_fds_get(f, FILE_FD_DATA);
-	if (rc < 0)
-		return rc;
-	for (; m; m &= m - 1) {
-		unsigned int b = (unsigned int)__builtin_ctzll(m);
-		uint64_t o = b * c->block_size + lo[b];
-		ssize_t n = ring_pread(cache_ring(c),
-				       file_fd(f, FILE_FD_SLOT_DATA), buf + o,
-				       hi[b] - lo[b], chunk_start(c, idx) + o);
-
-		if (n < 0) {
-			rc = (int)n;
-			break;
+	/*
+	 * A passthrough writer's block is dirty over a span, but only its
+	 * runs are this node's: the bytes between are the backend's, maybe
+	 * another node's newer ones (two-mount difftest seed 31415926).
+	 */
+	if (ch->pt_runs_mask & m) {
+		runs = malloc(ch->pt_nruns * sizeof(*runs));
+		if (runs) {
+			memcpy(runs, ch->pt_runs, ch->pt_nruns * sizeof(*runs));
+			nruns = ch->pt_nruns;
+			rmask = ch->pt_runs_mask & m;
+		} else {
+			rc = -ENOMEM;
 		}
 	}
+	pthread_mutex_unlock(&f->lock);
+	if (!m || rc < 0)
+		return rc;
+	rc = file_fds_get(f, FILE_FD_DATA);
+	if (rc < 0) {
+		free(runs);
+		return rc;
+	}
+	for (i = 0; rc == 0 && i < nruns; i++)
+		if (rmask & (1ULL << runs[i].b))
+			rc = overlay_range(f, idx, buf, runs[i].b, runs[i].lo,
+					   runs[i].hi);
+	for (m &= ~rmask; rc == 0 && m; m &= m - 1) {
+		unsigned int b = (unsigned int)__builtin_ctzll(m);
+
+		rc = overlay_range(f, idx, buf, b, lo[b], hi[b]);
+	}
 	file_fds_put(f);
+	free(runs);
 	return rc;
 }
 

@@ -384,8 +384,13 @@ static void pt_runs_update(struct chunk *ch, unsigned int b, bool zskip,
 
 	if (!(ch->dirty & bit))
 		chunk_runs_drop(ch, bit);	/* left from an older round */
-	if (zskip || (!n && !(ch->pt_runs_mask & ch->dirty & bit))) {
-		chunk_runs_drop(ch, bit);	/* the (joined) range says it */
+	/* One range, onto no other or one it touches: the (joined) range
+	 * says it.  Onto a range apart from it, the bytes between are not
+	 * this node's: two runs (two-mount difftest seed 31415926). */
+	if (zskip || (!n && !(ch->pt_runs_mask & ch->dirty & bit) &&
+		      (!(ch->dirty & bit) ||
+		       (lo <= ch->dhi[b] && ch->dlo[b] <= hi)))) {
+		chunk_runs_drop(ch, bit);
 		return;
 	}
 	if (ch->dirty & bit)
@@ -534,6 +539,7 @@ static int pre_read(struct pt_pre *pre, uint64_t start, uint64_t len,
 static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
 			    char *buf, struct pt_pre *pre)
 {
+	const struct pt_run *kept;
 	struct cache *c = f->c;
 	uint64_t bs = c->block_size, start = chunk_start(c, idx);
 	uint64_t len = size - start < c->cfg->chunk_size ? size - start :
@@ -675,7 +681,9 @@ out:
 			ch->present |= bit;
 			atomic_fetch_add(&c->used_bytes, bs);
 		}
-		if (!(zs & bit) && range_whole(c, idx, b, lo[b], hi[b], size))
+		/* whole, with no runs: no bytes of others between */
+		if (!(zs & bit) && range_whole(c, idx, b, lo[b], hi[b], size) &&
+		    !chunk_runs_of(ch, b, &kept))
 			ch->mine |= bit;
 
 		if (ranged & bit)
