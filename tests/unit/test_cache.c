@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -1700,6 +1701,119 @@ START_TEST(test_crash_recovery_overwrite)
 }
 END_TEST
 
+/* The data files of the cache dir, opened read-only (as the kernel holds
+ * a passthrough descriptor's backing file), by their first byte. */
+static int data_file_starting(unsigned char first)
+{
+	char path[PATH_MAX + 256], dpath[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+	int fd = -1;
+
+	snprintf(dpath, sizeof(dpath), "%s/data", X.dir);
+	d = opendir(dpath);
+	ck_assert_ptr_nonnull(d);
+	while (fd < 0 && (de = readdir(d))) {
+		unsigned char c;
+		int t;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dpath, de->d_name);
+		t = open(path, O_RDONLY | O_CLOEXEC);
+		if (t >= 0 && pread(t, &c, 1, 0) == 1 && c == first)
+			fd = t;
+		else if (t >= 0)
+			close(t);
+	}
+	closedir(d);
+	return fd;
+}
+
+/*
+ * Passthrough descriptors outlive their daemon (the kernel holds their
+ * backing files): a child with a passthrough reader on a clean file and
+ * on a dirty one is killed, the old data files stay open here, and the
+ * restart must leave them alone: the clean file leaves the cache, the
+ * dirty one gets a fresh data file with the same bytes (ptmark.c).
+ */
+START_TEST(test_pt_crash_fresh_data_files)
+{
+	size_t len = 2 * BS;
+	unsigned char *a = pattern_new(len, 91), *b = pattern_new(len, 92);
+	unsigned char *got = malloc(len);
+	struct be_node *nc, *nd;
+	struct stat old, now;
+	int status, oc, od, fd;
+	pid_t pid;
+
+	a[0] = 'A';
+	b[0] = 'B';
+	nc = fx_backend_file("ptclean", a, len);
+	nd = fx_backend_file("ptdirty", a, len);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct cache_file *f;
+		struct be_attr at;
+		int pfd;
+
+		mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);
+		if (cache_open(&X.cfg, X.bes, 1, &X.c, X.err, sizeof(X.err)))
+			_exit(2);
+		if (X.be->ops->getattr(X.be, NULL, nc, &at) ||
+		    cache_file_get(X.c, 0, nc, &at, &f) < 0 ||
+		    cache_read(f, NULL, got, len, 0) != (ssize_t)len ||
+		    cache_file_pt_begin(f, NULL, false, true, &pfd))
+			_exit(3);
+		if (X.be->ops->getattr(X.be, NULL, nd, &at) ||
+		    cache_file_get(X.c, 0, nd, &at, &f) < 0 ||
+		    cache_write(f, NULL, b, len, 0) != (ssize_t)len ||
+		    cache_file_pt_begin(f, NULL, false, true, &pfd))
+			_exit(4);
+		kill(getpid(), SIGKILL);
+		_exit(5);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+		      "child: status 0x%x", status);
+	oc = data_file_starting('A');
+	od = data_file_starting('B');
+	ck_assert_int_ge(oc, 0);
+	ck_assert_int_ge(od, 0);
+	ck_assert_int_eq(fstat(od, &old), 0);
+
+	/* No upload yet: one drops the uploaded blocks from the new file. */
+	mem_be_gate(X.be, MEM_OP_WRITE, 1);
+	fx_open();
+	/* The clean file's data file is gone, the dirty one's is new. */
+	ck_assert_int_lt(data_file_starting('A'), 0);
+	fd = data_file_starting('B');
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fstat(fd, &now), 0);
+	ck_assert_uint_ne(now.st_ino, old.st_ino);
+	ck_assert_int_eq(pread(fd, got, len, 0), (ssize_t)len);
+	assert_same(got, b, len, "the fresh data file");
+	close(fd);
+	/* A write of the new daemon does not reach an old descriptor. */
+	write_all(fx_reopen(nd), a, 100, 0, 100);
+	ck_assert_int_eq(pread(od, got, len, 0), (ssize_t)len);
+	assert_same(got, b, len, "the old dirty file's descriptor");
+	ck_assert_int_eq(pread(oc, got, len, 0), (ssize_t)len);
+	assert_same(got, a, len, "the old clean file's descriptor");
+	close(oc);
+	close(od);
+	fx_heal();
+	ck_assert_int_eq(cache_flush_all(X.c), 0);
+	memcpy(b, a, 100);
+	assert_backend_has(nd, b, len, "the dirty file after the restart");
+	assert_cache_has(fx_reopen(nc), a, len, "the clean file, fetched again");
+	free(a);
+	free(b);
+	free(got);
+}
+END_TEST
+
 /*
  * The ranges survive a crash: dirty ranges of a chunk go out after a
  * restart as they were, no more bytes (the bytes around them in the
@@ -3326,6 +3440,7 @@ static Suite *cache_suite(void)
 		T(test_fd_limit),
 		T(test_pt_zero_growth_gives_size),
 		T(test_pt_truncate_keeps_writer_bytes),
+		T(test_pt_crash_fresh_data_files),
 		T(test_cred_upload_per_writer),
 		T(test_cred_fetch_as_reader),
 		T(test_cred_replay),
