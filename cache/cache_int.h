@@ -654,6 +654,9 @@ void pt_marks_close(struct cache *c);
  * removal of those a crash left half removed (in trash/) */
 void *reap_main(void *arg);
 int reap_trash(struct cache *c, char *err, size_t errlen);
+/* Remove the cached file NAME (data/NAME, index/NAME) the crash-safe way:
+ * its index through trash/ first. */
+void reap_files(struct cache *c, const char *name);
 
 /* evict.c */
 void cache_evict_maybe(struct cache *c);

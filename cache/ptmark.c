@@ -175,24 +175,6 @@ out:
 	return rc;
 }
 
-/* data/NAME and index/NAME go, crash-safe as reap.c removes them. */
-static void pt_drop(struct cache *c, const char *name)
-{
-	char iname[300], tname[300], dname[300];
-
-	snprintf(iname, sizeof(iname), "index/%s", name);
-	snprintf(tname, sizeof(tname), "trash/%s", name);
-	snprintf(dname, sizeof(dname), "data/%s", name);
-	if (renameat(c->dir_fd, iname, c->dir_fd, tname) < 0) {
-		if (errno != ENOENT)
-			unlinkat(c->dir_fd, iname, 0);
-		tname[0] = 0;
-	}
-	unlinkat(c->dir_fd, dname, 0);
-	if (tname[0])
-		unlinkat(c->dir_fd, tname, 0);
-}
-
 /* One record left by an earlier run; 0 or -errno (err set). */
 static int settle_one(struct cache *c, const char *name,
 		      bool (*dirty)(void *, uint64_t), void *arg,
@@ -209,7 +191,7 @@ static int settle_one(struct cache *c, const char *name,
 		return 0;	/* not a name this cache makes */
 	snprintf(iname, sizeof(iname), "index/%s", name);
 	if (!dirty(arg, fileid) && !index_name_dirty(c, iname)) {
-		pt_drop(c, name);
+		reap_files(c, name);
 		(*ndropped)++;
 		return 0;
 	}

@@ -37,26 +37,13 @@
 #include <string.h>
 #include <unistd.h>
 
-static void victim_name(const struct cold_victim *v, const char *dir,
-			char *buf, size_t len)
+void reap_files(struct cache *c, const char *name)
 {
-	snprintf(buf, len, "%s/%08x-%016" PRIx64 "-%016" PRIx64, dir,
-		 v->spec_hash, v->fileid, v->hkey);
-}
+	char iname[300], dname[300], tname[300];
 
-/* Remove one picked file; false if it is kept (it may hold dirty data). */
-static bool reap_one(struct cache *c, const struct cold_victim *v)
-{
-	char iname[80], dname[80], tname[80];
-
-	victim_name(v, "index", iname, sizeof(iname));
-	victim_name(v, "data", dname, sizeof(dname));
-	victim_name(v, "trash", tname, sizeof(tname));
-	/* Journal records replay could not act on may be this file's: keep
-	 * it (still counted), off the list.  Without them, replay loaded
-	 * every file with dirty data. */
-	if (c->keep_journal && index_name_dirty(c, iname))
-		return false;
+	snprintf(iname, sizeof(iname), "index/%s", name);
+	snprintf(dname, sizeof(dname), "data/%s", name);
+	snprintf(tname, sizeof(tname), "trash/%s", name);
 	if (renameat(c->dir_fd, iname, c->dir_fd, tname) < 0) {
 		/* Gone already (ENOENT), or no room for the trash entry:
 		 * unlink it in place (a crash before the data file's unlink
@@ -70,6 +57,22 @@ static bool reap_one(struct cache *c, const struct cold_victim *v)
 			c->cfg->dir, dname, strerror(errno));
 	if (tname[0])
 		unlinkat(c->dir_fd, tname, 0);
+}
+
+/* Remove one picked file; false if it is kept (it may hold dirty data). */
+static bool reap_one(struct cache *c, const struct cold_victim *v)
+{
+	char iname[80], name[64];
+
+	snprintf(name, sizeof(name), "%08x-%016" PRIx64 "-%016" PRIx64,
+		 v->spec_hash, v->fileid, v->hkey);
+	snprintf(iname, sizeof(iname), "index/%s", name);
+	/* Journal records replay could not act on may be this file's: keep
+	 * it (still counted), off the list.  Without them, replay loaded
+	 * every file with dirty data. */
+	if (c->keep_journal && index_name_dirty(c, iname))
+		return false;
+	reap_files(c, name);
 	return true;
 }
 
