@@ -487,6 +487,13 @@ int index_open(struct cache_file *f, bool may_reset);
 void index_close(struct cache_file *f);
 
 unsigned int index_spec_hash(struct cache_file *f);
+/* A cached file's name in data/, index/ and trash/ (and pt-open), made
+ * and read back; CACHE_NAME_MAX bytes hold it. */
+#define CACHE_NAME_MAX 64
+void cache_name(char *buf, size_t len, unsigned int spec_hash,
+		uint64_t fileid, uint64_t hkey);
+bool cache_name_parse(const char *name, unsigned int *spec_hash,
+		      uint64_t *fileid, uint64_t *hkey);
 void index_file_name(struct cache_file *f, const char *dir, char *buf,
 		     size_t len);
 int index_store_header(struct cache_file *f);

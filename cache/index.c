@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,12 +130,29 @@ unsigned int index_spec_hash(struct cache_file *f)
 	return spec_hash_of(file_be(f));
 }
 
-/* "<dir>/<hash of backend spec>-<fileid>-<handle hash>" */
+/* "<hash of backend spec>-<fileid>-<handle hash>" */
+void cache_name(char *buf, size_t len, unsigned int spec_hash,
+		uint64_t fileid, uint64_t hkey)
+{
+	snprintf(buf, len, "%08x-%016" PRIx64 "-%016" PRIx64, spec_hash,
+		 fileid, hkey);
+}
+
+bool cache_name_parse(const char *name, unsigned int *spec_hash,
+		      uint64_t *fileid, uint64_t *hkey)
+{
+	return sscanf(name, "%8x-%16" SCNx64 "-%16" SCNx64, spec_hash, fileid,
+		      hkey) == 3;
+}
+
+/* "<dir>/" and cache_name() */
 void index_file_name(struct cache_file *f, const char *dir, char *buf,
 		     size_t len)
 {
-	snprintf(buf, len, "%s/%08x-%016llx-%016llx", dir, index_spec_hash(f),
-		 (unsigned long long)f->fileid, (unsigned long long)f->hkey);
+	char name[CACHE_NAME_MAX];
+
+	cache_name(name, sizeof(name), index_spec_hash(f), f->fileid, f->hkey);
+	snprintf(buf, len, "%s/%s", dir, name);
 }
 
 /*

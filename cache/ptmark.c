@@ -45,7 +45,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define PTMARK_REC 64	/* a data file's name, zero-padded */
+#define PTMARK_REC CACHE_NAME_MAX	/* a data file's name, zero-padded */
 
 static int slot_get(struct cache *c)
 {
@@ -81,13 +81,12 @@ static void slot_put(struct cache *c, int slot)
 int pt_mark(struct cache_file *f)
 {
 	struct cache *c = f->c;
-	char name[128], rec[PTMARK_REC] = { 0 };
+	char rec[PTMARK_REC] = { 0 };
 	int slot = slot_get(c), rc;
 
 	if (slot < 0)
 		return -ENOMEM;
-	index_file_name(f, "data", name, sizeof(name));
-	memcpy(rec, name + 5, strnlen(name + 5, sizeof(rec) - 1));
+	cache_name(rec, sizeof(rec), index_spec_hash(f), f->fileid, f->hkey);
 	if (pwrite(c->ptmark_fd, rec, sizeof(rec),
 		   (off_t)slot * PTMARK_REC) == (ssize_t)sizeof(rec)) {
 		f->pt_slot = slot;
@@ -186,8 +185,8 @@ static int settle_one(struct cache *c, const char *name,
 	uint64_t fileid, hkey;
 	int rc;
 
-	if (sscanf(name, "%8x-%16" SCNx64 "-%16" SCNx64, &spec, &fileid,
-		   &hkey) != 3 || strchr(name, '/') || strchr(name, '.'))
+	if (!cache_name_parse(name, &spec, &fileid, &hkey) ||
+	    strchr(name, '/') || strchr(name, '.'))
 		return 0;	/* not a name this cache makes */
 	snprintf(iname, sizeof(iname), "index/%s", name);
 	if (!dirty(arg, fileid) && !index_name_dirty(c, iname)) {

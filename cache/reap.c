@@ -32,7 +32,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -62,10 +61,9 @@ void reap_files(struct cache *c, const char *name)
 /* Remove one picked file; false if it is kept (it may hold dirty data). */
 static bool reap_one(struct cache *c, const struct cold_victim *v)
 {
-	char iname[80], name[64];
+	char iname[80], name[CACHE_NAME_MAX];
 
-	snprintf(name, sizeof(name), "%08x-%016" PRIx64 "-%016" PRIx64,
-		 v->spec_hash, v->fileid, v->hkey);
+	cache_name(name, sizeof(name), v->spec_hash, v->fileid, v->hkey);
 	snprintf(iname, sizeof(iname), "index/%s", name);
 	/* Journal records replay could not act on may be this file's: keep
 	 * it (still counted), off the list.  Without them, replay loaded

@@ -38,7 +38,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -359,8 +358,8 @@ void *scan_main(void *arg)
 		unsigned int spec_hash;
 		struct stat st;
 
-		if (sscanf(de->d_name, "%8x-%16" SCNx64 "-%16" SCNx64,
-			   &spec_hash, &ne.fileid, &ne.hkey) != 3)
+		if (!cache_name_parse(de->d_name, &spec_hash, &ne.fileid,
+				      &ne.hkey))
 			continue;
 		if (fstatat(data_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;
