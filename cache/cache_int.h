@@ -646,13 +646,14 @@ int cache_file_pt_replay(struct cache_file *f, bool owned);
  * has them); 0 or -errno. */
 int cache_copy_data(int src, int dst, uint64_t size);
 
-/* ptmark.c: a file with passthrough opens is marked (a record in the
- * cache dir's pt-open), so that a restart after a crash never uses its
- * data file in place; f->lock held.  pt_marks_settle() runs at start,
- * after the journal is read (dirty(arg, fileid): has the journal dirty
- * data of it?) and opens pt-open; pt_marks_close() at the end. */
-int pt_mark(struct cache_file *f);
-void pt_unmark(struct cache_file *f);
+/* ptmark.c: a file with passthrough opens (f->pt_users, counted by
+ * pt_user_get() and pt_user_put(), f->lock held) is marked by a record in
+ * the cache dir's pt-open, so that a restart after a crash never uses its
+ * data file in place.  pt_marks_settle() runs at start, after the journal
+ * is read (dirty(arg, fileid): has the journal dirty data of it?) and
+ * opens pt-open; pt_marks_close() at the end. */
+int pt_user_get(struct cache_file *f);
+void pt_user_put(struct cache_file *f);
 int pt_marks_settle(struct cache *c, bool (*dirty)(void *, uint64_t),
 		    void *arg, char *err, size_t errlen);
 void pt_marks_close(struct cache *c);

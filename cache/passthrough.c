@@ -228,12 +228,12 @@ int cache_file_pt_begin(struct cache_file *f, const struct be_cred *cred,
 		rc = file_fds_get(f, FILE_FD_DATA);
 	if (rc < 0)
 		goto out;
-	/* before the kernel holds the data file: ptmark.c */
-	if (f->pt_users == 0 && (rc = pt_mark(f)) < 0) {
+	/* before the kernel holds the data file */
+	rc = pt_user_get(f);
+	if (rc < 0) {
 		file_fds_put(f);
 		goto out;
 	}
-	f->pt_users++;
 	if (write)
 		f->pt_cred = cache_cred(c, cred);
 	if (write && f->pt_writers++ == 0) {
@@ -250,8 +250,7 @@ int cache_file_pt_begin(struct cache_file *f, const struct be_cred *cred,
 				close(f->pt_pre_fd);
 			f->pt_pre_fd = -1;
 			f->pt_writers--;
-			if (--f->pt_users == 0)
-				pt_unmark(f);
+			pt_user_put(f);
 			f->pt_unsynced = false;
 			file_fds_put(f);
 			goto out;
@@ -848,8 +847,7 @@ void cache_file_pt_end(struct cache_file *f, bool write)
 	pthread_mutex_lock(&f->lock);
 	last = write && f->pt_writers == 1;
 	if (!last) {
-		if (--f->pt_users == 0)
-			pt_unmark(f);
+		pt_user_put(f);
 		if (write)
 			f->pt_writers--;
 	}
@@ -869,8 +867,7 @@ void cache_file_pt_end(struct cache_file *f, bool write)
 	 */
 	rc = cache_file_pt_sync(f);
 	pthread_mutex_lock(&f->lock);
-	if (--f->pt_users == 0)
-		pt_unmark(f);
+	pt_user_put(f);
 	last = --f->pt_writers == 0;
 	if (last && f->pt_pre_fd >= 0) {
 		close(f->pt_pre_fd);

@@ -29,7 +29,7 @@
  * Either way the old descriptors keep the old inode to themselves: they
  * read what they read before the crash and their own later writes.
  *
- * Thread safety: pt_mark() and pt_unmark() run under f->lock and take
+ * Thread safety: pt_user_get() and pt_user_put() run under f->lock and take
  * c->ptmark_lock (a leaf) for the free records; the start-up settling
  * runs before any other thread.
  */
@@ -78,7 +78,7 @@ static void slot_put(struct cache *c, int slot)
 	pthread_mutex_unlock(&c->ptmark_lock);
 }
 
-int pt_mark(struct cache_file *f)
+static int pt_mark(struct cache_file *f)
 {
 	struct cache *c = f->c;
 	char rec[PTMARK_REC] = { 0 };
@@ -100,7 +100,7 @@ int pt_mark(struct cache_file *f)
 	return rc;
 }
 
-void pt_unmark(struct cache_file *f)
+static void pt_unmark(struct cache_file *f)
 {
 	static const char zero[PTMARK_REC];
 	struct cache *c = f->c;
@@ -119,6 +119,21 @@ void pt_unmark(struct cache_file *f)
 		return;
 	}
 	slot_put(c, slot);
+}
+
+int pt_user_get(struct cache_file *f)
+{
+	int rc = f->pt_users ? 0 : pt_mark(f);
+
+	if (rc == 0)
+		f->pt_users++;
+	return rc;
+}
+
+void pt_user_put(struct cache_file *f)
+{
+	if (--f->pt_users == 0)
+		pt_unmark(f);
 }
 
 static int sync_dir(struct cache *c, const char *dir)
