@@ -1094,6 +1094,48 @@ START_TEST(test_pt_zero_growth_gives_size)
 END_TEST
 
 /*
+ * A passthrough writer of a new file leaves zero runs of ZSKIP_MIN bytes
+ * or more out of the upload (another node may have written there), and
+ * sends shorter ones.  The runs here sit at the edges of the word-at-a-time
+ * look (zero_words()): ZSKIP_MIN bytes at an odd offset, which covers the
+ * fewest whole words, and ZSKIP_MIN - 1 bytes on word boundaries.
+ */
+START_TEST(test_pt_zero_runs_left_out)
+{
+	unsigned char *mine = malloc(2 * BS), *other = malloc(2 * BS);
+	unsigned char *want = malloc(2 * BS);
+	struct cache_file *f;
+	struct be_node *n;
+	int fd;
+
+	memset(mine, 0xaa, 2 * BS);
+	/* block 0: the one run left out is the one at an odd offset */
+	memset(mine + 103, 0, ZSKIP_MIN);
+	memset(mine + 1000, 0, ZSKIP_MIN - 1);
+	/* block 1: word-aligned runs, one long enough and one not */
+	memset(mine + BS + 64, 0, ZSKIP_MIN - 1);
+	memset(mine + BS + 2048, 0, ZSKIP_MIN);
+	memset(other, 0x55, 2 * BS);
+	memcpy(want, mine, 2 * BS);
+	memset(want + 103, 0x55, ZSKIP_MIN);
+	memset(want + BS + 2048, 0x55, ZSKIP_MIN);
+
+	fx_open();
+	f = fx_file("zr", NULL, 0, &n);
+	ck_assert_int_eq(cache_file_pt_begin(f, NULL, true, false, &fd), 0);
+	ck_assert_int_eq(pwrite(fd, mine, 2 * BS, 0), (ssize_t)(2 * BS));
+	cache_file_pt_end(f, true);
+	/* another node's bytes under the runs this node did not write */
+	ck_assert_int_eq(mem_be_set_data(X.be, n, other, 2 * BS), 0);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, want, 2 * BS, "backend after zero runs");
+	free(mine);
+	free(other);
+	free(want);
+}
+END_TEST
+
+/*
  * A truncate while a passthrough writer holds the file: the block holding
  * the new end took its sum from the data file, writer's bytes and all, and
  * those bytes never went out (difftest seed 3675706986).
@@ -3440,6 +3482,7 @@ static Suite *cache_suite(void)
 		T(test_fd_limit),
 		T(test_pt_zero_growth_gives_size),
 		T(test_pt_truncate_keeps_writer_bytes),
+		T(test_pt_zero_runs_left_out),
 		T(test_pt_crash_fresh_data_files),
 		T(test_cred_upload_per_writer),
 		T(test_cred_fetch_as_reader),
