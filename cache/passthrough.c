@@ -440,20 +440,6 @@ static uint32_t diff_runs(const char *blk, const char *pre, uint64_t a,
 }
 
 /*
- * The dirty range of a changed block of n bytes (up to the file's end),
- * whose bytes are blk, against its pre-image pre (NULL with pre_zero:
- * zeros; NULL without: not known).  The range is the span of the bytes
- * that differ, and *nruns (runs[]) the runs of them that go out when
- * more than one (other bytes lie between).  Where the pre-image is zeros
- * and the block has a zero run of ZSKIP_MIN bytes, the range is the span
- * of its non-zero bytes and the upload leaves out such runs inside it
- * (returns true: the block is zskip), so that bytes another node writes
- * between this node's are not overwritten.  eof: the block is the last of
- * a file longer than the backend's, and keeps its last byte, so that the
- * upload gives the file its size.  The whole block where the pre-image is
- * not known, or where no byte differs from it.
- */
-/*
  * Whether blk[0, n) may hold ZSKIP_MIN zero bytes in a row: such a run
  * covers at least ZSKIP_MIN / 8 - 1 whole 8-byte words of any grid.  A
  * word at a time, so that a block of data (the common case: a writer's
@@ -472,6 +458,20 @@ static bool zero_words(const char *blk, uint64_t n)
 	return false;
 }
 
+/*
+ * The dirty range of a changed block of n bytes (up to the file's end),
+ * whose bytes are blk, against its pre-image pre (NULL with pre_zero:
+ * zeros; NULL without: not known).  The range is the span of the bytes
+ * that differ, and *nruns (runs[]) the runs of them that go out when
+ * more than one (other bytes lie between).  Where the pre-image is zeros
+ * and the block has a zero run of ZSKIP_MIN bytes, the range is the span
+ * of its non-zero bytes and the upload leaves out such runs inside it
+ * (returns true: the block is zskip), so that bytes another node writes
+ * between this node's are not overwritten.  eof: the block is the last of
+ * a file longer than the backend's, and keeps its last byte, so that the
+ * upload gives the file its size.  The whole block where the pre-image is
+ * not known, or where no byte differs from it.
+ */
 static bool changed_range(const char *blk, const char *pre, bool pre_zero,
 			  uint64_t n, bool eof, uint32_t *lo, uint32_t *hi,
 			  struct pt_run *runs, struct pt_run *scratch,
