@@ -555,7 +555,13 @@ static bool commit_uploads(struct cache_file *f, const struct upload *up,
  */
 static bool rehash_rested(struct cache_file *f, const struct upload *up)
 {
-	return up->rehash && file_pt_rehash(f, up->idx, up->idx + 1) == 0;
+	/*
+	 * Not while another holds rehash_lock: a truncate holds it while
+	 * it waits for the uploads in flight, and a flusher's batch may
+	 * still have one of this file (the two waited for each other for
+	 * ever, posix-difftest under load).  The chunk comes round again.
+	 */
+	return up->rehash && file_pt_rehash_try(f, up->idx, up->idx + 1) == 0;
 }
 
 int file_flush_chunk_now(struct cache_file *f, uint64_t idx)
@@ -674,16 +680,9 @@ void *flusher_main(void *arg)
 			rested += rcs[i] == -EBUSY;
 		}
 		sent = commit_uploads(f, up, rcs, n);
-		/*
-		 * Every upload of the batch ends before any rehash: a rehash
-		 * waits for f->rehash_lock, which a truncate holds while it
-		 * waits for the file's uploads in flight (difftest: a
-		 * truncate and a flusher waited for each other for ever).
-		 */
-		for (i = 0; i < n; i++)
+		for (i = 0; i < n; i++) {
 			if (up[i].started)
 				rcs[i] = flush_finish(f, &up[i], rcs[i]);
-		for (i = 0; i < n; i++) {
 			if (rehash_rested(f, &up[i])) {
 				rcs[i] = -EAGAIN;
 				rested--;

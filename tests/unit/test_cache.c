@@ -2717,9 +2717,10 @@ static bool commits_completed(void *arg)
  * first resting (the kernel wrote it after its rehash), the second being
  * committed, while a truncate of the file comes: the truncate holds
  * rehash_lock and waits for the uploads in flight.  The flusher used to
- * rehash the first chunk (waiting for rehash_lock) before it ended the
+ * wait for rehash_lock to rehash the first chunk before it ended the
  * second upload, so each waited for the other for ever (posix-difftest,
- * nfs, seeds 514810279 and 198588421, under load).
+ * nfs, seeds 514810279 and 198588421, under load); now it leaves the
+ * rehash to the chunk's next round when the lock is taken.
  */
 START_TEST(bug_flush_batch_rehash_vs_truncate)
 {
