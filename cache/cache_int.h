@@ -471,10 +471,8 @@ int file_flush_chunk_now(struct cache_file *f, uint64_t idx);
 void file_refresh_gen(struct cache_file *f);
 /* passthrough.c: hash chunks [from, to) of the data file again (to = ~0:
  * to its end), taking what a passthrough writer put there as dirty; f->lock
- * not held.  0 or -errno.  file_pt_rehash_try(): -EBUSY at once where
- * another rehash or a truncate holds f->rehash_lock. */
+ * not held.  0 or -errno. */
 int file_pt_rehash(struct cache_file *f, uint64_t from, uint64_t to);
-int file_pt_rehash_try(struct cache_file *f, uint64_t from, uint64_t to);
 void file_pt_all_stale(struct cache_file *f);
 /* The runs of the blocks of mask go (their whole range is sent). */
 void chunk_runs_drop(struct chunk *ch, uint64_t mask);

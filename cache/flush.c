@@ -555,13 +555,7 @@ static bool commit_uploads(struct cache_file *f, const struct upload *up,
  */
 static bool rehash_rested(struct cache_file *f, const struct upload *up)
 {
-	/*
-	 * Not while another holds rehash_lock: a truncate holds it while
-	 * it waits for the uploads in flight, and a flusher's batch may
-	 * still have one of this file (the two waited for each other for
-	 * ever, posix-difftest under load).  The chunk comes round again.
-	 */
-	return up->rehash && file_pt_rehash_try(f, up->idx, up->idx + 1) == 0;
+	return up->rehash && file_pt_rehash(f, up->idx, up->idx + 1) == 0;
 }
 
 int file_flush_chunk_now(struct cache_file *f, uint64_t idx)

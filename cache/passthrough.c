@@ -749,7 +749,7 @@ out:
  * Rehash chunks [from, to) of f (to = ~0: up to the data file's end),
  * taking the size the kernel gave the data file.  Returns 0 or -errno.
  */
-static int pt_rehash_locked(struct cache_file *f, uint64_t from, uint64_t to)
+int file_pt_rehash(struct cache_file *f, uint64_t from, uint64_t to)
 {
 	struct cache *c = f->c;
 	uint64_t size, idx, cs = c->cfg->chunk_size, room;
@@ -758,6 +758,7 @@ static int pt_rehash_locked(struct cache_file *f, uint64_t from, uint64_t to)
 	char *buf;
 	int64_t r = 0;
 
+	pthread_mutex_lock(&f->rehash_lock);
 	pthread_mutex_lock(&f->lock);
 	r = file_fds_get(f, FILE_FD_DATA);
 	if (r == 0) {
@@ -818,19 +819,6 @@ out:
 	 * keeps the cache in bounds here and after uploads. */
 	cache_evict_maybe(c);
 	return r < 0 ? (int)r : 0;
-}
-
-int file_pt_rehash(struct cache_file *f, uint64_t from, uint64_t to)
-{
-	pthread_mutex_lock(&f->rehash_lock);
-	return pt_rehash_locked(f, from, to);
-}
-
-int file_pt_rehash_try(struct cache_file *f, uint64_t from, uint64_t to)
-{
-	if (pthread_mutex_trylock(&f->rehash_lock) != 0)
-		return -EBUSY;
-	return pt_rehash_locked(f, from, to);
 }
 
 int cache_file_pt_sync(struct cache_file *f)
