@@ -674,9 +674,16 @@ void *flusher_main(void *arg)
 			rested += rcs[i] == -EBUSY;
 		}
 		sent = commit_uploads(f, up, rcs, n);
-		for (i = 0; i < n; i++) {
+		/*
+		 * Every upload of the batch ends before any rehash: a rehash
+		 * waits for f->rehash_lock, which a truncate holds while it
+		 * waits for the file's uploads in flight (difftest: a
+		 * truncate and a flusher waited for each other for ever).
+		 */
+		for (i = 0; i < n; i++)
 			if (up[i].started)
 				rcs[i] = flush_finish(f, &up[i], rcs[i]);
+		for (i = 0; i < n; i++) {
 			if (rehash_rested(f, &up[i])) {
 				rcs[i] = -EAGAIN;
 				rested--;

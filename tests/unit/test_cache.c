@@ -2681,6 +2681,98 @@ static bool bg_done(void *arg)
 	return atomic_load(&((struct bg_call *)arg)->done);
 }
 
+static void *bg_truncate_main(void *arg)
+{
+	struct bg_call *b = arg;
+	struct be_attr a;
+
+	b->rc = cache_file_truncate(b->f, NULL, CS, &a);
+	atomic_store(&b->done, true);
+	return NULL;
+}
+
+static bool pt_scanned_two(void *arg)
+{
+	struct cache_file *f = arg;
+	bool yes;
+
+	pthread_mutex_lock(&f->lock);
+	yes = f->pt_scanned >= 2;
+	pthread_mutex_unlock(&f->lock);
+	return yes;
+}
+
+static bool commits_waiting(void *arg)
+{
+	return mem_be_waiting(X.be, MEM_OP_COMMIT) >= *(unsigned long *)arg;
+}
+
+static bool commits_completed(void *arg)
+{
+	return mem_be_completed(X.be, MEM_OP_COMMIT) >= *(unsigned long *)arg;
+}
+
+/*
+ * A flusher's batch of two chunks of a passthrough writer's file, the
+ * first resting (the kernel wrote it after its rehash), the second being
+ * committed, while a truncate of the file comes: the truncate holds
+ * rehash_lock and waits for the uploads in flight.  The flusher used to
+ * rehash the first chunk (waiting for rehash_lock) before it ended the
+ * second upload, so each waited for the other for ever (posix-difftest,
+ * nfs, seeds 514810279 and 198588421, under load).
+ */
+START_TEST(bug_flush_batch_rehash_vs_truncate)
+{
+	unsigned char *a = pattern_new(2 * CS, 81), *b = pattern_new(CS, 82);
+	struct bg_call t = { 0 };
+	struct cache_file *f, *g;
+	unsigned long one = 1, two = 2;
+	struct be_node *n;
+	int fd;
+
+	X.cfg.flushers = 1;
+	X.cfg.close_mode = CACHE_CLOSE_ASYNC;
+	fx_open();
+	/* the one flusher waits in g's COMMIT while f's chunks queue up */
+	mem_be_gate(X.be, MEM_OP_COMMIT, 1);
+	g = fx_file("g", NULL, 0, NULL);
+	write_all(g, b, CS, 0, CS);
+	ck_assert(wait_for(commits_waiting, &one, 10000));
+	f = fx_file("f", NULL, 0, &n);
+	ck_assert_int_eq(cache_file_pt_begin(f, NULL, true, false, &fd), 0);
+	ck_assert_int_eq(pwrite(fd, a, 2 * CS, 0), (ssize_t)(2 * CS));
+	ck_assert_int_eq(cache_file_pt_sync(f), 0);	/* both queued */
+	/* the background scan of a growing file has hashed both chunks */
+	ck_assert(wait_for(pt_scanned_two, f, 10000));
+	ck_assert_int_eq(pwrite(fd, b, 100, 0), 100);	/* chunk 0 rests */
+	/* g's commit goes; its generation check (GETATTR) is slow, so the
+	 * gate is closed again before the flusher reaches f's batch */
+	mem_be_set_delay(X.be, MEM_OP_GETATTR, 300);
+	mem_be_gate(X.be, MEM_OP_COMMIT, 0);
+	ck_assert(wait_for(commits_completed, &one, 10000));
+	mem_be_gate(X.be, MEM_OP_COMMIT, 1);
+	mem_be_set_delay(X.be, MEM_OP_GETATTR, 0);
+	ck_assert(wait_for(commits_waiting, &one, 10000));
+	ck_assert_uint_eq(mem_be_completed(X.be, MEM_OP_COMMIT), 1);
+	t.f = f;
+	ck_assert_int_eq(pthread_create(&t.t, NULL, bg_truncate_main, &t), 0);
+	sleep_ms(200);	/* the truncate waits for the uploads in flight */
+	mem_be_gate(X.be, MEM_OP_COMMIT, 0);
+	ck_assert_msg(wait_for(bg_done, &t, 10000),
+		      "the truncate and the flusher wait for each other");
+	pthread_join(t.t, NULL);
+	ck_assert_int_eq(t.rc, 0);
+	ck_assert(wait_for(commits_completed, &two, 10000));
+	cache_file_pt_end(f, true);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	memcpy(a, b, 100);
+	assert_backend_has(n, a, CS, "backend after the truncate");
+	ck_assert_uint_eq(stats().checksum_errors, 0);
+	free(a);
+	free(b);
+}
+END_TEST
+
 /*
  * Issue 14: an unlink of a cold file can wait for a busy cache fs (ext4's
  * journal: 144 ms for one batch at a million files).  It ran in the
@@ -3483,6 +3575,7 @@ static Suite *cache_suite(void)
 		T(test_pt_zero_growth_gives_size),
 		T(test_pt_truncate_keeps_writer_bytes),
 		T(test_pt_zero_runs_left_out),
+		T(bug_flush_batch_rehash_vs_truncate),
 		T(test_pt_crash_fresh_data_files),
 		T(test_cred_upload_per_writer),
 		T(test_cred_fetch_as_reader),
