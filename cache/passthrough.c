@@ -550,41 +550,110 @@ static int pre_read(struct pt_pre *pre, uint64_t start, uint64_t len,
 	return 0;
 }
 
+/* The data file's size into *size; f->lock held.  0 or -errno. */
+static int data_size(struct cache_file *f, uint64_t *size)
+{
+	struct stat st;
+	int rc = file_fds_get(f, FILE_FD_DATA);
+
+	if (rc < 0)
+		return rc;
+	rc = fstat(file_fd(f, FILE_FD_SLOT_DATA), &st) < 0 ? -errno : 0;
+	file_fds_put(f);
+	*size = (uint64_t)st.st_size;
+	return rc;
+}
+
+/* A passthrough writer made the data file longer than f: f grows to size;
+ * f->lock held. */
+static void pt_grow(struct cache_file *f, uint64_t size)
+{
+	if (size <= f->size)
+		return;
+	f->size = size;
+	clock_gettime(CLOCK_REALTIME, &f->mtime);
+	index_store_header(f);
+}
+
+/* Of the blocks of mask, one the daemon made known or forgot, or summed
+ * anew, since known and was were taken; f->lock held. */
+static bool block_state_moved(const struct chunk *ch, uint64_t mask,
+			      uint64_t known, const uint64_t *was)
+{
+	unsigned int b;
+
+	if (((ch->present | ch->dirty) ^ known) & mask)
+		return true;
+	for (; mask; mask &= mask - 1) {
+		b = (unsigned int)__builtin_ctzll(mask);
+		if ((known & (1ULL << b)) && ch->sums[b] != was[b])
+			return true;
+	}
+	return false;
+}
+
 /*
- * Hash chunk idx of the data file again (size: the data file's size now)
- * and turn every block whose bytes changed into dirty ranges, queued for
- * upload.  buf: room for the chunk's blocks up to size.  Returns the
- * dirty bytes it added, or -errno.  f->rehash_lock held.
+ * Hash chunk idx of the data file again and turn every block whose bytes
+ * changed into dirty ranges, queued for upload.  buf: room bytes.
+ * Returns the dirty bytes it added, or -errno: -EAGAIN if the daemon
+ * wrote or fetched in the chunk meanwhile (hash it again), -E2BIG if the
+ * data file grew past room.  f->rehash_lock held.
+ *
+ * The daemon's own writes and fetches store their bytes first and their
+ * sums after: a rehash reading between takes their bytes for the
+ * kernel's, and one that stores its sums after theirs leaves sums of
+ * bytes the block no longer holds ("dirty block fails its checksum", for
+ * ever).  So it starts with none in flight in the chunk, takes the data
+ * file's size then (one such write may have made it longer), and keeps
+ * nothing if one came before it is done.
  */
-static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t size,
+static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t room,
 			    char *buf, struct pt_pre *pre)
 {
 	const struct pt_run *kept;
 	struct cache *c = f->c;
-	uint64_t bs = c->block_size, start = chunk_start(c, idx);
-	uint64_t len = size - start < c->cfg->chunk_size ? size - start :
-							   c->cfg->chunk_size;
+	uint64_t bs = c->block_size, start = chunk_start(c, idx), size, len;
 	uint64_t known = 0, sums[CACHE_BLOCKS], changed = 0, grown = 0;
-	uint64_t olddirty, be_size, forced = 0;
+	uint64_t olddirty, be_size, forced = 0, seq, was[CACHE_BLOCKS];
 	uint32_t lo[CACHE_BLOCKS], hi[CACHE_BLOCKS];
 	uint64_t zs = 0, stale, ranged = 0;
 	uint32_t nruns[CACHE_BLOCKS] = { 0 };
 	bool end_dirty = false;	/* a dirty range reaches the file's end */
 	bool pre_in = false;	/* pre->buf holds this chunk */
 	struct chunk *ch;
-	unsigned int b, nb = (unsigned int)((len + bs - 1) / bs);
+	unsigned int b, nb;
 	ssize_t n;
 	int rc = 0;
 
 	pthread_mutex_lock(&f->lock);
-	ch = file_chunk(f, idx, true);
-	if (!ch) {
-		pthread_mutex_unlock(&f->lock);
-		return -ENOMEM;
+	for (;;) {
+		ch = file_chunk(f, idx, true);
+		if (!ch) {
+			pthread_mutex_unlock(&f->lock);
+			return -ENOMEM;
+		}
+		if (!ch->writers && !ch->fetching)
+			break;
+		pthread_cond_wait(&f->cond, &f->lock);
 	}
+	rc = data_size(f, &size);
+	if (rc < 0 || size <= start) {
+		pthread_mutex_unlock(&f->lock);
+		return rc;
+	}
+	len = size - start < c->cfg->chunk_size ? size - start :
+						  c->cfg->chunk_size;
+	nb = (unsigned int)((len + bs - 1) / bs);
+	if (nb * bs > room) {
+		pthread_mutex_unlock(&f->lock);
+		return -E2BIG;
+	}
+	pt_grow(f, size);
 	known = ch->present | ch->dirty;
 	stale = ch->pt_stale;
+	seq = ch->dirty_seq;
 	memcpy(sums, ch->sums, sizeof(sums));
+	memcpy(was, ch->sums, sizeof(was));
 	be_size = f->be_size;
 	if (size > start && size - start <= c->cfg->chunk_size) {
 		b = (unsigned int)((size - 1 - start) / bs);
@@ -666,6 +735,11 @@ out:
 		pthread_mutex_unlock(&f->lock);
 		return rc;
 	}
+	if (ch->writers || ch->fetching || ch->dirty_seq != seq ||
+	    block_state_moved(ch, changed, known, was)) {
+		pthread_mutex_unlock(&f->lock);
+		return -EAGAIN;
+	}
 	olddirty = ch->dirty;
 	/* A chunk dirty already keeps its writer (a kernel write reached
 	 * through another open does not say whose it is). */
@@ -746,6 +820,27 @@ out:
 }
 
 /*
+ * A chunk the daemon keeps writing (a flusher's rehash of a chunk that
+ * rested, after the passthrough writer left) is not waited out for ever:
+ * after this many tries the rehash fails with -EBUSY and the upload rests
+ * again.  Writes from the daemon and passthrough writes of one file never
+ * overlap (the kernel allows one mode at a time), so a release's rehash
+ * does not meet it.
+ */
+#define REHASH_TRIES 8
+
+/* The rehash's buffers of room bytes (pre->buf only with a pre-image);
+ * false without memory. */
+static bool rehash_bufs(char **buf, struct pt_pre *pre, uint64_t room)
+{
+	free(*buf);
+	free(pre->buf);
+	*buf = aligned_alloc(4096, room);
+	pre->buf = pre->fd >= 0 ? aligned_alloc(4096, room) : NULL;
+	return *buf && (pre->fd < 0 || pre->buf);
+}
+
+/*
  * Rehash chunks [from, to) of f (to = ~0: up to the data file's end),
  * taking the size the kernel gave the data file.  Returns 0 or -errno.
  */
@@ -755,27 +850,18 @@ int file_pt_rehash(struct cache_file *f, uint64_t from, uint64_t to)
 	uint64_t size, idx, cs = c->cfg->chunk_size, room;
 	struct pt_pre pre = { .fd = -1 };
 	struct stat st;
-	char *buf;
+	char *buf = NULL;
 	int64_t r = 0;
 
 	pthread_mutex_lock(&f->rehash_lock);
 	pthread_mutex_lock(&f->lock);
-	r = file_fds_get(f, FILE_FD_DATA);
-	if (r == 0) {
-		r = fstat(file_fd(f, FILE_FD_SLOT_DATA), &st) < 0 ? -errno : 0;
-		file_fds_put(f);
-	}
+	r = data_size(f, &size);
 	if (r < 0) {
 		pthread_mutex_unlock(&f->lock);
 		pthread_mutex_unlock(&f->rehash_lock);
 		return (int)r;
 	}
-	size = (uint64_t)st.st_size;
-	if (size > f->size) {
-		f->size = size;
-		clock_gettime(CLOCK_REALTIME, &f->mtime);
-		index_store_header(f);
-	}
+	pt_grow(f, size);
 	pre.owned = f->pt_owned;
 	/* a dup: the last writer's end may close the pre-image meanwhile */
 	if (f->pt_pre_fd >= 0)
@@ -795,18 +881,29 @@ int file_pt_rehash(struct cache_file *f, uint64_t from, uint64_t to)
 	room = size - from * cs < cs ? (size - from * cs + c->block_size - 1) /
 					       c->block_size * c->block_size :
 				       cs;
-	buf = aligned_alloc(4096, room);
 	if (pre.fd >= 0) {
-		pre.buf = aligned_alloc(4096, room);
 		pre.runs = malloc(CACHE_BLOCKS * PT_RUNS_MAX *
 				  sizeof(*pre.runs));
 		pre.scratch = malloc((c->block_size / 2 + 1) *
 				     sizeof(*pre.scratch));
 	}
-	if (!buf || (pre.fd >= 0 && (!pre.buf || !pre.runs || !pre.scratch)))
+	if (!rehash_bufs(&buf, &pre, room) ||
+	    (pre.fd >= 0 && (!pre.runs || !pre.scratch)))
 		r = -ENOMEM;
-	for (idx = from; idx < to && r >= 0; idx++)
-		r = rehash_chunk(f, idx, size, buf, &pre);
+	for (idx = from; idx < to && r >= 0; idx++) {
+		unsigned int tries = 0;
+
+		do {
+			r = rehash_chunk(f, idx, room, buf, &pre);
+			if (r == -E2BIG) {	/* the daemon made it longer */
+				room = cs;
+				r = rehash_bufs(&buf, &pre, room) ? -EAGAIN :
+								    -ENOMEM;
+			}
+		} while (r == -EAGAIN && ++tries < REHASH_TRIES);
+		if (r == -EAGAIN)
+			r = -EBUSY;
+	}
 	free(buf);
 	free(pre.buf);
 	free(pre.runs);

@@ -1221,6 +1221,73 @@ START_TEST(test_scrub_during_writes)
 }
 END_TEST
 
+/* A flusher's rehash of a chunk that had rested, from a passthrough
+ * writer since gone, over and over. */
+static void *rehash_main(void *arg)
+{
+	struct scrubber *h = arg;
+
+	while (!atomic_load(&h->stop)) {
+		int rc = cache_file_pt_sync(h->f);
+
+		/* -EBUSY: the writes kept coming; the upload rests again */
+		h->bad += rc != 0 && rc != -EBUSY;
+		h->rounds++;
+	}
+	return NULL;
+}
+
+/*
+ * The flusher rehashes a chunk that rested while a passthrough writer held
+ * the file; by then the writer may be gone and the daemon writing the file
+ * itself.  The rehash took the data file's size once, at its start: a
+ * daemon write that made the file longer meanwhile, into a block the old
+ * end cut, left that block hashed with zeros past the old end, and the
+ * sum stored over the write's own.  The flusher then found "a dirty block
+ * fails its checksum" on every round and the close returned EIO.  A rehash
+ * that read a block between two daemon writes of it and stored its sum
+ * after the second would do the same.  Fails 9 times in 10 without the fix.
+ */
+START_TEST(bug_rehash_during_daemon_writes)
+{
+	/* 64 KiB blocks, written in part: the data file ends inside one */
+	const uint64_t cs = 4ULL << 20, bs = cs / CACHE_BLOCKS;
+	size_t len = 2 * cs;
+	unsigned char *want = pattern_new(len, 71);
+	struct scrubber h = { 0 };
+	struct cache_file *f;
+	struct be_node *n;
+	int i;
+
+	X.cfg.chunk_size = cs;
+	fx_open();
+	f = fx_file("rw", want, len, &n);
+	h.f = f;
+	ck_assert_int_eq(pthread_create(&h.tid, NULL, rehash_main, &h), 0);
+	for (i = 0; i < 2000; i++) {
+		uint64_t off = (uint64_t)(i % 8) * 2 * bs + (uint64_t)(i % 3) * 50;
+
+		pattern(want + off, 3 * bs - 100, off, 72 + (unsigned int)i);
+		write_all(f, want + off, 3 * bs - 100, off, 3 * bs - 100);
+		if (i % 10 == 0)	/* every dirty block's sum checked */
+			cache_file_flush(f);
+		if (i % 500 == 0)	/* the clean blocks go */
+			ck_assert_int_eq(cache_file_evict(f), 0);
+	}
+	atomic_store(&h.stop, 1);
+	pthread_join(h.tid, NULL);
+	ck_assert_uint_gt(h.rounds, 0);
+	ck_assert_uint_eq(h.bad, 0);
+	ck_assert_msg(stats().checksum_errors == 0,
+		      "%llu checksum errors in %lu rehashes racing with writes",
+		      (unsigned long long)stats().checksum_errors, h.rounds);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_cache_has(f, want, len, "after the race");
+	assert_backend_has(n, want, len, "backend");
+	free(want);
+}
+END_TEST
+
 /* ---- eviction ---------------------------------------------------------- */
 
 /* Read chunk idx; returns how many backend reads it took. */
@@ -3576,6 +3643,7 @@ static Suite *cache_suite(void)
 		T(test_pt_truncate_keeps_writer_bytes),
 		T(test_pt_zero_runs_left_out),
 		T(bug_flush_batch_rehash_vs_truncate),
+		T(bug_rehash_during_daemon_writes),
 		T(test_pt_crash_fresh_data_files),
 		T(test_cred_upload_per_writer),
 		T(test_cred_fetch_as_reader),
