@@ -1184,6 +1184,30 @@ static void *scrub_main(void *arg)
 	return NULL;
 }
 
+/*
+ * rounds writes through f of 3 blocks (bs each) less 100 bytes, at offsets
+ * that move over 17 blocks, of pattern seed0 + round, kept in want too; a
+ * flush every flush_every rounds and an evict (fetch again) every
+ * evict_every.
+ */
+static void write_rounds(struct cache_file *f, unsigned char *want,
+			 uint64_t bs, int rounds, unsigned int seed0,
+			 int flush_every, int evict_every)
+{
+	int i;
+
+	for (i = 0; i < rounds; i++) {
+		uint64_t off = (uint64_t)(i % 8) * 2 * bs + (uint64_t)(i % 3) * 50;
+
+		pattern(want + off, 3 * bs - 100, off, seed0 + (unsigned int)i);
+		write_all(f, want + off, 3 * bs - 100, off, 3 * bs - 100);
+		if (i % flush_every == 0)
+			ck_assert_int_eq(cache_file_flush(f), 0);
+		if (i % evict_every == 0)
+			ck_assert_int_eq(cache_file_evict(f), 0);
+	}
+}
+
 /* Writes, uploads and fetches racing with scrubs: no false alarm. */
 START_TEST(test_scrub_during_writes)
 {
@@ -1192,22 +1216,12 @@ START_TEST(test_scrub_during_writes)
 	struct scrubber h = { 0 };
 	struct cache_file *f;
 	struct be_node *n;
-	int i;
 
 	fx_open();
 	f = fx_file("rw", want, len, &n);
 	h.f = f;
 	ck_assert_int_eq(pthread_create(&h.tid, NULL, scrub_main, &h), 0);
-	for (i = 0; i < 3000; i++) {
-		uint64_t off = (uint64_t)(i % 8) * 2 * BS + (uint64_t)(i % 3) * 50;
-
-		pattern(want + off, 3 * BS - 100, off, 66 + (unsigned int)i);
-		write_all(f, want + off, 3 * BS - 100, off, 3 * BS - 100);
-		if (i % 500 == 0)
-			ck_assert_int_eq(cache_file_flush(f), 0);
-		if (i % 1000 == 0)	/* drop and fetch again */
-			ck_assert_int_eq(cache_file_evict(f), 0);
-	}
+	write_rounds(f, want, BS, 3000, 66, 500, 1000);
 	atomic_store(&h.stop, 1);
 	pthread_join(h.tid, NULL);
 	ck_assert_msg(h.bad == 0 && stats().checksum_errors == 0,
@@ -1246,7 +1260,7 @@ static void *rehash_main(void *arg)
  * sum stored over the write's own.  The flusher then found "a dirty block
  * fails its checksum" on every round and the close returned EIO.  A rehash
  * that read a block between two daemon writes of it and stored its sum
- * after the second would do the same.  Fails 9 times in 10 without the fix.
+ * after the second would do the same.  Failed 10 runs of 10 without the fix.
  */
 START_TEST(bug_rehash_during_daemon_writes)
 {
@@ -1257,23 +1271,14 @@ START_TEST(bug_rehash_during_daemon_writes)
 	struct scrubber h = { 0 };
 	struct cache_file *f;
 	struct be_node *n;
-	int i;
 
 	X.cfg.chunk_size = cs;
 	fx_open();
 	f = fx_file("rw", want, len, &n);
 	h.f = f;
 	ck_assert_int_eq(pthread_create(&h.tid, NULL, rehash_main, &h), 0);
-	for (i = 0; i < 2000; i++) {
-		uint64_t off = (uint64_t)(i % 8) * 2 * bs + (uint64_t)(i % 3) * 50;
-
-		pattern(want + off, 3 * bs - 100, off, 72 + (unsigned int)i);
-		write_all(f, want + off, 3 * bs - 100, off, 3 * bs - 100);
-		if (i % 10 == 0)	/* every dirty block's sum checked */
-			cache_file_flush(f);
-		if (i % 500 == 0)	/* the clean blocks go */
-			ck_assert_int_eq(cache_file_evict(f), 0);
-	}
+	/* a flush every 10 writes checks every dirty block's sum */
+	write_rounds(f, want, bs, 2000, 72, 10, 500);
 	atomic_store(&h.stop, 1);
 	pthread_join(h.tid, NULL);
 	ck_assert_uint_gt(h.rounds, 0);
