@@ -822,10 +822,10 @@ out:
 /*
  * A chunk the daemon keeps writing (a flusher's rehash of a chunk that
  * rested, after the passthrough writer left) is not waited out for ever:
- * after this many tries the rehash fails with -EBUSY and the upload rests
- * again.  Writes from the daemon and passthrough writes of one file never
- * overlap (the kernel allows one mode at a time), so a release's rehash
- * does not meet it.
+ * after this many tries the rehash leaves it (the other chunks still go)
+ * and fails with -EBUSY, and the upload rests again.  Writes from the
+ * daemon and passthrough writes of one file never overlap (the kernel
+ * allows one mode at a time), so a release's rehash does not meet it.
  */
 #define REHASH_TRIES 8
 
@@ -851,6 +851,7 @@ int file_pt_rehash(struct cache_file *f, uint64_t from, uint64_t to)
 	struct pt_pre pre = { .fd = -1 };
 	struct stat st;
 	char *buf = NULL;
+	bool busy = false;
 	int64_t r = 0;
 
 	pthread_mutex_lock(&f->rehash_lock);
@@ -901,8 +902,10 @@ int file_pt_rehash(struct cache_file *f, uint64_t from, uint64_t to)
 								    -ENOMEM;
 			}
 		} while (r == -EAGAIN && ++tries < REHASH_TRIES);
-		if (r == -EAGAIN)
-			r = -EBUSY;
+		if (r == -EAGAIN) {	/* the next chunks still go */
+			busy = true;
+			r = 0;
+		}
 	}
 	free(buf);
 	free(pre.buf);
@@ -915,7 +918,7 @@ out:
 	/* The daemon sees no reads or writes of passthrough files: it
 	 * keeps the cache in bounds here and after uploads. */
 	cache_evict_maybe(c);
-	return r < 0 ? (int)r : 0;
+	return r < 0 ? (int)r : busy ? -EBUSY : 0;
 }
 
 int cache_file_pt_sync(struct cache_file *f)
