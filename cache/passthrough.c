@@ -560,7 +560,8 @@ static int data_size(struct cache_file *f, uint64_t *size)
 		return rc;
 	rc = fstat(file_fd(f, FILE_FD_SLOT_DATA), &st) < 0 ? -errno : 0;
 	file_fds_put(f);
-	*size = (uint64_t)st.st_size;
+	if (rc == 0)
+		*size = (uint64_t)st.st_size;
 	return rc;
 }
 
