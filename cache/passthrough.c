@@ -1072,8 +1072,7 @@ void *pt_main(void *arg)
 
 		nanosleep(&ts, NULL);
 		for (i = 0;; i++) {
-			struct stat st;
-			uint64_t full, from;
+			uint64_t full, from, size;
 
 			pthread_mutex_lock(&c->pt_lock);
 			f = i < c->npt ? c->pt[i] : NULL;
@@ -1084,14 +1083,8 @@ void *pt_main(void *arg)
 				break;
 			pthread_mutex_lock(&f->lock);
 			from = f->pt_scanned;
-			full = 0;
-			if (file_fds_get(f, FILE_FD_DATA) == 0) {
-				if (fstat(file_fd(f, FILE_FD_SLOT_DATA),
-					  &st) == 0)
-					full = (uint64_t)st.st_size /
-					       c->cfg->chunk_size;
-				file_fds_put(f);
-			}
+			full = data_size(f, &size) == 0 ?
+				       size / c->cfg->chunk_size : 0;
 			if (full > from)
 				f->pt_scanned = full;
 			pthread_mutex_unlock(&f->lock);
