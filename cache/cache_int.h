@@ -420,6 +420,12 @@ static inline bool range_whole(const struct cache *c, uint64_t idx,
  */
 #define ZSKIP_MIN 64
 
+/*
+ * The first zero run of ZSKIP_MIN bytes or more in buf[x, t): its start
+ * in *z and its end returned; both t where there is none (chunk.c).
+ */
+uint64_t zero_run_next(const char *buf, uint64_t x, uint64_t t, uint64_t *z);
+
 /* cred.c */
 struct cred_ent;
 /* The interned copy of cred (NULL for NULL), valid until cache_close. */

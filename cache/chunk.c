@@ -184,6 +184,27 @@ static bool copy_from_fetch(struct cache_file *f, uint64_t idx,
 	return true;
 }
 
+uint64_t zero_run_next(const char *buf, uint64_t x, uint64_t t, uint64_t *z)
+{
+	while (x < t) {
+		uint64_t y;
+
+		if (buf[x]) {
+			x++;
+			continue;
+		}
+		for (y = x; y < t && !buf[y]; y++)
+			;
+		if (y - x >= ZSKIP_MIN) {
+			*z = x;
+			return y;
+		}
+		x = y;
+	}
+	*z = t;
+	return t;
+}
+
 /* The data file's bytes [lo, hi) of block b of chunk idx into buf; the
  * data file taken.  0 or -errno. */
 static int overlay_range(struct cache_file *f, uint64_t idx, char *buf,
@@ -195,6 +216,30 @@ static int overlay_range(struct cache_file *f, uint64_t idx, char *buf,
 			       buf + o, hi - lo, chunk_start(c, idx) + o);
 
 	return n < 0 ? (int)n : 0;
+}
+
+/*
+ * The same for a zskip block: its zero runs of ZSKIP_MIN bytes or more
+ * are not this node's (the upload leaves them out), so the fetched bytes
+ * stay there.  tmp: room for a block.
+ */
+static int overlay_nonzero(struct cache_file *f, uint64_t idx, char *buf,
+			   unsigned int b, uint32_t lo, uint32_t hi, char *tmp)
+{
+	uint64_t o = b * f->c->block_size, x = lo, z, y;
+	ssize_t n = ring_pread(cache_ring(f->c), file_fd(f, FILE_FD_SLOT_DATA),
+			       tmp + lo, hi - lo, chunk_start(f->c, idx) + o + lo);
+
+	if (n < 0)
+		return (int)n;
+	if ((uint64_t)n < hi - lo)	/* the data file ends first */
+		hi = lo + (uint32_t)n;
+	while (x < hi) {
+		y = zero_run_next(tmp, x, hi, &z);
+		memcpy(buf + o + x, tmp + x, z - x);
+		x = y;
+	}
+	return 0;
 }
 
 /*
@@ -211,7 +256,8 @@ static int overlay_dirty(struct cache_file *f, struct chunk *ch, uint64_t idx,
 {
 	uint32_t lo[CACHE_BLOCKS], hi[CACHE_BLOCKS], nruns = 0, i;
 	struct pt_run *runs = NULL;
-	uint64_t m, rmask = 0;
+	uint64_t m, rmask = 0, zmask;
+	char *tmp = NULL;
 	int rc = 0;
 
 	pthread_mutex_lock(&f->lock);
@@ -219,6 +265,7 @@ static int overlay_dirty(struct cache_file *f, struct chunk *ch, uint64_t idx,
 	*missed = dirty0 & ~m;
 	memcpy(lo, ch->dlo, sizeof(lo));
 	memcpy(hi, ch->dhi, sizeof(hi));
+	zmask = ch->zskip & m;
 	/*
 	 * A passthrough writer's block is dirty over a span, but only its
 	 * runs are this node's: the bytes between are the backend's, maybe
@@ -249,10 +296,16 @@ static int overlay_dirty(struct cache_file *f, struct chunk *ch, uint64_t idx,
 	for (m &= ~rmask; rc == 0 && m; m &= m - 1) {
 		unsigned int b = (unsigned int)__builtin_ctzll(m);
 
-		rc = overlay_range(f, idx, buf, b, lo[b], hi[b]);
+		if (!(zmask & (1ULL << b)))
+			rc = overlay_range(f, idx, buf, b, lo[b], hi[b]);
+		else if (!tmp && !(tmp = malloc(f->c->block_size)))
+			rc = -ENOMEM;
+		else
+			rc = overlay_nonzero(f, idx, buf, b, lo[b], hi[b], tmp);
 	}
 	file_fds_put(f);
 	free(runs);
+	free(tmp);
 	return rc;
 }
 
@@ -1205,7 +1258,11 @@ void file_drop_stale(struct cache_file *f)
 		if (!f->pt_users)
 			index_forget_chunks(f, from, idx);
 		from = idx + 1;
-		for (m = ch->dirty; m; m &= m - 1) {
+		/* A passthrough writer's block sent as runs, or without its
+		 * zero runs, holds bytes between that are not this node's:
+		 * fetched again around them (overlay_dirty()). */
+		for (m = ch->dirty & ~ch->pt_runs_mask & ~ch->zskip; m;
+		     m &= m - 1) {
 			unsigned int b = (unsigned int)__builtin_ctzll(m);
 
 			if (range_whole(c, idx, b, ch->dlo[b], ch->dhi[b],

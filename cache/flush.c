@@ -174,24 +174,16 @@ static void seg_add(struct seg_writer *w, uint64_t s, uint64_t t)
 static void seg_add_nonzero(struct seg_writer *w, uint64_t s, uint64_t t,
 			    uint64_t size)
 {
-	uint64_t p = s, x = s;
+	uint64_t p = s - w->start, x = p, e = t - w->start, z;
 
-	while (x < t) {
-		uint64_t y;
-
-		if (w->buf[x - w->start]) {
-			x++;
-			continue;
-		}
-		for (y = x; y < t && !w->buf[y - w->start]; y++)
-			;
-		if (y - x >= ZSKIP_MIN) {
-			seg_add(w, p, x);
-			p = y == size ? y - 1 : y;
-		}
-		x = y;
+	while (x < e) {
+		x = zero_run_next(w->buf, x, e, &z);
+		if (z == e)
+			break;
+		seg_add(w, w->start + p, w->start + z);
+		p = w->start + x == size ? x - 1 : x;
 	}
-	seg_add(w, p, t);
+	seg_add(w, w->start + p, t);
 }
 
 /*

@@ -1136,6 +1136,72 @@ START_TEST(test_pt_zero_runs_left_out)
 END_TEST
 
 /*
+ * Close-to-open through a passthrough writer's block: another node wrote
+ * the bytes between this node's, and an open here must show them.  The
+ * block is dirty over a span that covers the block, but only its runs
+ * (or, written onto zeros, its bytes outside the zero runs) are this
+ * node's; the refresh at the open kept the whole block and the kernel
+ * read this node's stale bytes between (two-mount difftest seed
+ * 3534391242: zeros, then another node's older bytes).  Once written onto
+ * zeros (zskip), once as runs against the bytes sent before.
+ */
+START_TEST(bug_pt_refresh_keeps_other_nodes_gap)
+{
+	unsigned char *mine = malloc(BS), *other = malloc(BS);
+	unsigned char *want = malloc(BS), *got = malloc(BS);
+	struct cache_file *f;
+	struct be_node *n;
+	int fd;
+
+	memset(mine, 0xaa, BS);
+	memset(mine + 1000, 0, 95);	/* the other node's range */
+	fx_open();
+	f = fx_file("gap", NULL, 0, &n);
+	ck_assert_int_eq(cache_file_pt_begin(f, NULL, true, false, &fd), 0);
+	ck_assert_int_eq(pwrite(fd, mine, BS, 0), (ssize_t)BS);
+	ck_assert_int_eq(cache_file_pt_sync(f), 0);	/* an fsync */
+
+	/* 1: written onto zeros.  The other node writes its range. */
+	memset(other, 0, BS);
+	memset(other + 1000, 0x55, 95);
+	ck_assert_int_eq(mem_be_set_data(X.be, n, other, BS), 0);
+	fx_reopen(n);
+	memcpy(want, mine, BS);
+	memset(want + 1000, 0x55, 95);
+	ck_assert_int_eq(pread(fd, got, BS, 0), (ssize_t)BS);
+	ck_assert_msg(!memcmp(got, want, BS),
+		      "zskip block: the other node's bytes are not seen");
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, want, BS, "backend after the zskip block");
+
+	/* 2: two runs of this node's against what it sent; the other node
+	 * writes between them. */
+	memset(mine, 0xbb, 100);
+	memset(mine + 2000, 0xcc, BS - 2000);
+	ck_assert_int_eq(pwrite(fd, mine, 100, 0), 100);
+	ck_assert_int_eq(pwrite(fd, mine + 2000, BS - 2000, 2000),
+			 (ssize_t)(BS - 2000));
+	ck_assert_int_eq(cache_file_pt_sync(f), 0);
+	memset(want + 1000, 0x66, 95);
+	ck_assert_int_eq(mem_be_set_data(X.be, n, want, BS), 0);
+	fx_reopen(n);
+	memcpy(want, mine, 100);
+	memcpy(want + 2000, mine + 2000, BS - 2000);
+	ck_assert_int_eq(pread(fd, got, BS, 0), (ssize_t)BS);
+	ck_assert_msg(!memcmp(got, want, BS),
+		      "runs block: the other node's bytes are not seen");
+	cache_file_pt_end(f, true);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, want, BS, "backend after the runs block");
+	ck_assert_uint_eq(stats().checksum_errors, 0);
+	free(mine);
+	free(other);
+	free(want);
+	free(got);
+}
+END_TEST
+
+/*
  * A truncate while a passthrough writer holds the file: the block holding
  * the new end took its sum from the data file, writer's bytes and all, and
  * those bytes never went out (difftest seed 3675706986).
@@ -3647,6 +3713,7 @@ static Suite *cache_suite(void)
 		T(test_pt_zero_growth_gives_size),
 		T(test_pt_truncate_keeps_writer_bytes),
 		T(test_pt_zero_runs_left_out),
+		B(bug_pt_refresh_keeps_other_nodes_gap),
 		T(bug_flush_batch_rehash_vs_truncate),
 		T(bug_rehash_during_daemon_writes),
 		T(test_pt_crash_fresh_data_files),
