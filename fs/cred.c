@@ -12,17 +12,20 @@
  * and such a file hides in its own directory instead, renamed and later
  * removed by the user who unlinked it, as the NFS client's .nfs files.
  *
- * Thread safety: req_cred() only reads the request; cred_check_backends()
- * runs once at mount, before the session starts.
+ * Thread safety: req_cred() reads the request, and its cache of groups
+ * under groups_lock; cred_check_backends() runs once at mount, before the
+ * session starts.
  */
 #include "fs_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /*
@@ -73,6 +76,78 @@ static int proc_groups(pid_t pid, gid_t *list, int max)
 	return n;
 }
 
+/*
+ * The groups read last for a thread, kept groups_timeout seconds: a
+ * create asks for them four times (GETATTR of the directory, LOOKUP,
+ * CREATE, GETXATTR), and rendering a status is the largest cost of such a
+ * request after the kernel's own (docs/performance.md).  Kept by thread
+ * id, uid and gid; a process that changes its groups without changing
+ * its ids is seen with the old ones until the entry ages out, where the
+ * kernel's own check (default_permissions) already uses the new ones.
+ */
+#define GROUPS_SLOTS 256
+
+struct groups_ent {
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	int n;
+	uint64_t at_us;
+	gid_t groups[BE_CRED_NGROUPS];
+};
+
+static struct groups_ent groups_cache[GROUPS_SLOTS];
+static pthread_mutex_t groups_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* The caller's groups (at most BE_CRED_NGROUPS) into groups: how many. */
+static int caller_groups(fuse_req_t req, const struct fuse_ctx *ctx,
+			 gid_t *groups)
+{
+	struct groups_ent *e = &groups_cache[(unsigned int)ctx->pid %
+					     GROUPS_SLOTS];
+	uint64_t ttl = (uint64_t)(req_sfs(req)->cfg.groups_timeout * 1e6);
+	uint64_t now = ttl ? mono_us() : 0;
+	int n = -1;
+
+	if (ttl) {
+		pthread_mutex_lock(&groups_lock);
+		if (e->pid == ctx->pid && e->uid == ctx->uid &&
+		    e->gid == ctx->gid && now - e->at_us < ttl) {
+			n = e->n;
+			memcpy(groups, e->groups, (size_t)n * sizeof(*groups));
+		}
+		pthread_mutex_unlock(&groups_lock);
+		if (n >= 0)
+			return n;
+	}
+	n = proc_groups(ctx->pid, groups, BE_CRED_NGROUPS);
+	if (n == -EIO)	/* a status we could not parse */
+		n = fuse_req_getgroups(req, BE_CRED_NGROUPS, groups);
+	if (n < 0)
+		return 0;	/* no /proc: uid and gid only */
+	if (n > BE_CRED_NGROUPS)
+		n = BE_CRED_NGROUPS;
+	if (ttl) {
+		pthread_mutex_lock(&groups_lock);
+		e->pid = ctx->pid;
+		e->uid = ctx->uid;
+		e->gid = ctx->gid;
+		e->n = n;
+		e->at_us = now;
+		memcpy(e->groups, groups, (size_t)n * sizeof(*groups));
+		pthread_mutex_unlock(&groups_lock);
+	}
+	return n;
+}
+
 void req_cred(fuse_req_t req, struct be_cred *cred)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
@@ -86,15 +161,8 @@ void req_cred(fuse_req_t req, struct be_cred *cred)
 	 * read the groups of.  Past BE_CRED_NGROUPS the rest of the list is
 	 * dropped, as AUTH_SYS and the kernel NFS client drop it.
 	 */
-	if (ctx->pid > 0) {
-		n = proc_groups(ctx->pid, groups, BE_CRED_NGROUPS);
-		if (n == -EIO)	/* a status we could not parse */
-			n = fuse_req_getgroups(req, BE_CRED_NGROUPS, groups);
-	}
-	if (n < 0)
-		n = 0;	/* no /proc: uid and gid only */
-	if (n > BE_CRED_NGROUPS)
-		n = BE_CRED_NGROUPS;
+	if (ctx->pid > 0)
+		n = caller_groups(req, ctx, groups);
 	cred->ngroups = (uint32_t)n;
 	for (i = 0; i < n; i++)
 		cred->groups[i] = groups[i];

@@ -51,6 +51,7 @@ struct sfs_config {
 	char *ctl_socket;
 	unsigned int nconnect;
 	double attr_timeout, entry_timeout;
+	double groups_timeout;	/* seconds a caller's groups are kept (cred.c) */
 	int foreground, debug, show_help, show_version;
 	int default_permissions;	/* the kernel checks modes (default) */
 	int soft;		/* fail requests after the retry deadline */

@@ -49,6 +49,7 @@ static const struct fuse_opt sfs_opts[] = {
 	OPT("ctl_socket=%s", ctl_socket, 0),
 	OPT("attr_timeout=%lf", attr_timeout, 0),
 	OPT("entry_timeout=%lf", entry_timeout, 0),
+	OPT("groups_timeout=%lf", groups_timeout, 0),
 	OPT("hard", soft, 0),
 	OPT("soft", soft, 1),
 	OPT("outage_wait=%lf", outage_wait, 0),
@@ -96,6 +97,8 @@ void opts_usage(const char *prog)
 	       "  -o ctl_socket=PATH        control socket for stagefsctl (default /run/stagefs/<id>.sock)\n"
 	       "  -o attr_timeout=SECS      kernel attribute cache (default 1.0)\n"
 	       "  -o entry_timeout=SECS     kernel name cache (default 1.0)\n"
+	       "  -o groups_timeout=SECS    a caller's groups are read again after this\n"
+	       "                            (default 1.0; 0: on every request)\n"
 	       "  -o readdirplus=on|off|auto  listings carry each entry's attributes, so that\n"
 	       "                            ls -l asks nothing per entry; auto (the default):\n"
 	       "                            on, but off where every backend is posix\n"
@@ -240,6 +243,7 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 	cfg->nconnect = 4;
 	cfg->attr_timeout = 1.0;
 	cfg->entry_timeout = 1.0;
+	cfg->groups_timeout = 1.0;
 	cfg->outage_wait = 5.0;
 	if (fuse_opt_parse(args, cfg, sfs_opts, opt_proc) < 0)
 		return -EINVAL;
@@ -266,6 +270,11 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 	if (!(cfg->attr_timeout >= 0 && cfg->attr_timeout < 1e9) ||
 	    !(cfg->entry_timeout >= 0 && cfg->entry_timeout < 1e9)) {
 		fprintf(stderr, "stagefs: attr_timeout and entry_timeout must be seconds from 0 to 1e9\n");
+		return -EINVAL;
+	}
+	if (!(cfg->groups_timeout >= 0 && cfg->groups_timeout <= 3600)) {
+		fprintf(stderr, "stagefs: bad value for groups_timeout: %g (expected seconds from 0 to 3600)\n",
+			cfg->groups_timeout);
 		return -EINVAL;
 	}
 	if (!(cfg->outage_wait >= 0.1 && cfg->outage_wait <= 3600)) {

@@ -8,7 +8,8 @@
 # 2. A user gets EACCES on another user's 0600 file, from the kernel
 #    (default_permissions, the default) and from the server (a mount with
 #    default_permissions=off); root is "nobody" there, as on a kernel NFS
-#    mount; a supplementary group grants what it should.
+#    mount; a supplementary group grants what it should, and no longer
+#    than groups_timeout after the process left it.
 # 3. A file unlinked while open stays readable and leaves nothing behind,
 #    also when its directory was made read-only before the last close.
 # 4. kill -9 with dirty data of both users (flush_on_close=async, server
@@ -142,6 +143,32 @@ fi
 check_refusals "$mnt2" "default_permissions=off (server only)"
 as_user stagefs-alice cat "$mnt2/alice/data2" | cmp - "$TEST_TMP/src.alice" \
 	|| fail "default_permissions=off: alice cannot read her own file"
+# A process that leaves a group keeps it on the backend for at most
+# groups_timeout (1 s by default): its groups are read again after that.
+python3 - "$mnt2/shared/g.txt" 1.5 <<'PY' || fail "groups_timeout: $?"
+import grp, os, pwd, sys, time
+a = pwd.getpwnam("stagefs-alice")
+g = grp.getgrnam("stagefs-g").gr_gid
+def granted():
+    try:
+        with open(sys.argv[1]) as f:
+            f.read()
+        return True
+    except PermissionError:
+        return False
+os.setgroups([g])
+os.setegid(a.pw_gid)
+os.seteuid(a.pw_uid)
+if not granted():
+    sys.exit("in the group: refused")
+os.seteuid(0)
+os.setgroups([])
+os.seteuid(a.pw_uid)
+time.sleep(float(sys.argv[2]))
+if granted():
+    sys.exit("out of the group for %s s: still granted" % sys.argv[2])
+PY
+info "groups_timeout: a group left is no longer used after 1.5 s"
 
 # ------------------------------------------------------------------ 3.
 as_user stagefs-alice bash -euc '

@@ -228,7 +228,7 @@ START_TEST(test_opts_all_options)
 	int rc = parse_o("cache_size=1G,cache_min_free=2G,chunk_size=1M,"
 			 "readahead=8M,dirty_max=100M,nconnect=8,writeback=off,"
 			 "flush_on_close=async,fsync=local,verify=off,"
-			 "attr_timeout=2.5,entry_timeout=0");
+			 "attr_timeout=2.5,entry_timeout=0,groups_timeout=0");
 
 	ck_assert_msg(rc == 0, "rc %d: %s", rc, errtext);
 	ck_assert_str_eq(cfg.backend, "nfs://vast1/scratch");
@@ -247,6 +247,7 @@ START_TEST(test_opts_all_options)
 	ck_assert_int_eq(cfg.cache.verify, 0);
 	ck_assert_double_eq(cfg.attr_timeout, 2.5);
 	ck_assert_double_eq(cfg.entry_timeout, 0.0);
+	ck_assert_double_eq(cfg.groups_timeout, 0.0);
 }
 END_TEST
 
@@ -369,6 +370,9 @@ START_TEST(test_opts_bad_numbers)
 	ck_assert_int_eq(parse_o("nconnect=abc"), -EINVAL);
 	expect_refused("attr_timeout=-1", "attr_timeout");
 	expect_refused("entry_timeout=-0.5", "entry_timeout");
+	expect_refused("groups_timeout=-1", "groups_timeout");
+	expect_refused("groups_timeout=nan", "groups_timeout");
+	expect_refused("groups_timeout=3601", "groups_timeout");
 }
 END_TEST
 
