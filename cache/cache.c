@@ -279,6 +279,17 @@ static struct cache_file *file_new(struct cache *c, int be_idx,
 	return f;
 }
 
+/* Make fd's file empty; one just created is left alone (an ftruncate
+ * costs a journal update even when the size does not change). */
+static int empty_file(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == 0 && st.st_size == 0)
+		return 0;
+	return ftruncate(fd, 0) < 0 ? -errno : 0;
+}
+
 /* Forget every clean byte of f, loaded or not; f->lock held, no dirty. */
 static void file_reset(struct cache_file *f, const struct be_attr *attr)
 {
@@ -298,9 +309,9 @@ static void file_reset(struct cache_file *f, const struct be_attr *attr)
 	}
 	rc = file_fds_get(f, FILE_FD_DATA | FILE_FD_INDEX);
 	if (rc == 0) {
-		if (ftruncate(file_fd(f, FILE_FD_SLOT_DATA), 0) < 0 ||
-		    ftruncate(file_fd(f, FILE_FD_SLOT_INDEX), 0) < 0)
-			rc = -errno;
+		rc = empty_file(file_fd(f, FILE_FD_SLOT_DATA));
+		if (rc == 0)
+			rc = empty_file(file_fd(f, FILE_FD_SLOT_INDEX));
 		file_fds_put(f);
 	}
 	if (rc < 0)

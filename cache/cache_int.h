@@ -527,11 +527,14 @@ int index_sync(struct cache_file *f);
 enum file_fd_slot {
 	FILE_FD_SLOT_DATA,	/* the data file, O_RDWR */
 	FILE_FD_SLOT_INDEX,	/* the index file, O_RDWR */
-	FILE_FD_SLOT_DIRECT,	/* the data file, O_DIRECT (cache_direct=on) */
+	FILE_FD_SLOT_DIRECT,	/* the data file, O_DIRECT (cache_direct=on|fills) */
 };
-#define FILE_FD_DATA 0x1u	/* the data file (and its O_DIRECT twin) */
+#define FILE_FD_DATA 0x1u	/* the data file (and, with cache_direct=on,
+				 * its O_DIRECT twin) */
 #define FILE_FD_INDEX 0x2u
 #define FILE_FD_CREATE 0x4u	/* create missing files (index_open only) */
+#define FILE_FD_FILL 0x8u	/* with DATA: the O_DIRECT twin for a chunk
+				 * fill with cache_direct=fills too */
 
 int cache_fds_init(struct cache *c);
 void cache_fds_destroy(struct cache *c);
@@ -566,7 +569,8 @@ static inline int data_fd(const struct cache_file *f, const void *buf,
 	return file_fd(f, FILE_FD_SLOT_DATA);
 }
 
-/* The same for a chunk fill: O_DIRECT with cache_direct=fills too. */
+/* The same for a chunk fill (FILE_FD_FILL taken): O_DIRECT with
+ * cache_direct=fills too. */
 static inline int fill_fd(const struct cache_file *f, const void *buf,
 			  uint64_t off, size_t len)
 {

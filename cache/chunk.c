@@ -437,7 +437,7 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 		last->len = head;
 		nops++;
 	}
-	rc = file_fds_get(f, FILE_FD_DATA);
+	rc = file_fds_get(f, FILE_FD_DATA | FILE_FD_FILL);
 	if (rc < 0)
 		goto out_lock;
 	for (b = 0; b < (unsigned int)nops; b++)

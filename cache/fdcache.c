@@ -2,8 +2,9 @@
 /*
  * fdcache.c - the descriptors of the cache files, bounded.
  *
- * A cache file has a data file, an index file and, with cache_direct=on,
- * a second, O_DIRECT descriptor of the data file.  The cache holds a
+ * A cache file has a data file, an index file and, with cache_direct=on
+ * or fills, a second, O_DIRECT descriptor of the data file (for fills
+ * only when one comes).  The cache holds a
  * struct cache_file for every file it has data of, millions on a large
  * node, so these cannot stay open: they live in the cache's fdlru
  * (backend/fdlru.h).  Every user takes the ones it needs with
@@ -75,7 +76,10 @@ int file_fds_get(struct cache_file *f, unsigned int what)
 
 	if (what & FILE_FD_DATA) {
 		mask |= 1u << FILE_FD_SLOT_DATA;
-		if (f->c->direct != CACHE_DIRECT_OFF)
+		/* Opened when first needed: a small file that is only
+		 * written never has its data file opened twice. */
+		if (f->c->direct == CACHE_DIRECT_ON ||
+		    (f->c->direct != CACHE_DIRECT_OFF && (what & FILE_FD_FILL)))
 			mask |= 1u << FILE_FD_SLOT_DIRECT;
 	}
 	if (what & FILE_FD_INDEX)

@@ -230,7 +230,8 @@ void index_close(struct cache_file *f)
  * Open (or make) the data and index files of f.  If the index holds a
  * valid header for this file, its generation and sizes are taken; the
  * caller compares them with the backend's.  Returns 1 if a header was
- * found, 0 if not: then, with may_reset, both files are emptied.
+ * found, 0 if not: then the caller must empty both files before it uses
+ * them (file_reset(); without may_reset, a replay, it refuses instead).
  */
 int index_open(struct cache_file *f, bool may_reset)
 {
@@ -262,14 +263,12 @@ int index_open(struct cache_file *f, bool may_reset)
 	rc = 0;
 	if (!may_reset)
 		goto out_put;	/* replay: keep the evidence, refuse */
+	/* New or unusable: no chunk of it can be trusted; the caller
+	 * empties both files (file_reset()). */
 	if (n > 0)
 		log_msg(LOG_LVL_WARN, "index",
 			"%s: header invalid or from another chunk size; starting the file afresh",
 			name);
-	/* New or unusable: no chunk of it can be trusted. */
-	if (ftruncate(file_fd(f, FILE_FD_SLOT_INDEX), 0) < 0 ||
-	    ftruncate(file_fd(f, FILE_FD_SLOT_DATA), 0) < 0)
-		rc = -errno;
 out_put:
 	file_fds_put(f);
 	return rc;

@@ -3289,7 +3289,14 @@ static void direct_io(enum cache_direct_mode mode)
 	X.cfg.direct = mode;
 	fx_open();
 	f = fx_file("w", NULL, 0, &n);
+	/* fills: the O_DIRECT descriptor is opened for the first fill */
 	ck_assert_int_eq(file_fds_get(f, FILE_FD_DATA), 0);
+	if (mode == CACHE_DIRECT_ON)
+		ck_assert_int_ge(file_fd(f, FILE_FD_SLOT_DIRECT), 0);
+	else
+		ck_assert_int_lt(file_fd(f, FILE_FD_SLOT_DIRECT), 0);
+	file_fds_put(f);
+	ck_assert_int_eq(file_fds_get(f, FILE_FD_DATA | FILE_FD_FILL), 0);
 	ck_assert_int_ge(file_fd(f, FILE_FD_SLOT_DIRECT), 0);
 	file_fds_put(f);
 	write_all(f, want, len, 0, 100003);
