@@ -482,6 +482,11 @@ int file_pt_rehash(struct cache_file *f, uint64_t from, uint64_t to);
 void file_pt_all_stale(struct cache_file *f);
 /* The runs of the blocks of mask go (their whole range is sent). */
 void chunk_runs_drop(struct chunk *ch, uint64_t mask);
+/* A fetch took the backend's bytes into the zero runs of zskip block b:
+ * its upload goes by the n > 1 pieces r of this node's bytes instead
+ * (joined as a rehash's runs are).  f->lock held. */
+void chunk_zskip_to_runs(struct chunk *ch, unsigned int b, struct pt_run *r,
+			 uint32_t n);
 /* The runs of block b, pointed at by *out; how many (0: none). */
 uint32_t chunk_runs_of(const struct chunk *ch, unsigned int b,
 		       const struct pt_run **out);

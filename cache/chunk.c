@@ -221,12 +221,31 @@ static int overlay_range(struct cache_file *f, uint64_t idx, char *buf,
 /*
  * The same for a zskip block: its zero runs of ZSKIP_MIN bytes or more
  * are not this node's (the upload leaves them out), so the fetched bytes
- * stay there.  tmp: room for a block.
+ * stay there.  The pieces kept, this node's bytes, are added to z (room
+ * for ZPIECES_MAX more): once the fetched bytes are in the block, its
+ * zero runs no longer tell them apart, and its upload sends these runs
+ * instead (chunk_zskip_to_runs()).  A zero run to the file's end (eof,
+ * an offset in the block) keeps its last byte, as the upload does (the
+ * file's size).  tmp: room for a block.
  */
-static int overlay_nonzero(struct cache_file *f, uint64_t idx, char *buf,
-			   unsigned int b, uint32_t lo, uint32_t hi, char *tmp)
+#define ZPIECES_MAX(bs) ((bs) / (ZSKIP_MIN + 1) + 2)
+
+static void keep_piece(char *buf, const char *tmp, uint64_t o, unsigned int b,
+		       uint64_t from, uint64_t to, struct pt_run *z,
+		       uint32_t *nz)
 {
-	uint64_t o = b * f->c->block_size, x = lo, z, y;
+	if (to <= from)
+		return;
+	memcpy(buf + o + from, tmp + from, to - from);
+	z[(*nz)++] = (struct pt_run){ b, (uint32_t)from, (uint32_t)to };
+}
+
+static int overlay_nonzero(struct cache_file *f, uint64_t idx, char *buf,
+			   unsigned int b, uint32_t lo, uint32_t hi,
+			   uint64_t eof, char *tmp, struct pt_run *z,
+			   uint32_t *nz)
+{
+	uint64_t o = b * f->c->block_size, x = lo, zs, y;
 	ssize_t n = ring_pread(cache_ring(f->c), file_fd(f, FILE_FD_SLOT_DATA),
 			       tmp + lo, hi - lo, chunk_start(f->c, idx) + o + lo);
 
@@ -235,8 +254,10 @@ static int overlay_nonzero(struct cache_file *f, uint64_t idx, char *buf,
 	if ((uint64_t)n < hi - lo)	/* the data file ends first */
 		hi = lo + (uint32_t)n;
 	while (x < hi) {
-		y = zero_run_next(tmp, x, hi, &z);
-		memcpy(buf + o + x, tmp + x, z - x);
+		y = zero_run_next(tmp, x, hi, &zs);
+		keep_piece(buf, tmp, o, b, x, zs, z, nz);
+		if (zs < y && y == eof)
+			keep_piece(buf, tmp, o, b, y - 1, y, z, nz);
 		x = y;
 	}
 	return 0;
@@ -248,24 +269,29 @@ static int overlay_nonzero(struct cache_file *f, uint64_t idx, char *buf,
  * ch->fetching, so the ranges hold still; but an upload may finish and
  * clean a block between the backend's answer and here: its range is then
  * in neither, and *missed gets the blocks of dirty0 (dirty when the fetch
- * began) that are not dirty any more.  f->lock not held.
+ * began) that are not dirty any more.  *zout (malloc'd, *nzout of them):
+ * the pieces of the zskip blocks that were kept (overlay_nonzero()).
+ * f->lock not held.
  */
 static int overlay_dirty(struct cache_file *f, struct chunk *ch, uint64_t idx,
 			 uint64_t want, uint64_t dirty0, char *buf,
-			 uint64_t *missed)
+			 uint64_t *missed, struct pt_run **zout, uint32_t *nzout)
 {
 	uint32_t lo[CACHE_BLOCKS], hi[CACHE_BLOCKS], nruns = 0, i;
-	struct pt_run *runs = NULL;
-	uint64_t m, rmask = 0, zmask;
+	uint64_t m, rmask = 0, zmask, bs = f->c->block_size, eof;
+	struct pt_run *runs = NULL, *z = NULL;
 	char *tmp = NULL;
 	int rc = 0;
 
+	*zout = NULL;
+	*nzout = 0;
 	pthread_mutex_lock(&f->lock);
 	m = want & ch->dirty;
 	*missed = dirty0 & ~m;
 	memcpy(lo, ch->dlo, sizeof(lo));
 	memcpy(hi, ch->dhi, sizeof(hi));
 	zmask = ch->zskip & m;
+	eof = f->size - chunk_start(f->c, idx);	/* wraps if before */
 	/*
 	 * A passthrough writer's block is dirty over a span, but only its
 	 * runs are this node's: the bytes between are the backend's, maybe
@@ -282,13 +308,17 @@ static int overlay_dirty(struct cache_file *f, struct chunk *ch, uint64_t idx,
 		}
 	}
 	pthread_mutex_unlock(&f->lock);
-	if (!m || rc < 0)
-		return rc;
-	rc = file_fds_get(f, FILE_FD_DATA);
-	if (rc < 0) {
-		free(runs);
-		return rc;
+	if (zmask && rc == 0) {
+		tmp = malloc(bs);
+		z = malloc(popcount64(zmask) * ZPIECES_MAX(bs) * sizeof(*z));
+		if (!tmp || !z)
+			rc = -ENOMEM;
 	}
+	if (!m || rc < 0)
+		goto out;
+	rc = file_fds_get(f, FILE_FD_DATA);
+	if (rc < 0)
+		goto out;
 	for (i = 0; rc == 0 && i < nruns; i++)
 		if (rmask & (1ULL << runs[i].b))
 			rc = overlay_range(f, idx, buf, runs[i].b, runs[i].lo,
@@ -296,17 +326,59 @@ static int overlay_dirty(struct cache_file *f, struct chunk *ch, uint64_t idx,
 	for (m &= ~rmask; rc == 0 && m; m &= m - 1) {
 		unsigned int b = (unsigned int)__builtin_ctzll(m);
 
-		if (!(zmask & (1ULL << b)))
-			rc = overlay_range(f, idx, buf, b, lo[b], hi[b]);
-		else if (!tmp && !(tmp = malloc(f->c->block_size)))
-			rc = -ENOMEM;
+		if (zmask & (1ULL << b))
+			rc = overlay_nonzero(f, idx, buf, b, lo[b], hi[b],
+					     eof - b * bs, tmp, z, nzout);
 		else
-			rc = overlay_nonzero(f, idx, buf, b, lo[b], hi[b], tmp);
+			rc = overlay_range(f, idx, buf, b, lo[b], hi[b]);
 	}
 	file_fds_put(f);
+out:
 	free(runs);
 	free(tmp);
+	if (rc < 0) {
+		free(z);
+		*nzout = 0;
+	} else {
+		*zout = z;
+	}
 	return rc;
+}
+
+/*
+ * The zskip blocks of mask took the backend's bytes into their zero runs
+ * (the fill wrote them): each goes out as the pieces z[0..n) of this
+ * node's bytes that overlay_nonzero() kept, a single one as the block's
+ * dirty range.  f->lock held.
+ */
+static void zskip_settle(struct cache_file *f, struct chunk *ch, uint64_t mask,
+			 struct pt_run *z, uint32_t n)
+{
+	uint32_t i = 0, j;
+
+	mask &= ch->dirty & ch->zskip;
+	while (i < n) {
+		unsigned int b = z[i].b;
+
+		for (j = i; j < n && z[j].b == b; j++)
+			;
+		if (!(mask & (1ULL << b))) {
+			i = j;
+			continue;
+		}
+		if (j - i == 1) {
+			atomic_fetch_sub(&f->c->dirty_bytes,
+					 (ch->dhi[b] - ch->dlo[b]) -
+						 (z[i].hi - z[i].lo));
+			ch->dlo[b] = z[i].lo;
+			ch->dhi[b] = z[i].hi;
+			ch->zskip &= ~(1ULL << b);
+			chunk_runs_drop(ch, 1ULL << b);
+		} else {
+			chunk_zskip_to_runs(ch, b, z + i, j - i);
+		}
+		i = j;
+	}
 }
 
 /*
@@ -345,6 +417,8 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 			       f->be_size > start ? f->be_size - start : 0);
 	uint64_t sums[CACHE_BLOCKS];
 	struct ring_op ops[CACHE_BLOCKS];
+	struct pt_run *zr = NULL;
+	uint32_t nzr = 0;
 	int nops = 0, rc = 0, pre = -1;
 	bool pre_ok = false;
 	struct rbuf *rb;
@@ -379,7 +453,7 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 	memset(buf + n, 0, c->cfg->chunk_size - (size_t)n);
 	/* Merge: this node's dirty bytes win over the backend's.  A block
 	 * whose range an upload took meanwhile is stale here: left out. */
-	rc = overlay_dirty(f, ch, idx, want, dirty0, buf, &missed);
+	rc = overlay_dirty(f, ch, idx, want, dirty0, buf, &missed, &zr, &nzr);
 	if (rc < 0)
 		goto out_lock;
 	want &= ~missed;
@@ -462,6 +536,9 @@ out_lock:
 	ch->fbuf_mask = 0;
 	ch->fetching = false;
 	f->inflight--;
+	if (rc == 0 || resummed)
+		zskip_settle(f, ch, rc == 0 ? want : resummed, zr, nzr);
+	free(zr);
 	if (rc == 0 && f->trunc_seq == trunc_seq) {
 		got &= ~ch->present;	/* a writer may have come first */
 		/* New sums of dirty blocks: an upload that read them before

@@ -366,6 +366,13 @@ static void chunk_runs_set(struct chunk *ch, unsigned int b,
 	ch->pt_runs_mask |= 1ULL << b;
 }
 
+void chunk_zskip_to_runs(struct chunk *ch, unsigned int b, struct pt_run *r,
+			 uint32_t n)
+{
+	ch->zskip &= ~(1ULL << b);
+	chunk_runs_set(ch, b, r, n);
+}
+
 /*
  * A rehash found block b changed: [lo, hi), or the n runs r (n > 1), or
  * zskip.  Before the dirty range takes the new one in: its runs are the

@@ -1143,7 +1143,9 @@ END_TEST
  * node's; the refresh at the open kept the whole block and the kernel
  * read this node's stale bytes between (two-mount difftest seed
  * 3534391242: zeros, then another node's older bytes).  Once written onto
- * zeros (zskip), once as runs against the bytes sent before.
+ * zeros (zskip), once as runs against the bytes sent before.  After the
+ * refresh the other node writes its range again, and this node's upload
+ * must not put back the bytes it fetched.
  */
 START_TEST(bug_pt_refresh_keeps_other_nodes_gap)
 {
@@ -1171,6 +1173,11 @@ START_TEST(bug_pt_refresh_keeps_other_nodes_gap)
 	ck_assert_int_eq(pread(fd, got, BS, 0), (ssize_t)BS);
 	ck_assert_msg(!memcmp(got, want, BS),
 		      "zskip block: the other node's bytes are not seen");
+	/* The other node writes its range again: this node's upload must
+	 * not put back the bytes it fetched, now in its block. */
+	memset(other + 1000, 0x77, 95);
+	ck_assert_int_eq(mem_be_set_data(X.be, n, other, BS), 0);
+	memset(want + 1000, 0x77, 95);
 	ck_assert_int_eq(cache_file_flush(f), 0);
 	assert_backend_has(n, want, BS, "backend after the zskip block");
 
@@ -1190,6 +1197,10 @@ START_TEST(bug_pt_refresh_keeps_other_nodes_gap)
 	ck_assert_int_eq(pread(fd, got, BS, 0), (ssize_t)BS);
 	ck_assert_msg(!memcmp(got, want, BS),
 		      "runs block: the other node's bytes are not seen");
+	memset(want + 1000, 0x88, 95);
+	ck_assert_int_eq(mem_be_set_data(X.be, n, want, BS), 0);
+	memcpy(want, mine, 100);
+	memcpy(want + 2000, mine + 2000, BS - 2000);
 	cache_file_pt_end(f, true);
 	ck_assert_int_eq(cache_file_flush(f), 0);
 	assert_backend_has(n, want, BS, "backend after the runs block");
