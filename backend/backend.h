@@ -423,6 +423,7 @@ enum be_call {
 	BE_CALL_CREATE,		/* create, mkdir, mknod, symlink, link */
 	BE_CALL_REMOVE,		/* unlink, rmdir */
 	BE_CALL_RENAME,
+	BE_CALL_XATTR,		/* get, set, list, remove (counted by fs/) */
 	BE_CALL_NR
 };
 

@@ -149,6 +149,7 @@ struct sfs {
 	 * in their own directory instead, as the NFS client's .nfs files.
 	 */
 	bool *silly_here;
+	bool no_xattrs;		/* no backend holds xattrs (xattr.c) */
 
 	/* namespace.c: junctions (NULL without -o namespace) */
 	struct ns_junction *junctions;
@@ -334,5 +335,7 @@ void ns_wrap_ops(struct sfs *s, struct fuse_lowlevel_ops *ops);
 void dir_ops_init(struct fuse_lowlevel_ops *ops);
 void file_ops_init(struct fuse_lowlevel_ops *ops);
 void xattr_ops_init(struct fuse_lowlevel_ops *ops);
+/* At mount: does any backend hold xattrs?  Sets s->no_xattrs. */
+void xattr_check_backends(struct sfs *s);
 
 #endif /* STAGEFS_FS_INT_H */

@@ -466,8 +466,10 @@ int main(int argc, char **argv)
 	rc = open_backends(&s, &params, &roots, err, sizeof(err));
 	if (rc == 0)
 		rc = cred_check_backends(&s, err, sizeof(err));
-	if (rc == 0)
+	if (rc == 0) {
 		want_plus(&s);
+		xattr_check_backends(&s);
+	}
 	if (rc < 0) {
 		fprintf(stderr, "stagefs: %s\n", err);
 		goto out_be;

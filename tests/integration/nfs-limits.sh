@@ -183,6 +183,7 @@ t_xattr() {
 	if [[ $KIND == nfs ]]; then
 		eq EOPNOTSUPP "$(py 'os.setxattr(a[0], "user.x", b"1")' "$f/f")" "setxattr"
 		eq EOPNOTSUPP "$(py 'os.getxattr(a[0], "user.x")' "$f/f")" "getxattr"
+		eq EOPNOTSUPP "$(py 'os.getxattr(a[0], "user.y")' "$f/f")" "getxattr once more (the kernel's answer)"
 		eq EOPNOTSUPP "$(py 'os.removexattr(a[0], "user.x")' "$f/f")" "removexattr"
 		eq "[]" "$(py 'out(os.listxattr(a[0]))' "$f/f")" "listxattr of a file"
 		eq "[]" "$(py 'out(os.listxattr(a[0]))' "$f")" "listxattr of a directory"
