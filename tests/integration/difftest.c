@@ -1466,6 +1466,45 @@ static void op_swrite(void)
 }
 
 /*
+ * On a wrong read of a shared file: how many bytes of the range [lo,
+ * lo + len) differ from the reference (a: the reference's, b: the
+ * node's, first difference at j), what the node read there, and what the
+ * export holds there: a node's stale copy, or the export's.
+ */
+static void show_difference(const struct sfile *sf, const char *a,
+			    const char *b, size_t j, size_t len, off_t lo)
+{
+	size_t k, n = 0, last = j;
+	char eb[16];
+	ssize_t en = -1;
+	int efd = -1;
+
+	for (k = j; k < len; k++)
+		if (a[k] != b[k]) {
+			n++;
+			last = k;
+		}
+	fprintf(stderr, "difftest: %zu bytes of the range differ, the last at byte %lld; read from the first:",
+		n, (long long)(lo + (off_t)last));
+	for (k = j; k < j + 16 && k < len; k++)
+		fprintf(stderr, " %02x", (unsigned char)b[k]);
+	if (root[SIDE_EXPORT]) {
+		char ep[MAXPATH + 16];
+
+		snprintf(ep, sizeof(ep), "%s/%s", root[SIDE_EXPORT], sf->name);
+		efd = open(ep, O_RDONLY | O_CLOEXEC);
+		if (efd >= 0)
+			en = pread(efd, eb, sizeof(eb), lo + (off_t)j);
+		fprintf(stderr, "\ndifftest: the export there:");
+		for (k = 0; en > 0 && k < (size_t)en; k++)
+			fprintf(stderr, " %02x", (unsigned char)eb[k]);
+		if (efd >= 0)
+			close(efd);
+	}
+	fprintf(stderr, "\n");
+}
+
+/*
  * A node reads a span and compares the bytes it must see: its own
  * ranges, and the other node's ranges whose last write was published
  * before this node last opened (or revalidated) the file.
@@ -1522,6 +1561,7 @@ static void op_sread(void)
 			continue;
 		for (j = 0; a[j] == b[j]; j++)
 			;
+		show_difference(sf, a, b, j, (size_t)(end - lo), lo);
 		mismatch(call, "  contents differ first at byte %lld: ref=0x%02x "
 			 "test=0x%02x\n  the byte is in range %d of node %c "
 			 "[%lld, %lld), last written at op %ld (-1: the "
