@@ -122,6 +122,11 @@ struct chunk {
 	uint64_t pt_runs_mask;
 	struct pt_run *pt_runs;
 	uint32_t pt_nruns;
+	uint64_t leftover;	/* blocks dropped as stale but not punched (a
+				 * passthrough reader reads the data file):
+				 * their old bytes are still there, and sums[]
+				 * still hashes them; a rehash must not take
+				 * them for a writer's (not persisted) */
 	uint64_t pt_stale;	/* blocks the passthrough writers changed
 				 * whose pre-image no longer holds what went
 				 * out: a further change goes out whole */

@@ -548,6 +548,7 @@ out_lock:
 		for (b = 0; b < CACHE_BLOCKS; b++)
 			if (got & (1ULL << b))
 				ch->sums[b] = sums[b];
+		ch->leftover &= ~got;
 		if (pre >= 0 && pre_ok)
 			ch->pt_stale &= ~got;
 		else if (pre >= 0)
@@ -1269,6 +1270,8 @@ int punch_blocks(struct cache_file *f, uint64_t idx, uint64_t mask)
 	rc = file_fds_get(f, FILE_FD_DATA);
 	if (rc < 0)
 		return rc;
+	if (idx < f->nchunks && f->chunks[idx])
+		f->chunks[idx]->leftover &= ~mask;
 	for (; mask; mask &= mask - 1) {
 		unsigned int b = (unsigned int)__builtin_ctzll(mask);
 
@@ -1351,6 +1354,8 @@ void file_drop_stale(struct cache_file *f)
 			continue;
 		if (!ch->readers && !ch->fetching && !f->pt_users)
 			punch_blocks(f, idx, drop & ~ch->dirty);
+		else
+			ch->leftover |= drop & ~ch->dirty;
 		ch->present &= ~drop;
 		atomic_fetch_sub(&c->used_bytes, popcount64(drop) * bs);
 		index_store_chunk(f, idx);

@@ -590,7 +590,7 @@ static bool block_state_moved(const struct chunk *ch, uint64_t mask,
 {
 	unsigned int b;
 
-	if (((ch->present | ch->dirty) ^ known) & mask)
+	if (((ch->present | ch->dirty | ch->leftover) ^ known) & mask)
 		return true;
 	for (; mask; mask &= mask - 1) {
 		b = (unsigned int)__builtin_ctzll(mask);
@@ -657,7 +657,8 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t room,
 		return -E2BIG;
 	}
 	pt_grow(f, size);
-	known = ch->present | ch->dirty;
+	/* A leftover block's bytes are what its sum says, not a writer's. */
+	known = ch->present | ch->dirty | ch->leftover;
 	stale = ch->pt_stale;
 	seq = ch->dirty_seq;
 	memcpy(sums, ch->sums, sizeof(sums));
@@ -783,6 +784,7 @@ out:
 			ch->present |= bit;
 			atomic_fetch_add(&c->used_bytes, bs);
 		}
+		ch->leftover &= ~bit;
 		/* whole, with no runs: no bytes of others between */
 		if (!(zs & bit) && range_whole(c, idx, b, lo[b], hi[b], size) &&
 		    !chunk_runs_of(ch, b, &kept))

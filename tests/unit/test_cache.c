@@ -1213,6 +1213,41 @@ START_TEST(bug_pt_refresh_keeps_other_nodes_gap)
 END_TEST
 
 /*
+ * Blocks dropped as stale while a passthrough reader holds the file are
+ * not punched (the kernel reads the data file): their old bytes stay.  A
+ * rehash took them for a writer's (not present: compared with zeros) and
+ * uploaded them whole over what another node had written since
+ * (two-mount difftest nfs2+pt, seed 3191474603: node A's write of 120,081
+ * bytes put back to the layout's bytes by node B).
+ */
+START_TEST(bug_rehash_uploads_leftover_blocks)
+{
+	unsigned char *old = pattern_new(2 * BS, 71), *other = malloc(2 * BS);
+	struct cache_file *f;
+	struct be_node *n;
+	int fd;
+
+	fx_open();
+	f = fx_file("left", old, 2 * BS, &n);
+	ck_assert_int_eq(cache_file_prefetch(f, NULL), 0);
+	ck_assert_int_eq(cache_file_pt_begin(f, NULL, false, false, &fd), 0);
+	/* another node writes block 1; this node learns the new generation
+	 * after an upload of its own (settle_gen()), and drops block 1 */
+	memcpy(other, old, 2 * BS);
+	memset(other + BS, 0x77, BS);
+	ck_assert_int_eq(mem_be_set_data(X.be, n, other, 2 * BS), 0);
+	file_refresh_gen(f);
+	/* a rehash (the flusher's, a scan's) finds nothing to upload */
+	ck_assert_int_eq(cache_file_pt_sync(f), 0);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, other, 2 * BS, "backend after a rehash");
+	cache_file_pt_end(f, false);
+	free(old);
+	free(other);
+}
+END_TEST
+
+/*
  * A truncate while a passthrough writer holds the file: the block holding
  * the new end took its sum from the data file, writer's bytes and all, and
  * those bytes never went out (difftest seed 3675706986).
@@ -3732,6 +3767,7 @@ static Suite *cache_suite(void)
 		T(test_pt_truncate_keeps_writer_bytes),
 		T(test_pt_zero_runs_left_out),
 		B(bug_pt_refresh_keeps_other_nodes_gap),
+		B(bug_rehash_uploads_leftover_blocks),
 		T(bug_flush_batch_rehash_vs_truncate),
 		T(bug_rehash_during_daemon_writes),
 		T(test_pt_crash_fresh_data_files),
