@@ -72,16 +72,17 @@ static void sfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			 size_t size)
 {
 	struct sfs *s = req_sfs(req);
-	struct sfs_inode *in = inode_get(s, ino);
-	char *buf = size ? malloc(size) : NULL;
+	struct sfs_inode *in;
 	struct be_cred cred;
+	char *buf;
 	int rc;
 
 	if (s->no_xattrs) {
-		free(buf);
 		fuse_reply_err(req, ENOSYS);
 		return;
 	}
+	in = inode_get(s, ino);
+	buf = size ? malloc(size) : NULL;
 	if (size && !buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
