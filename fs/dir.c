@@ -470,8 +470,14 @@ struct dir_handle {
  * st_blksize 1 MiB and glibc sizes its getdents buffer by it).  The
  * kernel's auto mode then does what it was made for: the next page is
  * READDIRPLUS again only if the caller looked at the entries of this one
- * (an ls -l), else a plain READDIR (a find), and a find asks for about
- * one page of lookups per directory instead of one per entry.
+ * (an ls -l), else a plain READDIR (a find).
+ *
+ * The first page (offset 0) the kernel asks with READDIRPLUS whoever
+ * reads, so nothing says the caller wants attributes: its entries go
+ * without them (node id 0, which the kernel lists without making an
+ * inode).  A find then makes no lookup at all; an ls -l looks the first
+ * page's entries up (about 25), which tells the kernel to ask the next
+ * pages with READDIRPLUS, answered with attributes.
  */
 #define PLUS_AUTO_PAGE 4096
 
@@ -605,6 +611,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 	bool have_cred = false;
 	size_t rem;
 	size_t i;
+	/* a names listing's entries are looked up (see PLUS_AUTO_PAGE) */
+	bool lookups = d->names && (!s->plus_auto || off > 0);
 
 	if (plus && s->plus_auto && size > PLUS_AUTO_PAGE)
 		size = PLUS_AUTO_PAGE;
@@ -624,7 +632,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 				 de->fileid ? 0 : S_IFDIR;
 		e.attr.st_ino = de->fileid;
 		/* a names listing: looked up now, but not "." and ".." */
-		if (plus && (de->has_attr || (d->names && de->fileid))) {
+		if (plus && (de->has_attr || (lookups && de->fileid))) {
 			struct be_node *node = de->node;
 			struct be_attr attr = de->attr;
 			int rc = 0;

@@ -13,8 +13,10 @@
 #    least one READDIRPLUS per directory but not one per entry (a page
 #    holds hundreds); the same for ls -lR on another fresh mount, whose
 #    lstat of every entry is answered by the kernel from the listing;
-#  - posix, readdirplus=auto (the default): find looks up about one
-#    page of entries per directory, not every entry;
+#  - posix, readdirplus=auto (the default): find makes no LOOKUP per
+#    entry (the first page of a directory, which the kernel always asks
+#    with READDIRPLUS, is answered without attributes); ls -lR looks
+#    every entry up once, not twice;
 #  - with readdirplus=off, find makes no LOOKUP per entry on either
 #    backend (on posix, with it on, every entry is looked up);
 #  - posix: an unlink of each file, after a stat of each, makes
@@ -70,9 +72,9 @@ PY
 		((DR >= NDIRS + 1 && DR <= 4 * (NDIRS + 1))) ||
 			fail "nfs: find made $DR READDIRPLUS calls for $((NDIRS + 1)) directories"
 	else
-		# readdirplus=auto on posix: one READDIRPLUS page (about 25
-		# entries) looked up per directory, the rest listed plain.
-		((DL <= TOTAL / 4)) ||
+		# readdirplus=auto on posix: the first page without
+		# attributes, the rest listed plain: no lookup per entry.
+		((DL <= NDIRS + 2)) ||
 			fail "posix: find made $DL LOOKUPs for $TOTAL files (a LOOKUP per entry?)"
 		((DR == NDIRS + 1)) ||
 			fail "posix: find made $DR listings of $((NDIRS + 1)) directories"
@@ -105,6 +107,11 @@ PY
 		((DG <= 4)) || fail "nfs: ls -lR made $DG GETATTRs (a GETATTR per entry?)"
 		((DR >= NDIRS + 1 && DR <= 4 * (NDIRS + 1))) ||
 			fail "nfs: ls -lR made $DR READDIRPLUS calls for $((NDIRS + 1)) directories"
+	else
+		# the first page's entries by LOOKUP, the rest in the
+		# READDIRPLUS replies: each once
+		((DL >= TOTAL && DL <= TOTAL + 2 * (NDIRS + 1))) ||
+			fail "posix: ls -lR made $DL LOOKUPs for $TOTAL files"
 	fi
 
 	# Every name is in the kernel's cache once stat'ed by its path (not
