@@ -475,11 +475,14 @@ struct dir_handle {
  * The first page (offset 0) the kernel asks with READDIRPLUS whoever
  * reads, so nothing says the caller wants attributes: its entries go
  * without them (node id 0, which the kernel lists without making an
- * inode).  A find then makes no lookup at all; an ls -l looks the first
- * page's entries up (about 25), which tells the kernel to ask the next
- * pages with READDIRPLUS, answered with attributes.
+ * inode), and only PLUS_FIRST_ENTRIES of them.  A find then makes no
+ * lookup at all; an ls -l looks the first page's few entries up, which
+ * tells the kernel to ask the next pages with READDIRPLUS, answered
+ * with attributes.  A first page of "." and ".." alone would not: the
+ * kernel would list the rest plain and an ls -l would look up each.
  */
 #define PLUS_AUTO_PAGE 4096
+#define PLUS_FIRST_ENTRIES 8
 
 /* Add an entry to d's snapshot (type: S_IFMT bits, 0 if not known). */
 static int dir_add(struct dir_handle *d, const char *name, uint64_t fileid,
@@ -611,8 +614,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 	bool have_cred = false;
 	size_t rem;
 	size_t i;
-	/* a names listing's entries are looked up (see PLUS_AUTO_PAGE) */
-	bool lookups = d->names && (!s->plus_auto || off > 0);
+	/* the first page of a names listing: no lookups (PLUS_AUTO_PAGE) */
+	bool first = plus && s->plus_auto && d->names && off == 0;
 
 	if (plus && s->plus_auto && size > PLUS_AUTO_PAGE)
 		size = PLUS_AUTO_PAGE;
@@ -627,12 +630,16 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 		struct fuse_entry_param e;
 		size_t len;
 
+		if (first && i >= PLUS_FIRST_ENTRIES)
+			break;
+
 		memset(&e, 0, sizeof(e));
 		e.attr.st_mode = de->type ? de->type :
 				 de->fileid ? 0 : S_IFDIR;
 		e.attr.st_ino = de->fileid;
 		/* a names listing: looked up now, but not "." and ".." */
-		if (plus && (de->has_attr || (lookups && de->fileid))) {
+		if (plus && (de->has_attr ||
+			     (d->names && !first && de->fileid))) {
 			struct be_node *node = de->node;
 			struct be_attr attr = de->attr;
 			int rc = 0;
