@@ -90,6 +90,25 @@ static void say(int fd, const char *fmt, ...)
 	X(evict_freeing_bytes, gauge, "bytes of cold files eviction picked that the remover has not removed yet") \
 	X(cold_files_removing, gauge, "cold files eviction picked that the remover has not removed yet")
 
+/* The FUSE requests stats names, counted as they arrive (passthrough.c). */
+static const struct {
+	unsigned int op;
+	const char *name;
+} fuse_ops[] = {
+	{ PT_OP_LOOKUP, "lookup" },	{ PT_OP_GETATTR, "getattr" },
+	{ PT_OP_READDIR, "readdir" },	{ PT_OP_READDIRPLUS, "readdirplus" },
+	{ PT_OP_OPEN, "open" },		{ PT_OP_CREATE, "create" },
+	{ PT_OP_READ, "read" },		{ PT_OP_WRITE, "write" },
+	{ PT_OP_GETXATTR, "getxattr" },
+};
+#define NFUSE_OPS (sizeof(fuse_ops) / sizeof(fuse_ops[0]))
+
+static unsigned long long fuse_op_count(const struct sfs *s, unsigned int i)
+{
+	return (unsigned long long)atomic_load_explicit(
+		&s->pt.ops[fuse_ops[i].op], memory_order_relaxed);
+}
+
 /* Namespace calls to the backends, by kind, summed over the junctions. */
 static void be_calls(const struct sfs *s, uint64_t out[BE_CALL_NR])
 {
@@ -258,6 +277,9 @@ static void cmd_stats(struct ctl *ctl, int fd, const char *fmt)
 		for (k = 0; k < BE_CALL_NR; k++)
 			say(fd, ", \"be_%s\": %llu", be_call_names[k],
 			    (unsigned long long)calls[k]);
+		for (k = 0; k < (int)NFUSE_OPS; k++)
+			say(fd, ", \"fuse_%s\": %llu", fuse_ops[k].name,
+			    fuse_op_count(ctl->s, (unsigned int)k));
 		say_hist_json(fd, "backend_read_us_hist", st.be_read_us);
 		say_hist_json(fd, "backend_write_us_hist", st.be_write_us);
 		say_addrs(ctl, fd, fmt, NULL);
@@ -282,6 +304,11 @@ static void cmd_stats(struct ctl *ctl, int fd, const char *fmt)
 			say(fd, "stagefs_backend_calls_total{mountpoint=\"%s\",op=\"%s\"} %llu\n",
 			    label, be_call_names[k],
 			    (unsigned long long)calls[k]);
+		say(fd, "# HELP stagefs_fuse_requests_total requests from the kernel, by kind\n# TYPE stagefs_fuse_requests_total counter\n");
+		for (k = 0; k < (int)NFUSE_OPS; k++)
+			say(fd, "stagefs_fuse_requests_total{mountpoint=\"%s\",op=\"%s\"} %llu\n",
+			    label, fuse_ops[k].name,
+			    fuse_op_count(ctl->s, (unsigned int)k));
 		say_hist_prom(fd, "backend_read_seconds",
 			      "chunk fetches from the backend", label,
 			      st.be_read_us);
@@ -300,6 +327,9 @@ static void cmd_stats(struct ctl *ctl, int fd, const char *fmt)
 		for (k = 0; k < BE_CALL_NR; k++)
 			say(fd, "be_%-17s %llu\n", be_call_names[k],
 			    (unsigned long long)calls[k]);
+		for (k = 0; k < (int)NFUSE_OPS; k++)
+			say(fd, "fuse_%-15s %llu\n", fuse_ops[k].name,
+			    fuse_op_count(ctl->s, (unsigned int)k));
 		say_hist_text(fd, "backend_read_us", "chunk fetches",
 			      st.be_read_us);
 		say_hist_text(fd, "backend_write_us", "chunk uploads",

@@ -34,6 +34,7 @@
 
 #include "backend.h"
 #include "cache.h"
+#include "pt_proto.h"
 
 struct sfs_config {
 	/* from fuse_opt, see opts.c */
@@ -121,6 +122,8 @@ struct sfs_pt {
 	uint64_t init_unique;
 	pthread_mutex_t lock;
 	struct pt_pending *pending[256];	/* OPEN/CREATE in flight */
+	/* Requests the kernel sent, by opcode (statistics only). */
+	atomic_uint_fast64_t ops[PT_OPS_COUNTED];
 };
 
 struct sfs {

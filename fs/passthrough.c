@@ -95,6 +95,9 @@ static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 
 	if (n < (ssize_t)sizeof(*h))
 		return n;
+	if (h->opcode < PT_OPS_COUNTED)
+		atomic_fetch_add_explicit(&s->pt.ops[h->opcode], 1,
+					  memory_order_relaxed);
 	if (h->opcode == PT_OP_INIT) {
 		s->pt.offered = pt_kernel_offers(
 			(const void *)(h + 1), (uint32_t)n - sizeof(*h));

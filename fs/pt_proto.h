@@ -21,9 +21,18 @@
 #include <stdint.h>
 #include <sys/ioctl.h>
 
+#define PT_OP_LOOKUP 1
+#define PT_OP_GETATTR 3
 #define PT_OP_OPEN 14
+#define PT_OP_READ 15
+#define PT_OP_WRITE 16
+#define PT_OP_GETXATTR 22
 #define PT_OP_INIT 26
+#define PT_OP_READDIR 28
 #define PT_OP_CREATE 35
+#define PT_OP_READDIRPLUS 44
+/* Requests are counted by opcode below this (fs/ctl.c names some). */
+#define PT_OPS_COUNTED 64
 
 #define PT_INIT_EXT (1U << 30)		/* flags: flags2 is valid */
 #define PT_INIT_PARALLEL_DIROPS (1U << 18)	/* lookups of one directory

@@ -31,18 +31,21 @@ setup_tmp
 export NDIRS=10 NFILES=300
 TOTAL=$((NDIRS * NFILES))
 
-# calls MNT: "lookup getattr readdir" counted so far.
+# calls MNT: "lookup getattr readdir" backend calls counted so far, then
+# the kernel's LOOKUP and READDIRPLUS requests.
 calls() {
 	"$STAGEFSCTL_BIN" "$1" stats --json | python3 -c '
 import json, sys
 j = json.load(sys.stdin)
-print(j["be_lookup"], j["be_getattr"], j["be_readdir"])'
+print(j["be_lookup"], j["be_getattr"], j["be_readdir"],
+      j["fuse_lookup"], j["fuse_readdirplus"])'
 }
 
-# delta BEFORE AFTER: sets DL DG DR.
+# delta BEFORE AFTER: sets DL DG DR (backend), FL FP (FUSE requests).
 delta() {
 	local b=($1) a=($2)
 	DL=$((a[0] - b[0])) DG=$((a[1] - b[1])) DR=$((a[2] - b[2]))
+	FL=$((a[3] - b[3])) FP=$((a[4] - b[4]))
 }
 
 for kind in $(backends); do
@@ -65,7 +68,7 @@ PY
 	c1=$(calls "$mnt")
 	assert_eq "$((TOTAL + NDIRS + 1))" "$n" "$kind: names find lists"
 	delta "$c0" "$c1"
-	info "$kind: find of $TOTAL files in $NDIRS dirs: $DL LOOKUP, $DG GETATTR, $DR READDIR(PLUS)"
+	info "$kind: find of $TOTAL files in $NDIRS dirs: $DL LOOKUP, $DG GETATTR, $DR READDIR(PLUS); the kernel's: $FL LOOKUP, $FP READDIRPLUS"
 	if [[ $kind == nfs ]]; then
 		((DL <= NDIRS + 2)) || fail "nfs: find made $DL LOOKUPs (a LOOKUP per entry?)"
 		((DG <= 4)) || fail "nfs: find made $DG GETATTRs (a GETATTR per entry?)"
@@ -76,6 +79,8 @@ PY
 		# attributes, the rest listed plain: no lookup per entry.
 		((DL <= NDIRS + 2)) ||
 			fail "posix: find made $DL LOOKUPs for $TOTAL files (a LOOKUP per entry?)"
+		((FL <= NDIRS + 2)) ||
+			fail "posix: find sent $FL LOOKUPs for $TOTAL files"
 		((DR == NDIRS + 1)) ||
 			fail "posix: find made $DR listings of $((NDIRS + 1)) directories"
 	fi
@@ -101,7 +106,7 @@ PY
 	c1=$(calls "$mnt")
 	assert_eq "$TOTAL" "$n" "$kind: files ls -lR lists"
 	delta "$c0" "$c1"
-	info "$kind: ls -lR: $DL LOOKUP, $DG GETATTR, $DR READDIR(PLUS)"
+	info "$kind: ls -lR: $DL LOOKUP, $DG GETATTR, $DR READDIR(PLUS); the kernel's: $FL LOOKUP, $FP READDIRPLUS"
 	if [[ $kind == nfs ]]; then
 		((DL <= NDIRS + 2)) || fail "nfs: ls -lR made $DL LOOKUPs (a LOOKUP per entry?)"
 		((DG <= 4)) || fail "nfs: ls -lR made $DG GETATTRs (a GETATTR per entry?)"
@@ -112,6 +117,13 @@ PY
 		# READDIRPLUS replies: each once
 		((DL >= TOTAL && DL <= TOTAL + 2 * (NDIRS + 1))) ||
 			fail "posix: ls -lR made $DL LOOKUPs for $TOTAL files"
+		# and the kernel asked for the rest with attributes: a
+		# LOOKUP round trip for at most a first page (8 entries)
+		# of each directory, not for every entry
+		((FL <= 8 * (NDIRS + 1) + 2)) ||
+			fail "posix: ls -lR sent $FL LOOKUPs for $TOTAL files (the READDIRPLUS pages had no attributes?)"
+		((FP > NDIRS + 1)) ||
+			fail "posix: ls -lR had $FP READDIRPLUS pages for $((NDIRS + 1)) directories of $NFILES"
 	fi
 
 	# Every name is in the kernel's cache once stat'ed by its path (not

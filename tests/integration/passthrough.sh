@@ -48,6 +48,10 @@ r0=$(ctr "$A" bytes_read_cache)
 same_file "$TEST_TMP/src" "$A/f"
 [[ $(ctr "$A" bytes_read_cache) -eq $r0 ]] || fail "1: the read back reached the daemon ($(ctr "$A" bytes_read_cache) bytes)"
 [[ $(ctr "$A" passthrough_opens) -ge 2 ]] || fail "1: passthrough_opens is $(ctr "$A" passthrough_opens)"
+# the requests themselves, as the kernel sent them
+[[ $(ctr "$A" fuse_write) -eq 0 && $(ctr "$A" fuse_read) -eq 0 ]] \
+	|| fail "1: the kernel sent $(ctr "$A" fuse_write) WRITE and $(ctr "$A" fuse_read) READ requests"
+[[ $(ctr "$A" fuse_open) -ge 1 ]] || fail "1: fuse_open counts no OPEN (are requests counted?)"
 info "1: 64 MiB written and read through passthrough; the daemon saw no READ or WRITE; export ok"
 
 # 2. a long writer is uploaded while it writes
