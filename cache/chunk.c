@@ -672,8 +672,17 @@ static int ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask,
 			continue;
 		}
 		rc = fetch_chunk(f, idx, false, fc, cred);
-		if (rc < 0 || (fc && fc->done))
-			return rc;	/* served by its own fetch */
+		/*
+		 * Served by its own fetch, from the fetched buffer: whether
+		 * the bytes then reached the cache file does not matter to
+		 * this reader.  A full cache file system (ENOSPC) must not
+		 * fail a read the backend answered: each read fetches again
+		 * until there is room.
+		 */
+		if (fc && fc->done)
+			return 0;
+		if (rc < 0)
+			return rc;
 	}
 }
 

@@ -5,7 +5,9 @@
 #    dirty_max default to 80% and 40% of it), half full of clean data, and
 #    a writer pushes 160 MiB with the NFS server frozen.  The writer waits
 #    without an error, nothing acknowledged is dropped, and after the thaw
-#    every byte lands on the backend.
+#    every byte lands on the backend.  Then, with the cache fs filled up
+#    by another file, a file not cached reads right from the backend (no
+#    ENOSPC from a read).
 # 2. The cache dir is deleted under a running daemon: writes (to a new file
 #    and to a cached one) fail with an error and the daemon logs it; they
 #    do not silently succeed.  The daemon still exits when unmounted.
@@ -103,6 +105,21 @@ unmount_stagefs "$mnt" || fail "fill: daemon exit status $?"
 same_file "$TEST_TMP/big" "$BACKEND_DIR/big"
 verified=$((verified + (160 << 20) + (96 << 20)))
 info "fill: ok, 160 MiB written through a full cache are on the backend"
+
+# 1b. A read of a file the cache has no room for is served from the
+# backend (each read fetches again), not failed with ENOSPC.
+dd if=/dev/urandom of="$BACKEND_DIR/cold" bs=1M count=12 status=none
+mount_stagefs "$BACKEND" "$mnt" "$cfs/cache"
+avail=$(df -B1 --output=avail "$cfs" | tail -n1)
+fallocate -l $((avail > 4096 ? avail - 4096 : 0)) "$cfs/filler" 2>/dev/null ||
+	head -c "$avail" /dev/zero >"$cfs/filler" 2>/dev/null || true
+info "full read: tmpfs $(df -k --output=used,avail "$cfs" | tail -n1) KiB used/avail"
+[[ $(xxh "$mnt/cold") == "$(xxh "$BACKEND_DIR/cold")" ]] ||
+	fail "full read: a read of a file not cached failed or read wrong on a full cache fs"
+rm -f "$cfs/filler"
+unmount_stagefs "$mnt" || fail "full read: daemon exit status $?"
+verified=$((verified + (12 << 20)))
+info "full read: ok, 12 MiB read from the backend through a full cache fs"
 
 # -------------------------------------------------- 2. cache dir deleted
 cache=$TEST_TMP/cache2
