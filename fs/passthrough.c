@@ -17,7 +17,9 @@
  *    FOPEN_PASSTHROUGH and the backing id of the inode's cache file,
  *    registered with FUSE_DEV_IOC_BACKING_OPEN.  The id stays registered
  *    while the inode has passthrough opens, and is closed at the last
- *    release: the kernel looks it up after the reply's write returns.
+ *    release: the kernel looks it up after the reply's write returns;
+ *  - every request is counted by opcode (s->pt.ops, stagefsctl stats:
+ *    fuse_lookup, fuse_read, ...).
  *
  * The kernel allows an inode one io mode at a time: while it has
  * passthrough opens, every open of it must be passthrough (on the one
@@ -26,7 +28,7 @@
  * data path, cache/passthrough.c the rehash that finds what was written.
  *
  * Thread safety: s->pt.lock protects the pending replies; s->ino_lock the
- * per inode counts and backing id.
+ * per inode counts and backing id; the request counts are atomics.
  */
 #include "fs_int.h"
 
