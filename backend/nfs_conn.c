@@ -877,6 +877,20 @@ static void conn_timers(struct nfs_conn *conn, uint64_t now)
 			conn->broken = 1;
 		}
 	}
+	if (conn->rpc && conn->connected && !conn->tkts && !conn->broken &&
+	    atomic_load(&conn->addr->silent)) {
+		/*
+		 * Another connection found the address silent.  This one,
+		 * idle, is as dead, and only trying it tells: it connects
+		 * again (a reply or a connect clears the flag), else the
+		 * address counts as down once none of its connections is
+		 * up.  An idle connection that stayed "up" kept a dead
+		 * address up in status for as long as nothing was sent.
+		 */
+		snprintf(conn->why, sizeof(conn->why),
+			 "another connection to this address went silent");
+		conn->broken = 1;
+	}
 }
 
 static int conn_poll_timeout(struct nfs_conn *conn, uint64_t now)
