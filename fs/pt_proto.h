@@ -21,6 +21,9 @@
 #include <stdint.h>
 #include <sys/ioctl.h>
 
+/* The opcodes the hook matches or stats names (<linux/fuse.h> has these
+ * as enum fuse_opcode; they are kept here beside the rest of what the
+ * hook reads, as the protocol's fixed numbers). */
 #define PT_OP_LOOKUP 1
 #define PT_OP_GETATTR 3
 #define PT_OP_OPEN 14
