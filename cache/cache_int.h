@@ -592,6 +592,9 @@ static inline int fill_fd(const struct cache_file *f, const void *buf,
 }
 
 /* rbuf.c: fetch buffers kept for the readers after the fetch */
+/* A page-aligned buffer for chunk-sized I/O; free() it.  From 2 MiB up it
+ * is on transparent huge pages where the kernel has them. */
+void *cache_buf_alloc(size_t size);
 #define RBUF_MIN 4
 #define RBUF_MAX 64
 struct rbuf;

@@ -555,7 +555,7 @@ int file_flush_chunk_now(struct cache_file *f, uint64_t idx)
 	struct cache *c = f->c;
 	unsigned int failures = 0;
 	struct upload up;
-	char *buf = aligned_alloc(4096, c->cfg->chunk_size);
+	char *buf = cache_buf_alloc(c->cfg->chunk_size);
 	int rc;
 
 	if (!buf)

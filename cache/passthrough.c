@@ -845,8 +845,8 @@ static bool rehash_bufs(char **buf, struct pt_pre *pre, uint64_t room)
 {
 	free(*buf);
 	free(pre->buf);
-	*buf = aligned_alloc(4096, room);
-	pre->buf = pre->fd >= 0 ? aligned_alloc(4096, room) : NULL;
+	*buf = cache_buf_alloc(room);
+	pre->buf = pre->fd >= 0 ? cache_buf_alloc(room) : NULL;
 	return *buf && (pre->fd < 0 || pre->buf);
 }
 

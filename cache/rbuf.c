@@ -25,6 +25,33 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+
+/*
+ * A chunk buffer is written whole by every fetch, read-back and rehash,
+ * and a buffer new to the process costs a page fault per 4 KiB at its
+ * first touch (on this project's VMs also a fault on the host: about 3 s
+ * per GiB of new memory, docs/performance.md "Session 18").  A fresh
+ * mount touches its whole pool in its first cold read.  On 2 MiB pages
+ * that is 2 faults per 4 MiB chunk instead of 1,024 (docs/performance.md,
+ * "Session 22").  THP "never" leaves the madvise without effect; a size
+ * under 2 MiB could not fill a huge page, and stays on small pages.
+ */
+#define HUGE_PAGE (2UL << 20)
+
+void *cache_buf_alloc(size_t size)
+{
+	size_t len = (size + 4095) & ~(size_t)4095;
+	void *p;
+
+	if (len < HUGE_PAGE)
+		return aligned_alloc(4096, len ? len : 4096);
+	len = (len + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+	p = aligned_alloc(HUGE_PAGE, len);
+	if (p)
+		(void)madvise(p, len, MADV_HUGEPAGE);
+	return p;
+}
 
 struct rbuf {
 	char *buf;			/* chunk_size, 4 KiB aligned */
@@ -97,7 +124,7 @@ struct rbuf *rbuf_take(struct cache *c)
 	while (atomic_load(&r->users))
 		sched_yield();	/* a reader's memcpy */
 	if (!r->buf) {
-		r->buf = aligned_alloc(4096, c->cfg->chunk_size);
+		r->buf = cache_buf_alloc(c->cfg->chunk_size);
 		if (!r->buf) {
 			rbuf_done(c, r);
 			return NULL;

@@ -72,7 +72,7 @@ void *ring_buf(struct ring_engine *e, size_t len)
 	free(e->buf);
 	e->buf_fixed = false;
 	e->buf_len = 0;
-	e->buf = aligned_alloc(4096, (len + 4095) & ~(size_t)4095);
+	e->buf = cache_buf_alloc(len);
 	if (!e->buf)
 		return NULL;
 	e->buf_len = len;
