@@ -14,6 +14,11 @@
 #    read from the cache (bytes_read_backend stays 0), right, and the
 #    checksums held (checksum_errors 0).
 # 4. A flipped byte in the cache file is still caught with O_DIRECT reads.
+# 5. posix backend: a file written through the mount (default options) and
+#    flushed is on the backend byte for byte, and of the backend file only
+#    its last, unaligned write is in the page cache: uploads are O_DIRECT
+#    where they are 4 KiB aligned (a buffered upload leaves all 24 MiB).
+#    Skipped where the backend dir is on tmpfs, whose pages are its data.
 # The mounts are passthrough=off: this is the daemon's own I/O path (a
 # passthrough open reads and writes the data file through the kernel).
 . "$(dirname "$0")/cache-lib.sh"
@@ -76,3 +81,19 @@ ce=$(ctr "$mnt" checksum_errors)
 [[ $ce -eq 1 ]] || fail "flipped byte: checksum_errors is $ce (expected 1)"
 unmount_stagefs "$mnt" || fail "daemon exit status $?"
 info "ok: a flipped byte refetched, checksum_errors 1"
+
+# 5. posix backend: uploads around the backend's page cache
+make_backend posix
+pmnt=$TEST_TMP/pmnt
+if [[ $(stat -f -c %T "$BACKEND_DIR") == tmpfs ]]; then
+	info "posix upload: skipped, $BACKEND_DIR is on tmpfs"
+else
+	mount_stagefs "$BACKEND" "$pmnt" "$TEST_TMP/pcache"
+	cp "$src" "$pmnt/up"
+	ctl "$pmnt" flush >/dev/null || fail "posix upload: stagefsctl flush failed"
+	pc=$(fincore -b -n "$BACKEND_DIR/up" | awk '{ s += $1 } END { print s + 0 }')
+	[[ $pc -le 65536 ]] || fail "posix upload: $pc bytes of the backend file are in the page cache (expected at most the last, unaligned write of 12,345 bytes)"
+	[[ $(xxh "$BACKEND_DIR/up") == "$src_sum" ]] || fail "posix upload: the backend copy differs"
+	unmount_stagefs "$pmnt" || fail "daemon exit status $?"
+	info "posix upload ok: $pc bytes of the backend file in the page cache"
+fi
