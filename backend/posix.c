@@ -70,7 +70,7 @@ struct posix_be {
 	bool handles;		/* open_by_handle_at works (see posix_open) */
 	struct fdlru *fdlru;	/* the nodes' descriptors */
 	bool switch_ids;	/* root: requests run with the caller's ids */
-	atomic_bool no_direct;	/* O_DIRECT writes refused here: buffered */
+	atomic_bool no_direct;	/* O_DIRECT refused here: buffered I/O */
 	uid_t self_uid;		/* the daemon's ids, given back after each */
 	gid_t self_gid;
 	int self_ngroups;
@@ -974,17 +974,20 @@ static ssize_t do_rw(int fd, const struct iovec *iov, int iovcnt,
 }
 
 /*
- * Uploads go around the backend's page cache where they can (O_DIRECT):
- * the bytes already live in the staging cache, and a buffered copy would
- * cost a copy into new page-cache pages (59 % of the daemon's samples in
- * a drain over posix, docs/performance.md "Session 22") and push the
- * jobs' own pages out of a compute node's memory.  On a kernel NFS mount
- * an O_DIRECT write goes out as WRITEs and a COMMIT before it returns.
- * Only a write whose offset, lengths and buffers are 4 KiB aligned (a
- * whole chunk from the flusher's buffer) qualifies; the rest stays
- * buffered, and Linux keeps the two coherent (a direct write writes back
- * and drops the cached pages of its range first).  A file system that
- * refuses O_DIRECT (EINVAL) turns it off for the backend, once.
+ * Data goes around the backend's page cache where it can (O_DIRECT): the
+ * bytes live in the staging cache, on their way in or out.  A buffered
+ * upload copied every byte into new page-cache pages (59 % of the
+ * daemon's samples in a drain over posix, docs/performance.md "Session
+ * 22"), a buffered fetch did the same on the way in, and both pushed the
+ * jobs' own pages out of a compute node's memory for a second copy of
+ * the data.  On a kernel NFS mount an O_DIRECT read goes to the server
+ * (close-to-open as before, since stagefs caches it), and an O_DIRECT
+ * write goes out as WRITEs and a COMMIT before it returns.  Only I/O
+ * whose offset, lengths and buffers are 4 KiB aligned (a whole chunk or
+ * block in the cache's buffers) qualifies; the rest stays buffered, and
+ * Linux keeps the two coherent (direct I/O writes back and drops the
+ * cached pages of its range first).  A file system that refuses O_DIRECT
+ * (EINVAL) turns it off for the backend, once.
  */
 static bool dio_aligned(const struct iovec *iov, int iovcnt, uint64_t off)
 {
@@ -998,10 +1001,10 @@ static bool dio_aligned(const struct iovec *iov, int iovcnt, uint64_t off)
 	return iovcnt > 0;
 }
 
-/* pwritev of pn with O_DIRECT, on a descriptor of its own (the current
- * ids open it); -EINVAL where the file system will not. */
-static ssize_t direct_write(struct posix_node *pn, const struct iovec *iov,
-			    int iovcnt, uint64_t off)
+/* preadv or pwritev of pn with O_DIRECT, on a descriptor of its own (the
+ * current ids open it); -EINVAL where the file system will not. */
+static ssize_t direct_rw(struct posix_node *pn, const struct iovec *iov,
+			 int iovcnt, uint64_t off, int write)
 {
 	char path[64];
 	int pfd = pn_get(pn, PN_PATH), fd;
@@ -1010,12 +1013,12 @@ static ssize_t direct_write(struct posix_node *pn, const struct iovec *iov,
 	if (pfd < 0)
 		return pfd;
 	proc_path(path, sizeof(path), pfd);
-	fd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+	fd = open(path, (write ? O_WRONLY : O_RDONLY) | O_DIRECT | O_CLOEXEC);
 	res = fd < 0 ? -errno : 0;
 	pn_put(pn);
 	if (fd < 0)
 		return res;
-	res = do_rw(fd, iov, iovcnt, off, 1);
+	res = do_rw(fd, iov, iovcnt, off, write);
 	close(fd);
 	return res;
 }
@@ -1033,19 +1036,20 @@ static int posix_rw(struct be *be, const struct be_cred *cred,
 
 	if (ids < 0)
 		return ids;
-	if (write && !atomic_load(&to_pbe(be)->no_direct) &&
+	if (!atomic_load(&to_pbe(be)->no_direct) &&
 	    dio_aligned(iov, iovcnt, off)) {
-		res = direct_write(to_pn(n), iov, iovcnt, off);
+		res = direct_rw(to_pn(n), iov, iovcnt, off, write);
 		if (res != -EINVAL) {
 			ids_leave(be, ids);
 			if (res < 0)
-				posix_err("write", NULL, (int)-res);
+				posix_err(write ? "write" : "read", NULL,
+					  (int)-res);
 			cb(cookie, res);
 			return 0;
 		}
 		if (!atomic_exchange(&to_pbe(be)->no_direct, true))
 			log_msg(LOG_LVL_INFO, "posix",
-				"%s: the file system refuses O_DIRECT writes: uploads go through its page cache",
+				"%s: the file system refuses O_DIRECT: data goes through its page cache",
 				be->spec);
 	}
 	fd = io_fd(to_pn(n), -1, ids, write ? O_WRONLY : O_RDONLY);

@@ -18,6 +18,8 @@
 #    flushed is on the backend byte for byte, and of the backend file only
 #    its last, unaligned write is in the page cache: uploads are O_DIRECT
 #    where they are 4 KiB aligned (a buffered upload leaves all 24 MiB).
+#    Evicted and read again cold through the mount, the same: fetches
+#    are O_DIRECT too.
 #    Skipped where the backend dir is on tmpfs, whose pages are its data.
 # The mounts are passthrough=off: this is the daemon's own I/O path (a
 # passthrough open reads and writes the data file through the kernel).
@@ -94,6 +96,12 @@ else
 	pc=$(fincore -b -n "$BACKEND_DIR/up" | awk '{ s += $1 } END { print s + 0 }')
 	[[ $pc -le 65536 ]] || fail "posix upload: $pc bytes of the backend file are in the page cache (expected at most the last, unaligned write of 12,345 bytes)"
 	[[ $(xxh "$BACKEND_DIR/up") == "$src_sum" ]] || fail "posix upload: the backend copy differs"
-	unmount_stagefs "$pmnt" || fail "daemon exit status $?"
 	info "posix upload ok: $pc bytes of the backend file in the page cache"
+	ctl "$pmnt" evict "$pmnt/up" >/dev/null || fail "posix fetch: stagefsctl evict failed"
+	drop_caches
+	[[ $(xxh "$pmnt/up") == "$src_sum" ]] || fail "posix fetch: the file read through the mount differs"
+	pc=$(fincore -b -n "$BACKEND_DIR/up" | awk '{ s += $1 } END { print s + 0 }')
+	[[ $pc -le 65536 ]] || fail "posix fetch: $pc bytes of the backend file are in the page cache (expected at most its unaligned tail)"
+	unmount_stagefs "$pmnt" || fail "daemon exit status $?"
+	info "posix fetch ok: $pc bytes of the backend file in the page cache"
 fi
