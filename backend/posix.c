@@ -984,21 +984,28 @@ static ssize_t do_rw(int fd, const struct iovec *iov, int iovcnt,
  * (close-to-open as before, since stagefs caches it), and an O_DIRECT
  * write goes out as WRITEs and a COMMIT before it returns.  Only I/O
  * whose offset, lengths and buffers are 4 KiB aligned (a whole chunk or
- * block in the cache's buffers) qualifies; the rest stays buffered, and
- * Linux keeps the two coherent (direct I/O writes back and drops the
- * cached pages of its range first).  A file system that refuses O_DIRECT
- * (EINVAL) turns it off for the backend, once.
+ * block in the cache's buffers), of DIO_MIN bytes or more, qualifies: a
+ * small file gains nothing from it, and a direct write of a few KiB
+ * waits for the device before the commit does.  The rest stays
+ * buffered, and Linux keeps the two coherent (direct I/O writes back and
+ * drops the cached pages of its range first).  A file system that
+ * refuses O_DIRECT (EINVAL) turns it off for the backend, once.
  */
+#define DIO_MIN (256u << 10)
+
 static bool dio_aligned(const struct iovec *iov, int iovcnt, uint64_t off)
 {
+	size_t len = 0;
 	int i;
 
 	if (off & 4095)
 		return false;
-	for (i = 0; i < iovcnt; i++)
+	for (i = 0; i < iovcnt; i++) {
 		if (((uintptr_t)iov[i].iov_base | iov[i].iov_len) & 4095)
 			return false;
-	return iovcnt > 0;
+		len += iov[i].iov_len;
+	}
+	return len >= DIO_MIN;
 }
 
 /* preadv or pwritev of pn with O_DIRECT, on a descriptor of its own (the
