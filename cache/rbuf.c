@@ -54,7 +54,7 @@ void *cache_buf_alloc(size_t size)
 }
 
 struct rbuf {
-	char *buf;			/* chunk_size, 4 KiB aligned */
+	char *buf;			/* chunk_size, cache_buf_alloc() */
 	atomic_uint_fast64_t seq;	/* moves at every take */
 	atomic_uint users;		/* readers copying out */
 	bool busy;			/* a fetch is filling it (pool lock) */
