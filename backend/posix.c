@@ -465,18 +465,14 @@ static int px_getattr(struct be *be, struct be_node *n,
 }
 
 /*
- * A descriptor for data I/O with this thread's ids: the LRU's read-write
- * one for the daemon, or, when the thread runs as a user (switched), one
- * opened now with flags through /proc from the O_PATH descriptor pfd
- * (-1: take it here).  io_fd_done() gives it back.
+ * A descriptor of pn opened now with flags and this thread's ids, through
+ * /proc from the O_PATH descriptor pfd (-1: take it here); close() it.
  */
-static int io_fd(struct posix_node *pn, int pfd, int switched, int flags)
+static int proc_open(struct posix_node *pn, int pfd, int flags)
 {
 	char path[64];
 	int fd, own = pfd < 0;
 
-	if (switched <= 0)
-		return pn_get(pn, PN_RW);
 	if (own) {
 		pfd = pn_get(pn, PN_PATH);
 		if (pfd < 0)
@@ -488,6 +484,18 @@ static int io_fd(struct posix_node *pn, int pfd, int switched, int flags)
 	if (own)
 		pn_put(pn);
 	return fd;
+}
+
+/*
+ * A descriptor for data I/O with this thread's ids: the LRU's read-write
+ * one for the daemon, or, when the thread runs as a user (switched), one
+ * from proc_open().  io_fd_done() gives it back.
+ */
+static int io_fd(struct posix_node *pn, int pfd, int switched, int flags)
+{
+	if (switched <= 0)
+		return pn_get(pn, PN_RW);
+	return proc_open(pn, pfd, flags);
 }
 
 static void io_fd_done(struct posix_node *pn, int fd, int switched)
@@ -1013,18 +1021,11 @@ static bool dio_aligned(const struct iovec *iov, int iovcnt, uint64_t off)
 static ssize_t direct_rw(struct posix_node *pn, const struct iovec *iov,
 			 int iovcnt, uint64_t off, int write)
 {
-	char path[64];
-	int pfd = pn_get(pn, PN_PATH), fd;
+	int fd = proc_open(pn, -1, (write ? O_WRONLY : O_RDONLY) | O_DIRECT);
 	ssize_t res;
 
-	if (pfd < 0)
-		return pfd;
-	proc_path(path, sizeof(path), pfd);
-	fd = open(path, (write ? O_WRONLY : O_RDONLY) | O_DIRECT | O_CLOEXEC);
-	res = fd < 0 ? -errno : 0;
-	pn_put(pn);
 	if (fd < 0)
-		return res;
+		return fd;
 	res = do_rw(fd, iov, iovcnt, off, write);
 	close(fd);
 	return res;
@@ -1038,31 +1039,26 @@ static int posix_rw(struct be *be, const struct be_cred *cred,
 		    struct be_node *n, const struct iovec *iov, int iovcnt,
 		    uint64_t off, be_io_cb cb, void *cookie, int write)
 {
-	int ids = ids_enter(be, cred), fd;
-	ssize_t res;
+	int ids = ids_enter(be, cred), fd = 0;
+	ssize_t res = -EINVAL;
 
 	if (ids < 0)
 		return ids;
 	if (!atomic_load(&to_pbe(be)->no_direct) &&
 	    dio_aligned(iov, iovcnt, off)) {
 		res = direct_rw(to_pn(n), iov, iovcnt, off, write);
-		if (res != -EINVAL) {
-			ids_leave(be, ids);
-			if (res < 0)
-				posix_err(write ? "write" : "read", NULL,
-					  (int)-res);
-			cb(cookie, res);
-			return 0;
-		}
-		if (!atomic_exchange(&to_pbe(be)->no_direct, true))
+		if (res == -EINVAL &&
+		    !atomic_exchange(&to_pbe(be)->no_direct, true))
 			log_msg(LOG_LVL_INFO, "posix",
 				"%s: the file system refuses O_DIRECT: data goes through its page cache",
 				be->spec);
 	}
-	fd = io_fd(to_pn(n), -1, ids, write ? O_WRONLY : O_RDONLY);
-	res = fd < 0 ? fd : do_rw(fd, iov, iovcnt, off, write);
-	if (fd >= 0)
-		io_fd_done(to_pn(n), fd, ids);
+	if (res == -EINVAL) {	/* not direct, or refused: buffered */
+		fd = io_fd(to_pn(n), -1, ids, write ? O_WRONLY : O_RDONLY);
+		res = fd < 0 ? fd : do_rw(fd, iov, iovcnt, off, write);
+		if (fd >= 0)
+			io_fd_done(to_pn(n), fd, ids);
+	}
 	ids_leave(be, ids);
 	if (fd < 0)
 		return posix_err(write ? "write" : "read", NULL, -fd);
