@@ -21,8 +21,9 @@
 #    Evicted and read again cold through the mount, the same: fetches
 #    are O_DIRECT too.
 #    Skipped where the backend dir is on tmpfs, whose pages are its data.
-# The mounts are passthrough=off: this is the daemon's own I/O path (a
-# passthrough open reads and writes the data file through the kernel).
+# The mounts of cases 1 to 4 are passthrough=off: this is the daemon's own
+# I/O path (a passthrough open reads and writes the data file through the
+# kernel).
 . "$(dirname "$0")/cache-lib.sh"
 need_root
 need_nfs
@@ -39,10 +40,12 @@ head -c $(((24 << 20) + 12345)) /dev/urandom >"$src"
 cold_sum=$(xxh "$BACKEND_DIR/cold")
 src_sum=$(xxh "$src")
 
-# cached_bytes: bytes of the cache's data files in the page cache.
-cached_bytes() {
-	fincore -b -n "$cache"/data/* | awk '{ s += $1 } END { print s + 0 }'
+# resident_bytes FILE...: bytes of the files in the page cache.
+resident_bytes() {
+	fincore -b -n "$@" | awk '{ s += $1 } END { print s + 0 }'
 }
+# cached_bytes: bytes of the cache's data files in the page cache.
+cached_bytes() { resident_bytes "$cache"/data/*; }
 
 # 1. cold read
 mount_stagefs "$BACKEND" "$mnt" "$cache" cache_direct=on passthrough=off
@@ -93,14 +96,14 @@ else
 	mount_stagefs "$BACKEND" "$pmnt" "$TEST_TMP/pcache"
 	cp "$src" "$pmnt/up"
 	ctl "$pmnt" flush >/dev/null || fail "posix upload: stagefsctl flush failed"
-	pc=$(fincore -b -n "$BACKEND_DIR/up" | awk '{ s += $1 } END { print s + 0 }')
+	pc=$(resident_bytes "$BACKEND_DIR/up")
 	[[ $pc -le 65536 ]] || fail "posix upload: $pc bytes of the backend file are in the page cache (expected at most the last, unaligned write of 12,345 bytes)"
 	[[ $(xxh "$BACKEND_DIR/up") == "$src_sum" ]] || fail "posix upload: the backend copy differs"
 	info "posix upload ok: $pc bytes of the backend file in the page cache"
 	ctl "$pmnt" evict "$pmnt/up" >/dev/null || fail "posix fetch: stagefsctl evict failed"
 	drop_caches
 	[[ $(xxh "$pmnt/up") == "$src_sum" ]] || fail "posix fetch: the file read through the mount differs"
-	pc=$(fincore -b -n "$BACKEND_DIR/up" | awk '{ s += $1 } END { print s + 0 }')
+	pc=$(resident_bytes "$BACKEND_DIR/up")
 	[[ $pc -le 65536 ]] || fail "posix fetch: $pc bytes of the backend file are in the page cache (expected at most its unaligned tail)"
 	unmount_stagefs "$pmnt" || fail "daemon exit status $?"
 	info "posix fetch ok: $pc bytes of the backend file in the page cache"
