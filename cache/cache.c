@@ -159,6 +159,58 @@ void cache_file_put(struct cache_file *f)
 		file_fds_busy(f, false);
 }
 
+/*
+ * The journal is compacted when it reaches twice its size after the last
+ * compaction, and at least journal_compact (JCOMPACT_MIN by default): every file written leaves a
+ * FILE, a DIRTY and a CLEAN record (about 250 bytes for a small file),
+ * and a daemon that runs for weeks would otherwise grow it without end,
+ * to a size start-up refuses to replay (journal.c).
+ */
+#define JCOMPACT_MIN (16ULL << 20)
+
+static uint64_t next_compaction(struct cache *c)
+{
+	uint64_t n = 2 * journal_size(c->journal);
+	uint64_t min = c->cfg->journal_compact ? c->cfg->journal_compact :
+						  JCOMPACT_MIN;
+
+	return n > min ? n : min;
+}
+
+/*
+ * Rewrite the journal as what it says (jstate.c), from its own records:
+ * the table cannot be walked here (journal_lock is taken under
+ * f->lock), and the records of files and backends that replay could not
+ * act on are kept.  A new epoch: every file writes its FILE record again
+ * before its next one.  journal_lock held.
+ */
+static void journal_compact(struct cache *c)
+{
+	struct jstate *s = jstate_new(c);
+	uint64_t before = journal_size(c->journal), t0 = now_us();
+	char err[256] = "";
+	int rc = s ? journal_replay(c->journal, jstate_rec, s, err,
+				    sizeof(err)) :
+		     -ENOMEM;
+
+	if (rc == 0)
+		rc = journal_rewrite(c->journal, jstate_emit, s);
+	jstate_free(s);
+	if (rc == 0) {
+		c->jepoch++;
+		atomic_fetch_add(&c->journal_compactions, 1);
+		log_msg(LOG_LVL_INFO, "journal",
+			"compacted from %llu to %llu bytes in %llu ms",
+			(unsigned long long)before,
+			(unsigned long long)journal_size(c->journal),
+			(unsigned long long)((now_us() - t0) / 1000));
+	} else {
+		log_msg(LOG_LVL_WARN, "journal", "compaction: %s",
+			err[0] ? err : strerror(-rc));
+	}
+	c->jcompact_at = next_compaction(c);
+}
+
 int cache_journal(struct cache *c, enum jrec_type type, struct cache_file *f,
 		  uint64_t chunk)
 {
@@ -166,7 +218,8 @@ int cache_journal(struct cache *c, enum jrec_type type, struct cache_file *f,
 	int rc = 0;
 
 	pthread_mutex_lock(&c->journal_lock);
-	if ((type == JREC_DIRTY || type == JREC_PTOPEN) && !f->jfile) {
+	if ((type == JREC_DIRTY || type == JREC_PTOPEN) &&
+	    f->jepoch != c->jepoch) {
 		unsigned char h[BE_HANDLE_MAX];
 		size_t len = sizeof(h);
 
@@ -174,7 +227,7 @@ int cache_journal(struct cache *c, enum jrec_type type, struct cache_file *f,
 		if (rc == 0)
 			rc = journal_append(c->journal, JREC_FILE, spec,
 					    f->fileid, 0, h, len);
-		f->jfile = rc == 0;
+		f->jepoch = rc == 0 ? c->jepoch : 0;
 	}
 	if (rc == 0 && type == JREC_DROP) {
 		/* Names the handle: the fileid may be another file's now. */
@@ -200,7 +253,9 @@ int cache_journal(struct cache *c, enum jrec_type type, struct cache_file *f,
 				    len ? w : NULL, len);
 	}
 	if (type == JREC_DROP)
-		f->jfile = false;
+		f->jepoch = 0;
+	if (rc == 0 && journal_size(c->journal) > c->jcompact_at)
+		journal_compact(c);
 	pthread_mutex_unlock(&c->journal_lock);
 	if (rc < 0)
 		log_msg(LOG_LVL_ERR, "journal", "append: %s", strerror(-rc));
@@ -696,6 +751,10 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
 	st->evict_batch_us_max = atomic_load(&c->evict_batch_us_max);
 	st->evict_freeing_bytes = atomic_load(&c->freeing_bytes);
 	st->cold_files_removing = cold_reaping(c);
+	st->journal_compactions = atomic_load(&c->journal_compactions);
+	pthread_mutex_lock(&c->journal_lock);
+	st->journal_bytes = journal_size(c->journal);
+	pthread_mutex_unlock(&c->journal_lock);
 	for (b = 0; b < CACHE_HIST_BUCKETS; b++) {
 		st->be_read_us[b] = atomic_load(&c->be_read_us[b]);
 		st->be_write_us[b] = atomic_load(&c->be_write_us[b]);
@@ -781,156 +840,6 @@ static int take_lock(struct cache *c, char *err, size_t errlen)
 	return 0;
 }
 
-/* What replay learned about one file. */
-/* A writer's credentials from the journal (none: older records). */
-struct rcred {
-	bool set;
-	struct be_cred cred;
-};
-
-static void rcred_of(struct rcred *rc, const void *buf, size_t len)
-{
-	rc->set = len && cache_cred_decode(buf, len, &rc->cred) == 0;
-}
-
-struct rfile {
-	int be_idx;
-	uint64_t fileid;
-	unsigned char handle[BE_HANDLE_MAX];
-	size_t handle_len;
-	uint64_t *chunks;	/* dirty chunk numbers */
-	struct rcred *creds;	/* ... and their writers */
-	size_t nchunks, cap;
-	struct rcred pt_cred;	/* the passthrough writer's */
-	int pt;			/* a passthrough writer did not end: 1, or
-				 * 2 if the file was empty at its open */
-	struct rfile *next;
-};
-
-struct replay {
-	struct cache *c;
-	struct rfile *files;
-	uint64_t unknown;	/* records of backends not mounted now */
-	uint64_t bad_chunk;	/* a record's chunk number out of range */
-};
-
-static struct rfile *rfile_find(struct replay *r, int be_idx,
-				uint64_t fileid, bool create)
-{
-	struct rfile *rf;
-
-	for (rf = r->files; rf; rf = rf->next)
-		if (rf->be_idx == be_idx && rf->fileid == fileid)
-			return rf;
-	if (!create || !(rf = calloc(1, sizeof(*rf))))
-		return NULL;
-	rf->be_idx = be_idx;
-	rf->fileid = fileid;
-	rf->next = r->files;
-	r->files = rf;
-	return rf;
-}
-
-static int replay_rec(void *arg, enum jrec_type type, const char *spec,
-		      uint64_t fileid, uint64_t chunk, const void *handle,
-		      size_t handle_len)
-{
-	struct replay *r = arg;
-	struct rfile *rf;
-	int be_idx;
-	size_t i;
-
-	for (be_idx = 0; be_idx < r->c->nbe; be_idx++)
-		if (!strcmp(r->c->bes[be_idx]->spec, spec))
-			break;
-	if (be_idx == r->c->nbe) {
-		r->unknown++;
-		return 0;
-	}
-	if (chunk >= CACHE_MAX_CHUNKS) {
-		r->bad_chunk = chunk;
-		return -EUCLEAN;	/* no record this cache wrote */
-	}
-	rf = rfile_find(r, be_idx, fileid, type != JREC_CLEAN);
-	if (!rf)
-		return type == JREC_CLEAN ? 0 : -ENOMEM;
-	/* A reused fileid: another handle is another file (the newest is
-	 * first in the list, and later records are about it). */
-	if (type == JREC_FILE && rf->handle_len &&
-	    (rf->handle_len != handle_len ||
-	     memcmp(rf->handle, handle, handle_len))) {
-		struct rfile *nrf = calloc(1, sizeof(*nrf));
-
-		if (!nrf)
-			return -ENOMEM;
-		nrf->be_idx = be_idx;
-		nrf->fileid = fileid;
-		nrf->next = r->files;
-		r->files = nrf;
-		rf = nrf;
-	}
-	if (type == JREC_DROP && handle_len) {
-		for (; rf; rf = rf->next)
-			if (rf->be_idx == be_idx && rf->fileid == fileid &&
-			    rf->handle_len == handle_len &&
-			    !memcmp(rf->handle, handle, handle_len))
-				break;
-		if (rf) {
-			rf->nchunks = 0;
-			rf->pt = 0;
-		}
-		return 0;
-	}
-	switch (type) {
-	case JREC_FILE:
-		memcpy(rf->handle, handle, handle_len);
-		rf->handle_len = handle_len;
-		break;
-	case JREC_DIRTY:
-		for (i = 0; i < rf->nchunks; i++)
-			if (rf->chunks[i] == chunk)
-				break;
-		if (i == rf->nchunks && rf->nchunks == rf->cap) {
-			size_t ncap = rf->cap ? rf->cap * 2 : 16;
-			uint64_t *n = realloc(rf->chunks, ncap * sizeof(*n));
-			struct rcred *nc;
-
-			if (!n)
-				return -ENOMEM;
-			rf->chunks = n;
-			nc = realloc(rf->creds, ncap * sizeof(*nc));
-			if (!nc)
-				return -ENOMEM;
-			rf->creds = nc;
-			rf->cap = ncap;
-		}
-		if (i == rf->nchunks)
-			rf->chunks[rf->nchunks++] = chunk;
-		rcred_of(&rf->creds[i], handle, handle_len);
-		break;
-	case JREC_CLEAN:
-		for (i = 0; i < rf->nchunks; i++) {
-			if (rf->chunks[i] != chunk)
-				continue;
-			rf->chunks[i] = rf->chunks[--rf->nchunks];
-			rf->creds[i] = rf->creds[rf->nchunks];
-		}
-		break;
-	case JREC_DROP:
-		rf->nchunks = 0;
-		rf->pt = 0;
-		break;
-	case JREC_PTOPEN:
-		rf->pt = chunk ? 2 : 1;
-		rcred_of(&rf->pt_cred, handle, handle_len);
-		break;
-	case JREC_PTCLOSE:
-		rf->pt = 0;
-		break;
-	}
-	return 0;
-}
-
 /*
  * A crash between a write's bytes and its sums leaves a dirty block whose
  * sum is stale.  That write was never acknowledged, and it touched only
@@ -977,7 +886,7 @@ static void resum_dirty(struct cache_file *f, uint64_t idx, struct chunk *ch)
 }
 
 /* Bring a file with dirty data back into the table and queue it. */
-static int replay_file(struct cache *c, struct rfile *rf, uint64_t *bytes)
+static int replay_file(struct cache *c, struct jfile *rf, uint64_t *bytes)
 {
 	struct be *be = c->bes[rf->be_idx];
 	struct cache_file *f;
@@ -1085,7 +994,7 @@ static int emit_dirty(void *arg, struct journal *nj)
 			size_t len = sizeof(h);
 			uint64_t i;
 
-			f->jfile = false;
+			f->jepoch = 0;
 			if (!f->dirty_chunks && !f->pt_writers)
 				continue;
 			rc = file_be(f)->ops->node_encode(file_be(f), f->node,
@@ -1094,7 +1003,7 @@ static int emit_dirty(void *arg, struct journal *nj)
 				rc = journal_append(nj, JREC_FILE,
 						    file_be(f)->spec,
 						    f->fileid, 0, h, len);
-			f->jfile = rc == 0;
+			f->jepoch = rc == 0 ? c->jepoch : 0;
 			len = cache_cred_encode(f->pt_cred, h, sizeof(h));
 			if (rc == 0 && f->pt_writers)
 				rc = journal_append(nj, JREC_PTOPEN,
@@ -1119,38 +1028,30 @@ static int emit_dirty(void *arg, struct journal *nj)
 	return rc;
 }
 
-/* Has the journal dirty data (or a passthrough writer) of fileid? */
-static bool journal_names(void *arg, uint64_t fileid)
-{
-	const struct rfile *rf;
-
-	for (rf = ((struct replay *)arg)->files; rf; rf = rf->next)
-		if (rf->fileid == fileid && (rf->nchunks || rf->pt))
-			return true;
-	return false;
-}
-
 static int replay(struct cache *c, char *err, size_t errlen)
 {
-	struct replay r = { .c = c };
-	uint64_t bytes = 0, nfiles = 0;
-	struct rfile *rf;
+	struct jstate *s = jstate_new(c);
+	uint64_t bytes = 0, nfiles = 0, unknown;
+	struct jfile *rf;
 	int rc;
 
-	rc = journal_replay(c->journal, replay_rec, &r, err, errlen);
-	if (rc == -EUCLEAN && r.bad_chunk)
+	if (!s)
+		return -ENOMEM;
+	rc = journal_replay(c->journal, jstate_rec, s, err, errlen);
+	if (rc == -EUCLEAN && s->bad_chunk)
 		snprintf(err, errlen,
 			 "cache dir %s: journal names chunk %llu, beyond any file this cache holds; refusing to guess which dirty data is safe (move the cache dir aside to start empty)",
-			 c->cfg->dir, (unsigned long long)r.bad_chunk);
+			 c->cfg->dir, (unsigned long long)s->bad_chunk);
 	/* before any data file is used: ptmark.c */
 	if (rc == 0)
-		rc = pt_marks_settle(c, journal_names, &r, err, errlen);
-	for (rf = r.files; rf && rc == 0; rf = rf->next) {
+		rc = pt_marks_settle(c, jstate_names, s, err, errlen);
+	unknown = s->unknown;
+	for (rf = s->files; rf && rc == 0; rf = rf->next) {
 		if (!rf->nchunks && !rf->pt)
 			continue;
 		rc = replay_file(c, rf, &bytes);
 		if (rc == 1) {
-			r.unknown++;
+			unknown++;
 			rc = 0;
 		}
 		nfiles++;
@@ -1159,36 +1060,34 @@ static int replay(struct cache *c, char *err, size_t errlen)
 				 "cache dir %s: dirty data of file %llx cannot be trusted (index damaged); refusing to start. Move the cache dir aside to start empty.",
 				 c->cfg->dir, (unsigned long long)rf->fileid);
 	}
-	while ((rf = r.files)) {
-		r.files = rf->next;
-		free(rf->chunks);
-		free(rf->creds);
-		free(rf);
-	}
+	jstate_free(s);
 	if (rc < 0) {
 		if (!err[0])
 			snprintf(err, errlen, "cache dir %s: journal replay: %s",
 				 c->cfg->dir, strerror(-rc));
 		return rc;
 	}
-	if (r.unknown)
+	if (unknown)
 		log_msg(LOG_LVL_WARN, "replay",
 			"%llu journal records or files could not be replayed now (backend not mounted, file not reopened); the journal keeps them",
-			(unsigned long long)r.unknown);
+			(unsigned long long)unknown);
 	if (bytes)
 		log_msg(LOG_LVL_INFO, "replay",
 			"%llu dirty bytes in %llu files queued for upload",
 			(unsigned long long)bytes, (unsigned long long)nfiles);
-	/* Records of backends not mounted now must not be lost. */
-	c->keep_journal = r.unknown != 0;
-	if (!r.unknown) {
-		pthread_mutex_lock(&c->journal_lock);
+	/* Records of backends not mounted now, and of files not reopened,
+	 * must not be lost: a compaction from the table would drop them
+	 * (one from the journal itself keeps them: journal_compact()). */
+	c->keep_journal = unknown != 0;
+	pthread_mutex_lock(&c->journal_lock);
+	if (!unknown) {
 		rc = journal_rewrite(c->journal, emit_dirty, c);
-		pthread_mutex_unlock(&c->journal_lock);
 		if (rc < 0)
 			log_msg(LOG_LVL_WARN, "journal", "compaction: %s",
 				strerror(-rc));
 	}
+	c->jcompact_at = next_compaction(c);
+	pthread_mutex_unlock(&c->journal_lock);
 	return 0;
 }
 
@@ -1230,6 +1129,7 @@ int cache_open(const struct cache_config *cfg, struct be *const *bes,
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
+	c->jepoch = 1;	/* a file's 0: no FILE record */
 	c->cfg = cfg;
 	c->bes = bes;
 	c->nbe = nbe;

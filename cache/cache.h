@@ -74,6 +74,8 @@ struct cache_config {
 	uint64_t chunk_size;
 	uint64_t readahead;	/* bytes prefetched ahead of a stream */
 	uint64_t dirty_max;	/* writers wait above this */
+	uint64_t journal_compact;	/* compact the journal above this
+					 * (0: 16 MiB) */
 	unsigned int flushers;	/* upload threads */
 	int writeback;		/* 0: writes go through to the backend */
 	enum cache_close_mode close_mode;
@@ -132,6 +134,8 @@ struct cache_stats {
 					 * by eviction, not yet removed (the
 					 * remover thread's backlog) */
 	uint64_t cold_files_removing;	/* gauge: those files */
+	uint64_t journal_bytes;		/* gauge: the journal's size */
+	uint64_t journal_compactions;	/* while running (cache.c) */
 	uint64_t be_read_us[CACHE_HIST_BUCKETS];	/* chunk fetches */
 	uint64_t be_write_us[CACHE_HIST_BUCKETS];	/* chunk uploads */
 };

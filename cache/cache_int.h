@@ -87,6 +87,50 @@ int journal_rewrite(struct journal *j, int (*emit)(void *arg, struct journal *nj
 		    void *arg);
 void journal_close(struct journal *j);
 
+/* ---- what the journal says (jstate.c) ------------------------------- */
+
+/* A writer's credentials from the journal (none: older records). */
+struct jcred {
+	bool set;
+	struct be_cred cred;
+};
+
+struct jfile {
+	int be_idx;
+	uint64_t fileid;
+	unsigned char handle[BE_HANDLE_MAX];
+	size_t handle_len;
+	uint64_t *chunks;	/* dirty chunk numbers */
+	struct jcred *creds;	/* ... and their writers */
+	size_t nchunks, cap;
+	struct jcred pt_cred;	/* the passthrough writer's */
+	int pt;			/* a passthrough writer did not end: 1, or
+				 * 2 if the file was empty at its open */
+	struct jfile *next;	/* all files, newest first */
+	struct jfile *hnext;	/* the hash chain, newest first */
+};
+
+struct jstate {
+	struct cache *c;
+	struct jfile *files;
+	struct jfile **tab;
+	size_t nfiles;
+	struct jraw *raw;	/* records of backends not mounted now */
+	uint64_t unknown;	/* ... how many */
+	uint64_t bad_chunk;	/* a record's chunk number out of range */
+};
+
+struct jstate *jstate_new(struct cache *c);
+void jstate_free(struct jstate *s);
+/* A journal_replay_fn; arg: the jstate. */
+int jstate_rec(void *arg, enum jrec_type type, const char *spec,
+	       uint64_t fileid, uint64_t chunk, const void *handle,
+	       size_t handle_len);
+/* For journal_rewrite(); arg: the jstate. */
+int jstate_emit(void *arg, struct journal *nj);
+/* Has the journal dirty data (or a passthrough writer) of fileid? */
+bool jstate_names(void *arg, uint64_t fileid);
+
 /* ---- per-file state (chunk.c, index.c) ------------------------------- */
 
 /*
@@ -189,7 +233,8 @@ struct cache_file {
 	int flush_error;	/* last upload error, reported at flush */
 	bool gone;		/* backend object vanished: drop dirty data */
 	bool pinned;		/* never evict */
-	bool jfile;		/* a FILE record is in this journal */
+	uint64_t jepoch;	/* == c->jepoch: a FILE record is in the
+				 * journal (a compaction starts a new epoch) */
 	unsigned int local_change;	/* this node is changing the backend */
 	uint64_t local_seq;	/* bumped when such a change is done */
 	uint64_t upload_seq;	/* bumped by every completed upload */
@@ -268,6 +313,8 @@ struct cache {
 
 	pthread_mutex_t journal_lock;
 	struct journal *journal;	/* protected by journal_lock */
+	uint64_t jepoch;	/* bumped by a compaction; journal_lock */
+	uint64_t jcompact_at;	/* compact when the journal is larger */
 
 	pthread_mutex_t cred_lock;	/* a leaf */
 	struct cred_ent *creds;		/* cred.c; protected by cred_lock */
@@ -327,6 +374,7 @@ struct cache {
 	atomic_uint_fast64_t reads_kept;	/* rbuf.c: after the fetch */
 	atomic_uint_fast64_t flushes_before_write;
 	atomic_uint_fast64_t pt_opens, pt_bytes_written;
+	atomic_uint_fast64_t journal_compactions;
 	atomic_uint_fast64_t bytes_scrubbed;
 	atomic_uint_fast64_t stale_opens;	/* cache_file_get_offline() */
 	bool drained;		/* cache_drain() ran (main thread only) */

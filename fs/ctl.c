@@ -88,7 +88,9 @@ static void say(int fd, const char *fmt, ...)
 	X(evict_batch_us_last, gauge, "how long the last eviction batch took, us") \
 	X(evict_batch_us_max, gauge, "how long the longest eviction batch took, us") \
 	X(evict_freeing_bytes, gauge, "bytes of cold files eviction picked that the remover has not removed yet") \
-	X(cold_files_removing, gauge, "cold files eviction picked that the remover has not removed yet")
+	X(cold_files_removing, gauge, "cold files eviction picked that the remover has not removed yet") \
+	X(journal_bytes, gauge, "size of the journal of dirty chunks, bytes") \
+	X(journal_compactions, counter, "times the running daemon rewrote its journal to what is still dirty")
 
 /* The FUSE requests stats names, counted as they arrive (passthrough.c). */
 static const struct {

@@ -41,6 +41,7 @@ struct sfs_config {
 	char *cache_dir;
 	char *cache_size_s, *cache_min_free_s, *chunk_size_s;
 	char *readahead_s, *kernel_readahead_s, *dirty_max_s;
+	char *journal_compact_s;
 	char *writeback_s, *flush_on_close_s, *fsync_s, *verify_s;
 	char *cache_direct_s;
 	char *passthrough_s;

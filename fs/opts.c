@@ -36,6 +36,7 @@ static const struct fuse_opt sfs_opts[] = {
 	OPT("readahead=%s", readahead_s, 0),
 	OPT("kernel_readahead=%s", kernel_readahead_s, 0),
 	OPT("dirty_max=%s", dirty_max_s, 0),
+	OPT("journal_compact=%s", journal_compact_s, 0),
 	OPT("nconnect=%u", nconnect, 0),
 	OPT("writeback=%s", writeback_s, 0),
 	OPT("flush_on_close=%s", flush_on_close_s, 0),
@@ -86,6 +87,8 @@ void opts_usage(const char *prog)
 	       "  -o flush_on_close=sync|async  close waits for the upload (default sync)\n"
 	       "  -o fsync=backend|local    what fsync guarantees (default backend)\n"
 	       "  -o dirty_max=SIZE         writers wait above this much dirty data (default cache_size/2)\n"
+	       "  -o journal_compact=SIZE   rewrite the journal to what is still dirty when it\n"
+	       "                            grows past SIZE and twice its last size (default 16M)\n"
 	       "  -o verify=on|off          check checksums on every cache read (default on)\n"
 	       "  -o passthrough=auto|on|off  the kernel reads and writes cached files\n"
 	       "                            itself (FUSE passthrough, Linux 6.9+; default auto)\n"
@@ -294,8 +297,16 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 	    size_opt("readahead", cfg->readahead_s, &cc->readahead) ||
 	    size_opt("kernel_readahead", cfg->kernel_readahead_s,
 		     &cfg->kernel_readahead) ||
-	    size_opt("dirty_max", cfg->dirty_max_s, &cc->dirty_max))
+	    size_opt("dirty_max", cfg->dirty_max_s, &cc->dirty_max) ||
+	    size_opt("journal_compact", cfg->journal_compact_s,
+		     &cc->journal_compact))
 		return -EINVAL;
+	if (cfg->journal_compact_s && cc->journal_compact < (64 << 10)) {
+		fprintf(stderr,
+			"stagefs: bad value for journal_compact: '%s' (expected a size of 64K or more)\n",
+			cfg->journal_compact_s);
+		return -EINVAL;
+	}
 	if (cfg->kernel_readahead > (1ULL << 30)) {
 		fprintf(stderr,
 			"stagefs: bad value for kernel_readahead: '%s' (expected 0 to 1G)\n",
@@ -398,7 +409,7 @@ void opts_free(struct sfs_config *cfg)
 	char **strs[] = { &cfg->cache_dir, &cfg->cache_size_s,
 			  &cfg->cache_min_free_s, &cfg->chunk_size_s,
 			  &cfg->readahead_s, &cfg->kernel_readahead_s,
-			  &cfg->dirty_max_s,
+			  &cfg->dirty_max_s, &cfg->journal_compact_s,
 			  &cfg->writeback_s, &cfg->flush_on_close_s,
 			  &cfg->fsync_s, &cfg->verify_s, &cfg->cache_direct_s,
 			  &cfg->passthrough_s, &cfg->default_permissions_s,

@@ -1927,6 +1927,82 @@ START_TEST(test_crash_recovery_overwrite)
 }
 END_TEST
 
+/*
+ * A daemon that runs long writes far more journal records than are live:
+ * every small file leaves a FILE, a DIRTY and a CLEAN record.  The running
+ * daemon compacts its journal (journal_compact), and the compacted journal
+ * still brings back what was dirty at a crash.  Before, the journal only
+ * shrank at start and at a clean stop, and a start refused one over 1 GiB.
+ */
+#define JC_CLEAN 1200
+#define JC_DIRTY 12
+START_TEST(test_journal_compacted_while_running)
+{
+	struct be_node *n[JC_CLEAN + JC_DIRTY];
+	char name[32], body[64], err[512], path[PATH_MAX + 16];
+	struct stat st;
+	int i, status;
+	pid_t pid;
+
+	X.cfg.journal_compact = 64 << 10;
+	for (i = 0; i < JC_CLEAN + JC_DIRTY; i++) {
+		snprintf(name, sizeof(name), "jc%d", i);
+		ck_assert_int_eq(mem_be_put_file(X.be, name, NULL, 0, &n[i],
+						 NULL), 0);
+	}
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct cache_stats cs;
+		struct cache *c;
+
+		if (cache_open(&X.cfg, X.bes, 1, &c, err, sizeof(err)))
+			_exit(2);
+		for (i = 0; i < JC_CLEAN + JC_DIRTY; i++) {
+			struct cache_file *f;
+			struct be_attr a;
+			int len = snprintf(body, sizeof(body), "file %d\n", i);
+
+			if (i == JC_CLEAN)	/* the rest stays dirty */
+				mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);
+			if (X.be->ops->getattr(X.be, NULL, n[i], &a) ||
+			    cache_file_get(c, 0, n[i], &a, &f) < 0 ||
+			    cache_write(f, NULL, body, (size_t)len, 0) != len)
+				_exit(3);
+			if (i < JC_CLEAN && cache_file_flush(f))
+				_exit(4);
+			cache_file_put(f);
+		}
+		cache_get_stats(c, &cs);
+		if (cs.journal_compactions < 2)
+			_exit(5);
+		if (cs.journal_bytes > X.cfg.journal_compact)
+			_exit(6);
+		kill(getpid(), SIGKILL);	/* no cleanup of any kind */
+		_exit(7);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+		      "the crashing run: status 0x%x (5: no compaction, 6: journal over the bound)",
+		      status);
+	snprintf(path, sizeof(path), "%s/journal", X.dir);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_le(st.st_size, 64 << 10);
+
+	/* The restart finds the dirty files in the compacted journal. */
+	fx_open();
+	ck_assert_int_eq(cache_flush_all(X.c), 0);
+	for (i = JC_CLEAN; i < JC_CLEAN + JC_DIRTY; i++) {
+		int len = snprintf(body, sizeof(body), "file %d\n", i);
+
+		assert_backend_has(n[i], body, (size_t)len, "after the restart");
+	}
+	ck_assert_uint_eq(stats().dirty_bytes, 0);
+	for (i = 0; i < JC_CLEAN + JC_DIRTY; i++)
+		be_node_put(X.be, n[i]);
+}
+END_TEST
+
 /* The data files of the cache dir, opened read-only (as the kernel holds
  * a passthrough descriptor's backing file), by their first byte. */
 static int data_file_starting(unsigned char first)
@@ -3756,6 +3832,7 @@ static Suite *cache_suite(void)
 		T(test_node_id_kept),
 		T(test_restart_keeps_clean),
 		T(test_crash_recovery_overwrite),
+		T(test_journal_compacted_while_running),
 		T(test_prefetch_sequential),
 		T(test_prefetch_not_random),
 		T(test_no_false_conflict_upload_during_fetch),
