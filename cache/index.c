@@ -11,7 +11,14 @@
  * own checksum; a slot that fails it is treated as absent if it claims
  * no dirty data, and reported otherwise.  Version 2 slots also hold the
  * dirty byte range of every block; an index of version 1 (whole dirty
- * blocks) is converted when it is opened.
+ * blocks) is converted when it is opened.  Version 3 keeps two flags of
+ * a block in the top bits of its dhi (a block is at most 4 MiB): a dirty
+ * block's upload leaves out its zero runs (zskip), a block that is
+ * neither present nor dirty still holds old bytes (leftover).  Both
+ * matter after a crash: without them the replay sent a zskip block's
+ * zeros over another node's bytes, and took a leftover block's old bytes
+ * for a passthrough writer's.  A version 2 index is a version 3 one
+ * without flags, and its header is rewritten when it is opened.
  *
  * Thread safety: called with f->lock held; the descriptors come from
  * file_fds_get() (fdcache.c).
@@ -29,7 +36,11 @@
 
 #define IDX_MAGIC 0x58444753u	/* "SGDX" */
 #define SLOT_MAGIC 0x544c5353u	/* "SSLT" */
-#define IDX_VERSION 2
+#define IDX_VERSION 3
+/* Flags in the top bits of idx_slot.dhi[b] (version 3). */
+#define SLOT_ZSKIP (1u << 31)
+#define SLOT_LEFTOVER (1u << 30)
+#define SLOT_FLAGS (SLOT_ZSKIP | SLOT_LEFTOVER)
 #define IDX_HDR_SIZE 4096
 
 struct idx_hdr {
@@ -157,9 +168,9 @@ void index_file_name(struct cache_file *f, const char *dir, char *buf,
 
 /*
  * An index written by a stagefs that knew only whole dirty blocks: rewrite
- * it in place as version 2, each dirty block dirty from its first byte to
- * its last.  Slots are read first and written back from the end, since v2
- * slots are larger.  Returns 0 or -errno.
+ * it in place as the current version (no flags), each dirty block dirty
+ * from its first byte to its last.  Slots are read first and written back
+ * from the end, since the new slots are larger.  Returns 0 or -errno.
  */
 static int convert_v1(struct cache_file *f, struct idx_hdr *h)
 {
@@ -251,6 +262,16 @@ int index_open(struct cache_file *f, bool may_reset)
 	    h.fileid == f->fileid && h.chunk_size == c->cfg->chunk_size &&
 	    convert_v1(f, &h) == 0)
 		n = pread(file_fd(f, FILE_FD_SLOT_INDEX), &h, sizeof(h), 0);
+	/* Version 2 slots are version 3 slots without flags: the header
+	 * says 3 before a slot with flags is written. */
+	if (n == (ssize_t)sizeof(h) && h.magic == IDX_MAGIC &&
+	    h.version == 2 && h.sum == hdr_sum(&h)) {
+		h.version = IDX_VERSION;
+		h.sum = hdr_sum(&h);
+		if (pwrite(file_fd(f, FILE_FD_SLOT_INDEX), &h, sizeof(h), 0) !=
+		    (ssize_t)sizeof(h))
+			n = -1;
+	}
 	if (n == (ssize_t)sizeof(h) && h.magic == IDX_MAGIC &&
 	    h.version == IDX_VERSION && h.sum == hdr_sum(&h) &&
 	    h.fileid == f->fileid && h.chunk_size == c->cfg->chunk_size) {
@@ -278,6 +299,7 @@ int index_store_chunk(struct cache_file *f, uint64_t idx)
 {
 	struct chunk *ch = f->chunks[idx];
 	struct idx_slot s;
+	unsigned int b;
 	ssize_t n;
 
 	memset(&s, 0, sizeof(s));
@@ -287,6 +309,14 @@ int index_store_chunk(struct cache_file *f, uint64_t idx)
 		memcpy(s.sums, ch->sums, sizeof(s.sums));
 		memcpy(s.dlo, ch->dlo, sizeof(s.dlo));
 		memcpy(s.dhi, ch->dhi, sizeof(s.dhi));
+		for (b = 0; b < CACHE_BLOCKS; b++) {
+			uint64_t bit = 1ULL << b;
+
+			if (ch->dirty & ch->zskip & bit)
+				s.dhi[b] |= SLOT_ZSKIP;
+			if (ch->leftover & ~ch->dirty & bit)
+				s.dhi[b] |= SLOT_LEFTOVER;
+		}
 	}
 	s.magic = SLOT_MAGIC;
 	s.sum = slot_sum(&s);
@@ -325,15 +355,25 @@ int index_load_chunk(struct cache_file *f, uint64_t idx, struct chunk *ch)
 	}
 	ch->present = s.present;
 	ch->dirty = 0;
+	ch->zskip = 0;
+	ch->leftover = 0;
 	memcpy(ch->sums, s.sums, sizeof(ch->sums));
 	for (b = 0; b < CACHE_BLOCKS; b++) {
+		uint32_t flags = s.dhi[b] & SLOT_FLAGS, hi = s.dhi[b] & ~SLOT_FLAGS;
+
+		if (!(s.dirty & (1ULL << b))) {
+			if ((flags & SLOT_LEFTOVER) && !(s.present & (1ULL << b)))
+				ch->leftover |= 1ULL << b;
+			continue;
+		}
 		/* Only well-formed ranges count as dirty. */
-		if (!(s.dirty & (1ULL << b)) || s.dlo[b] >= s.dhi[b] ||
-		    s.dhi[b] > f->c->block_size)
+		if (s.dlo[b] >= hi || hi > f->c->block_size)
 			continue;
 		ch->dirty |= 1ULL << b;
 		ch->dlo[b] = s.dlo[b];
-		ch->dhi[b] = s.dhi[b];
+		ch->dhi[b] = hi;
+		if (flags & SLOT_ZSKIP)
+			ch->zskip |= 1ULL << b;
 	}
 	return 1;
 }

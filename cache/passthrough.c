@@ -25,7 +25,10 @@
  * into it too (fetch_chunk()); a block sent whole is only marked stale
  * (ch->pt_stale: a dense stream costs no second write), and its next
  * change goes out whole, as does every change of a block whose before
- * bytes are not known (no pre-image, a replay after a crash).
+ * bytes are not known (no pre-image, a replay after a crash; but in a
+ * file its writer created, a zskip block's zero runs are still left out).
+ * The zskip and leftover marks are kept in the index slot (index.c), so
+ * that a replay uploads what the writer would have.
  *
  * The rehash runs at FLUSH, fsync and the last release, and, for a long
  * writer, in the background on the chunks the file has grown past
@@ -536,8 +539,10 @@ struct pt_pre {
 	char *buf;		/* room for a chunk of it */
 	struct pt_run *runs;	/* room for PT_RUNS_MAX runs per block */
 	struct pt_run *scratch;	/* for diff_runs() */
-	bool owned;		/* f->pt_owned: without a pre-image, the
-				 * blocks never hashed were zeros */
+	bool owned;		/* f->pt_owned: without a pre-image (a
+				 * replay), the blocks never hashed were
+				 * zeros, and so were a zskip block's zero
+				 * runs */
 };
 
 /* The pre-image's bytes of chunk [start, start + len) into pre->buf,
@@ -624,7 +629,7 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t room,
 	uint64_t known = 0, sums[CACHE_BLOCKS], changed = 0, grown = 0;
 	uint64_t olddirty, be_size, forced = 0, seq, was[CACHE_BLOCKS];
 	uint32_t lo[CACHE_BLOCKS], hi[CACHE_BLOCKS];
-	uint64_t zs = 0, stale, ranged = 0;
+	uint64_t zs = 0, stale, ranged = 0, left, zskip0;
 	uint32_t nruns[CACHE_BLOCKS] = { 0 };
 	bool end_dirty = false;	/* a dirty range reaches the file's end */
 	bool pre_in = false;	/* pre->buf holds this chunk */
@@ -659,6 +664,8 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t room,
 	pt_grow(f, size);
 	/* A leftover block's bytes are what its sum says, not a writer's. */
 	known = ch->present | ch->dirty | ch->leftover;
+	left = ch->leftover & ~ch->present & ~ch->dirty;
+	zskip0 = ch->zskip & ch->dirty;
 	stale = ch->pt_stale;
 	seq = ch->dirty_seq;
 	memcpy(sums, ch->sums, sizeof(sums));
@@ -688,7 +695,10 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t room,
 		uint64_t s = XXH3_64bits(buf + b * bs, bs);
 		uint64_t in_file = size - (start + b * bs);
 
-		if (s == ((known & (1ULL << b)) ? sums[b] : c->zero_sum)) {
+		/* A leftover block punched since its flag was stored (a
+		 * replay) is zeros: no writer's either. */
+		if (s == ((known & (1ULL << b)) ? sums[b] : c->zero_sum) ||
+		    ((left & (1ULL << b)) && s == c->zero_sum)) {
 			/*
 			 * The kernel made the file longer with zeros (glibc's
 			 * posix_fallocate writes one zero byte per block; a
@@ -721,7 +731,8 @@ static int64_t rehash_chunk(struct cache_file *f, uint64_t idx, uint64_t room,
 					  (pre->fd >= 0 ?
 						   start + b * bs >= pre->len :
 						   pre->owned &&
-							   !(known & (1ULL << b))),
+							   (!(known & (1ULL << b)) ||
+							    (zskip0 & (1ULL << b)))),
 				  in_file < bs ? in_file : bs,
 				  in_file <= bs && size > be_size, &lo[b], &hi[b],
 				  pre->runs ? pre->runs + b * PT_RUNS_MAX : NULL,
