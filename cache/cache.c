@@ -214,11 +214,18 @@ static void journal_compact(struct cache *c)
 int cache_journal(struct cache *c, enum jrec_type type, struct cache_file *f,
 		  uint64_t chunk)
 {
+	return cache_journal_payload(c, type, f, chunk, NULL, 0);
+}
+
+int cache_journal_payload(struct cache *c, enum jrec_type type,
+			  struct cache_file *f, uint64_t chunk,
+			  const void *payload, size_t plen)
+{
 	const char *spec = file_be(f)->spec;
 	int rc = 0;
 
 	pthread_mutex_lock(&c->journal_lock);
-	if ((type == JREC_DIRTY || type == JREC_PTOPEN) &&
+	if ((type == JREC_DIRTY || type == JREC_PTOPEN || type == JREC_RUNS) &&
 	    f->jepoch != c->jepoch) {
 		unsigned char h[BE_HANDLE_MAX];
 		size_t len = sizeof(h);
@@ -239,6 +246,9 @@ int cache_journal(struct cache *c, enum jrec_type type, struct cache_file *f,
 			len = 0;
 		rc = journal_append(c->journal, type, spec, f->fileid, chunk,
 				    h, len);
+	} else if (rc == 0 && type == JREC_RUNS) {
+		rc = journal_append(c->journal, type, spec, f->fileid, chunk,
+				    payload, plen);
 	} else if (rc == 0) {
 		/* A dirty chunk's writer, a passthrough open's: cred.c */
 		unsigned char w[BE_HANDLE_MAX];
@@ -939,6 +949,10 @@ static int replay_file(struct cache *c, struct jfile *rf, uint64_t *bytes)
 		if (rf->creds[i].set)
 			ch->wcred = cache_cred(c, &rf->creds[i].cred);
 		resum_dirty(f, rf->chunks[i], ch);
+		/* A passthrough writer's blocks go out by their runs, as
+		 * they would have (those the crash left unchanged). */
+		if (rf->runs_len[i])
+			chunk_runs_restore(ch, rf->runs[i], rf->runs_len[i]);
 		*bytes += dirty_len(ch, ~0ULL);
 	}
 	/*
@@ -1022,6 +1036,8 @@ static int emit_dirty(void *arg, struct journal *nj)
 						    f->fileid, i, len ? h : NULL,
 						    len);
 				ch->journaled = rc == 0;
+				if (rc == 0)
+					rc = chunk_runs_emit(f, i, nj);
 			}
 		}
 	}

@@ -56,7 +56,12 @@ enum jrec_type {
 	JREC_PTOPEN = 5,	/* a passthrough writer has it open (chunk:
 				 * 1 if the file was empty at its open) */
 	JREC_PTCLOSE = 6,	/* ... and is done, its bytes rehashed */
+	JREC_RUNS = 7,		/* the byte runs of a chunk's dirty blocks
+				 * that go out as runs (passthrough.c) */
 };
+/* The largest payload of a record: RUNS; the others hold a handle or a
+ * writer's credentials (BE_HANDLE_MAX). */
+#define JPAYLOAD_MAX 65535
 
 struct jkey {
 	uint32_t be_idx;
@@ -102,6 +107,8 @@ struct jfile {
 	size_t handle_len;
 	uint64_t *chunks;	/* dirty chunk numbers */
 	struct jcred *creds;	/* ... and their writers */
+	void **runs;		/* ... their last RUNS record's payload */
+	size_t *runs_len;
 	size_t nchunks, cap;
 	struct jcred pt_cred;	/* the passthrough writer's */
 	int pt;			/* a passthrough writer did not end: 1, or
@@ -157,20 +164,21 @@ struct chunk {
 					 * block, as it is in the cache file */
 	uint64_t zskip;		/* dirty blocks written by a passthrough writer
 				 * onto zeros: their upload leaves out the zero
-				 * runs inside the range (not persisted) */
+				 * runs inside the range (index slot flag) */
 	/* Dirty blocks whose upload is a set of byte runs, not the whole
 	 * [dlo, dhi): a passthrough writer changed parts of them with other
 	 * bytes between (another node's, maybe).  Sorted by block, then
-	 * offset; valid for the blocks of pt_runs_mask & dirty; not
-	 * persisted (a replay sends the whole range). */
+	 * offset; valid for the blocks of pt_runs_mask & dirty; kept in
+	 * the journal (JREC_RUNS, chunk_runs_journal()). */
 	uint64_t pt_runs_mask;
 	struct pt_run *pt_runs;
 	uint32_t pt_nruns;
+	uint64_t runs_digest;	/* of the last JREC_RUNS record (0: none) */
 	uint64_t leftover;	/* blocks dropped as stale but not punched (a
 				 * passthrough reader reads the data file):
 				 * their old bytes are still there, and sums[]
 				 * still hashes them; a rehash must not take
-				 * them for a writer's (not persisted) */
+				 * them for a writer's (index slot flag) */
 	uint64_t pt_stale;	/* blocks the passthrough writers changed
 				 * whose pre-image no longer holds what went
 				 * out: a further change goes out whole */
@@ -496,6 +504,10 @@ void cache_node_id_load(struct cache *c);
 void cache_file_ref(struct cache_file *f);
 int cache_journal(struct cache *c, enum jrec_type type,
 		  struct cache_file *f, uint64_t chunk);
+/* The same with a payload (JREC_RUNS). */
+int cache_journal_payload(struct cache *c, enum jrec_type type,
+			  struct cache_file *f, uint64_t chunk,
+			  const void *payload, size_t plen);
 void cache_queue_flush(struct cache_file *f, uint64_t chunk);
 void cache_queue_prefetch(struct cache_file *f, uint64_t chunk,
 			  const struct be_cred *cred);
@@ -543,6 +555,19 @@ void chunk_zskip_to_runs(struct chunk *ch, unsigned int b, struct pt_run *r,
 /* The runs of block b, pointed at by *out; how many (0: none). */
 uint32_t chunk_runs_of(const struct chunk *ch, unsigned int b,
 		       const struct pt_run **out);
+/*
+ * The runs across a crash: a JREC_RUNS record holds those of a chunk's
+ * dirty blocks, each with the block's sum and range, and the replay takes
+ * a block's runs only where all three still match its slot.
+ * chunk_runs_journal(): append one after the slot is stored, if they
+ * changed since the last (f->lock held).  chunk_runs_emit(): into a
+ * journal being rewritten.  chunk_runs_restore(): at replay; returns the
+ * blocks whose runs were taken.
+ */
+void chunk_runs_journal(struct cache_file *f, uint64_t idx);
+int chunk_runs_emit(struct cache_file *f, uint64_t idx, struct journal *nj);
+unsigned int chunk_runs_restore(struct chunk *ch, const void *buf,
+				size_t len);
 /* chunk.c's truncate: the pre-image past size goes; f->lock held */
 void file_pt_pre_truncate(struct cache_file *f, uint64_t size);
 

@@ -326,6 +326,8 @@ int index_store_chunk(struct cache_file *f, uint64_t idx)
 	file_fds_put(f);
 	if (n != (ssize_t)sizeof(s))
 		return -EIO;
+	/* After the slot: a record it does not match is not used. */
+	chunk_runs_journal(f, idx);
 	return 0;
 }
 

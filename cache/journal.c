@@ -2,8 +2,8 @@
 /*
  * journal.c - the append-only log of which chunks hold dirty data.
  *
- * A record is a fixed header, the backend spec and a handle, sealed with
- * an XXH32 checksum.  Writes are plain write(2) calls in one piece, so a
+ * A record is a fixed header, the backend spec and a payload (a handle, a
+ * writer's credentials, or a chunk's runs), sealed with an XXH32 checksum.  Writes are plain write(2) calls in one piece, so a
  * daemon killed with SIGKILL never leaves a record half in the page
  * cache; a node crash can tear the last record, which replay cuts off.  A
  * bad record with valid data after it is corruption, and replay refuses
@@ -88,12 +88,17 @@ static uint32_t rec_sum(const struct jrec_hdr *h, const void *payload,
 	return sum;
 }
 
+static size_t payload_max(unsigned int type)
+{
+	return type == JREC_RUNS ? JPAYLOAD_MAX : BE_HANDLE_MAX;
+}
+
 static int write_rec(int fd, enum jrec_type type, const char *spec,
 		     uint64_t fileid, uint64_t chunk, const void *handle,
 		     size_t handle_len, uint64_t *size, bool *torn)
 {
 	size_t spec_len = strlen(spec);
-	char buf[sizeof(struct jrec_hdr) + JSPEC_MAX + BE_HANDLE_MAX];
+	char sbuf[sizeof(struct jrec_hdr) + JSPEC_MAX + BE_HANDLE_MAX], *buf;
 	struct jrec_hdr h = {
 		.magic = JREC_MAGIC,
 		.type = (uint16_t)type,
@@ -111,8 +116,12 @@ static int write_rec(int fd, enum jrec_type type, const char *spec,
 			return -errno;
 		*torn = false;
 	}
-	if (spec_len > JSPEC_MAX || handle_len > BE_HANDLE_MAX)
+	if (spec_len > JSPEC_MAX || handle_len > payload_max(type))
 		return -ENAMETOOLONG;
+	buf = handle_len <= BE_HANDLE_MAX ? sbuf :
+		malloc(sizeof(h) + spec_len + handle_len);
+	if (!buf)
+		return -ENOMEM;
 	memcpy(buf + sizeof(h), spec, spec_len);
 	if (handle_len)
 		memcpy(buf + sizeof(h) + spec_len, handle, handle_len);
@@ -120,13 +129,15 @@ static int write_rec(int fd, enum jrec_type type, const char *spec,
 	memcpy(buf, &h, sizeof(h));
 	len = sizeof(h) + spec_len + handle_len;
 	n = write(fd, buf, len);
+	rc = n < 0 ? -errno : -ENOSPC;
+	if (buf != sbuf)
+		free(buf);
 	if (n >= 0 && (size_t)n == len) {
 		*size += len;
 		return 0;
 	}
 	/* Part of the record may be in the file (write(2) stores what
 	 * fits): it must not stay between two records. */
-	rc = n < 0 ? -errno : -ENOSPC;
 	if (n != 0 && ftruncate(fd, (off_t)*size) < 0)
 		*torn = true;
 	return rc;
@@ -151,8 +162,9 @@ static size_t rec_valid(const char *buf, size_t size, size_t off)
 	memcpy(&h, buf + off, sizeof(h));
 	plen = (size_t)h.spec_len + h.handle_len;
 	if (h.magic != JREC_MAGIC || h.spec_len > JSPEC_MAX ||
-	    h.handle_len > BE_HANDLE_MAX || h.type < JREC_FILE ||
-	    h.type > JREC_PTCLOSE || size - off - sizeof(h) < plen)
+	    h.type < JREC_FILE || h.type > JREC_RUNS ||
+	    h.handle_len > payload_max(h.type) ||
+	    size - off - sizeof(h) < plen)
 		return 0;
 	if (rec_sum(&h, buf + off + sizeof(h), plen) != h.sum)
 		return 0;

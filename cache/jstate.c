@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * jstate.c - what the journal says: per file, its handle, its dirty
- * chunks and their writers, and a passthrough writer that did not end.
+ * chunks, their writers and the byte runs of their passthrough-written
+ * blocks, and a passthrough writer that did not end.
  *
  * Built by replaying the records in order (jstate_rec(), a
  * journal_replay_fn), and written back as the shortest journal that
  * replays to the same state (jstate_emit(), for journal_rewrite()): one
  * FILE record per file that still has dirty chunks or a passthrough
- * writer, then its PTOPEN and DIRTY records.  Start-up uses the state to
+ * writer, then its PTOPEN, DIRTY and RUNS records.  Start-up uses the state to
  * bring dirty files back (cache.c, replay()); a running daemon compacts
  * its journal with it when the journal has grown (cache_journal()), so
  * that a node that writes for weeks without a restart neither fills its
@@ -40,6 +41,18 @@ struct jraw {
 	unsigned char payload[];
 };
 
+/* Forget the runs of every chunk. */
+static void drop_runs(struct jfile *jf)
+{
+	size_t i;
+
+	for (i = 0; i < jf->nchunks; i++) {
+		free(jf->runs[i]);
+		jf->runs[i] = NULL;
+		jf->runs_len[i] = 0;
+	}
+}
+
 struct jstate *jstate_new(struct cache *c)
 {
 	struct jstate *s = calloc(1, sizeof(*s));
@@ -64,8 +77,11 @@ void jstate_free(struct jstate *s)
 		return;
 	while ((jf = s->files)) {
 		s->files = jf->next;
+		drop_runs(jf);
 		free(jf->chunks);
 		free(jf->creds);
+		free(jf->runs);
+		free(jf->runs_len);
 		free(jf);
 	}
 	while ((raw = s->raw)) {
@@ -145,6 +161,8 @@ static int add_chunk(struct jfile *jf, uint64_t chunk, const void *w,
 		size_t ncap = jf->cap ? jf->cap * 2 : 16;
 		uint64_t *n = realloc(jf->chunks, ncap * sizeof(*n));
 		struct jcred *nc;
+		void **nr;
+		size_t *nl;
 
 		if (!n)
 			return -ENOMEM;
@@ -153,10 +171,21 @@ static int add_chunk(struct jfile *jf, uint64_t chunk, const void *w,
 		if (!nc)
 			return -ENOMEM;
 		jf->creds = nc;
+		nr = realloc(jf->runs, ncap * sizeof(*nr));
+		if (!nr)
+			return -ENOMEM;
+		jf->runs = nr;
+		nl = realloc(jf->runs_len, ncap * sizeof(*nl));
+		if (!nl)
+			return -ENOMEM;
+		jf->runs_len = nl;
 		jf->cap = ncap;
 	}
-	if (i == jf->nchunks)
+	if (i == jf->nchunks) {
+		jf->runs[i] = NULL;
+		jf->runs_len[i] = 0;
 		jf->chunks[jf->nchunks++] = chunk;
+	}
 	jcred_of(&jf->creds[i], w, wlen);
 	return 0;
 }
@@ -213,6 +242,7 @@ int jstate_rec(void *arg, enum jrec_type type, const char *spec,
 			    !memcmp(jf->handle, handle, handle_len))
 				break;
 		if (jf) {
+			drop_runs(jf);
 			jf->nchunks = 0;
 			jf->pt = 0;
 		}
@@ -229,13 +259,33 @@ int jstate_rec(void *arg, enum jrec_type type, const char *spec,
 		for (i = 0; i < jf->nchunks; i++) {
 			if (jf->chunks[i] != chunk)
 				continue;
+			free(jf->runs[i]);
 			jf->chunks[i] = jf->chunks[--jf->nchunks];
 			jf->creds[i] = jf->creds[jf->nchunks];
+			jf->runs[i] = jf->runs[jf->nchunks];
+			jf->runs_len[i] = jf->runs_len[jf->nchunks];
 		}
 		break;
 	case JREC_DROP:
+		drop_runs(jf);
 		jf->nchunks = 0;
 		jf->pt = 0;
+		break;
+	case JREC_RUNS:
+		/* The newest of a dirty chunk's (one never dirty: none). */
+		for (i = 0; i < jf->nchunks; i++) {
+			void *p = NULL;
+
+			if (jf->chunks[i] != chunk)
+				continue;
+			if (handle_len && !(p = malloc(handle_len)))
+				return -ENOMEM;
+			if (handle_len)
+				memcpy(p, handle, handle_len);
+			free(jf->runs[i]);
+			jf->runs[i] = p;
+			jf->runs_len[i] = handle_len;
+		}
 		break;
 	case JREC_PTOPEN:
 		jf->pt = chunk ? 2 : 1;
@@ -285,6 +335,10 @@ static int emit_file(struct jstate *s, struct journal *nj,
 					 0;
 		rc = journal_append(nj, JREC_DIRTY, spec, jf->fileid,
 				    jf->chunks[i], len ? w : NULL, len);
+		if (rc == 0 && jf->runs_len[i])
+			rc = journal_append(nj, JREC_RUNS, spec, jf->fileid,
+					    jf->chunks[i], jf->runs[i],
+					    jf->runs_len[i]);
 	}
 	return rc;
 }

@@ -376,6 +376,141 @@ void chunk_zskip_to_runs(struct chunk *ch, unsigned int b, struct pt_run *r,
 	chunk_runs_set(ch, b, r, n);
 }
 
+/* A block of a JREC_RUNS record, then its n runs (struct rec_run). */
+struct rec_blk {
+	uint8_t b;
+	uint8_t pad;
+	uint16_t n;
+	uint32_t dlo, dhi;
+	uint32_t pad2;
+	uint64_t sum;
+};
+
+struct rec_run {
+	uint32_t lo, hi;
+};
+
+/* At most: every block with PT_RUNS_KEEP runs. */
+#define RUNS_REC_MAX                                                      \
+	(CACHE_BLOCKS * (sizeof(struct rec_blk) +                          \
+			 PT_RUNS_KEEP * sizeof(struct rec_run)))
+_Static_assert(RUNS_REC_MAX <= JPAYLOAD_MAX, "a RUNS record fits");
+
+/* The record of ch's runs into buf (RUNS_REC_MAX bytes); its length, 0
+ * if no dirty block has runs. */
+static size_t runs_encode(const struct chunk *ch, char *buf)
+{
+	uint64_t m = ch->pt_runs_mask & ch->dirty;
+	size_t len = 0;
+
+	for (; m; m &= m - 1) {
+		unsigned int b = (unsigned int)__builtin_ctzll(m);
+		const struct pt_run *r;
+		uint32_t n = chunk_runs_of(ch, b, &r), i;
+		struct rec_blk h = { .b = (uint8_t)b, .n = (uint16_t)n,
+				     .dlo = ch->dlo[b], .dhi = ch->dhi[b],
+				     .sum = ch->sums[b] };
+
+		memcpy(buf + len, &h, sizeof(h));
+		len += sizeof(h);
+		for (i = 0; i < n; i++) {
+			struct rec_run x = { r[i].lo, r[i].hi };
+
+			memcpy(buf + len, &x, sizeof(x));
+			len += sizeof(x);
+		}
+	}
+	return len;
+}
+
+void chunk_runs_journal(struct cache_file *f, uint64_t idx)
+{
+	struct chunk *ch = f->chunks[idx];
+	uint64_t digest;
+	size_t len;
+	char *buf;
+
+	if (!ch)
+		return;
+	if (!(ch->pt_runs_mask & ch->dirty)) {
+		/* None now: an empty record replaces the last one while the
+		 * chunk stays dirty (its CLEAN record ends it otherwise). */
+		if (ch->runs_digest && ch->dirty)
+			cache_journal_payload(f->c, JREC_RUNS, f, idx, NULL, 0);
+		ch->runs_digest = 0;
+		return;
+	}
+	buf = malloc(RUNS_REC_MAX);
+	if (!buf)
+		return;	/* the replay sends the whole ranges */
+	len = runs_encode(ch, buf);
+	digest = XXH3_64bits(buf, len) | 1;
+	if (digest != ch->runs_digest &&
+	    cache_journal_payload(f->c, JREC_RUNS, f, idx, buf, len) == 0)
+		ch->runs_digest = digest;
+	free(buf);
+}
+
+int chunk_runs_emit(struct cache_file *f, uint64_t idx, struct journal *nj)
+{
+	struct chunk *ch = f->chunks[idx];
+	size_t len;
+	char *buf;
+	int rc;
+
+	if (!ch || !(ch->pt_runs_mask & ch->dirty))
+		return 0;
+	buf = malloc(RUNS_REC_MAX);
+	if (!buf)
+		return -ENOMEM;
+	len = runs_encode(ch, buf);
+	rc = journal_append(nj, JREC_RUNS, file_be(f)->spec, f->fileid, idx,
+			    buf, len);
+	free(buf);
+	return rc;
+}
+
+unsigned int chunk_runs_restore(struct chunk *ch, const void *buf,
+				size_t len)
+{
+	struct pt_run r[PT_RUNS_KEEP];
+	const char *p = buf;
+	unsigned int taken = 0;
+	size_t off = 0;
+
+	while (len - off >= sizeof(struct rec_blk)) {
+		struct rec_blk h;
+		uint32_t i;
+		bool ok;
+
+		memcpy(&h, p + off, sizeof(h));
+		off += sizeof(h);
+		if (h.n > PT_RUNS_KEEP || h.b >= CACHE_BLOCKS ||
+		    (len - off) / sizeof(struct rec_run) < h.n)
+			break;	/* not a record this cache wrote */
+		/* The block as the record saw it, and runs inside its
+		 * range: else its whole range goes, as before runs. */
+		ok = (ch->dirty & (1ULL << h.b)) && h.n > 1 &&
+		     ch->sums[h.b] == h.sum && ch->dlo[h.b] == h.dlo &&
+		     ch->dhi[h.b] == h.dhi;
+		for (i = 0; i < h.n; i++) {
+			struct rec_run x;
+
+			memcpy(&x, p + off, sizeof(x));
+			off += sizeof(x);
+			r[i] = (struct pt_run){ h.b, x.lo, x.hi };
+			if (x.lo >= x.hi || x.lo < h.dlo || x.hi > h.dhi)
+				ok = false;
+		}
+		if (!ok)
+			continue;
+		ch->zskip &= ~(1ULL << h.b);
+		chunk_runs_set(ch, h.b, r, h.n);
+		taken++;
+	}
+	return taken;
+}
+
 /*
  * A rehash found block b changed: [lo, hi), or the n runs r (n > 1), or
  * zskip.  Before the dirty range takes the new one in: its runs are the

@@ -1267,13 +1267,16 @@ END_TEST
  * range, zeros and all, over the other node's bytes.  Twice: a writer that
  * ended before the crash (its last rehash done), and one still writing at
  * the crash, whose last bytes the replay's rehash finds (not acknowledged,
- * but uploaded as they would have been).
+ * but uploaded as they would have been).  A third writer's block goes out
+ * as two runs (its first bytes were rehashed before the rest came, so the
+ * rest is diffed against them): the runs lived in memory only, and the
+ * replay sent the span between them too.
  */
 START_TEST(bug_pt_crash_replay_sends_zero_runs)
 {
 	unsigned char *mine = malloc(BS), *other = malloc(BS);
 	unsigned char *want = malloc(BS);
-	struct be_node *n[2];
+	struct be_node *n[3];
 	int i, status;
 	pid_t pid;
 
@@ -1286,6 +1289,7 @@ START_TEST(bug_pt_crash_replay_sends_zero_runs)
 	memset(want, 0xbb, 100);
 	n[0] = fx_backend_file("zc-ended", NULL, 0);
 	n[1] = fx_backend_file("zc-open", NULL, 0);
+	n[2] = fx_backend_file("zc-runs", NULL, 0);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
@@ -1295,22 +1299,27 @@ START_TEST(bug_pt_crash_replay_sends_zero_runs)
 		mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);
 		if (cache_open(&X.cfg, X.bes, 1, &c, err, sizeof(err)))
 			_exit(2);
-		for (i = 0; i < 2; i++) {
+		for (i = 0; i < 3; i++) {
 			struct cache_file *f;
 			struct be_attr a;
+			size_t first = i == 2 ? 500 : BS;
 			int fd;
 
 			if (X.be->ops->getattr(X.be, NULL, n[i], &a) ||
 			    cache_file_get(c, 0, n[i], &a, &f) < 0 ||
 			    cache_file_pt_begin(f, NULL, true, false, &fd))
 				_exit(3);
-			if (pwrite(fd, mine, BS, 0) != (ssize_t)BS ||
+			if (pwrite(fd, mine, first, 0) != (ssize_t)first ||
 			    cache_file_pt_sync(f))
+				_exit(4);
+			if (i == 2 && pwrite(fd, mine + first, BS - first,
+					     (off_t)first) !=
+					      (ssize_t)(BS - first))
 				_exit(4);
 			/* the open one writes on */
 			if (i == 1 && pwrite(fd, want, 100, 0) != 100)
 				_exit(5);
-			if (i == 0)
+			if (i != 1)
 				cache_file_pt_end(f, true);
 		}
 		kill(getpid(), SIGKILL);
@@ -1320,13 +1329,14 @@ START_TEST(bug_pt_crash_replay_sends_zero_runs)
 	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
 		      "crashing child: status 0x%x", status);
 	/* The other node's record lands while this one is down. */
-	for (i = 0; i < 2; i++)
+	for (i = 0; i < 3; i++)
 		ck_assert_int_eq(mem_be_set_data(X.be, n[i], other, BS), 0);
 	fx_open();
 	ck_assert_int_eq(cache_flush_all(X.c), 0);
 	assert_backend_has(n[1], want, BS, "writer open at the crash");
 	memset(want, 0xaa, 100);
 	assert_backend_has(n[0], want, BS, "writer ended before the crash");
+	assert_backend_has(n[2], want, BS, "block sent as runs");
 	free(mine);
 	free(other);
 	free(want);
@@ -1998,6 +2008,119 @@ START_TEST(test_crash_recovery_overwrite)
 	free(orig);
 	free(model);
 	free(piece);
+}
+END_TEST
+
+/* Two journal states say the same: files, chunks, writers, runs, pt. */
+static void assert_jstate_eq(const struct jstate *a, const struct jstate *b)
+{
+	const struct jfile *x, *y;
+	size_t i, j, live = 0;
+
+	ck_assert_uint_eq(a->unknown, b->unknown);
+	for (x = a->files; x; x = x->next) {
+		if (!x->nchunks && !x->pt)
+			continue;
+		live++;
+		for (y = b->files; y; y = y->next)
+			if (y->fileid == x->fileid &&
+			    y->handle_len == x->handle_len &&
+			    !memcmp(y->handle, x->handle, x->handle_len))
+				break;
+		ck_assert_msg(y, "file %llx lost", (unsigned long long)x->fileid);
+		ck_assert_int_eq(y->pt, x->pt);
+		ck_assert_uint_eq(y->nchunks, x->nchunks);
+		for (i = 0; i < x->nchunks; i++) {
+			for (j = 0; j < y->nchunks; j++)
+				if (y->chunks[j] == x->chunks[i])
+					break;
+			ck_assert_uint_lt(j, y->nchunks);
+			ck_assert_int_eq(y->creds[j].set, x->creds[i].set);
+			if (x->creds[i].set)
+				ck_assert_uint_eq(y->creds[j].cred.uid,
+						  x->creds[i].cred.uid);
+			ck_assert_uint_eq(y->runs_len[j], x->runs_len[i]);
+			if (x->runs_len[i])
+				ck_assert(!memcmp(y->runs[j], x->runs[i],
+						  x->runs_len[i]));
+		}
+	}
+	for (y = b->files; y; y = y->next)
+		if (y->nchunks || y->pt)
+			live--;
+	ck_assert_uint_eq(live, 0);
+}
+
+/*
+ * The running daemon's compaction writes back what the journal says
+ * (jstate.c): replayed, the rewritten journal says the same, with the
+ * records of a backend not mounted kept, a fileid reused by another file,
+ * a dropped file and a clean chunk gone, and runs records of dirty chunks.
+ */
+START_TEST(test_jstate_rewrite_same)
+{
+	struct be_cred alice = { .uid = 1001, .gid = 1001 };
+	unsigned char w[BE_HANDLE_MAX], runs[100];
+	struct jstate *a, *b;
+	struct journal *j;
+	char path[PATH_MAX + 16], err[256];
+	const struct jfile *f1;
+	size_t wl, i;
+
+	fx_open();
+	snprintf(path, sizeof(path), "%s/jtest", X.dir);
+	ck_assert_int_eq(journal_open(path, &j, err, sizeof(err)), 0);
+	memset(runs, 7, sizeof(runs));
+	wl = cache_cred_encode(&alice, w, sizeof(w));
+	ck_assert_uint_gt(wl, 0);
+	/* file 1: chunks 0..2 dirty, 1 clean again, runs for 2 */
+	ck_assert_int_eq(journal_append(j, JREC_FILE, SPEC, 1, 0, "h1", 2), 0);
+	ck_assert_int_eq(journal_append(j, JREC_DIRTY, SPEC, 1, 0, w, wl), 0);
+	ck_assert_int_eq(journal_append(j, JREC_DIRTY, SPEC, 1, 1, NULL, 0), 0);
+	ck_assert_int_eq(journal_append(j, JREC_DIRTY, SPEC, 1, 2, NULL, 0), 0);
+	ck_assert_int_eq(journal_append(j, JREC_RUNS, SPEC, 1, 2, runs, 40), 0);
+	ck_assert_int_eq(journal_append(j, JREC_RUNS, SPEC, 1, 2, runs, 60), 0);
+	ck_assert_int_eq(journal_append(j, JREC_CLEAN, SPEC, 1, 1, NULL, 0), 0);
+	/* file 2: dropped; then its fileid is another file's */
+	ck_assert_int_eq(journal_append(j, JREC_FILE, SPEC, 2, 0, "h2", 2), 0);
+	ck_assert_int_eq(journal_append(j, JREC_DIRTY, SPEC, 2, 5, NULL, 0), 0);
+	ck_assert_int_eq(journal_append(j, JREC_DROP, SPEC, 2, 0, "h2", 2), 0);
+	ck_assert_int_eq(journal_append(j, JREC_FILE, SPEC, 2, 0, "h2b", 3), 0);
+	ck_assert_int_eq(journal_append(j, JREC_PTOPEN, SPEC, 2, 1, w, wl), 0);
+	ck_assert_int_eq(journal_append(j, JREC_DIRTY, SPEC, 2, 3, NULL, 0), 0);
+	/* a backend not mounted now */
+	ck_assert_int_eq(journal_append(j, JREC_FILE, "mem://gone", 9, 0, "h9",
+					2), 0);
+	ck_assert_int_eq(journal_append(j, JREC_DIRTY, "mem://gone", 9, 4,
+					NULL, 0), 0);
+	/* file 3: all clean, and a passthrough writer that ended */
+	ck_assert_int_eq(journal_append(j, JREC_FILE, SPEC, 3, 0, "h3", 2), 0);
+	ck_assert_int_eq(journal_append(j, JREC_PTOPEN, SPEC, 3, 0, NULL, 0), 0);
+	ck_assert_int_eq(journal_append(j, JREC_DIRTY, SPEC, 3, 0, NULL, 0), 0);
+	ck_assert_int_eq(journal_append(j, JREC_CLEAN, SPEC, 3, 0, NULL, 0), 0);
+	ck_assert_int_eq(journal_append(j, JREC_PTCLOSE, SPEC, 3, 0, NULL, 0),
+			 0);
+
+	a = jstate_new(X.c);
+	ck_assert_int_eq(journal_replay(j, jstate_rec, a, err, sizeof(err)), 0);
+	ck_assert_uint_eq(a->unknown, 2);
+	ck_assert_int_eq(journal_rewrite(j, jstate_emit, a), 0);
+	b = jstate_new(X.c);
+	ck_assert_int_eq(journal_replay(j, jstate_rec, b, err, sizeof(err)), 0);
+	assert_jstate_eq(a, b);
+	assert_jstate_eq(b, a);
+	/* file 1 kept chunks 0 and 2, the newer runs; file 3 is gone */
+	ck_assert(jstate_names(b, 1) && jstate_names(b, 2) &&
+		  !jstate_names(b, 3));
+	for (f1 = b->files; f1 && f1->fileid != 1; f1 = f1->next)
+		;
+	ck_assert_ptr_nonnull(f1);
+	ck_assert_uint_eq(f1->nchunks, 2);
+	for (i = 0; i < 2; i++)
+		ck_assert_uint_eq(f1->runs_len[i], f1->chunks[i] == 2 ? 60 : 0);
+	jstate_free(a);
+	jstate_free(b);
+	journal_close(j);
 }
 END_TEST
 
@@ -3907,6 +4030,7 @@ static Suite *cache_suite(void)
 		T(test_restart_keeps_clean),
 		T(test_crash_recovery_overwrite),
 		T(test_journal_compacted_while_running),
+		T(test_jstate_rewrite_same),
 		T(test_prefetch_sequential),
 		T(test_prefetch_not_random),
 		T(test_no_false_conflict_upload_during_fetch),
