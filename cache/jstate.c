@@ -105,17 +105,13 @@ static void jcred_of(struct jcred *jc, const void *buf, size_t len)
 	jc->set = len && cache_cred_decode(buf, len, &jc->cred) == 0;
 }
 
-/* The newest file of (be_idx, fileid), or a new one if create. */
-static struct jfile *jfile_find(struct jstate *s, int be_idx, uint64_t fileid,
-				bool create)
+/* A new file of (be_idx, fileid), the newest of that fileid; or NULL. */
+static struct jfile *jfile_add(struct jstate *s, int be_idx, uint64_t fileid)
 {
 	size_t h = bucket(fileid);
-	struct jfile *jf;
+	struct jfile *jf = calloc(1, sizeof(*jf));
 
-	for (jf = s->tab[h]; jf; jf = jf->hnext)
-		if (jf->be_idx == be_idx && jf->fileid == fileid)
-			return jf;
-	if (!create || !(jf = calloc(1, sizeof(*jf))))
+	if (!jf)
 		return NULL;
 	jf->be_idx = be_idx;
 	jf->fileid = fileid;
@@ -125,6 +121,18 @@ static struct jfile *jfile_find(struct jstate *s, int be_idx, uint64_t fileid,
 	s->tab[h] = jf;
 	s->nfiles++;
 	return jf;
+}
+
+/* The newest file of (be_idx, fileid), or a new one if create. */
+static struct jfile *jfile_find(struct jstate *s, int be_idx, uint64_t fileid,
+				bool create)
+{
+	struct jfile *jf;
+
+	for (jf = s->tab[bucket(fileid)]; jf; jf = jf->hnext)
+		if (jf->be_idx == be_idx && jf->fileid == fileid)
+			return jf;
+	return create ? jfile_add(s, be_idx, fileid) : NULL;
 }
 
 static int keep_raw(struct jstate *s, enum jrec_type type, const char *spec,
@@ -219,21 +227,9 @@ int jstate_rec(void *arg, enum jrec_type type, const char *spec,
 	 * found first, and later records are about it). */
 	if (type == JREC_FILE && jf->handle_len &&
 	    (jf->handle_len != handle_len ||
-	     memcmp(jf->handle, handle, handle_len))) {
-		size_t h = bucket(fileid);
-		struct jfile *njf = calloc(1, sizeof(*njf));
-
-		if (!njf)
-			return -ENOMEM;
-		njf->be_idx = be_idx;
-		njf->fileid = fileid;
-		njf->next = s->files;
-		s->files = njf;
-		njf->hnext = s->tab[h];
-		s->tab[h] = njf;
-		s->nfiles++;
-		jf = njf;
-	}
+	     memcmp(jf->handle, handle, handle_len)) &&
+	    !(jf = jfile_add(s, be_idx, fileid)))
+		return -ENOMEM;
 	if (type == JREC_DROP && handle_len) {
 		/* Names the handle: the fileid may be another file's now. */
 		for (; jf; jf = jf->hnext)

@@ -16,7 +16,13 @@
 #     with O_CREAT, so the first one creates it empty, and with
 #     passthrough=auto (on Linux 6.9+) the writers that find it empty write it
 #     through the kernel: their uploads must leave the others' records
-#     alone (records of 64 bytes and more; docs/consistency.md).
+#     alone (records of 64 bytes and more; docs/consistency.md);
+#   - 2 mounts, "create-kill": as "create", with the server frozen while
+#     the writers write and close, so that nothing is uploaded; mount 1 is
+#     killed -9 once its release has hashed what the kernel wrote, mount 0
+#     uploads its records after the thaw, and then mount 1 starts again on
+#     its cache dir: its replay must send its records as its uploads would
+#     have, without the zeros between them (where mount 0's records are).
 # A line per round gives the records wrong on the export (the table of
 # the issue); any wrong record fails the test.
 #
@@ -86,26 +92,27 @@ file_size() {
 	esac
 }
 
-# round NMOUNTS RECSIZE MODE(sync|async|kill): one shared-file round
+# round NMOUNTS RECSIZE MODE(sync|async|kill|create|create-kill): one
+# shared-file round
 round() {
 	local n=$1 rs=$2 mode=$3 size i pids=() name res wrong total opt
 	size=$(file_size "$rs")
 	name=shared-$n-$rs-$mode
 	opt=flush_on_close=sync
 	[[ $mode == sync || $mode == create ]] || opt=flush_on_close=async
-	[[ $mode != create ]] || opt="$opt,passthrough=auto"
+	[[ $mode != create* ]] || opt="$opt,passthrough=auto"
 	for ((i = 0; i < n; i++)); do
 		mount_stagefs "$BACKEND" "$TEST_TMP/m$i" "$TEST_TMP/c$name-$i" "$opt"
 	done
 	# Created through the first mount, with bytes that no record has.
-	if [[ $mode != create ]]; then
+	if [[ $mode != create* ]]; then
 		head -c "$size" /dev/zero | tr '\0' '\356' >"$TEST_TMP/m0/$name"
 		sync "$TEST_TMP/m0/$name"
 	fi
 	rm -f "$TEST_TMP/go"
 	for ((i = 0; i < n; i++)); do
 		python3 "$WRITER" "$TEST_TMP/m$i/$name" "$i" "$n" "$rs" "$size" \
-			"$TEST_TMP/go" "$([[ $mode == create ]] && echo create)" \
+			"$TEST_TMP/go" "$([[ $mode == create* ]] && echo create)" \
 			>"$TEST_TMP/w$i.out" 2>&1 &
 		pids+=($!)
 		at_exit "kill ${pids[-1]} 2>/dev/null || true"
@@ -114,10 +121,22 @@ round() {
 		wait_secs 30 grep -q READY "$TEST_TMP/w$i.out" \
 			|| fail "$name: writer $i did not open the file: $(cat "$TEST_TMP/w$i.out")"
 	done
+	[[ $mode != create-kill ]] || freeze_nfs
 	touch "$TEST_TMP/go"
 	for ((i = 0; i < n; i++)); do
 		wait "${pids[$i]}" || fail "$name: writer $i failed: $(cat "$TEST_TMP/w$i.out")"
 	done
+	if [[ $mode == create-kill ]]; then
+		# The release hashes what the kernel wrote: wait until mount 1
+		# counts its half of the file dirty, then kill it.
+		wait_secs 30 counter_ge "$TEST_TMP/m1" dirty_bytes $((size / 2 - rs)) \
+			|| fail "$name: mount 1 has $(ctr "$TEST_TMP/m1" dirty_bytes) dirty bytes, not its records"
+		info "$name: mount 1 has $(ctr "$TEST_TMP/m1" dirty_bytes) dirty bytes (passthrough: $(ctr "$TEST_TMP/m1" passthrough_opens) opens); kill -9"
+		crash_stagefs "$TEST_TMP/m1"
+		thaw_nfs
+		sfs_flush "$TEST_TMP/m0" 120
+		mount_stagefs "$BACKEND" "$TEST_TMP/m1" "$TEST_TMP/c$name-1" "$opt"
+	fi
 	if [[ $mode == kill ]]; then
 		# Mount 1 dies with what it has not uploaded yet; it starts
 		# again on its cache dir and replays the journal.
@@ -152,6 +171,7 @@ for rs in $SIZES; do
 	if [[ $rs -ge 64 ]]; then
 		round 2 "$rs" create
 		round 4 "$rs" create
+		round 2 "$rs" create-kill
 	fi
 done
 
