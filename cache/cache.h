@@ -229,13 +229,17 @@ ssize_t cache_read(struct cache_file *f, struct cache_stream *s, void *buf,
 		   size_t size, uint64_t off);
 
 /*
- * A read the caller answers straight from the cache file (FUSE splices
- * the bytes from fd at off): the chunk is pinned against eviction and
- * truncation until cache_read_unpin().
+ * A read the caller answers without copying: from memory (mem, the
+ * buffer a fetch of the chunk filled and that still holds the bytes) or
+ * else straight from the cache file (FUSE splices the bytes from fd at
+ * off).  Either is pinned (the buffer against reuse, the chunk against
+ * eviction and truncation) until cache_read_unpin().
  */
 struct cache_pin {
 	struct cache_file *f;
 	struct chunk *ch;
+	struct rbuf *rb;	/* mem's buffer, or NULL */
+	const char *mem;	/* the bytes, or NULL: fd */
 	int fd;
 	uint64_t off;
 	size_t len;
@@ -244,9 +248,10 @@ struct cache_pin {
 /*
  * Pin [off, off+size) for a zero-copy reply.  Returns the byte count
  * (short only at end of file; 0 at or past it) with *pin filled, or
- * -EAGAIN when the range cannot be handed over as it is: verify=on (the
- * bytes must be checked on the way), blocks not present, a write in
- * flight, or the range spans two chunks.  Then use cache_read().
+ * -EAGAIN when the range cannot be handed over as it is: blocks not
+ * present, a write or fetch in flight, the range spans two chunks, or
+ * (not in a fetch's buffer) verify=on, since the bytes must be checked
+ * on the way.  Then use cache_read().
  */
 ssize_t cache_read_pin(struct cache_file *f, struct cache_stream *s,
 		       size_t size, uint64_t off, struct cache_pin *pin);

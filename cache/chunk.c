@@ -587,24 +587,39 @@ out_lock:
 }
 
 /*
- * Copy [off, off + len) of chunk idx (blocks mask) from the buffer its
- * last fetch filled, if it still holds them unchanged (see struct chunk).
- * f->lock held (dropped for the copy).  Returns true if it did.
+ * The buffer the last fetch of ch filled, pinned, if it still holds the
+ * blocks of mask unchanged (see struct chunk); or NULL.  Its bytes were
+ * hashed as they arrived: a read from it needs no check.  f->lock held.
  */
-static bool copy_from_kept(struct cache_file *f, struct chunk *ch,
-			   uint64_t idx, uint64_t mask, char *dst,
-			   uint64_t off, size_t len)
+static struct rbuf *kept_pin(struct cache_file *f, struct chunk *ch,
+			     uint64_t mask)
 {
 	struct rbuf *rb = ch->rb;
 
 	if (!rb || f->pt_writers || ch->rb_dseq != ch->dirty_seq ||
 	    ch->rb_tseq != f->trunc_seq || (mask & ~ch->rb_mask) ||
 	    (mask & ~ch->present))
-		return false;
+		return NULL;
 	if (!rbuf_pin(rb, ch->rb_seq)) {
 		ch->rb = NULL;	/* taken by another fetch */
-		return false;
+		return NULL;
 	}
+	return rb;
+}
+
+/*
+ * Copy [off, off + len) of chunk idx (blocks mask) from the buffer its
+ * last fetch filled (kept_pin()).  f->lock held (dropped for the copy).
+ * Returns true if it did.
+ */
+static bool copy_from_kept(struct cache_file *f, struct chunk *ch,
+			   uint64_t idx, uint64_t mask, char *dst,
+			   uint64_t off, size_t len)
+{
+	struct rbuf *rb = kept_pin(f, ch, mask);
+
+	if (!rb)
+		return false;
 	pthread_mutex_unlock(&f->lock);
 	memcpy(dst, rbuf_data(rb) + (off - chunk_start(f->c, idx)), len);
 	rbuf_unpin(rb);
@@ -908,10 +923,9 @@ ssize_t cache_read_pin(struct cache_file *f, struct cache_stream *s,
 	struct cache *c = f->c;
 	uint64_t cs = c->cfg->chunk_size, idx = off / cs, mask, fsize;
 	struct chunk *ch;
+	struct rbuf *rb;
 	struct stat st;
 
-	if (c->cfg->verify)
-		return -EAGAIN;
 	pthread_mutex_lock(&f->lock);
 	fsize = f->size;
 	if (off >= fsize) {
@@ -931,9 +945,27 @@ ssize_t cache_read_pin(struct cache_file *f, struct cache_stream *s,
 		pthread_mutex_unlock(&f->lock);
 		return -EAGAIN;
 	}
+	ch->lru_stamp = atomic_fetch_add(&c->lru_clock, 1);
+	/* Still in the buffer its fetch filled: the reply is made from it
+	 * (no copy into a reply buffer; checked as it arrived). */
+	rb = kept_pin(f, ch, mask);
+	if (rb) {
+		pthread_mutex_unlock(&f->lock);
+		if (s)
+			stream_advance(f, s, off, size);
+		*pin = (struct cache_pin){ .f = f, .rb = rb, .fd = -1,
+					   .mem = rbuf_data(rb) +
+						  (off - chunk_start(c, idx)),
+					   .off = off, .len = size };
+		atomic_fetch_add(&c->reads_kept, 1);
+		return (ssize_t)size;
+	}
+	if (c->cfg->verify) {	/* the bytes must be checked on the way */
+		pthread_mutex_unlock(&f->lock);
+		return -EAGAIN;
+	}
 	ch->readers++;
 	f->inflight++;
-	ch->lru_stamp = atomic_fetch_add(&c->lru_clock, 1);
 	pthread_mutex_unlock(&f->lock);
 
 	/* The descriptor stays taken until cache_read_unpin(). */
@@ -964,6 +996,12 @@ void cache_read_unpin(struct cache_pin *pin)
 {
 	struct cache_file *f = pin->f;
 
+	if (pin->rb) {
+		rbuf_unpin(pin->rb);
+		atomic_fetch_add(&f->c->bytes_read_cache, pin->len);
+		cache_evict_maybe(f->c);
+		return;
+	}
 	file_fds_put(f);
 	pthread_mutex_lock(&f->lock);
 	io_done(f, pin->ch);

@@ -365,9 +365,11 @@ out_err:
 }
 
 /*
- * A hit on a chunk the daemon need not check (verify=off) goes back as
- * the cache file's fd: libfuse splices it into /dev/fuse, and the bytes
- * never pass through this process.  Anything else is copied.
+ * A hit still in the buffer its fetch filled goes back from that buffer
+ * (a cold sequential read: the prefetched chunks).  A hit on a chunk the
+ * daemon need not check (verify=off) goes back as the cache file's fd:
+ * libfuse splices it into /dev/fuse, and the bytes never pass through
+ * this process.  Anything else is copied.
  */
 static bool read_spliced(fuse_req_t req, struct sfs_fh *fh, size_t size,
 			 off_t off)
@@ -381,6 +383,11 @@ static bool read_spliced(fuse_req_t req, struct sfs_fh *fh, size_t size,
 		return false;
 	if (n == 0) {
 		fuse_reply_buf(req, NULL, 0);
+		return true;
+	}
+	if (pin.mem) {
+		fuse_reply_buf(req, pin.mem, (size_t)n);
+		cache_read_unpin(&pin);
 		return true;
 	}
 	bv.buf[0].size = (size_t)n;

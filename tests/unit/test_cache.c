@@ -3569,17 +3569,20 @@ END_TEST
 
 /*
  * Blocks not present (a cold file) are not pinned; once a read fetched
- * them they are.  The reader that fetched got its bytes from the fetch
- * itself (one backend read, right bytes).
+ * them they are: in the buffer the fetch filled (mem, with verify on or
+ * off: its bytes were hashed as they came), and once that no longer
+ * holds them (a write to the chunk), as the cache file with verify=off
+ * only.  The reader that fetched got its bytes from the fetch itself
+ * (one backend read, right bytes).
  */
-START_TEST(test_read_pin_after_fetch)
+static void read_pin_after_fetch(int verify)
 {
 	size_t len = CS + 777;
 	unsigned char *want = pattern_new(len, 33), *got = malloc(len);
 	struct cache_file *f;
 	struct cache_pin pin;
 
-	X.cfg.verify = 0;
+	X.cfg.verify = verify;
 	fx_open();
 	f = fx_file("cold", want, len, NULL);
 	ck_assert_int_eq(cache_read_pin(f, NULL, 4096, 0, &pin), -EAGAIN);
@@ -3587,11 +3590,39 @@ START_TEST(test_read_pin_after_fetch)
 	assert_same(got, want + 3000, 5000, "cold read served from the fetch");
 	ck_assert_uint_eq(mem_be_calls(X.be, MEM_OP_READ), 1);
 	ck_assert_int_eq(cache_read_pin(f, NULL, 4096, 8192, &pin), 4096);
-	ck_assert_int_eq(pread(pin.fd, got, 4096, (off_t)pin.off), 4096);
-	assert_same(got, want + 8192, 4096, "pinned after the fetch");
+	ck_assert_ptr_nonnull(pin.mem);
+	assert_same(pin.mem, want + 8192, 4096, "pinned in the fetch's buffer");
 	cache_read_unpin(&pin);
+	/* A write to the chunk: the buffer no longer holds it. */
+	memset(want + 100, 0x5a, 10);
+	write_all(f, want + 100, 10, 100, len);
+	if (verify) {
+		ck_assert_int_eq(cache_read_pin(f, NULL, 4096, 8192, &pin),
+				 -EAGAIN);
+	} else {
+		ck_assert_int_eq(cache_read_pin(f, NULL, 4096, 8192, &pin),
+				 4096);
+		ck_assert_ptr_null(pin.mem);
+		ck_assert_int_eq(pread(pin.fd, got, 4096, (off_t)pin.off),
+				 4096);
+		assert_same(got, want + 8192, 4096, "pinned in the cache file");
+		cache_read_unpin(&pin);
+	}
+	ck_assert_int_eq(cache_read(f, NULL, got, len, 0), (ssize_t)len);
+	assert_same(got, want, len, "read after the write");
 	free(want);
 	free(got);
+}
+
+START_TEST(test_read_pin_after_fetch)
+{
+	read_pin_after_fetch(0);
+}
+END_TEST
+
+START_TEST(test_read_pin_kept_verify)
+{
+	read_pin_after_fetch(1);
 }
 END_TEST
 
@@ -4037,6 +4068,7 @@ static Suite *cache_suite(void)
 		T(test_read_pin),
 		T(test_read_pin_not_with_verify),
 		T(test_read_pin_after_fetch),
+		T(test_read_pin_kept_verify),
 		T(test_direct_io),
 		T(test_direct_fills),
 		T(test_reads_kept),
