@@ -229,11 +229,11 @@ ssize_t cache_read(struct cache_file *f, struct cache_stream *s, void *buf,
 		   size_t size, uint64_t off);
 
 /*
- * A read the caller answers without copying: from memory (mem, the
- * buffer a fetch of the chunk filled and that still holds the bytes) or
- * else straight from the cache file (FUSE splices the bytes from fd at
- * off).  Either is pinned (the buffer against reuse, the chunk against
- * eviction and truncation) until cache_read_unpin().
+ * A read the caller answers without copying: from memory (mem: the
+ * buffer of a fetch of the chunk, in flight or finished, that holds the
+ * bytes) or else straight from the cache file (FUSE splices the bytes
+ * from fd at off).  Either is pinned (the buffer against reuse, the
+ * chunk against eviction and truncation) until cache_read_unpin().
  */
 struct cache_pin {
 	struct cache_file *f;
@@ -246,15 +246,19 @@ struct cache_pin {
 };
 
 /*
- * Pin [off, off+size) for a zero-copy reply.  Returns the byte count
- * (short only at end of file; 0 at or past it) with *pin filled, or
- * -EAGAIN when the range cannot be handed over as it is: blocks not
- * present, a write or fetch in flight, the range spans two chunks, or
- * (not in a fetch's buffer) verify=on, since the bytes must be checked
- * on the way.  Then use cache_read().
+ * Pin [off, off+size) for a zero-copy reply; a fetch in flight of the
+ * blocks it needs is waited for.  Returns the byte count (short only at
+ * end of file; 0 at or past it) with *pin filled, or -EAGAIN when the
+ * range cannot be handed over as it is: blocks not present, a write in
+ * flight, the range spans two chunks, or (not in a fetch's buffer)
+ * verify=on, since the bytes must be checked on the way.  The stream s
+ * has been advanced either way (its prefetch queued): after -EAGAIN,
+ * read with cache_read_after_pin(), which does not advance it again.
  */
 ssize_t cache_read_pin(struct cache_file *f, struct cache_stream *s,
 		       size_t size, uint64_t off, struct cache_pin *pin);
+ssize_t cache_read_after_pin(struct cache_file *f, struct cache_stream *s,
+			     void *buf, size_t size, uint64_t off);
 void cache_read_unpin(struct cache_pin *pin);
 
 /*

@@ -887,8 +887,9 @@ static void stream_advance(struct cache_file *f, struct cache_stream *s,
 		cache_queue_prefetch(f, idx, s->cred);
 }
 
-ssize_t cache_read(struct cache_file *f, struct cache_stream *s, void *buf,
-		   size_t size, uint64_t off)
+/* cache_read(), with the stream advanced (advance) or not. */
+static ssize_t read_common(struct cache_file *f, struct cache_stream *s,
+			   void *buf, size_t size, uint64_t off, bool advance)
 {
 	struct cache *c = f->c;
 	uint64_t fsize = cache_file_size(f), done = 0;
@@ -899,7 +900,7 @@ ssize_t cache_read(struct cache_file *f, struct cache_stream *s, void *buf,
 	size = (size_t)min_u64(size, fsize - off);
 	if (off + size > cache_max_size(c))
 		return -EFBIG;
-	if (s)
+	if (s && advance)
 		stream_advance(f, s, off, size);
 	while (done < size) {
 		uint64_t pos = off + done, idx = pos / cs;
@@ -917,87 +918,130 @@ ssize_t cache_read(struct cache_file *f, struct cache_stream *s, void *buf,
 	return (ssize_t)done;
 }
 
+ssize_t cache_read(struct cache_file *f, struct cache_stream *s, void *buf,
+		   size_t size, uint64_t off)
+{
+	return read_common(f, s, buf, size, off, true);
+}
+
+ssize_t cache_read_after_pin(struct cache_file *f, struct cache_stream *s,
+			     void *buf, size_t size, uint64_t off)
+{
+	return read_common(f, s, buf, size, off, false);
+}
+
+/*
+ * The memory pins of cache_read_pin(), f->lock held: from the buffer of
+ * the fetch of ch in flight, if all of the range came from it (mask),
+ * or from the buffer of its last fetch (kept_pin()).  Returns true with
+ * *pin filled.
+ */
+static bool pin_mem(struct cache_file *f, struct chunk *ch, uint64_t idx,
+		    uint64_t mask, uint64_t off, size_t size,
+		    struct cache_pin *pin)
+{
+	uint64_t at = off - chunk_start(f->c, idx);
+	struct rbuf *rb;
+
+	if (ch->fetching) {
+		if (!ch->fbuf || (mask & ~ch->fbuf_mask))
+			return false;
+		ch->fbuf_users++;	/* the fetch waits for the reply */
+		*pin = (struct cache_pin){ .f = f, .ch = ch, .fd = -1,
+					   .mem = ch->fbuf + at, .off = off,
+					   .len = size };
+		atomic_fetch_add(&f->c->reads_from_fetch, 1);
+		return true;
+	}
+	rb = kept_pin(f, ch, mask);
+	if (!rb)
+		return false;
+	*pin = (struct cache_pin){ .f = f, .rb = rb, .fd = -1,
+				   .mem = rbuf_data(rb) + at, .off = off,
+				   .len = size };
+	atomic_fetch_add(&f->c->reads_kept, 1);
+	return true;
+}
+
 ssize_t cache_read_pin(struct cache_file *f, struct cache_stream *s,
 		       size_t size, uint64_t off, struct cache_pin *pin)
 {
 	struct cache *c = f->c;
 	uint64_t cs = c->cfg->chunk_size, idx = off / cs, mask, fsize;
 	struct chunk *ch;
-	struct rbuf *rb;
 	struct stat st;
 
-	pthread_mutex_lock(&f->lock);
-	fsize = f->size;
-	if (off >= fsize) {
-		pthread_mutex_unlock(&f->lock);
+	fsize = cache_file_size(f);
+	if (off >= fsize)
 		return 0;
-	}
 	size = (size_t)min_u64(size, fsize - off);
-	ch = idx < f->nchunks ? f->chunks[idx] : NULL;
-	if (!ch || (off + size - 1) / cs != idx || ch->writers ||
-	    ch->fetching) {
-		pthread_mutex_unlock(&f->lock);
+	/* First, whatever follows: the prefetch of what comes next goes
+	 * out before this read waits for anything. */
+	if (s)
+		stream_advance(f, s, off, size);
+	if ((off + size - 1) / cs != idx)
 		return -EAGAIN;
-	}
 	mask = range_blocks(c, off - chunk_start(c, idx),
 			    off + size - chunk_start(c, idx));
-	if (mask & ~ch->present) {
-		pthread_mutex_unlock(&f->lock);
-		return -EAGAIN;
+	pthread_mutex_lock(&f->lock);
+	for (;;) {
+		ch = idx < f->nchunks ? f->chunks[idx] : NULL;
+		if (!ch || ch->writers || off + size > f->size)
+			goto again;
+		/* The bytes in memory: a fetch's, in flight or kept.  A
+		 * fetch of blocks this read needs is waited for here, as the
+		 * copying path would (ensure_present()). */
+		if (pin_mem(f, ch, idx, mask, off, size, pin)) {
+			ch->lru_stamp = atomic_fetch_add(&c->lru_clock, 1);
+			pthread_mutex_unlock(&f->lock);
+			return (ssize_t)size;
+		}
+		if (!ch->fetching || ch->fbuf || !(mask & ~ch->present))
+			break;
+		pthread_cond_wait(&f->cond, &f->lock);
 	}
-	ch->lru_stamp = atomic_fetch_add(&c->lru_clock, 1);
-	/* Still in the buffer its fetch filled: the reply is made from it
-	 * (no copy into a reply buffer; checked as it arrived). */
-	rb = kept_pin(f, ch, mask);
-	if (rb) {
-		pthread_mutex_unlock(&f->lock);
-		if (s)
-			stream_advance(f, s, off, size);
-		*pin = (struct cache_pin){ .f = f, .rb = rb, .fd = -1,
-					   .mem = rbuf_data(rb) +
-						  (off - chunk_start(c, idx)),
-					   .off = off, .len = size };
-		atomic_fetch_add(&c->reads_kept, 1);
-		return (ssize_t)size;
-	}
-	if (c->cfg->verify) {	/* the bytes must be checked on the way */
-		pthread_mutex_unlock(&f->lock);
-		return -EAGAIN;
-	}
+	/* verify=on: the bytes must be checked on the way */
+	if (ch->fetching || (mask & ~ch->present) || c->cfg->verify)
+		goto again;
 	ch->readers++;
 	f->inflight++;
+	ch->lru_stamp = atomic_fetch_add(&c->lru_clock, 1);
 	pthread_mutex_unlock(&f->lock);
 
 	/* The descriptor stays taken until cache_read_unpin(). */
-	if (file_fds_get(f, FILE_FD_DATA) < 0) {
-		pthread_mutex_lock(&f->lock);
-		io_done(f, ch);
-		pthread_mutex_unlock(&f->lock);
-		return -EAGAIN;
-	}
+	if (file_fds_get(f, FILE_FD_DATA) < 0)
+		goto again_io;
 	/* A splice stops at the cache file's end: it must hold the range. */
 	if (fstat(file_fd(f, FILE_FD_SLOT_DATA), &st) < 0 ||
 	    (uint64_t)st.st_size < off + size) {
 		file_fds_put(f);
-		pthread_mutex_lock(&f->lock);
-		io_done(f, ch);
-		pthread_mutex_unlock(&f->lock);
-		return -EAGAIN;
+		goto again_io;
 	}
-	if (s)
-		stream_advance(f, s, off, size);
 	*pin = (struct cache_pin){ .f = f, .ch = ch,
 				   .fd = file_fd(f, FILE_FD_SLOT_DATA),
 				   .off = off, .len = size };
 	return (ssize_t)size;
+again_io:
+	pthread_mutex_lock(&f->lock);
+	io_done(f, ch);
+again:
+	pthread_mutex_unlock(&f->lock);
+	return -EAGAIN;
 }
 
 void cache_read_unpin(struct cache_pin *pin)
 {
 	struct cache_file *f = pin->f;
 
-	if (pin->rb) {
-		rbuf_unpin(pin->rb);
+	if (pin->mem) {
+		if (pin->rb) {
+			rbuf_unpin(pin->rb);
+		} else {
+			pthread_mutex_lock(&f->lock);
+			if (--pin->ch->fbuf_users == 0)
+				pthread_cond_broadcast(&f->cond);
+			pthread_mutex_unlock(&f->lock);
+		}
 		atomic_fetch_add(&f->c->bytes_read_cache, pin->len);
 		cache_evict_maybe(f->c);
 		return;

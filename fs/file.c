@@ -473,7 +473,8 @@ static void sfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	n = cache_read(fh->cf, &fh->stream, buf, size, (uint64_t)off);
+	n = cache_read_after_pin(fh->cf, &fh->stream, buf, size,
+				 (uint64_t)off);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else

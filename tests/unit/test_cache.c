@@ -3822,6 +3822,43 @@ START_TEST(test_readers_share_fetch)
 }
 END_TEST
 
+/*
+ * A pin of a range whose fetch is in flight waits for it and hands out
+ * the fetch's own buffer (the reply is written from it, no copy), held
+ * until the unpin: the fetch ends only then.  One backend read.
+ */
+START_TEST(test_pin_waits_for_fetch)
+{
+	size_t len = CS;
+	unsigned char *want = pattern_new(len, 38);
+	struct cold_reader r;
+	struct cache_file *f;
+	struct cache_pin pin;
+	pthread_t t;
+
+	fx_open();
+	f = fx_file("pinf", want, len, NULL);
+	mem_be_set_delay(X.be, MEM_OP_READ, 200);
+	r = (struct cold_reader){ .f = f, .off = 0, .len = 5000,
+				  .got = malloc(5000) };
+	ck_assert_int_eq(pthread_create(&t, NULL, cold_reader_main, &r), 0);
+	usleep(50 * 1000);	/* its fetch is in flight */
+	ck_assert_int_eq(cache_read_pin(f, NULL, 50000, 60001, &pin), 50000);
+	ck_assert_ptr_nonnull(pin.mem);
+	assert_same(pin.mem, want + 60001, 50000, "pinned from the fetch");
+	usleep(50 * 1000);
+	assert_same(pin.mem, want + 60001, 50000, "still there at the unpin");
+	cache_read_unpin(&pin);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(r.n, 5000);
+	assert_same(r.got, want, 5000, "the fetching reader");
+	ck_assert_uint_eq(mem_be_calls(X.be, MEM_OP_READ), 1);
+	ck_assert_uint_eq(stats().reads_from_fetch + stats().reads_kept, 1);
+	free(r.got);
+	free(want);
+}
+END_TEST
+
 /* ---- credentials ------------------------------------------------------- */
 
 static const struct be_cred alice = { .uid = 1500, .gid = 100, .ngroups = 1,
@@ -4069,6 +4106,7 @@ static Suite *cache_suite(void)
 		T(test_read_pin_not_with_verify),
 		T(test_read_pin_after_fetch),
 		T(test_read_pin_kept_verify),
+		T(test_pin_waits_for_fetch),
 		T(test_direct_io),
 		T(test_direct_fills),
 		T(test_reads_kept),
