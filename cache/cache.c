@@ -161,10 +161,11 @@ void cache_file_put(struct cache_file *f)
 
 /*
  * The journal is compacted when it reaches twice its size after the last
- * compaction, and at least journal_compact (JCOMPACT_MIN by default): every file written leaves a
- * FILE, a DIRTY and a CLEAN record (about 250 bytes for a small file),
- * and a daemon that runs for weeks would otherwise grow it without end,
- * to a size start-up refuses to replay (journal.c).
+ * compaction, and at least journal_compact (JCOMPACT_MIN by default):
+ * every file written leaves a FILE, a DIRTY and a CLEAN record (about 250
+ * bytes for a small file), and a daemon that runs for weeks would
+ * otherwise grow it without end, to a size start-up refuses to replay
+ * (journal.c).
  */
 #define JCOMPACT_MIN (16ULL << 20)
 
