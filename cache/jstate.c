@@ -157,8 +157,8 @@ static int keep_raw(struct jstate *s, enum jrec_type type, const char *spec,
 	return 0;
 }
 
-static int add_chunk(struct jfile *jf, uint64_t chunk, const void *w,
-		     size_t wlen)
+/* Chunk chunk of jf, added if new (no writer, no runs), at *at. */
+static int add_chunk(struct jfile *jf, uint64_t chunk, size_t *at)
 {
 	size_t i;
 
@@ -190,11 +190,12 @@ static int add_chunk(struct jfile *jf, uint64_t chunk, const void *w,
 		jf->cap = ncap;
 	}
 	if (i == jf->nchunks) {
+		jf->creds[i].set = false;
 		jf->runs[i] = NULL;
 		jf->runs_len[i] = 0;
 		jf->chunks[jf->nchunks++] = chunk;
 	}
-	jcred_of(&jf->creds[i], w, wlen);
+	*at = i;
 	return 0;
 }
 
@@ -205,7 +206,8 @@ int jstate_rec(void *arg, enum jrec_type type, const char *spec,
 	struct jstate *s = arg;
 	struct cache *c = s->c;
 	struct jfile *jf;
-	int be_idx;
+	void *p = NULL;
+	int be_idx, rc;
 	size_t i;
 
 	for (be_idx = 0; be_idx < c->nbe; be_idx++)
@@ -250,7 +252,10 @@ int jstate_rec(void *arg, enum jrec_type type, const char *spec,
 		jf->handle_len = handle_len;
 		break;
 	case JREC_DIRTY:
-		return add_chunk(jf, chunk, handle, handle_len);
+		rc = add_chunk(jf, chunk, &i);
+		if (rc == 0)
+			jcred_of(&jf->creds[i], handle, handle_len);
+		return rc;
 	case JREC_CLEAN:
 		for (i = 0; i < jf->nchunks; i++) {
 			if (jf->chunks[i] != chunk)
@@ -268,20 +273,22 @@ int jstate_rec(void *arg, enum jrec_type type, const char *spec,
 		jf->pt = 0;
 		break;
 	case JREC_RUNS:
-		/* The newest of a dirty chunk's (one never dirty: none). */
-		for (i = 0; i < jf->nchunks; i++) {
-			void *p = NULL;
-
-			if (jf->chunks[i] != chunk)
-				continue;
-			if (handle_len && !(p = malloc(handle_len)))
-				return -ENOMEM;
-			if (handle_len)
-				memcpy(p, handle, handle_len);
-			free(jf->runs[i]);
-			jf->runs[i] = p;
-			jf->runs_len[i] = handle_len;
-		}
+		/*
+		 * The newest of a chunk's.  The first can come before the
+		 * chunk's DIRTY record (the slot is stored, its RUNS record
+		 * follows it at once, the DIRTY record after): it makes the
+		 * chunk dirty here too, and the DIRTY record adds the writer.
+		 */
+		rc = add_chunk(jf, chunk, &i);
+		if (rc < 0)
+			return rc;
+		if (handle_len && !(p = malloc(handle_len)))
+			return -ENOMEM;
+		if (handle_len)
+			memcpy(p, handle, handle_len);
+		free(jf->runs[i]);
+		jf->runs[i] = p;
+		jf->runs_len[i] = handle_len;
 		break;
 	case JREC_PTOPEN:
 		jf->pt = chunk ? 2 : 1;

@@ -1344,6 +1344,66 @@ START_TEST(bug_pt_crash_replay_sends_zero_runs)
 END_TEST
 
 /*
+ * The runs of a block that was clean before the rehash found them: the
+ * chunk's slot, and with it its RUNS record, is stored before its DIRTY
+ * record, and the replay dropped a RUNS record of a chunk it did not
+ * know dirty yet: the whole range went, over another node's bytes
+ * between the runs.
+ */
+START_TEST(bug_pt_crash_runs_before_dirty)
+{
+	unsigned char *blk = malloc(BS), *want = malloc(BS);
+	struct be_node *n;
+	int status;
+	pid_t pid;
+
+	n = fx_backend_file("rbd", NULL, 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct cache_file *f;
+		struct cache *c;
+		struct be_attr a;
+		char err[512];
+		int fd;
+
+		if (cache_open(&X.cfg, X.bes, 1, &c, err, sizeof(err)) ||
+		    X.be->ops->getattr(X.be, NULL, n, &a) ||
+		    cache_file_get(c, 0, n, &a, &f) < 0 ||
+		    cache_file_pt_begin(f, NULL, true, false, &fd))
+			_exit(2);
+		memset(blk, 0xaa, BS);
+		if (pwrite(fd, blk, BS, 0) != (ssize_t)BS ||
+		    cache_file_pt_sync(f) || cache_file_flush(f))
+			_exit(3);
+		/* clean now; two pieces change, the rest stays */
+		mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);
+		memset(blk, 0xbb, BS);
+		if (pwrite(fd, blk, 100, 0) != 100 ||
+		    pwrite(fd, blk, 100, 3000) != 100 || cache_file_pt_sync(f))
+			_exit(4);
+		cache_file_pt_end(f, true);
+		kill(getpid(), SIGKILL);
+		_exit(5);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+		      "crashing child: status 0x%x", status);
+	/* the backend as the upload left it, and another node's record */
+	memset(want, 0xaa, BS);
+	memset(want + 1000, 0x55, 1000);
+	ck_assert_int_eq(mem_be_set_data(X.be, n, want, BS), 0);
+	fx_open();
+	ck_assert_int_eq(cache_flush_all(X.c), 0);
+	memset(want, 0xbb, 100);
+	memset(want + 3000, 0xbb, 100);
+	assert_backend_has(n, want, BS, "runs of a block clean before");
+	free(blk);
+	free(want);
+}
+END_TEST
+
+/*
  * A truncate while a passthrough writer holds the file: the block holding
  * the new end took its sum from the data file, writer's bytes and all, and
  * those bytes never went out (difftest seed 3675706986).
@@ -2093,6 +2153,10 @@ START_TEST(test_jstate_rewrite_same)
 					2), 0);
 	ck_assert_int_eq(journal_append(j, JREC_DIRTY, "mem://gone", 9, 4,
 					NULL, 0), 0);
+	/* file 4: a RUNS record before its chunk's DIRTY record */
+	ck_assert_int_eq(journal_append(j, JREC_FILE, SPEC, 4, 0, "h4", 2), 0);
+	ck_assert_int_eq(journal_append(j, JREC_RUNS, SPEC, 4, 7, runs, 40), 0);
+	ck_assert_int_eq(journal_append(j, JREC_DIRTY, SPEC, 4, 7, w, wl), 0);
 	/* file 3: all clean, and a passthrough writer that ended */
 	ck_assert_int_eq(journal_append(j, JREC_FILE, SPEC, 3, 0, "h3", 2), 0);
 	ck_assert_int_eq(journal_append(j, JREC_PTOPEN, SPEC, 3, 0, NULL, 0), 0);
@@ -2118,6 +2182,12 @@ START_TEST(test_jstate_rewrite_same)
 	ck_assert_uint_eq(f1->nchunks, 2);
 	for (i = 0; i < 2; i++)
 		ck_assert_uint_eq(f1->runs_len[i], f1->chunks[i] == 2 ? 60 : 0);
+	for (f1 = b->files; f1 && f1->fileid != 4; f1 = f1->next)
+		;
+	ck_assert_ptr_nonnull(f1);
+	ck_assert_uint_eq(f1->nchunks, 1);
+	ck_assert_uint_eq(f1->runs_len[0], 40);
+	ck_assert(f1->creds[0].set);
 	jstate_free(a);
 	jstate_free(b);
 	journal_close(j);
@@ -4118,6 +4188,7 @@ static Suite *cache_suite(void)
 		B(bug_pt_refresh_keeps_other_nodes_gap),
 		B(bug_rehash_uploads_leftover_blocks),
 		B(bug_pt_crash_replay_sends_zero_runs),
+		B(bug_pt_crash_runs_before_dirty),
 		T(bug_flush_batch_rehash_vs_truncate),
 		T(bug_rehash_during_daemon_writes),
 		T(test_pt_crash_fresh_data_files),
