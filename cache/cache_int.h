@@ -122,7 +122,8 @@ struct jstate {
 	struct jfile *files;
 	struct jfile **tab;
 	size_t nfiles;
-	struct jraw *raw;	/* records of backends not mounted now */
+	struct jraw *raw, *raw_tail;	/* records of backends not mounted
+					 * now, in order */
 	uint64_t unknown;	/* ... how many */
 	uint64_t bad_chunk;	/* a record's chunk number out of range */
 };

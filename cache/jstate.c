@@ -8,8 +8,8 @@
  * journal_replay_fn), and written back as the shortest journal that
  * replays to the same state (jstate_emit(), for journal_rewrite()): one
  * FILE record per file that still has dirty chunks or a passthrough
- * writer, then its PTOPEN, DIRTY and RUNS records.  Start-up uses the state to
- * bring dirty files back (cache.c, replay()); a running daemon compacts
+ * writer, then its PTOPEN, DIRTY and RUNS records.  Start-up uses the
+ * state to bring dirty files back (cache.c, replay()); a running daemon compacts
  * its journal with it when the journal has grown (cache_journal()), so
  * that a node that writes for weeks without a restart neither fills its
  * cache dir with records of chunks long clean nor meets a journal too
@@ -139,7 +139,7 @@ static int keep_raw(struct jstate *s, enum jrec_type type, const char *spec,
 		    uint64_t fileid, uint64_t chunk, const void *payload,
 		    size_t len)
 {
-	struct jraw *raw = malloc(sizeof(*raw) + len), **tail;
+	struct jraw *raw = malloc(sizeof(*raw) + len);
 
 	if (!raw || !(raw->spec = strdup(spec))) {
 		free(raw);
@@ -151,9 +151,11 @@ static int keep_raw(struct jstate *s, enum jrec_type type, const char *spec,
 	raw->len = len;
 	raw->next = NULL;
 	memcpy(raw->payload, payload, len);
-	for (tail = &s->raw; *tail; tail = &(*tail)->next)
-		;
-	*tail = raw;
+	if (s->raw_tail)
+		s->raw_tail->next = raw;
+	else
+		s->raw = raw;
+	s->raw_tail = raw;
 	return 0;
 }
 
