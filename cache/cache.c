@@ -167,7 +167,7 @@ void cache_file_put(struct cache_file *f)
  * otherwise grow it without end, to a size start-up refuses to replay
  * (journal.c).
  */
-#define JCOMPACT_MIN (16ULL << 20)
+#define JCOMPACT_MIN (4ULL << 20)
 
 static uint64_t next_compaction(struct cache *c)
 {

@@ -75,7 +75,7 @@ struct cache_config {
 	uint64_t readahead;	/* bytes prefetched ahead of a stream */
 	uint64_t dirty_max;	/* writers wait above this */
 	uint64_t journal_compact;	/* compact the journal above this
-					 * (0: 16 MiB) */
+					 * (0: 4 MiB) */
 	unsigned int flushers;	/* upload threads */
 	int writeback;		/* 0: writes go through to the backend */
 	enum cache_close_mode close_mode;

@@ -88,7 +88,7 @@ void opts_usage(const char *prog)
 	       "  -o fsync=backend|local    what fsync guarantees (default backend)\n"
 	       "  -o dirty_max=SIZE         writers wait above this much dirty data (default cache_size/2)\n"
 	       "  -o journal_compact=SIZE   rewrite the journal to what is still dirty when it\n"
-	       "                            grows past SIZE and twice its last size (default 16M)\n"
+	       "                            grows past SIZE and twice its last size (default 4M)\n"
 	       "  -o verify=on|off          check checksums on every cache read (default on)\n"
 	       "  -o passthrough=auto|on|off  the kernel reads and writes cached files\n"
 	       "                            itself (FUSE passthrough, Linux 6.9+; default auto)\n"

@@ -293,6 +293,17 @@ START_TEST(test_opts_dirty_max_floor)
 }
 END_TEST
 
+START_TEST(test_opts_journal_compact)
+{
+	expect_refused("journal_compact=4K", "journal_compact");
+	expect_refused("journal_compact=abc", "journal_compact");
+	ck_assert_int_eq(parse_o("journal_compact=64K"), 0);
+	ck_assert_uint_eq(cfg.cache.journal_compact, 64ULL << 10);
+	ck_assert_int_eq(parse_o("chunk_size=1M"), 0);
+	ck_assert_uint_eq(cfg.cache.journal_compact, 0);	/* the default */
+}
+END_TEST
+
 START_TEST(test_opts_bad_chunk_size)
 {
 	expect_refused("chunk_size=3M", "chunk_size");
@@ -431,6 +442,7 @@ static Suite *opts_suite(void)
 	tcase_add_test(tc, test_opts_defaults);
 	tcase_add_test(tc, test_opts_dirty_max_floor);
 	tcase_add_test(tc, test_opts_bad_chunk_size);
+	tcase_add_test(tc, test_opts_journal_compact);
 	tcase_add_test(tc, test_opts_bad_choice);
 	tcase_add_test(tc, test_opts_readdirplus);
 	tcase_add_test(tc, test_opts_bad_sizes);
