@@ -1274,8 +1274,7 @@ END_TEST
  */
 START_TEST(bug_pt_crash_replay_sends_zero_runs)
 {
-	unsigned char *mine = malloc(BS), *other = malloc(BS);
-	unsigned char *want = malloc(BS);
+	unsigned char mine[BS], other[BS], want[BS];
 	struct be_node *n[3];
 	int i, status;
 	pid_t pid;
@@ -1337,9 +1336,6 @@ START_TEST(bug_pt_crash_replay_sends_zero_runs)
 	memset(want, 0xaa, 100);
 	assert_backend_has(n[0], want, BS, "writer ended before the crash");
 	assert_backend_has(n[2], want, BS, "block sent as runs");
-	free(mine);
-	free(other);
-	free(want);
 }
 END_TEST
 
@@ -1352,7 +1348,7 @@ END_TEST
  */
 START_TEST(bug_pt_crash_runs_before_dirty)
 {
-	unsigned char *blk = malloc(BS), *want = malloc(BS);
+	unsigned char blk[BS], want[BS];
 	struct be_node *n;
 	int status;
 	pid_t pid;
@@ -1398,8 +1394,6 @@ START_TEST(bug_pt_crash_runs_before_dirty)
 	memset(want, 0xbb, 100);
 	memset(want + 3000, 0xbb, 100);
 	assert_backend_has(n, want, BS, "runs of a block clean before");
-	free(blk);
-	free(want);
 }
 END_TEST
 
