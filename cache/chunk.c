@@ -158,6 +158,26 @@ struct fetch_copy {
 };
 
 /*
+ * The buffer of the fetch of ch in flight (ch->fbuf), held against its
+ * end, if every block of mask came from that fetch; or NULL.  The fetch
+ * waits for fetch_unpin() before it lets the buffer go.  f->lock held.
+ */
+static const char *fetch_pin(struct chunk *ch, uint64_t mask)
+{
+	if (!ch->fbuf || (mask & ~ch->fbuf_mask))
+		return NULL;
+	ch->fbuf_users++;
+	return ch->fbuf;
+}
+
+/* f->lock held. */
+static void fetch_unpin(struct cache_file *f, struct chunk *ch)
+{
+	if (--ch->fbuf_users == 0)
+		pthread_cond_broadcast(&f->cond);
+}
+
+/*
  * A fetch of chunk idx in flight has its bytes in ch->fbuf: copy fc's
  * range from there if all of it came from that fetch.  Used by the
  * fetching reader and by the readers waiting on it.  f->lock held
@@ -169,17 +189,15 @@ static bool copy_from_fetch(struct cache_file *f, uint64_t idx,
 	struct cache *c = f->c;
 	struct chunk *ch = f->chunks[idx];
 	uint64_t start = chunk_start(c, idx);
-	uint64_t m = range_blocks(c, fc->off - start, fc->off + fc->len - start);
-	const char *src = ch->fbuf;
+	const char *src = fetch_pin(ch, range_blocks(c, fc->off - start,
+						      fc->off + fc->len - start));
 
-	if (m & ~ch->fbuf_mask)
+	if (!src)
 		return false;
-	ch->fbuf_users++;
 	pthread_mutex_unlock(&f->lock);
 	memcpy(fc->dst, src + (fc->off - start), fc->len);
 	pthread_mutex_lock(&f->lock);
-	if (--ch->fbuf_users == 0)
-		pthread_cond_broadcast(&f->cond);
+	fetch_unpin(f, ch);
 	fc->done = true;
 	return true;
 }
@@ -941,14 +959,15 @@ static bool pin_mem(struct cache_file *f, struct chunk *ch, uint64_t idx,
 		    struct cache_pin *pin)
 {
 	uint64_t at = off - chunk_start(f->c, idx);
+	const char *src;
 	struct rbuf *rb;
 
 	if (ch->fetching) {
-		if (!ch->fbuf || (mask & ~ch->fbuf_mask))
+		src = fetch_pin(ch, mask);	/* the fetch waits for the reply */
+		if (!src)
 			return false;
-		ch->fbuf_users++;	/* the fetch waits for the reply */
 		*pin = (struct cache_pin){ .f = f, .ch = ch, .fd = -1,
-					   .mem = ch->fbuf + at, .off = off,
+					   .mem = src + at, .off = off,
 					   .len = size };
 		atomic_fetch_add(&f->c->reads_from_fetch, 1);
 		return true;
@@ -1033,25 +1052,20 @@ void cache_read_unpin(struct cache_pin *pin)
 {
 	struct cache_file *f = pin->f;
 
-	if (pin->mem) {
-		if (pin->rb) {
-			rbuf_unpin(pin->rb);
-		} else {
-			pthread_mutex_lock(&f->lock);
-			if (--pin->ch->fbuf_users == 0)
-				pthread_cond_broadcast(&f->cond);
-			pthread_mutex_unlock(&f->lock);
-		}
-		atomic_fetch_add(&f->c->bytes_read_cache, pin->len);
-		cache_evict_maybe(f->c);
-		return;
+	if (pin->rb) {
+		rbuf_unpin(pin->rb);
+	} else if (pin->mem) {
+		pthread_mutex_lock(&f->lock);
+		fetch_unpin(f, pin->ch);
+		pthread_mutex_unlock(&f->lock);
+	} else {
+		file_fds_put(f);
+		pthread_mutex_lock(&f->lock);
+		io_done(f, pin->ch);
+		pthread_mutex_unlock(&f->lock);
+		atomic_fetch_add(&f->c->bytes_read_splice, pin->len);
 	}
-	file_fds_put(f);
-	pthread_mutex_lock(&f->lock);
-	io_done(f, pin->ch);
-	pthread_mutex_unlock(&f->lock);
 	atomic_fetch_add(&f->c->bytes_read_cache, pin->len);
-	atomic_fetch_add(&f->c->bytes_read_splice, pin->len);
 	cache_evict_maybe(f->c);
 }
 
