@@ -936,24 +936,25 @@ static int replay_file(struct cache *c, struct jfile *rf, uint64_t *bytes)
 	c->nfiles++;
 	pthread_mutex_lock(&f->lock);
 	for (i = 0; i < rf->nchunks && rc >= 0; i++) {
+		const struct jchunk *jc = &rf->chunks[i];
 		struct chunk probe, *ch;
 
 		/* A damaged slot of a dirty chunk: refuse to guess. */
-		rc = index_load_chunk(f, rf->chunks[i], &probe);
+		rc = index_load_chunk(f, jc->idx, &probe);
 		if (rc < 0)
 			break;
-		ch = file_chunk(f, rf->chunks[i], false);
+		ch = file_chunk(f, jc->idx, false);
 		if (!ch)
 			continue;
 		/* Each user's data goes out as that user, as before the
 		 * crash. */
-		if (rf->creds[i].set)
-			ch->wcred = cache_cred(c, &rf->creds[i].cred);
-		resum_dirty(f, rf->chunks[i], ch);
+		if (jc->cred.set)
+			ch->wcred = cache_cred(c, &jc->cred.cred);
+		resum_dirty(f, jc->idx, ch);
 		/* A passthrough writer's blocks go out by their runs, as
 		 * they would have (those the crash left unchanged). */
-		if (rf->runs_len[i])
-			chunk_runs_restore(ch, rf->runs[i], rf->runs_len[i]);
+		if (jc->runs_len)
+			chunk_runs_restore(ch, jc->runs, jc->runs_len);
 		*bytes += dirty_len(ch, ~0ULL);
 	}
 	/*
@@ -976,7 +977,7 @@ static int replay_file(struct cache *c, struct jfile *rf, uint64_t *bytes)
 		log_msg(LOG_LVL_ERR, "replay",
 			"file %llx chunk %llu: the index slot of dirty data is damaged; refusing to guess",
 			(unsigned long long)rf->fileid,
-			(unsigned long long)rf->chunks[i]);
+			(unsigned long long)rf->chunks[i].idx);
 		return -EUCLEAN;
 	}
 	/* A passthrough writer's bytes are in the data file only. */

@@ -100,15 +100,20 @@ struct jcred {
 	struct be_cred cred;
 };
 
+/* A dirty chunk of a jfile. */
+struct jchunk {
+	uint64_t idx;		/* its number */
+	struct jcred cred;	/* its writer */
+	void *runs;		/* its last RUNS record's payload, or NULL */
+	size_t runs_len;
+};
+
 struct jfile {
 	int be_idx;
 	uint64_t fileid;
 	unsigned char handle[BE_HANDLE_MAX];
 	size_t handle_len;
-	uint64_t *chunks;	/* dirty chunk numbers */
-	struct jcred *creds;	/* ... and their writers */
-	void **runs;		/* ... their last RUNS record's payload */
-	size_t *runs_len;
+	struct jchunk *chunks;
 	size_t nchunks, cap;
 	struct jcred pt_cred;	/* the passthrough writer's */
 	int pt;			/* a passthrough writer did not end: 1, or

@@ -47,9 +47,9 @@ static void drop_runs(struct jfile *jf)
 	size_t i;
 
 	for (i = 0; i < jf->nchunks; i++) {
-		free(jf->runs[i]);
-		jf->runs[i] = NULL;
-		jf->runs_len[i] = 0;
+		free(jf->chunks[i].runs);
+		jf->chunks[i].runs = NULL;
+		jf->chunks[i].runs_len = 0;
 	}
 }
 
@@ -79,9 +79,6 @@ void jstate_free(struct jstate *s)
 		s->files = jf->next;
 		drop_runs(jf);
 		free(jf->chunks);
-		free(jf->creds);
-		free(jf->runs);
-		free(jf->runs_len);
 		free(jf);
 	}
 	while ((raw = s->raw)) {
@@ -103,6 +100,12 @@ static size_t bucket(uint64_t fileid)
 static void jcred_of(struct jcred *jc, const void *buf, size_t len)
 {
 	jc->set = len && cache_cred_decode(buf, len, &jc->cred) == 0;
+}
+
+/* jcred_of()'s inverse: the record's bytes, 0 for none. */
+static size_t jcred_encode(const struct jcred *jc, void *buf, size_t len)
+{
+	return jc->set ? cache_cred_encode(&jc->cred, buf, len) : 0;
 }
 
 /* A new file of (be_idx, fileid), the newest of that fileid; or NULL. */
@@ -165,38 +168,19 @@ static int add_chunk(struct jfile *jf, uint64_t chunk, size_t *at)
 	size_t i;
 
 	for (i = 0; i < jf->nchunks; i++)
-		if (jf->chunks[i] == chunk)
+		if (jf->chunks[i].idx == chunk)
 			break;
 	if (i == jf->nchunks && jf->nchunks == jf->cap) {
 		size_t ncap = jf->cap ? jf->cap * 2 : 16;
-		uint64_t *n = realloc(jf->chunks, ncap * sizeof(*n));
-		struct jcred *nc;
-		void **nr;
-		size_t *nl;
+		struct jchunk *n = realloc(jf->chunks, ncap * sizeof(*n));
 
 		if (!n)
 			return -ENOMEM;
 		jf->chunks = n;
-		nc = realloc(jf->creds, ncap * sizeof(*nc));
-		if (!nc)
-			return -ENOMEM;
-		jf->creds = nc;
-		nr = realloc(jf->runs, ncap * sizeof(*nr));
-		if (!nr)
-			return -ENOMEM;
-		jf->runs = nr;
-		nl = realloc(jf->runs_len, ncap * sizeof(*nl));
-		if (!nl)
-			return -ENOMEM;
-		jf->runs_len = nl;
 		jf->cap = ncap;
 	}
-	if (i == jf->nchunks) {
-		jf->creds[i].set = false;
-		jf->runs[i] = NULL;
-		jf->runs_len[i] = 0;
-		jf->chunks[jf->nchunks++] = chunk;
-	}
+	if (i == jf->nchunks)
+		jf->chunks[jf->nchunks++] = (struct jchunk){ .idx = chunk };
 	*at = i;
 	return 0;
 }
@@ -256,17 +240,14 @@ int jstate_rec(void *arg, enum jrec_type type, const char *spec,
 	case JREC_DIRTY:
 		rc = add_chunk(jf, chunk, &i);
 		if (rc == 0)
-			jcred_of(&jf->creds[i], handle, handle_len);
+			jcred_of(&jf->chunks[i].cred, handle, handle_len);
 		return rc;
 	case JREC_CLEAN:
 		for (i = 0; i < jf->nchunks; i++) {
-			if (jf->chunks[i] != chunk)
+			if (jf->chunks[i].idx != chunk)
 				continue;
-			free(jf->runs[i]);
+			free(jf->chunks[i].runs);
 			jf->chunks[i] = jf->chunks[--jf->nchunks];
-			jf->creds[i] = jf->creds[jf->nchunks];
-			jf->runs[i] = jf->runs[jf->nchunks];
-			jf->runs_len[i] = jf->runs_len[jf->nchunks];
 		}
 		break;
 	case JREC_DROP:
@@ -288,9 +269,9 @@ int jstate_rec(void *arg, enum jrec_type type, const char *spec,
 			return -ENOMEM;
 		if (handle_len)
 			memcpy(p, handle, handle_len);
-		free(jf->runs[i]);
-		jf->runs[i] = p;
-		jf->runs_len[i] = handle_len;
+		free(jf->chunks[i].runs);
+		jf->chunks[i].runs = p;
+		jf->chunks[i].runs_len = handle_len;
 		break;
 	case JREC_PTOPEN:
 		jf->pt = chunk ? 2 : 1;
@@ -328,22 +309,19 @@ static int emit_file(struct jstate *s, struct journal *nj,
 					     0, jf->handle, jf->handle_len) :
 			      0;
 	if (rc == 0 && jf->pt) {
-		len = jf->pt_cred.set ? cache_cred_encode(&jf->pt_cred.cred, w,
-							  sizeof(w)) :
-					0;
+		len = jcred_encode(&jf->pt_cred, w, sizeof(w));
 		rc = journal_append(nj, JREC_PTOPEN, spec, jf->fileid,
 				    jf->pt == 2, len ? w : NULL, len);
 	}
 	for (i = 0; i < jf->nchunks && rc == 0; i++) {
-		len = jf->creds[i].set ? cache_cred_encode(&jf->creds[i].cred,
-							   w, sizeof(w)) :
-					 0;
-		rc = journal_append(nj, JREC_DIRTY, spec, jf->fileid,
-				    jf->chunks[i], len ? w : NULL, len);
-		if (rc == 0 && jf->runs_len[i])
+		const struct jchunk *jc = &jf->chunks[i];
+
+		len = jcred_encode(&jc->cred, w, sizeof(w));
+		rc = journal_append(nj, JREC_DIRTY, spec, jf->fileid, jc->idx,
+				    len ? w : NULL, len);
+		if (rc == 0 && jc->runs_len)
 			rc = journal_append(nj, JREC_RUNS, spec, jf->fileid,
-					    jf->chunks[i], jf->runs[i],
-					    jf->runs_len[i]);
+					    jc->idx, jc->runs, jc->runs_len);
 	}
 	return rc;
 }

@@ -2069,6 +2069,7 @@ END_TEST
 static void assert_jstate_eq(const struct jstate *a, const struct jstate *b)
 {
 	const struct jfile *x, *y;
+	const struct jchunk *xc, *yc;
 	size_t i, j, live = 0;
 
 	ck_assert_uint_eq(a->unknown, b->unknown);
@@ -2086,17 +2087,19 @@ static void assert_jstate_eq(const struct jstate *a, const struct jstate *b)
 		ck_assert_uint_eq(y->nchunks, x->nchunks);
 		for (i = 0; i < x->nchunks; i++) {
 			for (j = 0; j < y->nchunks; j++)
-				if (y->chunks[j] == x->chunks[i])
+				if (y->chunks[j].idx == x->chunks[i].idx)
 					break;
 			ck_assert_uint_lt(j, y->nchunks);
-			ck_assert_int_eq(y->creds[j].set, x->creds[i].set);
-			if (x->creds[i].set)
-				ck_assert_uint_eq(y->creds[j].cred.uid,
-						  x->creds[i].cred.uid);
-			ck_assert_uint_eq(y->runs_len[j], x->runs_len[i]);
-			if (x->runs_len[i])
-				ck_assert(!memcmp(y->runs[j], x->runs[i],
-						  x->runs_len[i]));
+			xc = &x->chunks[i];
+			yc = &y->chunks[j];
+			ck_assert_int_eq(yc->cred.set, xc->cred.set);
+			if (xc->cred.set)
+				ck_assert_uint_eq(yc->cred.cred.uid,
+						  xc->cred.cred.uid);
+			ck_assert_uint_eq(yc->runs_len, xc->runs_len);
+			if (xc->runs_len)
+				ck_assert(!memcmp(yc->runs, xc->runs,
+						  xc->runs_len));
 		}
 	}
 	for (y = b->files; y; y = y->next)
@@ -2175,13 +2178,14 @@ START_TEST(test_jstate_rewrite_same)
 	ck_assert_ptr_nonnull(f1);
 	ck_assert_uint_eq(f1->nchunks, 2);
 	for (i = 0; i < 2; i++)
-		ck_assert_uint_eq(f1->runs_len[i], f1->chunks[i] == 2 ? 60 : 0);
+		ck_assert_uint_eq(f1->chunks[i].runs_len,
+				  f1->chunks[i].idx == 2 ? 60 : 0);
 	for (f1 = b->files; f1 && f1->fileid != 4; f1 = f1->next)
 		;
 	ck_assert_ptr_nonnull(f1);
 	ck_assert_uint_eq(f1->nchunks, 1);
-	ck_assert_uint_eq(f1->runs_len[0], 40);
-	ck_assert(f1->creds[0].set);
+	ck_assert_uint_eq(f1->chunks[0].runs_len, 40);
+	ck_assert(f1->chunks[0].cred.set);
 	jstate_free(a);
 	jstate_free(b);
 	journal_close(j);
