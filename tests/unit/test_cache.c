@@ -241,6 +241,19 @@ static struct be_node *fx_backend_file(const char *name, const void *data,
 	return n;
 }
 
+/* In a test's crashing child: the cache_file of n in c, as an open gets
+ * it (no fixture, no tracking); NULL if that fails. */
+static struct cache_file *child_file(struct cache *c, struct be_node *n)
+{
+	struct cache_file *f;
+	struct be_attr a;
+
+	if (X.be->ops->getattr(X.be, NULL, n, &a) ||
+	    cache_file_get(c, 0, n, &a, &f) < 0)
+		return NULL;
+	return f;
+}
+
 /* ---- helpers ----------------------------------------------------------- */
 
 /* Bytes that depend on their offset and a seed: misplacement shows. */
@@ -1299,14 +1312,11 @@ START_TEST(bug_pt_crash_replay_sends_zero_runs)
 		if (cache_open(&X.cfg, X.bes, 1, &c, err, sizeof(err)))
 			_exit(2);
 		for (i = 0; i < 3; i++) {
-			struct cache_file *f;
-			struct be_attr a;
+			struct cache_file *f = child_file(c, n[i]);
 			size_t first = i == 2 ? 500 : BS;
 			int fd;
 
-			if (X.be->ops->getattr(X.be, NULL, n[i], &a) ||
-			    cache_file_get(c, 0, n[i], &a, &f) < 0 ||
-			    cache_file_pt_begin(f, NULL, true, false, &fd))
+			if (!f || cache_file_pt_begin(f, NULL, true, false, &fd))
 				_exit(3);
 			if (pwrite(fd, mine, first, 0) != (ssize_t)first ||
 			    cache_file_pt_sync(f))
@@ -1359,13 +1369,11 @@ START_TEST(bug_pt_crash_runs_before_dirty)
 	if (pid == 0) {
 		struct cache_file *f;
 		struct cache *c;
-		struct be_attr a;
 		char err[512];
 		int fd;
 
 		if (cache_open(&X.cfg, X.bes, 1, &c, err, sizeof(err)) ||
-		    X.be->ops->getattr(X.be, NULL, n, &a) ||
-		    cache_file_get(c, 0, n, &a, &f) < 0 ||
+		    !(f = child_file(c, n)) ||
 		    cache_file_pt_begin(f, NULL, true, false, &fd))
 			_exit(2);
 		memset(blk, 0xaa, BS);
@@ -2004,15 +2012,13 @@ static void crash_after_writes(struct be_node *node, size_t read_first,
 	if (pid == 0) {
 		struct cache *c;
 		struct cache_file *f;
-		struct be_attr a;
 		char err[512];
 		void *tmp = malloc(read_first + 1);
 
 		mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);
 		if (cache_open(&X.cfg, X.bes, 1, &c, err, sizeof(err)))
 			_exit(2);
-		if (X.be->ops->getattr(X.be, NULL, node, &a) ||
-		    cache_file_get(c, 0, node, &a, &f) < 0)
+		if (!(f = child_file(c, node)))
 			_exit(3);
 		if (read_first && cache_read(f, NULL, tmp, read_first, 0) !=
 					  (ssize_t)read_first)
@@ -2225,13 +2231,11 @@ START_TEST(test_journal_compacted_while_running)
 			_exit(2);
 		for (i = 0; i < JC_CLEAN + JC_DIRTY; i++) {
 			struct cache_file *f;
-			struct be_attr a;
 			int len = snprintf(body, sizeof(body), "file %d\n", i);
 
 			if (i == JC_CLEAN)	/* the rest stays dirty */
 				mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);
-			if (X.be->ops->getattr(X.be, NULL, n[i], &a) ||
-			    cache_file_get(c, 0, n[i], &a, &f) < 0 ||
+			if (!(f = child_file(c, n[i])) ||
 			    cache_write(f, NULL, body, (size_t)len, 0) != len)
 				_exit(3);
 			if (i < JC_CLEAN && cache_file_flush(f))
