@@ -131,6 +131,45 @@ static int inode_cache_file(struct sfs *s, const struct be_cred *cred,
 	return cache_file_get(s->cache, in->be_idx, in->node, &a, cf);
 }
 
+/*
+ * FUSE_HANDLE_KILLPRIV_V2 (passthrough.c): a write, truncate or chown by
+ * a caller without CAP_FSETID clears set-user-ID, and set-group-ID where
+ * group-executable, as on a local file system.  The mode change goes out
+ * as the file's owner: the caller may only have write permission.  The
+ * last attributes (an open's revalidation, or this node's own changes)
+ * say whether there is anything to clear: nothing to do for almost every
+ * file.  The kernel asks for the attributes again.
+ */
+int file_kill_suidgid(struct sfs *s, struct sfs_inode *in)
+{
+	struct be_setattr sa = { .valid = BE_SET_MODE };
+	struct be_cred owner = { 0 };
+	struct be_attr a;
+	bool have;
+	int rc;
+
+	pthread_mutex_lock(&s->ino_lock);
+	have = in->have_last;
+	a = in->last;
+	pthread_mutex_unlock(&s->ino_lock);
+	if (!have || mode_suidgid_killed(a.mode) == a.mode)
+		return 0;
+	sa.mode = mode_suidgid_killed(a.mode) & 07777;
+	owner.uid = a.uid;
+	owner.gid = a.gid;
+	rc = cache_setattr(s->cache, &owner, in->be_idx, in->node, &sa, &a);
+	if (rc < 0) {
+		log_msg(LOG_LVL_WARN, "fs",
+			"%s: fileid %llu: cannot clear set-user-ID/set-group-ID after a write: %s",
+			ino_be(s, in)->spec, (unsigned long long)in->fileid,
+			strerror(-rc));
+		return rc;
+	}
+	offline_attr_save(s, in, &a);
+	fuse_lowlevel_notify_inval_inode(s->se, inode_id(s, in), -1, 0);
+	return 0;
+}
+
 static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
 			int valid, struct fuse_file_info *fi)
 {
@@ -205,6 +244,26 @@ static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
 				goto out_err;
 		}
 	}
+	if (pt_req_kill_suidgid()) {
+		/* chown (the caller may: root, or the owner giving the file
+		 * to one of its groups) in the same call; truncate, which
+		 * write permission allows, as the owner. */
+		if (sa.valid & BE_SET_MODE) {
+			sa.mode = mode_suidgid_killed(sa.mode | S_IFREG) & 07777;
+		} else if (sa.valid & (BE_SET_UID | BE_SET_GID)) {
+			struct be_attr last;
+
+			if (offline_attr(s, in, &last) &&
+			    mode_suidgid_killed(last.mode) != last.mode) {
+				sa.valid |= BE_SET_MODE;
+				sa.mode = mode_suidgid_killed(last.mode) & 07777;
+			}
+		} else if ((rc = file_kill_suidgid(s, in)) < 0) {
+			goto out_err;
+		} else {
+			a.mode = mode_suidgid_killed(a.mode);
+		}
+	}
 	if (sa.valid) {
 		rc = cache_setattr(s->cache, &cred, in->be_idx, in->node, &sa,
 				   &a);
@@ -251,6 +310,17 @@ static int open_handle(struct sfs *s, const struct be_cred *cred,
 	fh->ino = in;
 	rc = pt_open(s, in, fh, fi->flags);
 	if (rc < 0) {
+		cache_file_put(fh->cf);
+		free(fh);
+		return rc;
+	}
+	/* A passthrough writer's WRITEs never reach the daemon: where the
+	 * kernel made a set-id file's open one (it was already open
+	 * through passthrough), its bits go now, unless the opener is
+	 * root (CAP_FSETID). */
+	if (fh->pt_write && s->pt.killpriv && cred->uid != 0 &&
+	    (rc = file_kill_suidgid(s, in)) < 0) {
+		pt_release(s, in, fh);
 		cache_file_put(fh->cf);
 		free(fh);
 		return rc;
@@ -485,8 +555,12 @@ static void sfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		      size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct sfs_fh *fh = fh_of(fi);
-	ssize_t n = cache_write(fh->cf, &fh->cred, buf, size, (uint64_t)off);
+	ssize_t n = 0;
 
+	if (pt_req_kill_suidgid())
+		n = file_kill_suidgid(req_sfs(req), fh->ino);
+	if (n == 0)
+		n = cache_write(fh->cf, &fh->cred, buf, size, (uint64_t)off);
 	if (n < 0) {
 		fuse_reply_err(req, (int)-n);
 		return;

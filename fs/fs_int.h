@@ -31,6 +31,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "backend.h"
 #include "cache.h"
@@ -118,6 +119,8 @@ struct sfs_pt {
 	bool dio_mmap;		/* FUSE_DIRECT_IO_ALLOW_MMAP: offered, and
 				 * asked for in the INIT reply */
 	bool parallel_dirops;	/* FUSE_PARALLEL_DIROPS: ditto */
+	bool killpriv;		/* FUSE_HANDLE_KILLPRIV_V2: ditto; the
+				 * daemon clears set-id bits (file.c) */
 	bool init_done;
 	atomic_bool lost;	/* a reply could not be tracked: no more */
 	uint64_t init_unique;
@@ -192,6 +195,22 @@ static inline struct sfs *req_sfs(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+/*
+ * A regular file's mode after a write, truncate or chown by a caller
+ * without CAP_FSETID, as a local file system leaves it: set-user-ID
+ * cleared, and set-group-ID where the group may execute (without group
+ * execute it marks mandatory locking, and stays).
+ */
+static inline uint32_t mode_suidgid_killed(uint32_t mode)
+{
+	if (!S_ISREG(mode))
+		return mode;
+	mode &= ~(uint32_t)S_ISUID;
+	if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+		mode &= ~(uint32_t)S_ISGID;
+	return mode;
+}
+
 static inline struct be *ino_be(struct sfs *s, struct sfs_inode *ino)
 {
 	return s->bes[ino->be_idx];
@@ -204,6 +223,11 @@ void pt_destroy(struct sfs *s);
 int pt_open(struct sfs *s, struct sfs_inode *in, struct sfs_fh *fh,
 	    int flags);
 void pt_release(struct sfs *s, struct sfs_inode *in, struct sfs_fh *fh);
+/* Does the request this thread is handling ask to clear set-id bits? */
+bool pt_req_kill_suidgid(void);
+/* file.c: clear them on the backend (as the owner), if the file's last
+ * attributes have any; 0 or -errno. */
+int file_kill_suidgid(struct sfs *s, struct sfs_inode *in);
 
 /* opts.c */
 int opts_parse(struct fuse_args *args, struct sfs_config *cfg);

@@ -12,7 +12,13 @@
  *    an O_DIRECT open (answered with direct_io) can be mmap()ed as on a
  *    local file system instead of failing with ENODEV, and for
  *    FUSE_PARALLEL_DIROPS (with libfuse 3.14's own reply the kernel kept it
- *    off: lookups in a directory waited for each other);
+ *    off: lookups in a directory waited for each other), and for
+ *    FUSE_HANDLE_KILLPRIV_V2 (without it the kernel asks for
+ *    security.capability before every write(2): one GETXATTR round trip
+ *    per 4 KiB record; with it, the daemon clears set-id bits, file.c);
+ *  - a WRITE or SETATTR that asks for set-id bits to be cleared is marked
+ *    for the thread that reads it, which is the thread that handles it
+ *    (libfuse 3.14 drops the flag: pt_req_kill_suidgid());
  *  - an OPEN or CREATE reply whose handle is passthrough gets
  *    FOPEN_PASSTHROUGH and the backing id of the inode's cache file,
  *    registered with FUSE_DEV_IOC_BACKING_OPEN.  The id stays registered
@@ -89,14 +95,28 @@ static uint32_t pending_take(struct sfs *s, uint64_t unique)
 	return op;
 }
 
+/*
+ * Set by pt_read() for the request it read; libfuse's worker threads
+ * handle each request they read before they read the next.
+ */
+static __thread bool req_kill_suidgid;
+
+bool pt_req_kill_suidgid(void)
+{
+	return req_kill_suidgid;
+}
+
 static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 {
 	struct sfs *s = userdata;
 	ssize_t n = read(fd, buf, len);
 	const struct pt_in_header *h = buf;
 
+	req_kill_suidgid = false;
 	if (n < (ssize_t)sizeof(*h))
 		return n;
+	if (s->pt.killpriv)
+		req_kill_suidgid = pt_req_kills_suidgid(h, (size_t)n);
 	if (h->opcode < PT_OPS_COUNTED)
 		atomic_fetch_add_explicit(&s->pt.ops[h->opcode], 1,
 					  memory_order_relaxed);
@@ -106,6 +126,8 @@ static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 		s->pt.dio_mmap = pt_kernel_offers_dio_mmap(
 			(const void *)(h + 1), (uint32_t)n - sizeof(*h));
 		s->pt.parallel_dirops = pt_kernel_offers_parallel_dirops(
+			(const void *)(h + 1), (uint32_t)n - sizeof(*h));
+		s->pt.killpriv = pt_kernel_offers_killpriv_v2(
 			(const void *)(h + 1), (uint32_t)n - sizeof(*h));
 		s->pt.init_unique = h->unique;
 	} else if ((h->opcode == PT_OP_OPEN || h->opcode == PT_OP_CREATE) &&
@@ -140,9 +162,15 @@ static ssize_t pt_writev(int fd, struct iovec *iov, int count,
 			if (s->pt.parallel_dirops)
 				((struct pt_init_out *)iov[1].iov_base)->flags |=
 					PT_INIT_PARALLEL_DIROPS;
+			/* SB_NOSEC: no GETXATTR of security.capability
+			 * before every write(2). */
+			if (s->pt.killpriv)
+				((struct pt_init_out *)iov[1].iov_base)->flags |=
+					PT_INIT_HANDLE_KILLPRIV_V2;
 		} else {
 			s->pt.dio_mmap = false;
 			s->pt.parallel_dirops = false;
+			s->pt.killpriv = false;
 		}
 		return writev(fd, iov, count);
 	}
@@ -247,8 +275,13 @@ int pt_open(struct sfs *s, struct sfs_inode *in, struct sfs_fh *fh,
 
 	pthread_mutex_lock(&s->ino_lock);
 	must = in->pt_opens > 0;
+	/* A writer of a set-id file goes through the daemon, which sees
+	 * its WRITEs and clears the bits at the first (open_handle() does
+	 * it at open where the kernel leaves no choice). */
 	if (!s->pt.enabled || atomic_load(&s->pt.lost) ||
 	    (!must && (in->cached_opens ||
+		       (write && s->pt.killpriv &&
+			mode_suidgid_killed(in->last.mode) != in->last.mode) ||
 		       !cache_file_pt_can(fh->cf, write)))) {
 		/* Today's path: every byte through the daemon. */
 		if (!(flags & O_DIRECT))

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * pt_proto.h - the parts of the kernel's FUSE protocol that passthrough
- * (and the mmap of O_DIRECT opens) needs and that libfuse 3.14 and Debian
- * 12's <linux/fuse.h> (protocol 7.38) do not name.  From the kernel's include/uapi/linux/fuse.h,
+ * (and the mmap of O_DIRECT opens, and KILLPRIV_V2) needs and that
+ * libfuse 3.14 and Debian 12's <linux/fuse.h> (protocol 7.38) do not
+ * name or do not pass on.  From the kernel's include/uapi/linux/fuse.h,
  * protocol 7.40 (Linux 6.9): FUSE_PASSTHROUGH is bit 37 of the INIT
  * flags (bit 5 of flags2), max_stack_depth follows flags2 in
  * fuse_init_out (libfuse 3.14 calls it unused[0]), FOPEN_PASSTHROUGH is
@@ -19,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/ioctl.h>
 
 /* The opcodes the hook matches or stats names (<linux/fuse.h> has these
@@ -26,6 +28,7 @@
  * hook reads, as the protocol's fixed numbers). */
 #define PT_OP_LOOKUP 1
 #define PT_OP_GETATTR 3
+#define PT_OP_SETATTR 4
 #define PT_OP_OPEN 14
 #define PT_OP_READ 15
 #define PT_OP_WRITE 16
@@ -44,6 +47,18 @@
 /* FUSE_DIRECT_IO_ALLOW_MMAP >> 32, protocol 7.39 (Linux 6.6): a file
  * opened with direct_io may still be mapped shared. */
 #define PT_FLAGS2_DIRECT_IO_ALLOW_MMAP (1U << 4)
+/*
+ * FUSE_HANDLE_KILLPRIV_V2, protocol 7.33 (Linux 5.11): the daemon clears
+ * set-user-ID, and set-group-ID where group-executable, on write,
+ * truncate and chown.  In return the kernel marks the superblock
+ * SB_NOSEC: it asks for security.capability once per inode and
+ * attribute refresh, not before every write(2).  Its signals: a bit in
+ * fuse_write_in.write_flags (the word at byte 20) and in
+ * fuse_setattr_in.valid (byte 0); libfuse 3.14 passes neither on.
+ */
+#define PT_INIT_HANDLE_KILLPRIV_V2 (1U << 28)
+#define PT_WRITE_KILL_SUIDGID (1U << 2)
+#define PT_FATTR_KILL_SUIDGID (1U << 11)
 #define PT_FOPEN_DIRECT_IO (1U << 0)
 #define PT_FOPEN_PASSTHROUGH (1U << 7)
 
@@ -121,6 +136,40 @@ static inline bool pt_kernel_offers_parallel_dirops(const struct pt_init_in *in,
 {
 	return len >= sizeof(*in) && in->major == 7 &&
 	       (in->flags & PT_INIT_PARALLEL_DIROPS);
+}
+
+/* Does the kernel's INIT request offer FUSE_HANDLE_KILLPRIV_V2? */
+static inline bool pt_kernel_offers_killpriv_v2(const struct pt_init_in *in,
+						uint32_t len)
+{
+	return len >= sizeof(*in) && in->major == 7 && in->minor >= 33 &&
+	       (in->flags & PT_INIT_HANDLE_KILLPRIV_V2);
+}
+
+/*
+ * Does this request (header and arguments, n bytes) ask the daemon to
+ * clear set-user-ID and set-group-ID: a WRITE or a SETATTR (truncate,
+ * chown) from a caller without CAP_FSETID, under KILLPRIV_V2?
+ */
+static inline bool pt_req_kills_suidgid(const struct pt_in_header *h,
+					size_t n)
+{
+	size_t at;
+	uint32_t bit, w;
+
+	if (h->opcode == PT_OP_WRITE) {
+		at = 20;
+		bit = PT_WRITE_KILL_SUIDGID;
+	} else if (h->opcode == PT_OP_SETATTR) {
+		at = 0;
+		bit = PT_FATTR_KILL_SUIDGID;
+	} else {
+		return false;
+	}
+	if (n < sizeof(*h) + at + sizeof(w))
+		return false;
+	memcpy(&w, (const char *)(h + 1) + at, sizeof(w));
+	return (w & bit) != 0;
 }
 
 /* Ask for mmap of direct_io files in the INIT reply. */

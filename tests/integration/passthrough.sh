@@ -20,11 +20,13 @@
 #  8. passthrough=off: every byte through the daemon again;
 #     passthrough=bogus: one line, exit 1, nothing mounted;
 # 10. no room for a passthrough writer: the daemon's path;
-# 11. passthrough descriptors that outlive a kill -9 of the daemon.
+# 11. passthrough descriptors that outlive a kill -9 of the daemon;
+# 12. 4 KiB writes over posix on ext4: no GETXATTR per write(2).
 . "$(dirname "$0")/cache-lib.sh"
 need_root
 need_nfs
 need_cmd python3
+need_cmd setfattr attr
 setup_tmp
 
 make_backend nfs
@@ -321,6 +323,21 @@ head -c $((4 << 20)) "$TEST_TMP/src" >"$A/noroom"
 	|| fail "10: no room: bytes_written $(ctr "$A" bytes_written), passthrough_opens $(ctr "$A" passthrough_opens)"
 unmount_stagefs "$A" || fail "A: daemon exit status $?"
 info "10: with no room to spare, a new file is written through the daemon"
+# 12. small records over a backend whose file system holds xattrs (a
+#     posix backend on ext4 or XFS): the kernel asks for security.capability
+#     once per inode and attribute refresh (FUSE_HANDLE_KILLPRIV_V2 makes
+#     the superblock SB_NOSEC), not before each write(2)
+if setfattr -n user.probe -v 1 "$TEST_TMP/src" 2>/dev/null; then
+	make_backend posix
+	mount_stagefs "$BACKEND" "$A" "$TEST_TMP/cache12" passthrough=on
+	dd if=/dev/zero of="$A/small" bs=4k count=2000 status=none || fail "12: dd bs=4k failed"
+	[[ $(ctr "$A" fuse_write) -eq 0 && $(ctr "$A" fuse_getxattr) -le 10 ]] \
+		|| fail "12: 2000 writes of 4 KiB: $(ctr "$A" fuse_write) WRITE and $(ctr "$A" fuse_getxattr) GETXATTR requests"
+	info "12: 2000 writes of 4 KiB over posix: $(ctr "$A" fuse_getxattr) GETXATTR requests"
+	unmount_stagefs "$A" || fail "A: daemon exit status $?"
+else
+	info "12: skipped: $TEST_TMP holds no user xattrs"
+fi
 mount_should_fail "$BACKEND" "$A" "$TEST_TMP/cache8" passthrough=bogus
 [[ $MOUNT_ERR == *"bad value for passthrough"* && $(grep -c . <<<"$MOUNT_ERR") -eq 1 ]] \
 	|| fail "8: passthrough=bogus said: $MOUNT_ERR"

@@ -868,6 +868,25 @@ t_users() {
 	eq "$U1:$GS 2755" "$(stat -c '%u:%g %a' "$u/sg/sub" 2>&1)" "subdir of a setgid dir: group and g+s (mount)"
 	eq "$U1:$GS 2755" "$(stat -c '%u:%g %a' "$BACKEND_DIR/users/sg/sub" 2>&1)" "subdir of a setgid dir: group and g+s (backend)"
 	eq "$U1:$GS 2755" "$(stat -c '%u:%g %a' "$BACKEND_DIR/users/sg/sub/deeper" 2>&1)" "the rule applies again one level down"
+	# set-id bits after a write, a truncate or a chown, as on a local
+	# file system (the daemon clears them: FUSE_HANDLE_KILLPRIV_V2):
+	# k1 set-user-ID, k2 set-group-ID with group execute, k3 without it
+	# (kept), k4 truncated, k5 written by root (kept: CAP_FSETID), k6
+	# chowned by root, k7 written while root holds it open for reading
+	# (a passthrough open: the writer's open must be one too)
+	as_user $U1 $G1 sh -c "cd '$u' && for k in 1 2 3 4 5 6 7; do echo a >k\$k; done &&
+		chmod 4755 k1 k4 k5 k7 && chmod 2755 k2 && chmod 2745 k3 && chmod 6755 k6 &&
+		echo b >>k1 && echo b >>k2 && echo b >>k3 && truncate -s 0 k4" \
+		|| bad "user $U1 could not write its set-id files"
+	echo b >>"$u/k5"
+	chown $U2 "$u/k6"
+	exec {kfd}<"$u/k7"
+	as_user $U1 $G1 sh -c "echo b >>'$u/k7'" || bad "user $U1 could not append to k7"
+	exec {kfd}<&-
+	eq "755 755 2745 755 4755 755 755" "$(cd "$u" && echo $(stat -c %a k1 k2 k3 k4 k5 k6 k7))" \
+		"set-id bits after write, truncate, chown (mount: k1..k7)"
+	eq "755 755 2745 755 4755 755 755" "$(cd "$BACKEND_DIR/users" && echo $(stat -c %a k1 k2 k3 k4 k5 k6 k7))" \
+		"set-id bits after write, truncate, chown (backend: k1..k7)"
 	# access() answers for the caller
 	eq "False True" "$(as_user $U2 $G2 "$SYS_PY" -c 'import os,sys; print(os.access(sys.argv[1], os.R_OK), os.access(sys.argv[2], os.R_OK))' "$u/s1" "$u/r" 2>&1)" "access(R_OK) as another user"
 	# a user cannot create in a root 0755 dir

@@ -7,6 +7,7 @@
  * structures are checked against the kernel's layout (protocol 7.40).
  */
 #include <check.h>
+#include <linux/fuse.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -91,6 +92,54 @@ START_TEST(test_dio_mmap)
 }
 END_TEST
 
+/* A request as the kernel sends it: header, then the op's arguments. */
+struct req {
+	struct pt_in_header h;
+	union {
+		struct fuse_write_in w;
+		struct fuse_setattr_in sa;
+		struct fuse_open_in o;
+	} u;
+};
+
+START_TEST(test_killpriv_v2)
+{
+	struct pt_init_in in;
+	struct req r;
+
+	/* Offered since protocol 7.33 (Linux 5.11), in flags: RHEL 8's
+	 * 7.31 gets the GETXATTR before each write, as before. */
+	in = init_in(33, PT_INIT_HANDLE_KILLPRIV_V2, 0);
+	ck_assert(pt_kernel_offers_killpriv_v2(&in, sizeof(in)));
+	in = init_in(31, PT_INIT_HANDLE_KILLPRIV_V2, 0);
+	ck_assert(!pt_kernel_offers_killpriv_v2(&in, sizeof(in)));
+	in = init_in(41, PT_INIT_EXT, PT_FLAGS2_PASSTHROUGH);
+	ck_assert(!pt_kernel_offers_killpriv_v2(&in, sizeof(in)));
+	in = init_in(41, PT_INIT_HANDLE_KILLPRIV_V2, 0);
+	ck_assert(!pt_kernel_offers_killpriv_v2(&in, 16));
+	ck_assert_uint_eq(PT_INIT_HANDLE_KILLPRIV_V2, FUSE_HANDLE_KILLPRIV_V2);
+
+	/* The request's flag, at the kernel's offsets. */
+	memset(&r, 0, sizeof(r));
+	r.h.opcode = PT_OP_WRITE;
+	r.u.w.write_flags = FUSE_WRITE_KILL_SUIDGID | FUSE_WRITE_LOCKOWNER;
+	ck_assert(pt_req_kills_suidgid(&r.h, sizeof(r.h) + sizeof(r.u.w)));
+	ck_assert(!pt_req_kills_suidgid(&r.h, sizeof(r.h) + 20));
+	r.u.w.write_flags = FUSE_WRITE_LOCKOWNER;
+	ck_assert(!pt_req_kills_suidgid(&r.h, sizeof(r.h) + sizeof(r.u.w)));
+	memset(&r, 0, sizeof(r));
+	r.h.opcode = PT_OP_SETATTR;
+	r.u.sa.valid = FATTR_SIZE | FATTR_KILL_SUIDGID;
+	ck_assert(pt_req_kills_suidgid(&r.h, sizeof(r.h) + sizeof(r.u.sa)));
+	r.u.sa.valid = FATTR_SIZE;
+	ck_assert(!pt_req_kills_suidgid(&r.h, sizeof(r.h) + sizeof(r.u.sa)));
+	/* Other requests never: an OPEN's flags word is not a write's. */
+	memset(&r, 0xff, sizeof(r));
+	r.h.opcode = PT_OP_OPEN;
+	ck_assert(!pt_req_kills_suidgid(&r.h, sizeof(r)));
+}
+END_TEST
+
 START_TEST(test_init_reply)
 {
 	struct pt_init_out out;
@@ -127,6 +176,7 @@ int main(void)
 	tcase_add_test(tc, test_layout);
 	tcase_add_test(tc, test_offers);
 	tcase_add_test(tc, test_dio_mmap);
+	tcase_add_test(tc, test_killpriv_v2);
 	tcase_add_test(tc, test_init_reply);
 	tcase_add_test(tc, test_open_reply);
 	suite_add_tcase(s, tc);
