@@ -9,7 +9,8 @@
 #     has it at close; read back: no READ reached the daemon;
 #  2. a long writer: its grown part is uploaded while the file is open;
 #  3. fsync=backend: on the export when fsync returns;
-#  4. mmap, O_APPEND and O_DIRECT through passthrough opens;
+#  4. mmap, O_APPEND, O_DIRECT, copy_file_range and sendfile through
+#     passthrough opens;
 #  5. kill -9 during a passthrough write (fsync=local, server frozen):
 #     after the restart every fsynced byte reaches the export;
 #  6. eviction under pressure never punches a file a passthrough reader
@@ -17,7 +18,8 @@
 #  7. two nodes: a passthrough writer on A, a reader on B;
 #  9. only what this node changed goes out, to the byte (after 7, on its
 #     two mounts);
-#  8. passthrough=off: every byte through the daemon again;
+#  8. passthrough=off: every byte through the daemon again (copy_file_range
+#     and sendfile too);
 #     passthrough=bogus: one line, exit 1, nothing mounted;
 # 10. no room for a passthrough writer: the daemon's path;
 # 11. passthrough descriptors that outlive a kill -9 of the daemon;
@@ -28,6 +30,28 @@ need_nfs
 need_cmd python3
 need_cmd setfattr attr
 setup_tmp
+
+# copy_check SRC CFR SF: copy SRC to CFR with copy_file_range and to SF
+# with sendfile, a chunk at a time; both read back as SRC.
+copy_check() {
+	python3 - "$@" <<'PY'
+import os, sys
+path, cfr, sf = sys.argv[1:4]
+src = open(path, "rb").read()
+s = os.open(path, os.O_RDONLY)
+for dst, copy in ((cfr, lambda t, off: os.copy_file_range(s, t, len(src) - off, off)),
+                  (sf, lambda t, off: os.sendfile(t, s, off, len(src) - off))):
+    t = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    off = 0
+    while off < len(src):
+        k = copy(t, off)
+        assert k > 0, dst
+        off += k
+    os.close(t)
+    assert open(dst, "rb").read() == src, dst
+os.close(s)
+PY
+}
 
 make_backend nfs
 A=$TEST_TMP/mntA
@@ -120,7 +144,16 @@ d = sys.argv[1]
 assert open(d + "/mm", "rb").read()[4096:4107] == b"hello mmap!"
 assert open(d + "/ap", "rb").read() == b"".join(b"line %03d\n" % i for i in range(100))
 PY
-info "4: mmap, O_APPEND and O_DIRECT through passthrough opens"
+# copy_file_range and sendfile from a passthrough reader to passthrough
+# writers: the kernel splices between the cache files (stagefs answers no
+# COPY_FILE_RANGE), and still no READ or WRITE reaches the daemon
+r0=$(ctr "$A" fuse_read) w0=$(ctr "$A" fuse_write)
+copy_check "$A/f" "$A/cfr" "$A/sf" || fail "4: copy_file_range/sendfile through passthrough"
+[[ $(ctr "$A" fuse_read) -eq $r0 && $(ctr "$A" fuse_write) -eq $w0 ]] \
+	|| fail "4: copy_file_range/sendfile sent $(($(ctr "$A" fuse_read) - r0)) READ and $(($(ctr "$A" fuse_write) - w0)) WRITE requests"
+same_file "$TEST_TMP/src" "$BACKEND_DIR/cfr"
+same_file "$TEST_TMP/src" "$BACKEND_DIR/sf"
+info "4: mmap, O_APPEND, O_DIRECT, copy_file_range and sendfile through passthrough opens"
 unmount_stagefs "$A" || fail "A: daemon exit status $?"
 
 # 5. kill -9 during a passthrough write: fsynced bytes survive
@@ -312,6 +345,11 @@ mount_stagefs "$BACKEND" "$A" "$TEST_TMP/cache8" passthrough=off
 head -c $((4 << 20)) "$TEST_TMP/src" >"$A/off"
 [[ $(ctr "$A" bytes_written) -eq $((4 << 20)) && $(ctr "$A" passthrough_opens) -eq 0 ]] \
 	|| fail "8: passthrough=off: bytes_written $(ctr "$A" bytes_written), passthrough_opens $(ctr "$A" passthrough_opens)"
+copy_check "$A/off" "$A/off-cfr" "$A/off-sf" || fail "8: copy_file_range/sendfile through the daemon"
+[[ $(ctr "$A" bytes_written) -eq $((12 << 20)) ]] \
+	|| fail "8: the copies wrote $(($(ctr "$A" bytes_written) - (4 << 20))) bytes through the daemon, not 8 MiB"
+same_file "$A/off" "$BACKEND_DIR/off-cfr"
+same_file "$A/off" "$BACKEND_DIR/off-sf"
 unmount_stagefs "$A" || fail "A: daemon exit status $?"
 # 10. no room for a writer the kernel cannot make wait: a new file on a
 #     cache fs with less than twice cache_min_free free goes through the
