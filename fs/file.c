@@ -139,8 +139,14 @@ static int inode_cache_file(struct sfs *s, const struct be_cred *cred,
  * last attributes (an open's revalidation, or this node's own changes)
  * say whether there is anything to clear: nothing to do for almost every
  * file.  The kernel asks for the attributes again.
+ *
+ * It does not fail the write: where the backend refuses (a root-owned
+ * file on an export with root_squash), the upload, which goes out as the
+ * writer, has the server clear the bits as an NFS client's WRITE does.
+ * The inode's last mode says they are gone, so that every write does not
+ * ask again; the next GETATTR says what the server did.
  */
-int file_kill_suidgid(struct sfs *s, struct sfs_inode *in)
+void file_kill_suidgid(struct sfs *s, struct sfs_inode *in)
 {
 	struct be_setattr sa = { .valid = BE_SET_MODE };
 	struct be_cred owner = { 0 };
@@ -153,21 +159,20 @@ int file_kill_suidgid(struct sfs *s, struct sfs_inode *in)
 	a = in->last;
 	pthread_mutex_unlock(&s->ino_lock);
 	if (!have || mode_suidgid_killed(a.mode) == a.mode)
-		return 0;
+		return;
 	sa.mode = mode_suidgid_killed(a.mode) & 07777;
 	owner.uid = a.uid;
 	owner.gid = a.gid;
 	rc = cache_setattr(s->cache, &owner, in->be_idx, in->node, &sa, &a);
 	if (rc < 0) {
 		log_msg(LOG_LVL_WARN, "fs",
-			"%s: fileid %llu: cannot clear set-user-ID/set-group-ID after a write: %s",
+			"%s: fileid %llu: cannot clear set-user-ID/set-group-ID as the owner (%s); left to the server at the upload",
 			ino_be(s, in)->spec, (unsigned long long)in->fileid,
 			strerror(-rc));
-		return rc;
+		a.mode = mode_suidgid_killed(a.mode);
 	}
 	offline_attr_save(s, in, &a);
 	fuse_lowlevel_notify_inval_inode(s->se, inode_id(s, in), -1, 0);
-	return 0;
 }
 
 static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
@@ -258,9 +263,8 @@ static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
 				sa.valid |= BE_SET_MODE;
 				sa.mode = mode_suidgid_killed(last.mode) & 07777;
 			}
-		} else if ((rc = file_kill_suidgid(s, in)) < 0) {
-			goto out_err;
 		} else {
+			file_kill_suidgid(s, in);
 			a.mode = mode_suidgid_killed(a.mode);
 		}
 	}
@@ -318,13 +322,8 @@ static int open_handle(struct sfs *s, const struct be_cred *cred,
 	 * kernel made a set-id file's open one (it was already open
 	 * through passthrough), its bits go now, unless the opener is
 	 * root (CAP_FSETID). */
-	if (fh->pt_write && s->pt.killpriv && cred->uid != 0 &&
-	    (rc = file_kill_suidgid(s, in)) < 0) {
-		pt_release(s, in, fh);
-		cache_file_put(fh->cf);
-		free(fh);
-		return rc;
-	}
+	if (fh->pt_write && s->pt.killpriv && cred->uid != 0)
+		file_kill_suidgid(s, in);
 	inode_open(s, in);
 	fi->fh = (uintptr_t)fh;
 	fh->written = fh->pt_write;
@@ -555,12 +554,11 @@ static void sfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 		      size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct sfs_fh *fh = fh_of(fi);
-	ssize_t n = 0;
+	ssize_t n;
 
 	if (pt_req_kill_suidgid())
-		n = file_kill_suidgid(req_sfs(req), fh->ino);
-	if (n == 0)
-		n = cache_write(fh->cf, &fh->cred, buf, size, (uint64_t)off);
+		file_kill_suidgid(req_sfs(req), fh->ino);
+	n = cache_write(fh->cf, &fh->cred, buf, size, (uint64_t)off);
 	if (n < 0) {
 		fuse_reply_err(req, (int)-n);
 		return;

@@ -226,8 +226,8 @@ void pt_release(struct sfs *s, struct sfs_inode *in, struct sfs_fh *fh);
 /* Does the request this thread is handling ask to clear set-id bits? */
 bool pt_req_kill_suidgid(void);
 /* file.c: clear them on the backend (as the owner), if the file's last
- * attributes have any; 0 or -errno. */
-int file_kill_suidgid(struct sfs *s, struct sfs_inode *in);
+ * attributes have any. */
+void file_kill_suidgid(struct sfs *s, struct sfs_inode *in);
 
 /* opts.c */
 int opts_parse(struct fuse_args *args, struct sfs_config *cfg);

@@ -9,7 +9,9 @@
 #    (default_permissions, the default) and from the server (a mount with
 #    default_permissions=off); root is "nobody" there, as on a kernel NFS
 #    mount; a supplementary group grants what it should, and no longer
-#    than groups_timeout after the process left it.
+#    than groups_timeout after the process left it; a user's write clears
+#    set-user-ID, also on a root-owned file root_squash keeps the daemon
+#    from changing.
 # 3. A file unlinked while open stays readable and leaves nothing behind,
 #    also when its directory was made read-only before the last close.
 # 4. kill -9 with dirty data of both users (flush_on_close=async, server
@@ -131,6 +133,24 @@ chmod 0640 "$sq/shared/g.txt"
 check_refusals "$mnt" "default_permissions (kernel and server)"
 [[ ! -e "$sq/alice/intruder" && ! -e "$sq/alice/by-root" && -e "$sq/alice/cut" ]] \
 	|| fail "a refused operation left a trace on the export"
+# Set-id bits go when a user writes, as on a local file system: her own
+# mode-4755 file (the daemon clears it as her), and a root-owned
+# mode-4777 file, which root_squash keeps the daemon from changing: the
+# write still succeeds, and the server clears the bit at the upload,
+# which goes out as alice.
+as_user stagefs-alice bash -c "echo a >'$mnt/alice/suid' && chmod 4755 '$mnt/alice/suid'" \
+	|| fail "alice cannot make a set-user-ID file"
+echo a >"$sq/shared/suid-root"
+chmod 4777 "$sq/shared/suid-root"
+as_user stagefs-alice bash -c "echo b >>'$mnt/alice/suid' && echo b >>'$mnt/shared/suid-root'" \
+	|| fail "alice's writes to set-user-ID files failed"
+[[ "$(stat -c %a "$sq/alice/suid") $(stat -c %a "$sq/shared/suid-root")" == "755 777" ]] \
+	|| fail "set-user-ID after alice's writes, on the export: $(stat -c %a "$sq/alice/suid") and $(stat -c %a "$sq/shared/suid-root"), want 755 and 777"
+[[ "$(stat -c %a "$mnt/alice/suid") $(stat -c %a "$mnt/shared/suid-root")" == "755 777" ]] \
+	|| fail "set-user-ID after alice's writes, through the mount: $(stat -c %a "$mnt/alice/suid") and $(stat -c %a "$mnt/shared/suid-root"), want 755 and 777"
+[[ "$(cat "$sq/shared/suid-root")" == "a
+b" ]] || fail "alice's write to the root-owned set-user-ID file is not on the export"
+info "set-user-ID cleared by a user's write: as the owner, and by the server under root_squash"
 unmount_stagefs "$mnt" || fail "daemon exit status $?"
 
 mnt2=$TEST_TMP/mnt2
