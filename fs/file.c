@@ -263,7 +263,7 @@ static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
 				sa.valid |= BE_SET_MODE;
 				sa.mode = mode_suidgid_killed(last.mode) & 07777;
 			}
-		} else {
+		} else if (valid & FUSE_SET_ATTR_SIZE) {
 			file_kill_suidgid(s, in);
 			a.mode = mode_suidgid_killed(a.mode);
 		}
