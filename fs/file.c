@@ -150,26 +150,23 @@ void file_kill_suidgid(struct sfs *s, struct sfs_inode *in)
 {
 	struct be_setattr sa = { .valid = BE_SET_MODE };
 	struct be_cred owner = { 0 };
-	struct be_attr a;
-	bool have;
+	struct be_attr last, a;
 	int rc;
 
-	pthread_mutex_lock(&s->ino_lock);
-	have = in->have_last;
-	a = in->last;
-	pthread_mutex_unlock(&s->ino_lock);
-	if (!have || mode_suidgid_killed(a.mode) == a.mode)
+	if (!offline_attr(s, in, &last) ||
+	    mode_suidgid_killed(last.mode) == last.mode)
 		return;
-	sa.mode = mode_suidgid_killed(a.mode) & 07777;
-	owner.uid = a.uid;
-	owner.gid = a.gid;
+	sa.mode = mode_suidgid_killed(last.mode) & 07777;
+	owner.uid = last.uid;
+	owner.gid = last.gid;
 	rc = cache_setattr(s->cache, &owner, in->be_idx, in->node, &sa, &a);
 	if (rc < 0) {
 		log_msg(LOG_LVL_WARN, "fs",
 			"%s: fileid %llu: cannot clear set-user-ID/set-group-ID as the owner (%s); left to the server at the upload",
 			ino_be(s, in)->spec, (unsigned long long)in->fileid,
 			strerror(-rc));
-		a.mode = mode_suidgid_killed(a.mode);
+		a = last;
+		a.mode = mode_suidgid_killed(last.mode);
 	}
 	offline_attr_save(s, in, &a);
 	fuse_lowlevel_notify_inval_inode(s->se, inode_id(s, in), -1, 0);
