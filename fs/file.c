@@ -146,7 +146,8 @@ static int inode_cache_file(struct sfs *s, const struct be_cred *cred,
  * The inode's last mode says they are gone, so that every write does not
  * ask again; the next GETATTR says what the server did.
  */
-void file_kill_suidgid(struct sfs *s, struct sfs_inode *in)
+bool file_kill_suidgid(struct sfs *s, struct sfs_inode *in,
+		       struct be_attr *out)
 {
 	struct be_setattr sa = { .valid = BE_SET_MODE };
 	struct be_cred owner = { 0 };
@@ -155,7 +156,7 @@ void file_kill_suidgid(struct sfs *s, struct sfs_inode *in)
 
 	if (!offline_attr(s, in, &last) ||
 	    mode_suidgid_killed(last.mode) == last.mode)
-		return;
+		return false;
 	sa.mode = mode_suidgid_killed(last.mode) & 07777;
 	owner.uid = last.uid;
 	owner.gid = last.gid;
@@ -169,7 +170,11 @@ void file_kill_suidgid(struct sfs *s, struct sfs_inode *in)
 		a.mode = mode_suidgid_killed(last.mode);
 	}
 	offline_attr_save(s, in, &a);
-	fuse_lowlevel_notify_inval_inode(s->se, inode_id(s, in), -1, 0);
+	if (out)
+		*out = a;
+	else
+		fuse_lowlevel_notify_inval_inode(s->se, inode_id(s, in), -1, 0);
+	return true;
 }
 
 static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
@@ -261,16 +266,24 @@ static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
 				sa.mode = mode_suidgid_killed(last.mode) & 07777;
 			}
 		} else if (valid & FUSE_SET_ATTR_SIZE) {
-			file_kill_suidgid(s, in);
+			file_kill_suidgid(s, in, NULL);
 			a.mode = mode_suidgid_killed(a.mode);
 		}
 	}
 	if (sa.valid) {
 		rc = cache_setattr(s->cache, &cred, in->be_idx, in->node, &sa,
 				   &a);
-	}
-	else if (!(valid & FUSE_SET_ATTR_SIZE))
+	} else if (!valid && s->pt.killpriv &&
+		   file_kill_suidgid(s, in, &a)) {
+		/* A SETATTR with nothing to set: the kernel's
+		 * file_remove_privs() under FUSE_HANDLE_KILLPRIV_V2, which
+		 * keeps only what is left once the set-id bits are taken
+		 * out.  A write (passthrough, whose WRITEs never come here),
+		 * or a chown(-1, -1).  The kernel sent it because the mode
+		 * it holds has them and the caller may not keep them. */
+	} else if (!(valid & FUSE_SET_ATTR_SIZE)) {
 		rc = be->ops->getattr(be, &cred, in->node, &a);
+	}
 	if (rc < 0)
 		goto out_err;
 	reply_attr(req, in, &a);
@@ -315,12 +328,6 @@ static int open_handle(struct sfs *s, const struct be_cred *cred,
 		free(fh);
 		return rc;
 	}
-	/* A passthrough writer's WRITEs never reach the daemon: where the
-	 * kernel made a set-id file's open one (it was already open
-	 * through passthrough), its bits go now, unless the opener is
-	 * root (CAP_FSETID). */
-	if (fh->pt_write && s->pt.killpriv && cred->uid != 0)
-		file_kill_suidgid(s, in);
 	inode_open(s, in);
 	fi->fh = (uintptr_t)fh;
 	fh->written = fh->pt_write;
@@ -554,7 +561,7 @@ static void sfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	ssize_t n;
 
 	if (pt_req_kill_suidgid())
-		file_kill_suidgid(req_sfs(req), fh->ino);
+		file_kill_suidgid(req_sfs(req), fh->ino, NULL);
 	n = cache_write(fh->cf, &fh->cred, buf, size, (uint64_t)off);
 	if (n < 0) {
 		fuse_reply_err(req, (int)-n);

@@ -226,8 +226,10 @@ void pt_release(struct sfs *s, struct sfs_inode *in, struct sfs_fh *fh);
 /* Does the request this thread is handling ask to clear set-id bits? */
 bool pt_req_kill_suidgid(void);
 /* file.c: clear them on the backend (as the owner), if the file's last
- * attributes have any. */
-void file_kill_suidgid(struct sfs *s, struct sfs_inode *in);
+ * attributes have any (false: none); out NULL: the kernel is told to
+ * ask for the attributes again, else they are in out. */
+bool file_kill_suidgid(struct sfs *s, struct sfs_inode *in,
+		       struct be_attr *out);
 
 /* opts.c */
 int opts_parse(struct fuse_args *args, struct sfs_config *cfg);

@@ -275,13 +275,8 @@ int pt_open(struct sfs *s, struct sfs_inode *in, struct sfs_fh *fh,
 
 	pthread_mutex_lock(&s->ino_lock);
 	must = in->pt_opens > 0;
-	/* A writer of a set-id file goes through the daemon, which sees
-	 * its WRITEs and clears the bits at the first (open_handle() does
-	 * it at open where the kernel leaves no choice). */
 	if (!s->pt.enabled || atomic_load(&s->pt.lost) ||
 	    (!must && (in->cached_opens ||
-		       (write && s->pt.killpriv &&
-			mode_suidgid_killed(in->last.mode) != in->last.mode) ||
 		       !cache_file_pt_can(fh->cf, write)))) {
 		/* Today's path: every byte through the daemon. */
 		if (!(flags & O_DIRECT))

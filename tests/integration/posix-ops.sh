@@ -873,20 +873,26 @@ t_users() {
 	# k1 set-user-ID, k2 set-group-ID with group execute, k3 without it
 	# (kept), k4 truncated, k5 written by root (kept: CAP_FSETID), k6
 	# chowned by root, k7 written while root holds it open for reading
-	# (a passthrough open: the writer's open must be one too)
-	as_user $U1 $G1 sh -c "cd '$u' && for k in 1 2 3 4 5 6 7; do echo a >k\$k; done &&
-		chmod 4755 k1 k4 k5 k7 && chmod 2755 k2 && chmod 2745 k3 && chmod 6755 k6 &&
-		echo b >>k1 && echo b >>k2 && echo b >>k3 && truncate -s 0 k4" \
+	# (a passthrough open: the writer's open must be one too), k8 made
+	# set-user-ID while its writer holds it open, then written, k9 opened
+	# for writing while root holds it open, and closed unwritten (kept)
+	as_user $U1 $G1 sh -c "cd '$u' && for k in 1 2 3 4 5 6 7 8 9; do echo a >k\$k; done &&
+		chmod 4755 k1 k4 k5 k7 k9 && chmod 2755 k2 && chmod 2745 k3 && chmod 6755 k6 &&
+		echo b >>k1 && echo b >>k2 && echo b >>k3 && truncate -s 0 k4 &&
+		exec 3<>k8 && chmod 4755 k8 && echo b >&3" \
 		|| bad "user $U1 could not write its set-id files"
 	echo b >>"$u/k5"
 	chown $U2 "$u/k6"
 	exec {kfd}<"$u/k7"
 	as_user $U1 $G1 sh -c "echo b >>'$u/k7'" || bad "user $U1 could not append to k7"
 	exec {kfd}<&-
-	eq "755 755 2745 755 4755 755 755" "$(cd "$u" && echo $(stat -c %a k1 k2 k3 k4 k5 k6 k7))" \
-		"set-id bits after write, truncate, chown (mount: k1..k7)"
-	eq "755 755 2745 755 4755 755 755" "$(cd "$BACKEND_DIR/users" && echo $(stat -c %a k1 k2 k3 k4 k5 k6 k7))" \
-		"set-id bits after write, truncate, chown (backend: k1..k7)"
+	exec {kfd}<"$u/k9"
+	as_user $U1 $G1 sh -c "exec 3>>'$u/k9'" || bad "user $U1 could not open k9"
+	exec {kfd}<&-
+	eq "755 755 2745 755 4755 755 755 755 4755" "$(cd "$u" && echo $(stat -c %a k1 k2 k3 k4 k5 k6 k7 k8 k9))" \
+		"set-id bits after write, truncate, chown (mount: k1..k9)"
+	eq "755 755 2745 755 4755 755 755 755 4755" "$(cd "$BACKEND_DIR/users" && echo $(stat -c %a k1 k2 k3 k4 k5 k6 k7 k8 k9))" \
+		"set-id bits after write, truncate, chown (backend: k1..k9)"
 	# access() answers for the caller
 	eq "False True" "$(as_user $U2 $G2 "$SYS_PY" -c 'import os,sys; print(os.access(sys.argv[1], os.R_OK), os.access(sys.argv[2], os.R_OK))' "$u/s1" "$u/r" 2>&1)" "access(R_OK) as another user"
 	# a user cannot create in a root 0755 dir
