@@ -404,6 +404,10 @@ static void cmd_status(struct ctl *ctl, int fd)
 	    ctl->s->pt.enabled ? "on: the kernel reads and writes cached files itself" :
 	    cfg->passthrough == SFS_PT_OFF ? "off" :
 					     "off: the kernel does not offer it");
+	say(fd, "killpriv    %s\n",
+	    ctl->s->pt.killpriv ? "on: the daemon clears set-id bits after a write" :
+	    !cfg->killpriv ? "off: the kernel clears set-id bits itself" :
+			     "off: the kernel does not offer FUSE_HANDLE_KILLPRIV_V2 (Linux 5.11+); it clears set-id bits itself");
 	say(fd, "cache_used  %llu bytes in %llu files\n",
 	    (unsigned long long)st.cache_used_bytes,
 	    (unsigned long long)st.files);

@@ -177,6 +177,31 @@ bool file_kill_suidgid(struct sfs *s, struct sfs_inode *in,
 	return true;
 }
 
+/*
+ * Without FUSE_HANDLE_KILLPRIV_V2 (killpriv=off, or Linux before 5.11)
+ * the kernel clears set-id bits after a write itself, with a SETATTR of
+ * the mode sent as the writer.  With default_permissions the kernel
+ * refuses a chmod by a caller who neither owns the file nor is root
+ * before it gets here, so a mode-only SETATTR from such a caller that
+ * only takes the set-id bits off is that clear, and it goes out as the
+ * owner (file_kill_suidgid()): a local file system clears them for any
+ * writer, and a kernel NFS client leaves them to the server's WRITE.
+ */
+static bool setattr_kernel_kill(struct sfs *s, struct sfs_inode *in,
+				const struct be_cred *cred, int valid,
+				mode_t mode)
+{
+	struct be_attr last;
+	uint32_t killed;
+
+	if (valid != FUSE_SET_ATTR_MODE || !s->cfg.default_permissions ||
+	    cred->uid == 0 || !offline_attr(s, in, &last) ||
+	    last.uid == cred->uid)
+		return false;
+	killed = mode_suidgid_killed(last.mode);
+	return killed != last.mode && (mode & 07777) == (killed & 07777);
+}
+
 static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
 			int valid, struct fuse_file_info *fi)
 {
@@ -189,6 +214,11 @@ static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
 	int rc = 0;
 
 	req_cred(req, &cred);
+	if (setattr_kernel_kill(s, in, &cred, valid, st->st_mode) &&
+	    file_kill_suidgid(s, in, &a)) {
+		reply_attr(req, in, &a);
+		return;
+	}
 	if (valid & FUSE_SET_ATTR_SIZE) {
 		struct cache_file *cf;
 

@@ -46,6 +46,7 @@ struct sfs_config {
 	char *writeback_s, *flush_on_close_s, *fsync_s, *verify_s;
 	char *cache_direct_s;
 	char *passthrough_s;
+	char *killpriv_s;
 	char *default_permissions_s;
 	char *offline_s;
 	char *readdirplus_s;
@@ -57,6 +58,7 @@ struct sfs_config {
 	double groups_timeout;	/* seconds a caller's groups are kept (cred.c) */
 	int foreground, debug, show_help, show_version;
 	int default_permissions;	/* the kernel checks modes (default) */
+	int killpriv;		/* ask for FUSE_HANDLE_KILLPRIV_V2 (default) */
 	int soft;		/* fail requests after the retry deadline */
 	double outage_wait;	/* seconds before the cache answers alone */
 	uint64_t kernel_readahead;	/* bytes; the mount bdi's read_ahead_kb, 0: leave */

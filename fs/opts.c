@@ -43,6 +43,7 @@ static const struct fuse_opt sfs_opts[] = {
 	OPT("fsync=%s", fsync_s, 0),
 	OPT("verify=%s", verify_s, 0),
 	OPT("passthrough=%s", passthrough_s, 0),
+	OPT("killpriv=%s", killpriv_s, 0),
 	OPT("cache_direct=%s", cache_direct_s, 0),
 	OPT("default_permissions=%s", default_permissions_s, 0),
 	OPT("namespace=%s", namespace_file, 0),
@@ -92,6 +93,8 @@ void opts_usage(const char *prog)
 	       "  -o verify=on|off          check checksums on every cache read (default on)\n"
 	       "  -o passthrough=auto|on|off  the kernel reads and writes cached files\n"
 	       "                            itself (FUSE passthrough, Linux 6.9+; default auto)\n"
+	       "  -o killpriv=on|off        the daemon clears set-id bits after a write (Linux\n"
+	       "                            5.11+; off: the kernel does, as older ones; default on)\n"
 	       "  -o cache_direct=fills|on|off  O_DIRECT for chunk fills (fills, the default),\n"
 	       "                            also for block reads of the cache (on), or none\n"
 	       "  -o default_permissions=on|off  the kernel checks modes before the backend does (default on)\n"
@@ -354,6 +357,10 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 			cfg->passthrough_s);
 		return -EINVAL;
 	}
+	cfg->killpriv = 1;
+	if (choice_opt("killpriv", cfg->killpriv_s, "off", "on",
+		       &cfg->killpriv))
+		return -EINVAL;
 	cfg->offline_serve = 1;
 	if (choice_opt("offline", cfg->offline_s, "wait", "serve",
 		       &cfg->offline_serve))
@@ -412,7 +419,8 @@ void opts_free(struct sfs_config *cfg)
 			  &cfg->dirty_max_s, &cfg->journal_compact_s,
 			  &cfg->writeback_s, &cfg->flush_on_close_s,
 			  &cfg->fsync_s, &cfg->verify_s, &cfg->cache_direct_s,
-			  &cfg->passthrough_s, &cfg->default_permissions_s,
+			  &cfg->passthrough_s, &cfg->killpriv_s,
+			  &cfg->default_permissions_s,
 			  &cfg->offline_s, &cfg->namespace_file,
 			  &cfg->readdirplus_s,
 			  &cfg->hosts_file,

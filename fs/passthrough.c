@@ -127,8 +127,9 @@ static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 			(const void *)(h + 1), (uint32_t)n - sizeof(*h));
 		s->pt.parallel_dirops = pt_kernel_offers_parallel_dirops(
 			(const void *)(h + 1), (uint32_t)n - sizeof(*h));
-		s->pt.killpriv = pt_kernel_offers_killpriv_v2(
-			(const void *)(h + 1), (uint32_t)n - sizeof(*h));
+		s->pt.killpriv = s->cfg.killpriv &&
+			pt_kernel_offers_killpriv_v2(
+				(const void *)(h + 1), (uint32_t)n - sizeof(*h));
 		s->pt.init_unique = h->unique;
 	} else if ((h->opcode == PT_OP_OPEN || h->opcode == PT_OP_CREATE) &&
 		   s->pt.enabled) {

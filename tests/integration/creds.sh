@@ -11,7 +11,9 @@
 #    mount; a supplementary group grants what it should, and no longer
 #    than groups_timeout after the process left it; a user's write clears
 #    set-user-ID, also on a root-owned file root_squash keeps the daemon
-#    from changing.
+#    from changing; and again with killpriv=off (the kernel clears the
+#    bits itself, as before Linux 5.11), also on another user's
+#    group-writable set-group-ID file.
 # 3. A file unlinked while open stays readable and leaves nothing behind,
 #    also when its directory was made read-only before the last close.
 # 4. kill -9 with dirty data of both users (flush_on_close=async, server
@@ -152,6 +154,35 @@ as_user stagefs-alice bash -c "echo b >>'$mnt/alice/suid' && echo b >>'$mnt/shar
 b" ]] || fail "alice's write to the root-owned set-user-ID file is not on the export"
 info "set-user-ID cleared by a user's write: as the owner, and by the server under root_squash"
 unmount_stagefs "$mnt" || fail "daemon exit status $?"
+
+# The same with killpriv=off: the kernel sends the writer's SETATTR of the
+# mode, which the daemon makes as the owner where the writer is not it.
+mnt4=$TEST_TMP/mnt4
+mount_stagefs "$SQ_URL" "$mnt4" "$TEST_TMP/cache4" killpriv=off
+ctl "$mnt4" status | grep -q "^killpriv    off: the kernel clears" \
+	|| fail "status does not say killpriv is off: $(ctl "$mnt4" status | grep killpriv)"
+as_user stagefs-alice bash -c "echo a >'$mnt4/alice/suid2' && echo a >'$mnt4/alice/suid3' && chmod 4755 '$mnt4/alice/suid2' '$mnt4/alice/suid3'" \
+	|| fail "killpriv=off: alice cannot make set-user-ID files"
+chmod 4777 "$sq/shared/suid-root"
+echo a >"$sq/shared/sgid-bob"
+chown stagefs-bob:stagefs-g "$sq/shared/sgid-bob"
+chmod 2775 "$sq/shared/sgid-bob"
+as_user stagefs-alice bash -c "echo b >>'$mnt4/alice/suid2' && echo c >>'$mnt4/shared/suid-root' && echo b >>'$mnt4/shared/sgid-bob'" \
+	|| fail "killpriv=off: alice's writes to set-id files failed"
+got="$(stat -c %a "$sq/alice/suid2" "$sq/shared/suid-root" "$sq/shared/sgid-bob" | tr '\n' ' ')"
+[[ "$got" == "755 777 775 " ]] \
+	|| fail "killpriv=off: set-id bits after alice's writes, on the export: $got, want 755 777 775"
+got="$(stat -c %a "$mnt4/alice/suid2" "$mnt4/shared/suid-root" "$mnt4/shared/sgid-bob" | tr '\n' ' ')"
+[[ "$got" == "755 777 775 " ]] \
+	|| fail "killpriv=off: set-id bits after alice's writes, through the mount: $got, want 755 777 775"
+[[ "$(cat "$sq/shared/sgid-bob")" == "a
+b" ]] || fail "killpriv=off: alice's write to bob's set-group-ID file is not on the export"
+owner_is "$sq/shared/sgid-bob" "$(id -u stagefs-bob)"
+expect_fail "killpriv=off: bob's chmod of alice's set-user-ID file" "Operation not permitted" \
+	as_user stagefs-bob chmod 0755 "$mnt4/alice/suid3"
+[[ "$(stat -c %a "$sq/alice/suid3")" == 4755 ]] || fail "killpriv=off: bob's refused chmod changed alice's file"
+info "killpriv=off: set-id bits cleared by the kernel's SETATTR, as the owner where the writer is not"
+unmount_stagefs "$mnt4" || fail "daemon exit status $?"
 
 mnt2=$TEST_TMP/mnt2
 mount_stagefs "$SQ_URL" "$mnt2" "$TEST_TMP/cache2" default_permissions=off

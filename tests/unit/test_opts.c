@@ -271,6 +271,7 @@ START_TEST(test_opts_defaults)
 				  2 * cfg.cache.chunk_size);
 	ck_assert_int_eq(cfg.foreground, 0);
 	ck_assert_int_eq(cfg.passthrough, SFS_PT_AUTO);
+	ck_assert_int_eq(cfg.killpriv, 1);
 
 	/* -f, and on=1/off=0 spelled the other way round. */
 	rc = parse("-f", "/srv/export", "/mnt/x", "-o", cdir_opt, "-o",
@@ -327,6 +328,9 @@ START_TEST(test_opts_bad_choice)
 	expect_refused("verify=yes", "verify");
 	expect_refused("flush_on_close=later", "flush_on_close");
 	expect_refused("fsync=none", "fsync");
+	expect_refused("killpriv=auto", "killpriv");
+	ck_assert_int_eq(parse_o("killpriv=off"), 0);
+	ck_assert_int_eq(cfg.killpriv, 0);
 }
 END_TEST
 
