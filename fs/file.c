@@ -138,7 +138,8 @@ static int inode_cache_file(struct sfs *s, const struct be_cred *cred,
  * as the file's owner: the caller may only have write permission.  The
  * last attributes (an open's revalidation, or this node's own changes)
  * say whether there is anything to clear: nothing to do for almost every
- * file.  The kernel asks for the attributes again.
+ * file.  The new attributes go in out, the reply to a SETATTR; without
+ * one (a WRITE, a truncate) the kernel is told to ask for them again.
  *
  * It does not fail the write: where the backend refuses (a root-owned
  * file on an export with root_squash), the upload, which goes out as the
