@@ -465,6 +465,35 @@ static int px_getattr(struct be *be, struct be_node *n,
 }
 
 /*
+ * A write open of pfd (through path) that the mode refused to this
+ * thread's ids, made as the daemon if those ids own the file.  Its owner
+ * may write a file whatever its mode, since it may chmod it: a file made
+ * 0444 and written through the descriptor that created it (git's objects,
+ * tar, cp of a read-only file) is uploaded after that descriptor is gone,
+ * and an NFS server lets the owner's WRITEs through the same way (knfsd's
+ * owner override; ganesha).  -EACCES if they do not own it.
+ */
+static int open_as_owner(struct posix_be *p, int pfd, const char *path,
+			 int flags)
+{
+	uid_t u = (uid_t)setfsuid((uid_t)-1);
+	gid_t g = (gid_t)setfsgid((gid_t)-1);
+	struct stat st;
+	int fd, e;
+
+	if (u == p->self_uid || fstat(pfd, &st) < 0 || st.st_uid != u ||
+	    !S_ISREG(st.st_mode))
+		return -EACCES;
+	setfsuid(p->self_uid);
+	setfsgid(p->self_gid);
+	fd = open(path, flags | O_CLOEXEC);
+	e = errno;
+	setfsgid(g);
+	setfsuid(u);
+	return fd < 0 ? -e : fd;
+}
+
+/*
  * A descriptor of pn opened now with flags and this thread's ids, through
  * /proc from the O_PATH descriptor pfd (-1: take it here); close() it.
  */
@@ -481,6 +510,8 @@ static int proc_open(struct posix_node *pn, int pfd, int flags)
 	proc_path(path, sizeof(path), pfd);
 	fd = open(path, flags | O_CLOEXEC);
 	fd = fd < 0 ? -errno : fd;
+	if (fd == -EACCES && (flags & O_ACCMODE) != O_RDONLY)
+		fd = open_as_owner(pn->pbe, pfd, path, flags);
 	if (own)
 		pn_put(pn);
 	return fd;
@@ -710,8 +741,18 @@ static int px_link(struct be *be, struct be_node *n, struct be_node *dir,
 		path_put(dir);
 		return posix_err("link", name, -fd);
 	}
-	if (linkat(fd, "", dirfd, name, AT_EMPTY_PATH) < 0)
-		rc = posix_err("link", name, errno);
+	{
+		/* Through /proc, not AT_EMPTY_PATH: that needs
+		 * CAP_DAC_READ_SEARCH, which a user's fsuid takes away
+		 * (ENOENT); this way the user's own rights decide, as
+		 * link(2) on the backend would (protected_hardlinks). */
+		char path[64];
+
+		proc_path(path, sizeof(path), fd);
+		if (linkat(AT_FDCWD, path, dirfd, name,
+			   AT_SYMLINK_FOLLOW) < 0)
+			rc = posix_err("link", name, errno);
+	}
 	path_put(n);
 	path_put(dir);
 	return rc < 0 ? rc : px_getattr(be, n, attr);
@@ -772,10 +813,13 @@ static int px_opendir(struct be_node *dir, DIR **out)
 
 	if (fd < 0)
 		return posix_err("opendir", NULL, -fd);
-	rc = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* Through /proc, not openat(fd, "."): that looks "." up in the
+	 * directory, which needs search permission; a user lists a
+	 * directory with only read permission (mode 0444). */
+	rc = proc_open(to_pn(dir), fd, O_RDONLY | O_DIRECTORY);
 	path_put(dir);
 	if (rc < 0)
-		return posix_err("opendir", NULL, errno);
+		return posix_err("opendir", NULL, -rc);
 	*out = fdopendir(rc);
 	if (!*out) {
 		int err = posix_err("opendir", NULL, errno);
