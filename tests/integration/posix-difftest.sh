@@ -63,9 +63,11 @@ seed=${DIFFTEST_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 
 # Each backend with the default options; then the posix backend once more
 # with the other read and write paths: O_DIRECT cache I/O and, with
-# verify=off, hits spliced from the cache file.  Then the two-mount runs.
+# verify=off, hits spliced from the cache file; and as a user (alice, in
+# her own directory), whose ids the daemon takes on the backend.  Then the
+# two-mount runs.
 runs=$(backends)
-[[ " $runs " == *" posix "* ]] && runs="$runs posix+direct"
+[[ " $runs " == *" posix "* ]] && runs="$runs posix+direct posix+user"
 if [[ " $runs " == *" nfs "* && -n "${STAGEFS_TEST_NFS_SQUASH_URL:-}" ]]; then
 	runs="$runs nfs+squash"
 fi
@@ -150,15 +152,22 @@ for run in $runs; do
 	[[ -z "${DIFFTEST_MOUNT_OPTS:-}" ]] || opts+=("$DIFFTEST_MOUNT_OPTS")
 	[[ $kind == nfs ]] && need_nfs
 	runas=()
-	if [[ $run == nfs+squash ]]; then
-		# As alice, in her own directory of the Root_Squash export.
+	if [[ $run == nfs+squash || $run == posix+user ]]; then
+		# As alice, in her own directory: of the Root_Squash export,
+		# or of a posix backend.
 		test_users
-		nfs_squash_subdir difftest
 		chmod 0755 "$TEST_TMP"
-		mkdir -m 0755 "$SQ_PATH/alice"
-		chown stagefs-alice "$SQ_PATH/alice"
-		BACKEND_DIR=$SQ_PATH/alice
-		BACKEND=$SQ_URL/alice
+		if [[ $run == nfs+squash ]]; then
+			nfs_squash_subdir difftest
+			mkdir -m 0755 "$SQ_PATH/alice"
+			chown stagefs-alice "$SQ_PATH/alice"
+			BACKEND_DIR=$SQ_PATH/alice
+			BACKEND=$SQ_URL/alice
+		else
+			make_backend posix
+			chmod 0755 "$BACKEND_DIR"
+			chown stagefs-alice "$BACKEND_DIR"
+		fi
 		runas=(as_user stagefs-alice)
 		# where alice may run it from, whatever the build dir's modes
 		cp "$DIFFTEST_BIN" "$TEST_TMP/difftest"

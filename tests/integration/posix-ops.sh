@@ -895,6 +895,32 @@ t_users() {
 		"set-id bits after write, truncate, chown (backend: k1..k9)"
 	# access() answers for the caller
 	eq "False True" "$(as_user $U2 $G2 "$SYS_PY" -c 'import os,sys; print(os.access(sys.argv[1], os.R_OK), os.access(sys.argv[2], os.R_OK))' "$u/s1" "$u/r" 2>&1)" "access(R_OK) as another user"
+	# as a user on a local file system: write a 0444 file through the
+	# descriptor that created it (git's objects), also once it is unlinked
+	# (both uploaded after that descriptor is gone); hard-link a file; list
+	# and open a directory that is readable but not searchable (0444)
+	out=$(as_user $U1 $G1 "$SYS_PY" -c '
+import os, sys
+u = sys.argv[1]
+for name, gone in (("ro1", False), ("ro2", True)):
+    fd = os.open(os.path.join(u, name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o444)
+    if gone:
+        os.link(os.path.join(u, name), os.path.join(u, name + ".keep"))
+        os.unlink(os.path.join(u, name))
+    os.pwrite(fd, b"read-only but mine\n", 0)
+    os.close(fd)
+os.mkdir(os.path.join(u, "rdir"))
+open(os.path.join(u, "rdir", "in"), "w").close()
+os.chmod(os.path.join(u, "rdir"), 0o444)
+print(os.listdir(os.path.join(u, "rdir")))
+os.close(os.open(os.path.join(u, "rdir"), os.O_RDONLY))
+' "$u" 2>&1) || bad "user $U1: read-only file, link, readable dir: $out"
+	eq "['in']" "$out" "a user lists a 0444 directory"
+	eq "read-only but mine|read-only but mine" \
+		"$(cat "$BACKEND_DIR/users/ro1" 2>&1)|$(cat "$BACKEND_DIR/users/ro2.keep" 2>&1)" \
+		"a user's 0444 files written through their creating descriptors (backend)"
+	eq "444 444" "$(stat -c %a "$BACKEND_DIR/users/ro1" "$BACKEND_DIR/users/ro2.keep" | tr '\n' ' ' | sed 's/ $//')" \
+		"the 0444 files keep their mode (backend)"
 	# a user cannot create in a root 0755 dir
 	mkdir "$u/closed"
 	out=$(as_user $U1 $G1 touch "$u/closed/x" 2>&1) && bad "a user created a file in a root 0755 dir"
