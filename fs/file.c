@@ -179,14 +179,19 @@ bool file_kill_suidgid(struct sfs *s, struct sfs_inode *in,
 }
 
 /*
- * Without FUSE_HANDLE_KILLPRIV_V2 (killpriv=off, or Linux before 5.11)
- * the kernel clears set-id bits after a write itself, with a SETATTR of
- * the mode sent as the writer.  With default_permissions the kernel
- * refuses a chmod by a caller who neither owns the file nor is root
- * before it gets here, so a mode-only SETATTR from such a caller that
- * only takes the set-id bits off is that clear, and it goes out as the
- * owner (file_kill_suidgid()): a local file system clears them for any
- * writer, and a kernel NFS client leaves them to the server's WRITE.
+ * Is this SETATTR the kernel clearing set-id bits after a write?  Then
+ * it goes out as the owner (file_kill_suidgid()): a local file system
+ * clears them for any writer, and a kernel NFS client leaves them to the
+ * server's WRITE.
+ *  - Under FUSE_HANDLE_KILLPRIV_V2, a SETATTR with nothing to set: the
+ *    kernel's file_remove_privs() keeps only what is left once the kill
+ *    is taken out.  A write (passthrough, whose WRITEs never come here),
+ *    or a chown(-1, -1), and both clear the bits.
+ *  - Without it (killpriv=off, or Linux before 5.11), a SETATTR of the
+ *    mode sent as the writer.  With default_permissions the kernel
+ *    refuses a chmod by a caller who neither owns the file nor is root
+ *    before it gets here, so a mode-only SETATTR from such a caller that
+ *    only takes the set-id bits off is that clear.
  */
 static bool setattr_kernel_kill(struct sfs *s, struct sfs_inode *in,
 				const struct be_cred *cred, int valid,
@@ -195,6 +200,8 @@ static bool setattr_kernel_kill(struct sfs *s, struct sfs_inode *in,
 	struct be_attr last;
 	uint32_t killed;
 
+	if (!valid)
+		return s->pt.killpriv;
 	if (valid != FUSE_SET_ATTR_MODE || !s->cfg.default_permissions ||
 	    cred->uid == 0 || !offline_attr(s, in, &last) ||
 	    last.uid == cred->uid)
@@ -304,14 +311,6 @@ static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
 	if (sa.valid) {
 		rc = cache_setattr(s->cache, &cred, in->be_idx, in->node, &sa,
 				   &a);
-	} else if (!valid && s->pt.killpriv &&
-		   file_kill_suidgid(s, in, &a)) {
-		/* A SETATTR with nothing to set: the kernel's
-		 * file_remove_privs() under FUSE_HANDLE_KILLPRIV_V2, which
-		 * keeps only what is left once the set-id bits are taken
-		 * out.  A write (passthrough, whose WRITEs never come here),
-		 * or a chown(-1, -1).  The kernel sent it because the mode
-		 * it holds has them and the caller may not keep them. */
 	} else if (!(valid & FUSE_SET_ATTR_SIZE)) {
 		rc = be->ops->getattr(be, &cred, in->node, &a);
 	}
