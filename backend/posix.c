@@ -178,29 +178,48 @@ static void ids_leave(struct be *be, int entered)
 	set_groups((size_t)p->self_ngroups, p->self_groups);
 }
 
-/*
- * open_by_handle_at() as the daemon for a moment, whatever ids this
- * thread runs with: it needs CAP_DAC_READ_SEARCH, which a user's fsuid
- * takes away (setfsuid back to root's gives it back).
- */
-static int open_handle_as_daemon(struct posix_be *p, struct file_handle *fh,
-				 int flags)
-{
-	uid_t u = (uid_t)setfsuid((uid_t)-1);
-	gid_t g = (gid_t)setfsgid((gid_t)-1);
-	int fd, e;
+/* This thread's file system ids, as ids_daemon() found them. */
+struct fsids {
+	uid_t uid;
+	gid_t gid;
+};
 
-	if (u != p->self_uid || g != p->self_gid) {
+/*
+ * The daemon's file system ids for a moment, whatever ids this thread
+ * runs with (setfsuid back to root's gives back the capabilities a
+ * user's fsuid takes away); ids_daemon_done() restores them.
+ */
+static struct fsids ids_daemon(const struct posix_be *p)
+{
+	struct fsids was = { (uid_t)setfsuid((uid_t)-1),
+			     (gid_t)setfsgid((gid_t)-1) };
+
+	if (was.uid != p->self_uid || was.gid != p->self_gid) {
 		setfsuid(p->self_uid);
 		setfsgid(p->self_gid);
 	}
-	fd = open_by_handle_at(p->mountfd, fh, flags);
-	e = errno;
-	if (u != p->self_uid || g != p->self_gid) {
-		setfsgid(g);
-		setfsuid(u);
+	return was;
+}
+
+static void ids_daemon_done(const struct posix_be *p, struct fsids was)
+{
+	int e = errno;
+
+	if (was.uid != p->self_uid || was.gid != p->self_gid) {
+		setfsgid(was.gid);
+		setfsuid(was.uid);
 	}
 	errno = e;
+}
+
+/* open_by_handle_at() as the daemon: it needs CAP_DAC_READ_SEARCH. */
+static int open_handle_as_daemon(struct posix_be *p, struct file_handle *fh,
+				 int flags)
+{
+	struct fsids was = ids_daemon(p);
+	int fd = open_by_handle_at(p->mountfd, fh, flags);
+
+	ids_daemon_done(p, was);
 	return fd;
 }
 
@@ -476,21 +495,19 @@ static int px_getattr(struct be *be, struct be_node *n,
 static int open_as_owner(struct posix_be *p, int pfd, const char *path,
 			 int flags)
 {
-	uid_t u = (uid_t)setfsuid((uid_t)-1);
-	gid_t g = (gid_t)setfsgid((gid_t)-1);
 	struct stat st;
-	int fd, e;
+	struct fsids was;
+	int fd = -1;
 
-	if (u == p->self_uid || fstat(pfd, &st) < 0 || st.st_uid != u ||
-	    !S_ISREG(st.st_mode))
+	if (fstat(pfd, &st) < 0 || !S_ISREG(st.st_mode))
 		return -EACCES;
-	setfsuid(p->self_uid);
-	setfsgid(p->self_gid);
-	fd = open(path, flags | O_CLOEXEC);
-	e = errno;
-	setfsgid(g);
-	setfsuid(u);
-	return fd < 0 ? -e : fd;
+	was = ids_daemon(p);
+	if (was.uid != p->self_uid && st.st_uid == was.uid)
+		fd = open(path, flags | O_CLOEXEC);
+	else
+		errno = EACCES;
+	ids_daemon_done(p, was);
+	return fd < 0 ? -errno : fd;
 }
 
 /*
@@ -729,6 +746,7 @@ static int px_readlink(struct be *be, struct be_node *n, char *buf,
 static int px_link(struct be *be, struct be_node *n, struct be_node *dir,
 		      const char *name, struct be_attr *attr)
 {
+	char path[64];
 	int dirfd, fd, rc = 0;
 
 	if (!valid_name(name))
@@ -741,18 +759,13 @@ static int px_link(struct be *be, struct be_node *n, struct be_node *dir,
 		path_put(dir);
 		return posix_err("link", name, -fd);
 	}
-	{
-		/* Through /proc, not AT_EMPTY_PATH: that needs
-		 * CAP_DAC_READ_SEARCH, which a user's fsuid takes away
-		 * (ENOENT); this way the user's own rights decide, as
-		 * link(2) on the backend would (protected_hardlinks). */
-		char path[64];
-
-		proc_path(path, sizeof(path), fd);
-		if (linkat(AT_FDCWD, path, dirfd, name,
-			   AT_SYMLINK_FOLLOW) < 0)
-			rc = posix_err("link", name, errno);
-	}
+	/* Through /proc, not AT_EMPTY_PATH: that needs CAP_DAC_READ_SEARCH,
+	 * which a user's fsuid takes away (ENOENT); this way the user's own
+	 * rights decide, as link(2) on the backend would
+	 * (protected_hardlinks). */
+	proc_path(path, sizeof(path), fd);
+	if (linkat(AT_FDCWD, path, dirfd, name, AT_SYMLINK_FOLLOW) < 0)
+		rc = posix_err("link", name, errno);
 	path_put(n);
 	path_put(dir);
 	return rc < 0 ? rc : px_getattr(be, n, attr);
