@@ -582,8 +582,17 @@ out_lock:
 			ch->rb_dseq = ch->dirty_seq;
 			ch->rb_tseq = f->trunc_seq;
 		}
-	} else if (rc < 0) {
-		resummed &= ch->dirty;
+	} else {
+		/*
+		 * Nothing becomes present: the fill failed (the blocks
+		 * resum_blocks() read back), or an open dropped the file's
+		 * cached bytes as stale meanwhile (file_drop_stale(), which
+		 * cannot wait for fills).  Either way a dirty block written
+		 * holds the merged bytes now, and its sum must say so, or the
+		 * flusher calls it corrupt for ever (difftest seed
+		 * 3515292667: a prefetch, then an open).
+		 */
+		resummed = (rc < 0 ? resummed : got) & ch->dirty;
 		for (b = 0; b < CACHE_BLOCKS; b++)
 			if (resummed & (1ULL << b))
 				ch->sums[b] = sums[b];
@@ -591,10 +600,11 @@ out_lock:
 			ch->dirty_seq++;
 			index_store_chunk(f, idx);
 		}
-		log_msg(LOG_LVL_WARN, "cache",
-			"fetch of file %llx chunk %llu failed: %s",
-			(unsigned long long)f->fileid,
-			(unsigned long long)idx, strerror(-rc));
+		if (rc < 0)
+			log_msg(LOG_LVL_WARN, "cache",
+				"fetch of file %llx chunk %llu failed: %s",
+				(unsigned long long)f->fileid,
+				(unsigned long long)idx, strerror(-rc));
 	}
 	ch->lru_stamp = atomic_fetch_add(&c->lru_clock, 1);
 	pthread_cond_broadcast(&f->cond);

@@ -2705,6 +2705,54 @@ START_TEST(test_no_false_conflict_upload_during_fetch)
 END_TEST
 
 /*
+ * Regression test (CI, posix-difftest seed 3515292667 under ASan: "dirty
+ * block fails its checksum" for ever, the close returned EIO and the
+ * bytes never reached the backend).  A fetch merges a dirty block that is
+ * not present (a partial write into a block never read) with the
+ * backend's bytes around its range and writes the merged block into the
+ * data file.  An open that found the file changed on the backend
+ * meanwhile (file_drop_stale(), trunc_seq) made the fetch keep nothing:
+ * the data file held the merged bytes, the block's sum still those of
+ * before, and no reader fetched the block again (the reader took its
+ * bytes from the fetch's buffer).
+ */
+START_TEST(bug_fetch_during_open_leaves_stale_sum)
+{
+	size_t len = 2 * CS;
+	unsigned char *model = pattern_new(len, 44);
+	struct read_job rj = { .off = 0, .len = BS };
+	struct cache_file *f;
+	struct be_node *n;
+
+	fx_open();
+	f = fx_file("fo", model, len, &n);
+	/* Uploads fail: the write stays dirty, in a block not present. */
+	mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);
+	write_model(f, model, 100, BS + 5000, 45);
+	/* A reader of block 0 fetches chunk 0, block 1 merged into it. */
+	mem_be_gate(X.be, MEM_OP_READ, 1);
+	rj.f = f;
+	ck_assert_int_eq(pthread_create(&rj.tid, NULL, read_main, &rj), 0);
+	ck_assert(wait_for(reads_waiting, NULL, 5000));
+	/* Another node changes block 3; an open here sees the change. */
+	pattern(model + 3 * BS, 50, 3 * BS, 46);
+	ck_assert_int_eq(mem_be_set_data(X.be, n, model, len), 0);
+	fx_reopen(n);
+	mem_be_gate(X.be, MEM_OP_READ, 0);
+	pthread_join(rj.tid, NULL);
+	ck_assert_int_eq(rj.rc, (ssize_t)BS);
+	ck_assert(wait_for(file_idle, f, 5000));
+
+	mem_be_fail(X.be, MEM_OP_WRITE, 0, 0);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	ck_assert_uint_eq(stats().checksum_errors, 0);
+	assert_backend_has(n, model, len, "backend");
+	assert_cache_has(f, model, len, "cache");
+	free(model);
+}
+END_TEST
+
+/*
  * BUG (cache/chunk.c write_in_chunk() with cache/flush.c flush_upload()):
  * a writer bumps ch->dirty_seq before its pwrite and again only after
  * it stored the new block sums; a flusher that took its snapshot (sums,
@@ -4174,6 +4222,7 @@ static Suite *cache_suite(void)
 		T(test_prefetch_sequential),
 		T(test_prefetch_not_random),
 		T(test_no_false_conflict_upload_during_fetch),
+		T(bug_fetch_during_open_leaves_stale_sum),
 		T(test_read_pin),
 		T(test_read_pin_not_with_verify),
 		T(test_read_pin_after_fetch),
