@@ -134,12 +134,15 @@ static int inode_cache_file(struct sfs *s, const struct be_cred *cred,
 /*
  * FUSE_HANDLE_KILLPRIV_V2 (passthrough.c): a write, truncate or chown by
  * a caller without CAP_FSETID clears set-user-ID, and set-group-ID where
- * group-executable, as on a local file system.  The mode change goes out
- * as the file's owner: the caller may only have write permission.  The
- * last attributes (an open's revalidation, or this node's own changes)
- * say whether there is anything to clear: nothing to do for almost every
- * file.  The new attributes go in out, the reply to a SETATTR; without
- * one (a WRITE, a truncate) the kernel is told to ask for them again.
+ * group-executable or the caller is not in the file's group, as on a
+ * local file system.  The mode change goes out as the file's owner: the
+ * caller may only have write permission.  The last attributes (an open's
+ * revalidation, or this node's own changes) say whether there may be
+ * anything to clear: nothing to do for almost every file.  Where they
+ * say so, the mode is asked of the backend first: another node may have
+ * changed it since, and its chmod must not be undone.  The new
+ * attributes go in out, the reply to a SETATTR; without one (a WRITE, a
+ * truncate) the kernel is told to ask for them again.
  *
  * It does not fail the write: where the backend refuses (a root-owned
  * file on an export with root_squash), the upload, which goes out as the
@@ -148,7 +151,7 @@ static int inode_cache_file(struct sfs *s, const struct be_cred *cred,
  * ask again; the next GETATTR says what the server did.
  */
 bool file_kill_suidgid(struct sfs *s, struct sfs_inode *in,
-		       struct be_attr *out)
+		       const struct be_cred *cred, struct be_attr *out)
 {
 	struct be_setattr sa = { .valid = BE_SET_MODE };
 	struct be_cred owner = { 0 };
@@ -156,9 +159,18 @@ bool file_kill_suidgid(struct sfs *s, struct sfs_inode *in,
 	int rc;
 
 	if (!offline_attr(s, in, &last) ||
-	    mode_suidgid_killed(last.mode) == last.mode)
+	    mode_suidgid_killed(last.mode, last.gid, cred) == last.mode)
 		return false;
-	sa.mode = mode_suidgid_killed(last.mode) & 07777;
+	if (ino_be(s, in)->ops->getattr(ino_be(s, in), NULL, in->node, &a) ==
+	    0) {
+		last.mode = a.mode;
+		last.uid = a.uid;
+		last.gid = a.gid;
+	}
+	a = last;
+	if (mode_suidgid_killed(last.mode, last.gid, cred) == last.mode)
+		goto out;	/* changed elsewhere: nothing left to clear */
+	sa.mode = mode_suidgid_killed(last.mode, last.gid, cred) & 07777;
 	owner.uid = last.uid;
 	owner.gid = last.gid;
 	rc = cache_setattr(s->cache, &owner, in->be_idx, in->node, &sa, &a);
@@ -168,8 +180,9 @@ bool file_kill_suidgid(struct sfs *s, struct sfs_inode *in,
 			ino_be(s, in)->spec, (unsigned long long)in->fileid,
 			strerror(-rc));
 		a = last;
-		a.mode = mode_suidgid_killed(last.mode);
+		a.mode = mode_suidgid_killed(last.mode, last.gid, cred);
 	}
+out:
 	offline_attr_save(s, in, &a);
 	if (out)
 		*out = a;
@@ -206,7 +219,7 @@ static bool setattr_kernel_kill(struct sfs *s, struct sfs_inode *in,
 	    cred->uid == 0 || !offline_attr(s, in, &last) ||
 	    last.uid == cred->uid)
 		return false;
-	killed = mode_suidgid_killed(last.mode);
+	killed = mode_suidgid_killed(last.mode, last.gid, cred);
 	return killed != last.mode && (mode & 07777) == (killed & 07777);
 }
 
@@ -223,7 +236,7 @@ static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
 
 	req_cred(req, &cred);
 	if (setattr_kernel_kill(s, in, &cred, valid, st->st_mode) &&
-	    file_kill_suidgid(s, in, &a)) {
+	    file_kill_suidgid(s, in, &cred, &a)) {
 		reply_attr(req, in, &a);
 		return;
 	}
@@ -293,19 +306,23 @@ static void sfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st,
 		/* chown (the caller may: root, or the owner giving the file
 		 * to one of its groups) in the same call; truncate, which
 		 * write permission allows, as the owner. */
-		if (sa.valid & BE_SET_MODE) {
-			sa.mode = mode_suidgid_killed(sa.mode | S_IFREG) & 07777;
-		} else if (sa.valid & (BE_SET_UID | BE_SET_GID)) {
-			struct be_attr last;
+		struct be_attr last;
+		bool known = offline_attr(s, in, &last);
+		uint32_t gid = known ? last.gid : cred.gid;
 
-			if (offline_attr(s, in, &last) &&
-			    mode_suidgid_killed(last.mode) != last.mode) {
+		if (sa.valid & BE_SET_MODE) {
+			sa.mode = mode_suidgid_killed(sa.mode | S_IFREG, gid,
+						      &cred) & 07777;
+		} else if (sa.valid & (BE_SET_UID | BE_SET_GID)) {
+			if (known && mode_suidgid_killed(last.mode, gid,
+							 &cred) != last.mode) {
 				sa.valid |= BE_SET_MODE;
-				sa.mode = mode_suidgid_killed(last.mode) & 07777;
+				sa.mode = mode_suidgid_killed(last.mode, gid,
+							      &cred) & 07777;
 			}
 		} else if (valid & FUSE_SET_ATTR_SIZE) {
-			file_kill_suidgid(s, in, NULL);
-			a.mode = mode_suidgid_killed(a.mode);
+			file_kill_suidgid(s, in, &cred, NULL);
+			a.mode = mode_suidgid_killed(a.mode, a.gid, &cred);
 		}
 	}
 	if (sa.valid) {
@@ -590,8 +607,9 @@ static void sfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
 	struct sfs_fh *fh = fh_of(fi);
 	ssize_t n;
 
+	/* the opener's groups: its writes go out as the opener too */
 	if (pt_req_kill_suidgid())
-		file_kill_suidgid(req_sfs(req), fh->ino, NULL);
+		file_kill_suidgid(req_sfs(req), fh->ino, &fh->cred, NULL);
 	n = cache_write(fh->cf, &fh->cred, buf, size, (uint64_t)off);
 	if (n < 0) {
 		fuse_reply_err(req, (int)-n);

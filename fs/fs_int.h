@@ -197,18 +197,34 @@ static inline struct sfs *req_sfs(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+/* Is the caller root, or in group gid (its own or a supplementary one)? */
+static inline bool cred_in_group(const struct be_cred *cred, uint32_t gid)
+{
+	uint32_t i;
+
+	if (cred->uid == 0 || cred->gid == gid)
+		return true;
+	for (i = 0; i < cred->ngroups; i++)
+		if (cred->groups[i] == gid)
+			return true;
+	return false;
+}
+
 /*
- * A regular file's mode after a write, truncate or chown by a caller
- * without CAP_FSETID, as a local file system leaves it: set-user-ID
- * cleared, and set-group-ID where the group may execute (without group
- * execute it marks mandatory locking, and stays).
+ * A regular file's mode (its group gid) after a write, truncate or chown
+ * by cred without CAP_FSETID, as a local file system leaves it (Linux's
+ * setattr_should_drop_suidgid()): set-user-ID cleared, and set-group-ID
+ * where the group may execute or the caller is not in the group (without
+ * group execute it marks mandatory locking, and stays for the group).
  */
-static inline uint32_t mode_suidgid_killed(uint32_t mode)
+static inline uint32_t mode_suidgid_killed(uint32_t mode, uint32_t gid,
+					   const struct be_cred *cred)
 {
 	if (!S_ISREG(mode))
 		return mode;
 	mode &= ~(uint32_t)S_ISUID;
-	if ((mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+	if ((mode & S_ISGID) &&
+	    ((mode & S_IXGRP) || !cred_in_group(cred, gid)))
 		mode &= ~(uint32_t)S_ISGID;
 	return mode;
 }
@@ -227,11 +243,11 @@ int pt_open(struct sfs *s, struct sfs_inode *in, struct sfs_fh *fh,
 void pt_release(struct sfs *s, struct sfs_inode *in, struct sfs_fh *fh);
 /* Does the request this thread is handling ask to clear set-id bits? */
 bool pt_req_kill_suidgid(void);
-/* file.c: clear them on the backend (as the owner), if the file's last
- * attributes have any (false: none); out NULL: the kernel is told to
- * ask for the attributes again, else they are in out. */
+/* file.c: clear them after cred's write (on the backend, as the owner),
+ * if the file's last attributes have any (false: none); out NULL: the
+ * kernel is told to ask for the attributes again, else they are in out. */
 bool file_kill_suidgid(struct sfs *s, struct sfs_inode *in,
-		       struct be_attr *out);
+		       const struct be_cred *cred, struct be_attr *out);
 
 /* opts.c */
 int opts_parse(struct fuse_args *args, struct sfs_config *cfg);

@@ -893,6 +893,29 @@ t_users() {
 		"set-id bits after write, truncate, chown (mount: k1..k9)"
 	eq "755 755 2745 755 4755 755 755 755 4755" "$(cd "$BACKEND_DIR/users" && echo $(stat -c %a k1 k2 k3 k4 k5 k6 k7 k8 k9))" \
 		"set-id bits after write, truncate, chown (backend: k1..k9)"
+	# set-group-ID without group execute: cleared by a writer outside
+	# the file's group (k10), kept for one in it (k11), as ext4 does;
+	# k12: another client (here: the backend directory itself) changes
+	# the mode while a writer holds the file open, and the writer's
+	# clear starts from that mode, not from this node's older one
+	as_user $U1 $G1 sh -c "cd '$u' && for k in 10 11 12; do echo a >k\$k; done &&
+		chmod 2666 k10 k11 && chmod 4757 k12" || bad "user $U1 could not make k10..k12"
+	as_user $U2 $G2 sh -c "echo b >>'$u/k10'" || bad "user $U2 could not append to k10"
+	as_user $U2 "$G2,$G1" sh -c "echo b >>'$u/k11'" || bad "user $U2 (in $G1) could not append to k11"
+	stat "$u/k12" >/dev/null
+	rm -f "$TEST_TMP/k12.go"
+	as_user $U2 $G2 bash -c "exec 3>>'$u/k12' || exit 1
+		for i in \$(seq 200); do [[ -e '$TEST_TMP/k12.go' ]] && break; sleep 0.05; done
+		echo b >&3" &
+	kpid=$!
+	sleep 0.5
+	chmod 4707 "$BACKEND_DIR/users/k12"
+	touch "$TEST_TMP/k12.go"
+	wait "$kpid" || bad "user $U2 could not write k12"
+	eq "666 2666 707" "$(cd "$BACKEND_DIR/users" && echo $(stat -c %a k10 k11 k12))" \
+		"set-group-ID of k10 (non-member), k11 (member), k12 (mode changed elsewhere) after a write (backend)"
+	eq "666 2666 707" "$(cd "$u" && echo $(stat -c %a k10 k11 k12))" \
+		"set-group-ID of k10, k11, k12 after a write (mount)"
 	# access() answers for the caller
 	eq "False True" "$(as_user $U2 $G2 "$SYS_PY" -c 'import os,sys; print(os.access(sys.argv[1], os.R_OK), os.access(sys.argv[2], os.R_OK))' "$u/s1" "$u/r" 2>&1)" "access(R_OK) as another user"
 	# as a user on a local file system: write a 0444 file through the
