@@ -395,12 +395,16 @@ static void sfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct sfs *s = req_sfs(req);
 	struct sfs_inode *dir = inode_get(s, parent);
+	struct be *be = ino_be(s, dir);
 	struct be_cred cred;
+	int rc;
 
 	req_cred(req, &cred);
 	offline_unname(s, dir, name);
-	fuse_reply_err(req, -ino_be(s, dir)->ops->rmdir(ino_be(s, dir), &cred,
-							dir->node, name));
+	rc = be->ops->rmdir(be, &cred, dir->node, name);
+	if (rc == -ENOTEMPTY && silly_evacuate(s, &cred, dir, name) > 0)
+		rc = be->ops->rmdir(be, &cred, dir->node, name);
+	fuse_reply_err(req, -rc);
 }
 
 static void sfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -412,6 +416,7 @@ static void sfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct sfs_inode *nd = inode_get(s, newparent);
 	struct be *be = ino_be(s, od);
 	struct be_cred cred;
+	int rc;
 
 	if (od->be_idx != nd->be_idx) {
 		fuse_reply_err(req, EXDEV);
@@ -428,7 +433,8 @@ static void sfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	 * the source is there to replace it, and is not the same name). */
 	if (!flags && (od != nd || strcmp(name, newname))) {
 		struct be_node *src;
-		int rc = be->ops->lookup(be, &cred, od->node, name, &src, NULL);
+
+		rc = be->ops->lookup(be, &cred, od->node, name, &src, NULL);
 
 		if (rc < 0) {
 			fuse_reply_err(req, -rc);
@@ -441,8 +447,12 @@ static void sfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 			return;
 		}
 	}
-	fuse_reply_err(req, -be->ops->rename(be, &cred, od->node, name,
-					     nd->node, newname, flags));
+	rc = be->ops->rename(be, &cred, od->node, name, nd->node, newname,
+			     flags);
+	if (rc == -ENOTEMPTY && silly_evacuate(s, &cred, nd, newname) > 0)
+		rc = be->ops->rename(be, &cred, od->node, name, nd->node,
+				     newname, flags);
+	fuse_reply_err(req, -rc);
 }
 
 /* ---- listing -------------------------------------------------------- */

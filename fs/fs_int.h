@@ -305,6 +305,17 @@ int silly_name(struct sfs *s, struct sfs_inode *ino, bool here, char *buf,
  */
 void silly_cleanup(struct sfs *s);
 /*
+ * Where root is squashed a file unlinked while open hides in its own
+ * directory, which then cannot be removed or renamed over, where a local
+ * file system would.  Before parent/name goes (an rmdir, or a rename over
+ * it that failed with ENOTEMPTY): if all it holds is this node's hidden
+ * files, move them up into parent as cred (who may write there), where
+ * their last close removes them.  Returns how many went (then the caller
+ * tries again), 0 if nothing is to be done, or -errno.
+ */
+int silly_evacuate(struct sfs *s, const struct be_cred *cred,
+		   struct sfs_inode *parent, const char *name);
+/*
  * Remove a hidden file for good, as cred (NULL: the daemon); takes over
  * dir's reference, name and cred.  Where cred may not remove it (its
  * directory's mode changed since the unlink) but owns the directory, the

@@ -101,10 +101,11 @@ void silly_remove(struct sfs *s, struct sfs_inode *ino, struct be_node *dir,
 
 /* This node's entries of one SILLY_DIR listing. */
 struct leftovers {
-	char prefix[24];	/* "<node id>-" */
+	char prefix[48];	/* [SILLY_DIR "-"] "<node id>-" */
 	size_t plen;
 	char **names;
 	size_t n, cap;
+	size_t others;		/* entries that are not, but "." and ".." */
 };
 
 static int collect(void *arg, const char *name, uint64_t fileid,
@@ -113,8 +114,11 @@ static int collect(void *arg, const char *name, uint64_t fileid,
 	struct leftovers *l = arg;
 	char **more;
 
-	if (strncmp(name, l->prefix, l->plen))
+	if (strncmp(name, l->prefix, l->plen)) {
+		if (strcmp(name, ".") && strcmp(name, ".."))
+			l->others++;
 		return 0;
+	}
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? 2 * l->cap : 16;
 
@@ -179,6 +183,83 @@ static void cleanup_be(struct sfs *s, int k, uint64_t id)
 		be->spec, removed, id, SILLY_DIR);
 	be_node_put(be, dir);
 	be_node_put(be, root);
+}
+
+/* The open inode hidden as dir/name by this node, or NULL; ino_lock held. */
+static struct sfs_inode *hidden_inode(struct sfs *s, int be_idx,
+				      const struct be_node *dir,
+				      const char *name)
+{
+	struct sfs_inode *ino;
+	size_t i;
+
+	for (i = 0; i < s->itable_size; i++)
+		for (ino = s->itable[i]; ino; ino = ino->hnext)
+			if (ino->be_idx == be_idx && ino->silly_dir &&
+			    ino->silly_name &&
+			    ino->silly_dir->fileid == dir->fileid &&
+			    !strcmp(ino->silly_name, name))
+				return ino;
+	return NULL;
+}
+
+int silly_evacuate(struct sfs *s, const struct be_cred *cred,
+		   struct sfs_inode *parent, const char *name)
+{
+	struct be *be = ino_be(s, parent);
+	struct leftovers l = { 0 };
+	struct be_node *sub = NULL;
+	struct be_cred *rm_cred;
+	struct sfs_inode *ino;
+	size_t i, moved = 0;
+	int rc;
+
+	if (!s->silly_here[parent->be_idx])
+		return 0;
+	l.plen = (size_t)snprintf(l.prefix, sizeof(l.prefix),
+				  SILLY_DIR "-%016" PRIx64 "-",
+				  cache_node_id(s->cache));
+	rc = be->ops->lookup(be, cred, parent->node, name, &sub, NULL);
+	if (rc == 0)
+		rc = be->ops->readdir(be, cred, sub, collect, &l);
+	for (i = 0; rc == 0 && !l.others && i < l.n; i++) {
+		rm_cred = malloc(sizeof(*rm_cred));
+		if (!rm_cred) {
+			rc = -ENOMEM;
+			break;
+		}
+		*rm_cred = *cred;
+		/* Under ino_lock: the last close takes the name it finds. */
+		pthread_mutex_lock(&s->ino_lock);
+		ino = hidden_inode(s, parent->be_idx, sub, l.names[i]);
+		if (ino) {
+			rc = be->ops->rename(be, cred, sub, l.names[i],
+					     parent->node, l.names[i], 0);
+			if (rc == 0) {
+				be_node_put(be, ino->silly_dir);
+				ino->silly_dir = be_node_get(parent->node);
+				/* who may remove it from parent now */
+				free(ino->silly_cred);
+				ino->silly_cred = rm_cred;
+				rm_cred = NULL;
+			}
+		} else {
+			/* an earlier run's (its pid differs): nobody has
+			 * it open, as at a start (silly_cleanup()) */
+			rc = be->ops->unlink(be, cred, sub, l.names[i]);
+		}
+		pthread_mutex_unlock(&s->ino_lock);
+		free(rm_cred);
+		if (rc == -ENOENT)	/* closed meanwhile, and removed */
+			rc = 0;
+		moved += rc == 0;
+	}
+	for (i = 0; i < l.n; i++)
+		free(l.names[i]);
+	free(l.names);
+	if (sub)
+		be_node_put(be, sub);
+	return rc < 0 ? rc : l.others ? 0 : (int)moved;
 }
 
 void silly_cleanup(struct sfs *s)

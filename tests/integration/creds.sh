@@ -15,7 +15,8 @@
 #    bits itself, as before Linux 5.11), also on another user's
 #    group-writable set-group-ID file.
 # 3. A file unlinked while open stays readable and leaves nothing behind,
-#    also when its directory was made read-only before the last close.
+#    also when its directory was made read-only before the last close,
+#    and its directory can be removed, or renamed over, meanwhile.
 # 4. kill -9 with dirty data of both users (flush_on_close=async, server
 #    frozen), then a restart: each user's data goes out under that user
 #    (their files are 0600: the server takes WRITEs from the owner only).
@@ -255,6 +256,28 @@ wait_secs 10 bash -c "[[ -z \"\$(ls -A '$sq/alice/ro')\" ]]" \
 	|| fail "the directory's mode is $(stat -c %a "$sq/alice/ro") after the hidden file went, not 444"
 chmod 0755 "$sq/alice/ro"
 info "unlinked while open, directory made read-only before the close: gone, mode kept"
+# A directory whose only entry was unlinked while open is empty on a
+# local file system: rmdir removes it, and a rename replaces it (the
+# hidden names move up to the parent, where the last close removes them).
+as_user stagefs-alice bash -euc '
+	d=$1
+	mkdir "$d/rd" "$d/rn" "$d/src"
+	head -c 200000 /dev/urandom >"$d/rd/f"
+	echo g >"$d/rn/g"
+	exec 3<"$d/rd/f" 4<"$d/rn/g"
+	sum1=$(md5sum <"$d/rd/f")
+	rm "$d/rd/f" "$d/rn/g"
+	rmdir "$d/rd"
+	mv -T "$d/src" "$d/rn"
+	[[ ! -e "$d/rd" && -d "$d/rn" && ! -e "$d/src" ]]
+	[[ "$(md5sum <&3)" == "$sum1" && "$(cat <&4)" == g ]]
+	exec 3<&- 4<&-
+' _ "$mnt2/alice" || fail "rmdir, or a rename over, a directory whose file was unlinked while open failed (or the file did not read)"
+wait_secs 10 bash -c "! ls -A '$sq/alice' | grep -q stagefs-unlinked" \
+	|| fail "hidden names moved up by an rmdir stayed on the export: $(ls -A "$sq/alice")"
+[[ ! -e "$sq/alice/rd" && -z "$(ls -A "$sq/alice/rn")" ]] \
+	|| fail "on the export: rd $(ls -d "$sq/alice/rd" 2>&1), rn holds: $(ls -A "$sq/alice/rn")"
+info "unlinked while open: its directory can be removed, or renamed over, before the close"
 unmount_stagefs "$mnt2" || fail "daemon exit status $?"
 
 # ------------------------------------------------------------------ 4.
