@@ -185,9 +185,8 @@ static void cleanup_be(struct sfs *s, int k, uint64_t id)
 	be_node_put(be, root);
 }
 
-/* The open inode hidden as dir/name by this node, or NULL; ino_lock held. */
+/* The inode this run hid (or is hiding) as name, or NULL; ino_lock held. */
 static struct sfs_inode *hidden_inode(struct sfs *s, int be_idx,
-				      const struct be_node *dir,
 				      const char *name)
 {
 	struct sfs_inode *ino;
@@ -195,12 +194,20 @@ static struct sfs_inode *hidden_inode(struct sfs *s, int be_idx,
 
 	for (i = 0; i < s->itable_size; i++)
 		for (ino = s->itable[i]; ino; ino = ino->hnext)
-			if (ino->be_idx == be_idx && ino->silly_dir &&
-			    ino->silly_name &&
-			    ino->silly_dir->fileid == dir->fileid &&
+			if (ino->be_idx == be_idx && ino->silly_name &&
 			    !strcmp(ino->silly_name, name))
 				return ino;
 	return NULL;
+}
+
+/* Did this daemon make the hidden name (it ends in "-<our pid>")? */
+static bool name_of_this_run(const char *name)
+{
+	char tail[24];
+	size_t n = strlen(name), t;
+
+	t = (size_t)snprintf(tail, sizeof(tail), "-%d", (int)getpid());
+	return n >= t && !strcmp(name + n - t, tail);
 }
 
 int silly_evacuate(struct sfs *s, const struct be_cred *cred,
@@ -231,8 +238,9 @@ int silly_evacuate(struct sfs *s, const struct be_cred *cred,
 		*rm_cred = *cred;
 		/* Under ino_lock: the last close takes the name it finds. */
 		pthread_mutex_lock(&s->ino_lock);
-		ino = hidden_inode(s, parent->be_idx, sub, l.names[i]);
-		if (ino) {
+		ino = hidden_inode(s, parent->be_idx, l.names[i]);
+		if (ino && ino->silly_dir &&
+		    ino->silly_dir->fileid == sub->fileid) {
 			rc = be->ops->rename(be, cred, sub, l.names[i],
 					     parent->node, l.names[i], 0);
 			if (rc == 0) {
@@ -243,9 +251,13 @@ int silly_evacuate(struct sfs *s, const struct be_cred *cred,
 				ino->silly_cred = rm_cred;
 				rm_cred = NULL;
 			}
+		} else if (ino || name_of_this_run(l.names[i])) {
+			/* being hidden, or removed at its last close, now:
+			 * the directory is not empty yet */
+			rc = -EBUSY;
 		} else {
-			/* an earlier run's (its pid differs): nobody has
-			 * it open, as at a start (silly_cleanup()) */
+			/* an earlier run's (a crash): nobody has it open,
+			 * as at a start (silly_cleanup()) */
 			rc = be->ops->unlink(be, cred, sub, l.names[i]);
 		}
 		pthread_mutex_unlock(&s->ino_lock);
