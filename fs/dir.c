@@ -47,6 +47,7 @@ static void sfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct be_node *node;
 	struct be_attr attr;
 	struct be_cred cred;
+	uint64_t fseq = silly_flux_seq();
 	int rc;
 
 	req_cred(req, &cred);
@@ -54,6 +55,14 @@ static void sfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	rc = ino_be(s, dir)->ops->lookup(ino_be(s, dir), &cred, dir->node,
 					 name, &node, &attr);
 	be_wait_set(0);
+	/* a directory's mode opened for a moment (silly.c) */
+	if (rc == 0 && S_ISDIR(attr.mode) &&
+	    silly_flux_wait(dir->be_idx, node->fileid, fseq) &&
+	    ino_be(s, dir)->ops->getattr(ino_be(s, dir), &cred, node,
+					 &attr) < 0) {
+		be_node_put(ino_be(s, dir), node);
+		rc = -ESTALE;
+	}
 	if (rc == -ETIMEDOUT) {
 		/* No answer within outage_wait: what this name last was. */
 		struct sfs_inode *ino = offline_lookup(s, dir, name, &attr);

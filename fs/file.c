@@ -83,12 +83,17 @@ static void sfs_getattr(fuse_req_t req, fuse_ino_t ino,
 	struct sfs_inode *in = inode_get(s, ino);
 	struct be_cred cred;
 	struct be_attr a;
+	uint64_t fseq = silly_flux_seq();
 	int rc;
 
 	req_cred(req, &cred);
 	be_wait_set(offline_wait_ms(s, in));
 	rc = ino_be(s, in)->ops->getattr(ino_be(s, in), &cred, in->node, &a);
 	be_wait_set(0);
+	if (rc == 0 && S_ISDIR(a.mode) &&
+	    silly_flux_wait(in->be_idx, in->node->fileid, fseq))
+		rc = ino_be(s, in)->ops->getattr(ino_be(s, in), &cred,
+						 in->node, &a);
 	/* No answer within outage_wait: the last attributes it gave. */
 	if (rc == -ETIMEDOUT && offline_attr(s, in, &a))
 		rc = 0;

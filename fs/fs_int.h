@@ -316,6 +316,15 @@ void silly_cleanup(struct sfs *s);
 int silly_evacuate(struct sfs *s, const struct be_cred *cred,
 		   struct sfs_inode *parent, const char *name);
 /*
+ * A directory's attributes read from the backend while its mode may have
+ * been opened for a moment to remove a hidden name (its owner closed it
+ * after the unlink): take silly_flux_seq() before the read, and if
+ * silly_flux_wait() with it says so (it waits for such a change of the
+ * directory to end), read them again.
+ */
+uint64_t silly_flux_seq(void);
+bool silly_flux_wait(int be_idx, uint64_t fileid, uint64_t seq);
+/*
  * Remove a hidden file for good, as cred (NULL: the daemon); takes over
  * dir's reference, name and cred.  Where cred may not remove it (its
  * directory's mode changed since the unlink) but owns the directory, the

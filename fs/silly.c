@@ -23,6 +23,7 @@
 #include "fs_int.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,15 +42,101 @@ int silly_name(struct sfs *s, struct sfs_inode *ino, bool here, char *buf,
 }
 
 /*
+ * Directories whose mode unlink_as_owner() has opened for a moment.  The
+ * kernel asks for a directory's attributes again after an EACCES from its
+ * permission check (fuse_permission()), and an answer read while the mode
+ * was open would let this node's own callers through a directory its owner
+ * closed (difftest seed 883322035: a link() through a 0666 directory got
+ * EEXIST, not EACCES).  GETATTR and LOOKUP of a directory read while any
+ * such change ran (flux.seq moved) wait for it to end and read again.
+ * One daemon per process: the registry is the process's.
+ */
+#define FLUX_MAX 8
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	_Atomic uint64_t seq;	/* changes begun and ended */
+	_Atomic unsigned int n;	/* changes running */
+	struct {
+		int be_idx;
+		uint64_t fileid;
+	} ent[FLUX_MAX];
+} flux = { .lock = PTHREAD_MUTEX_INITIALIZER,
+	   .cond = PTHREAD_COND_INITIALIZER };
+
+static bool flux_has(int be_idx, uint64_t fileid)
+{
+	unsigned int i;
+
+	for (i = 0; i < flux.n; i++)
+		if (flux.ent[i].be_idx == be_idx &&
+		    flux.ent[i].fileid == fileid)
+			return true;
+	return false;
+}
+
+static void flux_begin(int be_idx, uint64_t fileid)
+{
+	pthread_mutex_lock(&flux.lock);
+	while (flux.n == FLUX_MAX || flux_has(be_idx, fileid))
+		pthread_cond_wait(&flux.cond, &flux.lock);
+	flux.ent[flux.n].be_idx = be_idx;
+	flux.ent[flux.n].fileid = fileid;
+	atomic_fetch_add(&flux.n, 1);
+	atomic_fetch_add(&flux.seq, 1);
+	pthread_mutex_unlock(&flux.lock);
+}
+
+static void flux_end(int be_idx, uint64_t fileid)
+{
+	unsigned int i;
+
+	pthread_mutex_lock(&flux.lock);
+	for (i = 0; i < flux.n; i++)
+		if (flux.ent[i].be_idx == be_idx &&
+		    flux.ent[i].fileid == fileid) {
+			flux.ent[i] = flux.ent[flux.n - 1];
+			atomic_fetch_sub(&flux.n, 1);
+			break;
+		}
+	atomic_fetch_add(&flux.seq, 1);
+	pthread_cond_broadcast(&flux.cond);
+	pthread_mutex_unlock(&flux.lock);
+}
+
+uint64_t silly_flux_seq(void)
+{
+	return atomic_load(&flux.seq);
+}
+
+bool silly_flux_wait(int be_idx, uint64_t fileid, uint64_t seq)
+{
+	bool again;
+
+	/* none begun, ended or running: almost always */
+	if (atomic_load(&flux.seq) == seq && !atomic_load(&flux.n))
+		return false;
+	pthread_mutex_lock(&flux.lock);
+	again = flux.seq != seq;
+	while (flux_has(be_idx, fileid))
+		pthread_cond_wait(&flux.cond, &flux.lock);
+	pthread_mutex_unlock(&flux.lock);
+	return again;
+}
+
+/*
  * Where root is squashed the hidden file is removed as the user who
  * unlinked it, in its own directory, and a chmod since then (a directory
  * made read-only or unsearchable) refuses that: the file would stay for
  * good, as the NFS client's .nfsXXXX does.  The directory's owner may
  * change its mode, so as the owner: open the directory up for the
- * removal and put its mode back.
+ * removal and put its mode back (this node's own callers never see the
+ * open mode: flux above; another node may, for two RPCs).
  */
-static int unlink_as_owner(struct be *be, const struct be_cred *cred,
-			   struct be_node *dir, const char *name)
+static int unlink_as_owner(struct be *be, int be_idx,
+			   const struct be_cred *cred, struct be_node *dir,
+			   const char *name)
 {
 	struct be_setattr sa = { .valid = BE_SET_MODE };
 	struct be_attr a;
@@ -61,15 +148,19 @@ static int unlink_as_owner(struct be *be, const struct be_cred *cred,
 	if (a.uid != cred->uid || (a.mode & 0300) == 0300)
 		return -EACCES;
 	sa.mode = (a.mode & 07777) | 0300;
+	flux_begin(be_idx, dir->fileid);
 	rc = be->ops->setattr(be, cred, dir, &sa, NULL);
-	if (rc < 0)
+	if (rc < 0) {
+		flux_end(be_idx, dir->fileid);
 		return rc;
+	}
 	rc = be->ops->unlink(be, cred, dir, name);
 	sa.mode = a.mode & 07777;
 	if (be->ops->setattr(be, cred, dir, &sa, NULL) < 0)
 		log_msg(LOG_LVL_WARN, "fs",
 			"cannot give back mode %04o to the directory of %s: it stays %04o",
 			sa.mode, name, (a.mode & 07777) | 0300);
+	flux_end(be_idx, dir->fileid);
 	return rc;
 }
 
@@ -81,7 +172,7 @@ void silly_remove(struct sfs *s, struct sfs_inode *ino, struct be_node *dir,
 	int rc = be->ops->unlink(be, cred, dir, name);
 
 	if ((rc == -EACCES || rc == -EPERM) && cred)
-		rc = unlink_as_owner(be, cred, dir, name);
+		rc = unlink_as_owner(be, ino->be_idx, cred, dir, name);
 	if (rc < 0 && rc != -ENOENT)
 		log_msg(LOG_LVL_WARN, "fs",
 			"cannot remove %s, a file unlinked while open, at its last close: %s",
