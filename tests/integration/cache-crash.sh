@@ -4,8 +4,11 @@
 #
 # 1. Write STAGEFS_CRASH_MIB MiB (CI default 256; done-when run by hand:
 #    2048) with -o fsync=local, fsync it, and kill -9 the daemon mid-flush:
-#    the NFS server is frozen once the upload has started, so the kill comes
-#    with dirty_bytes > 0 and uploads in flight.  Thaw, restart on the same
+#    the NFS server is frozen once the upload of the first half has
+#    started, and the second half is written after that, so the kill comes
+#    with dirty_bytes > 0 (the second half, and what of the first was not
+#    uploaded yet; freezing at a flush threshold alone once came after the
+#    last upload: CI, 256 MiB in 6 s).  Thaw, restart on the same
 #    cache_dir, wait until nothing is dirty: the export holds exactly the
 #    bytes written (xxh).
 # 2. Data closed with flush_on_close=async (no fsync) while the server is
@@ -47,16 +50,18 @@ mount_stagefs "$BACKEND" "$mnt" "$cache1" fsync=local nconnect=1 passthrough=off
 
 # Copy, fsync, report, then close (flush_on_close=sync: the close waits for
 # the upload, which the kill interrupts).
-python3 - "$TEST_TMP/big" "$mnt/big" >"$TEST_TMP/w1.out" 2>&1 <<'EOF' &
-import os, sys
-src, dst = sys.argv[1], sys.argv[2]
+# The second half waits for the server to be frozen.
+python3 - "$TEST_TMP/big" "$mnt/big" "$TEST_TMP/go1" >"$TEST_TMP/w1.out" 2>&1 <<'EOF' &
+import os, sys, time
+src, dst, go = sys.argv[1], sys.argv[2], sys.argv[3]
 fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-with open(src, "rb") as f:
-    while True:
-        b = f.read(1 << 20)
-        if not b:
-            break
-        os.write(fd, b)
+data = open(src, "rb").read()
+half = len(data) // 2 // (1 << 20) * (1 << 20)
+for off in range(0, len(data), 1 << 20):
+    if off == half:
+        while not os.path.exists(go):
+            time.sleep(0.05)
+    os.write(fd, data[off:off + (1 << 20)])
 os.fsync(fd)
 print("FSYNCED", flush=True)
 os.close(fd)
@@ -65,11 +70,12 @@ EOF
 wpid=$!
 at_exit "kill $wpid 2>/dev/null || true"
 
-# Freeze the server once the upload is under way.
+# Freeze the server once the upload is under way, then let the writer go on.
 thresh=$(( (big_mib / 16 > 4 ? big_mib / 16 : 4) << 20 ))
 wait_secs 120 counter_ge "$mnt" bytes_flushed "$thresh" \
 	|| fail "part 1: no upload started within 120 s (bytes_flushed=$(ctr "$mnt" bytes_flushed))"
 freeze_nfs
+touch "$TEST_TMP/go1"
 wait_secs 300 grep -qs FSYNCED "$TEST_TMP/w1.out" \
 	|| fail "part 1: fsync (fsync=local) did not return within 300 s with the server frozen: $(cat "$TEST_TMP/w1.out")"
 dirty=$(ctr "$mnt" dirty_bytes)
@@ -291,4 +297,4 @@ $out
 	info "round $r: ok, $out"
 done
 fi
-info "ok: $rounds rounds ($mid_flush killed with dirty data), $verified bytes verified in all"
+info "ok: $rounds rounds (${mid_flush:-0} killed with dirty data), $verified bytes verified in all"
