@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * silly.c - the hidden names of files unlinked while open, their removal
- * at the last close, and the removal at start of those this node's
- * earlier runs left behind.
+ * at the last close, the removal at start of those this node's earlier
+ * runs left behind, and, where root is squashed, their moves out of a
+ * directory being removed.
  *
  * A file whose last name goes while it is open is renamed to a hidden
  * name (dir.c silly_rename()) and removed at its last close
@@ -15,10 +16,15 @@
  * open; names of other nodes, and of versions before the id, are never
  * touched.  Where root is squashed the hidden files are spread over the
  * users' directories and renamed as their users: they are not looked for
- * (docs/operations.md).
+ * (docs/operations.md); a directory left with only such names of this
+ * node moves them up when it is removed (silly_evacuate()), and one whose
+ * mode their removal opens is never seen so here (the flux registry).
  *
  * Thread safety: silly_name() reads immutable fields only;
- * silly_cleanup() runs once in main(), before the session starts.
+ * silly_cleanup() runs once in main(), before the session starts;
+ * silly_evacuate() moves a name under ino_lock, so a last close takes
+ * either the old directory or the new one; the flux registry has its own
+ * lock, and atomics for the check on the hot path.
  */
 #include "fs_int.h"
 
