@@ -138,6 +138,29 @@ static struct jfile *jfile_find(struct jstate *s, int be_idx, uint64_t fileid,
 	return create ? jfile_add(s, be_idx, fileid) : NULL;
 }
 
+/*
+ * Another, older file of jf's (be_idx, fileid) with this handle: moved to
+ * the head of its hash chain, where jfile_find() finds it first.  True if
+ * there was one.
+ */
+static bool jfile_raise(struct jstate *s, struct jfile *jf,
+			const void *handle, size_t handle_len)
+{
+	struct jfile **pp = &s->tab[bucket(jf->fileid)], *o;
+
+	for (; (o = *pp); pp = &o->hnext)
+		if (o != jf && o->be_idx == jf->be_idx &&
+		    o->fileid == jf->fileid && o->handle_len == handle_len &&
+		    !memcmp(o->handle, handle, handle_len))
+			break;
+	if (!o)
+		return false;
+	*pp = o->hnext;
+	o->hnext = s->tab[bucket(jf->fileid)];
+	s->tab[bucket(jf->fileid)] = o;
+	return true;
+}
+
 static int keep_raw(struct jstate *s, enum jrec_type type, const char *spec,
 		    uint64_t fileid, uint64_t chunk, const void *payload,
 		    size_t len)
@@ -212,11 +235,16 @@ int jstate_rec(void *arg, enum jrec_type type, const char *spec,
 	if (!jf)
 		return type == JREC_CLEAN ? 0 : -ENOMEM;
 	/* A reused fileid: another handle is another file (the newest is
-	 * found first, and later records are about it). */
-	if (type == JREC_FILE && jf->handle_len &&
-	    (jf->handle_len != handle_len ||
-	     memcmp(jf->handle, handle, handle_len)) &&
-	    !(jf = jfile_add(s, be_idx, fileid)))
+	 * found first, and later records are about it).  A handle named
+	 * before is that file again: it becomes the newest, and the file
+	 * is never held twice (replayed twice, the second replay took the
+	 * first one's blocks for damaged ones: fuzz_replay). */
+	if (type == JREC_FILE && jfile_raise(s, jf, handle, handle_len))
+		jf = s->tab[bucket(fileid)];
+	else if (type == JREC_FILE && jf->handle_len &&
+		 (jf->handle_len != handle_len ||
+		  memcmp(jf->handle, handle, handle_len)) &&
+		 !(jf = jfile_add(s, be_idx, fileid)))
 		return -ENOMEM;
 	if (type == JREC_DROP && handle_len) {
 		/* Names the handle: the fileid may be another file's now. */
