@@ -140,10 +140,10 @@ static struct jfile *jfile_find(struct jstate *s, int be_idx, uint64_t fileid,
 
 /*
  * Another, older file of jf's (be_idx, fileid) with this handle: moved to
- * the head of its hash chain, where jfile_find() finds it first.  True if
- * there was one.
+ * the head of its hash chain, where jfile_find() finds it first, and
+ * returned; NULL if there is none.
  */
-static bool jfile_raise(struct jstate *s, struct jfile *jf,
+static struct jfile *jfile_raise(struct jstate *s, struct jfile *jf,
 			const void *handle, size_t handle_len)
 {
 	struct jfile **pp = &s->tab[bucket(jf->fileid)], *o;
@@ -154,11 +154,11 @@ static bool jfile_raise(struct jstate *s, struct jfile *jf,
 		    !memcmp(o->handle, handle, handle_len))
 			break;
 	if (!o)
-		return false;
+		return NULL;
 	*pp = o->hnext;
 	o->hnext = s->tab[bucket(jf->fileid)];
 	s->tab[bucket(jf->fileid)] = o;
-	return true;
+	return o;
 }
 
 static int keep_raw(struct jstate *s, enum jrec_type type, const char *spec,
@@ -214,7 +214,7 @@ int jstate_rec(void *arg, enum jrec_type type, const char *spec,
 {
 	struct jstate *s = arg;
 	struct cache *c = s->c;
-	struct jfile *jf;
+	struct jfile *jf, *older;
 	void *p = NULL;
 	int be_idx, rc;
 	size_t i;
@@ -239,8 +239,10 @@ int jstate_rec(void *arg, enum jrec_type type, const char *spec,
 	 * before is that file again: it becomes the newest, and the file
 	 * is never held twice (replayed twice, the second replay took the
 	 * first one's blocks for damaged ones: fuzz_replay). */
-	if (type == JREC_FILE && jfile_raise(s, jf, handle, handle_len))
-		jf = s->tab[bucket(fileid)];
+	older = type == JREC_FILE ? jfile_raise(s, jf, handle, handle_len) :
+				    NULL;
+	if (older)
+		jf = older;
 	else if (type == JREC_FILE && jf->handle_len &&
 		 (jf->handle_len != handle_len ||
 		  memcmp(jf->handle, handle, handle_len)) &&

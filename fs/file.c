@@ -161,6 +161,7 @@ bool file_kill_suidgid(struct sfs *s, struct sfs_inode *in,
 	struct be_setattr sa = { .valid = BE_SET_MODE };
 	struct be_cred owner = { 0 };
 	struct be_attr last, a;
+	uint32_t killed;
 	int rc;
 
 	if (!offline_attr(s, in, &last) ||
@@ -173,9 +174,10 @@ bool file_kill_suidgid(struct sfs *s, struct sfs_inode *in,
 		last.gid = a.gid;
 	}
 	a = last;
-	if (mode_suidgid_killed(last.mode, last.gid, cred) == last.mode)
+	killed = mode_suidgid_killed(last.mode, last.gid, cred);
+	if (killed == last.mode)
 		goto out;	/* changed elsewhere: nothing left to clear */
-	sa.mode = mode_suidgid_killed(last.mode, last.gid, cred) & 07777;
+	sa.mode = killed & 07777;
 	owner.uid = last.uid;
 	owner.gid = last.gid;
 	rc = cache_setattr(s->cache, &owner, in->be_idx, in->node, &sa, &a);
@@ -185,7 +187,7 @@ bool file_kill_suidgid(struct sfs *s, struct sfs_inode *in,
 			ino_be(s, in)->spec, (unsigned long long)in->fileid,
 			strerror(-rc));
 		a = last;
-		a.mode = mode_suidgid_killed(last.mode, last.gid, cred);
+		a.mode = killed;
 	}
 out:
 	offline_attr_save(s, in, &a);

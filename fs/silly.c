@@ -71,21 +71,22 @@ static struct {
 } flux = { .lock = PTHREAD_MUTEX_INITIALIZER,
 	   .cond = PTHREAD_COND_INITIALIZER };
 
-static bool flux_has(int be_idx, uint64_t fileid)
+/* The entry of a directory in flux, or -1; flux.lock held. */
+static int flux_find(int be_idx, uint64_t fileid)
 {
 	unsigned int i;
 
 	for (i = 0; i < flux.n; i++)
 		if (flux.ent[i].be_idx == be_idx &&
 		    flux.ent[i].fileid == fileid)
-			return true;
-	return false;
+			return (int)i;
+	return -1;
 }
 
 static void flux_begin(int be_idx, uint64_t fileid)
 {
 	pthread_mutex_lock(&flux.lock);
-	while (flux.n == FLUX_MAX || flux_has(be_idx, fileid))
+	while (flux.n == FLUX_MAX || flux_find(be_idx, fileid) >= 0)
 		pthread_cond_wait(&flux.cond, &flux.lock);
 	flux.ent[flux.n].be_idx = be_idx;
 	flux.ent[flux.n].fileid = fileid;
@@ -96,16 +97,14 @@ static void flux_begin(int be_idx, uint64_t fileid)
 
 static void flux_end(int be_idx, uint64_t fileid)
 {
-	unsigned int i;
+	int i;
 
 	pthread_mutex_lock(&flux.lock);
-	for (i = 0; i < flux.n; i++)
-		if (flux.ent[i].be_idx == be_idx &&
-		    flux.ent[i].fileid == fileid) {
-			flux.ent[i] = flux.ent[flux.n - 1];
-			atomic_fetch_sub(&flux.n, 1);
-			break;
-		}
+	i = flux_find(be_idx, fileid);
+	if (i >= 0) {
+		flux.ent[i] = flux.ent[flux.n - 1];
+		atomic_fetch_sub(&flux.n, 1);
+	}
 	atomic_fetch_add(&flux.seq, 1);
 	pthread_cond_broadcast(&flux.cond);
 	pthread_mutex_unlock(&flux.lock);
@@ -125,7 +124,7 @@ bool silly_flux_wait(int be_idx, uint64_t fileid, uint64_t seq)
 		return false;
 	pthread_mutex_lock(&flux.lock);
 	again = flux.seq != seq;
-	while (flux_has(be_idx, fileid))
+	while (flux_find(be_idx, fileid) >= 0)
 		pthread_cond_wait(&flux.cond, &flux.lock);
 	pthread_mutex_unlock(&flux.lock);
 	return again;
