@@ -255,6 +255,13 @@ struct cache_file {
 	uint64_t gen_upload_seq;	/* upload_seq when gen was last set:
 					 * if they differ, gen predates our
 					 * own uploads (file_refresh_gen pending) */
+	/* The backend's attributes right after this node's uploads, taken
+	 * while a passthrough writer held the file (its generation is
+	 * settled with them at its end, file_settle_pt()): valid while
+	 * upload_seq and local_seq are still snap_upload_seq, snap_local_seq */
+	bool snap_set;
+	uint64_t snap_upload_seq, snap_local_seq;
+	struct be_attr snap;
 	unsigned int flush_waiters;	/* in cache_file_flush() */
 	unsigned int pt_users;	/* passthrough opens: the kernel reads and
 				 * writes fd itself; never evict or punch */
@@ -543,9 +550,13 @@ int file_ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask,
  * f->lock held (dropped meanwhile), f->wlock held by the caller. */
 int file_flush_chunk_now(struct cache_file *f, uint64_t idx);
 /* flush.c: once the file is clean, take the backend's generation after
- * this node's uploads as the cached data's (a no-op while it is dirty,
- * being changed here, or written by a passthrough writer). */
+ * this node's uploads as the cached data's (a no-op while it is dirty or
+ * being changed here; kept for file_settle_pt() while a passthrough
+ * writer holds it). */
 void file_refresh_gen(struct cache_file *f);
+/* flush.c: the last passthrough writer's end, its bytes hashed: settle
+ * the generation its uploads made. */
+void file_settle_pt(struct cache_file *f);
 /* passthrough.c: hash chunks [from, to) of the data file again (to = ~0:
  * to its end), taking what a passthrough writer put there as dirty; f->lock
  * not held.  0 or -errno. */

@@ -460,10 +460,7 @@ void file_refresh_gen(struct cache_file *f)
 	bool clean;
 
 	pthread_mutex_lock(&f->lock);
-	/* A passthrough writer is still growing the file: its size and
-	 * generation are not settled until it is done (cache_file_pt_end). */
-	clean = !f->dirty_chunks && !f->gone && !f->local_change &&
-		!f->pt_writers;
+	clean = !f->dirty_chunks && !f->gone && !f->local_change;
 	seq = f->upload_seq;
 	lseq = f->local_seq;
 	pthread_mutex_unlock(&f->lock);
@@ -476,11 +473,53 @@ void file_refresh_gen(struct cache_file *f)
 	 * generation from before that change, and the next upload's check
 	 * would take this node's own change for another client's.
 	 */
-	if (!f->dirty_chunks && !f->inflight && f->upload_seq == seq &&
-	    !f->local_change && f->local_seq == lseq && !f->pt_writers) {
+	if (f->dirty_chunks || f->inflight || f->upload_seq != seq ||
+	    f->local_change || f->local_seq != lseq) {
+		pthread_mutex_unlock(&f->lock);
+		return;
+	}
+	if (f->pt_writers) {
+		/*
+		 * A passthrough writer is still growing the file: its size
+		 * and generation are settled at its end (file_settle_pt()),
+		 * with what the backend says now, right after the uploads.
+		 * Asked at the end instead, the backend would give another
+		 * node's change made between this writer's close and its
+		 * release for this node's own.
+		 */
+		f->snap = attr;
+		f->snap_upload_seq = seq;
+		f->snap_local_seq = lseq;
+		f->snap_set = true;
+	} else {
 		settle_gen(f, &attr);
 	}
 	pthread_mutex_unlock(&f->lock);
+}
+
+/*
+ * The last passthrough writer is done and what it wrote is hashed: settle
+ * the generation its uploads made.  With the attributes taken right after
+ * them if nothing was uploaded or changed here since; else by asking now.
+ */
+void file_settle_pt(struct cache_file *f)
+{
+	bool done = false;
+
+	pthread_mutex_lock(&f->lock);
+	if (f->upload_seq == f->gen_upload_seq) {
+		done = true;	/* no upload since the generation was set */
+	} else if (f->snap_set && f->snap_upload_seq == f->upload_seq &&
+		   f->snap_local_seq == f->local_seq && !f->dirty_chunks &&
+		   !f->inflight && !f->local_change && !f->pt_writers &&
+		   !f->gone) {
+		settle_gen(f, &f->snap);
+		done = true;
+	}
+	f->snap_set = false;
+	pthread_mutex_unlock(&f->lock);
+	if (!done)
+		file_refresh_gen(f);
 }
 
 /* Is chunk idx still dirty (f->lock held)? */

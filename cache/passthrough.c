@@ -1167,7 +1167,7 @@ void cache_file_pt_end(struct cache_file *f, bool write)
 		 * took another node's later change for this node's own and
 		 * kept this node's old blocks (passthrough.sh case 7).
 		 */
-		file_refresh_gen(f);
+		file_settle_pt(f);
 	}
 	pt_list_del(f);
 }

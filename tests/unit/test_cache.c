@@ -1238,6 +1238,49 @@ START_TEST(bug_pt_refresh_keeps_other_nodes_gap)
 END_TEST
 
 /*
+ * A passthrough writer's close: its FLUSH waits for the uploads, its
+ * RELEASE comes later.  Another node that rewrote the file in between
+ * had its generation taken for this node's own uploads, and the next
+ * open here served this node's older bytes under the new size (CI,
+ * passthrough.sh case 7 under ASan: "content differs").
+ */
+START_TEST(bug_pt_release_takes_other_nodes_change)
+{
+	size_t len1 = CS + 1000, len2 = CS / 2;
+	unsigned char *v1 = pattern_new(len1, 81), *v2 = pattern_new(len2, 82);
+	struct cache_file *f;
+	struct be_node *n;
+	bool asked = false;
+	int fd, i;
+
+	fx_open();
+	f = fx_file("handover", NULL, 0, &n);
+	ck_assert_int_eq(cache_file_pt_begin(f, NULL, true, false, &fd), 0);
+	ck_assert_int_eq(pwrite(fd, v1, len1, 0), (ssize_t)len1);
+	/* close(2): FLUSH hashes and uploads */
+	ck_assert_int_eq(cache_file_pt_flush(f, false), 0);
+	ck_assert_int_eq(cache_file_close(f), 0);
+	assert_backend_has(n, v1, len1, "backend after the close");
+	/* the flusher asks for the generation its last upload made */
+	for (i = 0; i < 500 && !asked; i++) {
+		pthread_mutex_lock(&f->lock);
+		asked = f->snap_set && f->snap_upload_seq == f->upload_seq;
+		pthread_mutex_unlock(&f->lock);
+		if (!asked)
+			sleep_ms(10);
+	}
+	ck_assert_msg(asked, "no generation taken after the uploads");
+	/* another node opens, truncates and writes, before the RELEASE */
+	ck_assert_int_eq(mem_be_set_data(X.be, n, v2, len2), 0);
+	cache_file_pt_end(f, true);
+	assert_cache_has(fx_reopen(n), v2, len2,
+			 "an open after the other node's close");
+	free(v1);
+	free(v2);
+}
+END_TEST
+
+/*
  * Blocks dropped as stale while a passthrough reader holds the file are
  * not punched (the kernel reads the data file): their old bytes stay.  A
  * rehash took them for a writer's (not present: compared with zeros) and
@@ -4237,6 +4280,7 @@ static Suite *cache_suite(void)
 		T(test_pt_truncate_keeps_writer_bytes),
 		T(test_pt_zero_runs_left_out),
 		B(bug_pt_refresh_keeps_other_nodes_gap),
+		B(bug_pt_release_takes_other_nodes_change),
 		B(bug_rehash_uploads_leftover_blocks),
 		B(bug_pt_crash_replay_sends_zero_runs),
 		B(bug_pt_crash_runs_before_dirty),
