@@ -325,6 +325,15 @@ struct be_ops {
 	/* Make every completed write to node stable (NFS COMMIT, fsync). */
 	int (*commit)(struct be *be, const struct be_cred *cred,
 		      struct be_node *node, be_io_cb cb, void *cookie);
+	/*
+	 * Optional (NULL: ask with getattr).  The file's attributes as the
+	 * reply to the last commit of node carried them, while they are
+	 * still the file after every write and setattr sent through node:
+	 * none was in flight or sent since.  -ENODATA when there are none
+	 * such.  No request goes out.
+	 */
+	int (*committed_attr)(struct be *be, struct be_node *node,
+			      struct be_attr *attr);
 
 	/*
 	 * Persistent handles, so the journal can name a file across a

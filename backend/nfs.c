@@ -131,7 +131,7 @@ static uint32_t ftype_bits(ftype3 type)
 	return 0;
 }
 
-static void attr_from3(struct be_attr *a, const fattr3 *f)
+void nfs_attr_from3(struct be_attr *a, const fattr3 *f)
 {
 	memset(a, 0, sizeof(*a));
 	a->fileid = f->fileid;
@@ -153,6 +153,14 @@ static void node_truncated(struct nfs_node *n, uint64_t size)
 {
 	pthread_mutex_lock(&n->lock);
 	nfs_wt_truncate(&n->wt, size);
+	pthread_mutex_unlock(&n->lock);
+}
+
+/* A SETATTR of n: the attributes a COMMIT carried no longer hold. */
+static void meta_changing(struct nfs_node *n)
+{
+	pthread_mutex_lock(&n->lock);
+	n->meta_seq++;
 	pthread_mutex_unlock(&n->lock);
 }
 
@@ -709,7 +717,7 @@ static int sync_make_node(struct nfs_be *nb, const struct be_cred *cred,
 		s->have_attr = 1;
 	}
 	if (attr)
-		attr_from3(attr, &s->attr);
+		nfs_attr_from3(attr, &s->attr);
 	if (out) {
 		n = node_new(s->fh, s->fh_len, s->attr.fileid);
 		if (!n)
@@ -730,7 +738,7 @@ static int nfsbe_getattr(struct be *be, const struct be_cred *cred,
 
 	rc = nfsbe_getattr_fh(NB(be), cred, n->fh, n->fh_len, NULL, &f, 0);
 	if (rc == 0 && attr)
-		attr_from3(attr, &f);
+		nfs_attr_from3(attr, &f);
 	return rc;
 }
 
@@ -825,7 +833,9 @@ static int nfsbe_setattr(struct be *be, const struct be_cred *cred,
 		time_to3(&a->mtime.set_mtime_u.mtime, &sa->mtime);
 	}
 	s.a.setattr.guard.check = 0;
+	meta_changing(n);
 	rc = sync_run(nb, cred, &s, 0);
+	meta_changing(n);
 	if (rc == 0 && (sa->valid & BE_SET_SIZE))
 		node_truncated(n, sa->size);
 	if (rc == 0 && attr) {
@@ -833,7 +843,7 @@ static int nfsbe_setattr(struct be *be, const struct be_cred *cred,
 			rc = nfsbe_getattr_fh(nb, cred, n->fh, n->fh_len, NULL, &s.attr,
 					    0);
 		if (rc == 0)
-			attr_from3(attr, &s.attr);
+			nfs_attr_from3(attr, &s.attr);
 	}
 	sync_free(&s);
 	return rc;
@@ -1042,7 +1052,7 @@ static int nfsbe_link(struct be *be, const struct be_cred *cred,
 			rc = nfsbe_getattr_fh(nb, cred, n->fh, n->fh_len, name, &s.attr,
 					    0);
 		if (rc == 0)
-			attr_from3(attr, &s.attr);
+			nfs_attr_from3(attr, &s.attr);
 	}
 	sync_free(&s);
 	return rc;
@@ -1161,7 +1171,7 @@ static int nfsbe_readdir(struct be *be, const struct be_cred *cred,
 			if (!strcmp(d->name, ".") || !strcmp(d->name, ".."))
 				continue;
 			if (d->have_attr)
-				attr_from3(&a, &d->attr);
+				nfs_attr_from3(&a, &d->attr);
 			if (d->have_fh)
 				n = node_new(d->fh, d->fh_len,
 					     d->have_attr ? d->attr.fileid :
@@ -1276,7 +1286,7 @@ static int nfsbe_access(struct be *be, const struct be_cred *cred,
 		if ((s.r.access & want) != want)
 			rc = -EACCES;
 		if (attr)
-			attr_from3(attr, &s.attr);
+			nfs_attr_from3(attr, &s.attr);
 	}
 	sync_free(&s);
 	return rc;
@@ -1310,7 +1320,7 @@ static int nfsbe_node_decode(struct be *be, const struct be_cred *cred,
 	if (rc < 0)
 		return rc;
 	if (attr)
-		attr_from3(attr, &f);
+		nfs_attr_from3(attr, &f);
 	if (out) {
 		n = node_new(buf, (uint32_t)len, f.fileid);
 		if (!n)
@@ -1379,6 +1389,7 @@ static const struct be_ops nfsbe_ops = {
 	.write = nfsbe_write,
 	.commit = nfsbe_commit,
 	.commit_ranges = nfsbe_commit_ranges,
+	.committed_attr = nfsbe_committed_attr,
 	.node_encode = nfsbe_node_encode,
 	.node_decode = nfsbe_node_decode,
 	.access = nfsbe_access,

@@ -25,7 +25,16 @@ struct nfs_node {
 	uint32_t fh_len;
 	unsigned char fh[NFS3_FHSIZE];
 	pthread_mutex_t lock;
-	struct nfs_wtrack wt;	/* protected by lock */
+	/* protected by lock: */
+	struct nfs_wtrack wt;
+	unsigned int w_inflight;	/* WRITE calls submitted, not ended */
+	uint64_t meta_seq;	/* bumped around every SETATTR */
+	/* The file as the reply to this node's last COMMIT had it, while
+	 * wt.wseq and meta_seq are still cattr_wseq and cattr_meta and no
+	 * WRITE is in flight (nfsbe_committed_attr). */
+	bool cattr_set;
+	uint64_t cattr_wseq, cattr_meta;
+	fattr3 cattr;
 };
 
 struct nfs_be {
@@ -77,5 +86,11 @@ int nfsbe_commit(struct be *be, const struct be_cred *cred,
 int nfsbe_commit_ranges(struct be *be, const struct be_cred *cred,
 			struct be_node *node, const struct be_range *r,
 			unsigned int nr, be_io_cb cb, void *cookie);
+int nfsbe_committed_attr(struct be *be, struct be_node *node,
+			 struct be_attr *attr);
+
+/* ---- nfs.c ------------------------------------------------------------ */
+
+void nfs_attr_from3(struct be_attr *a, const fattr3 *f);
 
 #endif /* STAGEFS_NFS_BE_H */

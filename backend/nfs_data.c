@@ -86,6 +86,7 @@ struct nfs_io {
 	char why[160];		/* ... and its story, by whoever set err */
 	_Atomic uint64_t eof;	/* lowest request position at EOF */
 	unsigned int npieces;
+	bool write;
 	struct nfs_piece pieces[];
 };
 
@@ -206,6 +207,11 @@ static void piece_end(struct nfs_piece *p)
 			strerror(-err), io->why);
 	} else {
 		res = (ssize_t)(eof < io->len ? eof : io->len);
+	}
+	if (io->write) {
+		pthread_mutex_lock(&io->node->lock);
+		io->node->w_inflight--;
+		pthread_mutex_unlock(&io->node->lock);
 	}
 	be_node_put(&nb->be, &io->node->base);
 	io->cb(io->cookie, res);
@@ -383,6 +389,12 @@ static int nfsbe_rw(struct be *be, const struct be_cred *cred,
 		p->buf = p->bounce;
 	}
 	be_node_get(node);
+	io->write = is_write;
+	if (is_write) {
+		pthread_mutex_lock(&io->node->lock);
+		io->node->w_inflight++;
+		pthread_mutex_unlock(&io->node->lock);
+	}
 	/* io may end during the last submit: do not touch it after */
 	for (i = 0; i < n; i++)
 		nfs_pool_submit(nb->pool, &io->pieces[i].call);
@@ -411,6 +423,8 @@ struct nfsbe_commit {
 	struct be_cred cred;	/* the caller's, if has_cred */
 	bool has_cred;
 	uint64_t wseq;		/* the node's write count when prepared */
+	uint64_t meta;		/* ... and its meta_seq */
+	bool quiet;		/* no WRITE of the node was in flight then */
 	const struct be_range *r;	/* the caller's, until cb */
 	unsigned int nr;
 	be_io_cb cb;
@@ -443,11 +457,24 @@ static void commit_done(struct nfs_call *call, int err, void *res)
 			nb->be.spec, (unsigned long long)n->base.fileid,
 			strerror(-err), nfs_stat3_str(r->status));
 	} else {
+		const post_op_attr *after =
+			&r->COMMIT3res_u.resok.file_wcc.after;
+
 		gen = verf_note(nb, r->COMMIT3res_u.resok.verf);
 		pthread_mutex_lock(&n->lock);
 		err = nfs_wt_commit_done(&n->wt, gen, c->wseq, c->r, c->nr);
 		if (err)
 			lost = nfs_wt_lost_bytes(&n->wt);
+		/* The file after every WRITE of ours, if none was in flight
+		 * or completed meanwhile: the server ran them all first. */
+		n->cattr_set = !err && after->attributes_follow && c->quiet &&
+			       !n->w_inflight && n->wt.wseq == c->wseq &&
+			       n->meta_seq == c->meta;
+		if (n->cattr_set) {
+			n->cattr = after->post_op_attr_u.attributes;
+			n->cattr_wseq = c->wseq;
+			n->cattr_meta = c->meta;
+		}
 		pthread_mutex_unlock(&n->lock);
 		if (err == -EAGAIN)
 			log_msg(LOG_LVL_INFO, "nfs",
@@ -482,6 +509,8 @@ int nfsbe_commit_ranges(struct be *be, const struct be_cred *cred,
 	c->a.count = 0;		/* the whole file: see nfs_wt_commit_done */
 	pthread_mutex_lock(&n->lock);
 	c->wseq = nfs_wt_commit_start(&n->wt);
+	c->meta = n->meta_seq;
+	c->quiet = !n->w_inflight;
 	pthread_mutex_unlock(&n->lock);
 	c->r = r;
 	c->nr = nr;
@@ -504,6 +533,22 @@ int nfsbe_commit(struct be *be, const struct be_cred *cred,
 		 struct be_node *node, be_io_cb cb, void *cookie)
 {
 	return nfsbe_commit_ranges(be, cred, node, NULL, 0, cb, cookie);
+}
+
+int nfsbe_committed_attr(struct be *be, struct be_node *node,
+			 struct be_attr *attr)
+{
+	struct nfs_node *n = NN(node);
+	int rc = -ENODATA;
+
+	pthread_mutex_lock(&n->lock);
+	if (n->cattr_set && !n->w_inflight && n->wt.wseq == n->cattr_wseq &&
+	    n->meta_seq == n->cattr_meta) {
+		nfs_attr_from3(attr, &n->cattr);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&n->lock);
+	return rc;
 }
 
 /* ---- handles -------------------------------------------------------- */

@@ -335,6 +335,44 @@ out:
 #define DB (MIB + 100u)
 #define DC 4096u
 
+/*
+ * committed_attr right after a commit (ga: a getattr after it): the same
+ * generation; none after one more write, nor after a setattr; again after
+ * the next commit.  Backends without it: nothing to check.
+ */
+static void test_committed_attr(struct ctx *c, const struct be_attr *ga)
+{
+	const char *name = "committed_attr: the file after the commit, none after a write or setattr";
+	struct be_gen g1, g2;
+	struct be_setattr sa = { .valid = BE_SET_MTIME };
+	struct be_attr a;
+	uint8_t b = pat(0);
+	int rc;
+
+	if (!ops->committed_attr)
+		return;
+	rc = ops->committed_attr(be, c->f, &a);
+	RC(name, rc, "committed_attr after the commit");
+	g1 = be_attr_gen(&a);
+	g2 = be_attr_gen(ga);
+	REQUIRE(name, be_gen_equal(&g1, &g2) && a.fileid == ga->fileid,
+		"size %llu mtime %lld, getattr: size %llu mtime %lld",
+		(unsigned long long)a.size, (long long)g1.mtime_ns,
+		(unsigned long long)ga->size, (long long)g2.mtime_ns);
+	REQUIRE(name, be_pwrite(be, NULL, c->f, &b, 1, 0) == 1, "be_pwrite");
+	rc = ops->committed_attr(be, c->f, &a);
+	REQUIRE(name, rc == -ENODATA, "after a write: %d, want -ENODATA", rc);
+	RC(name, be_commit(be, NULL, c->f), "commit");
+	RC(name, ops->committed_attr(be, c->f, &a), "committed_attr after the next commit");
+	sa.mtime = a.mtime;
+	RC(name, ops->setattr(be, NULL, c->f, &sa, NULL), "setattr");
+	rc = ops->committed_attr(be, c->f, &a);
+	REQUIRE(name, rc == -ENODATA, "after a setattr: %d, want -ENODATA", rc);
+	report(1, name, " ");
+out:
+	return;
+}
+
 static void test_write_read(struct ctx *c)
 {
 	const char *wname = "be_pwrite at offsets, with a sparse hole";
@@ -359,6 +397,7 @@ static void test_write_read(struct ctx *c)
 	REQUIRE(wname, a.size == DB + DC, "size %llu, want %u",
 		(unsigned long long)a.size, DB + DC);
 	report(1, wname, " ");
+	test_committed_attr(c, &a);
 
 	memset(buf, 0xee, 2 * MIB);
 	r = be_pread(be, NULL, c->f, buf, DA, 0);
