@@ -433,10 +433,11 @@ static int flush_finish(struct cache_file *f, struct upload *up, int rc)
 /*
  * The file is clean and attr is the backend's view after this node's
  * uploads; f->lock held.  The generation moved by this node's writes, and
- * maybe by another node's meanwhile: the two cannot be told apart, so
- * every cached block this node did not write whole since the file was
- * last opened here is dropped (it is fetched again when read), and the
- * blocks it did write are kept.
+ * maybe by another node's between them (a change after them is not in
+ * attr: upload_attr()): the two cannot be told apart, so every cached
+ * block this node did not write whole since the file was last opened here
+ * is dropped (it is fetched again when read), and the blocks it did write
+ * are kept.
  */
 static void settle_gen(struct cache_file *f, const struct be_attr *attr)
 {
@@ -452,6 +453,21 @@ static void settle_gen(struct cache_file *f, const struct be_attr *attr)
 	index_store_header(f);
 }
 
+/*
+ * The backend's view of f after this node's uploads: what the reply to
+ * their commit carried, if the backend kept it (no request, and no window
+ * in which another node's later change passes for ours); else asked now.
+ */
+static int upload_attr(struct cache_file *f, struct be_attr *attr)
+{
+	struct be *be = file_be(f);
+
+	if (be->ops->committed_attr &&
+	    be->ops->committed_attr(be, f->node, attr) == 0)
+		return 0;
+	return be->ops->getattr(be, NULL, f->node, attr);
+}
+
 /* After the last dirty chunk: remember the backend's new generation. */
 void file_refresh_gen(struct cache_file *f)
 {
@@ -464,7 +480,7 @@ void file_refresh_gen(struct cache_file *f)
 	seq = f->upload_seq;
 	lseq = f->local_seq;
 	pthread_mutex_unlock(&f->lock);
-	if (!clean || file_be(f)->ops->getattr(file_be(f), NULL, f->node, &attr))
+	if (!clean || upload_attr(f, &attr))
 		return;
 	pthread_mutex_lock(&f->lock);
 	/*

@@ -44,6 +44,10 @@ struct mem_node {
 	struct mem_dirent *entries;	/* directories */
 	struct mem_xattr *xattrs;
 	struct mem_node *all_next;	/* every node ever made */
+	uint64_t own_seq;		/* writes and setattrs through be_ops */
+	bool cattr_set;			/* cattr: as the last commit left it, */
+	uint64_t cattr_own;		/* ... while own_seq is still this */
+	struct be_attr cattr;
 };
 
 #define MEM_BY_MAX 8
@@ -71,6 +75,9 @@ struct mem_be {
 	uint64_t next_fileid;
 	struct timespec last;
 	struct mem_fault faults[MEM_OP_COUNT];
+	bool committed;			/* mem_be_committed_attr() on */
+	void (*on_getattr)(void *);	/* once, before the next getattr */
+	void *on_getattr_arg;
 };
 
 static inline struct mem_be *to_mb(struct be *be)
@@ -356,8 +363,15 @@ static int mem_getattr(struct be *be, const struct be_cred *cred,
 		       struct be_attr *attr)
 {
 	struct mem_be *mb = to_mb(be);
+	void (*hook)(void *);
 	int rc = -ESTALE;
 
+	pthread_mutex_lock(&mb->lock);
+	hook = mb->on_getattr;
+	mb->on_getattr = NULL;
+	pthread_mutex_unlock(&mb->lock);
+	if (hook)
+		hook(mb->on_getattr_arg);
 	pthread_mutex_lock(&mb->lock);
 	if (to_mn(node)->nlink)
 		rc = give(to_mn(node), NULL, attr);
@@ -379,6 +393,7 @@ static int mem_setattr(struct be *be, const struct be_cred *cred,
 
 	pthread_mutex_lock(&mb->lock);
 	rc = fault_enter(mb, MEM_OP_SETATTR, cred);
+	n->own_seq++;
 	if (rc == 0 && !n->nlink)
 		rc = -ESTALE;
 	if (rc == 0 && (sa->valid & BE_SET_SIZE)) {
@@ -951,6 +966,7 @@ static int mem_write(struct be *be, const struct be_cred *cred,
 		total += iov[i].iov_len;
 	pthread_mutex_lock(&mb->lock);
 	res = fault_enter(mb, MEM_OP_WRITE, cred);
+	n->own_seq++;
 	if (res == 0 && !n->nlink)
 		res = -ESTALE;
 	else if (res == 0 && !S_ISREG(n->mode))
@@ -981,14 +997,56 @@ static int mem_commit(struct be *be, const struct be_cred *cred,
 	struct mem_be *mb = to_mb(be);
 	ssize_t res;
 
+	struct mem_node *n = to_mn(node);
+
 	pthread_mutex_lock(&mb->lock);
 	res = fault_enter(mb, MEM_OP_COMMIT, cred);
-	if (res == 0 && !to_mn(node)->nlink)
+	if (res == 0 && !n->nlink)
 		res = -ESTALE;
+	n->cattr_set = res == 0;
+	if (res == 0) {
+		fill_attr(n, &n->cattr);
+		n->cattr_own = n->own_seq;
+	}
 	pthread_mutex_unlock(&mb->lock);
 	cb(cookie, res);
 	fault_done(mb, MEM_OP_COMMIT);
 	return 0;
+}
+
+static int mem_committed_attr(struct be *be, struct be_node *node,
+			      struct be_attr *attr)
+{
+	struct mem_be *mb = to_mb(be);
+	struct mem_node *n = to_mn(node);
+	int rc = -ENODATA;
+
+	pthread_mutex_lock(&mb->lock);
+	if (mb->committed && n->cattr_set && n->cattr_own == n->own_seq) {
+		*attr = n->cattr;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&mb->lock);
+	return rc;
+}
+
+void mem_be_committed_attr(struct be *be, bool on)
+{
+	struct mem_be *mb = to_mb(be);
+
+	pthread_mutex_lock(&mb->lock);
+	mb->committed = on;
+	pthread_mutex_unlock(&mb->lock);
+}
+
+void mem_be_on_getattr(struct be *be, void (*fn)(void *), void *arg)
+{
+	struct mem_be *mb = to_mb(be);
+
+	pthread_mutex_lock(&mb->lock);
+	mb->on_getattr = fn;
+	mb->on_getattr_arg = arg;
+	pthread_mutex_unlock(&mb->lock);
 }
 
 static int mem_node_encode(struct be *be, struct be_node *node, void *buf,
@@ -1057,6 +1115,7 @@ static const struct be_ops mem_ops = {
 	.read = mem_read,
 	.write = mem_write,
 	.commit = mem_commit,
+	.committed_attr = mem_committed_attr,
 	.node_encode = mem_node_encode,
 	.node_decode = mem_node_decode,
 	.access = mem_access,

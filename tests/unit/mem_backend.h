@@ -28,6 +28,7 @@
 #ifndef STAGEFS_TEST_MEM_BACKEND_H
 #define STAGEFS_TEST_MEM_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "backend.h"
@@ -83,5 +84,14 @@ unsigned long mem_be_completed(struct be *be, enum mem_op op);
  */
 long mem_be_last_uid(struct be *be, enum mem_op op);
 unsigned long mem_be_calls_by(struct be *be, enum mem_op op, long uid);
+
+/*
+ * committed_attr (be_ops): off at first (the cache then asks getattr);
+ * on, the attributes the last commit of a node left, while no write or
+ * setattr went through be_ops since (mem_be_set_data is another node's).
+ */
+void mem_be_committed_attr(struct be *be, bool on);
+/* fn(arg), once, at the start of the next getattr. */
+void mem_be_on_getattr(struct be *be, void (*fn)(void *), void *arg);
 
 #endif /* STAGEFS_TEST_MEM_BACKEND_H */

@@ -1237,6 +1237,72 @@ START_TEST(bug_pt_refresh_keeps_other_nodes_gap)
 }
 END_TEST
 
+/* Another node's write of v2 over the test's file (mem_be_on_getattr). */
+struct other_write {
+	struct be_node *n;
+	const unsigned char *data;
+	size_t len;
+	bool done;
+};
+
+static void other_write_main(void *arg)
+{
+	struct other_write *o = arg;
+
+	ck_assert_int_eq(mem_be_set_data(X.be, o->n, o->data, o->len), 0);
+	o->done = true;
+}
+
+/* f's generation is the one its last upload made (flusher done). */
+static void wait_settled(struct cache_file *f)
+{
+	bool settled = false;
+	int i;
+
+	for (i = 0; i < 500 && !settled; i++) {
+		pthread_mutex_lock(&f->lock);
+		settled = !f->dirty_chunks && !f->inflight &&
+			  f->gen_upload_seq == f->upload_seq;
+		pthread_mutex_unlock(&f->lock);
+		if (!settled)
+			sleep_ms(10);
+	}
+	ck_assert_msg(settled, "the generation after the upload was not settled");
+}
+
+/*
+ * Another node's change that lands after this node's upload but before
+ * the flusher asked for the generation it made: a GETATTR then gave the
+ * other node's generation, taken for this node's own, and the blocks
+ * this node had written whole were served over the other node's bytes.
+ * The attributes the COMMIT's reply carried are the file before that
+ * change.
+ */
+START_TEST(bug_refresh_takes_change_after_commit)
+{
+	size_t len1 = 2 * BS, len2 = BS + 100;
+	unsigned char *v1 = pattern_new(len1, 91), *v2 = pattern_new(len2, 92);
+	struct other_write o;
+	struct cache_file *f;
+	struct be_node *n;
+
+	fx_open();
+	mem_be_committed_attr(X.be, true);
+	f = fx_file("late", NULL, 0, &n);
+	o = (struct other_write){ .n = n, .data = v2, .len = len2 };
+	mem_be_on_getattr(X.be, other_write_main, &o);
+	write_all(f, v1, len1, 0, len1);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	wait_settled(f);
+	mem_be_on_getattr(X.be, NULL, NULL);
+	if (!o.done)
+		other_write_main(&o);
+	assert_cache_has(fx_reopen(n), v2, len2, "an open after the other node's write");
+	free(v1);
+	free(v2);
+}
+END_TEST
+
 /*
  * A passthrough writer's close: its FLUSH waits for the uploads, its
  * RELEASE comes later.  Another node that rewrote the file in between
@@ -4281,6 +4347,7 @@ static Suite *cache_suite(void)
 		T(test_pt_zero_runs_left_out),
 		B(bug_pt_refresh_keeps_other_nodes_gap),
 		B(bug_pt_release_takes_other_nodes_change),
+		B(bug_refresh_takes_change_after_commit),
 		B(bug_rehash_uploads_leftover_blocks),
 		B(bug_pt_crash_replay_sends_zero_runs),
 		B(bug_pt_crash_runs_before_dirty),
