@@ -416,6 +416,46 @@ static bool pre_mirror(int fd, const struct ring_op *ops, int nops)
 }
 
 /*
+ * A passthrough writer may write the data file while a fetch waits for
+ * the backend: the blocks of mask must still hold what the cache knows of
+ * them (exp[], taken under f->lock once the fetch had its bytes), or the
+ * fetch would write the backend's older bytes over the writer's.  A
+ * leftover block may also have been punched (zeros).  Returns 0, or
+ * -EAGAIN if one moved: the caller hashes the writer's bytes and fetches
+ * again (file_fetch_all()).  The window left is this check's to the
+ * fill's write, not the backend's answer time.
+ */
+static int writer_moved(struct cache_file *f, uint64_t start, uint64_t mask,
+			const uint64_t *exp, uint64_t leftover)
+{
+	struct cache *c = f->c;
+	uint64_t bs = c->block_size;
+	char *blk = malloc(bs);
+	int rc = 0;
+
+	if (!blk)
+		return -ENOMEM;
+	for (; mask && rc == 0; mask &= mask - 1) {
+		unsigned int b = (unsigned int)__builtin_ctzll(mask);
+		ssize_t n = pread(file_fd(f, FILE_FD_SLOT_DATA), blk, bs,
+				  (off_t)(start + b * bs));
+		uint64_t s;
+
+		if (n < 0) {
+			rc = -errno;
+			break;
+		}
+		memset(blk + n, 0, bs - (size_t)n);
+		s = XXH3_64bits(blk, bs);
+		if (s != exp[b] &&
+		    !((leftover & (1ULL << b)) && s == c->zero_sum))
+			rc = -EAGAIN;
+	}
+	free(blk);
+	return rc;
+}
+
+/*
  * Fetch the blocks of chunk idx that hold backend data and are not
  * present (merged with the dirty range of any of them), except those a write in flight is filling.  Called with
  * f->lock held and !ch->fetching; drops the lock for the I/O and returns
@@ -435,10 +475,11 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 			       f->be_size > start ? f->be_size - start : 0);
 	uint64_t sums[CACHE_BLOCKS];
 	struct ring_op ops[CACHE_BLOCKS];
+	uint64_t exp[CACHE_BLOCKS], leftover = 0;
 	struct pt_run *zr = NULL;
 	uint32_t nzr = 0;
 	int nops = 0, rc = 0, pre = -1;
-	bool pre_ok = false;
+	bool pre_ok = false, writers = false;
 	struct rbuf *rb;
 	unsigned int b;
 	uint64_t t0;
@@ -503,6 +544,15 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 	ch->fbuf_mask = want;
 	if (f->pt_writers && f->pt_pre_fd >= 0)
 		pre = fcntl(f->pt_pre_fd, F_DUPFD_CLOEXEC, 0);
+	writers = f->pt_writers > 0;
+	if (writers) {
+		uint64_t known = ch->present | ch->dirty | ch->leftover;
+
+		for (b = 0; b < CACHE_BLOCKS; b++)
+			exp[b] = (known & (1ULL << b)) ? ch->sums[b] :
+							 c->zero_sum;
+		leftover = ch->leftover;
+	}
 	pthread_cond_broadcast(&f->cond);
 	if (fc)
 		copy_from_fetch(f, idx, fc);
@@ -532,6 +582,12 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 	rc = file_fds_get(f, FILE_FD_DATA | FILE_FD_FILL);
 	if (rc < 0)
 		goto out_lock;
+	if (writers && nops)
+		rc = writer_moved(f, start, got, exp, leftover);
+	if (rc < 0) {
+		file_fds_put(f);
+		goto out_lock;
+	}
 	for (b = 0; b < (unsigned int)nops; b++)
 		ops[b].fd = fill_fd(f, ops[b].buf, ops[b].off, ops[b].len);
 	rc = ring_run(cache_ring(c), ops, nops);
@@ -600,7 +656,7 @@ out_lock:
 			ch->dirty_seq++;
 			index_store_chunk(f, idx);
 		}
-		if (rc < 0)
+		if (rc < 0 && rc != -EAGAIN)
 			log_msg(LOG_LVL_WARN, "cache",
 				"fetch of file %llx chunk %llu failed: %s",
 				(unsigned long long)f->fileid,
@@ -1437,43 +1493,46 @@ void file_drop_clean(struct cache_file *f, uint64_t from_chunk)
  * I/O on it keeps its bytes, but not its present bit: it is fetched
  * again before it is read.  f->lock held.
  */
-void file_drop_stale(struct cache_file *f)
+/* file_drop_stale() of chunk idx (not NULL); f->lock held. */
+static void chunk_drop_stale(struct cache_file *f, uint64_t idx)
 {
 	struct cache *c = f->c;
-	uint64_t bs = c->block_size, idx, from = 0;
-	uint64_t nslots = index_nslots(f);
+	struct chunk *ch = f->chunks[idx];
+	uint64_t full = 0, drop, m;
+
+	/* A passthrough writer's block sent as runs, or without its zero
+	 * runs, holds bytes between that are not this node's: fetched again
+	 * around them (overlay_dirty()). */
+	for (m = ch->dirty & ~ch->pt_runs_mask & ~ch->zskip; m; m &= m - 1) {
+		unsigned int b = (unsigned int)__builtin_ctzll(m);
+
+		if (range_whole(c, idx, b, ch->dlo[b], ch->dhi[b], f->size))
+			full |= 1ULL << b;
+	}
+	drop = ch->present & ~full & ~ch->mine;
+	if (!drop)
+		return;
+	if (!ch->readers && !ch->fetching && !f->pt_users)
+		punch_blocks(f, idx, drop & ~ch->dirty);
+	else
+		ch->leftover |= drop & ~ch->dirty;
+	ch->present &= ~drop;
+	atomic_fetch_sub(&c->used_bytes, popcount64(drop) * c->block_size);
+	index_store_chunk(f, idx);
+}
+
+void file_drop_stale(struct cache_file *f)
+{
+	uint64_t idx, from = 0, nslots = index_nslots(f);
 
 	f->trunc_seq++;
 	for (idx = 0; idx < f->nchunks; idx++) {
-		struct chunk *ch = f->chunks[idx];
-		uint64_t full = 0, drop, m;
-
-		if (!ch)
+		if (!f->chunks[idx])
 			continue;
 		if (!f->pt_users)
 			index_forget_chunks(f, from, idx);
 		from = idx + 1;
-		/* A passthrough writer's block sent as runs, or without its
-		 * zero runs, holds bytes between that are not this node's:
-		 * fetched again around them (overlay_dirty()). */
-		for (m = ch->dirty & ~ch->pt_runs_mask & ~ch->zskip; m;
-		     m &= m - 1) {
-			unsigned int b = (unsigned int)__builtin_ctzll(m);
-
-			if (range_whole(c, idx, b, ch->dlo[b], ch->dhi[b],
-					f->size))
-				full |= 1ULL << b;
-		}
-		drop = ch->present & ~full & ~ch->mine;
-		if (!drop)
-			continue;
-		if (!ch->readers && !ch->fetching && !f->pt_users)
-			punch_blocks(f, idx, drop & ~ch->dirty);
-		else
-			ch->leftover |= drop & ~ch->dirty;
-		ch->present &= ~drop;
-		atomic_fetch_sub(&c->used_bytes, popcount64(drop) * bs);
-		index_store_chunk(f, idx);
+		chunk_drop_stale(f, idx);
 	}
 	if (from < nslots && !f->pt_users)
 		index_forget_chunks(f, from, nslots);
@@ -1624,19 +1683,51 @@ int file_ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask,
 }
 
 /* Make every block that holds backend data present; f->lock held. */
+/* Fetches of one chunk that a passthrough writer wrote into meanwhile,
+ * before it is left for the writer's next rehash and the next open. */
+#define REFETCH_TRIES 8
+
 int file_fetch_all(struct cache_file *f, const struct be_cred *cred,
 		   bool over_writers)
 {
 	struct cache *c = f->c;
-	uint64_t idx;
+	unsigned int tries = 0;
+	uint64_t idx = 0;
 	int rc = 0;
 
-	for (idx = 0; idx * c->cfg->chunk_size < f->be_size && rc == 0; idx++) {
+	while (idx * c->cfg->chunk_size < f->be_size && rc == 0) {
 		/* A passthrough writer's bytes not yet hashed are not
 		 * present, and must not be fetched over. */
-		if (f->pt_writers && !over_writers)
+		if (f->pt_writers && !over_writers) {
+			idx++;
 			continue;
+		}
 		rc = file_ensure_present(f, idx, ~0ULL, cred);
+		if (rc != -EAGAIN) {
+			tries = 0;
+			idx++;
+			continue;
+		}
+		/*
+		 * The writer wrote into the chunk while it was fetched
+		 * (writer_moved()): its bytes are hashed, kept as dirty
+		 * ranges, and the chunk is fetched again around them.
+		 */
+		rc = 0;
+		if (++tries > REFETCH_TRIES) {
+			log_msg(LOG_LVL_INFO, "cache",
+				"file %llx chunk %llu: a passthrough writer keeps writing it; left as it is until the next open",
+				(unsigned long long)f->fileid,
+				(unsigned long long)idx);
+			tries = 0;
+			idx++;
+			continue;
+		}
+		pthread_mutex_unlock(&f->lock);
+		rc = cache_file_pt_sync(f);
+		pthread_mutex_lock(&f->lock);
+		if (rc == 0 && idx < f->nchunks && f->chunks[idx])
+			chunk_drop_stale(f, idx);
 	}
 	return rc;
 }

@@ -3403,6 +3403,60 @@ static bool commits_completed(void *arg)
 }
 
 /*
+ * Another node changed a file that a passthrough writer here holds: an
+ * open hashes the writer's bytes and fetches the rest of the data file
+ * again in place.  A block the writer wrote while that fetch waited for
+ * the backend was overwritten with the backend's older bytes, and the
+ * write was lost (the hour-long chaos run saw a read through a writer's
+ * own descriptor return other bytes, after a server outage made the
+ * fetch wait).
+ */
+START_TEST(bug_pt_write_during_refetch_lost)
+{
+	unsigned char *data = pattern_new(CS, 95), *want = malloc(CS);
+	unsigned char *got = malloc(CS), blk[BS];
+	struct bg_call o = { 0 };
+	struct cache_file *f;
+	struct be_node *n;
+	int fd;
+
+	fx_open();
+	f = fx_file("fence", data, CS, &n);
+	ck_assert_int_eq(cache_file_pt_begin(f, NULL, true, false, &fd), 0);
+	memcpy(want, data, CS);
+	memset(blk, 0x11, BS);
+	ck_assert_int_eq(pwrite(fd, blk, BS, BS), (ssize_t)BS);
+	memcpy(want + BS, blk, BS);
+	/* the other node's block 10 */
+	memcpy(got, data, CS);
+	memset(got + 10 * BS, 0x55, BS);
+	memset(want + 10 * BS, 0x55, BS);
+	ck_assert_int_eq(mem_be_set_data(X.be, n, got, CS), 0);
+	/* an open here fetches the file again; the backend is slow */
+	mem_be_gate(X.be, MEM_OP_READ, 1);
+	o.node = n;
+	ck_assert_int_eq(pthread_create(&o.t, NULL, bg_open_main, &o), 0);
+	ck_assert(wait_for(reads_waiting, NULL, 10000));
+	/* meanwhile the writer writes block 5 */
+	memset(blk, 0x77, BS);
+	ck_assert_int_eq(pwrite(fd, blk, BS, 5 * BS), (ssize_t)BS);
+	memcpy(want + 5 * BS, blk, BS);
+	mem_be_gate(X.be, MEM_OP_READ, 0);
+	ck_assert_int_eq(pthread_join(o.t, NULL), 0);
+	ck_assert_int_eq(o.rc, 0);
+	track_file(o.f);
+	ck_assert_int_eq(pread(fd, got, CS, 0), (ssize_t)CS);
+	assert_same(got, want, CS, "the data file after the fetch");
+	cache_file_pt_end(f, true);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	assert_backend_has(n, want, CS, "backend after the writer's end");
+	free(data);
+	free(want);
+	free(got);
+}
+END_TEST
+
+/*
  * A flusher's batch of two chunks of a passthrough writer's file, the
  * first resting (the kernel wrote it after its rehash), the second being
  * committed, while a truncate of the file comes: the truncate holds
@@ -4352,6 +4406,7 @@ static Suite *cache_suite(void)
 		B(bug_pt_crash_replay_sends_zero_runs),
 		B(bug_pt_crash_runs_before_dirty),
 		T(bug_flush_batch_rehash_vs_truncate),
+		B(bug_pt_write_during_refetch_lost),
 		T(bug_rehash_during_daemon_writes),
 		T(test_pt_crash_fresh_data_files),
 		T(test_cred_upload_per_writer),
