@@ -1711,10 +1711,12 @@ int file_fetch_all(struct cache_file *f, const struct be_cred *cred,
 		/*
 		 * The writer wrote into the chunk while it was fetched
 		 * (writer_moved()): its bytes are hashed, kept as dirty
-		 * ranges, and the chunk is fetched again around them.
+		 * ranges, and the chunk is fetched again around them.  Not
+		 * for a caller that leaves the writers' bytes alone (one
+		 * came during the fetch): the chunk waits for the next open.
 		 */
 		rc = 0;
-		if (++tries > REFETCH_TRIES) {
+		if (!over_writers || ++tries > REFETCH_TRIES) {
 			log_msg(LOG_LVL_INFO, "cache",
 				"file %llx chunk %llu: a passthrough writer keeps writing it; left as it is until the next open",
 				(unsigned long long)f->fileid,
@@ -1724,7 +1726,9 @@ int file_fetch_all(struct cache_file *f, const struct be_cred *cred,
 			continue;
 		}
 		pthread_mutex_unlock(&f->lock);
-		rc = cache_file_pt_sync(f);
+		rc = file_pt_rehash(f, idx, idx + 1);
+		if (rc == -EBUSY)
+			rc = 0;	/* the kernel still writes it: try again */
 		pthread_mutex_lock(&f->lock);
 		if (rc == 0 && idx < f->nchunks && f->chunks[idx])
 			chunk_drop_stale(f, idx);
