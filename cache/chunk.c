@@ -1483,16 +1483,6 @@ void file_drop_clean(struct cache_file *f, uint64_t from_chunk)
 	}
 }
 
-/*
- * The backend's file changed in a way this node did not make (or cannot
- * tell from its own): forget every cached byte that may be stale, in the
- * loaded chunks and in the slots of chunks not loaded (which never hold
- * dirty data).  Kept: the dirty ranges, the blocks they cover whole, and
- * the blocks this node wrote whole since its last settled generation
- * (ch->mine).  A fill in flight is discarded (trunc_seq).  A block with
- * I/O on it keeps its bytes, but not its present bit: it is fetched
- * again before it is read.  f->lock held.
- */
 /* file_drop_stale() of chunk idx (not NULL); f->lock held. */
 static void chunk_drop_stale(struct cache_file *f, uint64_t idx)
 {
@@ -1521,6 +1511,16 @@ static void chunk_drop_stale(struct cache_file *f, uint64_t idx)
 	index_store_chunk(f, idx);
 }
 
+/*
+ * The backend's file changed in a way this node did not make (or cannot
+ * tell from its own): forget every cached byte that may be stale, in the
+ * loaded chunks and in the slots of chunks not loaded (which never hold
+ * dirty data).  Kept: the dirty ranges, the blocks they cover whole, and
+ * the blocks this node wrote whole since its last settled generation
+ * (ch->mine).  A fill in flight is discarded (trunc_seq).  A block with
+ * I/O on it keeps its bytes, but not its present bit: it is fetched
+ * again before it is read.  f->lock held.
+ */
 void file_drop_stale(struct cache_file *f)
 {
 	uint64_t idx, from = 0, nslots = index_nslots(f);
@@ -1682,11 +1682,11 @@ int file_ensure_present(struct cache_file *f, uint64_t idx, uint64_t mask,
 	return ensure_present(f, idx, mask, NULL, cred);
 }
 
-/* Make every block that holds backend data present; f->lock held. */
 /* Fetches of one chunk that a passthrough writer wrote into meanwhile,
  * before it is left for the writer's next rehash and the next open. */
 #define REFETCH_TRIES 8
 
+/* Make every block that holds backend data present; f->lock held. */
 int file_fetch_all(struct cache_file *f, const struct be_cred *cred,
 		   bool over_writers)
 {
