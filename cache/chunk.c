@@ -429,29 +429,21 @@ static int writer_moved(struct cache_file *f, uint64_t start, uint64_t mask,
 			const uint64_t *exp, uint64_t leftover)
 {
 	struct cache *c = f->c;
-	uint64_t bs = c->block_size;
-	char *blk = malloc(bs);
+	void *tmp = aligned_alloc(4096, c->block_size);
+	uint64_t s;
 	int rc = 0;
 
-	if (!blk)
+	if (!tmp)
 		return -ENOMEM;
 	for (; mask && rc == 0; mask &= mask - 1) {
 		unsigned int b = (unsigned int)__builtin_ctzll(mask);
-		ssize_t n = pread(file_fd(f, FILE_FD_SLOT_DATA), blk, bs,
-				  (off_t)(start + b * bs));
-		uint64_t s;
 
-		if (n < 0) {
-			rc = -errno;
-			break;
-		}
-		memset(blk + n, 0, bs - (size_t)n);
-		s = XXH3_64bits(blk, bs);
-		if (s != exp[b] &&
+		rc = block_sum_from_file(f, start + b * c->block_size, tmp, &s);
+		if (rc == 0 && s != exp[b] &&
 		    !((leftover & (1ULL << b)) && s == c->zero_sum))
 			rc = -EAGAIN;
 	}
-	free(blk);
+	free(tmp);
 	return rc;
 }
 
@@ -579,15 +571,12 @@ static int fetch_chunk(struct cache_file *f, uint64_t idx, bool prefetch,
 		last->len = head;
 		nops++;
 	}
-	rc = file_fds_get(f, FILE_FD_DATA | FILE_FD_FILL);
-	if (rc < 0)
-		goto out_lock;
 	if (writers && nops)
 		rc = writer_moved(f, start, got, exp, leftover);
-	if (rc < 0) {
-		file_fds_put(f);
+	if (rc == 0)
+		rc = file_fds_get(f, FILE_FD_DATA | FILE_FD_FILL);
+	if (rc < 0)
 		goto out_lock;
-	}
 	for (b = 0; b < (unsigned int)nops; b++)
 		ops[b].fd = fill_fd(f, ops[b].buf, ops[b].off, ops[b].len);
 	rc = ring_run(cache_ring(c), ops, nops);
