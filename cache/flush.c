@@ -468,6 +468,18 @@ static int upload_attr(struct cache_file *f, struct be_attr *attr)
 	return be->ops->getattr(be, NULL, f->node, attr);
 }
 
+/*
+ * f is clean, nothing of it in flight, and neither an upload nor a change
+ * of this node's came since upload_seq and local_seq were seq and lseq;
+ * f->lock held.
+ */
+static bool unchanged_since(const struct cache_file *f, uint64_t seq,
+			    uint64_t lseq)
+{
+	return !f->dirty_chunks && !f->inflight && f->upload_seq == seq &&
+	       !f->local_change && f->local_seq == lseq;
+}
+
 /* After the last dirty chunk: remember the backend's new generation. */
 void file_refresh_gen(struct cache_file *f)
 {
@@ -489,8 +501,7 @@ void file_refresh_gen(struct cache_file *f)
 	 * generation from before that change, and the next upload's check
 	 * would take this node's own change for another client's.
 	 */
-	if (f->dirty_chunks || f->inflight || f->upload_seq != seq ||
-	    f->local_change || f->local_seq != lseq) {
+	if (!unchanged_since(f, seq, lseq)) {
 		pthread_mutex_unlock(&f->lock);
 		return;
 	}
@@ -525,10 +536,8 @@ void file_settle_pt(struct cache_file *f)
 	pthread_mutex_lock(&f->lock);
 	if (f->upload_seq == f->gen_upload_seq) {
 		done = true;	/* no upload since the generation was set */
-	} else if (f->snap_set && f->snap_upload_seq == f->upload_seq &&
-		   f->snap_local_seq == f->local_seq && !f->dirty_chunks &&
-		   !f->inflight && !f->local_change && !f->pt_writers &&
-		   !f->gone) {
+	} else if (f->snap_set && !f->pt_writers && !f->gone &&
+		   unchanged_since(f, f->snap_upload_seq, f->snap_local_seq)) {
 		settle_gen(f, &f->snap);
 		done = true;
 	}
