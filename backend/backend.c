@@ -37,7 +37,7 @@ const char *const be_call_names[BE_CALL_NR] = {
 	[BE_CALL_SETATTR] = "setattr",	[BE_CALL_READDIR] = "readdir",
 	[BE_CALL_ACCESS] = "access",	[BE_CALL_CREATE] = "create",
 	[BE_CALL_REMOVE] = "remove",	[BE_CALL_RENAME] = "rename",
-	[BE_CALL_XATTR] = "xattr",
+	[BE_CALL_XATTR] = "xattr",	[BE_CALL_GETATTR_CACHED] = "getattr_cached",
 };
 
 static const struct be_factory *const factories[] = {

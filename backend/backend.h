@@ -433,6 +433,8 @@ enum be_call {
 	BE_CALL_REMOVE,		/* unlink, rmdir */
 	BE_CALL_RENAME,
 	BE_CALL_XATTR,		/* get, set, list, remove (counted by fs/) */
+	BE_CALL_GETATTR_CACHED,	/* nfs: a GETATTR of a directory answered
+				 * from this node's last change in it */
 	BE_CALL_NR
 };
 
@@ -466,6 +468,10 @@ struct be_params {
 	unsigned int max_fds;
 	/* nfs: more server addresses, one or more per line (-o hosts=). */
 	const char *hosts_file;
+	/* nfs: how long the attributes a directory had after this node's
+	 * own change in it answer a GETATTR of it (the mount's
+	 * attr_timeout, at most 1 s); 0: never (backend/nfs.c). */
+	unsigned int dir_attr_ms;
 };
 
 /*

@@ -243,9 +243,11 @@ struct nfs_sync {
 	int stat;		/* nfsstat3, or -1 if the RPC itself failed */
 	int have_fh;
 	int have_attr;
+	int have_dattr;		/* the directory's, after the change */
 	uint32_t fh_len;
 	unsigned char fh[NFS3_FHSIZE];
 	fattr3 attr;
+	fattr3 dattr;
 	union {
 		char *link;
 		FSSTAT3resok fsstat;
@@ -339,14 +341,24 @@ static void take_attr(struct nfs_sync *s, const post_op_attr *a)
 	s->attr = a->post_op_attr_u.attributes;
 }
 
+/* The directory's attributes after a change in it that succeeded. */
+static void take_dattr(struct nfs_sync *s, const wcc_data *w)
+{
+	if (!w->after.attributes_follow)
+		return;
+	s->have_dattr = 1;
+	s->dattr = w->after.post_op_attr_u.attributes;
+}
+
 /* A reply that made an object (CREATE, MKDIR, MKNOD, SYMLINK). */
 static void take_new(struct nfs_sync *s, nfsstat3 status, const post_op_fh3 *fh,
-		     const post_op_attr *a)
+		     const post_op_attr *a, const wcc_data *dir)
 {
 	if (status != NFS3_OK)
 		return;
 	take_post_fh(s, fh);
 	take_attr(s, a);
+	take_dattr(s, dir);
 }
 
 /*
@@ -442,28 +454,32 @@ static void sync_done(struct nfs_call *call, int err, void *res)
 		CREATE3res *r = res;
 
 		take_new(s, r->status, &r->CREATE3res_u.resok.obj,
-			 &r->CREATE3res_u.resok.obj_attributes);
+			 &r->CREATE3res_u.resok.obj_attributes,
+			 &r->CREATE3res_u.resok.dir_wcc);
 		break;
 	}
 	case SOP_MKDIR: {
 		MKDIR3res *r = res;
 
 		take_new(s, r->status, &r->MKDIR3res_u.resok.obj,
-			 &r->MKDIR3res_u.resok.obj_attributes);
+			 &r->MKDIR3res_u.resok.obj_attributes,
+			 &r->MKDIR3res_u.resok.dir_wcc);
 		break;
 	}
 	case SOP_MKNOD: {
 		MKNOD3res *r = res;
 
 		take_new(s, r->status, &r->MKNOD3res_u.resok.obj,
-			 &r->MKNOD3res_u.resok.obj_attributes);
+			 &r->MKNOD3res_u.resok.obj_attributes,
+			 &r->MKNOD3res_u.resok.dir_wcc);
 		break;
 	}
 	case SOP_SYMLINK: {
 		SYMLINK3res *r = res;
 
 		take_new(s, r->status, &r->SYMLINK3res_u.resok.obj,
-			 &r->SYMLINK3res_u.resok.obj_attributes);
+			 &r->SYMLINK3res_u.resok.obj_attributes,
+			 &r->SYMLINK3res_u.resok.dir_wcc);
 		break;
 	}
 	case SOP_READLINK: {
@@ -481,12 +497,26 @@ static void sync_done(struct nfs_call *call, int err, void *res)
 	case SOP_LINK: {
 		LINK3res *r = res;
 
-		if (r->status == NFS3_OK)
+		if (r->status == NFS3_OK) {
 			take_attr(s, &r->LINK3res_u.resok.file_attributes);
+			take_dattr(s, &r->LINK3res_u.resok.linkdir_wcc);
+		}
 		break;
 	}
-	case SOP_REMOVE:
-	case SOP_RMDIR:
+	case SOP_REMOVE: {
+		REMOVE3res *r = res;
+
+		if (r->status == NFS3_OK)
+			take_dattr(s, &r->REMOVE3res_u.resok.dir_wcc);
+		break;
+	}
+	case SOP_RMDIR: {
+		RMDIR3res *r = res;
+
+		if (r->status == NFS3_OK)
+			take_dattr(s, &r->RMDIR3res_u.resok.dir_wcc);
+		break;
+	}
 	case SOP_RENAME:
 		break;
 	case SOP_READDIRPLUS: {
@@ -727,6 +757,68 @@ static int sync_make_node(struct nfs_be *nb, const struct be_cred *cred,
 	return 0;
 }
 
+/*
+ * A directory's attributes from this node's own changes in it.  The reply
+ * to a CREATE, MKDIR, MKNOD, SYMLINK, LINK, REMOVE or RMDIR carries the
+ * directory's attributes after the change (wcc_data); they answer a
+ * GETATTR of the directory for nb->dir_attr_ms (the mount's attr_timeout,
+ * at most 1 s), as the kernel NFS client's attribute cache takes them.
+ * The kernel's FUSE asks right after each create in a directory (the
+ * create made its view of the directory stale): a create costs one RPC
+ * fewer.  Kept only from a change that no other change of the directory
+ * through this node overlapped: replies on several connections may come
+ * back in another order than the server ran the calls.  A RENAME or a
+ * SETATTR forgets them.
+ */
+struct dir_change {
+	uint64_t seq;
+	bool alone;
+};
+
+static void dir_change_begin(struct nfs_node *d, struct dir_change *c)
+{
+	pthread_mutex_lock(&d->lock);
+	c->alone = d->dchanging == 0;
+	c->seq = ++d->dstarted;
+	d->dchanging++;
+	d->dattr_set = false;
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* after: the directory's attributes after the change, or NULL */
+static void dir_change_end(struct nfs_be *nb, struct nfs_node *d,
+			   const struct dir_change *c, const fattr3 *after)
+{
+	pthread_mutex_lock(&d->lock);
+	d->dchanging--;
+	if (after && nb->dir_attr_ms && c->alone && d->dstarted == c->seq) {
+		d->dattr = *after;
+		d->dattr_ms = nfs_now_ms();
+		d->dattr_set = true;
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+static void dir_change_sync(struct nfs_be *nb, struct nfs_node *d,
+			    const struct dir_change *c, int rc,
+			    const struct nfs_sync *s)
+{
+	dir_change_end(nb, d, c, rc == 0 && s->have_dattr ? &s->dattr : NULL);
+}
+
+static bool dir_attr_fresh(struct nfs_be *nb, struct nfs_node *n, fattr3 *out)
+{
+	bool fresh;
+
+	pthread_mutex_lock(&n->lock);
+	fresh = n->dattr_set && n->dchanging == 0 &&
+		nfs_now_ms() - n->dattr_ms < nb->dir_attr_ms;
+	if (fresh)
+		*out = n->dattr;
+	pthread_mutex_unlock(&n->lock);
+	return fresh;
+}
+
 /* ---- namespace operations ------------------------------------------ */
 
 static int nfsbe_getattr(struct be *be, const struct be_cred *cred,
@@ -734,9 +826,14 @@ static int nfsbe_getattr(struct be *be, const struct be_cred *cred,
 {
 	struct nfs_node *n = NN(node);
 	fattr3 f;
-	int rc;
+	int rc = 0;
 
-	rc = nfsbe_getattr_fh(NB(be), cred, n->fh, n->fh_len, NULL, &f, 0);
+	if (!dir_attr_fresh(NB(be), n, &f)) {
+		rc = nfsbe_getattr_fh(NB(be), cred, n->fh, n->fh_len, NULL,
+				      &f, 0);
+	} else {
+		be_count(be, BE_CALL_GETATTR_CACHED);
+	}
 	if (rc == 0 && attr)
 		nfs_attr_from3(attr, &f);
 	return rc;
@@ -797,6 +894,7 @@ static int nfsbe_setattr(struct be *be, const struct be_cred *cred,
 {
 	struct nfs_be *nb = NB(be);
 	struct nfs_node *n = NN(node);
+	struct dir_change dc;
 	struct nfs_sync s;
 	sattr3 *a;
 	int rc;
@@ -834,7 +932,9 @@ static int nfsbe_setattr(struct be *be, const struct be_cred *cred,
 	}
 	s.a.setattr.guard.check = 0;
 	meta_changing(n);
+	dir_change_begin(n, &dc);
 	rc = sync_run(nb, cred, &s, 0);
+	dir_change_end(nb, n, &dc, NULL);
 	meta_changing(n);
 	if (rc == 0 && (sa->valid & BE_SET_SIZE))
 		node_truncated(n, sa->size);
@@ -856,6 +956,7 @@ static int nfsbe_create(struct be *be, const struct be_cred *cred,
 {
 	struct nfs_be *nb = NB(be);
 	struct be_node *node = NULL;
+	struct dir_change dc;
 	struct nfs_sync s;
 	uint32_t verf[2];
 	bool excl = exclusive && !atomic_load(&nb->no_excl);
@@ -881,7 +982,9 @@ again:
 		/* obj_attributes and g_obj_attributes share the union */
 		sattr_mode(&s.a.create.how.createhow3_u.obj_attributes, mode);
 	}
+	dir_change_begin(NN(dir), &dc);
 	rc = sync_run(nb, cred, &s, 0);
+	dir_change_sync(nb, NN(dir), &dc, rc, &s);
 	if (excl && (rc == -EOPNOTSUPP || rc == -ENOTSUP)) {
 		/* not this server: GUARDED from now on */
 		log_msg(LOG_LVL_INFO, "nfs",
@@ -921,13 +1024,16 @@ static int nfsbe_mkdir(struct be *be, const struct be_cred *cred,
 		       struct be_node **out, struct be_attr *attr)
 {
 	struct nfs_be *nb = NB(be);
+	struct dir_change dc;
 	struct nfs_sync s;
 	int rc;
 
 	sync_init(&s, SOP_MKDIR, name);
 	diropargs(&s.a.mkdir.where, NN(dir), name);
 	sattr_mode(&s.a.mkdir.attributes, mode);
+	dir_change_begin(NN(dir), &dc);
 	rc = sync_run(nb, cred, &s, 0);
+	dir_change_sync(nb, NN(dir), &dc, rc, &s);
 	if (rc < 0 && s.call.tries > 1) {
 		rc = be_resent_answer(be, cred, &(struct be_resent){
 			.op = BE_RESENT_MKDIR, .dir = dir, .name = name },
@@ -947,6 +1053,7 @@ static int nfsbe_mknod(struct be *be, const struct be_cred *cred,
 		       struct be_attr *attr)
 {
 	struct nfs_be *nb = NB(be);
+	struct dir_change dc;
 	mknoddata3 *w;
 	struct nfs_sync s;
 	int rc;
@@ -976,7 +1083,9 @@ static int nfsbe_mknod(struct be *be, const struct be_cred *cred,
 	default:
 		return -EINVAL;
 	}
+	dir_change_begin(NN(dir), &dc);
 	rc = sync_run(nb, cred, &s, 0);
+	dir_change_sync(nb, NN(dir), &dc, rc, &s);
 	if (rc == 0)
 		rc = sync_make_node(nb, cred, &s, NN(dir), name, out, attr);
 	sync_free(&s);
@@ -989,6 +1098,7 @@ static int nfsbe_symlink(struct be *be, const struct be_cred *cred,
 			 struct be_attr *attr)
 {
 	struct nfs_be *nb = NB(be);
+	struct dir_change dc;
 	struct nfs_sync s;
 	int rc;
 
@@ -999,7 +1109,9 @@ static int nfsbe_symlink(struct be *be, const struct be_cred *cred,
 	diropargs(&s.a.symlink.where, NN(dir), name);
 	sattr_mode(&s.a.symlink.symlink.symlink_attributes, UINT32_MAX);
 	s.a.symlink.symlink.symlink_data = (char *)target;
+	dir_change_begin(NN(dir), &dc);
 	rc = sync_run(nb, cred, &s, 0);
+	dir_change_sync(nb, NN(dir), &dc, rc, &s);
 	if (rc == 0)
 		rc = sync_make_node(nb, cred, &s, NN(dir), name, out, attr);
 	sync_free(&s);
@@ -1033,13 +1145,16 @@ static int nfsbe_link(struct be *be, const struct be_cred *cred,
 {
 	struct nfs_be *nb = NB(be);
 	struct nfs_node *n = NN(node);
+	struct dir_change dc;
 	struct nfs_sync s;
 	int rc;
 
 	sync_init(&s, SOP_LINK, name);
 	fh_of(&s.a.link.file, n);
 	diropargs(&s.a.link.link, NN(dir), name);
+	dir_change_begin(NN(dir), &dc);
 	rc = sync_run(nb, cred, &s, 0);
+	dir_change_sync(nb, NN(dir), &dc, rc, &s);
 	if (rc < 0 && s.call.tries > 1) {
 		rc = be_resent_answer(be, cred, &(struct be_resent){
 			.op = BE_RESENT_LINK, .dir = dir, .name = name,
@@ -1061,12 +1176,15 @@ static int nfsbe_link(struct be *be, const struct be_cred *cred,
 static int nfsbe_unlink(struct be *be, const struct be_cred *cred,
 			struct be_node *dir, const char *name)
 {
+	struct dir_change dc;
 	struct nfs_sync s;
 	int rc;
 
 	sync_init(&s, SOP_REMOVE, name);
 	diropargs(&s.a.remove.object, NN(dir), name);
+	dir_change_begin(NN(dir), &dc);
 	rc = sync_run(NB(be), cred, &s, 0);
+	dir_change_sync(NB(be), NN(dir), &dc, rc, &s);
 	if (rc < 0 && s.call.tries > 1)
 		rc = be_resent_answer(be, cred, &(struct be_resent){
 			.op = BE_RESENT_REMOVE, .dir = dir, .name = name },
@@ -1078,12 +1196,15 @@ static int nfsbe_unlink(struct be *be, const struct be_cred *cred,
 static int nfsbe_rmdir(struct be *be, const struct be_cred *cred,
 		       struct be_node *dir, const char *name)
 {
+	struct dir_change dc;
 	struct nfs_sync s;
 	int rc;
 
 	sync_init(&s, SOP_RMDIR, name);
 	diropargs(&s.a.rmdir.object, NN(dir), name);
+	dir_change_begin(NN(dir), &dc);
 	rc = sync_run(NB(be), cred, &s, 0);
+	dir_change_sync(NB(be), NN(dir), &dc, rc, &s);
 	if (rc < 0 && s.call.tries > 1)
 		rc = be_resent_answer(be, cred, &(struct be_resent){
 			.op = BE_RESENT_RMDIR, .dir = dir, .name = name },
@@ -1102,6 +1223,7 @@ static int nfsbe_rename(struct be *be, const struct be_cred *cred,
 			struct be_node *newdir, const char *newname,
 			unsigned int flags)
 {
+	struct dir_change dc[2];
 	struct nfs_sync s;
 	int rc;
 
@@ -1120,7 +1242,11 @@ static int nfsbe_rename(struct be *be, const struct be_cred *cred,
 	sync_init(&s, SOP_RENAME, oldname);
 	diropargs(&s.a.rename.from, NN(olddir), oldname);
 	diropargs(&s.a.rename.to, NN(newdir), newname);
+	dir_change_begin(NN(olddir), &dc[0]);
+	dir_change_begin(NN(newdir), &dc[1]);
 	rc = sync_run(NB(be), cred, &s, 0);
+	dir_change_end(NB(be), NN(newdir), &dc[1], NULL);
+	dir_change_end(NB(be), NN(olddir), &dc[0], NULL);
 	if (rc < 0 && s.call.tries > 1)
 		rc = be_resent_answer(be, cred, &(struct be_resent){
 			.op = BE_RESENT_RENAME, .dir = olddir,
@@ -1681,6 +1807,7 @@ static int nfsbe_open(const char *spec, const struct be_params *params,
 		return -ENOMEM;
 	}
 	nb->be.ops = &nfsbe_ops;
+	nb->dir_attr_ms = params ? params->dir_attr_ms : 0;
 	pthread_mutex_init(&nb->verf_lock, NULL);
 	if (getrandom(&nb->verf_salt, sizeof(nb->verf_salt), 0) !=
 	    sizeof(nb->verf_salt))

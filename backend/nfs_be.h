@@ -35,6 +35,13 @@ struct nfs_node {
 	bool cattr_set;
 	uint64_t cattr_wseq, cattr_meta;
 	fattr3 cattr;
+	/* A directory as the reply to this node's own last change in it
+	 * had it (dir_change_end() in nfs.c), taken at dattr_ms. */
+	unsigned int dchanging;	/* changes of the directory in flight */
+	uint64_t dstarted;	/* changes of it sent so far */
+	bool dattr_set;
+	uint64_t dattr_ms;
+	fattr3 dattr;
 };
 
 struct nfs_be {
@@ -45,6 +52,7 @@ struct nfs_be {
 	uint32_t rsize, wsize;
 	uint32_t namemax;
 	uint32_t wtpref;
+	unsigned int dir_attr_ms;	/* be_params.dir_attr_ms */
 
 	pthread_mutex_t verf_lock;
 	int have_verf;		/* protected by verf_lock */

@@ -462,6 +462,8 @@ int main(int argc, char **argv)
 	params.nconnect = s.cfg.nconnect;
 	params.soft = s.cfg.soft;
 	params.hosts_file = s.cfg.hosts_file;
+	params.dir_attr_ms = s.cfg.attr_timeout >= 1.0 ? 1000 :
+			     (unsigned int)(s.cfg.attr_timeout * 1000);
 	fd_budget(&s, &params);
 	rc = open_backends(&s, &params, &roots, err, sizeof(err));
 	if (rc == 0)
