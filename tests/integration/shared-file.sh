@@ -145,8 +145,10 @@ round() {
 	touch "$TEST_TMP/go"
 	if ((frozen)) && ! wait_secs 60 all_closed "$n"; then
 		# Say where each writer waits before the thaw lets it go.
+		local t
 		for ((i = 0; i < n; i++)); do
-			info "$name: writer $i: $(tr '\n' ' ' <"$TEST_TMP/w$i.out"); in the kernel: $(tr '\n' ' ' </proc/"${pids[$i]}"/stack 2>/dev/null)"
+			info "$name: writer $i: $(tr '\n' ' ' <"$TEST_TMP/w$i.out"); in the kernel: $(tr '\n' ' ' </proc/"${pids[$i]}"/stack 2>/dev/null || true)"
+			info "$name: mount $i: passthrough_opens $(ctr "$TEST_TMP/m$i" passthrough_opens), dirty_bytes $(ctr "$TEST_TMP/m$i" dirty_bytes); daemon threads waiting in:$(for t in /proc/"$(stagefs_pid "$TEST_TMP/m$i")"/task/*; do printf ' %s' "$(cat "$t"/comm)/$(cat "$t"/wchan)"; done 2>/dev/null)"
 		done
 		thaw_nfs
 		fail "$name: the passthrough writers did not write and close within 60 s with the server frozen"
