@@ -52,7 +52,7 @@ delta() {
 }
 
 # dir_attrs DIR: what stat(2) says of a directory that a change moves.
-dir_attrs() { stat -c '%h %s %Y.%y' "$1"; }
+dir_attrs() { stat -c '%h %s %y' "$1"; }
 
 for kind in $(backends); do
 	make_backend "$kind"

@@ -129,23 +129,23 @@ round() {
 		wait_secs 30 grep -q READY "$TEST_TMP/w$i.out" \
 			|| fail "$name: writer $i did not open the file: $(cat "$TEST_TMP/w$i.out")"
 	done
-	local frozen=0
+	local frozen=0 pt0 pt1
 	if [[ $mode == create-kill ]]; then
 		# The writes go to the cache files without the daemons only
 		# through passthrough; a write through a daemon may wait for
 		# the server, and a frozen one would hold it for ever.
-		if [[ $(ctr "$TEST_TMP/m0" passthrough_opens) -ge 1 &&
-			$(ctr "$TEST_TMP/m1" passthrough_opens) -ge 1 ]]; then
+		pt0=$(ctr "$TEST_TMP/m0" passthrough_opens)
+		pt1=$(ctr "$TEST_TMP/m1" passthrough_opens)
+		if [[ $pt0 -ge 1 && $pt1 -ge 1 ]]; then
 			freeze_nfs
 			frozen=1
 		else
-			info "$name: the writers' opens are not both passthrough (mount 0: $(ctr "$TEST_TMP/m0" passthrough_opens), mount 1: $(ctr "$TEST_TMP/m1" passthrough_opens)); no freeze"
+			info "$name: the writers' opens are not both passthrough (mount 0: $pt0, mount 1: $pt1); no freeze"
 		fi
 	fi
 	touch "$TEST_TMP/go"
 	if ((frozen)) && ! wait_secs 60 all_closed "$n"; then
 		# Say where each writer waits before the thaw lets it go.
-		local t
 		for ((i = 0; i < n; i++)); do
 			info "$name: writer $i: $(tr '\n' ' ' <"$TEST_TMP/w$i.out"); in the kernel: $(tr '\n' ' ' </proc/"${pids[$i]}"/stack 2>/dev/null || true)"
 			info "$name: mount $i: passthrough_opens $(ctr "$TEST_TMP/m$i" passthrough_opens), dirty_bytes $(ctr "$TEST_TMP/m$i" dirty_bytes); daemon threads waiting in:$(for t in /proc/"$(stagefs_pid "$TEST_TMP/m$i")"/task/*; do printf ' %s' "$(cat "$t"/comm)/$(cat "$t"/wchan)"; done 2>/dev/null)"
