@@ -775,6 +775,42 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
 	pthread_mutex_unlock(&c->table_lock);
 }
 
+/*
+ * The error that holds every file still dirty, if each one's last upload
+ * failed in a way that waiting does not cure (a block that fails its
+ * checksum, a full or read-only export) and none has an upload in flight;
+ * else 0.
+ */
+static int dirty_all_failed(struct cache *c)
+{
+	int err = 0;
+	bool any = false, other = false;
+	size_t b;
+
+	pthread_mutex_lock(&c->table_lock);
+	for (b = 0; b < TABLE_SIZE && !other; b++) {
+		struct cache_file *f;
+
+		for (f = c->table[b]; f && !other; f = f->hnext) {
+			pthread_mutex_lock(&f->lock);
+			if (f->dirty_chunks) {
+				any = true;
+				if (!f->flush_error || f->inflight)
+					other = true;
+				else
+					err = f->flush_error;
+			}
+			pthread_mutex_unlock(&f->lock);
+		}
+	}
+	pthread_mutex_unlock(&c->table_lock);
+	return any && !other ? err : 0;
+}
+
+/* No upload for this long, and only failed ones left: stop waiting. */
+#define FLUSH_ALL_FAILED_S	5
+#define FLUSH_ALL_STALLED_S	60
+
 int cache_flush_all(struct cache *c)
 {
 	uint64_t last_flushed = atomic_load(&c->bytes_flushed);
@@ -806,9 +842,16 @@ int cache_flush_all(struct cache *c)
 		if (flushed != last_flushed) {
 			last_flushed = flushed;
 			last_progress = time(NULL);
-		} else if (time(NULL) - last_progress > 60) {
+		} else if (time(NULL) - last_progress > FLUSH_ALL_STALLED_S) {
 			rc = -EIO;
 			break;
+		} else if (time(NULL) - last_progress >= FLUSH_ALL_FAILED_S) {
+			/* Table locks come before the queue's elsewhere. */
+			pthread_mutex_unlock(&c->queue_lock);
+			rc = dirty_all_failed(c);
+			pthread_mutex_lock(&c->queue_lock);
+			if (rc)
+				break;
 		}
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += 1;
@@ -820,6 +863,9 @@ int cache_flush_all(struct cache *c)
 }
 
 /* ---- start-up: lock, journal replay ---------------------------------- */
+
+/* What the lock file holds after a run that ended in cache_close(). */
+#define LOCK_CLEAN	"clean\n"
 
 static int take_lock(struct cache *c, char *err, size_t errlen)
 {
@@ -842,8 +888,18 @@ static int take_lock(struct cache *c, char *err, size_t errlen)
 			 c->cfg->dir, pid[0] ? pid : "unknown");
 		return -EBUSY;
 	}
+	/*
+	 * A run that ended in cache_close() left LOCK_CLEAN in place of its
+	 * pid: every sum it wrote is on disk.  Our pid replaces it, durably,
+	 * before any write of ours can be cut short by a crash.
+	 */
+	n = pread(c->lock_fd, pid, sizeof(pid) - 1, 0);
+	pid[n > 0 ? n : 0] = '\0';
+	c->prev_clean = !strcmp(pid, LOCK_CLEAN);
 	n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-	if (ftruncate(c->lock_fd, 0) < 0 || pwrite(c->lock_fd, pid, (size_t)n, 0) != n) {
+	if (ftruncate(c->lock_fd, 0) < 0 ||
+	    pwrite(c->lock_fd, pid, (size_t)n, 0) != n ||
+	    fdatasync(c->lock_fd) < 0) {
 		snprintf(err, errlen, "cache dir %s: cannot write lock file: %s",
 			 c->cfg->dir, strerror(errno));
 		return -EIO;
@@ -855,7 +911,10 @@ static int take_lock(struct cache *c, char *err, size_t errlen)
  * A crash between a write's bytes and its sums leaves a dirty block whose
  * sum is stale.  That write was never acknowledged, and it touched only
  * its own bytes: the block as it is holds every acknowledged byte, so it
- * goes out as it is, with a fresh sum.  f->lock held.
+ * goes out as it is, with a fresh sum.  After a run that ended cleanly
+ * every sum was on disk, so a block that fails its sum is corrupt: it
+ * keeps that sum, and the upload's check refuses it, as during a run.
+ * f->lock held.
  */
 static void resum_dirty(struct cache_file *f, uint64_t idx, struct chunk *ch)
 {
@@ -883,6 +942,14 @@ static void resum_dirty(struct cache_file *f, uint64_t idx, struct chunk *ch)
 		sum = XXH3_64bits(tmp, c->block_size);
 		if (sum == ch->sums[b])
 			continue;
+		if (c->prev_clean) {
+			atomic_fetch_add(&c->checksum_errors, 1);
+			log_msg(LOG_LVL_ERR, "replay",
+				"file %llx offset %llu: dirty block fails its checksum after a clean stop: the cache holds corrupt data there; not uploading it",
+				(unsigned long long)f->fileid,
+				(unsigned long long)off);
+			continue;
+		}
 		log_msg(LOG_LVL_WARN, "replay",
 			"file %llx offset %llu: a write the crash interrupted left this block; it is uploaded as it is",
 			(unsigned long long)f->fileid, (unsigned long long)off);
@@ -1302,14 +1369,30 @@ int cache_drain(struct cache *c)
 	c->drained = true;
 	if (c->drain_rc < 0)
 		log_msg(LOG_LVL_ERR, "cache",
-			"%llu dirty bytes could not be uploaded; they stay in %s and go out at the next start",
+			"%llu dirty bytes could not be uploaded (%s); they stay in %s, and the next start tries them again",
 			(unsigned long long)atomic_load(&c->dirty_bytes),
-			c->cfg->dir);
+			strerror(-c->drain_rc), c->cfg->dir);
 	return c->drain_rc;
+}
+
+/*
+ * Every sum is on disk (after the syncfs of cache_close()), and no
+ * passthrough writer is left unhashed: say so to the next start.
+ */
+static void mark_clean(struct cache *c)
+{
+	const size_t n = sizeof(LOCK_CLEAN) - 1;
+
+	if (ftruncate(c->lock_fd, 0) < 0 ||
+	    pwrite(c->lock_fd, LOCK_CLEAN, n, 0) != (ssize_t)n ||
+	    fdatasync(c->lock_fd) < 0)
+		log_msg(LOG_LVL_WARN, "cache", "cache dir %s: lock file: %s",
+			c->cfg->dir, strerror(errno));
 }
 
 int cache_close(struct cache *c)
 {
+	bool clean_stop;
 	size_t b;
 	int rc;
 
@@ -1333,6 +1416,7 @@ int cache_close(struct cache *c)
 		pthread_join(c->reaper, NULL);
 	if (c->pt_started)
 		pthread_join(c->pt_thread, NULL);
+	clean_stop = !c->npt;
 	while (c->npt)	/* writers the kernel never released */
 		cache_file_put(c->pt[--c->npt]);
 	free(c->pt);
@@ -1344,10 +1428,6 @@ int cache_close(struct cache *c)
 		journal_sync(c->journal);
 	journal_close(c->journal);
 	pthread_mutex_unlock(&c->journal_lock);
-	/* The indexes of clean data too, open or not: one syncfs. */
-	if (syncfs(c->lock_fd) < 0)
-		log_msg(LOG_LVL_WARN, "cache", "syncfs of %s: %s", c->cfg->dir,
-			strerror(errno));
 	for (b = 0; b < TABLE_SIZE; b++) {
 		struct cache_file *f, *next;
 
@@ -1357,6 +1437,12 @@ int cache_close(struct cache *c)
 		}
 	}
 	cache_fds_destroy(c);
+	/* The indexes of clean data too, open or not: one syncfs. */
+	if (syncfs(c->lock_fd) < 0)
+		log_msg(LOG_LVL_WARN, "cache", "syncfs of %s: %s", c->cfg->dir,
+			strerror(errno));
+	else if (clean_stop)
+		mark_clean(c);
 	rbuf_pool_free(c);	/* no chunk points at them any more */
 	free(c->table);
 	close(c->lock_fd);

@@ -303,6 +303,7 @@ struct cache {
 	uint64_t block_size;	/* chunk_size / CACHE_BLOCKS */
 	uint64_t zero_sum;	/* XXH3-64 of a block of zeros */
 	int lock_fd;
+	bool prev_clean;	/* the last run ended in cache_close() (lock) */
 	int dir_fd;
 	uint64_t node_id;	/* nodeid.c; set once in cache_open() */
 	pthread_key_t ring_key;	/* this thread's ring_engine */

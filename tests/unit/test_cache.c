@@ -1933,6 +1933,65 @@ START_TEST(bug_batch_backoff_per_chunk)
 }
 END_TEST
 
+/*
+ * Unmount (cache_drain) and `stagefsctl flush` waited 60 s for a dirty
+ * block that fails its checksum, which no wait can upload.  They give up
+ * once nothing has gone out for a few seconds and every dirty file's last
+ * upload failed that way; the block stays dirty and is never sent.
+ */
+START_TEST(bug_flush_all_waits_for_corrupt_block)
+{
+	size_t len = 3 * BS;
+	unsigned char *want = pattern_new(len, 31);
+	struct cache_file *f;
+	struct be_node *n;
+	size_t blen;
+	unsigned char *b;
+	double t0;
+	int rc;
+
+	fx_open();
+	f = fx_file("c", NULL, 0, &n);
+	mem_be_fail(X.be, MEM_OP_WRITE, -EIO, -1);
+	ck_assert_int_eq(cache_write(f, NULL, want, len, 0), (ssize_t)len);
+	corrupt(BS + 10, 1);
+	mem_be_fail(X.be, MEM_OP_WRITE, 0, 0);
+	t0 = now_ms();
+	rc = cache_flush_all(X.c);
+	ck_assert_int_eq(rc, -EIO);
+	ck_assert_msg(now_ms() - t0 < 30000,
+		      "flush of a corrupt dirty block waited %.0f ms",
+		      now_ms() - t0);
+	ck_assert_uint_gt(stats().dirty_bytes, 0);
+	b = mem_be_get_data(X.be, n, &blen);
+	ck_assert_msg(blen <= BS + 10 || b[BS + 10] == want[BS + 10],
+		      "the corrupted byte reached the backend");
+	free(b);
+
+	/*
+	 * A clean stop, and a start on the same cache dir: the block still
+	 * fails its sum, and after a clean stop that is corruption, not a
+	 * crash's cut between bytes and sums: it stays dirty, unsent.
+	 */
+	ck_assert_int_eq(fx_close(), -EIO);
+	fx_open();
+	ck_assert_uint_ge(stats().checksum_errors, 1);
+	ck_assert_uint_gt(stats().dirty_bytes, 0);
+	ck_assert_int_eq(cache_flush_all(X.c), -EIO);
+	b = mem_be_get_data(X.be, n, &blen);
+	ck_assert_msg(blen <= BS + 10 || b[BS + 10] == want[BS + 10],
+		      "the corrupted byte reached the backend after a restart");
+	free(b);
+
+	/* A rewrite heals it, and the next flush of everything succeeds. */
+	f = fx_reopen(n);
+	ck_assert_int_eq(cache_write(f, NULL, want + BS, BS, BS), (ssize_t)BS);
+	ck_assert_int_eq(cache_flush_all(X.c), 0);
+	assert_backend_has(n, want, len, "backend after the rewrite");
+	free(want);
+}
+END_TEST
+
 static void unlink_on_backend(const char *name)
 {
 	struct be_node *root;
@@ -2174,6 +2233,36 @@ START_TEST(test_crash_recovery_overwrite)
 	assert_backend_has(n, model, len, "backend after crash recovery");
 	assert_cache_has(fx_reopen(n), model, len, "cache after crash recovery");
 	ck_assert_uint_eq(stats().dirty_bytes, 0);
+	free(orig);
+	free(model);
+	free(piece);
+}
+END_TEST
+
+/*
+ * A crash can fall between a write's bytes and its sums: the block then
+ * fails its stored sum at the restart, and it holds every acknowledged
+ * byte, so the replay uploads it as it is (unlike after a clean stop:
+ * bug_flush_all_waits_for_corrupt_block).
+ */
+START_TEST(test_crash_stale_sum_uploaded_as_is)
+{
+	size_t len = CS, plen = 3 * BS;
+	unsigned char *orig = pattern_new(len, 35), *model = malloc(len);
+	unsigned char *piece = pattern_new(plen, 36);
+	struct be_node *n;
+
+	n = fx_backend_file("cs", orig, len);
+	crash_after_write(n, piece, plen, 0);
+	corrupt(BS + 10, 1);	/* bytes newer than their sum */
+	memcpy(model, orig, len);
+	memcpy(model, piece, plen);
+	model[BS + 10] = (unsigned char)~model[BS + 10];
+
+	fx_open();
+	ck_assert_int_eq(cache_flush_all(X.c), 0);
+	assert_backend_has(n, model, len, "backend after the replay");
+	ck_assert_uint_eq(stats().checksum_errors, 0);
 	free(orig);
 	free(model);
 	free(piece);
@@ -4380,6 +4469,7 @@ static Suite *cache_suite(void)
 		T(test_node_id_kept),
 		T(test_restart_keeps_clean),
 		T(test_crash_recovery_overwrite),
+		T(test_crash_stale_sum_uploaded_as_is),
 		T(test_journal_compacted_while_running),
 		T(test_jstate_rewrite_same),
 		T(test_prefetch_sequential),
@@ -4424,6 +4514,7 @@ static Suite *cache_suite(void)
 		B(bug_cache_close_leaks_ring),
 		B(bug_refresh_gen_overwrites_own_truncate),
 		B(bug_batch_backoff_per_chunk),
+		B(bug_flush_all_waits_for_corrupt_block),
 	};
 	size_t i;
 
