@@ -201,7 +201,7 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 	struct cache *c = f->c;
 	struct be *be = file_be(f);
 	uint64_t bs = c->block_size, start = chunk_start(c, idx);
-	uint64_t sums[CACHE_BLOCKS], mask, seq, size, sent = 0, m, zskip;
+	uint64_t sums[CACHE_BLOCKS], mask, seq, size, sent = 0, m, zskip, bad = 0;
 	uint64_t runs_mask;
 	struct pt_run *runs = NULL;
 	uint32_t nruns = 0, r;
@@ -312,18 +312,27 @@ static int flush_upload(struct cache_file *f, uint64_t idx, char *buf,
 								   -EIO;
 			pthread_mutex_unlock(&f->lock);
 			up->rehash = rc == -EBUSY;
-			up->corrupt = rc == -EIO;
-			if (rc == -EIO) {
-				atomic_fetch_add(&c->checksum_errors, 1);
-				log_msg(LOG_LVL_ERR, "flush",
-					"file %llx offset %llu: dirty block fails its checksum; not uploading it",
-					(unsigned long long)f->fileid,
-					(unsigned long long)(start + i * bs));
-			}
-			break;
+			if (rc != -EIO)
+				break;
+			/* Only this block stays behind: the others go. */
+			atomic_fetch_add(&c->checksum_errors, 1);
+			log_msg(LOG_LVL_ERR, "flush",
+				"file %llx offset %llu: dirty block fails its checksum; not uploading it",
+				(unsigned long long)f->fileid,
+				(unsigned long long)(start + i * bs));
+			bad |= 1ULL << i;
+			rc = 0;
 		}
 	}
 	file_fds_put(f);	/* the bytes are in buf */
+	if (bad) {
+		mask &= ~bad;
+		up->mask = mask;
+		up->whole &= mask;
+		up->corrupt = true;
+		if (!mask && rc == 0)
+			rc = -EIO;
+	}
 	/* Send the ranges, joined where they touch, no further than EOF. */
 	w = (struct seg_writer){ .c = c, .be = be, .node = f->node,
 				 .cred = up->cred, .buf = buf, .start = start };
@@ -418,6 +427,10 @@ static int flush_finish(struct cache_file *f, struct upload *up, int rc)
 			rc = -EAGAIN;
 		}
 		f->flush_error = 0;
+		/* The rest went; a block that fails its checksum stays, and
+		 * the chunk goes back for another round, as a failure. */
+		if (rc == 0 && up->corrupt)
+			f->flush_error = rc = -EIO;
 	} else if (err_gone(rc)) {
 		file_gone(f);
 		rc = 0;
