@@ -114,6 +114,88 @@ ssize_t cache_table_files(struct cache *c, struct cache_file ***out)
 }
 
 /*
+ * Can f leave the table?  Only the table holds it, and it has nothing
+ * dirty, in flight or kept in memory alone (a pin, a passthrough writer's
+ * state).  *bytes: what its chunks count in used_bytes.  table_lock held.
+ */
+static bool file_unloadable(struct cache_file *f, uint64_t *bytes)
+{
+	uint64_t i, blocks = 0;
+	bool ok;
+
+	if (atomic_load(&f->refs) != 1 || pthread_mutex_trylock(&f->lock))
+		return false;
+	ok = !f->dirty_chunks && !f->inflight && !f->pinned && !f->pt_users &&
+	     !f->pt_writers && !f->flush_waiters && !f->local_change &&
+	     !f->gone;
+	for (i = 0; ok && i < f->nchunks; i++) {
+		const struct chunk *ch = f->chunks[i];
+
+		if (!ch)
+			continue;
+		ok = !ch->dirty && !ch->fetching && !ch->flushing &&
+		     !ch->queued && !ch->readers && !ch->writers;
+		blocks += popcount64(ch->present);
+	}
+	pthread_mutex_unlock(&f->lock);
+	*bytes = blocks * f->c->block_size;
+	return ok;
+}
+
+/* The most files cache_table_trim() takes at one hold of table_lock. */
+#define TRIM_BATCH 512
+
+void cache_table_trim(struct cache *c)
+{
+	size_t max = c->cfg->mem_files ? c->cfg->mem_files : CACHE_MEM_FILES;
+	struct cache_file *out = NULL, *f, **pp;
+	size_t n = 0, want, seen, b;
+	int64_t now = time(NULL);
+
+	pthread_mutex_lock(&c->table_lock);
+	if (c->nfiles <= max) {
+		pthread_mutex_unlock(&c->table_lock);
+		return;
+	}
+	/* Down to seven eighths, so that it is not done at every file. */
+	want = c->nfiles - (max - max / 8);
+	if (want > TRIM_BATCH)
+		want = TRIM_BATCH;
+	b = c->trim_cursor;
+	for (seen = 0; seen < TABLE_SIZE && n < want; seen++) {
+		for (pp = &c->table[b]; (f = *pp) && n < want;) {
+			uint64_t bytes;
+
+			if (!file_unloadable(f, &bytes)) {
+				pp = &f->hnext;
+				continue;
+			}
+			/* Listed before table_lock is dropped: an open
+			 * that comes next finds it there (cold_forget). */
+			if (!cold_relist(c, spec_hash_of(file_be(f)),
+					 f->fileid, f->hkey, bytes, now))
+				goto out;
+			atomic_fetch_sub(&c->used_bytes, bytes);
+			*pp = f->hnext;
+			f->in_table = false;
+			c->nfiles--;
+			f->hnext = out;
+			out = f;
+			n++;
+		}
+		b = (b + 1) % TABLE_SIZE;
+	}
+out:
+	c->trim_cursor = b;
+	atomic_fetch_add(&c->files_unloaded, n);	/* with files */
+	pthread_mutex_unlock(&c->table_lock);
+	while ((f = out)) {
+		out = f->hnext;
+		cache_file_put(f);	/* the table's: the last */
+	}
+}
+
+/*
  * A file used by someone besides the table (an open handle, a queued
  * upload or prefetch) keeps its descriptors longer than an idle one.
  * The mark follows the 1 <-> 2 transitions of refs; a race between two of
@@ -458,15 +540,90 @@ bool file_whole(struct cache_file *f)
 	return true;
 }
 
+/*
+ * node's file is not in the table (table_lock held; dropped here): load
+ * it from its cache files, or make them, and put it in.  A cold file being
+ * removed (reap.c) is waited for, without table_lock, and then cached
+ * afresh: never opened half removed (-EAGAIN: look in the table again).
+ * attr NULL (an open while the backend does not answer): only a file the
+ * cache dir holds, as its index says, is loaded, else -ENOENT.
+ */
+static int table_load(struct cache *c, int be_idx, struct be_node *node,
+		      const struct be_attr *attr, struct cache_file **out)
+{
+	struct cache_file *f;
+	struct be_gen gen;
+	int64_t busy;
+	int rc;
+
+	busy = cold_forget(c, spec_hash_of(c->bes[be_idx]), node->fileid,
+			   node->hkey);
+	if (busy >= 0) {
+		pthread_mutex_unlock(&c->table_lock);
+		cold_wait_removed(c, busy);
+		return -EAGAIN;
+	}
+	f = file_new(c, be_idx, node);
+	if (!f) {
+		pthread_mutex_unlock(&c->table_lock);
+		return -ENOMEM;
+	}
+	rc = index_open(f, attr != NULL);
+	if (rc < 0 || (!attr && rc == 0)) {	/* 0: no header to go by */
+		pthread_mutex_unlock(&c->table_lock);
+		if (attr)
+			log_msg(LOG_LVL_ERR, "cache",
+				"cannot create the cache files of %llx in %s: %s",
+				(unsigned long long)f->fileid, c->cfg->dir,
+				strerror(-rc));
+		file_free(f);
+		/* the cache device's trouble, not the name's */
+		return attr ? -EIO : -ENOENT;
+	}
+	if (attr) {
+		gen = be_attr_gen(attr);
+		if (rc == 0 || !be_gen_equal(&gen, &f->gen))
+			file_reset(f, attr);
+	}
+	f->in_table = true;
+	f->hnext = c->table[key_hash(be_idx, f->fileid)];
+	c->table[key_hash(be_idx, f->fileid)] = f;
+	c->nfiles++;
+	cache_file_ref(f);	/* the caller's */
+	pthread_mutex_unlock(&c->table_lock);
+	*out = f;
+	return 0;
+}
+
 int cache_file_get_offline(struct cache *c, int be_idx, struct be_node *node,
 			   struct cache_file **out)
 {
 	struct cache_file *f;
 	bool whole;
+	int rc;
 
-	f = table_get(c, be_idx, node->fileid, node->hkey);
-	if (!f)
-		return -ENOENT;
+	/*
+	 * Not in memory, but cached (an earlier run's, or unloaded past
+	 * mem_files): loaded as its index has it.
+	 */
+	for (;;) {
+		pthread_mutex_lock(&c->table_lock);
+		f = table_find(c, be_idx, node->fileid, node->hkey);
+		if (f) {
+			cache_file_ref(f);
+			pthread_mutex_unlock(&c->table_lock);
+			break;
+		}
+		if (!cache_file_cold(c, be_idx, node)) {
+			pthread_mutex_unlock(&c->table_lock);
+			return -ENOENT;
+		}
+		rc = table_load(c, be_idx, node, NULL, &f);
+		if (rc == 0)
+			break;
+		if (rc != -EAGAIN)
+			return -ENOENT;
+	}
 	pthread_mutex_lock(&f->lock);
 	whole = !f->gone && file_whole(f);
 	pthread_mutex_unlock(&f->lock);
@@ -485,7 +642,6 @@ int cache_file_get(struct cache *c, int be_idx, struct be_node *node,
 	struct be_gen gen = be_attr_gen(attr);
 	struct cache_file *f;
 	bool synced = false;
-	int64_t busy;
 	uint64_t i;
 	int rc;
 
@@ -523,40 +679,10 @@ again:
 		*out = f;
 		return 0;
 	}
-	/* A cold file being removed (reap.c) is waited for, without
-	 * table_lock, and then cached afresh: never opened half removed. */
-	busy = cold_forget(c, spec_hash_of(c->bes[be_idx]), node->fileid,
-			   node->hkey);
-	if (busy >= 0) {
-		pthread_mutex_unlock(&c->table_lock);
-		cold_wait_removed(c, busy);
+	rc = table_load(c, be_idx, node, attr, out);
+	if (rc == -EAGAIN)
 		goto again;
-	}
-	f = file_new(c, be_idx, node);
-	if (!f) {
-		pthread_mutex_unlock(&c->table_lock);
-		return -ENOMEM;
-	}
-	rc = index_open(f, true);
-	if (rc < 0) {
-		pthread_mutex_unlock(&c->table_lock);
-		log_msg(LOG_LVL_ERR, "cache",
-			"cannot create the cache files of %llx in %s: %s",
-			(unsigned long long)f->fileid, c->cfg->dir,
-			strerror(-rc));
-		file_free(f);
-		return -EIO;	/* the cache device's trouble, not the name's */
-	}
-	if (rc == 0 || !be_gen_equal(&gen, &f->gen))
-		file_reset(f, attr);
-	f->in_table = true;
-	f->hnext = c->table[key_hash(be_idx, f->fileid)];
-	c->table[key_hash(be_idx, f->fileid)] = f;
-	c->nfiles++;
-	cache_file_ref(f);	/* the caller's */
-	pthread_mutex_unlock(&c->table_lock);
-	*out = f;
-	return 0;
+	return rc;
 }
 
 int cache_file_lookup(struct cache *c, int be_idx, uint64_t fileid,
@@ -754,6 +880,7 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
 	st->stale_opens = atomic_load(&c->stale_opens);
 	st->cold_files = cold_count(c);
 	st->cold_files_evicted = atomic_load(&c->cold_evicted);
+	st->files_unloaded = atomic_load(&c->files_unloaded);
 	st->scan_done = atomic_load(&c->scan_done);
 	st->scan_files = atomic_load(&c->scan_files);
 	st->scan_ms = atomic_load(&c->scan_us) / 1000;

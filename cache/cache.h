@@ -84,7 +84,12 @@ struct cache_config {
 	enum cache_direct_mode direct;	/* O_DIRECT for cache-file I/O */
 	unsigned int max_fds;	/* cache-file descriptors kept open; 0: a
 				 * quarter of RLIMIT_NOFILE */
+	unsigned int mem_files;	/* files whose state stays in memory once
+				 * unused; 0: CACHE_MEM_FILES */
 };
+
+/* The default of cache_config.mem_files: about 2 KiB each for small files. */
+#define CACHE_MEM_FILES 32768
 
 struct cache;
 struct cache_file;
@@ -120,8 +125,11 @@ struct cache_stats {
 	uint64_t bytes_scrubbed;	/* file bytes checked by a scrub */
 	uint64_t stale_opens;	/* opens served the cached copy while the
 				 * backend did not answer (offline=serve) */
-	uint64_t cold_files;	/* gauge: files cached by an earlier run, not
-				 * opened since (counted by the scan) */
+	uint64_t cold_files;	/* gauge: files on the cold list: cached by
+				 * an earlier run (counted by the scan) or
+				 * unloaded, and not opened since */
+	uint64_t files_unloaded;	/* unused clean files moved out of
+					 * memory to the cold list */
 	uint64_t cold_files_evicted;	/* of them, removed by eviction */
 	uint64_t scan_done;	/* gauge: 1 once the start-up scan has
 				 * counted every file of the cache dir */
@@ -307,8 +315,11 @@ int cache_file_truncate(struct cache_file *f, const struct be_cred *cred,
 /* Drop clean cached data of the file (stagefsctl evict). */
 int cache_file_evict(struct cache_file *f);
 
+/* Is node's file cached but not in memory (on the cold list: cached by an
+ * earlier run, or unloaded past mem_files)?  cache_file_get() loads it. */
+bool cache_file_cold(struct cache *c, int be_idx, const struct be_node *node);
 /*
- * The file's entry if the cache has one (with a reference), or -ENOENT.
+ * The file's entry if the table has one (with a reference), or -ENOENT.
  * By fileid alone: with a reused fileid, the newest entry.
  */
 int cache_file_lookup(struct cache *c, int be_idx, uint64_t fileid,

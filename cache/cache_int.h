@@ -375,6 +375,9 @@ struct cache {
 	bool reaper_started;
 	pthread_t scanner;
 	bool scanner_started;
+	size_t trim_cursor;	/* the bucket cache_table_trim() goes on at;
+				 * table_lock */
+	atomic_uint_fast64_t files_unloaded;
 	/* scan.c: files the scan has counted so far, 1 once it is done,
 	 * and how long it took */
 	atomic_uint_fast64_t scan_files, scan_done, scan_us;
@@ -712,6 +715,14 @@ void *scan_main(void *arg);
 int64_t cold_forget(struct cache *c, unsigned int spec_hash, uint64_t fileid,
 		    uint64_t hkey);
 void cold_wait_removed(struct cache *c, int64_t ent);
+/* A file that left the table (cache_table_trim()) goes on the list, with
+ * bytes added to used_bytes; its old entry, gone since an open, is used
+ * again.  False if out of memory.  Takes cold_lock. */
+bool cold_relist(struct cache *c, unsigned int spec_hash, uint64_t fileid,
+		 uint64_t hkey, uint64_t bytes, int64_t mtime);
+/* Move unused clean files out of the table while it holds more than
+ * cfg->mem_files (the scanner thread, after its scan). */
+void cache_table_trim(struct cache *c);
 /* Pick cold files, oldest first, for the remover until want bytes are on
  * their way, the list is empty or now_us() passes deadline_us (0: no
  * deadline).  Makes no system call.  Returns the bytes picked. */

@@ -141,14 +141,15 @@ static size_t collect(struct cache *c, struct victim **out)
 					v = nv;
 					cap *= 2;
 				}
+				cache_file_ref(f);
 				v[n++] = (struct victim){ ch->lru_stamp, f,
 							  idx };
 			}
 			pthread_mutex_unlock(&f->lock);
 		}
 	}
-	/* Files stay in the table while we work: they are only freed at
-	 * cache_close, after the evictor has stopped. */
+	/* Each victim holds its file: an unused one may leave the table
+	 * meanwhile (cache_table_trim()). */
 	pthread_mutex_unlock(&c->table_lock);
 	qsort(v, n, sizeof(*v), victim_cmp);
 	*out = v;
@@ -250,6 +251,8 @@ void cache_evict_maybe(struct cache *c)
 			freed += b;
 			nchunks += b != 0;
 		}
+		for (i = 0; i < n; i++)
+			cache_file_put(v[i].f);
 		free(v);
 	}
 	d = now_us() - t0;

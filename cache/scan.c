@@ -332,6 +332,74 @@ out:
 	return ok;
 }
 
+bool cold_relist(struct cache *c, unsigned int spec_hash, uint64_t fileid,
+		 uint64_t hkey, uint64_t bytes, int64_t mtime)
+{
+	struct cold_ent ne = { .fileid = fileid, .hkey = hkey,
+			       .bytes = bytes, .mtime = mtime,
+			       .spec_hash = spec_hash,
+			       .state = COLD_LISTED };
+	struct cold_list *l;
+	struct cold_ent *e;
+	int64_t i;
+	bool ok = true;
+
+	pthread_mutex_lock(&c->cold_lock);
+	l = c->cold;
+	i = hash_find(l, spec_hash, fileid, hkey, true);
+	if (i >= 0) {
+		e = ent(l, (uint32_t)i);
+		/* Not GONE: cannot be, the file was in the table. */
+		if (e->state == COLD_GONE && l->nheap < l->heap_cap) {
+			/* Its old heap slot, if still there, is skipped
+			 * as a duplicate once it has been picked. */
+			*e = ne;
+			heap_push(l, (uint32_t)i);
+			goto listed;
+		}
+		if (e->state != COLD_GONE)
+			goto out;
+	}
+	if (!l)
+		l = c->cold = calloc(1, sizeof(*l));
+	ok = l && l->n < UINT32_MAX - 1 && cold_reserve(l);
+	if (!ok)
+		goto out;
+	if (i >= 0) {	/* room made: the old entry again */
+		*ent(l, (uint32_t)i) = ne;
+		heap_push(l, (uint32_t)i);
+	} else {
+		*ent(l, l->n) = ne;
+		hash_put(l, l->n);
+		heap_push(l, l->n);
+		l->n++;
+	}
+listed:
+	c->ncold++;
+	atomic_fetch_add(&c->used_bytes, bytes);
+out:
+	pthread_mutex_unlock(&c->cold_lock);
+	return ok;
+}
+
+bool cache_file_cold(struct cache *c, int be_idx, const struct be_node *node)
+{
+	int64_t i;
+	bool cold = false;
+
+	pthread_mutex_lock(&c->cold_lock);
+	i = hash_find(c->cold, spec_hash_of(c->bes[be_idx]), node->fileid,
+		      node->hkey, false);
+	if (i >= 0)
+		cold = ent(c->cold, (uint32_t)i)->state == COLD_LISTED ||
+		       ent(c->cold, (uint32_t)i)->state == COLD_QUEUED;
+	pthread_mutex_unlock(&c->cold_lock);
+	return cold;
+}
+
+/* How often the scanner thread, its scan done, keeps the table's size. */
+#define TRIM_MS 200
+
 void *scan_main(void *arg)
 {
 	struct cache *c = arg;
@@ -351,7 +419,7 @@ void *scan_main(void *arg)
 		if (data_fd >= 0)
 			close(data_fd);
 		atomic_store(&c->scan_done, 1);
-		return NULL;
+		goto trim;
 	}
 	while (!atomic_load(&c->stopping) && (de = readdir(dp))) {
 		struct cold_ent ne = { 0 };
@@ -383,9 +451,15 @@ void *scan_main(void *arg)
 		(unsigned long long)files, (unsigned long long)bytes,
 		(double)(now_us() - t0) / 1e6);
 	cache_evict_maybe(c);
-	/* last: once scan_done is seen, this thread touches nothing more */
 	atomic_store(&c->scan_us, now_us() - t0);
 	atomic_store(&c->scan_done, 1);
+trim:	/* Then the table's size, until the cache closes. */
+	while (!atomic_load(&c->stopping)) {
+		struct timespec ts = { 0, TRIM_MS * 1000000L };
+
+		nanosleep(&ts, NULL);
+		cache_table_trim(c);
+	}
 	return NULL;
 }
 

@@ -79,7 +79,8 @@ static void say(int fd, const char *fmt, ...)
 	X(passthrough_bytes_written, counter, "dirty bytes found in cache files written through passthrough") \
 	X(bytes_scrubbed, counter, "cached bytes read back and checked by stagefsctl scrub") \
 	X(stale_opens, counter, "opens served the cached copy while the backend did not answer (offline=serve)") \
-	X(cold_files, gauge, "files cached by an earlier run and not opened since") \
+	X(cold_files, gauge, "files cached by an earlier run or unloaded, and not opened since") \
+	X(files_unloaded, counter, "unused clean files moved out of memory to the cold list (mem_files)") \
 	X(cold_files_evicted, counter, "files cached by an earlier run removed by eviction") \
 	X(scan_done, gauge, "1 once the start-up scan has counted every file of the cache dir") \
 	X(scan_files, gauge, "files the start-up scan has counted") \
@@ -386,7 +387,7 @@ static void cmd_status(struct ctl *ctl, int fd)
 	if (atomic_load(&ctl->s->ended))
 		say(fd, "state       unmounted: uploading what is dirty, then exiting (gives up after 60 s without progress)\n");
 	say(fd, "cache_dir   %s\n", cc->dir);
-	say(fd, "options     cache_size=%llu chunk_size=%llu readahead=%llu dirty_max=%llu nconnect=%u writeback=%s flush_on_close=%s fsync=%s verify=%s cache_direct=%s kernel_readahead=%llu\n",
+	say(fd, "options     cache_size=%llu chunk_size=%llu readahead=%llu dirty_max=%llu nconnect=%u writeback=%s flush_on_close=%s fsync=%s verify=%s cache_direct=%s kernel_readahead=%llu mem_files=%u\n",
 	    (unsigned long long)cc->size, (unsigned long long)cc->chunk_size,
 	    (unsigned long long)cc->readahead,
 	    (unsigned long long)cc->dirty_max, cfg->nconnect,
@@ -396,7 +397,8 @@ static void cmd_status(struct ctl *ctl, int fd)
 	    cc->verify ? "on" : "off",
 	    cc->direct == CACHE_DIRECT_ON ? "on" :
 	    cc->direct == CACHE_DIRECT_FILLS ? "fills" : "off",
-	    (unsigned long long)cfg->kernel_readahead);
+	    (unsigned long long)cfg->kernel_readahead,
+	    cc->mem_files ? cc->mem_files : CACHE_MEM_FILES);
 	say(fd, "o_direct    %s\n",
 	    ctl->s->pt.dio_mmap ? "uncached, and may be mmap()ed" :
 				  "uncached; mmap() of such an open fails with ENODEV (the kernel lacks FUSE_DIRECT_IO_ALLOW_MMAP, Linux 6.6+)");
@@ -433,7 +435,10 @@ static void cmd_status(struct ctl *ctl, int fd)
 	}
 }
 
-/* The cache_file of st_ino, made if need be (the kernel knows the inode). */
+/*
+ * The cache_file of st_ino (the kernel knows the inode): in memory, or
+ * loaded from the cache dir if it is on the cold list, or made if create.
+ */
 static int file_of(struct ctl *ctl, const char *arg, bool create,
 		   struct cache_file **out)
 {
@@ -447,12 +452,16 @@ static int file_of(struct ctl *ctl, const char *arg, bool create,
 	if (!arg || *end || be_idx >= s->nbe)
 		return -EINVAL;
 	if (cache_file_lookup(s->cache, be_idx, stino & ((1ULL << 56) - 1),
-			      out) == 0 || !create)
-		return *out ? 0 : -ENOENT;
+			      out) == 0)
+		return 0;
 	ino = inode_find(s, be_idx, be_idx ? stino ^ ((uint64_t)be_idx << 56) :
 						 stino, NULL);
 	if (!ino)
 		return -ENOENT;
+	if (!create && !cache_file_cold(s->cache, be_idx, ino->node)) {
+		inode_forget(s, ino, 1);
+		return -ENOENT;
+	}
 	rc = ino_be(s, ino)->ops->getattr(ino_be(s, ino), NULL, ino->node, &a);
 	if (rc == 0)
 		rc = cache_file_get(s->cache, be_idx, ino->node, &a, out);

@@ -38,6 +38,7 @@ static const struct fuse_opt sfs_opts[] = {
 	OPT("dirty_max=%s", dirty_max_s, 0),
 	OPT("journal_compact=%s", journal_compact_s, 0),
 	OPT("nconnect=%u", nconnect, 0),
+	OPT("mem_files=%u", cache.mem_files, 0),
 	OPT("writeback=%s", writeback_s, 0),
 	OPT("flush_on_close=%s", flush_on_close_s, 0),
 	OPT("fsync=%s", fsync_s, 0),
@@ -90,6 +91,8 @@ void opts_usage(const char *prog)
 	       "  -o dirty_max=SIZE         writers wait above this much dirty data (default cache_size/2)\n"
 	       "  -o journal_compact=SIZE   rewrite the journal to what is still dirty when it\n"
 	       "                            grows past SIZE and twice its last size (default 4M)\n"
+	       "  -o mem_files=N            files whose cache state stays in memory once unused\n"
+	       "                            (default 32768; about 2K each)\n"
 	       "  -o verify=on|off          check checksums on every cache read (default on)\n"
 	       "  -o passthrough=auto|on|off  the kernel reads and writes cached files\n"
 	       "                            itself (FUSE passthrough, Linux 6.9+; default auto)\n"
@@ -266,6 +269,12 @@ int opts_parse(struct fuse_args *args, struct sfs_config *cfg)
 	    (cfg->namespace_file || strncmp(cfg->backend, "nfs://", 6) != 0)) {
 		fprintf(stderr, "stagefs: hosts=%s needs an nfs:// BACKEND and no namespace= (list a junction's addresses in its URL)\n",
 			cfg->hosts_file);
+		return -EINVAL;
+	}
+	if (cfg->cache.mem_files &&
+	    (cfg->cache.mem_files < 100 || cfg->cache.mem_files > 100000000)) {
+		fprintf(stderr, "stagefs: bad value for mem_files: %u (expected 100 to 100000000)\n",
+			cfg->cache.mem_files);
 		return -EINVAL;
 	}
 	if (cfg->nconnect < 1 || cfg->nconnect > 64) {

@@ -26,6 +26,10 @@
 #    run, so most have had their cache descriptors closed) reads back
 #    right through the mount;
 #  - nothing was counted as a flush error;
+#  - the daemon's table of files in memory keeps to mem_files (2000 here):
+#    the files written and let go move to the cold list (files_unloaded),
+#    `stagefsctl evict` of one of them drops its data, and the sample read
+#    back above is read from their cache files;
 #  - the running daemon compacted its journal (journal_compact=256K here:
 #    every file leaves about 250 bytes of records), and it is killed -9
 #    right after the last file and started again on its cache dir, which
@@ -40,10 +44,14 @@ setup_tmp
 NFILES=${STAGEFS_MANY_FILES:-20000}
 NDIRS=100
 LIMIT=${STAGEFS_MANY_FILES_NOFILE:-1024}
+MEMFILES=2000	# files whose cache state stays in memory once unused
 ((NFILES >= NDIRS)) || fail "STAGEFS_MANY_FILES=$NFILES: at least $NDIRS"
 
 # Everything this shell starts from here, the daemons too, has 1024.
 ulimit -n "$LIMIT" || skip "cannot set RLIMIT_NOFILE to $LIMIT"
+
+# table_small MNT: the daemon's cache table is within mem_files.
+table_small() { (($(ctr "$1" files) <= MEMFILES)); }
 
 # fd_count PID: open descriptors of PID.
 fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
@@ -52,7 +60,7 @@ for kind in $(backends); do
 	make_backend "$kind"
 	mnt=$TEST_TMP/mnt.$kind
 	opts=${STAGEFS_MANY_FILES_OPTS-flush_on_close=async}
-	opts=${opts:+$opts,}journal_compact=256K
+	opts=${opts:+$opts,}journal_compact=256K,mem_files=$MEMFILES
 	mount_stagefs "$BACKEND" "$mnt" "$TEST_TMP/cache.$kind" "$opts"
 	pid=$(stagefs_pid "$mnt")
 	lim=$(awk '/Max open files/ { print $4 " " $5 }' "/proc/$pid/limits")
@@ -86,6 +94,21 @@ print(f"{per * ndirs} files written; peak descriptors sampled {peak}")
 PY
 		fail "$kind: writing the files failed (above)"
 	info "$kind: $NFILES files created in $((SECONDS - start)) s"
+	# The table keeps to mem_files: the files written and let go leave
+	# it (those still dirty stay until uploaded).
+	wait_secs 60 table_small "$mnt" \
+		|| fail "$kind: $(ctr "$mnt" files) files in the table, mem_files $MEMFILES"
+	unl=$(ctr "$mnt" files_unloaded)
+	((unl >= NFILES - MEMFILES)) || fail "$kind: $unl files unloaded of $NFILES (mem_files $MEMFILES)"
+	info "$kind: $(ctr "$mnt" files) files in the table, $unl unloaded, $(awk '/VmRSS/ { print $2 " " $3 }' "/proc/$pid/status") resident"
+	# The first file left memory long ago and is cached all the same:
+	# `stagefsctl evict` finds it and drops its data.
+	used=$(ctr "$mnt" cache_used_bytes)
+	out=$(ctl "$mnt" evict "$mnt/d000/f0000000" 2>&1) \
+		|| fail "$kind: stagefsctl evict of an unloaded file: $out"
+	[[ $out != *"not cached"* ]] || fail "$kind: stagefsctl evict of an unloaded file: $out"
+	after=$(ctr "$mnt" cache_used_bytes)
+	((after < used)) || fail "$kind: evict of an unloaded file left cache_used_bytes at $after (was $used)"
 	jc=$(ctr "$mnt" journal_compactions)
 	info "$kind: journal $(ctr "$mnt" journal_bytes) bytes after $jc compactions; $(ctr "$mnt" dirty_bytes) dirty bytes; kill -9"
 	((jc >= 1)) || fail "$kind: the journal was never compacted while $NFILES files were written"

@@ -2273,6 +2273,119 @@ START_TEST(test_crash_stale_sum_uploaded_as_is)
 }
 END_TEST
 
+/* ---- the table's size (mem_files) ------------------------------------ */
+
+#define TRIM_FILES 50
+
+struct trim_fx {
+	struct be_node *n[TRIM_FILES];
+	unsigned char *data[TRIM_FILES];
+};
+
+/* File i: one block written through the cache, uploaded, and let go. */
+static void trim_make(struct trim_fx *t, int i)
+{
+	char name[16];
+	struct be_attr a;
+	struct cache_file *f;
+
+	snprintf(name, sizeof(name), "t%02d", i);
+	t->data[i] = pattern_new(BS, 40 + i);
+	ck_assert_int_eq(mem_be_put_file(X.be, name, NULL, 0, &t->n[i], &a),
+			 0);
+	ck_assert_int_ge(cache_file_get(X.c, 0, t->n[i], &a, &f), 0);
+	ck_assert_int_eq(cache_write(f, NULL, t->data[i], BS, 0),
+			 (ssize_t)BS);
+	ck_assert_int_eq(cache_file_flush(f), 0);
+	cache_file_put(f);
+}
+
+static bool table_within(void *arg)
+{
+	return stats().files <= *(uint64_t *)arg;
+}
+
+/* The first file from i on that is not in the table. */
+static int trim_unloaded(struct trim_fx *t, int i)
+{
+	struct cache_file *f;
+
+	for (; i < TRIM_FILES; i++) {
+		if (cache_file_lookup(X.c, 0, t->n[i]->fileid, &f) < 0)
+			return i;
+		cache_file_put(f);
+	}
+	ck_abort_msg("every file is still in the table");
+	return -1;
+}
+
+/*
+ * Each file in the table holds about 2 KiB of memory, and a workflow
+ * writes millions: past mem_files, files nobody holds and with nothing
+ * dirty leave it for the cold list (the scanner thread does it), their
+ * data still cached and counted once in cache_used_bytes.  An open loads
+ * one again from its index and reads its data from the cache, also an
+ * open while the backend does not answer (offline=serve); let go, it can
+ * leave again (its cold entry is used again).
+ */
+START_TEST(test_table_trim_unused_files)
+{
+	struct trim_fx t = { 0 };
+	uint64_t max = 8, bread;
+	int k;
+	unsigned char *got = malloc(BS);
+	struct cache_file *f;
+	struct be_attr a;
+	int i;
+
+	X.cfg.mem_files = (unsigned int)max;
+	fx_open();
+	for (i = 0; i < 40; i++)
+		trim_make(&t, i);
+	ck_assert_msg(wait_for(table_within, &max, 5000),
+		      "the table still holds %llu files (mem_files %llu)",
+		      (unsigned long long)stats().files,
+		      (unsigned long long)max);
+	ck_assert_uint_ge(stats().files_unloaded, 40 - max);
+	ck_assert_uint_eq(stats().cold_files + stats().files, 40);
+	ck_assert_uint_eq(stats().cache_used_bytes, 40 * BS);
+
+	/* An unloaded file opens from its index; its data is cached. */
+	bread = stats().bytes_read_backend;
+	k = trim_unloaded(&t, 0);
+	ck_assert_int_eq(X.be->ops->getattr(X.be, NULL, t.n[k], &a), 0);
+	ck_assert_int_ge(cache_file_get(X.c, 0, t.n[k], &a, &f), 0);
+	ck_assert_int_eq(cache_read(f, NULL, got, BS, 0), (ssize_t)BS);
+	assert_same(got, t.data[k], BS, "an unloaded file read again");
+	ck_assert_uint_eq(stats().bytes_read_backend, bread);
+	cache_file_put(f);
+	/* ... and so does one while the backend does not answer. */
+	k = trim_unloaded(&t, k + 1);
+	ck_assert_int_eq(cache_file_get_offline(X.c, 0, t.n[k], &f), 0);
+	ck_assert_int_eq(cache_read(f, NULL, got, BS, 0), (ssize_t)BS);
+	assert_same(got, t.data[k], BS, "an unloaded file opened offline");
+	cache_file_put(f);
+
+	/* More files: the table stays small, every byte counted once. */
+	for (i = 40; i < TRIM_FILES; i++)
+		trim_make(&t, i);
+	ck_assert(wait_for(table_within, &max, 5000));
+	ck_assert_uint_eq(stats().cold_files + stats().files, TRIM_FILES);
+	ck_assert_uint_eq(stats().cache_used_bytes, TRIM_FILES * BS);
+	for (i = 0; i < TRIM_FILES; i++) {
+		ck_assert_int_eq(X.be->ops->getattr(X.be, NULL, t.n[i], &a), 0);
+		ck_assert_int_ge(cache_file_get(X.c, 0, t.n[i], &a, &f), 0);
+		ck_assert_int_eq(cache_read(f, NULL, got, BS, 0), (ssize_t)BS);
+		assert_same(got, t.data[i], BS, "every file, after the trims");
+		cache_file_put(f);
+		be_node_put(X.be, t.n[i]);
+		free(t.data[i]);
+	}
+	ck_assert_uint_eq(stats().bytes_read_backend, bread);
+	free(got);
+}
+END_TEST
+
 /* Two journal states say the same: files, chunks, writers, runs, pt. */
 static void assert_jstate_eq(const struct jstate *a, const struct jstate *b)
 {
@@ -4474,6 +4587,7 @@ static Suite *cache_suite(void)
 		T(test_restart_keeps_clean),
 		T(test_crash_recovery_overwrite),
 		T(test_crash_stale_sum_uploaded_as_is),
+		T(test_table_trim_unused_files),
 		T(test_journal_compacted_while_running),
 		T(test_jstate_rewrite_same),
 		T(test_prefetch_sequential),
