@@ -305,6 +305,18 @@ START_TEST(test_opts_journal_compact)
 }
 END_TEST
 
+START_TEST(test_opts_mem_files)
+{
+	expect_refused("mem_files=5", "mem_files");
+	expect_refused("mem_files=200000000", "mem_files");
+	ck_assert_int_eq(parse_o("mem_files=abc"), -EINVAL);
+	ck_assert_int_eq(parse_o("mem_files=1000"), 0);
+	ck_assert_uint_eq(cfg.cache.mem_files, 1000);
+	ck_assert_int_eq(parse_o("chunk_size=1M"), 0);
+	ck_assert_uint_eq(cfg.cache.mem_files, 0);	/* the default */
+}
+END_TEST
+
 START_TEST(test_opts_bad_chunk_size)
 {
 	expect_refused("chunk_size=3M", "chunk_size");
@@ -447,6 +459,7 @@ static Suite *opts_suite(void)
 	tcase_add_test(tc, test_opts_dirty_max_floor);
 	tcase_add_test(tc, test_opts_bad_chunk_size);
 	tcase_add_test(tc, test_opts_journal_compact);
+	tcase_add_test(tc, test_opts_mem_files);
 	tcase_add_test(tc, test_opts_bad_choice);
 	tcase_add_test(tc, test_opts_readdirplus);
 	tcase_add_test(tc, test_opts_bad_sizes);
