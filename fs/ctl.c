@@ -437,9 +437,10 @@ static void cmd_status(struct ctl *ctl, int fd)
 
 /*
  * The cache_file of st_ino (the kernel knows the inode): in memory, or
- * loaded from the cache dir if it is on the cold list, or made if create.
+ * loaded from the cache dir if cold and it is on the cold list (a flush
+ * does not look there: such files have nothing dirty), or made if create.
  */
-static int file_of(struct ctl *ctl, const char *arg, bool create,
+static int file_of(struct ctl *ctl, const char *arg, bool create, bool cold,
 		   struct cache_file **out)
 {
 	struct sfs *s = ctl->s;
@@ -458,7 +459,7 @@ static int file_of(struct ctl *ctl, const char *arg, bool create,
 						 stino, NULL);
 	if (!ino)
 		return -ENOENT;
-	if (!create && !cache_file_cold(s->cache, be_idx, ino->node)) {
+	if (!create && !(cold && cache_file_cold(s->cache, be_idx, ino->node))) {
 		inode_forget(s, ino, 1);
 		return -ENOENT;
 	}
@@ -474,7 +475,7 @@ static void cmd_file(struct ctl *ctl, int fd, const char *cmd,
 {
 	struct cache_file *f = NULL;
 	bool create = !strcmp(cmd, "prefetch") || !strcmp(cmd, "pin");
-	int rc = file_of(ctl, arg, create, &f);
+	int rc = file_of(ctl, arg, create, strcmp(cmd, "flush") != 0, &f);
 
 	if (rc == -ENOENT && !create) {
 		say(fd, "ok\nnot cached\n");	/* nothing to flush or evict */
@@ -527,7 +528,7 @@ static void cmd_scrub(struct ctl *ctl, int fd, const char *arg)
 	int rc;
 
 	if (arg && *arg) {
-		rc = file_of(ctl, arg, false, &f);
+		rc = file_of(ctl, arg, false, true, &f);
 		if (rc == -ENOENT) {
 			say(fd, "ok\nnot cached\n");
 			return;
