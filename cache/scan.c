@@ -348,8 +348,9 @@ bool cold_relist(struct cache *c, unsigned int spec_hash, uint64_t fileid,
 	l = c->cold;
 	i = hash_find(l, spec_hash, fileid, hkey, true);
 	if (i >= 0) {
+		/* GONE (opened since it was listed) is the only state it can
+		 * be in: the file was in the table. */
 		e = ent(l, (uint32_t)i);
-		/* Not GONE: cannot be, the file was in the table. */
 		if (e->state == COLD_GONE && l->nheap < l->heap_cap) {
 			/* Its old heap slot, if still there, is skipped
 			 * as a duplicate once it has been picked. */

@@ -81,7 +81,7 @@ static void say(int fd, const char *fmt, ...)
 	X(stale_opens, counter, "opens served the cached copy while the backend did not answer (offline=serve)") \
 	X(cold_files, gauge, "files cached by an earlier run or unloaded, and not opened since") \
 	X(files_unloaded, counter, "unused clean files moved out of memory to the cold list (mem_files)") \
-	X(cold_files_evicted, counter, "files cached by an earlier run removed by eviction") \
+	X(cold_files_evicted, counter, "cold files removed by eviction") \
 	X(scan_done, gauge, "1 once the start-up scan has counted every file of the cache dir") \
 	X(scan_files, gauge, "files the start-up scan has counted") \
 	X(scan_ms, gauge, "how long the start-up scan took, ms (0 until it is done)") \
