@@ -9,7 +9,9 @@
  * list.  When the evictor runs out of chunks in memory, it picks cold
  * files whole, oldest first, and hands them to the remover thread
  * (reap.c), which unlinks them.  A cold file that is opened again leaves
- * the list: its chunks are then counted as they are loaded.
+ * the list: its chunks are then counted as they are loaded.  Files of this
+ * run that nobody uses join the list when the table holds more than
+ * mem_files (cache_table_trim(), cold_relist()), from the same thread.
  *
  * A node's cache holds millions of such files (issue 14), so the list is
  * built for that: a compact entry per file (struct cold_ent, 40 bytes) in
