@@ -302,32 +302,36 @@ static bool in_table(struct cache *c, unsigned int spec_hash, uint64_t fileid,
 
 /* Put one file on the list unless it is in the table; false if out of
  * memory.  Takes table_lock and cold_lock. */
+/* A new entry for ne, listed; false if out of memory.  cold_lock held. */
+static bool cold_append(struct cache *c, const struct cold_ent *ne)
+{
+	struct cold_list *l = c->cold;
+
+	if (!l)
+		l = c->cold = calloc(1, sizeof(*l));
+	if (!l || l->n >= UINT32_MAX - 1 || !cold_reserve(l))
+		return false;
+	*ent(l, l->n) = *ne;
+	hash_put(l, l->n);
+	heap_push(l, l->n);
+	l->n++;
+	c->ncold++;
+	atomic_fetch_add(&c->used_bytes, ne->bytes);
+	return true;
+}
+
 static bool cold_add(struct cache *c, const struct cold_ent *ne)
 {
-	struct cold_list *l;
 	bool ok = true;
 
 	pthread_mutex_lock(&c->table_lock);	/* no race with get */
 	if (in_table(c, ne->spec_hash, ne->fileid, ne->hkey))
 		goto out;
 	pthread_mutex_lock(&c->cold_lock);
-	l = c->cold;
 	/* Listed already: a name read before the remover took the file
 	 * away (its data file was still there for the fstatat). */
-	if (hash_find(l, ne->spec_hash, ne->fileid, ne->hkey, true) >= 0)
-		goto out_cold;
-	if (!l)
-		l = c->cold = calloc(1, sizeof(*l));
-	ok = l && l->n < UINT32_MAX - 1 && cold_reserve(l);
-	if (ok) {
-		*ent(l, l->n) = *ne;
-		hash_put(l, l->n);
-		heap_push(l, l->n);
-		l->n++;
-		c->ncold++;
-		atomic_fetch_add(&c->used_bytes, ne->bytes);
-	}
-out_cold:
+	if (hash_find(c->cold, ne->spec_hash, ne->fileid, ne->hkey, true) < 0)
+		ok = cold_append(c, ne);
 	pthread_mutex_unlock(&c->cold_lock);
 out:
 	pthread_mutex_unlock(&c->table_lock);
@@ -342,45 +346,26 @@ bool cold_relist(struct cache *c, unsigned int spec_hash, uint64_t fileid,
 			       .spec_hash = spec_hash,
 			       .state = COLD_LISTED };
 	struct cold_list *l;
-	struct cold_ent *e;
 	int64_t i;
 	bool ok = true;
 
 	pthread_mutex_lock(&c->cold_lock);
 	l = c->cold;
 	i = hash_find(l, spec_hash, fileid, hkey, true);
-	if (i >= 0) {
-		/* GONE (opened since it was listed) is the only state it can
-		 * be in: the file was in the table. */
-		e = ent(l, (uint32_t)i);
-		if (e->state == COLD_GONE && l->nheap < l->heap_cap) {
-			/* Its old heap slot, if still there, is skipped
-			 * as a duplicate once it has been picked. */
-			*e = ne;
+	if (i < 0) {
+		ok = cold_append(c, &ne);
+	} else if (ent(l, (uint32_t)i)->state == COLD_GONE) {
+		/* GONE (opened since it was listed) is the only state it
+		 * can be in: the file was in the table.  Its old heap slot,
+		 * if still there, is skipped as a duplicate once picked. */
+		ok = l->nheap < l->heap_cap || cold_reserve(l);
+		if (ok) {
+			*ent(l, (uint32_t)i) = ne;
 			heap_push(l, (uint32_t)i);
-			goto listed;
+			c->ncold++;
+			atomic_fetch_add(&c->used_bytes, bytes);
 		}
-		if (e->state != COLD_GONE)
-			goto out;
 	}
-	if (!l)
-		l = c->cold = calloc(1, sizeof(*l));
-	ok = l && l->n < UINT32_MAX - 1 && cold_reserve(l);
-	if (!ok)
-		goto out;
-	if (i >= 0) {	/* room made: the old entry again */
-		*ent(l, (uint32_t)i) = ne;
-		heap_push(l, (uint32_t)i);
-	} else {
-		*ent(l, l->n) = ne;
-		hash_put(l, l->n);
-		heap_push(l, l->n);
-		l->n++;
-	}
-listed:
-	c->ncold++;
-	atomic_fetch_add(&c->used_bytes, bytes);
-out:
 	pthread_mutex_unlock(&c->cold_lock);
 	return ok;
 }
