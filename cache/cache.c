@@ -994,10 +994,23 @@ int cache_flush_all(struct cache *c)
 /* What the lock file holds after a run that ended in cache_close(). */
 #define LOCK_CLEAN	"clean\n"
 
+/* The lock file holds text, durably; 0 or -errno. */
+static int lock_write(struct cache *c, const char *text)
+{
+	size_t n = strlen(text);
+
+	if (ftruncate(c->lock_fd, 0) < 0 ||
+	    pwrite(c->lock_fd, text, n, 0) != (ssize_t)n ||
+	    fdatasync(c->lock_fd) < 0)
+		return -errno;
+	return 0;
+}
+
 static int take_lock(struct cache *c, char *err, size_t errlen)
 {
 	char pid[32];
 	ssize_t n;
+	int rc;
 
 	c->lock_fd = openat(c->dir_fd, "lock", O_RDWR | O_CREAT | O_CLOEXEC,
 			    0600);
@@ -1023,12 +1036,11 @@ static int take_lock(struct cache *c, char *err, size_t errlen)
 	n = pread(c->lock_fd, pid, sizeof(pid) - 1, 0);
 	pid[n > 0 ? n : 0] = '\0';
 	c->prev_clean = !strcmp(pid, LOCK_CLEAN);
-	n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-	if (ftruncate(c->lock_fd, 0) < 0 ||
-	    pwrite(c->lock_fd, pid, (size_t)n, 0) != n ||
-	    fdatasync(c->lock_fd) < 0) {
+	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	rc = lock_write(c, pid);
+	if (rc < 0) {
 		snprintf(err, errlen, "cache dir %s: cannot write lock file: %s",
-			 c->cfg->dir, strerror(errno));
+			 c->cfg->dir, strerror(-rc));
 		return -EIO;
 	}
 	return 0;
@@ -1508,13 +1520,11 @@ int cache_drain(struct cache *c)
  */
 static void mark_clean(struct cache *c)
 {
-	const size_t n = sizeof(LOCK_CLEAN) - 1;
+	int rc = lock_write(c, LOCK_CLEAN);
 
-	if (ftruncate(c->lock_fd, 0) < 0 ||
-	    pwrite(c->lock_fd, LOCK_CLEAN, n, 0) != (ssize_t)n ||
-	    fdatasync(c->lock_fd) < 0)
+	if (rc < 0)
 		log_msg(LOG_LVL_WARN, "cache", "cache dir %s: lock file: %s",
-			c->cfg->dir, strerror(errno));
+			c->cfg->dir, strerror(-rc));
 }
 
 int cache_close(struct cache *c)
